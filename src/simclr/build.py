@@ -1,0 +1,96 @@
+"""The one place where a config becomes objects: data, model, optimiser, schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from simclr.config import Config
+from simclr.data.augment import AugmentSpec
+from simclr.data.decode import IN_MEMORY_MAX_SIDE, native_side
+from simclr.data.sources import ImageSource, load_source
+from simclr.errors import InputError
+from simclr.models.resnet import EncoderSpec
+from simclr.models.simclr import SimCLRNet
+from simclr.optim import LARS, scale_lr, split_decay_groups
+
+
+def open_source(config: Config, split: str, spec: str | None = None) -> ImageSource:
+    """Load the ``split`` of ``spec`` (default: the config's dataset)."""
+    d = config.data
+    return load_source(spec or d.spec, split, data_root=Path(d.root) if d.root else None,
+                       cache_dir=Path(d.cache_dir) if d.cache_dir else None, holdout=d.holdout,
+                       seed=config.train.seed)
+
+
+class DataPlan(NamedTuple):
+    """Resolved image side and whether the dataset is held decoded in memory."""
+
+    image_size: int
+    in_memory: bool
+
+
+def plan_data(config: Config, source: ImageSource) -> DataPlan:
+    """Resolve ``data.image_size`` and ``data.in_memory`` (``auto``) for this dataset."""
+    side = native_side(source)
+    if side == 0:
+        raise InputError(f"no readable images in {source.name}")
+    small = side <= IN_MEMORY_MAX_SIDE
+    in_memory = small if config.data.in_memory == "auto" else config.data.in_memory == "true"
+    size = config.data.image_size or (side if small else 224)
+    return DataPlan(size, in_memory)
+
+
+def resolve(config: Config, plan: DataPlan) -> Config:
+    """Fill the ``auto`` values (image size, in-memory, CIFAR stem) so the saved config is explicit."""
+    stem = config.model.cifar_stem
+    if stem is None:
+        stem = plan.image_size <= IN_MEMORY_MAX_SIDE
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, image_size=plan.image_size,
+                                 in_memory="true" if plan.in_memory else "false"),
+        model=dataclasses.replace(config.model, cifar_stem=stem),
+    )
+
+
+def augment_spec(config: Config) -> AugmentSpec:
+    """The augmentation at the resolved training image size."""
+    return dataclasses.replace(config.augment, size=config.data.image_size)
+
+
+def build_model(config: Config) -> SimCLRNet:
+    """f and g from a resolved config (``cifar_stem`` decided)."""
+    m = config.model
+    return SimCLRNet(EncoderSpec(m.arch, m.width, bool(m.cifar_stem)), m.head)
+
+
+def peak_lr(config: Config) -> float:
+    """The learning rate after warm-up: base x batch/256, base x sqrt(batch) or base (Appendix B.1)."""
+    o = config.optim
+    if o.lr_scaling == "none":
+        return o.base_lr
+    return scale_lr(o.base_lr, config.train.batch_size, o.lr_scaling)
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """LARS / SGD / AdamW over two groups: weights with decay, and 1-D (BN, bias) parameters without."""
+    o = config.optim
+    groups = split_decay_groups(model, o.weight_decay)
+    lr = peak_lr(config)
+    if o.name == "lars":
+        return LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                    trust_coefficient=o.trust_coefficient)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
+
+
+def default_workers(config: Config) -> int:
+    """DataLoader workers: the configured number, never more than the CPUs there are."""
+    return min(config.data.workers, os.cpu_count() or 1)

@@ -1,0 +1,159 @@
+"""The ``simclr`` command: parses arguments, builds a config, calls one library function.
+
+Bad input (missing files, corrupt data, unknown config keys, out-of-range values) ends with one line on
+stderr and exit code 2; an interrupted pretraining run saves its checkpoint and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from simclr import __version__
+from simclr.errors import InputError
+
+SPEC_HELP = "cifar10, digits, an image folder, or a .tar/.tar.gz/.zip archive of one"
+
+
+def _pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR on unlabeled images")
+    p.add_argument("--data", required=True, help=SPEC_HELP)
+    p.add_argument("--out", required=True, type=Path, help="run folder (config, metrics, checkpoints)")
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.base_lr=0.5 (repeatable)")
+    p.add_argument("--arch", help="encoder: resnet18 ... resnet152, resnet50x2, resnet50x4")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="fit the whole schedule (warm-up + cosine) into this many minutes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _common_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
+    p.add_argument("--data", required=True, help=SPEC_HELP)
+    p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
+    p.add_argument("--cache-dir", default="", help="where archives are extracted")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _eval_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a pretrained encoder on a labelled dataset")
+    ev = p.add_subparsers(dest="protocol", required=True)
+    for name, text in (("knn", "weighted kNN on frozen h (k=200, T=0.1, cosine)"),
+                       ("linear", "linear classifier on frozen h"),
+                       ("compare", "kNN and linear: raw pixels vs random-init encoder vs learned h")):
+        q = ev.add_parser(name, help=text)
+        _common_eval(q)
+        q.add_argument("--json", action="store_true", help="print one JSON object")
+        if name != "linear":
+            q.add_argument("--k", type=int, default=200)
+            q.add_argument("--temperature", type=float, default=0.1)
+
+
+def _embed_parser(sub: Any) -> None:
+    p = sub.add_parser("embed", help="write h (optionally z) of a dataset to .npz")
+    _common_eval(p)
+    p.add_argument("--split", default="train", choices=("train", "test", "all"))
+    p.add_argument("--out", required=True, type=Path, help="output .npz file")
+    p.add_argument("--z", action="store_true", help="also store z = g(h)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simclr", description="SimCLR: contrastive visual representation "
+                                     "learning (Chen et al., ICML 2020).")
+    parser.add_argument("--version", action="version", version=f"simclr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _pretrain_parser(sub)
+    _eval_parser(sub)
+    _embed_parser(sub)
+    return parser
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise InputError(f"{name} must be > 0, got {value}")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from simclr.config import load_config
+    from simclr.engine.pretrain import pretrain
+
+    for name in ("epochs", "batch_size", "time_budget"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    train = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                               ("time_budget", args.time_budget), ("device", args.device),
+                               ("seed", args.seed)) if v is not None}
+    extra: dict[str, Any] = {"data": {"spec": args.data}, "train": train}
+    if args.arch:
+        extra["model"] = {"arch": args.arch}
+    config = load_config(args.config, args.set, extra)
+    result = pretrain(config, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs, last loss {result.loss:.4f}; "
+          f"run folder {result.run_dir}")
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> Any:
+    from simclr.evaluation.run import EvalSetup
+
+    _positive("--batch-size", args.batch_size)
+    return EvalSetup(args.data, args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
+                     not args.quiet)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from simclr.evaluation.run import compare, evaluate, format_table
+
+    setup = _setup(args)
+    if args.protocol == "compare":
+        rows = compare(args.checkpoint, setup, args.k, args.temperature)
+        print(json.dumps({"rows": rows}) if args.json else format_table(rows))
+        return 0
+    kw = {"k": args.k, "temperature": args.temperature} if args.protocol == "knn" else {}
+    result = evaluate(args.checkpoint, setup, args.protocol, **kw)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
+              f"({result['train_images']} train / {result['test_images']} test images)")
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from simclr.retrieval.embed import embed
+
+    info = embed(args.checkpoint, _setup(args), args.split, args.out, with_z=args.z)
+    print(f"wrote {info['images']} embeddings of dim {info['dim']} to {args.out}"
+          + (f" ({info['skipped']} unreadable images skipped)" if info["skipped"] else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed}
+    try:
+        return handlers[args.command](args)
+    except InputError as exc:
+        print(f"simclr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simclr: interrupted (a pretraining run saved last.pt; continue it with --resume)", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"simclr: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,374 @@
+"""Run configuration: frozen dataclasses whose defaults are the paper's values.
+
+A config is built from the defaults, then a YAML file, then ``--set section.key=value`` overrides, then the
+named command-line options; every key and value is checked (unknown keys, wrong types and out-of-range
+values raise ``InputError`` with one clear line). The resolved config is saved as ``config.yaml`` in the run
+folder and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simclr.data.augment import PRESETS, AugmentSpec
+from simclr.errors import InputError
+from simclr.models.heads import HeadSpec
+from simclr.models.resnet import ARCHITECTURES
+
+OPTIMIZERS = ("lars", "sgd", "adamw")
+LR_SCALINGS = ("linear", "sqrt", "none")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are fed.
+
+    Attributes:
+        spec: ``cifar10``, ``digits``, an image folder or a ``.tar``/``.tar.gz``/``.zip`` archive.
+        root: folder holding ``cifar-10-batches-py`` ('' = ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``).
+        cache_dir: where archives are extracted ('' = ``$SIMCLR_CACHE`` or ``~/.cache/simclr``).
+        holdout: fraction held out as the test split of a folder without ``train/`` and ``test/``.
+        image_size: side of the training views; 0 = the images' own side for small images held in memory
+            (32 for CIFAR-10), 224 otherwise.
+        in_memory: ``auto`` keeps small images (side <= 64) decoded in one uint8 tensor on the training
+            device and augments whole batches there; ``true``/``false`` force it.
+        workers: DataLoader worker processes for the file path.
+    """
+
+    spec: str = ""
+    root: str = ""
+    cache_dir: str = ""
+    holdout: float = 0.0
+    image_size: int = 0
+    in_memory: str = "auto"
+    workers: int = 2
+
+    def validate(self) -> None:
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"data.holdout must be in [0, 1), got {self.holdout}")
+        if self.image_size != 0 and self.image_size < 8:
+            raise ValueError(f"data.image_size must be 0 (auto) or >= 8, got {self.image_size}")
+        if self.in_memory not in ("auto", "true", "false"):
+            raise ValueError(f"data.in_memory must be auto, true or false, got {self.in_memory!r}")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder f and projection head g (Sections 2.1, 4.2; Appendix B.9 for the CIFAR stem).
+
+    Attributes:
+        arch: ``resnet18`` ... ``resnet152``, ``resnet50x2``, ``resnet50x4``.
+        width: channel multiplier of every layer.
+        cifar_stem: 3x3 stride-1 stem without max-pool; ``None`` (YAML ``auto``) = on for images <= 64 px.
+        head: the projection head.
+    """
+
+    arch: str = "resnet50"
+    width: float = 1.0
+    cifar_stem: bool | None = None
+    head: HeadSpec = field(default_factory=HeadSpec)
+
+    def validate(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if not 0.0 < self.width <= 16.0:
+            raise ValueError(f"model.width must be in (0, 16], got {self.width}")
+        self.head.validate()
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """NT-Xent (Section 2.1). The paper's default temperature for its large-batch runs is 0.1 (Table 5)."""
+
+    temperature: float = 0.1
+    normalize: bool = True
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and schedule (Section 3, Appendix B.1): LARS, lr = 0.3 x batch/256, wd 1e-6, 10 warm-up epochs.
+
+    Attributes:
+        name: ``lars``, ``sgd`` (momentum) or ``adamw``.
+        base_lr: scaled by ``lr_scaling``: ``linear`` = base x batch/256, ``sqrt`` = base x sqrt(batch),
+            ``none`` = base as is.
+        warmup_epochs: linear warm-up length, then cosine decay to ``final_lr``.
+    """
+
+    name: str = "lars"
+    base_lr: float = 0.3
+    lr_scaling: str = "linear"
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    trust_coefficient: float = 0.001
+    warmup_epochs: float = 10.0
+    final_lr: float = 0.0
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"optim.lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}")
+        if self.base_lr <= 0:
+            raise ValueError(f"optim.base_lr must be > 0, got {self.base_lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.final_lr < 0:
+            raise ValueError("optim.weight_decay, optim.warmup_epochs and optim.final_lr must be >= 0")
+        if self.trust_coefficient <= 0:
+            raise ValueError(f"optim.trust_coefficient must be > 0, got {self.trust_coefficient}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training run (Section 3: batch 4096, 100 epochs).
+
+    Attributes:
+        time_budget: minutes; > 0 fits the whole schedule (warm-up and cosine) to this wall time.
+        precision: ``auto`` = bf16 autocast where the hardware runs it fast (CUDA with bf16, CPUs with
+            AVX-512 bf16 or AMX), else fp32.
+        log_every: steps between metrics.jsonl lines (the only host-device synchronisations).
+        checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``); ``last.pt`` is written every epoch.
+        knn_every: epochs between kNN monitor evaluations on the labelled test split (0 = off).
+    """
+
+    epochs: int = 100
+    batch_size: int = 4096
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    time_budget: float = 0.0
+    log_every: int = 10
+    checkpoint_every: int = 0
+    knn_every: int = 0
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"train.batch_size must be >= 2, got {self.batch_size}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.time_budget < 0:
+            raise ValueError(f"train.time_budget must be >= 0 minutes, got {self.time_budget}")
+        for name in ("log_every", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0 or self.knn_every < 0:
+            raise ValueError("train.checkpoint_every and train.knn_every must be >= 0")
+        if self.knn_temperature <= 0:
+            raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a pretraining run needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        for section in (self.data, self.model, self.loss, self.optim, self.train):
+            section.validate()
+        # augment.size is replaced by the resolved image size before use; check the rest now.
+        dataclasses.replace(self.augment, size=max(self.augment.size, 8)).validate()
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert YAML-friendly forms (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("auto", "null", "none")):
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except InputError:
+                continue
+        raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"config key {key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise InputError(f"config key {key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise InputError(f"config key {key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise InputError(f"config key {key}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f" in section {prefix.rstrip('.')}" if prefix else ""
+        raise InputError(f"unknown config key {prefix}{unknown[0]}{where}; valid keys: {', '.join(sorted(names))}")
+    if cls is AugmentSpec and "size" in raw:
+        raise InputError("config key augment.size: the view size is data.image_size; set that instead")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise InputError(f"config key {prefix}{name} must be a section (a mapping), got {value!r}")
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_presets(raw: dict[str, Any]) -> dict[str, Any]:
+    """``augment.preset: cifar10`` stands for that preset's values; explicit augment keys win."""
+    augment = raw.get("augment")
+    if not isinstance(augment, dict) or "preset" not in augment:
+        return raw
+    augment = dict(augment)
+    name = augment.pop("preset")
+    if name not in PRESETS:
+        raise InputError(f"unknown augment.preset {name!r}; choose from {', '.join(PRESETS)}")
+    preset = {k: v for k, v in PRESETS[name].items() if k != "size"}  # the view size is data.image_size
+    return {**raw, "augment": {**preset, **augment}}
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"optim.base_lr=0.5"`` -> ``{"optim": {"base_lr": 0.5}}`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise InputError(f"--set expects KEY=VALUE (e.g. optim.base_lr=0.5), got {text!r}")
+    key, _, value_text = text.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise InputError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is an ``InputError``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"config file {p} is not valid YAML: {first}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"config file {p} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def build_config(*layers: dict[str, Any]) -> Config:
+    """Merge the layers (later wins) over the defaults, check every key and value, and validate."""
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        raw = _merge(raw, _expand_presets(layer))
+    config = _build(Config, raw, "")
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                extra: dict[str, Any] | None = None) -> Config:
+    """Defaults < YAML file < ``--set`` overrides < ``extra`` (the named CLI options)."""
+    layers = [read_yaml(path)] if path else []
+    layers += [parse_override(o) for o in overrides]
+    if extra:
+        layers.append(extra)
+    return build_config(*layers)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) for YAML and for checkpoints loaded with weights_only."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    raw = plain(dataclasses.asdict(config))
+    del raw["augment"]["size"]  # set from data.image_size
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Inverse of ``config_to_dict``."""
+    return build_config(raw)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    tmp.replace(path)

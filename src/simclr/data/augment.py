@@ -1,0 +1,217 @@
+"""SimCLR view augmentation: the paper's per-image reference pipeline.
+
+Implements the data augmentation of SimCLR (Chen et al., 2020, Appendix A):
+
+1. random resized crop (area 8%-100% of the image, aspect ratio 3/4-4/3, bicubic) resized to
+   ``size x size``, followed by a horizontal flip with probability 0.5 (Appendix A, "Random crop
+   and resize");
+2. colour distortion of strength ``s``: colour jitter with brightness, contrast and saturation
+   ``0.8 s`` and hue ``0.2 s``, the four operations in random order, applied with probability 0.8,
+   then random grayscale with probability 0.2 (Appendix A, "Color distortion");
+3. Gaussian blur with probability 0.5, sigma uniform in [0.1, 2.0] and a kernel of about 10% of
+   the image side (Appendix A, "Gaussian blur").
+
+The CIFAR-10 recipe (Appendix B.9) uses ``s = 0.5`` and no blur, see :data:`PRESETS`. Outputs are
+float32 tensors in [0, 1] without mean/std normalisation.
+
+The batched, device-side version of the same distributions lives in
+:mod:`simclr.data.batch_augment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import PIL.Image
+import torch
+from torchvision import transforms as T
+
+__all__ = [
+    "PRESETS",
+    "AugmentSpec",
+    "TwoViews",
+    "blur_kernel_size",
+    "eval_transform",
+    "preset_spec",
+    "view_transform",
+]
+
+ImageTransform = Callable[[PIL.Image.Image], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Parameters of the SimCLR augmentation; defaults are the paper's ImageNet values (Appendix A).
+
+    Attributes:
+        size: Output side ``S``; views are ``[3, S, S]``.
+        crop_scale: Range of the crop area as a fraction of the image area.
+        crop_ratio: Range of the crop aspect ratio (width / height), sampled log-uniformly.
+        flip_p: Probability of a horizontal flip.
+        color_strength: Colour distortion strength ``s``; jitter strengths are ``0.8 s``
+            (brightness, contrast, saturation) and ``0.2 s`` (hue).
+        color_p: Probability of applying the colour jitter.
+        gray_p: Probability of converting to grayscale.
+        blur_p: Probability of applying the Gaussian blur (0 disables it).
+        blur_sigma: Range of the blur standard deviation in pixels (sampled uniformly).
+        blur_kernel_frac: Blur kernel side as a fraction of ``size`` (see :func:`blur_kernel_size`).
+    """
+
+    size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    color_strength: float = 1.0
+    color_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_frac: float = 0.1
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ValueError: If any value is out of range; the message names the field.
+        """
+        if not isinstance(self.size, int) or self.size < 8:
+            raise ValueError(f"size must be an int >= 8, got {self.size!r}")
+        for name in ("flip_p", "color_p", "gray_p", "blur_p"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale!r}")
+        lo, hi = self.crop_ratio
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {self.crop_ratio!r}")
+        # Hue strength is 0.2 s and hue factors must stay within [-0.5, 0.5].
+        if not 0.0 <= self.color_strength <= 2.5:
+            raise ValueError(f"color_strength must be in [0, 2.5], got {self.color_strength!r}")
+        lo, hi = self.blur_sigma
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma!r}")
+        if not 0.0 < self.blur_kernel_frac <= 1.0:
+            raise ValueError(f"blur_kernel_frac must be in (0, 1], got {self.blur_kernel_frac!r}")
+
+    @property
+    def jitter_strengths(self) -> tuple[float, float, float, float]:
+        """``(brightness, contrast, saturation, hue)`` jitter strengths: ``0.8 s`` x3 and ``0.2 s``."""
+        s = self.color_strength
+        return 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s
+
+
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        # Appendix A: ImageNet, 224 x 224, s = 1, with blur.
+        "imagenet": MappingProxyType({"size": 224}),
+        # Appendix B.9: CIFAR-10, 32 x 32, s = 0.5, no Gaussian blur.
+        "cifar10": MappingProxyType({"size": 32, "color_strength": 0.5, "blur_p": 0.0}),
+    }
+)
+"""Read-only named overrides of :class:`AugmentSpec` (``AugmentSpec(**PRESETS[name])``)."""
+
+
+def preset_spec(name: str, **overrides: Any) -> AugmentSpec:
+    """Build a validated :class:`AugmentSpec` from a preset plus field overrides.
+
+    Args:
+        name: A key of :data:`PRESETS` (``"imagenet"`` or ``"cifar10"``).
+        **overrides: Fields that replace the preset's values.
+
+    Raises:
+        ValueError: For an unknown preset name or an invalid resulting spec.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {name!r}; choose from {sorted(PRESETS)}")
+    spec = AugmentSpec(**{**PRESETS[name], **overrides})
+    spec.validate()
+    return spec
+
+
+def blur_kernel_size(size: int, frac: float) -> int:
+    """Odd Gaussian-blur kernel side of about ``frac * size`` pixels (at least 3).
+
+    Follows the reference code (``tf2/data_util.py``): ``k = int(size * frac)``, then rounded to the
+    odd number ``2 * (k // 2) + 1``; e.g. 224 -> 23 and 32 -> 3 for ``frac = 0.1`` (Appendix A).
+
+    Args:
+        size: Image side in pixels.
+        frac: Kernel side as a fraction of ``size``.
+    """
+    radius = max(int(size * frac + 1e-9) // 2, 1)  # epsilon: 0.29 * 100 == 28.999...
+    return 2 * radius + 1
+
+
+def view_transform(spec: AugmentSpec) -> ImageTransform:
+    """The paper's augmentation of one PIL image into one view (Appendix A).
+
+    Crop, flip, colour jitter and grayscale run on the PIL image (PIL bicubic resampling, which
+    antialiases when downscaling); the blur runs on the float tensor. All randomness comes from
+    torch's global generator, so ``torch.manual_seed`` makes the views reproducible.
+
+    Args:
+        spec: Augmentation parameters; validated here.
+
+    Returns:
+        A callable mapping an RGB PIL image to a float32 tensor ``[3, S, S]`` in [0, 1].
+    """
+    spec.validate()
+    b, c, s, h = spec.jitter_strengths
+    steps: list[Any] = [
+        T.RandomResizedCrop(
+            spec.size,
+            scale=spec.crop_scale,
+            ratio=spec.crop_ratio,
+            interpolation=T.InterpolationMode.BICUBIC,
+        ),
+        T.RandomHorizontalFlip(p=spec.flip_p),
+        T.RandomApply([T.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)], p=spec.color_p),
+        T.RandomGrayscale(p=spec.gray_p),
+        T.ToTensor(),
+    ]
+    if spec.blur_p > 0:
+        kernel = blur_kernel_size(spec.size, spec.blur_kernel_frac)
+        blur = T.GaussianBlur(kernel, sigma=spec.blur_sigma)
+        steps.append(T.RandomApply([blur], p=spec.blur_p))
+    transform: ImageTransform = T.Compose(steps)
+    return transform
+
+
+def eval_transform(size: int) -> ImageTransform:
+    """Deterministic evaluation transform: bicubic resize of the shorter side, centre crop.
+
+    Args:
+        size: Output side ``S``.
+
+    Returns:
+        A callable mapping an RGB PIL image to a float32 tensor ``[3, S, S]`` in [0, 1].
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    transform: ImageTransform = T.Compose(
+        [T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor()]
+    )
+    return transform
+
+
+class TwoViews:
+    """Apply a random transform twice to get the positive pair ``(x_i, x_j)`` of SimCLR (Sec. 2.1).
+
+    Args:
+        transform: The per-image view transform, typically :func:`view_transform`.
+    """
+
+    def __init__(self, transform: ImageTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, img: PIL.Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent draws of the transform on ``img``; each ``[3, S, S]``."""
+        return self.transform(img), self.transform(img)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"

@@ -1,0 +1,389 @@
+"""Turning a dataset SPEC string into an :class:`ImageSource` (image identifiers, labels, class names).
+
+SPEC forms accepted by :func:`load_source`:
+
+* ``cifar10``: torchvision's CIFAR-10 (python version) under ``data_root``, downloaded if missing (online).
+* ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
+  (``i % 5 == 0``), train = the rest.
+* An image folder. With ``train/`` and ``test/`` subfolders the split picks one (``all`` = both). Inside,
+  class subfolders give labels (sorted names; loose files beside them are ignored); a flat folder is
+  unlabeled (label -1). Without both subfolders the test split is a seeded, class-stratified ``holdout``
+  fraction and train is the rest. A lone ``train/`` or ``test/`` subfolder is treated as the whole dataset.
+* A ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz`` or ``.zip`` archive of such a folder, extracted
+  once (safely and atomically) under ``cache_dir/archives/<key>``; a single wrapping top-level folder is
+  descended into.
+
+The names ``cifar10`` and ``digits`` win over folders of the same name: write ``./digits`` for a folder.
+Holdout applies only to folders and archives without a test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import numbers
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from simclr.data.images import is_image_file, open_rgb
+from simclr.errors import InputError
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
+
+SPLITS: tuple[str, ...] = ("train", "test", "all")
+ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+_SKIPPED_DIRS = frozenset({"__MACOSX"})
+_HOME_CACHE = Path("~/.cache/simclr")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSource:
+    """The images of one dataset split, before any transform.
+
+    Attributes:
+        name: ``"cifar10"``, ``"digits"``, or the folder / archive path as given.
+        paths: One identifier per image: a POSIX path relative to ``root`` for file-backed sources,
+            else ``"<name>/<split>/<index>"`` (cifar10) or ``"digits/<index>"``.
+        labels: int64 [N]; -1 for unlabeled images.
+        classes: Class names, index = label; empty when unlabeled.
+        array: uint8 [N, H, W, 3] when the whole dataset is decoded in memory, else None.
+        root: Folder that ``paths`` are relative to, for file-backed sources, else None.
+    """
+
+    name: str
+    paths: tuple[str, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    array: np.ndarray | None = None
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.paths) or (
+            self.array is not None and len(self.array) != len(self.paths)
+        ):
+            raise ValueError("paths, labels and array must have the same length")
+        if self.array is None and self.root is None:
+            raise ValueError("an ImageSource needs either an array or a root folder")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, i: int) -> Image.Image:
+        """Return image ``i`` as an 8-bit RGB image.
+
+        Raises:
+            CorruptImageError: The file cannot be decoded (the caller may skip and count it).
+        """
+        if self.array is not None:
+            return Image.fromarray(self.array[i])
+        assert self.root is not None
+        return open_rgb(self.root / self.paths[i], name=f"{self.paths[i]} in {self.name}")
+
+    def read_bytes(self, i: int) -> bytes:
+        """Return the encoded bytes of image ``i``: the file's bytes, or a lossless PNG for in-memory data."""
+        if self.array is None:
+            assert self.root is not None
+            return (self.root / self.paths[i]).read_bytes()
+        buffer = io.BytesIO()
+        Image.fromarray(self.array[i]).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def load_source(
+    spec: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    data_root: Path | None = None,
+    cache_dir: Path | None = None,
+    holdout: float = 0.0,
+    seed: int = 0,
+) -> ImageSource:
+    """Resolve a dataset SPEC (see the module docstring) into the images of one split.
+
+    Args:
+        spec: ``"cifar10"``, ``"digits"``, an image folder, or an archive of one.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        data_root: Where CIFAR-10 lives; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
+        cache_dir: Where archives are extracted; default ``$SIMCLR_CACHE`` or ``~/.cache/simclr``.
+        holdout: Fraction in [0, 1) of a folder without ``test/`` that forms its test split.
+        seed: Seed of the holdout draw.
+
+    Returns:
+        The split's :class:`ImageSource`.
+
+    Raises:
+        InputError: Unknown split, holdout out of range, missing or empty dataset, unreadable archive,
+            CIFAR-10 neither present nor downloadable.
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
+        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    text = os.fspath(spec)
+    if text == "cifar10":
+        return _load_cifar10(split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"))
+    if text == "digits":
+        return _load_digits(split)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_folder(path, text, split, holdout, seed)
+    if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        root = _descend_wrapper(_extract_archive(path, _setting_path(cache_dir, "SIMCLR_CACHE", _HOME_CACHE)))
+        return _load_folder(root, text, split, holdout, seed)
+    expected = "(expected cifar10, digits, an image folder or a .tar/.tar.gz/.zip archive)"
+    if path.exists():
+        raise InputError(f"not a supported dataset: {text} {expected}")
+    raise InputError(f"no such dataset: {text} {expected}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message with whitespace runs (newlines included) collapsed."""
+    return " ".join(str(exc).split())
+
+
+def _setting_path(value: Path | None, env_var: str, default: Path) -> Path:
+    """``value``, else the environment variable ``env_var``, else ``default`` (with ``~`` expanded)."""
+    return Path(value or os.environ.get(env_var) or default).expanduser()
+
+
+def _parts(split: str) -> tuple[str, ...]:
+    """The fixed splits that make up ``split``."""
+    return ("train", "test") if split == "all" else (split,)
+
+
+def _load_cifar10(split: str, data_root: Path) -> ImageSource:
+    """CIFAR-10 via torchvision, its ``.data`` array (uint8 NHWC) kept in memory."""
+    arrays: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    paths: list[str] = []
+    classes: tuple[str, ...] = ()
+    for part in _parts(split):
+        dataset = _open_cifar10(data_root, train=part == "train")
+        arrays.append(np.ascontiguousarray(dataset.data, dtype=np.uint8))
+        labels.append(np.asarray(dataset.targets, dtype=np.int64))
+        paths.extend(f"cifar10/{part}/{i}" for i in range(len(dataset.data)))
+        classes = tuple(dataset.classes)
+    return ImageSource("cifar10", tuple(paths), np.concatenate(labels), classes, np.concatenate(arrays))
+
+
+def _open_cifar10(data_root: Path, *, train: bool) -> CIFAR10:
+    """Open the local copy, else download it (torchvision's messages go to stderr, not stdout)."""
+    from torchvision.datasets import CIFAR10  # imported here: torchvision is slow to import
+
+    try:
+        return CIFAR10(root=str(data_root), train=train, download=False)
+    except RuntimeError:
+        pass
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return CIFAR10(root=str(data_root), train=train, download=True)
+    except Exception as exc:  # any download failure (offline, HTTP, checksum) has the same remedy
+        raise InputError(
+            f"CIFAR-10 not found in {data_root} and the download failed "
+            f"({type(exc).__name__}: {_one_line(exc)}): put the python version (folder cifar-10-batches-py) "
+            f"in {data_root} (or point SIMCLR_DATA at its parent), or run once online to download it, "
+            "or pass an image folder or .tar/.tar.gz/.zip archive"
+        ) from exc
+
+
+def _load_digits(split: str) -> ImageSource:
+    """scikit-learn's 8x8 digits as uint8 RGB; test = every 5th image, train = the rest."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    gray = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    index = np.arange(len(gray))
+    is_test = index % 5 == 0
+    keep = {"train": ~is_test, "test": is_test, "all": np.ones_like(is_test)}[split]
+    rgb = np.repeat(gray[keep][..., None], 3, axis=3)
+    paths = tuple(f"digits/{i}" for i in index[keep])
+    classes = tuple(str(c) for c in range(10))
+    return ImageSource(
+        "digits", paths, bunch.target[keep].astype(np.int64), classes, np.ascontiguousarray(rgb)
+    )
+
+
+def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -> ImageSource:
+    """An image folder (see the module docstring); ``paths`` are relative to ``root``."""
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() and test_dir.is_dir():
+        files = {part: _walk_images(root / part) for part in ("train", "test")}
+        classes = _class_names(files.values())
+        paths: list[str] = []
+        labels: list[int] = []
+        for part in _parts(split):
+            part_paths, part_labels = _label_files(files[part], classes)
+            if not part_paths:
+                raise InputError(f"no images found in {Path(name) / part}")
+            paths.extend(f"{part}/{p}" for p in part_paths)
+            labels.extend(part_labels)
+        return ImageSource(name, tuple(paths), np.asarray(labels, dtype=np.int64), classes, root=root)
+    base = train_dir if train_dir.is_dir() else test_dir if test_dir.is_dir() else root
+    prefix = "" if base == root else f"{base.name}/"
+    files_here = _walk_images(base)
+    classes = _class_names([files_here])
+    rel_paths, label_list = _label_files(files_here, classes)
+    if not rel_paths:
+        raise InputError(f"no images found in {name}")
+    paths_arr = np.asarray([prefix + p for p in rel_paths], dtype=object)
+    labels_arr = np.asarray(label_list, dtype=np.int64)
+    if split == "test" and holdout == 0:
+        raise InputError(
+            f"{name} has no test/ subfolder: set a holdout fraction for the test split "
+            "(e.g. --set data.holdout=0.1)"
+        )
+    if split != "all" and holdout > 0:
+        is_test = _holdout_mask(labels_arr, holdout, seed, name)
+        keep = is_test if split == "test" else ~is_test
+        paths_arr, labels_arr = paths_arr[keep], labels_arr[keep]
+    return ImageSource(name, tuple(paths_arr.tolist()), labels_arr, classes, root=root)
+
+
+def _walk_images(folder: Path) -> list[str]:
+    """Sorted POSIX paths, relative to ``folder``, of its image files (recursive; hidden entries skipped)."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        rel_dir = Path(dirpath).relative_to(folder)
+        found.extend(
+            (rel_dir / f).as_posix() for f in filenames if not f.startswith(".") and is_image_file(f)
+        )
+    return sorted(found)
+
+
+def _class_names(file_lists: Iterable[list[str]]) -> tuple[str, ...]:
+    """Sorted names of the top-level subfolders that hold images in any of ``file_lists``."""
+    return tuple(sorted({p.split("/", 1)[0] for files in file_lists for p in files if "/" in p}))
+
+
+def _label_files(files: list[str], classes: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """Label files by class folder (dropping loose top-level files), or -1 for all when unlabeled."""
+    if not classes:
+        return list(files), [-1] * len(files)
+    index = {c: i for i, c in enumerate(classes)}
+    kept = [p for p in files if "/" in p]
+    return kept, [index[p.split("/", 1)[0]] for p in kept]
+
+
+def _holdout_mask(labels: np.ndarray, fraction: float, seed: int, name: str) -> np.ndarray:
+    """A seeded boolean test mask of round(fraction * N) images, allotted to classes in proportion.
+
+    Each class gets floor(fraction * count) images, and the remaining ones go to the classes with the
+    largest remainders, so small classes still contribute and the total is exact.
+    """
+    groups = np.unique(labels)
+    counts = np.array([np.count_nonzero(labels == g) for g in groups])
+    exact = fraction * counts
+    take = np.floor(exact).astype(np.int64)
+    extra = int(np.floor(fraction * len(labels) + 0.5)) - int(take.sum())
+    take[np.argsort(-(exact - take), kind="stable")[:extra]] += 1
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for group, n in zip(groups, take, strict=True):
+        mask[rng.permutation(np.flatnonzero(labels == group))[:n]] = True
+    if not mask.any() or mask.all():
+        raise InputError(f"holdout {fraction} of the {len(labels)} images in {name} leaves an empty split")
+    return mask
+
+
+def _extract_archive(archive: Path, cache_dir: Path) -> Path:
+    """Extract ``archive`` once into ``cache_dir/archives/<key>`` and return that folder.
+
+    The key hashes the resolved path, size and mtime, so a changed archive is extracted afresh. The
+    extraction goes to a temporary sibling that is renamed into place only when complete.
+    """
+    info = archive.stat()
+    identity = f"{archive.resolve()}\0{info.st_size}\0{info.st_mtime_ns}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    parent = cache_dir / "archives"
+    dest = parent / key
+    if dest.is_dir():
+        return dest
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to cache folder {parent} ({_one_line(exc)}); set SIMCLR_CACHE to a writable folder"
+        ) from exc
+    try:
+        if archive.name.lower().endswith(".zip"):
+            _extract_zip(archive, tmp)
+        else:
+            _extract_tar(archive, tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # not a concurrent extraction that finished first
+                raise
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+            NotImplementedError) as exc:  # fmt: skip
+        raise InputError(
+            f"cannot extract archive {archive} into {parent} ({type(exc).__name__}: {_one_line(exc)}); "
+            "check that it is a complete .tar/.tar.gz/.zip file"
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _member_target(dest: Path, name: str, archive: Path) -> Path:
+    """Where member ``name`` goes under ``dest``; absolute paths and ``..`` are refused."""
+    clean = name.replace("\\", "/")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or ".." in parts:
+        raise InputError(f"unsafe member {name!r} in archive {archive}: absolute paths and '..' are refused")
+    return dest.joinpath(*parts)
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    """Extract directories and regular files of a tar archive; links, devices and FIFOs are skipped."""
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            target = _member_target(dest, member.name, archive)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isreg():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    """Extract directories and regular files of a zip archive; symlinks and special files are skipped."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            target = _member_target(dest, info.filename, archive)
+            unix_mode = info.external_attr >> 16
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not unix_mode or stat.S_ISREG(unix_mode):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+
+
+def _descend_wrapper(root: Path) -> Path:
+    """Step into a lone top-level folder (e.g. ``mydata/``) unless it is a ``train``/``test`` split."""
+    while True:
+        entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name not in _SKIPPED_DIRS]
+        if len(entries) != 1 or not entries[0].is_dir() or entries[0].name in ("train", "test"):
+            return root
+        root = entries[0]

@@ -1,0 +1,138 @@
+"""Streams of positive pairs (x_i, x_j) for pretraining, with explicit, checkpointable random state.
+
+Two paths share one interface (``batches(epoch, start)``, ``state_dict``/``load_state_dict``):
+
+* ``MemoryViews``: the dataset is one uint8 tensor on the training device; each step indexes a batch and
+  augments it there in one go (``BatchAugment``), with per-image randomness from a device generator.
+* ``LoaderViews``: a DataLoader decodes and augments images one at a time in worker processes
+  (``view_transform``); for folders of large images. Corrupt images are skipped and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from simclr.data.augment import AugmentSpec, TwoViews, view_transform
+from simclr.data.batch_augment import BatchAugment
+from simclr.data.images import CorruptImageError
+from simclr.data.sources import ImageSource
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+class MemoryViews:
+    """Batches of two augmented views of images held in memory.
+
+    Args:
+        images: uint8 [N, 3, H, W], on the device where augmentation and training run.
+        spec: augmentation parameters.
+        batch_size: images per step (each gives two views); the last partial batch of an epoch is dropped.
+        seed: seeds the shuffling (CPU generator) and the augmentation (generator on the images' device).
+    """
+
+    def __init__(self, images: torch.Tensor, spec: AugmentSpec, batch_size: int, seed: int) -> None:
+        if len(images) < batch_size:
+            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(images)} images)")
+        self.images = images
+        self.batch_size = batch_size
+        self.augment = BatchAugment(spec)
+        self._shuffle = torch.Generator().manual_seed(seed)
+        self._aug = torch.Generator(device=images.device).manual_seed(seed + 1)
+        self._epoch_state = self._shuffle.get_state()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def batches(self, start: int = 0) -> Iterator[Pair]:
+        """One epoch from step ``start``: the order is drawn when the epoch begins (from saved state on resume)."""
+        if start == 0:
+            self._epoch_state = self._shuffle.get_state()
+        else:
+            self._shuffle.set_state(self._epoch_state)
+        order = torch.randperm(len(self.images), generator=self._shuffle).to(self.images.device)
+        for step in range(start, self.steps_per_epoch):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            x = self.images.index_select(0, idx)
+            yield self.augment(x, self._aug), self.augment(x, self._aug)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shuffle_state": self._shuffle.get_state(), "epoch_state": self._epoch_state,
+                "aug_state": self._aug.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._shuffle.set_state(state["shuffle_state"])
+        self._epoch_state = state["epoch_state"]
+        self._aug.set_state(state["aug_state"])
+
+
+class _PairDataset(Dataset):
+    def __init__(self, source: ImageSource, transform: TwoViews) -> None:
+        self.source = source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int] | tuple[None, str, int]:
+        try:
+            v1, v2 = self.transform(self.source.load(i))
+        except CorruptImageError as exc:
+            return None, str(exc), i
+        return v1, v2, i
+
+
+def _collate(items: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor | None, list[tuple[int, str]]]:
+    good = [it for it in items if it[0] is not None]
+    bad = [(it[2], it[1]) for it in items if it[0] is None]
+    if not good:
+        return None, None, bad
+    return torch.stack([g[0] for g in good]), torch.stack([g[1] for g in good]), bad
+
+
+class LoaderViews:
+    """Batches of two augmented views decoded and augmented per image in DataLoader workers.
+
+    Shuffling and worker seeds come from ``seed`` and the epoch, so an epoch is reproducible and a resumed
+    run replays it; ``skipped`` collects (path, reason) of corrupt images met so far.
+    """
+
+    def __init__(self, source: ImageSource, spec: AugmentSpec, batch_size: int, seed: int, workers: int,
+                 pin_memory: bool = False) -> None:
+        if len(source) < batch_size:
+            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(source)} images)")
+        self.source = source
+        self.batch_size = batch_size
+        self.seed = seed
+        self.workers = workers
+        self.pin_memory = pin_memory
+        self.dataset = _PairDataset(source, TwoViews(view_transform(spec)))
+        self.epoch = 0
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.source) // self.batch_size
+
+    def batches(self, start: int = 0) -> Iterator[Pair]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                            num_workers=self.workers, collate_fn=_collate, generator=gen,
+                            pin_memory=self.pin_memory, persistent_workers=False)
+        for step, (v1, v2, bad) in enumerate(loader):
+            for i, reason in bad:
+                self.skipped[self.source.paths[i]] = reason
+            if step < start or v1 is None or v2 is None or len(v1) < 2:
+                continue
+            yield v1, v2
+        self.epoch += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])

@@ -1,0 +1,54 @@
+"""``--time-budget``: fit the whole schedule (warm-up and cosine decay) to a wall-clock budget.
+
+The speed is measured over the first steps and re-measured at a few points (a quarter, half and three
+quarters of the way), each time setting the total number of steps so that the run ends on time; the
+warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from simclr.optim import LRSchedule
+
+SETTLE_STEPS = 3
+"""Steps ignored before timing starts (first-iteration allocations and kernel selection)."""
+FIRST_ESTIMATE = 15
+"""Timed steps behind the first estimate."""
+RESERVE = 0.01
+"""Share of the budget kept back for the final checkpoint and bookkeeping."""
+
+
+class StepBudget:
+    """Keeps ``schedule.total_steps`` at what fits in ``seconds`` of wall time since ``t_start``."""
+
+    def __init__(self, seconds: float, t_start: float, schedule: LRSchedule, warmup_fraction: float) -> None:
+        self.seconds = seconds
+        self.t_start = t_start
+        self.warmup_fraction = min(max(warmup_fraction, 0.0), 1.0)
+        self.peak, self.final = schedule.peak_lr, schedule.final_lr
+        self._mark: tuple[int, float] | None = None
+        self._next = SETTLE_STEPS + FIRST_ESTIMATE
+        self._fractions = [0.25, 0.5, 0.75]
+
+    def _schedule(self, total: int) -> LRSchedule:
+        total = max(total, 1)
+        return LRSchedule(total, min(total, round(total * self.warmup_fraction)), self.peak, self.final)
+
+    def update(self, step: int, schedule: LRSchedule) -> LRSchedule:
+        """Call after each step; returns the (possibly re-fitted) schedule."""
+        now = time.perf_counter()
+        elapsed = now - self.t_start
+        if elapsed >= self.seconds:
+            return self._schedule(step) if step < schedule.total_steps else schedule
+        if step == SETTLE_STEPS:
+            self._mark = (step, now)
+        if self._mark is None or step < self._next:
+            return schedule
+        per_step = (now - self._mark[1]) / (step - self._mark[0])
+        remaining = self.seconds * (1.0 - RESERVE) - elapsed
+        total = step + max(0, int(remaining / per_step))
+        while self._fractions and step >= self._fractions[0] * total:
+            self._fractions.pop(0)
+        self._next = int(self._fractions[0] * total) if self._fractions else 1 << 62
+        return self._schedule(total)

@@ -1,0 +1,50 @@
+"""Checkpoints: written atomically, read with ``weights_only=True`` (loading never executes code)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr.errors import InputError
+
+FORMAT = "simclr-checkpoint-v1"
+LAST = "last.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` via a temporary file and an atomic rename (a crash never leaves half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its ``last.pt``; a file is taken as is."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / LAST
+        if not p.is_file():
+            raise InputError(f"no checkpoint in run folder {path} (expected {LAST})")
+    elif not p.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``."""
+    p = resolve_checkpoint(path)
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read checkpoint {p}: {first[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"{p} is not a simclr checkpoint")
+    return state

@@ -1,0 +1,236 @@
+"""The pretraining loop (Algorithm 1 of the paper), readable top to bottom.
+
+One step: two augmented views of a batch go through f and g in one forward pass, NT-Xent on z, a LARS (or
+SGD/AdamW) step with the warm-up + cosine learning rate of that step. Checkpoints hold everything needed to
+continue the same run exactly (``resume=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from simclr.build import (augment_spec, build_model, build_optimizer, default_workers, open_source, peak_lr,
+                          plan_data, resolve)
+from simclr.config import Config, config_from_dict, config_to_dict, save_config
+from simclr.data.decode import decode_source
+from simclr.data.views import LoaderViews, MemoryViews
+from simclr.engine.budget import StepBudget
+from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
+from simclr.engine.metrics import MetricsLog
+from simclr.engine.monitor import KnnMonitor
+from simclr.engine.runtime import pick_device, pick_precision
+from simclr.errors import InputError
+from simclr.losses import nt_xent
+from simclr.optim import LRSchedule, set_lr, warmup_steps_for
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What a finished (or stopped) run reached."""
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    skipped: int
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_skipped(run_dir: Path, skipped: dict[str, str]) -> None:
+    lines = [f"{path}\t{reason}" for path, reason in sorted(skipped.items())]
+    (run_dir / "skipped.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[str, Any] | None]:
+    """The config to run and, when resuming, the checkpoint to continue from."""
+    last = run_dir / LAST
+    if resume:
+        if not last.is_file():
+            raise InputError(f"--resume: no checkpoint {last} to resume from")
+        state = load_checkpoint(last)
+        return config_from_dict(state["config"]), state
+    if last.exists():
+        raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
+                         "another --out")
+    return config, None
+
+
+def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: bool = True,
+             stop_after_steps: int | None = None) -> PretrainResult:
+    """Pretrain f and g on ``config.data.spec``, writing everything to ``run_dir``.
+
+    Args:
+        config: the run's configuration (ignored when resuming: the saved one is used).
+        run_dir: the run folder (config.yaml, metrics.jsonl, tensorboard/, last.pt, skipped.txt).
+        resume: continue the run saved in ``run_dir/last.pt``.
+        progress: show progress bars.
+        stop_after_steps: stop (with a checkpoint) once this many steps are done in total, as an
+            interruption would; the schedule is unchanged, so ``resume`` continues the same run.
+    """
+    t_start = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config, state = _start(config, run_dir, resume)
+    device = pick_device(config.train.device)
+    precision = pick_precision(config.train.precision, device)
+    torch.manual_seed(config.train.seed)
+
+    source = open_source(config, "train")
+    config = resolve(config, plan_data(config, source))
+    save_config(config, run_dir / "config.yaml")
+    tr = config.train
+    skipped: dict[str, str] = {}
+    views: MemoryViews | LoaderViews
+    if config.data.in_memory == "true":
+        decoded = decode_source(source, config.data.image_size, progress=progress)
+        skipped.update(decoded.skipped)
+        if len(decoded.images) == 0:
+            raise InputError(f"no readable images in {source.name}")
+        try:
+            views = MemoryViews(decoded.images.to(device), augment_spec(config), tr.batch_size, tr.seed)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    else:
+        try:
+            views = LoaderViews(source, augment_spec(config), tr.batch_size, tr.seed, default_workers(config),
+                                pin_memory=device.type == "cuda")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    _write_skipped(run_dir, skipped)
+
+    model = build_model(config).to(device)
+    if tr.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
+    spe = views.steps_per_epoch
+    total = tr.epochs * spe
+    schedule = LRSchedule(total, min(total, warmup_steps_for(config.optim.warmup_epochs, spe)), peak_lr(config),
+                          config.optim.final_lr)
+    step, epoch, pos = 0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        schedule = LRSchedule(**state["schedule"])
+        views.load_state_dict(state["views"])
+        _set_rng_state(state["rng"], device)
+        step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
+        skipped.update(state.get("skipped", {}))
+        _log(f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{schedule.total_steps}")
+    budget = StepBudget(tr.time_budget * 60.0, t_start, schedule, config.optim.warmup_epochs / tr.epochs) \
+        if tr.time_budget > 0 and state is None else None
+
+    log = MetricsLog(run_dir)
+    monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 else None
+
+    def checkpoint(name: str = LAST) -> None:
+        save_checkpoint({
+            "config": config_to_dict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "schedule": dataclasses.asdict(schedule), "views": views.state_dict(),
+            "rng": _rng_state(device), "step": step, "epoch": epoch, "position": pos, "skipped": dict(skipped),
+        }, run_dir / name)
+
+    model.train()
+    bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    window_loss = torch.zeros((), device=device)
+    window_acc = torch.zeros((), device=device)
+    window_n, window_t = 0, time.perf_counter()
+    last_loss = float("nan")
+    stop = False
+    try:
+        while step < schedule.total_steps and not stop:
+            for v1, v2 in views.batches(pos):
+                n = v1.shape[0]
+                x = torch.cat([v1, v2]).to(device, non_blocking=True)
+                if tr.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                lr = schedule(step)
+                set_lr(optimizer, lr)
+                with precision.autocast(device):
+                    z = model(x).z
+                out = nt_xent(z[:n], z[n:], config.loss.temperature, normalize=config.loss.normalize)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(out.loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                pos += 1
+                window_loss += out.loss.detach()
+                window_acc += out.accuracy
+                window_n += 1
+                if step % tr.log_every == 0 or step == schedule.total_steps:
+                    now = time.perf_counter()
+                    last_loss = float(window_loss) / window_n
+                    rec = {"epoch": epoch + 1, "step": step, "loss": last_loss,
+                           "contrastive_acc": float(window_acc) / window_n, "lr": lr,
+                           "views_per_s": 2 * n * window_n / max(now - window_t, 1e-9)}
+                    log.write(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
+                                    lr=f"{lr:.3g}", views_s=f"{rec['views_per_s']:.0f}", refresh=False)
+                    window_loss.zero_()
+                    window_acc.zero_()
+                    window_n, window_t = 0, time.perf_counter()
+                bar.update(1)
+                if budget is not None:
+                    schedule = budget.update(step, schedule)
+                    bar.total = schedule.total_steps
+                if step >= schedule.total_steps or (stop_after_steps is not None and step >= stop_after_steps):
+                    stop = True
+                    break
+            if stop and pos < spe:
+                break  # mid-epoch: the checkpoint below records the position
+            epoch += 1
+            pos = 0
+            if isinstance(views, LoaderViews):
+                skipped.update(views.skipped)
+                _write_skipped(run_dir, skipped)
+            if monitor is not None and (epoch % tr.knn_every == 0 or step >= schedule.total_steps):
+                acc = monitor(model)
+                model.train()
+                if acc is not None:
+                    log.write({"epoch": epoch, "step": step, **acc}, tag="knn")
+                    _log(f"epoch {epoch}: kNN top-1 {acc['knn_top1']:.4f}")
+            checkpoint()
+            if tr.checkpoint_every and epoch % tr.checkpoint_every == 0:
+                checkpoint(f"epoch_{epoch:04d}.pt")
+    except KeyboardInterrupt:
+        checkpoint()
+        bar.close()
+        log.close()
+        raise
+    if pos != 0:
+        checkpoint()
+    bar.close()
+    log.close()
+    if isinstance(views, LoaderViews):
+        skipped.update(views.skipped)
+    _write_skipped(run_dir, skipped)
+    if skipped:
+        _log(f"skipped {len(skipped)} unreadable image(s); see {run_dir / 'skipped.txt'}")
+    return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped))

@@ -1,0 +1,112 @@
+"""Frozen features of a dataset: h (and z) from a trained model, or raw pixels, at the evaluation transform."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from simclr.data.augment import eval_transform
+from simclr.data.decode import decode_source
+from simclr.data.images import CorruptImageError
+from simclr.data.sources import ImageSource
+from simclr.engine.runtime import Precision
+from simclr.errors import InputError
+from simclr.models.simclr import SimCLRNet
+
+Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+class Features(NamedTuple):
+    """h [N, F] (float32, CPU), z [N, D] or None, labels [N] (-1 unlabeled), paths, skipped (path, reason)."""
+
+    h: torch.Tensor
+    z: torch.Tensor | None
+    labels: torch.Tensor
+    paths: list[str]
+    skipped: list[tuple[str, str]]
+
+
+class _EvalDataset(Dataset):
+    def __init__(self, source: ImageSource, size: int) -> None:
+        self.source, self.transform = source, eval_transform(size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
+        try:
+            return self.transform(self.source.load(i)), i, ""
+        except CorruptImageError as exc:
+            return None, i, str(exc)
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
+                 skipped: list[tuple[str, str]], kept: list[int]) -> Iterator[torch.Tensor]:
+    """Float [B, 3, S, S] batches in [0, 1]; fills ``kept`` (indices) and ``skipped`` as it goes."""
+    if in_memory:
+        decoded = decode_source(source, size, progress=False)
+        skipped.extend(decoded.skipped)
+        index = {p: i for i, p in enumerate(source.paths)}
+        kept.extend(index[p] for p in decoded.paths)
+        for chunk in decoded.images.split(batch_size):
+            yield chunk.float().div_(255.0)
+        return
+    loader = DataLoader(_EvalDataset(source, size), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate)
+    for items in loader:
+        good = [it for it in items if it[0] is not None]
+        skipped.extend((source.paths[i], why) for x, i, why in items if x is None)
+        kept.extend(i for _, i, _ in good)
+        if good:
+            yield torch.stack([g[0] for g in good])
+
+
+def model_encoder(model: SimCLRNet, device: torch.device, precision: Precision, channels_last: bool,
+                  with_z: bool = False) -> Encode:
+    """h (and z) of a batch, computed in eval mode (batch-norm running statistics, no updates)."""
+    model.eval()
+
+    @torch.no_grad()
+    def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.autocast(device):
+            if with_z:
+                r = model(x)
+                return r.h.float().cpu(), r.z.float().cpu()
+            return model.encoder(x).float().cpu(), None
+
+    return encode
+
+
+def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    """The baseline 'encoder': flattened pixels."""
+    return x.flatten(1), None
+
+
+def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
+                     workers: int = 0, progress: bool = True, desc: str = "features") -> Features:
+    """Run ``encode`` over every readable image of ``source``; unreadable ones are skipped and listed."""
+    skipped: list[tuple[str, str]] = []
+    kept: list[int] = []
+    hs, zs = [], []
+    total = (len(source) + batch_size - 1) // batch_size
+    for x in tqdm(eval_batches(source, size, in_memory, batch_size, workers, skipped, kept), total=total,
+                  desc=desc, unit="batch", disable=not progress, leave=False):
+        h, z = encode(x)
+        hs.append(h)
+        if z is not None:
+            zs.append(z)
+    if not hs:
+        raise InputError(f"no readable images in {source.name}")
+    labels = torch.as_tensor(source.labels[kept], dtype=torch.int64)
+    return Features(torch.cat(hs), torch.cat(zs) if zs else None, labels, [source.paths[i] for i in kept], skipped)

@@ -1,0 +1,127 @@
+"""Evaluation commands on a pretrained checkpoint: kNN, linear, and the baseline comparison table."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr.build import build_model, open_source, plan_data
+from simclr.config import Config, config_from_dict
+from simclr.engine.checkpoint import load_checkpoint
+from simclr.engine.runtime import pick_device, pick_precision
+from simclr.errors import InputError
+from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
+from simclr.evaluation.knn import knn_accuracy
+from simclr.evaluation.linear import linear_eval
+from simclr.models.simclr import SimCLRNet
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """Where evaluation data comes from and where it runs."""
+
+    data: str
+    data_root: str = ""
+    cache_dir: str = ""
+    device: str = "auto"
+    batch_size: int = 256
+    workers: int = 2
+    progress: bool = True
+
+
+def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
+    """Rebuild the network saved in a checkpoint (run folder or file) and load its weights."""
+    state = load_checkpoint(checkpoint)
+    config = config_from_dict(state["config"])
+    model = build_model(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise InputError(f"checkpoint {checkpoint} does not match its own config: {str(exc).splitlines()[0]}") \
+            from None
+    return model.to(device), config
+
+
+def eval_config(config: Config, setup: EvalSetup) -> Config:
+    data = dataclasses.replace(config.data, spec=setup.data, root=setup.data_root or config.data.root,
+                               cache_dir=setup.cache_dir or config.data.cache_dir)
+    return dataclasses.replace(config, data=data)
+
+
+def _labelled(config: Config, split: str):  # noqa: ANN202 - ImageSource
+    source = open_source(config, split)
+    if not source.classes or (source.labels < 0).any():
+        raise InputError(f"evaluation needs labels: {source.name} ({split}) has unlabeled images "
+                         "(use class subfolders)")
+    return source
+
+
+class _Pair:
+    """Bank (train) and query (test) features of one encoder."""
+
+    def __init__(self, encode: Encode, config: Config, setup: EvalSetup, size: int) -> None:
+        train, test = _labelled(config, "train"), _labelled(config, "test")
+        self.num_classes = len(train.classes)
+        in_memory = plan_data(config, train).in_memory if config.data.in_memory != "false" else False
+        kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers, "progress": setup.progress}
+        self.train: Features = extract_features(encode, train, size, in_memory, desc="train features", **kw)
+        self.test: Features = extract_features(encode, test, size, in_memory, desc="test features", **kw)
+
+    def knn(self, k: int, temperature: float) -> dict[str, float]:
+        return knn_accuracy(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, k,
+                            temperature)
+
+    def linear(self, seed: int) -> dict[str, float]:
+        return linear_eval(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, seed)
+
+
+def _learned(checkpoint: str | Path, setup: EvalSetup) -> tuple[_Pair, Config]:
+    device = pick_device(setup.device)
+    model, config = load_model(checkpoint, device)
+    config = eval_config(config, setup)
+    precision = pick_precision(config.train.precision, device)
+    encode = model_encoder(model, device, precision, config.train.channels_last)
+    return _Pair(encode, config, setup, config.data.image_size), config
+
+
+def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,
+             temperature: float = 0.1) -> dict[str, Any]:
+    """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context."""
+    pair, config = _learned(checkpoint, setup)
+    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(config.train.seed)
+    return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
+            "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
+
+
+def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature: float = 0.1) -> list[dict[str, Any]]:
+    """kNN and linear accuracy of raw pixels, a random-init encoder and the learned h, on the same split."""
+    learned, config = _learned(checkpoint, setup)
+    size = config.data.image_size
+    device = pick_device(setup.device)
+    torch.manual_seed(config.train.seed)
+    random_model = build_model(config).to(device)
+    precision = pick_precision(config.train.precision, device)
+    random_pair = _Pair(model_encoder(random_model, device, precision, config.train.channels_last), config, setup,
+                        size)
+    pixel_pair = _Pair(raw_pixels, config, setup, size)
+    rows = []
+    for name, pair in (("raw pixels", pixel_pair), ("random-init encoder", random_pair), ("learned h", learned)):
+        knn = pair.knn(k, temperature)
+        lin = pair.linear(config.train.seed)
+        rows.append({"features": name, "dim": int(pair.train.h.shape[1]), "knn_top1": knn["top1"],
+                     "knn_top5": knn["top5"], "linear_top1": lin["top1"], "linear_top5": lin["top5"]})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``compare`` rows (accuracies in percent)."""
+    head = f"{'features':<22}{'dim':>7}{'kNN top-1':>11}{'kNN top-5':>11}{'linear top-1':>14}{'linear top-5':>14}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['features']:<22}{r['dim']:>7}{100 * r['knn_top1']:>10.2f}%{100 * r['knn_top5']:>10.2f}%"
+                     f"{100 * r['linear_top1']:>13.2f}%{100 * r['linear_top5']:>13.2f}%")
+    return "\n".join(lines)

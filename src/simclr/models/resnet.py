@@ -1,0 +1,125 @@
+"""ResNet encoders f(.) of the paper (Section 3, Appendix B): torchvision ResNets, wide ResNet-50, width multiplier.
+
+h = f(x) is the output of global average pooling; the classification layer is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv
+
+# name -> (block, layers, width factor of the paper's wide ResNet-50 (x2, x4))
+_ARCHS: dict[str, tuple[type[nn.Module], list[int], int]] = {
+    "resnet18": (tv.BasicBlock, [2, 2, 2, 2], 1),
+    "resnet34": (tv.BasicBlock, [3, 4, 6, 3], 1),
+    "resnet50": (tv.Bottleneck, [3, 4, 6, 3], 1),
+    "resnet101": (tv.Bottleneck, [3, 4, 23, 3], 1),
+    "resnet152": (tv.Bottleneck, [3, 8, 36, 3], 1),
+    "resnet50x2": (tv.Bottleneck, [3, 4, 6, 3], 2),
+    "resnet50x4": (tv.Bottleneck, [3, 4, 6, 3], 4),
+}
+
+ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What encoder to build.
+
+    Attributes:
+        arch: one of ``ARCHITECTURES``.
+        width: channel multiplier applied to every layer (1.0 = the paper's network); small widths make
+            CPU training practical.
+        cifar_stem: replace the 7x7 stride-2 convolution and max-pool with a 3x3 stride-1 convolution and
+            no max-pool, as the paper does for CIFAR-10 (Appendix B.9).
+    """
+
+    arch: str = "resnet50"
+    width: float = 1.0
+    cifar_stem: bool = False
+
+    def validate(self) -> None:
+        if self.arch not in _ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        if not 0.0 < self.width <= 16.0:
+            raise ValueError(f"width must be in (0, 16], got {self.width}")
+
+
+def _channels(base: int, multiplier: float) -> int:
+    return max(1, int(round(base * multiplier)))
+
+
+class ResNetEncoder(nn.Module):
+    """A ResNet trunk ending in global average pooling.
+
+    Input: images [B, 3, H, W]. Output: h [B, num_features].
+    """
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        spec.validate()
+        block, layers, wide = _ARCHS[spec.arch]
+        # torchvision widens only the bottleneck's inner 3x3 width via width_per_group; the paper's
+        # ResNet-50 (x2, x4) widens every layer, which is what a uniform channel multiplier does.
+        mult = spec.width * wide
+        self.spec = spec
+        stem_out = _channels(64, mult)
+        if spec.cifar_stem:
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, stem_out, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_out), nn.ReLU(inplace=True)
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, stem_out, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(stem_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
+        self._inplanes = stem_out
+        stages = []
+        for i, n_blocks in enumerate(layers):
+            planes = _channels(64 * 2**i, mult)
+            stages.append(self._make_stage(block, planes, n_blocks, stride=1 if i == 0 else 2))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = self._inplanes
+        self._init_weights()
+
+    def _make_stage(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        expansion: int = block.expansion  # type: ignore[attr-defined]
+        downsample = None
+        if stride != 1 or self._inplanes != planes * expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self._inplanes, planes * expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * expansion),
+            )
+        mods = [block(self._inplanes, planes, stride, downsample)]
+        self._inplanes = planes * expansion
+        mods += [block(self._inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Zero-init the last BN of each residual branch (as torchvision's zero_init_residual).
+        for m in self.modules():
+            if isinstance(m, tv.Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+            elif isinstance(m, tv.BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return torch.flatten(self.pool(x), 1)
+
+
+def build_encoder(spec: EncoderSpec) -> ResNetEncoder:
+    """Build the encoder f for ``spec``; see ``EncoderSpec``."""
+    return ResNetEncoder(spec)

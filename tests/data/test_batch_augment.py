@@ -1,0 +1,376 @@
+"""Tests for the batched SimCLR augmentation (Appendix A) in ``simclr.data.batch_augment``.
+
+Distributions are compared with torchvision's per-image samplers, and every op with fixed
+parameters is compared with ``torchvision.transforms.functional`` on the same float image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode, RandomResizedCrop
+
+from simclr.data.augment import PRESETS, AugmentSpec, blur_kernel_size
+from simclr.data.batch_augment import (
+    BatchAugment,
+    BatchParams,
+    BlurParams,
+    ColorParams,
+    CropParams,
+    adjust_hue,
+    apply_params,
+    color_distort,
+    gaussian_blur,
+    resized_crop,
+    rgb_to_grayscale,
+    sample_params,
+)
+
+CIFAR = AugmentSpec(**PRESETS["cifar10"])
+TF_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _params(spec: AugmentSpec, batch: int, height: int, width: int, seed: int = 0) -> BatchParams:
+    return sample_params(spec, batch, height, width, _gen(seed), "cpu")
+
+
+def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Smooth-ish random uint8 images ``[B, 3, H, W]`` plus a few pure/gray pixels for hue edge cases."""
+    g = _gen(seed)
+    low = torch.rand(batch, 3, max(height // 4, 2), max(width // 4, 2), generator=g)
+    x = torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+    x = (0.7 * x + 0.3 * torch.rand(batch, 3, height, width, generator=g)).mul(255).round().to(torch.uint8)
+    x[:, :, 0, :3] = torch.tensor([[0, 255, 128], [0, 255, 128], [0, 255, 128]], dtype=torch.uint8)
+    x[:, :, 1, :3] = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=torch.uint8)
+    return x
+
+
+def _ks_gap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest gap between the empirical CDFs of two 1-D samples (Kolmogorov-Smirnov statistic)."""
+    grid = torch.cat([a, b]).unique()
+    cdf_a = torch.searchsorted(a.sort().values, grid, right=True) / a.numel()
+    cdf_b = torch.searchsorted(b.sort().values, grid, right=True) / b.numel()
+    return float((cdf_a - cdf_b).abs().max())
+
+
+def _torchvision_boxes(n: int, height: int, width: int, spec: AugmentSpec) -> torch.Tensor:
+    torch.manual_seed(0)
+    img = torch.empty(1, height, width)
+    scale, ratio = list(spec.crop_scale), list(spec.crop_ratio)
+    boxes = [RandomResizedCrop.get_params(img, scale, ratio) for _ in range(n)]
+    return torch.tensor(boxes, dtype=torch.float64)  # [n, 4]: top, left, h, w
+
+
+# ----------------------------------------------------------------------------- output contract
+
+
+@pytest.mark.parametrize(
+    ("height", "size", "blur"), [(32, 24, False), (8, 32, True), (32, 32, True), (40, 32, False)]
+)
+def test_output_shape_dtype_range(height: int, size: int, blur: bool) -> None:
+    spec = dataclasses.replace(CIFAR, size=size, blur_p=0.5 if blur else 0.0)
+    images = _images(16, height, height + 4)
+    out = BatchAugment(spec)(images, _gen(0))
+    assert out.shape == (16, 3, size, size) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_same_seed_same_batch_different_seed_and_views_differ() -> None:
+    aug = BatchAugment(AugmentSpec(size=32))
+    images = _images(32, 32, 32)
+    first = aug(images, _gen(7))
+    assert torch.equal(first, aug(images, _gen(7)))
+    assert not torch.equal(first, aug(images, _gen(8)))
+    gen = _gen(7)
+    view_1, view_2 = aug(images, gen), aug(images, gen)
+    assert torch.equal(view_1, first)
+    per_image_diff = (view_1 - view_2).flatten(1).abs().amax(dim=1)
+    assert bool((per_image_diff > 0.01).all())  # every image gets two different views
+
+
+def test_float_input_gives_same_result_as_uint8() -> None:
+    images = _images(8, 32, 32)
+    params = _params(AugmentSpec(size=32), 8, 32, 32)
+    from_uint8 = apply_params(images, params, AugmentSpec(size=32))
+    from_float = apply_params(images.double() / 255, params, AugmentSpec(size=32))
+    assert from_float.dtype == torch.float64
+    torch.testing.assert_close(from_float.float(), from_uint8, atol=1e-5, rtol=0)
+
+
+def test_rejects_bad_input() -> None:
+    aug = BatchAugment(CIFAR)
+    with pytest.raises(ValueError, match="shape"):
+        aug(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        aug(torch.zeros(2, 3, 32, 32, dtype=torch.int32))
+    with pytest.raises(ValueError, match="blur_p"):
+        BatchAugment(dataclasses.replace(CIFAR, blur_p=2.0))
+
+
+def test_identity_spec_returns_the_input() -> None:
+    spec = AugmentSpec(size=32, crop_scale=(1, 1), crop_ratio=(1, 1), flip_p=0, color_p=0, gray_p=0, blur_p=0)
+    images = _images(4, 32, 32)
+    torch.testing.assert_close(BatchAugment(spec)(images, _gen(0)), images / 255, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def test_crop_area_and_aspect_match_torchvision() -> None:
+    n, height, width = 20_000, 48, 64
+    spec = AugmentSpec()
+    ours = _params(spec, n, height, width).crop
+    ref = _torchvision_boxes(n, height, width, spec)
+    area = (ours.height * ours.width).double() / (height * width)
+    ref_area = ref[:, 2] * ref[:, 3] / (height * width)
+    assert abs(float(area.mean() - ref_area.mean())) < 0.01
+    assert _ks_gap(area, ref_area) < 0.03
+    log_aspect = (ours.width.double() / ours.height).log()
+    assert _ks_gap(log_aspect, (ref[:, 3] / ref[:, 2]).log()) < 0.03
+    assert bool(((ours.top >= 0) & (ours.top + ours.height <= height)).all())
+    assert bool(((ours.left >= 0) & (ours.left + ours.width <= width)).all())
+    # Box positions are uniform over the free range, like torchvision's randint.
+    slack = (ours.left.double() + 0.5) / (width - ours.width + 1)
+    ref_slack = (ref[:, 1] + 0.5) / (width - ref[:, 3] + 1)
+    assert _ks_gap(slack, ref_slack) < 0.03
+
+
+def test_crop_ranges_and_log_uniform_aspect() -> None:
+    n, height, width = 20_000, 480, 640  # large, so integer rounding is negligible
+    crop = _params(AugmentSpec(), n, height, width, seed=1).crop
+    area = (crop.height * crop.width).double() / (height * width)
+    aspect = crop.width.double() / crop.height
+    assert 0.08 * 0.99 <= float(area.min()) < 0.085 and 0.98 < float(area.max()) <= 1.0
+    assert 0.75 * 0.99 <= float(aspect.min()) < 0.76 and 1.32 < float(aspect.max()) <= 4 / 3 * 1.01
+    # Crops of less than half the image always fit, so their log-aspect is exactly log-uniform.
+    small = aspect[area < 0.5].log()
+    hist = torch.histc(small, bins=8, min=math.log(3 / 4), max=math.log(4 / 3))
+    expected = small.numel() / 8
+    assert bool(((hist - expected).abs() < 5 * math.sqrt(expected)).all())
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 64), (64, 8), (32, 32)])
+def test_crop_fallback_matches_torchvision(height: int, width: int) -> None:
+    # Full-area candidates never fit unless the image aspect is in range: always the fallback box.
+    spec = dataclasses.replace(AugmentSpec(), crop_scale=(1.0, 1.0))
+    crop = _params(spec, 64, height, width).crop
+    expected = _torchvision_boxes(1, height, width, spec)[0].long()
+    for got, want in zip((crop.top, crop.left, crop.height, crop.width), expected, strict=True):
+        assert bool((got == want).all())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [AugmentSpec(), AugmentSpec(flip_p=0.3, color_p=0.6, gray_p=0.1, blur_p=0.7), dataclasses.replace(CIFAR)],
+)
+def test_flag_frequencies(spec: AugmentSpec) -> None:
+    n = 20_000
+    params = _params(spec, n, 32, 32, seed=3)
+    flags = {
+        "flip_p": params.crop.flip,
+        "color_p": params.color.apply,
+        "gray_p": params.color.gray,
+        "blur_p": params.blur.apply,
+    }
+    for name, flag in flags.items():
+        p = getattr(spec, name)
+        sigma = math.sqrt(p * (1 - p) / n)
+        assert abs(float(flag.double().mean()) - p) <= max(3 * sigma, 1e-12), name
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0, 1.5])
+def test_jitter_factor_ranges(strength: float) -> None:
+    spec = AugmentSpec(color_strength=strength)
+    color = _params(spec, 20_000, 32, 32).color
+    lo, hi = max(0.0, 1 - 0.8 * strength), 1 + 0.8 * strength
+    for factor in (color.brightness, color.contrast, color.saturation):
+        assert lo <= float(factor.min()) < lo + 0.01 and hi - 0.01 < float(factor.max()) <= hi
+        assert abs(float(factor.mean()) - (lo + hi) / 2) < 0.02
+    h = 0.2 * strength
+    assert -h <= float(color.hue.min()) < -h + 0.01 and h - 0.01 < float(color.hue.max()) <= h
+    sigmas = _params(spec, 20_000, 32, 32).blur.sigma
+    assert 0.1 <= float(sigmas.min()) < 0.11 and 1.99 < float(sigmas.max()) <= 2.0
+
+
+def test_orders_are_uniform_permutations() -> None:
+    n = 24_000
+    order = _params(AugmentSpec(), n, 32, 32).color.order
+    assert bool((order.sort(dim=1).values == torch.arange(4)).all())
+    counts = {perm: 0 for perm in itertools.permutations(range(4))}
+    for row in order.tolist():
+        counts[tuple(row)] += 1
+    expected = n / 24
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert min(counts.values()) > 0 and chi2 < 60  # 23 dof: P(chi2 > 60) < 1e-4
+
+
+# ----------------------------------------------------------------------------- fidelity vs torchvision
+
+
+def _color(batch: int, **fields: torch.Tensor) -> ColorParams:
+    base = {
+        "apply": torch.ones(batch, dtype=torch.bool),
+        "brightness": torch.ones(batch),
+        "contrast": torch.ones(batch),
+        "saturation": torch.ones(batch),
+        "hue": torch.zeros(batch),
+        "order": torch.arange(4).repeat(batch, 1),
+        "gray": torch.zeros(batch, dtype=torch.bool),
+    }
+    return ColorParams(**{**base, **fields})
+
+
+@pytest.mark.parametrize(("index", "name"), [(0, "brightness"), (1, "contrast"), (2, "saturation")])
+def test_single_linear_op_matches_torchvision(index: int, name: str) -> None:
+    x = _images(12, 24, 20).float() / 255
+    factor = torch.linspace(0.0, 2.0, 12)
+    out = color_distort(x, _color(12, **{name: factor}))
+    for i in range(12):
+        ref = TF_OPS[index](x[i], float(factor[i]))
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+
+
+def test_hue_matches_torchvision() -> None:
+    x = _images(12, 24, 20).float() / 255
+    hue = torch.linspace(-0.5, 0.5, 12)
+    out = adjust_hue(x, hue)
+    for i in range(12):
+        torch.testing.assert_close(out[i], TF.adjust_hue(x[i], float(hue[i])), atol=1e-4, rtol=0)
+
+
+def test_grayscale_and_skipped_jitter() -> None:
+    x = _images(6, 16, 16).float() / 255
+    off = torch.zeros(6, dtype=torch.bool)
+    gray = torch.tensor([True, False] * 3)
+    out = color_distort(x, _color(6, apply=off, gray=gray, brightness=torch.full((6,), 1.7)))
+    for i in range(6):
+        ref = TF.rgb_to_grayscale(x[i], num_output_channels=3) if gray[i] else x[i]
+        torch.testing.assert_close(out[i], ref, atol=1e-6, rtol=0)
+    assert torch.equal(out[1], x[1])  # untouched images stay bit-identical
+    torch.testing.assert_close(rgb_to_grayscale(x)[0], TF.rgb_to_grayscale(x[0]), atol=1e-6, rtol=0)
+
+
+def test_full_jitter_in_random_order_matches_torchvision() -> None:
+    n = 48
+    x = _images(n, 16, 16).float() / 255
+    color = _params(AugmentSpec(color_p=0.9, gray_p=0.3), n, 16, 16, seed=5).color
+    out = color_distort(x, color)
+    factors = (color.brightness, color.contrast, color.saturation, color.hue)
+    for i in range(n):
+        ref = x[i]
+        if color.apply[i]:
+            for op in color.order[i].tolist():
+                ref = TF_OPS[op](ref, float(factors[op][i]))
+        if color.gray[i]:
+            ref = TF.rgb_to_grayscale(ref, num_output_channels=3)
+        torch.testing.assert_close(out[i], ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(("size", "kernel"), [(32, 3), (24, 5), (24, 23)])
+def test_blur_matches_torchvision(size: int, kernel: int) -> None:
+    x = _images(8, size, size).float() / 255
+    sigma = torch.linspace(0.1, 2.0, 8)
+    out = gaussian_blur(x, sigma, kernel)
+    for i in range(8):
+        ref = TF.gaussian_blur(x[i], [kernel, kernel], [float(sigma[i])] * 2)
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [(32, 32, 24), (8, 8, 32), (40, 36, 32)])
+def test_crop_resize_matches_torchvision(height: int, width: int, size: int) -> None:
+    """The whole output (edges included) equals TF.resized_crop(bicubic, antialias=False)."""
+    x = _images(32, height, width).float() / 255
+    crop = _params(AugmentSpec(size=size), 32, height, width, seed=2).crop
+    out = resized_crop(x, crop, size)
+    for i in range(32):
+        box = [int(v[i]) for v in (crop.top, crop.left, crop.height, crop.width)]
+        ref = TF.resized_crop(x[i], *box, [size, size], InterpolationMode.BICUBIC, antialias=False)
+        ref = ref.clamp(0, 1)
+        ref = TF.hflip(ref) if crop.flip[i] else ref
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+
+
+def test_flip_is_an_exact_mirror() -> None:
+    x = _images(16, 32, 32).float() / 255
+    crop = _params(AugmentSpec(size=24), 16, 32, 32).crop
+    plain = resized_crop(x, crop._replace(flip=torch.zeros(16, dtype=torch.bool)), 24)
+    flipped = resized_crop(x, crop._replace(flip=torch.ones(16, dtype=torch.bool)), 24)
+    assert torch.equal(flipped, plain.flip(-1))
+
+
+def test_apply_params_matches_per_image_torchvision_pipeline() -> None:
+    n, height, size = 24, 36, 32
+    spec = AugmentSpec(size=size, blur_p=0.5)
+    images = _images(n, height, height)
+    params = _params(spec, n, height, height, seed=9)
+    out = apply_params(images, params, spec)
+    crop, color, blur = params
+    factors = (color.brightness, color.contrast, color.saturation, color.hue)
+    kernel = blur_kernel_size(size, spec.blur_kernel_frac)
+    for i in range(n):
+        box = [int(v[i]) for v in (crop.top, crop.left, crop.height, crop.width)]
+        ref = TF.resized_crop(images[i] / 255, *box, [size, size], InterpolationMode.BICUBIC, antialias=False)
+        ref = ref.clamp(0, 1)
+        ref = TF.hflip(ref) if crop.flip[i] else ref
+        if color.apply[i]:
+            for op in color.order[i].tolist():
+                ref = TF_OPS[op](ref, float(factors[op][i]))
+        ref = TF.rgb_to_grayscale(ref, num_output_channels=3) if color.gray[i] else ref
+        ref = TF.gaussian_blur(ref, [kernel, kernel], [float(blur.sigma[i])] * 2) if blur.apply[i] else ref
+        torch.testing.assert_close(out[i], ref, atol=1e-4, rtol=0)
+
+
+def test_blur_skipped_when_spec_has_no_blur() -> None:
+    images = _images(4, 32, 32)
+    params = _params(AugmentSpec(size=32), 4, 32, 32)
+    params = params._replace(blur=BlurParams(torch.ones(4, dtype=torch.bool), torch.full((4,), 2.0)))
+    with_blur = apply_params(images, params, AugmentSpec(size=32))
+    without = apply_params(images, params, CIFAR)  # blur_p = 0: the blur stage is not run
+    assert not torch.allclose(with_blur, without)
+    no_blur_params = params._replace(blur=BlurParams(torch.zeros(4, dtype=torch.bool), params.blur.sigma))
+    assert torch.equal(without, apply_params(images, no_blur_params, AugmentSpec(size=32)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_and_never_syncs() -> None:
+    spec = AugmentSpec(size=32)
+    images = _images(64, 32, 32)
+    params = _params(spec, 64, 32, 32)
+    cuda_params = BatchParams(*(type(p)(*(t.cuda() for t in p)) for p in params))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    expected = apply_params(images, params, spec)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    images_cuda = images.cuda()
+    aug = BatchAugment(spec)
+    aug(images_cuda, gen)  # warm-up (lazy CUDA init may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = apply_params(images_cuda, cuda_params, spec)
+        view = aug(images_cuda, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert view.device.type == "cuda" and view.shape == (64, 3, 32, 32)
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=0)
+    assert torch.equal(aug(images_cuda, _cuda_gen(3)), aug(images_cuda, _cuda_gen(3)))
+
+
+def _cuda_gen(seed: int) -> torch.Generator:
+    return torch.Generator(device="cuda").manual_seed(seed)
+
+
+def test_crop_params_are_pixel_boxes() -> None:
+    crop = _params(CIFAR, 8, 32, 32).crop
+    assert isinstance(crop, CropParams)
+    assert all(t.dtype == torch.int64 and t.shape == (8,) for t in crop[:4])
+    assert crop.flip.dtype == torch.bool
