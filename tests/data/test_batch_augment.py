@@ -342,12 +342,13 @@ def test_blur_skipped_when_spec_has_no_blur() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_and_never_syncs() -> None:
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype")
+def test_cuda_matches_cpu_and_never_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = AugmentSpec(size=32)
     images = _images(64, 32, 32)
     params = _params(spec, 64, 32, 32)
     cuda_params = BatchParams(*(type(p)(*(t.cuda() for t in p)) for p in params))
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     expected = apply_params(images, params, spec)
     gen = torch.Generator(device="cuda").manual_seed(0)
     images_cuda = images.cuda()

@@ -1,0 +1,157 @@
+"""The pretraining loop: exact resume, time budget, checkpoints, skipped images."""
+
+import math
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from simclr.config import build_config
+from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
+from simclr.engine.metrics import read_metrics
+from simclr.engine.pretrain import pretrain
+from simclr.errors import InputError
+
+TINY = {
+    "data": {"spec": "digits", "image_size": 16},
+    "model": {"arch": "resnet18", "width": 0.125, "head": {"out_dim": 16}},
+    "augment": {"preset": "cifar10", "crop_scale": [0.3, 1.0]},
+    "loss": {"temperature": 0.5},
+    "optim": {"base_lr": 8.0, "warmup_epochs": 1},
+    "train": {"epochs": 3, "batch_size": 64, "log_every": 1, "device": "cpu", "precision": "fp32"},
+}
+
+
+def _config(**sections):
+    return build_config(TINY, sections)
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("full")
+    result = pretrain(_config(), run, progress=False)
+    assert result.step == result.total_steps == 3 * (1437 // 64)
+    return run
+
+
+@pytest.mark.parametrize("stop", [30, 22])  # mid-epoch, and exactly at an epoch boundary
+def test_resume_gives_the_same_next_losses(full_run: Path, tmp_path: Path, stop: int) -> None:
+    first = pretrain(_config(), tmp_path, progress=False, stop_after_steps=stop)
+    assert first.step == stop
+    pretrain(_config(), tmp_path, resume=True, progress=False)
+    expected, got = _losses(full_run), _losses(tmp_path)
+    assert sorted(got) == sorted(expected)
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+    a = load_checkpoint(full_run)["model"]
+    b = load_checkpoint(tmp_path)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_run_folder_contents_and_metrics(full_run: Path) -> None:
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "skipped.txt", "tensorboard"):
+        assert (full_run / name).exists(), name
+    records = [r for r in read_metrics(full_run / "metrics.jsonl") if "loss" in r]
+    assert {"epoch", "step", "loss", "lr", "views_per_s", "contrastive_acc"} <= set(records[0])
+    # learning: the loss goes down and contrastive accuracy goes up over three epochs
+    def mean(key: str, part: list) -> float:
+        return sum(r[key] for r in part) / len(part)
+
+    first, last = records[:10], records[-10:]
+    assert mean("loss", last) < mean("loss", first) - 0.3
+    assert mean("contrastive_acc", last) > mean("contrastive_acc", first)
+    state = load_checkpoint(full_run)
+    assert {"model", "optimizer", "scaler", "schedule", "views", "rng", "epoch", "step", "config"} <= set(state)
+    assert state["config"]["model"]["cifar_stem"] is True  # resolved, not "auto"
+
+
+def test_refuses_to_overwrite_a_run(full_run: Path) -> None:
+    before = (full_run / "last.pt").read_bytes()
+    with pytest.raises(InputError, match="already holds a run"):
+        pretrain(_config(), full_run, progress=False)
+    assert (full_run / "last.pt").read_bytes() == before
+
+
+def test_resume_without_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no checkpoint"):
+        pretrain(_config(), tmp_path, resume=True, progress=False)
+
+
+def test_time_budget(tmp_path: Path) -> None:
+    budget_s = 12.0
+    t0 = time.perf_counter()
+    result = pretrain(_config(train={"epochs": 1000, "time_budget": budget_s / 60}), tmp_path, progress=False)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < budget_s + 4.0
+    assert result.step == result.total_steps > 20
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert records[-1]["step"] == result.total_steps
+    # the cosine decay ran to its end: the last lr is a small fraction of the peak
+    assert records[-1]["lr"] < 0.05 * max(r["lr"] for r in records)
+    assert elapsed > 0.6 * budget_s  # and the budget was used, not wasted
+
+
+def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}, "step": 3}, path)
+    assert load_checkpoint(tmp_path)["step"] == 3
+    assert not list(tmp_path.glob(".*tmp"))
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("import os; os.environ['SIMCLR_PWNED'] = '1'",))
+
+    torch.save({"format": "simclr-checkpoint-v1", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    import os
+    assert "SIMCLR_PWNED" not in os.environ
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not a simclr checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: Path, in_memory: str) -> None:
+    data = tmp_path / "data"
+    with tarfile.open(mini_archive) as tar:
+        tar.extractall(data, filter="data")
+    (data / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    good = next((data / "train" / "dog").iterdir())
+    (data / "train" / "dog" / "truncated.jpg").write_bytes(good.read_bytes()[:40])
+    config = _config(data={"spec": str(data), "image_size": 32, "in_memory": in_memory, "workers": 0},
+                     train={"epochs": 1, "batch_size": 100})
+    result = pretrain(config, tmp_path / "run", progress=False)
+    assert result.step == 5 and result.skipped == 2
+    lines = (tmp_path / "run" / "skipped.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in lines) == ["train/cat/broken.jpg", "train/dog/truncated.jpg"]
+    shutil.rmtree(data)
+
+
+def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    import simclr.engine.pretrain as mod
+
+    calls = {"n": 0}
+    real = mod.nt_xent
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "nt_xent", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_config(), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path)["step"] == 4
+    assert not math.isnan(_losses(tmp_path)[4])

@@ -1,0 +1,88 @@
+"""Config: paper defaults, YAML + overrides, presets, and one clear error for each bad key or value."""
+
+import math
+
+import pytest
+
+from simclr.config import Config, build_config, config_from_dict, config_to_dict, load_config, parse_override
+from simclr.errors import InputError
+
+
+def test_defaults_are_the_papers() -> None:
+    c = Config()
+    assert (c.optim.name, c.optim.base_lr, c.optim.lr_scaling) == ("lars", 0.3, "linear")
+    assert (c.optim.weight_decay, c.optim.warmup_epochs, c.optim.momentum) == (1e-6, 10.0, 0.9)
+    assert c.optim.trust_coefficient == 0.001
+    assert (c.train.batch_size, c.train.epochs, c.loss.temperature) == (4096, 100, 0.1)
+    assert (c.model.arch, c.model.head.kind, c.model.head.out_dim) == ("resnet50", "nonlinear", 128)
+    a = c.augment
+    assert (a.crop_scale, a.color_strength, a.color_p, a.gray_p, a.blur_p) == ((0.08, 1.0), 1.0, 0.8, 0.2, 0.5)
+    assert math.isclose(a.crop_ratio[0], 3 / 4) and math.isclose(a.crop_ratio[1], 4 / 3)
+
+
+def test_yaml_then_set_then_options(tmp_path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("optim: {base_lr: 0.5}\ntrain: {epochs: 7, batch_size: 64}\nmodel: {width: 0.5}\n")
+    c = load_config(f, ["optim.base_lr=0.7", "loss.temperature=0.2", "augment.crop_scale=[0.2, 1.0]"],
+                    {"train": {"epochs": 3}})
+    assert (c.optim.base_lr, c.train.epochs, c.train.batch_size, c.model.width) == (0.7, 3, 64, 0.5)
+    assert c.loss.temperature == 0.2 and c.augment.crop_scale == (0.2, 1.0)
+
+
+def test_cifar_preset_and_explicit_keys_win() -> None:
+    c = build_config({"augment": {"preset": "cifar10"}})
+    assert (c.augment.color_strength, c.augment.blur_p) == (0.5, 0.0)
+    c = build_config({"augment": {"preset": "cifar10", "color_strength": 1.0}})
+    assert (c.augment.color_strength, c.augment.blur_p) == (1.0, 0.0)
+
+
+def test_round_trip_through_plain_dict() -> None:
+    c = load_config(None, ["model.cifar_stem=true", "augment.preset=cifar10", "data.in_memory=false"])
+    assert config_from_dict(config_to_dict(c)) == c
+    assert c.data.in_memory == "false" and c.model.cifar_stem is True
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.base_lrr=1", "unknown config key optim.base_lrr"),
+    ("trainn.epochs=1", "unknown config key trainn"),
+    ("train.epochs=abc", "expected an integer"),
+    ("train.epochs=0", "train.epochs must be >= 1"),
+    ("loss.temperature=-1", "loss.temperature must be > 0"),
+    ("optim.name=adam", "optim.name must be one of"),
+    ("model.arch=vgg", "model.arch must be one of"),
+    ("augment.gray_p=1.5", "gray_p"),
+    ("augment.crop_scale=0.5", "expected a list of 2 numbers"),
+    ("augment.preset=svhn", "unknown augment.preset"),
+    ("augment.size=64", "data.image_size"),
+    ("model.head.kind=mlp", "head kind"),
+    ("train.channels_last=maybe", "expected true or false"),
+    ("data.holdout=1.0", "data.holdout"),
+    ("epochs", "KEY=VALUE"),
+])
+def test_bad_values_are_one_line_input_errors(override: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_bad_yaml_files(tmp_path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: [1, 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(InputError, match="mapping"):
+        load_config(listy)
+    section = tmp_path / "section.yaml"
+    section.write_text("train: 3\n")
+    with pytest.raises(InputError, match="must be a section"):
+        load_config(section)
+
+
+def test_parse_override_reads_yaml_values() -> None:
+    assert parse_override("a.b=0.5") == {"a": {"b": 0.5}}
+    assert parse_override("a=[1, 2]") == {"a": [1, 2]}
+    assert parse_override("a=auto") == {"a": "auto"}
