@@ -56,6 +56,8 @@ def _eval_parser(sub: Any) -> None:
         q = ev.add_parser(name, help=text)
         _common_eval(q)
         q.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "compare":
+            q.add_argument("--no-linear", action="store_true", help="kNN only (the linear fits take longer)")
         if name != "linear":
             q.add_argument("--k", type=int, default=200)
             q.add_argument("--temperature", type=float, default=0.1)
@@ -117,7 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     setup = _setup(args)
     if args.protocol == "compare":
-        rows = compare(args.checkpoint, setup, args.k, args.temperature)
+        rows = compare(args.checkpoint, setup, args.k, args.temperature, linear=not args.no_linear)
         print(json.dumps({"rows": rows}) if args.json else format_table(rows))
         return 0
     kw = {"k": args.k, "temperature": args.temperature} if args.protocol == "knn" else {}

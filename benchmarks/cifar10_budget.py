@@ -1,0 +1,78 @@
+"""CIFAR-10 accuracy per CPU budget: pretrain for a fixed wall-clock budget, then kNN top-1 on the test set.
+
+Runs, from the repository root:
+  simclr pretrain --data ../shared/data/cifar10-jpg.tar.gz --config configs/cifar10_cpu.yaml \
+      --time-budget MINUTES --out RUN
+  simclr eval compare --checkpoint RUN --data ../shared/data/cifar10-jpg.tar.gz --no-linear --json
+and prints the kNN top-1 (k=200, T=0.1, cosine; bank = the 50k train images) of raw pixels, a random-init
+encoder and the learned h, plus the run's throughput, as a Markdown block for BENCHMARKS.md.
+
+Usage: python benchmarks/cifar10_budget.py [--minutes 15] [--config configs/cifar10_cpu.yaml] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--config", default="configs/cifar10_cpu.yaml")
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--out", default="runs/bench-cifar10-budget")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    simclr = [sys.executable, "-m", "simclr"]
+    out = Path(args.out)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    pre = simclr + ["pretrain", "--data", args.data, "--config", args.config, "--time-budget", str(args.minutes),
+                    "--out", str(out), "--device", args.device, "--quiet"]
+    t0 = time.perf_counter()
+    subprocess.run(pre, check=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    ev = simclr + ["eval", "compare", "--checkpoint", str(out), "--data", args.data, "--no-linear", "--json",
+                   "--quiet", "--device", args.device]
+    rows = json.loads(subprocess.run(ev, check=True, cwd=ROOT, capture_output=True, text=True).stdout)["rows"]
+    metrics = [json.loads(x) for x in (ROOT / out / "metrics.jsonl").read_text().splitlines()]
+    train = [m for m in metrics if "loss" in m]
+    views = sorted(m["views_per_s"] for m in train)
+    print(f"\n### CIFAR-10, {args.minutes:g}-minute pretraining budget ({args.config})\n")
+    print(f"- machine: {_cpu()}, {os.cpu_count()} cores; torch threads default; device {args.device}")
+    print(f"- command: `python benchmarks/cifar10_budget.py --minutes {args.minutes:g} --config {args.config}`")
+    print(f"- pretraining: {train[-1]['step']} steps, {train[-1]['epoch']} epochs (last partial), "
+          f"wall {wall / 60:.2f} min incl. decoding; median {views[len(views) // 2]:.0f} views/s; "
+          f"final loss {train[-1]['loss']:.3f}")
+    print("\n| features | dim | kNN top-1 | kNN top-5 |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['features']} | {r['dim']} | {100 * r['knn_top1']:.2f}% | {100 * r['knn_top5']:.2f}% |")
+    print(f"\n(pretrain command: `{shlex.join(pre[2:])}`)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

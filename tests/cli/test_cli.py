@@ -1,0 +1,154 @@
+"""The command-line contract end to end on the CIFAR-10 subset, and bad input: one line, exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from simclr.cli import main
+
+RECIPE = {
+    "model": {"arch": "resnet18", "width": 0.125, "head": {"out_dim": 32}},
+    "augment": {"preset": "cifar10"},
+    "loss": {"temperature": 0.5},
+    "optim": {"base_lr": 4.0, "warmup_epochs": 1},
+    "train": {"batch_size": 100, "log_every": 1, "precision": "fp32"},
+}
+
+
+@pytest.fixture(scope="module")
+def env(mini_archive: Path, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("cli")
+    cfg = root / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**RECIPE, "data": {"cache_dir": str(root / "cache")}}))
+    run = root / "run"
+    code = main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", str(cfg),
+                 "--epochs", "2", "--seed", "3", "--device", "cpu", "--quiet"])
+    assert code == 0
+    return {"archive": str(mini_archive), "run": run, "cfg": cfg, "root": root, "cache": str(root / "cache")}
+
+
+def test_pretrain_writes_the_run_folder(env: dict) -> None:
+    run = env["run"]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["train"]["seed"] == 3
+    assert saved["data"]["image_size"] == 32 and saved["model"]["cifar_stem"] is True
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 11))  # 500 images / 100 = 5 steps x 2 epochs
+    assert all({"epoch", "step", "loss", "lr", "views_per_s"} <= set(r) for r in lines)
+    assert (run / "last.pt").is_file() and (run / "skipped.txt").read_text() == ""
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear"])
+def test_eval_json(env: dict, protocol: str, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", protocol, "--checkpoint", str(env["run"]), "--data", env["archive"], "--json",
+                 "--quiet", "--cache-dir", env["cache"]]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0.0 <= out["top1"] <= out["top5"] <= 1.0
+    assert out["top1"] > 0.12  # 10 classes: above chance even after two epochs on 500 images
+    assert out["train_images"] == 500 and out["test_images"] == 200
+
+
+def test_eval_compare_table(env: dict, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", "compare", "--checkpoint", str(env["run"] / "last.pt"), "--data", env["archive"],
+                 "--json", "--quiet", "--cache-dir", env["cache"]]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["features"] for r in rows] == ["raw pixels", "random-init encoder", "learned h"]
+    assert rows[0]["dim"] == 3 * 32 * 32 and rows[2]["dim"] == 64
+
+
+def test_embed_npz(env: dict, tmp_path: Path) -> None:
+    out = tmp_path / "emb" / "test.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", env["archive"], "--split", "test",
+                 "--out", str(out), "--z", "--quiet", "--cache-dir", env["cache"]]) == 0
+    with np.load(out) as f:
+        assert f["features"].shape == (200, 64) and f["features"].dtype == np.float32
+        assert f["z"].shape == (200, 32)
+        assert f["labels"].shape == (200,) and set(f["labels"]) == set(range(10))
+        assert f["paths"][0].startswith("test/")
+
+
+def test_embed_unlabeled_folder_gives_minus_one(env: dict, tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 40, 10, 10)).save(folder / f"{i}.png")
+    out = tmp_path / "flat.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--out", str(out),
+                 "--quiet"]) == 0
+    with np.load(out) as f:
+        assert list(f["labels"]) == [-1, -1, -1] and len(f["paths"]) == 3
+
+
+def test_resume_continues_the_run(env: dict, tmp_path: Path) -> None:
+    run = env["run"]
+    assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--quiet"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 10  # already complete: nothing added
+
+
+def _bad(args: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("simclr: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys) -> None:
+    run, data = str(env["run"]), env["archive"]
+    out = str(tmp_path / "r")
+    assert "no such dataset" in _bad(["pretrain", "--data", str(tmp_path / "nope"), "--out", out], capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no images" in _bad(["pretrain", "--data", str(empty), "--out", out], capsys)
+    assert "unknown config key" in _bad(["pretrain", "--data", data, "--out", out, "--set", "optim.lrr=1"],
+                                        capsys)
+    assert "expected a number" in _bad(["pretrain", "--data", data, "--out", out, "--set", "optim.base_lr=x"],
+                                       capsys)
+    assert "must be > 0" in _bad(["pretrain", "--data", data, "--out", out, "--epochs", "0"], capsys)
+    assert "config file not found" in _bad(["pretrain", "--data", data, "--out", out, "--config", "x.yaml"],
+                                           capsys)
+    assert "larger than the dataset" in _bad(["pretrain", "--data", data, "--out", out, "--config",
+                                              str(env["cfg"]), "--batch-size", "4096", "--quiet"], capsys)
+    assert "already holds a run" in _bad(["pretrain", "--data", data, "--out", run], capsys)
+    assert "checkpoint not found" in _bad(["eval", "knn", "--checkpoint", str(tmp_path / "x.pt"),
+                                           "--data", data], capsys)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    assert "cannot read checkpoint" in _bad(["eval", "knn", "--checkpoint", str(junk), "--data", data], capsys)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.png").write_bytes((Path(data)).read_bytes()[:0] or b"\x89PNG broken")
+    assert "no readable images" in _bad(["embed", "--checkpoint", run, "--data", str(flat), "--out",
+                                         str(tmp_path / "e.npz"), "--quiet"], capsys)
+    assert not (tmp_path / "e.npz").exists()
+    corrupt = tmp_path / "bad.tar.gz"
+    corrupt.write_bytes(b"\x1f\x8b not really gzip")
+    assert "archive" in _bad(["eval", "knn", "--checkpoint", run, "--data", str(corrupt),
+                              "--cache-dir", env["cache"]], capsys)
+
+
+def test_unlabeled_eval_is_refused(env: dict, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    flat = tmp_path / "unl"
+    (flat / "train").mkdir(parents=True)
+    (flat / "test").mkdir()
+    for part in ("train", "test"):
+        Image.new("RGB", (32, 32)).save(flat / part / "a.png")
+    assert "needs labels" in _bad(["eval", "knn", "--checkpoint", str(env["run"]), "--data", str(flat)], capsys)
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "simclr", "pretrain", "--data", str(tmp_path / "missing"),
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
