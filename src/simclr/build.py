@@ -12,8 +12,9 @@ from torch import nn
 
 from simclr.config import Config
 from simclr.data.augment import AugmentSpec
-from simclr.data.decode import IN_MEMORY_MAX_SIDE, native_side
-from simclr.data.sources import ImageSource, load_source
+from simclr.data.cache import decode_cached
+from simclr.data.decode import IN_MEMORY_MAX_SIDE, Decoded, native_side
+from simclr.data.sources import ImageSource, cache_root, load_source
 from simclr.errors import InputError
 from simclr.models.resnet import EncoderSpec
 from simclr.models.simclr import SimCLRNet
@@ -26,6 +27,13 @@ def open_source(config: Config, split: str, spec: str | None = None) -> ImageSou
     return load_source(spec or d.spec, split, data_root=Path(d.root) if d.root else None,
                        cache_dir=Path(d.cache_dir) if d.cache_dir else None, holdout=d.holdout,
                        seed=config.train.seed)
+
+
+def decode(config: Config, source: ImageSource, size: int, progress: bool = True) -> Decoded:
+    """Decode ``source`` at ``size`` into memory, through the decoded-dataset cache when enabled."""
+    d = config.data
+    cache = cache_root(Path(d.cache_dir) if d.cache_dir else None) if d.decode_cache else None
+    return decode_cached(source, size, cache, progress=progress)
 
 
 class DataPlan(NamedTuple):
@@ -60,8 +68,8 @@ def resolve(config: Config, plan: DataPlan) -> Config:
 
 
 def augment_spec(config: Config) -> AugmentSpec:
-    """The augmentation at the resolved training image size."""
-    return dataclasses.replace(config.augment, size=config.data.image_size)
+    """The augmentation, producing views of ``data.view_size`` (or ``data.image_size``)."""
+    return dataclasses.replace(config.augment, size=config.data.view_size or config.data.image_size)
 
 
 def build_model(config: Config) -> SimCLRNet:

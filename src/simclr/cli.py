@@ -44,6 +44,7 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--image-size", type=int, default=0, help="evaluate at this side (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -110,8 +111,10 @@ def _setup(args: argparse.Namespace) -> Any:
     from simclr.evaluation.run import EvalSetup
 
     _positive("--batch-size", args.batch_size)
+    if args.image_size and args.image_size < 8:
+        raise InputError(f"--image-size must be >= 8, got {args.image_size}")
     return EvalSetup(args.data, args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
-                     not args.quiet)
+                     not args.quiet, args.image_size)
 
 
 def run_eval(args: argparse.Namespace) -> int:

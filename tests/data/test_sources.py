@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr.data import sources
+from simclr.data import archives, sources
 from simclr.data.images import IMAGE_EXTENSIONS, CorruptImageError, is_image_file, open_rgb
 from simclr.data.sources import ImageSource, load_source
 from simclr.errors import InputError
@@ -68,7 +68,7 @@ def test_archive_extraction_is_cached(
     def fail(*args: object) -> None:
         raise AssertionError("archive extracted again")
 
-    monkeypatch.setattr(sources, "_extract_tar", fail)
+    monkeypatch.setattr(archives, "_extract_tar", fail)
     second = load_source(str(mini_archive), "train", cache_dir=tmp_path)
     assert second.root == first.root and first.root.stat().st_mtime_ns == mtime
     assert len(second) == 500
@@ -78,17 +78,17 @@ def test_interrupted_extraction_is_not_reused(tmp_path: Path, monkeypatch: pytes
     archive = tmp_path / "data.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(_make_labeled(tmp_path / "src", {"a": 2, "b": 2}), arcname=".")
-    real_extract = sources._extract_tar
+    real_extract = archives._extract_tar
 
     def interrupted(path: Path, dest: Path) -> None:
         real_extract(path, dest)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sources, "_extract_tar", interrupted)
+    monkeypatch.setattr(archives, "_extract_tar", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_source(str(archive), cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache" / "archives").iterdir()) == []  # the partial folder was removed
-    monkeypatch.setattr(sources, "_extract_tar", real_extract)
+    monkeypatch.setattr(archives, "_extract_tar", real_extract)
     assert len(load_source(str(archive), cache_dir=tmp_path / "cache")) == 4
 
 

@@ -155,3 +155,10 @@ def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
         pretrain(_config(), tmp_path, progress=False)
     assert load_checkpoint(tmp_path)["step"] == 4
     assert not math.isnan(_losses(tmp_path)[4])
+
+
+def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
+    pretrain(_config(train={"epochs": 2, "knn_every": 1, "knn_k": 20}), tmp_path, progress=False)
+    knn = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "knn_top1" in r]
+    assert [r["epoch"] for r in knn] == [1, 2]
+    assert all(0.1 < r["knn_top1"] <= 1.0 for r in knn)  # 10 digit classes: above chance from epoch 1

@@ -20,17 +20,10 @@ Holdout applies only to folders and archives without a test split.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import numbers
 import os
-import shutil
-import stat
 import sys
-import tarfile
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from simclr.data.archives import extract_archive
 from simclr.data.images import is_image_file, open_rgb
 from simclr.errors import InputError
 
@@ -143,7 +137,7 @@ def load_source(
     if path.is_dir():
         return _load_folder(path, text, split, holdout, seed)
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
-        root = _descend_wrapper(_extract_archive(path, _setting_path(cache_dir, "SIMCLR_CACHE", _HOME_CACHE)))
+        root = _descend_wrapper(extract_archive(path, cache_root(cache_dir)))
         return _load_folder(root, text, split, holdout, seed)
     expected = "(expected cifar10, digits, an image folder or a .tar/.tar.gz/.zip archive)"
     if path.exists():
@@ -159,6 +153,11 @@ def _one_line(exc: BaseException) -> str:
 def _setting_path(value: Path | None, env_var: str, default: Path) -> Path:
     """``value``, else the environment variable ``env_var``, else ``default`` (with ``~`` expanded)."""
     return Path(value or os.environ.get(env_var) or default).expanduser()
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$SIMCLR_CACHE``, else ``~/.cache/simclr``."""
+    return _setting_path(cache_dir, "SIMCLR_CACHE", _HOME_CACHE)
 
 
 def _parts(split: str) -> tuple[str, ...]:
@@ -299,85 +298,6 @@ def _holdout_mask(labels: np.ndarray, fraction: float, seed: int, name: str) -> 
     if not mask.any() or mask.all():
         raise InputError(f"holdout {fraction} of the {len(labels)} images in {name} leaves an empty split")
     return mask
-
-
-def _extract_archive(archive: Path, cache_dir: Path) -> Path:
-    """Extract ``archive`` once into ``cache_dir/archives/<key>`` and return that folder.
-
-    The key hashes the resolved path, size and mtime, so a changed archive is extracted afresh. The
-    extraction goes to a temporary sibling that is renamed into place only when complete.
-    """
-    info = archive.stat()
-    identity = f"{archive.resolve()}\0{info.st_size}\0{info.st_mtime_ns}"
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    parent = cache_dir / "archives"
-    dest = parent / key
-    if dest.is_dir():
-        return dest
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=parent))
-    except OSError as exc:
-        raise InputError(
-            f"cannot write to cache folder {parent} ({_one_line(exc)}); set SIMCLR_CACHE to a writable folder"
-        ) from exc
-    try:
-        if archive.name.lower().endswith(".zip"):
-            _extract_zip(archive, tmp)
-        else:
-            _extract_tar(archive, tmp)
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():  # not a concurrent extraction that finished first
-                raise
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
-            NotImplementedError) as exc:  # fmt: skip
-        raise InputError(
-            f"cannot extract archive {archive} into {parent} ({type(exc).__name__}: {_one_line(exc)}); "
-            "check that it is a complete .tar/.tar.gz/.zip file"
-        ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def _member_target(dest: Path, name: str, archive: Path) -> Path:
-    """Where member ``name`` goes under ``dest``; absolute paths and ``..`` are refused."""
-    clean = name.replace("\\", "/")
-    parts = [p for p in clean.split("/") if p not in ("", ".")]
-    if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or ".." in parts:
-        raise InputError(f"unsafe member {name!r} in archive {archive}: absolute paths and '..' are refused")
-    return dest.joinpath(*parts)
-
-
-def _extract_tar(archive: Path, dest: Path) -> None:
-    """Extract directories and regular files of a tar archive; links, devices and FIFOs are skipped."""
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            target = _member_target(dest, member.name, archive)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.isreg():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None
-                with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-
-
-def _extract_zip(archive: Path, dest: Path) -> None:
-    """Extract directories and regular files of a zip archive; symlinks and special files are skipped."""
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            target = _member_target(dest, info.filename, archive)
-            unix_mode = info.external_attr >> 16
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif not unix_mode or stat.S_ISREG(unix_mode):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
 
 
 def _descend_wrapper(root: Path) -> Path:

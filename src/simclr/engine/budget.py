@@ -1,7 +1,7 @@
 """``--time-budget``: fit the whole schedule (warm-up and cosine decay) to a wall-clock budget.
 
-The speed is measured over the first steps and re-measured at a few points (a quarter, half and three
-quarters of the way), each time setting the total number of steps so that the run ends on time; the
+The speed is measured over the first steps and re-measured at a few points (25%, 50%, 75%, 90% and 97%
+of the way), each time setting the total number of steps so that the run ends on time; the
 warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``).
 """
 
@@ -15,7 +15,7 @@ SETTLE_STEPS = 3
 """Steps ignored before timing starts (first-iteration allocations and kernel selection)."""
 FIRST_ESTIMATE = 15
 """Timed steps behind the first estimate."""
-RESERVE = 0.01
+RESERVE = 0.005
 """Share of the budget kept back for the final checkpoint and bookkeeping."""
 
 
@@ -29,7 +29,7 @@ class StepBudget:
         self.peak, self.final = schedule.peak_lr, schedule.final_lr
         self._mark: tuple[int, float] | None = None
         self._next = SETTLE_STEPS + FIRST_ESTIMATE
-        self._fractions = [0.25, 0.5, 0.75]
+        self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
 
     def _schedule(self, total: int) -> LRSchedule:
         total = max(total, 1)

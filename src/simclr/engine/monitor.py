@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import torch
 
-from simclr.build import open_source
+from simclr.build import decode, open_source
 from simclr.config import Config
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
@@ -37,8 +38,9 @@ class KnnMonitor:
         d, tr = self.config.data, self.config.train
         encode = model_encoder(model, self.device, self.precision, tr.channels_last)
         in_memory = d.in_memory == "true"
-        bank = extract_features(encode, self.bank, d.image_size, in_memory, progress=False)
-        test = extract_features(encode, self.test, d.image_size, in_memory, progress=False)
+        decoder = functools.partial(decode, self.config, progress=False)
+        bank = extract_features(encode, self.bank, d.image_size, in_memory, progress=False, decoder=decoder)
+        test = extract_features(encode, self.test, d.image_size, in_memory, progress=False, decoder=decoder)
         acc = knn_accuracy(bank.h, bank.labels, test.h, test.labels, len(self.bank.classes), tr.knn_k,
                            tr.knn_temperature)
         return {"knn_top1": acc["top1"], "knn_top5": acc["top5"]}

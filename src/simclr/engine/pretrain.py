@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from simclr.build import (augment_spec, build_model, build_optimizer, default_workers, open_source, peak_lr,
-                          plan_data, resolve)
+from simclr.build import (augment_spec, build_model, build_optimizer, decode, default_workers, open_source,
+                          peak_lr, plan_data, resolve)
 from simclr.config import Config, config_from_dict, config_to_dict, save_config
-from simclr.data.decode import decode_source
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine.budget import StepBudget
 from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
@@ -106,7 +105,7 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     skipped: dict[str, str] = {}
     views: MemoryViews | LoaderViews
     if config.data.in_memory == "true":
-        decoded = decode_source(source, config.data.image_size, progress=progress)
+        decoded = decode(config, source, config.data.image_size, progress=progress)
         skipped.update(decoded.skipped)
         if len(decoded.images) == 0:
             raise InputError(f"no readable images in {source.name}")

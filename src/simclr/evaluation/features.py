@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from simclr.data.augment import eval_transform
-from simclr.data.decode import decode_source
+from simclr.data.decode import Decoded, decode_source
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.engine.runtime import Precision
@@ -18,6 +18,8 @@ from simclr.errors import InputError
 from simclr.models.simclr import SimCLRNet
 
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+Decoder = Callable[[ImageSource, int], Decoded]
+"""Decodes a whole dataset at a size (e.g. through the decoded-dataset cache)."""
 
 
 class Features(NamedTuple):
@@ -48,11 +50,20 @@ def _collate(items: list) -> list:
     return items
 
 
+def _plain_decoder(source: ImageSource, size: int) -> Decoded:
+    return decode_source(source, size, progress=False)
+
+
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
-                 skipped: list[tuple[str, str]], kept: list[int]) -> Iterator[torch.Tensor]:
-    """Float [B, 3, S, S] batches in [0, 1]; fills ``kept`` (indices) and ``skipped`` as it goes."""
+                 skipped: list[tuple[str, str]], kept: list[int],
+                 decoder: Decoder | None = None) -> Iterator[torch.Tensor]:
+    """Float [B, 3, S, S] batches in [0, 1]; fills ``kept`` (indices) and ``skipped`` as it goes.
+
+    In memory, the whole dataset is decoded first (by ``decoder``, default: no cache); otherwise a
+    DataLoader decodes and resizes images one at a time with ``eval_transform``.
+    """
     if in_memory:
-        decoded = decode_source(source, size, progress=False)
+        decoded = (decoder or _plain_decoder)(source, size)
         skipped.extend(decoded.skipped)
         index = {p: i for i, p in enumerate(source.paths)}
         kept.extend(index[p] for p in decoded.paths)
@@ -94,13 +105,14 @@ def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
 
 
 def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
-                     workers: int = 0, progress: bool = True, desc: str = "features") -> Features:
+                     workers: int = 0, progress: bool = True, desc: str = "features",
+                     decoder: Decoder | None = None) -> Features:
     """Run ``encode`` over every readable image of ``source``; unreadable ones are skipped and listed."""
     skipped: list[tuple[str, str]] = []
     kept: list[int] = []
     hs, zs = [], []
     total = (len(source) + batch_size - 1) // batch_size
-    for x in tqdm(eval_batches(source, size, in_memory, batch_size, workers, skipped, kept), total=total,
+    for x in tqdm(eval_batches(source, size, in_memory, batch_size, workers, skipped, kept, decoder), total=total,
                   desc=desc, unit="batch", disable=not progress, leave=False):
         h, z = encode(x)
         hs.append(h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from simclr.build import build_model, open_source, plan_data
+from simclr.build import build_model, decode, open_source, plan_data
 from simclr.config import Config, config_from_dict
 from simclr.engine.checkpoint import load_checkpoint
 from simclr.engine.runtime import pick_device, pick_precision
@@ -31,6 +32,7 @@ class EvalSetup:
     batch_size: int = 256
     workers: int = 2
     progress: bool = True
+    image_size: int = 0  # 0 = the checkpoint's data.image_size
 
 
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
@@ -48,7 +50,8 @@ def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet,
 
 def eval_config(config: Config, setup: EvalSetup) -> Config:
     data = dataclasses.replace(config.data, spec=setup.data, root=setup.data_root or config.data.root,
-                               cache_dir=setup.cache_dir or config.data.cache_dir)
+                               cache_dir=setup.cache_dir or config.data.cache_dir,
+                               image_size=setup.image_size or config.data.image_size)
     return dataclasses.replace(config, data=data)
 
 
@@ -67,7 +70,8 @@ class _Pair:
         train, test = _labelled(config, "train"), _labelled(config, "test")
         self.num_classes = len(train.classes)
         in_memory = plan_data(config, train).in_memory if config.data.in_memory != "false" else False
-        kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers, "progress": setup.progress}
+        kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers, "progress": setup.progress,
+                              "decoder": functools.partial(decode, config, progress=False)}
         self.train: Features = extract_features(encode, train, size, in_memory, desc="train features", **kw)
         self.test: Features = extract_features(encode, test, size, in_memory, desc="test features", **kw)
 

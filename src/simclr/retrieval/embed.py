@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
 
-from simclr.build import open_source, plan_data
+from simclr.build import decode, open_source, plan_data
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.evaluation.features import extract_features, model_encoder
 from simclr.evaluation.run import EvalSetup, eval_config, load_model
@@ -26,7 +27,8 @@ def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_
     encode = model_encoder(model, device, pick_precision(config.train.precision, device),
                            config.train.channels_last, with_z=with_z)
     feats = extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
-                             workers=setup.workers, progress=setup.progress, desc="embedding")
+                             workers=setup.workers, progress=setup.progress, desc="embedding",
+                             decoder=functools.partial(decode, config, progress=False))
     arrays = {"features": feats.h.numpy().astype(np.float32), "labels": feats.labels.numpy().astype(np.int64),
               "paths": np.asarray(feats.paths, dtype=str)}
     if feats.z is not None:

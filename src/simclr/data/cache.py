@@ -1,0 +1,91 @@
+"""A decoded-dataset cache: small images decoded once into a memory-mapped uint8 file, keyed by content.
+
+The key hashes the dataset's content (every file's bytes, or the in-memory array) together with the
+decode size, so a changed dataset is decoded afresh and an unchanged one loads in a moment. Files are
+written under a temporary name and renamed when complete; a damaged or foreign cache entry is ignored
+and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simclr.data.decode import Decoded, decode_source
+from simclr.data.sources import ImageSource
+
+VERSION = 1
+
+
+def content_key(source: ImageSource, size: int) -> str:
+    """sha256 of the decode size, the image identifiers, labels and every image's bytes (or the array)."""
+    h = hashlib.sha256(f"simclr-decoded-v{VERSION}\0{size}\0".encode())
+    h.update("\0".join(source.paths).encode())
+    h.update(np.ascontiguousarray(source.labels, dtype=np.int64).tobytes())
+    if source.array is not None:
+        h.update(str(source.array.shape).encode())
+        h.update(np.ascontiguousarray(source.array).data)
+    else:
+        assert source.root is not None
+        for rel in source.paths:
+            try:
+                h.update((source.root / rel).read_bytes())
+            except OSError:
+                h.update(b"\0unreadable\0")
+            h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    folder = cache_dir / "decoded"
+    return folder / f"{key}.u8", folder / f"{key}.json"
+
+
+def _load(data_path: Path, meta_path: Path, size: int) -> Decoded | None:
+    try:
+        meta = json.loads(meta_path.read_text())
+        n = int(meta["n"])
+        if meta.get("version") != VERSION or meta.get("size") != size or data_path.stat().st_size != n * 3 * size * size:
+            return None
+        array = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, 3, size, size)) if n else \
+            np.zeros((0, 3, size, size), np.uint8)
+        images = torch.from_numpy(np.array(array))  # one sequential read into RAM
+        labels = torch.tensor(meta["labels"], dtype=torch.int64)
+        skipped = [(p, r) for p, r in meta["skipped"]]
+        return Decoded(images, labels, list(meta["paths"]), skipped)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> None:
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_data = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
+    tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+    decoded.images.contiguous().numpy().tofile(tmp_data)
+    tmp_meta.write_text(json.dumps({"version": VERSION, "size": size, "n": len(decoded.images),
+                                    "labels": decoded.labels.tolist(), "paths": decoded.paths,
+                                    "skipped": [list(s) for s in decoded.skipped]}))
+    tmp_data.replace(data_path)  # data first: the metadata names a complete file only
+    tmp_meta.replace(meta_path)
+
+
+def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True) -> Decoded:
+    """``decode_source`` through the cache in ``cache_dir`` (no cache when None or not writable)."""
+    if cache_dir is None:
+        return decode_source(source, size, progress=progress)
+    key = content_key(source, size)
+    data_path, meta_path = _paths(cache_dir, key)
+    hit = _load(data_path, meta_path, size)
+    if hit is not None:
+        return hit
+    decoded = decode_source(source, size, progress=progress)
+    try:
+        _store(decoded, data_path, meta_path, size)
+    except OSError:
+        pass  # a read-only cache only costs the decode next time
+    return decoded

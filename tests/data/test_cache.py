@@ -1,0 +1,65 @@
+"""The decoded-dataset cache: hit on unchanged content, re-decode on changed content, survive damage."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simclr.data import cache as cache_mod
+from simclr.data.cache import content_key, decode_cached
+from simclr.data.sources import load_source
+
+
+def _folder(root: Path) -> Path:
+    for cls, colour in (("red", (200, 10, 10)), ("blue", (10, 10, 200))):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 12), tuple(c + i for c in colour)).save(root / cls / f"{i}.png")
+    (root / "red" / "bad.png").write_bytes(b"not an image")
+    return root
+
+
+def test_second_decode_comes_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = load_source(_folder(tmp_path / "imgs"))
+    first = decode_cached(source, 8, tmp_path / "cache", progress=False)
+    assert first.images.shape == (6, 3, 8, 8) and len(first.skipped) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(cache_mod, "decode_source", boom)
+    second = decode_cached(source, 8, tmp_path / "cache", progress=False)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert second.paths == first.paths and second.skipped == first.skipped
+
+
+def test_changed_content_or_size_changes_the_key(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "imgs")
+    source = load_source(root)
+    key = content_key(source, 8)
+    assert content_key(source, 16) != key
+    Image.new("RGB", (20, 12), (0, 255, 0)).save(root / "blue" / "0.png")  # same name, new pixels
+    changed = load_source(root)
+    assert content_key(changed, 8) != key
+    decoded = decode_cached(changed, 8, tmp_path / "cache", progress=False)
+    idx = decoded.paths.index("blue/0.png")
+    assert decoded.images[idx, 1].float().mean() > 200  # the new green image, not a stale one
+
+
+def test_damaged_entry_is_rebuilt(tmp_path: Path) -> None:
+    source = load_source("digits", "test")
+    good = decode_cached(source, 8, tmp_path, progress=False)
+    data = next((tmp_path / "decoded").glob("*.u8"))
+    data.write_bytes(data.read_bytes()[:100])  # truncated
+    again = decode_cached(source, 8, tmp_path, progress=False)
+    assert torch.equal(good.images, again.images)
+    assert data.stat().st_size == good.images.numel()
+
+
+def test_array_sources_are_keyed_by_their_pixels(tmp_path: Path) -> None:
+    source = load_source("digits", "test")
+    altered = type(source)(source.name, source.paths, source.labels, source.classes,
+                           np.where(source.array > 0, 255, 0).astype(np.uint8), None)
+    assert content_key(source, 8) != content_key(altered, 8)
