@@ -14,3 +14,12 @@ def mini_archive() -> Path:
     if not path.is_file():
         pytest.skip(f"shared test data missing: {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Archives and decoded datasets go to a temporary cache, never to the user's ~/.cache/simclr."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SIMCLR_CACHE", str(tmp_path_factory.mktemp("simclr-cache")))
+    yield
+    patch.undo()
