@@ -1,0 +1,191 @@
+"""Training throughput (views/s) of simclr's device path, its DataLoader path, and lightly's CIFAR-10 recipe.
+
+All three train the same network (ResNet-18 with the CIFAR stem, simclr's encoder) at the same batch size on
+CIFAR-10 from ../shared/data, in one process on one machine, one after the other:
+
+(a) simclr device path: the dataset decoded once into a uint8 tensor on the device, batched augmentation there
+    (``MemoryViews``), NT-Xent, LARS;
+(b) simclr DataLoader path: per-image PIL/torchvision augmentation in DataLoader workers (``LoaderViews``);
+(c) lightly 1.6's published CIFAR-10 SimCLR recipe: ``LightlyDataset`` over the image folder with
+    ``SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)`` in DataLoader workers,
+    ``SimCLRProjectionHead(512, 512, 128)``, ``NTXentLoss``, SGD (lightly is a benchmark-only extra:
+    ``pip install -e ".[bench]"``).
+
+Each path runs ``--warmup`` untimed steps, then ``--steps`` timed ones (wall clock, data loading included).
+It also prints the model's training FLOPs per view (torch's FlopCounterMode, forward + backward) and the
+fraction of the machine's peak they reach (``--peak-tflops``; default: a CPU's fp32 FMA peak from its core
+count and clock, or 989 dense bf16 TFLOP/s on an H100).
+
+Usage: python benchmarks/throughput.py [--batch 512] [--steps 3] [--device cpu|cuda] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+def _cpu_name_and_mhz() -> tuple[str, float]:
+    name, mhz = platform.processor() or "CPU", 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    return name, mhz
+
+
+def _peak_tflops(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return 989.0, f"{torch.cuda.get_device_name(device)}, dense bf16 peak 989 TFLOP/s (H100 SXM)"
+    name, mhz = _cpu_name_and_mhz()
+    cores = os.cpu_count() or 1
+    flops_per_cycle = 32  # AVX2: 2 FMA units x 8 fp32 lanes x 2 (AVX-512 would double it)
+    return cores * mhz * 1e6 * flops_per_cycle / 1e12, f"{name}, {cores} cores at {mhz:.0f} MHz, fp32 FMA peak"
+
+
+def _train_flops_per_view(model: nn.Module, device: torch.device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(8, 3, 32, 32, device=device)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        (out[1] if isinstance(out, tuple) else out).float().pow(2).mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 8
+
+
+def _time(steps: Iterator[None], warmup: int, timed: int, views_per_step: int, sync: Callable[[], None]) -> float:
+    for _ in range(warmup):
+        next(steps)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(timed):
+        next(steps)
+    sync()
+    return timed * views_per_step / (time.perf_counter() - t0)
+
+
+def _forever(make: Callable[[], Iterator]) -> Iterator:
+    while True:
+        yield from make()
+
+
+def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> Iterator[None]:
+    from simclr.data.augment import AugmentSpec
+    from simclr.data.decode import decode_source
+    from simclr.data.sources import load_source
+    from simclr.data.views import LoaderViews, MemoryViews
+    from simclr.losses import nt_xent
+    from simclr.models.heads import HeadSpec
+    from simclr.models.resnet import EncoderSpec
+    from simclr.models.simclr import SimCLRNet
+    from simclr.optim import LARS, split_decay_groups
+
+    source = load_source(args.data, "train")
+    spec = AugmentSpec(size=32, color_strength=0.5, blur_p=0.0)
+    if path == "device":
+        images = decode_source(source, 32, progress=False).images.to(device)
+        views: MemoryViews | LoaderViews = MemoryViews(images, spec, args.batch, 0)
+    else:
+        views = LoaderViews(source, spec, args.batch, 0, args.workers, pin_memory=device.type == "cuda")
+    model = SimCLRNet(EncoderSpec("resnet18", 1.0, True), HeadSpec()).to(device, memory_format=torch.channels_last)
+    opt = LARS(split_decay_groups(model, 1e-6), lr=0.3 * args.batch / 256, weight_decay=1e-6)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    for v1, v2 in _forever(views.batches):
+        x = torch.cat([v1, v2]).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            z = model(x).z
+        loss = nt_xent(z[: len(v1)], z[len(v1) :], 0.5).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield
+
+
+def lightly_steps(args: argparse.Namespace, device: torch.device) -> Iterator[None]:
+    from lightly.data import LightlyDataset
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+
+    from simclr.data.sources import load_source
+    from simclr.models.resnet import EncoderSpec, build_encoder
+
+    source = load_source(args.data, "train")
+    assert source.root is not None
+    transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
+    dataset = LightlyDataset(input_dir=str(source.root / "train"), transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
+                                         num_workers=args.workers, pin_memory=device.type == "cuda")
+    backbone = build_encoder(EncoderSpec("resnet18", 1.0, True))
+    model = nn.Sequential(backbone, SimCLRProjectionHead(512, 512, 128)).to(device, memory_format=torch.channels_last)
+    criterion = NTXentLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.06 * args.batch / 256, momentum=0.9, weight_decay=5e-4)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    for (x0, x1), _, _ in _forever(lambda: iter(loader)):
+        x0 = x0.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            z0, z1 = model(x0), model(x1)
+        loss = criterion(z0.float(), z1.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--paths", default="device,loader,lightly")
+    p.add_argument("--peak-tflops", type=float, default=0.0)
+    args = p.parse_args()
+    device = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    from simclr.models.heads import HeadSpec
+    from simclr.models.resnet import EncoderSpec
+    from simclr.models.simclr import SimCLRNet
+
+    flops = _train_flops_per_view(SimCLRNet(EncoderSpec("resnet18", 1.0, True), HeadSpec()).to(device), device)
+    peak, peak_desc = _peak_tflops(device)
+    peak = args.peak_tflops or peak
+    results = {}
+    for path in args.paths.split(","):
+        steps = lightly_steps(args, device) if path == "lightly" else simclr_steps(path, args, device)
+        results[path] = _time(steps, args.warmup, args.steps, 2 * args.batch, sync)
+        print(f"{path}: {results[path]:.1f} views/s", file=sys.stderr, flush=True)
+        del steps
+    names = {"device": "simclr, device path", "loader": "simclr, DataLoader path", "lightly": "lightly 1.6 recipe"}
+    print(f"\n### Throughput: ResNet-18 (CIFAR stem), batch {args.batch}, CIFAR-10, device {args.device}\n")
+    print(f"- machine: {peak_desc}; {flops / 1e9:.2f} GFLOP per view (forward + backward)")
+    print(f"- command: `python benchmarks/throughput.py --batch {args.batch} --steps {args.steps} "
+          f"--device {args.device} --workers {args.workers}`\n")
+    print("| path | views/s | vs lightly | fraction of peak |\n|---|---|---|---|")
+    for path, rate in results.items():
+        ratio = f"{rate / results['lightly']:.2f}x" if "lightly" in results else "-"
+        print(f"| {names.get(path, path)} | {rate:.1f} | {ratio} | {rate * flops / (peak * 1e12):.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
