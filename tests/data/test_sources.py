@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr.data import archives, sources
+from simclr.data import archives
 from simclr.data.images import IMAGE_EXTENSIONS, CorruptImageError, is_image_file, open_rgb
 from simclr.data.sources import ImageSource, load_source
 from simclr.errors import InputError

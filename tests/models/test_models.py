@@ -67,7 +67,7 @@ def test_heads(kind: str, expected: int) -> None:
     assert head(torch.rand(4, 64)).shape == (4, expected)
     if kind == "nonlinear":
         linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
-        assert [l.out_features for l in linears] == [64, 32]  # hidden = dim of h (Section 2.1)
+        assert [lin.out_features for lin in linears] == [64, 32]  # hidden = dim of h (Section 2.1)
         assert any(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules())
         assert not any(isinstance(m, torch.nn.BatchNorm1d)
                        for m in build_head(HeadSpec(batch_norm=False), 64).modules())

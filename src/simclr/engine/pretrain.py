@@ -17,8 +17,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from simclr.build import (augment_spec, build_model, build_optimizer, decode, default_workers, open_source,
-                          peak_lr, plan_data, resolve)
+from simclr.build import (
+    augment_spec,
+    build_model,
+    build_optimizer,
+    decode,
+    default_workers,
+    open_source,
+    peak_lr,
+    plan_data,
+    resolve,
+)
 from simclr.config import Config, config_from_dict, config_to_dict, save_config
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine.budget import StepBudget

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 HEAD_KINDS = ("none", "linear", "nonlinear")
@@ -62,10 +61,6 @@ def build_head(spec: HeadSpec, in_dim: int) -> nn.Module:
 def head_out_dim(spec: HeadSpec, in_dim: int) -> int:
     """Size of z for this head on features of size ``in_dim``."""
     return in_dim if spec.kind == "none" else spec.out_dim
-
-
-
-
 
 
 __all__ = ["HEAD_KINDS", "HeadSpec", "build_head", "head_out_dim"]
