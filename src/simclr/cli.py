@@ -101,6 +101,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.arch:
         extra["model"] = {"arch": args.arch}
     config = load_config(args.config, args.set, extra)
+    if args.resume and (args.config or args.set or args.arch or train.keys() - {"device"}):
+        print("simclr: note: --resume continues with the run's saved config; --config, --set and other "
+              "options are ignored", file=sys.stderr)
     result = pretrain(config, args.out, resume=args.resume, progress=not args.quiet)
     print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs, last loss {result.loss:.4f}; "
           f"run folder {result.run_dir}")

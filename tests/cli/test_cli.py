@@ -88,10 +88,14 @@ def test_embed_unlabeled_folder_gives_minus_one(env: dict, tmp_path: Path) -> No
         assert list(f["labels"]) == [-1, -1, -1] and len(f["paths"]) == 3
 
 
-def test_resume_continues_the_run(env: dict, tmp_path: Path) -> None:
+def test_resume_continues_the_run(env: dict, tmp_path: Path, capsys) -> None:
     run = env["run"]
     assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--quiet"]) == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 10  # already complete: nothing added
+    capsys.readouterr()
+    assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--epochs", "5",
+                 "--quiet"]) == 0
+    assert "saved config" in capsys.readouterr().err
 
 
 def _bad(args: list[str], capsys) -> str:
