@@ -58,9 +58,4 @@ def build_head(spec: HeadSpec, in_dim: int) -> nn.Module:
     return nn.Sequential(*mods)
 
 
-def head_out_dim(spec: HeadSpec, in_dim: int) -> int:
-    """Size of z for this head on features of size ``in_dim``."""
-    return in_dim if spec.kind == "none" else spec.out_dim
-
-
-__all__ = ["HEAD_KINDS", "HeadSpec", "build_head", "head_out_dim"]
+__all__ = ["HEAD_KINDS", "HeadSpec", "build_head"]
