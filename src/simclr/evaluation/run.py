@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from simclr.build import build_model, decode, open_source, plan_data
 from simclr.config import Config, config_from_dict
+from simclr.data.decode import Decoded
+from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import load_checkpoint
-from simclr.engine.runtime import pick_device, pick_precision
+from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
 from simclr.evaluation.knn import knn_accuracy
@@ -55,7 +56,7 @@ def eval_config(config: Config, setup: EvalSetup) -> Config:
     return dataclasses.replace(config, data=data)
 
 
-def _labelled(config: Config, split: str):  # noqa: ANN202 - ImageSource
+def _labelled(config: Config, split: str) -> ImageSource:
     source = open_source(config, split)
     if not source.classes or (source.labels < 0).any():
         raise InputError(f"evaluation needs labels: {source.name} ({split}) has unlabeled images "
@@ -63,17 +64,34 @@ def _labelled(config: Config, split: str):  # noqa: ANN202 - ImageSource
     return source
 
 
+class _EvalData:
+    """The labelled train (bank) and test (query) splits, opened and decoded once for every encoder."""
+
+    def __init__(self, config: Config, setup: EvalSetup) -> None:
+        self.train, self.test = _labelled(config, "train"), _labelled(config, "test")
+        self.size = config.data.image_size
+        self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
+        self._config = config
+        self._decoded: dict[str, Decoded] = {}
+        self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
+                                   "progress": setup.progress, "decoder": self._decode}
+
+    def _decode(self, source: ImageSource, size: int) -> Decoded:
+        key = "train" if source is self.train else "test"
+        if key not in self._decoded:
+            self._decoded[key] = decode(self._config, source, size, progress=False)
+        return self._decoded[key]
+
+
 class _Pair:
     """Bank (train) and query (test) features of one encoder."""
 
-    def __init__(self, encode: Encode, config: Config, setup: EvalSetup, size: int) -> None:
-        train, test = _labelled(config, "train"), _labelled(config, "test")
-        self.num_classes = len(train.classes)
-        in_memory = plan_data(config, train).in_memory if config.data.in_memory != "false" else False
-        kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers, "progress": setup.progress,
-                              "decoder": functools.partial(decode, config, progress=False)}
-        self.train: Features = extract_features(encode, train, size, in_memory, desc="train features", **kw)
-        self.test: Features = extract_features(encode, test, size, in_memory, desc="test features", **kw)
+    def __init__(self, encode: Encode, data: _EvalData) -> None:
+        self.num_classes = len(data.train.classes)
+        self.train: Features = extract_features(encode, data.train, data.size, data.in_memory,
+                                                desc="train features", **data.kw)
+        self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
+                                               desc="test features", **data.kw)
 
     def knn(self, k: int, temperature: float) -> dict[str, float]:
         return knn_accuracy(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, k,
@@ -83,20 +101,29 @@ class _Pair:
         return linear_eval(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, seed)
 
 
-def _learned(checkpoint: str | Path, setup: EvalSetup) -> tuple[_Pair, Config]:
+class _Learned(NamedTuple):
+    model: SimCLRNet
+    config: Config
+    device: torch.device
+    precision: Precision
+
+    def encoder(self, model: SimCLRNet | None = None) -> Encode:
+        return model_encoder(self.model if model is None else model, self.device, self.precision, self.config.train.channels_last)
+
+
+def _learned(checkpoint: str | Path, setup: EvalSetup) -> _Learned:
     device = pick_device(setup.device)
     model, config = load_model(checkpoint, device)
     config = eval_config(config, setup)
-    precision = pick_precision(config.train.precision, device)
-    encode = model_encoder(model, device, precision, config.train.channels_last)
-    return _Pair(encode, config, setup, config.data.image_size), config
+    return _Learned(model, config, device, pick_precision(config.train.precision, device))
 
 
 def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,
              temperature: float = 0.1) -> dict[str, Any]:
     """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context."""
-    pair, config = _learned(checkpoint, setup)
-    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(config.train.seed)
+    learned = _learned(checkpoint, setup)
+    pair = _Pair(learned.encoder(), _EvalData(learned.config, setup))
+    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed)
     return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
             "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
 
@@ -104,17 +131,17 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
 def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature: float = 0.1,
             linear: bool = True) -> list[dict[str, Any]]:
     """kNN (and linear) accuracy of raw pixels, a random-init encoder and the learned h, on the same split."""
-    learned, config = _learned(checkpoint, setup)
-    size = config.data.image_size
-    device = pick_device(setup.device)
+    learned = _learned(checkpoint, setup)
+    config = learned.config
+    data = _EvalData(config, setup)
     torch.manual_seed(config.train.seed)
-    random_model = build_model(config).to(device)
-    precision = pick_precision(config.train.precision, device)
-    random_pair = _Pair(model_encoder(random_model, device, precision, config.train.channels_last), config, setup,
-                        size)
-    pixel_pair = _Pair(raw_pixels, config, setup, size)
+    random_model = build_model(config).to(learned.device)
+    encoders: tuple[tuple[str, Encode], ...] = (("raw pixels", raw_pixels),
+                                                ("random-init encoder", learned.encoder(random_model)),
+                                                ("learned h", learned.encoder()))
     rows = []
-    for name, pair in (("raw pixels", pixel_pair), ("random-init encoder", random_pair), ("learned h", learned)):
+    for name, encode in encoders:
+        pair = _Pair(encode, data)
         knn = pair.knn(k, temperature)
         lin = pair.linear(config.train.seed) if linear else {"top1": float("nan"), "top5": float("nan")}
         rows.append({"features": name, "dim": int(pair.train.h.shape[1]), "knn_top1": knn["top1"],
