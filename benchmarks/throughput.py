@@ -6,11 +6,14 @@ CIFAR-10 from ../shared/data, in one process on one machine, one after the other
 (a) simclr device path: the dataset decoded once into a uint8 tensor on the device, batched augmentation there
     (``MemoryViews``), NT-Xent, LARS;
 (b) simclr DataLoader path: per-image PIL/torchvision augmentation in DataLoader workers (``LoaderViews``);
+(a') the same with ``compile=auto`` (CUDA graphs via torch.compile on CUDA; Inductor on CPU), path
+    ``device+compile``;
 (c) lightly 1.6's published CIFAR-10 SimCLR recipe: ``LightlyDataset`` over the image folder with
     ``SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)`` in DataLoader workers,
     ``SimCLRProjectionHead(512, 512, 128)``, ``NTXentLoss``, SGD (lightly is a benchmark-only extra:
     ``pip install -e ".[bench]"``).
 
+Path ``augment`` times the device path's data alone (index, two augmented views), the ceiling it sets.
 Each path runs ``--warmup`` untimed steps, then ``--steps`` timed ones (wall clock, data loading included).
 It also prints the model's training FLOPs per view (torch's FlopCounterMode, forward + backward) and the
 fraction of the machine's peak they reach (``--peak-tflops``; default: a CPU's fp32 FMA peak from its core
@@ -90,7 +93,8 @@ def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> I
     from simclr.data.decode import decode_source
     from simclr.data.sources import load_source
     from simclr.data.views import LoaderViews, MemoryViews
-    from simclr.losses import nt_xent
+    from simclr.engine.runtime import Precision
+    from simclr.engine.step import ContrastiveStep
     from simclr.models.heads import HeadSpec
     from simclr.models.resnet import EncoderSpec
     from simclr.models.simclr import SimCLRNet
@@ -98,22 +102,22 @@ def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> I
 
     source = load_source(args.data, "train")
     spec = AugmentSpec(size=32, color_strength=0.5, blur_p=0.0)
-    if path == "device":
+    if path.startswith(("device", "augment")):
         images = decode_source(source, 32, progress=False).images.to(device)
-        views: MemoryViews | LoaderViews = MemoryViews(images, spec, args.batch, 0)
+        views: MemoryViews | LoaderViews = MemoryViews(images, spec, args.batch, 0,
+                                                       compile=path.endswith("+compile") and device.type == "cuda")
     else:
         views = LoaderViews(source, spec, args.batch, 0, args.workers, pin_memory=device.type == "cuda")
+    if path.startswith("augment"):
+        for _ in _forever(views.batches):
+            yield
     model = SimCLRNet(EncoderSpec("resnet18", 1.0, True), HeadSpec()).to(device, memory_format=torch.channels_last)
     opt = LARS(split_decay_groups(model, 1e-6), lr=0.3 * args.batch / 256, weight_decay=1e-6)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
+    precision = Precision(torch.bfloat16 if device.type == "cuda" else None, False)
+    step = ContrastiveStep(model, opt, torch.amp.GradScaler(device.type, enabled=False), precision, device,
+                           temperature=0.5, compile="auto" if path.endswith("+compile") else "off")
     for v1, v2 in _forever(views.batches):
-        x = torch.cat([v1, v2]).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            z = model(x).z
-        loss = nt_xent(z[: len(v1)], z[len(v1) :], 0.5).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step(v1, v2)
         yield
 
 
@@ -175,15 +179,19 @@ def main() -> int:
         results[path] = _time(steps, args.warmup, args.steps, 2 * args.batch, sync)
         print(f"{path}: {results[path]:.1f} views/s", file=sys.stderr, flush=True)
         del steps
-    names = {"device": "simclr, device path", "loader": "simclr, DataLoader path", "lightly": "lightly 1.6 recipe"}
+    names = {"device": "simclr, device path", "device+compile": "simclr, device path, compile=auto",
+             "augment": "simclr device path, augmentation only",
+             "augment+compile": "simclr device path, augmentation only, compiled", "loader": "simclr, DataLoader path", "lightly": "lightly 1.6 recipe"}
     print(f"\n### Throughput: ResNet-18 (CIFAR stem), batch {args.batch}, CIFAR-10, device {args.device}\n")
     print(f"- machine: {peak_desc}; {flops / 1e9:.2f} GFLOP per view (forward + backward)")
     print(f"- command: `python benchmarks/throughput.py --batch {args.batch} --steps {args.steps} "
-          f"--device {args.device} --workers {args.workers}`\n")
+          f"--warmup {args.warmup} --device {args.device} --workers {args.workers} --paths {args.paths}`\n")
     print("| path | views/s | vs lightly | fraction of peak |\n|---|---|---|---|")
     for path, rate in results.items():
         ratio = f"{rate / results['lightly']:.2f}x" if "lightly" in results else "-"
-        print(f"| {names.get(path, path)} | {rate:.1f} | {ratio} | {rate * flops / (peak * 1e12):.1%} |")
+        frac = "-" if path.startswith("augment") else f"{rate * flops / (peak * 1e12):.1%}"
+        ratio = "-" if path.startswith("augment") else ratio
+        print(f"| {names.get(path, path)} | {rate:.1f} | {ratio} | {frac} |")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from simclr.data.augment import PRESETS, AugmentSpec
+from simclr.engine.step import COMPILE_MODES
 from simclr.errors import InputError
 from simclr.models.heads import HeadSpec
 from simclr.models.resnet import ARCHITECTURES
@@ -151,8 +152,12 @@ class TrainConfig:
         time_budget: minutes; > 0 fits the whole schedule (warm-up and cosine) to this wall time.
         precision: ``auto`` = bf16 autocast where the hardware runs it fast (CUDA with bf16, CPUs with
             AVX-512 bf16 or AMX), else fp32.
+        compile: ``torch.compile`` the forward and loss: ``off``, ``default`` (Inductor), ``cudagraphs``
+            (Inductor plus CUDA graphs, CUDA only) or ``auto`` (``cudagraphs`` on CUDA, ``off`` on CPU).
         log_every: steps between metrics.jsonl lines (the only host-device synchronisations).
-        checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``); ``last.pt`` is written every epoch.
+        checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``).
+        save_minutes: ``last.pt`` (what ``--resume`` continues) is rewritten at the first epoch end after this many
+            minutes (0 = every epoch), at the end, and on Ctrl-C.
         knn_every: epochs between kNN monitor evaluations on the labelled test split (0 = off).
     """
 
@@ -162,9 +167,11 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    compile: str = "auto"
     time_budget: float = 0.0
     log_every: int = 10
     checkpoint_every: int = 0
+    save_minutes: float = 2.0
     knn_every: int = 0
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -178,13 +185,15 @@ class TrainConfig:
             raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.time_budget < 0:
             raise ValueError(f"train.time_budget must be >= 0 minutes, got {self.time_budget}")
         for name in ("log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.checkpoint_every < 0 or self.knn_every < 0:
-            raise ValueError("train.checkpoint_every and train.knn_every must be >= 0")
+        if self.checkpoint_every < 0 or self.knn_every < 0 or self.save_minutes < 0:
+            raise ValueError("train.checkpoint_every, train.save_minutes and train.knn_every must be >= 0")
         if self.knn_temperature <= 0:
             raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
 

@@ -30,6 +30,7 @@ from simclr.data.batch_augment import (
     rgb_to_grayscale,
     sample_params,
 )
+from simclr.data.views import MemoryViews
 
 CIFAR = AugmentSpec(**PRESETS["cifar10"])
 TF_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
@@ -375,3 +376,22 @@ def test_crop_params_are_pixel_boxes() -> None:
     assert isinstance(crop, CropParams)
     assert all(t.dtype == torch.int64 and t.shape == (8,) for t in crop[:4])
     assert crop.flip.dtype == torch.bool
+
+
+def test_compiled_augmentation_matches_eager() -> None:
+    spec = dataclasses.replace(AugmentSpec(size=16), blur_p=0.5)
+    images = _images(8, 20, 20)
+    eager = BatchAugment(spec)(images, _gen(5))
+    compiled = BatchAugment(spec, compile=True)(images, _gen(5))
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
+
+
+def test_memory_views_two_distinct_views_per_image_and_reproducible() -> None:
+    images = _images(40, 16, 16)
+    spec = AugmentSpec(size=16)
+    first = [torch.cat(pair) for pair in MemoryViews(images, spec, 8, seed=3).batches()]
+    again = [torch.cat(pair) for pair in MemoryViews(images, spec, 8, seed=3).batches()]
+    assert len(first) == 5 and all(torch.equal(a, b) for a, b in zip(first, again))
+    v1, v2 = next(MemoryViews(images, spec, 8, seed=3).batches())
+    assert v1.shape == v2.shape == (8, 3, 16, 16)
+    assert bool(((v1 - v2).flatten(1).abs().amax(dim=1) > 0.01).all())

@@ -139,7 +139,7 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
 
 
 def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    import simclr.engine.pretrain as mod
+    import simclr.engine.step as mod
 
     calls = {"n": 0}
     real = mod.nt_xent

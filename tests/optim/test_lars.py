@@ -21,11 +21,17 @@ def _params() -> tuple[nn.Parameter, nn.Parameter]:
     return weight, bias
 
 
-def _optimizer(weight: nn.Parameter, bias: nn.Parameter, nesterov: bool = False) -> LARS:
+@pytest.fixture(params=[False, True], ids=["loop", "foreach"])
+def foreach(request: pytest.FixtureRequest) -> bool:
+    """Every hand-computed step is checked for the per-parameter loop and the multi-tensor path."""
+    return request.param
+
+
+def _optimizer(weight: nn.Parameter, bias: nn.Parameter, nesterov: bool = False, foreach: bool = False) -> LARS:
     # The bias group asks for weight decay but is excluded: LARS must apply neither decay nor trust ratio.
     return LARS(
         [{"params": [weight]}, {"params": [bias], "weight_decay": WD, "lars_exclude": True}],
-        lr=LR, momentum=MOMENTUM, weight_decay=WD, trust_coefficient=EETA, nesterov=nesterov,
+        lr=LR, momentum=MOMENTUM, weight_decay=WD, trust_coefficient=EETA, nesterov=nesterov, foreach=foreach,
     )
 
 
@@ -34,9 +40,9 @@ def _set_grads(weight: nn.Parameter, bias: nn.Parameter, gw: list[float], gb: li
     bias.grad = torch.tensor(gb, dtype=torch.float64)
 
 
-def test_first_step_by_hand() -> None:
+def test_first_step_by_hand(foreach: bool) -> None:
     weight, bias = _params()
-    opt = _optimizer(weight, bias)
+    opt = _optimizer(weight, bias, foreach=foreach)
     _set_grads(weight, bias, [0.6, 0.8], [0.5])
     opt.step()
     # weight: g + wd*w = [0.6 + 0.3, 0.8 + 0.4] = [0.9, 1.2], |g| = 1.5
@@ -49,9 +55,9 @@ def test_first_step_by_hand() -> None:
     assert opt.state[bias]["momentum_buffer"].tolist() == pytest.approx([0.15], abs=1e-12)
 
 
-def test_second_step_uses_momentum() -> None:
+def test_second_step_uses_momentum(foreach: bool) -> None:
     weight, bias = _params()
-    opt = _optimizer(weight, bias)
+    opt = _optimizer(weight, bias, foreach=foreach)
     _set_grads(weight, bias, [0.6, 0.8], [0.5])
     opt.step()
     _set_grads(weight, bias, [0.3, -0.4], [-1.0])
@@ -69,9 +75,9 @@ def test_second_step_uses_momentum() -> None:
     assert bias.tolist() == pytest.approx([2.015], abs=1e-12)
 
 
-def test_nesterov_first_step_by_hand() -> None:
+def test_nesterov_first_step_by_hand(foreach: bool) -> None:
     weight, bias = _params()
-    opt = _optimizer(weight, bias, nesterov=True)
+    opt = _optimizer(weight, bias, nesterov=True, foreach=foreach)
     _set_grads(weight, bias, [0.6, 0.8], [0.5])
     opt.step()
     # update = momentum * v + scaled_lr * g = 0.9 * [0.009, 0.012] + [0.009, 0.012] = [0.0171, 0.0228]
@@ -91,17 +97,17 @@ def test_lr_lives_inside_the_momentum_buffer() -> None:
     assert bias.tolist() == pytest.approx([-1.6], abs=1e-12)
 
 
-def test_zero_weight_uses_trust_ratio_one() -> None:
+def test_zero_weight_uses_trust_ratio_one(foreach: bool) -> None:
     weight = nn.Parameter(torch.zeros(2, dtype=torch.float64))
-    opt = LARS([weight], lr=0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=EETA)
+    opt = LARS([weight], lr=0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=EETA, foreach=foreach)
     weight.grad = torch.tensor([1.0, -2.0], dtype=torch.float64)
     opt.step()
     assert weight.tolist() == pytest.approx([-0.5, 1.0], abs=1e-12)  # w - lr * 1 * g
 
 
-def test_zero_grad_uses_trust_ratio_one_and_stays_finite() -> None:
+def test_zero_grad_uses_trust_ratio_one_and_stays_finite(foreach: bool) -> None:
     weight = nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64))
-    opt = LARS([weight], lr=0.5, momentum=0.9, trust_coefficient=EETA)
+    opt = LARS([weight], lr=0.5, momentum=0.9, trust_coefficient=EETA, foreach=foreach)
     weight.grad = torch.zeros(2, dtype=torch.float64)
     opt.step()
     assert weight.tolist() == [3.0, 4.0]
@@ -186,6 +192,22 @@ def test_trains_a_model_with_split_groups() -> None:
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_foreach_matches_the_loop_on_a_model(nesterov: bool) -> None:
+    loop, multi = _model(), _model()
+    multi.load_state_dict(loop.state_dict())
+    opts = [LARS(split_decay_groups(m, 1e-4), lr=0.5, nesterov=nesterov, foreach=f)
+            for m, f in ((loop, False), (multi, True))]
+    for seed in range(4):
+        x = torch.randn(16, 4, generator=torch.Generator().manual_seed(seed))
+        for model, opt in zip((loop, multi), opts):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(loop.parameters(), multi.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(

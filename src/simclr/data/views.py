@@ -32,14 +32,19 @@ class MemoryViews:
         spec: augmentation parameters.
         batch_size: images per step (each gives two views); the last partial batch of an epoch is dropped.
         seed: seeds the shuffling (CPU generator) and the augmentation (generator on the images' device).
+        compile: compile the augmentation (see ``BatchAugment``).
+
+    Both views of a batch come from one augmentation call on the batch stacked twice (2B independent draws):
+    half the kernel launches of two calls, the same distribution.
     """
 
-    def __init__(self, images: torch.Tensor, spec: AugmentSpec, batch_size: int, seed: int) -> None:
+    def __init__(self, images: torch.Tensor, spec: AugmentSpec, batch_size: int, seed: int, *,
+                 compile: bool = False) -> None:
         if len(images) < batch_size:
             raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(images)} images)")
         self.images = images
         self.batch_size = batch_size
-        self.augment = BatchAugment(spec)
+        self.augment = BatchAugment(spec, compile=compile)
         self._shuffle = torch.Generator().manual_seed(seed)
         self._aug = torch.Generator(device=images.device).manual_seed(seed + 1)
         self._epoch_state = self._shuffle.get_state()
@@ -57,8 +62,8 @@ class MemoryViews:
         order = torch.randperm(len(self.images), generator=self._shuffle).to(self.images.device)
         for step in range(start, self.steps_per_epoch):
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            x = self.images.index_select(0, idx)
-            yield self.augment(x, self._aug), self.augment(x, self._aug)
+            both = self.augment(self.images.index_select(0, torch.cat([idx, idx])), self._aug)
+            yield both[: self.batch_size], both[self.batch_size :]
 
     def state_dict(self) -> dict[str, Any]:
         return {"shuffle_state": self._shuffle.get_state(), "epoch_state": self._epoch_state,

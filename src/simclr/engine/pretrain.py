@@ -35,8 +35,8 @@ from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
 from simclr.engine.metrics import MetricsLog
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
+from simclr.engine.step import ContrastiveStep, pick_compile
 from simclr.errors import InputError
-from simclr.losses import nt_xent
 from simclr.optim import LRSchedule, set_lr, warmup_steps_for
 
 
@@ -119,7 +119,8 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
         if len(decoded.images) == 0:
             raise InputError(f"no readable images in {source.name}")
         try:
-            views = MemoryViews(decoded.images.to(device), augment_spec(config), tr.batch_size, tr.seed)
+            views = MemoryViews(decoded.images.to(device), augment_spec(config), tr.batch_size, tr.seed,
+                                compile=pick_compile(tr.compile, device) != "off")
         except ValueError as exc:
             raise InputError(str(exc)) from None
     else:
@@ -163,6 +164,8 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
             "rng": _rng_state(device), "step": step, "epoch": epoch, "position": pos, "skipped": dict(skipped),
         }, run_dir / name)
 
+    train_step = ContrastiveStep(model, optimizer, scaler, precision, device, temperature=config.loss.temperature,
+                                 normalize=config.loss.normalize, channels_last=tr.channels_last, compile=tr.compile)
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -171,26 +174,18 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     window_n, window_t = 0, time.perf_counter()
     last_loss = float("nan")
     stop = False
+    saved_at = time.perf_counter()
     try:
         while step < schedule.total_steps and not stop:
             for v1, v2 in views.batches(pos):
                 n = v1.shape[0]
-                x = torch.cat([v1, v2]).to(device, non_blocking=True)
-                if tr.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
                 lr = schedule(step)
                 set_lr(optimizer, lr)
-                with precision.autocast(device):
-                    z = model(x).z
-                out = nt_xent(z[:n], z[n:], config.loss.temperature, normalize=config.loss.normalize)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(out.loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss, accuracy = train_step(v1, v2)
                 step += 1
                 pos += 1
-                window_loss += out.loss.detach()
-                window_acc += out.accuracy
+                window_loss += loss
+                window_acc += accuracy
                 window_n += 1
                 if step % tr.log_every == 0 or step == schedule.total_steps:
                     now = time.perf_counter()
@@ -224,7 +219,9 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
                 if acc is not None:
                     log.write({"epoch": epoch, "step": step, **acc}, tag="knn")
                     _log(f"epoch {epoch}: kNN top-1 {acc['knn_top1']:.4f}")
-            checkpoint()
+            if stop or step >= schedule.total_steps or time.perf_counter() - saved_at >= tr.save_minutes * 60:
+                checkpoint()
+                saved_at = time.perf_counter()
             if tr.checkpoint_every and epoch % tr.checkpoint_every == 0:
                 checkpoint(f"epoch_{epoch:04d}.pt")
     except KeyboardInterrupt:

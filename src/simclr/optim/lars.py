@@ -49,6 +49,43 @@ def _trust_ratio(param: Tensor, grad: Tensor, eeta: float, eps: float) -> Tensor
     return torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
 
 
+def _update_one(group: dict[str, Any], p: Tensor, grad: Tensor, buf: Tensor) -> None:
+    """The LARS update of one parameter (the reference's per-variable loop)."""
+    lr: float = group["lr"]
+    if group["lars_exclude"]:
+        scaled_lr: Tensor | float = lr
+    else:
+        if group["weight_decay"] != 0.0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        scaled_lr = lr * _trust_ratio(p, grad, group["trust_coefficient"], group["eps"])
+    scaled_grad = grad * scaled_lr
+    buf.mul_(group["momentum"]).add_(scaled_grad)
+    update = buf * group["momentum"] + scaled_grad if group["nesterov"] else buf
+    p.sub_(update)
+
+
+def _update_foreach(group: dict[str, Any], params: list[Tensor], grads: list[Tensor], bufs: list[Tensor]) -> None:
+    """The same update as :func:`_update_one` for a whole group, with multi-tensor kernels."""
+    lr: float = group["lr"]
+    if group["lars_exclude"]:
+        scaled_grads = torch._foreach_mul(grads, lr)
+    else:
+        if group["weight_decay"] != 0.0:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        w_norm = torch.stack(torch._foreach_norm(params))
+        g_norm = torch.stack(torch._foreach_norm(grads))
+        ratio = group["trust_coefficient"] * w_norm / (g_norm + group["eps"])
+        ratio = torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
+        scaled_grads = torch._foreach_mul(grads, list((lr * ratio).to(grads[0].dtype).unbind()))
+    torch._foreach_mul_(bufs, group["momentum"])
+    torch._foreach_add_(bufs, scaled_grads)
+    if group["nesterov"]:
+        update = torch._foreach_add(torch._foreach_mul(bufs, group["momentum"]), scaled_grads)
+    else:
+        update = bufs
+    torch._foreach_sub_(params, update)
+
+
 class LARS(Optimizer):
     """LARS optimiser with classic momentum, following the SimCLR reference implementation.
 
@@ -65,6 +102,9 @@ class LARS(Optimizer):
         eps: Added to the gradient norm in the trust ratio. Default 0 as in the reference, which
             instead guards zero norms with a trust ratio of 1.
         nesterov: Use Nesterov momentum (reference ``use_nesterov``).
+        foreach: Update all parameters of a group with multi-tensor ``torch._foreach_*`` kernels (a few
+            dozen kernel launches per step instead of about ten per parameter; the same arithmetic).
+            ``None`` (default) = on for CUDA parameters, off elsewhere.
         lars_exclude: If true, the group gets neither weight decay nor trust-ratio scaling (trust ratio
             1): plain momentum SGD with the lr inside the buffer. Set it for batch-norm parameters and
             biases (Appendix B.1).
@@ -83,6 +123,7 @@ class LARS(Optimizer):
         eps: float = 0.0,
         *,
         nesterov: bool = False,
+        foreach: bool | None = None,
         lars_exclude: bool = False,
     ) -> None:
         if lr < 0.0:
@@ -102,6 +143,7 @@ class LARS(Optimizer):
             "trust_coefficient": trust_coefficient,
             "eps": eps,
             "nesterov": nesterov,
+            "foreach": foreach,
             "lars_exclude": lars_exclude,
         }
         super().__init__(params, defaults)
@@ -113,6 +155,7 @@ class LARS(Optimizer):
             group.setdefault("nesterov", False)
             group.setdefault("lars_exclude", False)
             group.setdefault("eps", 0.0)
+            group.setdefault("foreach", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -131,30 +174,21 @@ class LARS(Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            lr: float = group["lr"]
-            momentum: float = group["momentum"]
-            weight_decay: float = group["weight_decay"]
-            excluded: bool = group["lars_exclude"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if grad.is_sparse:
-                    raise RuntimeError("LARS does not support sparse gradients")
-
-                if excluded:
-                    scaled_lr: Tensor | float = lr
-                else:
-                    if weight_decay != 0.0:
-                        grad = grad.add(p, alpha=weight_decay)
-                    scaled_lr = lr * _trust_ratio(p, grad, group["trust_coefficient"], group["eps"])
-
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("LARS does not support sparse gradients")
+            bufs = []
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                buf: Tensor = state["momentum_buffer"]
-                scaled_grad = grad * scaled_lr
-                buf.mul_(momentum).add_(scaled_grad)
-                update = buf * momentum + scaled_grad if group["nesterov"] else buf
-                p.sub_(update)
+                bufs.append(state["momentum_buffer"])
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = bool(params) and all(p.is_cuda for p in params)
+            if foreach and params:
+                _update_foreach(group, params, [p.grad for p in params], bufs)
+            else:
+                for p, buf in zip(params, bufs):
+                    _update_one(group, p, p.grad, buf)
         return loss

@@ -1,0 +1,93 @@
+"""The training step: eager and torch.compile'd steps agree, compile modes resolve per device."""
+
+import copy
+
+import pytest
+import torch
+
+from simclr.engine.runtime import Precision
+from simclr.engine.step import ContrastiveStep, pick_compile
+from simclr.losses import nt_xent
+from simclr.models.simclr import Representations
+from simclr.optim import LARS, split_decay_groups
+
+FP32 = Precision(None, False)
+CPU = torch.device("cpu")
+
+
+class TinyNet(torch.nn.Module):
+    """f (conv, batch norm, pooling) and g (MLP): the shape of SimCLRNet, small enough to compile in seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.g = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> Representations:
+        h = self.f(x)
+        return Representations(h, self.g(h))
+
+
+def _net() -> TinyNet:
+    torch.manual_seed(0)
+    return TinyNet()
+
+
+def _views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(8, 3, 16, 16, generator=g), torch.rand(8, 3, 16, 16, generator=g)
+
+
+def _stepper(model: TinyNet, compile: str) -> ContrastiveStep:
+    opt = LARS(split_decay_groups(model, 1e-6), lr=0.5)
+    return ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
+                           compile=compile)
+
+
+def test_pick_compile() -> None:
+    assert pick_compile("auto", CPU) == "off"
+    assert pick_compile("auto", torch.device("cuda")) == "cudagraphs"
+    assert pick_compile("cudagraphs", CPU) == "default"
+    assert pick_compile("default", CPU) == "default"
+    with pytest.raises(ValueError, match="compile mode"):
+        pick_compile("fast", CPU)
+
+
+def test_eager_step_returns_the_loss_and_updates_the_parameters() -> None:
+    model = _net()
+    before = copy.deepcopy(model)
+    v1, v2 = _views()
+    with torch.no_grad():
+        z = before(torch.cat([v1, v2])).z
+    expected = nt_xent(z[:8], z[8:], 0.5)
+    loss, acc = _stepper(model, "off")(v1, v2)
+    torch.testing.assert_close(loss, expected.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(acc, expected.accuracy)
+    assert not loss.requires_grad
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters())]
+    assert all(changed)
+
+
+def test_compiled_step_matches_eager() -> None:
+    eager, compiled = _net(), _net()
+    step_e, step_c = _stepper(eager, "off"), _stepper(compiled, "default")
+    for _ in range(2):
+        v1, v2 = _views()
+        loss_e, _ = step_e(v1, v2)
+        loss_c, _ = step_c(v1, v2)
+        torch.testing.assert_close(loss_c, loss_e, rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cudagraph_step_matches_eager_on_cuda() -> None:
+    dev = torch.device("cuda")
+    eager, graphed = _net().to(dev), _net().to(dev)
+    steps = [ContrastiveStep(m, LARS(split_decay_groups(m, 1e-6), lr=0.5), torch.amp.GradScaler("cuda", enabled=False),
+                             FP32, dev, temperature=0.5, compile=c) for m, c in ((eager, "off"), (graphed, "cudagraphs"))]
+    for _ in range(4):
+        v1, v2 = (v.to(dev) for v in _views())
+        losses = [s(v1, v2)[0] for s in steps]
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-3, atol=1e-4)
