@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
         print("simclr: note: --resume continues with the run's saved config; --config, --set and other "
               "options are ignored", file=sys.stderr)
     result = pretrain(config, args.out, resume=args.resume, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs, last loss {result.loss:.4f}; "
           f"run folder {result.run_dir}")
     return 0

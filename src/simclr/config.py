@@ -154,6 +154,12 @@ class TrainConfig:
             AVX-512 bf16 or AMX), else fp32.
         compile: ``torch.compile`` the forward and loss: ``off``, ``default`` (Inductor), ``cudagraphs``
             (Inductor plus CUDA graphs, CUDA only) or ``auto`` (``cudagraphs`` on CUDA, ``off`` on CPU).
+        sync_bn: under torchrun (more than one process), global batch norm: statistics over every rank's views.
+        gather_negatives: under torchrun, every view is contrasted with the views of all ranks (2N - 2
+            negatives for a global batch of N) instead of its own rank's only.
+        grad_cache_chunk: views per chunk for memory-bounded gradient caching (0 = off; see
+            ``simclr.engine.gradcache``): activation memory of one chunk, for one extra forward pass.
+        dist_timeout: minutes a collective may wait for a peer before the job fails (instead of hanging).
         log_every: steps between metrics.jsonl lines (the only host-device synchronisations).
         checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``).
         save_minutes: ``last.pt`` (what ``--resume`` continues) is rewritten at the first epoch end after this many
@@ -168,6 +174,10 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = True
     compile: str = "auto"
+    sync_bn: bool = True
+    gather_negatives: bool = True
+    grad_cache_chunk: int = 0
+    dist_timeout: float = 10.0
     time_budget: float = 0.0
     log_every: int = 10
     checkpoint_every: int = 0
@@ -187,6 +197,10 @@ class TrainConfig:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.grad_cache_chunk < 0 or self.grad_cache_chunk == 1:
+            raise ValueError(f"train.grad_cache_chunk must be 0 (off) or >= 2 views, got {self.grad_cache_chunk}")
+        if self.dist_timeout <= 0:
+            raise ValueError(f"train.dist_timeout must be > 0 minutes, got {self.dist_timeout}")
         if self.time_budget < 0:
             raise ValueError(f"train.time_budget must be >= 0 minutes, got {self.time_budget}")
         for name in ("log_every", "knn_k"):
@@ -224,9 +238,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("auto", "null", "none")):
-            if type(None) in args:
-                return None
+        if type(None) in args and (value is None or (isinstance(value, str)
+                                                     and value.lower() in ("auto", "null", "none"))):
+            return None
         for arg in args:
             if arg is type(None):
                 continue

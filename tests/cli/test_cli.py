@@ -152,7 +152,7 @@ def test_unlabeled_eval_is_refused(env: dict, tmp_path: Path, capsys) -> None:
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "simclr", "pretrain", "--data", str(tmp_path / "missing"),
+    proc = subprocess.run([sys.executable, "-m", "simclr", "pretrain", "--data", str(tmp_path / "missing"),  # noqa: PLW1510
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

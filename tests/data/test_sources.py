@@ -173,6 +173,16 @@ def test_class_folders_recursive_and_consistent_across_splits(tmp_path: Path) ->
     assert train.paths == ("train/a/0.png", "train/b/deep/1.png") and test.labels.tolist() == [2]
 
 
+def test_imagenet_layout_val_is_the_test_split(tmp_path: Path) -> None:
+    _write_png(tmp_path / "train" / "n01" / "0.png")
+    _write_png(tmp_path / "train" / "n02" / "0.png")
+    _write_png(tmp_path / "val" / "n02" / "1.png")
+    test = load_source(str(tmp_path), "test", cache_dir=tmp_path)
+    assert test.paths == ("val/n02/1.png",) and test.labels.tolist() == [1]
+    assert test.load(0).size == (4, 4)
+    assert len(load_source(str(tmp_path), "all", cache_dir=tmp_path)) == 3
+
+
 def test_holdout_is_disjoint_stratified_and_seeded(tmp_path: Path) -> None:
     _make_labeled(tmp_path, {"a": 10, "b": 10, "c": 5})
     kw = {"cache_dir": tmp_path, "holdout": 0.2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def test_end_and_beyond() -> None:
 
 def test_monotone_phases() -> None:
     values = [lr_at(s) for s in range(TOTAL + 5)]
-    assert all(a < b for a, b in zip(values[:WARMUP], values[1:WARMUP]))
+    assert all(a < b for a, b in itertools.pairwise(values[:WARMUP]))
     assert all(a >= b for a, b in zip(values[WARMUP:], values[WARMUP + 1:]))
 
 

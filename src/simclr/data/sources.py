@@ -5,8 +5,8 @@ SPEC forms accepted by :func:`load_source`:
 * ``cifar10``: torchvision's CIFAR-10 (python version) under ``data_root``, downloaded if missing (online).
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
   (``i % 5 == 0``), train = the rest.
-* An image folder. With ``train/`` and ``test/`` subfolders the split picks one (``all`` = both). Inside,
-  class subfolders give labels (sorted names; loose files beside them are ignored); a flat folder is
+* An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks
+  one (``all`` = both). Inside, class subfolders give labels (sorted names; loose files beside them are ignored); a flat folder is
   unlabeled (label -1). Without both subfolders the test split is a seeded, class-stratified ``holdout``
   fraction and train is the rest. A lone ``train/`` or ``test/`` subfolder is treated as the whole dataset.
 * A ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz`` or ``.zip`` archive of such a folder, extracted
@@ -220,8 +220,10 @@ def _load_digits(split: str) -> ImageSource:
 def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -> ImageSource:
     """An image folder (see the module docstring); ``paths`` are relative to ``root``."""
     train_dir, test_dir = root / "train", root / "test"
+    if not test_dir.is_dir() and (root / "val").is_dir():
+        test_dir = root / "val"  # ImageNet's layout: train/ and val/
     if train_dir.is_dir() and test_dir.is_dir():
-        files = {part: _walk_images(root / part) for part in ("train", "test")}
+        files = {"train": _walk_images(train_dir), "test": _walk_images(test_dir)}
         classes = _class_names(files.values())
         paths: list[str] = []
         labels: list[int] = []
@@ -229,7 +231,8 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
             part_paths, part_labels = _label_files(files[part], classes)
             if not part_paths:
                 raise InputError(f"no images found in {Path(name) / part}")
-            paths.extend(f"{part}/{p}" for p in part_paths)
+            folder = test_dir.name if part == "test" else part
+            paths.extend(f"{folder}/{p}" for p in part_paths)
             labels.extend(part_labels)
         return ImageSource(name, tuple(paths), np.asarray(labels, dtype=np.int64), classes, root=root)
     base = train_dir if train_dir.is_dir() else test_dir if test_dir.is_dir() else root

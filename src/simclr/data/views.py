@@ -24,6 +24,24 @@ from simclr.data.sources import ImageSource
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
+def _check_batch(batch_size: int, images: int, world_size: int) -> None:
+    if images < batch_size:
+        raise ValueError(f"batch size {batch_size} is larger than the dataset ({images} images)")
+    if batch_size % world_size or batch_size // world_size < 2:
+        raise ValueError(f"the batch size ({batch_size}) must be a multiple of the number of processes "
+                         f"({world_size}) with at least 2 images each")
+
+
+def epoch_batches(images: int, batch_size: int, generator: torch.Generator, rank: int = 0,
+                  world_size: int = 1) -> list[list[int]]:
+    """One epoch's image indices per step for ``rank``: a shared random permutation cut into global batches
+    of ``batch_size`` (the rest dropped), of which this rank takes the ``rank``-th ``1/world_size``."""
+    local = batch_size // world_size
+    order = torch.randperm(images, generator=generator)[: images // batch_size * batch_size]
+    mine = order.view(-1, world_size, local)[:, rank]
+    return mine.tolist()
+
+
 class MemoryViews:
     """Batches of two augmented views of images held in memory.
 
@@ -33,20 +51,23 @@ class MemoryViews:
         batch_size: images per step (each gives two views); the last partial batch of an epoch is dropped.
         seed: seeds the shuffling (CPU generator) and the augmentation (generator on the images' device).
         compile: compile the augmentation (see ``BatchAugment``).
+        rank, world_size: under torchrun, this process's share: ``batch_size`` is the global batch, every
+            rank draws the same permutation and takes its ``batch_size / world_size`` images of each step.
 
     Both views of a batch come from one augmentation call on the batch stacked twice (2B independent draws):
     half the kernel launches of two calls, the same distribution.
     """
 
     def __init__(self, images: torch.Tensor, spec: AugmentSpec, batch_size: int, seed: int, *,
-                 compile: bool = False) -> None:
-        if len(images) < batch_size:
-            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(images)} images)")
+                 compile: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        _check_batch(batch_size, len(images), world_size)
         self.images = images
         self.batch_size = batch_size
+        self.local = batch_size // world_size
+        self.rank = rank
         self.augment = BatchAugment(spec, compile=compile)
         self._shuffle = torch.Generator().manual_seed(seed)
-        self._aug = torch.Generator(device=images.device).manual_seed(seed + 1)
+        self._aug = torch.Generator(device=images.device).manual_seed(seed + 1 + 7919 * rank)
         self._epoch_state = self._shuffle.get_state()
 
     @property
@@ -61,9 +82,10 @@ class MemoryViews:
             self._shuffle.set_state(self._epoch_state)
         order = torch.randperm(len(self.images), generator=self._shuffle).to(self.images.device)
         for step in range(start, self.steps_per_epoch):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            first = step * self.batch_size + self.rank * self.local
+            idx = order[first : first + self.local]
             both = self.augment(self.images.index_select(0, torch.cat([idx, idx])), self._aug)
-            yield both[: self.batch_size], both[self.batch_size :]
+            yield both[: self.local], both[self.local :]
 
     def state_dict(self) -> dict[str, Any]:
         return {"shuffle_state": self._shuffle.get_state(), "epoch_state": self._epoch_state,
@@ -107,14 +129,14 @@ class LoaderViews:
     """
 
     def __init__(self, source: ImageSource, spec: AugmentSpec, batch_size: int, seed: int, workers: int,
-                 pin_memory: bool = False) -> None:
-        if len(source) < batch_size:
-            raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(source)} images)")
+                 pin_memory: bool = False, *, rank: int = 0, world_size: int = 1) -> None:
+        _check_batch(batch_size, len(source), world_size)
         self.source = source
         self.batch_size = batch_size
         self.seed = seed
         self.workers = workers
         self.pin_memory = pin_memory
+        self.rank, self.world_size = rank, world_size
         self.dataset = _PairDataset(source, TwoViews(view_transform(spec)))
         self.epoch = 0
         self.skipped: dict[str, str] = {}
@@ -124,14 +146,23 @@ class LoaderViews:
         return len(self.source) // self.batch_size
 
     def batches(self, start: int = 0) -> Iterator[Pair]:
+        """One epoch from step ``start``. Under torchrun every rank yields the same number of equal-sized
+        batches: a corrupt image's place is taken by another image of the same local batch."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                            num_workers=self.workers, collate_fn=_collate, generator=gen,
+        steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:]
+        loader = DataLoader(self.dataset, batch_sampler=steps, num_workers=self.workers, collate_fn=_collate,
                             pin_memory=self.pin_memory, persistent_workers=False)
-        for step, (v1, v2, bad) in enumerate(loader):
+        local = self.batch_size // self.world_size
+        for v1, v2, bad in loader:
             for i, reason in bad:
                 self.skipped[self.source.paths[i]] = reason
-            if step < start or v1 is None or v2 is None or len(v1) < 2:
+            if self.world_size > 1:
+                if v1 is None or v2 is None:
+                    raise RuntimeError(f"every image of a batch on rank {self.rank} is unreadable")
+                if len(v1) < local:
+                    fill = torch.arange(local - len(v1)) % len(v1)
+                    v1, v2 = torch.cat([v1, v1[fill]]), torch.cat([v2, v2[fill]])
+            elif v1 is None or v2 is None or len(v1) < 2:
                 continue
             yield v1, v2
         self.epoch += 1

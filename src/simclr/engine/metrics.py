@@ -13,7 +13,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
-        self._fh = open(self.path, "a", buffering=1)
+        self._fh = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed by close())
         self._tb: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from simclr.build import (
 )
 from simclr.config import Config, config_from_dict, config_to_dict, save_config
 from simclr.data.views import LoaderViews, MemoryViews
+from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
 from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
 from simclr.engine.metrics import MetricsLog
@@ -37,6 +39,7 @@ from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
 from simclr.errors import InputError
+from simclr.models.global_bn import convert_global_bn
 from simclr.optim import LRSchedule, set_lr, warmup_steps_for
 
 
@@ -101,40 +104,59 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
             interruption would; the schedule is unchanged, so ``resume`` continues the same run.
     """
     t_start = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = dist.DistContext.from_env()
+    if ctx.enabled and not resume and dist.restart_count() > 0 and (run_dir / LAST).is_file():
+        resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     config, state = _start(config, run_dir, resume)
-    device = pick_device(config.train.device)
-    precision = pick_precision(config.train.precision, device)
-    torch.manual_seed(config.train.seed)
+    device = dist.device_for(ctx, pick_device(config.train.device))
+    dist.init_process_group(ctx, device, config.train.dist_timeout)
+    try:
+        return _pretrain(config, state, run_dir, ctx, device, t_start, progress, stop_after_steps)
+    finally:
+        dist.destroy_process_group()
 
-    source = open_source(config, "train")
-    config = resolve(config, plan_data(config, source))
-    save_config(config, run_dir / "config.yaml")
+
+def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: dist.DistContext,
+              device: torch.device, t_start: float, progress: bool, stop_after_steps: int | None) -> PretrainResult:
+    progress = progress and ctx.is_main
+    precision = pick_precision(config.train.precision, device)
+    torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+
+    with dist.main_first(ctx):  # rank 0 extracts archives and fills the decode cache; the others reuse them
+        source = open_source(config, "train")
+        config = resolve(config, plan_data(config, source))
+        decoded = decode(config, source, config.data.image_size, progress=progress) \
+            if config.data.in_memory == "true" else None
+    if ctx.is_main:
+        save_config(config, run_dir / "config.yaml")
     tr = config.train
+    compile_mode = "off" if ctx.enabled else pick_compile(tr.compile, device)
     skipped: dict[str, str] = {}
     views: MemoryViews | LoaderViews
-    if config.data.in_memory == "true":
-        decoded = decode(config, source, config.data.image_size, progress=progress)
-        skipped.update(decoded.skipped)
-        if len(decoded.images) == 0:
-            raise InputError(f"no readable images in {source.name}")
-        try:
+    try:
+        if decoded is not None:
+            skipped.update(decoded.skipped)
+            if len(decoded.images) == 0:
+                raise InputError(f"no readable images in {source.name}")
             views = MemoryViews(decoded.images.to(device), augment_spec(config), tr.batch_size, tr.seed,
-                                compile=pick_compile(tr.compile, device) != "off")
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    else:
-        try:
+                                compile=compile_mode != "off", rank=ctx.rank, world_size=ctx.world_size)
+        else:
             views = LoaderViews(source, augment_spec(config), tr.batch_size, tr.seed, default_workers(config),
-                                pin_memory=device.type == "cuda")
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    _write_skipped(run_dir, skipped)
+                                pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if ctx.is_main:
+        _write_skipped(run_dir, skipped)
 
-    model = build_model(config).to(device)
+    net = build_model(config)
+    if ctx.enabled and tr.sync_bn:
+        net = convert_global_bn(net)
+    net = net.to(device)
     if tr.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config, model)
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, net)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     spe = views.steps_per_epoch
     total = tr.epochs * spe
@@ -142,30 +164,49 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
                           config.optim.final_lr)
     step, epoch, pos = 0, 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         schedule = LRSchedule(**state["schedule"])
-        views.load_state_dict(state["views"])
-        _set_rng_state(state["rng"], device)
+        per_rank = state.get("ranks") or [{"views": state["views"], "rng": state["rng"]}]
+        if len(per_rank) != ctx.world_size:
+            _log(f"note: the checkpoint was written by {len(per_rank)} process(es), this run has "
+                 f"{ctx.world_size}: augmentation streams restart from the seed")
+        mine = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else per_rank[0]
+        views.load_state_dict(mine["views"])
+        _set_rng_state(mine["rng"], device)
         step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
         skipped.update(state.get("skipped", {}))
-        _log(f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{schedule.total_steps}")
+        if ctx.is_main:
+            _log(f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{schedule.total_steps}")
     budget = StepBudget(tr.time_budget * 60.0, t_start, schedule, config.optim.warmup_epochs / tr.epochs) \
         if tr.time_budget > 0 and state is None else None
+    proposed = schedule  # under torchrun, rank 0's budget proposes and every rank adopts at log points
 
-    log = MetricsLog(run_dir)
-    monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 else None
+    model: torch.nn.Module = net
+    if ctx.enabled:
+        with warnings.catch_warnings():  # newer torch renames broadcast_buffers; both mean: no buffer syncing
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    log = MetricsLog(run_dir) if ctx.is_main else None
+    monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 and ctx.is_main else None
 
-    def checkpoint(name: str = LAST) -> None:
-        save_checkpoint({
-            "config": config_to_dict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "schedule": dataclasses.asdict(schedule), "views": views.state_dict(),
-            "rng": _rng_state(device), "step": step, "epoch": epoch, "position": pos, "skipped": dict(skipped),
-        }, run_dir / name)
+    def checkpoint(name: str = LAST, gather: bool = True) -> None:
+        mine = {"views": views.state_dict(), "rng": _rng_state(device)}
+        ranks = dist.gather_objects(mine) if gather else [mine]
+        if ctx.is_main:
+            save_checkpoint({
+                "config": config_to_dict(config), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "schedule": dataclasses.asdict(schedule), "views": mine["views"],
+                "rng": mine["rng"], "ranks": ranks, "world_size": ctx.world_size, "step": step, "epoch": epoch,
+                "position": pos, "skipped": dict(skipped),
+            }, run_dir / name)
 
     train_step = ContrastiveStep(model, optimizer, scaler, precision, device, temperature=config.loss.temperature,
-                                 normalize=config.loss.normalize, channels_last=tr.channels_last, compile=tr.compile)
+                                 normalize=config.loss.normalize, channels_last=tr.channels_last,
+                                 compile=compile_mode, gather_negatives=tr.gather_negatives, rank=ctx.rank,
+                                 grad_cache_chunk=tr.grad_cache_chunk, bn_owner=net)
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -189,11 +230,12 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
                 window_n += 1
                 if step % tr.log_every == 0 or step == schedule.total_steps:
                     now = time.perf_counter()
-                    last_loss = float(window_loss) / window_n
-                    rec = {"epoch": epoch + 1, "step": step, "loss": last_loss,
-                           "contrastive_acc": float(window_acc) / window_n, "lr": lr,
-                           "views_per_s": 2 * n * window_n / max(now - window_t, 1e-9)}
-                    log.write(rec)
+                    means = dist.all_mean(torch.stack([window_loss, window_acc])) / window_n
+                    last_loss = float(means[0])
+                    rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
+                           "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9)}
+                    if log is not None:
+                        log.write(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
                                     lr=f"{lr:.3g}", views_s=f"{rec['views_per_s']:.0f}", refresh=False)
                     window_loss.zero_()
@@ -201,7 +243,15 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
                     window_n, window_t = 0, time.perf_counter()
                 bar.update(1)
                 if budget is not None:
-                    schedule = budget.update(step, schedule)
+                    if not ctx.enabled:
+                        schedule = budget.update(step, schedule)
+                    else:
+                        if ctx.is_main:
+                            proposed = budget.update(step, proposed)
+                        if step % tr.log_every == 0:  # adopt rank 0's fit on every rank at the same step
+                            total_steps, warm = dist.broadcast_ints(
+                                [proposed.total_steps, proposed.warmup_steps], device)
+                            schedule = dataclasses.replace(proposed, total_steps=total_steps, warmup_steps=warm)
                     bar.total = schedule.total_steps
                 if step >= schedule.total_steps or (stop_after_steps is not None and step >= stop_after_steps):
                     stop = True
@@ -211,27 +261,34 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
             epoch += 1
             pos = 0
             if isinstance(views, LoaderViews):
-                skipped.update(views.skipped)
-                _write_skipped(run_dir, skipped)
-            if monitor is not None and (epoch % tr.knn_every == 0 or step >= schedule.total_steps):
-                acc = monitor(model)
-                model.train()
+                for part in dist.gather_objects(views.skipped):
+                    skipped.update(part)
+                if ctx.is_main:
+                    _write_skipped(run_dir, skipped)
+            if monitor is not None and log is not None and (epoch % tr.knn_every == 0
+                                                            or step >= schedule.total_steps):
+                acc = monitor(net)
+                net.train()
                 if acc is not None:
                     log.write({"epoch": epoch, "step": step, **acc}, tag="knn")
                     _log(f"epoch {epoch}: kNN top-1 {acc['knn_top1']:.4f}")
-            if stop or step >= schedule.total_steps or time.perf_counter() - saved_at >= tr.save_minutes * 60:
+            due = stop or step >= schedule.total_steps or time.perf_counter() - saved_at >= tr.save_minutes * 60
+            if dist.broadcast_ints([int(due)], device)[0]:  # rank 0's clock decides for all
                 checkpoint()
                 saved_at = time.perf_counter()
             if tr.checkpoint_every and epoch % tr.checkpoint_every == 0:
                 checkpoint(f"epoch_{epoch:04d}.pt")
     except KeyboardInterrupt:
-        checkpoint()
+        checkpoint(gather=False)  # peers may be gone: no collectives
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         raise
     if pos != 0:
         checkpoint()
     bar.close()
+    if log is None:
+        return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped))
     log.close()
     if isinstance(views, LoaderViews):
         skipped.update(views.skipped)

@@ -6,6 +6,11 @@ step's kernels as CUDA graphs (``mode="reduce-overhead"``), which removes the pe
 dominates small-image training on a fast GPU; ``auto`` picks ``off`` on CPU (compiling made CPU training
 slower here) and ``cudagraphs`` on CUDA. The step never waits for the device: it returns the loss and the
 contrastive accuracy as device tensors, and the caller reads them only when it logs.
+
+Under torchrun the loss contrasts this rank's views against the views of every rank (``gather_negatives``,
+see :mod:`simclr.engine.distributed`). With ``grad_cache_chunk`` > 0 the step embeds the views in chunks of
+that many views and back-propagates through cached embedding gradients (:mod:`simclr.engine.gradcache`), so
+activation memory is bounded by a chunk instead of the batch; it is never compiled.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from simclr.engine.distributed import gather_with_grad
+from simclr.engine.gradcache import cached_backward
 from simclr.engine.runtime import Precision
-from simclr.losses import nt_xent
+from simclr.losses import ContrastiveOutput, nt_xent, nt_xent_global
 
 COMPILE_MODES = ("auto", "off", "default", "cudagraphs")
 
@@ -45,11 +52,17 @@ class ContrastiveStep:
         normalize: l2-normalise z before the similarities.
         channels_last: feed the network NHWC tensors.
         compile: one of :data:`COMPILE_MODES`, resolved with :func:`pick_compile`.
+        gather_negatives: under torchrun, contrast against the views of all ranks (else only local ones).
+        rank: this process's rank (the offset of its views among the gathered ones).
+        grad_cache_chunk: views per chunk for gradient caching (0 = plain back-propagation).
+        bn_owner: the module whose batch-norm running statistics gradient caching protects (the unwrapped
+            network when ``model`` is a DDP wrapper).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  precision: Precision, device: torch.device, *, temperature: float, normalize: bool = True,
-                 channels_last: bool = True, compile: str = "off") -> None:
+                 channels_last: bool = True, compile: str = "off", gather_negatives: bool = True, rank: int = 0,
+                 grad_cache_chunk: int = 0, bn_owner: nn.Module | None = None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
@@ -58,28 +71,48 @@ class ContrastiveStep:
         self.temperature = temperature
         self.normalize = normalize
         self.channels_last = channels_last
-        self.compile = pick_compile(compile, device)
+        self.compile = "off" if grad_cache_chunk else pick_compile(compile, device)
+        self.gather_negatives = gather_negatives
+        self.rank = rank
+        self.grad_cache_chunk = grad_cache_chunk
+        self.bn_owner = bn_owner if bn_owner is not None else model
         self._forward: Callable[[Tensor], tuple[Tensor, Tensor]] = self._forward_loss
         if self.compile != "off":
             mode = "reduce-overhead" if self.compile == "cudagraphs" else "default"
             self._forward = torch.compile(self._forward_loss, mode=mode, dynamic=False)
 
-    def _forward_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _embed(self, x: Tensor) -> Tensor:
         with self.precision.autocast(self.device):
-            z = self.model(x).z
-        n = x.shape[0] // 2
+            return self.model(x).z
+
+    def _loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """NT-Xent of this rank's stacked ``[z1; z2]`` against its own or all ranks' views."""
+        if self.gather_negatives:
+            z_all = gather_with_grad(z)
+            if z_all is not z:
+                out: ContrastiveOutput = nt_xent_global(z, z_all, self.rank * z.shape[0], self.temperature,
+                                                        normalize=self.normalize)
+                return out.loss, out.accuracy
+        n = z.shape[0] // 2
         out = nt_xent(z[:n], z[n:], self.temperature, normalize=self.normalize)
         return out.loss, out.accuracy
+
+    def _forward_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._loss(self._embed(x))
 
     def __call__(self, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
         x = torch.cat([v1, v2]).to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.compile == "cudagraphs":
-            torch.compiler.cudagraph_mark_step_begin()
-        loss, accuracy = self._forward(x)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if self.grad_cache_chunk:
+            loss, accuracy = cached_backward(self._embed, x, self.grad_cache_chunk, self._loss, self.scaler.scale,
+                                             self.bn_owner)
+        else:
+            if self.compile == "cudagraphs":
+                torch.compiler.cudagraph_mark_step_begin()
+            loss, accuracy = self._forward(x)
+            self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # Copies: with CUDA graphs the outputs live in memory the next replay overwrites.

@@ -49,7 +49,7 @@ class EncoderSpec:
 
 
 def _channels(base: int, multiplier: float) -> int:
-    return max(1, int(round(base * multiplier)))
+    return max(1, round(base * multiplier))
 
 
 class ResNetEncoder(nn.Module):

@@ -106,7 +106,7 @@ def warmup_steps_for(epochs: float, steps_per_epoch: int) -> int:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    return int(round(epochs * steps_per_epoch))
+    return round(epochs * steps_per_epoch)
 
 
 @dataclass(frozen=True)
