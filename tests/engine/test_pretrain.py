@@ -162,3 +162,11 @@ def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
     knn = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "knn_top1" in r]
     assert [r["epoch"] for r in knn] == [1, 2]
     assert all(0.1 < r["knn_top1"] <= 1.0 for r in knn)  # 10 digit classes: above chance from epoch 1
+
+
+def test_gradient_caching_run_trains(tmp_path: Path) -> None:
+    result = pretrain(_config(train={"epochs": 1, "grad_cache_chunk": 32}), tmp_path, progress=False,
+                      stop_after_steps=4)
+    losses = _losses(tmp_path)
+    assert result.step == 4 and all(math.isfinite(v) for v in losses.values())
+    assert load_checkpoint(tmp_path)["config"]["train"]["grad_cache_chunk"] == 32

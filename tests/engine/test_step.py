@@ -91,3 +91,24 @@ def test_cudagraph_step_matches_eager_on_cuda() -> None:
         v1, v2 = (v.to(dev) for v in _views())
         losses = [s(v1, v2)[0] for s in steps]
         torch.testing.assert_close(losses[1], losses[0], rtol=1e-3, atol=1e-4)
+
+
+def test_gradient_caching_step_matches_the_plain_step_when_bn_is_frozen() -> None:
+    plain, cached = _net().eval(), _net().eval()  # BN on running statistics: independent of the chunking
+    opt = [LARS(split_decay_groups(m, 1e-6), lr=0.5) for m in (plain, cached)]
+    steps = [ContrastiveStep(m, o, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
+                             grad_cache_chunk=c) for m, o, c in ((plain, opt[0], 0), (cached, opt[1], 6))]
+    for _ in range(2):
+        v1, v2 = _views()
+        loss_p, acc_p = steps[0](v1, v2)
+        loss_c, acc_c = steps[1](v1, v2)
+        torch.testing.assert_close(loss_c, loss_p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(acc_c, acc_p)
+    for a, b in zip(plain.parameters(), cached.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_caching_is_never_compiled() -> None:
+    step = ContrastiveStep(_net(), LARS(_net().parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
+                           FP32, CPU, temperature=0.5, compile="default", grad_cache_chunk=4)
+    assert step.compile == "off"

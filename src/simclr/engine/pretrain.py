@@ -229,9 +229,9 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                 window_acc += accuracy
                 window_n += 1
                 if step % tr.log_every == 0 or step == schedule.total_steps:
-                    now = time.perf_counter()
                     means = dist.all_mean(torch.stack([window_loss, window_acc])) / window_n
-                    last_loss = float(means[0])
+                    last_loss = float(means[0])  # waits for the device: the window's time includes its work
+                    now = time.perf_counter()
                     rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
                            "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9)}
                     if log is not None:
