@@ -54,15 +54,36 @@ def _eval_parser(sub: Any) -> None:
     ev = p.add_subparsers(dest="protocol", required=True)
     for name, text in (("knn", "weighted kNN on frozen h (k=200, T=0.1, cosine)"),
                        ("linear", "linear classifier on frozen h"),
-                       ("compare", "kNN and linear: raw pixels vs random-init encoder vs learned h")):
+                       ("compare", "kNN and linear: raw pixels vs random-init encoder vs learned h"),
+                       ("finetune", "fine-tune f on a class-balanced fraction of the labels (vs from scratch)"),
+                       ("transfer", "linear evaluation and fine-tuning on another labelled dataset"),
+                       ("probe", "MLPs on frozen h and z predict the transformation of the input (Table 3)")):
         q = ev.add_parser(name, help=text)
         _common_eval(q)
         q.add_argument("--json", action="store_true", help="print one JSON object")
         if name == "compare":
             q.add_argument("--no-linear", action="store_true", help="kNN only (the linear fits take longer)")
-        if name != "linear":
+        if name == "linear":
+            q.add_argument("--solver", choices=("lbfgs", "sgd"), default="lbfgs",
+                           help="lbfgs: full-batch fit, weight decay chosen on held-out data (default); sgd: the "
+                                "paper's SGD + Nesterov with cosine decay")
+            q.add_argument("--epochs", type=int, default=90, help="epochs of the sgd solver")
+        if name in ("knn", "compare"):
             q.add_argument("--k", type=int, default=200)
             q.add_argument("--temperature", type=float, default=0.1)
+        if name in ("finetune", "transfer"):
+            q.add_argument("--label-fraction", type=float, default=0.1 if name == "finetune" else 1.0,
+                           help="fraction of the train labels, class-balanced (paper: 0.01 and 0.1)")
+            q.add_argument("--subset-file", type=Path, help="JSON file of the labelled subset: reused if it "
+                           "exists, else the drawn subset is saved there")
+            q.add_argument("--epochs", type=int, default=30)
+            q.add_argument("--lr", type=float, default=0.1)
+            q.add_argument("--seed", type=int, default=0)
+            if name == "finetune":
+                q.add_argument("--no-baseline", action="store_true", help="skip the supervised-from-scratch run")
+        if name == "probe":
+            q.add_argument("--epochs", type=int, default=20, help="MLP epochs")
+            q.add_argument("--transforms", default="rotation,color_vs_gray,noise,sobel")
 
 
 def _embed_parser(sub: Any) -> None:
@@ -127,17 +148,56 @@ def run_eval(args: argparse.Namespace) -> int:
     from simclr.evaluation.run import compare, evaluate, format_table
 
     setup = _setup(args)
+    if args.protocol in ("finetune", "transfer", "probe"):
+        return _run_trained_eval(args, setup)
     if args.protocol == "compare":
         rows = compare(args.checkpoint, setup, args.k, args.temperature, linear=not args.no_linear)
         print(json.dumps({"rows": rows}) if args.json else format_table(rows))
         return 0
-    kw = {"k": args.k, "temperature": args.temperature} if args.protocol == "knn" else {}
+    if args.protocol == "knn":
+        kw: dict[str, Any] = {"k": args.k, "temperature": args.temperature}
+    else:
+        _positive("--epochs", args.epochs)
+        kw = {"solver": args.solver, "epochs": args.epochs}
     result = evaluate(args.checkpoint, setup, args.protocol, **kw)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
               f"({result['train_images']} train / {result['test_images']} test images)")
+    return 0
+
+
+def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
+    from simclr.evaluation.finetune import FinetuneSpec
+    from simclr.evaluation.probe import TRANSFORMS, ProbeSpec, format_probe
+    from simclr.evaluation.protocols import finetune_eval, probe_eval, transfer_eval
+
+    _positive("--epochs", args.epochs)
+    if args.protocol == "probe":
+        transforms = tuple(t for t in args.transforms.split(",") if t)
+        bad = [t for t in transforms if t not in TRANSFORMS]
+        if bad or not transforms:
+            raise InputError(f"--transforms: choose from {', '.join(TRANSFORMS)}, got {args.transforms!r}")
+        rows = probe_eval(args.checkpoint, setup, ProbeSpec(epochs=args.epochs), transforms)
+        print(json.dumps({"rows": rows}) if args.json else format_probe(rows))
+        return 0
+    if not 0 < args.label_fraction <= 1:
+        raise InputError(f"--label-fraction must be in (0, 1], got {args.label_fraction}")
+    _positive("--lr", args.lr)
+    spec = FinetuneSpec(epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)
+    if args.protocol == "finetune":
+        result = finetune_eval(args.checkpoint, setup, args.label_fraction, spec, subset_file=args.subset_file,
+                               baseline=not args.no_baseline)
+        text = (f"finetune ({100 * args.label_fraction:g}% labels, {result['labelled_images']} images): "
+                f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
+        if "baseline_top1" in result:
+            text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"
+    else:
+        result = transfer_eval(args.checkpoint, setup, spec, fraction=args.label_fraction)
+        text = (f"transfer to {args.data}: linear top-1 {100 * result['linear_top1']:.2f}%, fine-tuned "
+                f"{100 * result['finetune_top1']:.2f}%, from scratch {100 * result['scratch_top1']:.2f}%")
+    print(json.dumps(result) if args.json else text)
     return 0
 
 

@@ -20,6 +20,7 @@ import yaml
 from simclr.data.augment import PRESETS, AugmentSpec
 from simclr.engine.step import COMPILE_MODES
 from simclr.errors import InputError
+from simclr.losses.alternatives import LOSSES
 from simclr.models.heads import HeadSpec
 from simclr.models.resnet import ARCHITECTURES
 
@@ -99,14 +100,31 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """NT-Xent (Section 2.1). The paper's default temperature for its large-batch runs is 0.1 (Table 5)."""
+    """The contrastive loss (Section 2.1; Table 2 and Table 4 for the alternatives).
 
+    Attributes:
+        name: ``nt_xent`` (SimCLR's), ``nt_logistic`` or ``margin_triplet`` (the paper's loss ablation).
+        temperature: NT-Xent and NT-Logistic temperature; the paper's default for large batches is 0.1 (Table 5).
+        margin: margin of the triplet loss.
+        normalize: l2-normalise z (cosine similarity).
+        semi_hard: semi-hard negative mining (NT-Logistic and margin triplet only).
+    """
+
+    name: str = "nt_xent"
     temperature: float = 0.1
+    margin: float = 1.0
     normalize: bool = True
+    semi_hard: bool = False
 
     def validate(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"loss.name must be one of {', '.join(LOSSES)}, got {self.name!r}")
         if self.temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+        if self.margin <= 0:
+            raise ValueError(f"loss.margin must be > 0, got {self.margin}")
+        if self.semi_hard and self.name == "nt_xent":
+            raise ValueError("loss.semi_hard applies to nt_logistic and margin_triplet, not nt_xent")
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,8 @@ class TrainConfig:
         save_minutes: ``last.pt`` (what ``--resume`` continues) is rewritten at the first epoch end after this many
             minutes (0 = every epoch), at the end, and on Ctrl-C.
         knn_every: epochs between kNN monitor evaluations on the labelled test split (0 = off).
+        diagnostics_every: epochs between measurements of alignment and uniformity of z and the effective rank of
+            h on a fixed batch of views (0 = off); a collapsing rank prints a warning.
     """
 
     epochs: int = 100
@@ -183,6 +203,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     save_minutes: float = 2.0
     knn_every: int = 0
+    diagnostics_every: int = 1
     knn_k: int = 200
     knn_temperature: float = 0.1
 
@@ -206,8 +227,8 @@ class TrainConfig:
         for name in ("log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.checkpoint_every < 0 or self.knn_every < 0 or self.save_minutes < 0:
-            raise ValueError("train.checkpoint_every, train.save_minutes and train.knn_every must be >= 0")
+        if min(self.checkpoint_every, self.knn_every, self.save_minutes, self.diagnostics_every) < 0:
+            raise ValueError("train.checkpoint_every, save_minutes, knn_every and diagnostics_every must be >= 0")
         if self.knn_temperature <= 0:
             raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
 
@@ -251,6 +272,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
     if origin is tuple:
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+            if not isinstance(value, (list, tuple)):
+                raise InputError(f"config key {key}: expected a list, got {value!r}")
+            return tuple(_coerce(v, args[0], key) for v in value)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args))

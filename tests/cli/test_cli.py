@@ -54,6 +54,54 @@ def test_eval_json(env: dict, protocol: str, capsys) -> None:
     assert out["train_images"] == 500 and out["test_images"] == 200
 
 
+def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--solver", "sgd", "--epochs", "5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["solver"] == "sgd" and 0.0 <= out["top1"] <= out["top5"] <= 1.0
+
+
+def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, capsys) -> None:
+    subset = tmp_path / "subset.json"
+    args = ["eval", "finetune", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+            "--cache-dir", env["cache"], "--label-fraction", "0.1", "--epochs", "2", "--batch-size", "25",
+            "--subset-file", str(subset)]
+    capsys.readouterr()
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["labelled_images"] == 50 and subset.is_file()  # 10% of 50 per class x 10 classes
+    assert 0.0 <= first["top1"] <= first["top5"] <= 1.0 and 0.0 <= first["baseline_top1"] <= 1.0
+    saved = json.loads(subset.read_text())
+    assert saved["fraction"] == 0.1 and len(saved["indices"]) == 50
+    assert main(args + ["--no-baseline"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["top1"] == first["top1"] and "baseline_top1" not in second  # same subset, same seed
+    subset.write_text("{broken")
+    assert main(args) == 2
+    assert "subset" in capsys.readouterr().err.lower()
+
+
+def test_eval_probe_rows(env: dict, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", "probe", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--epochs", "2", "--transforms", "rotation,color_vs_gray"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["transform"] for r in rows] == ["rotation", "color_vs_gray"]
+    assert all(0.0 <= r["h_top1"] <= 1.0 and 0.0 <= r["z_top1"] <= 1.0 for r in rows)
+    assert main(["eval", "probe", "--checkpoint", str(env["run"]), "--data", env["archive"], "--quiet",
+                 "--transforms", "warp"]) == 2
+
+
+def test_eval_transfer(env: dict, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--epochs", "1", "--label-fraction", "0.2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data"] == "digits" and out["test_images"] == 360
+    assert all(0.0 <= out[k] <= 1.0 for k in ("linear_top1", "finetune_top1", "scratch_top1"))
+
+
 def test_eval_compare_table(env: dict, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", "compare", "--checkpoint", str(env["run"] / "last.pt"), "--data", env["archive"],

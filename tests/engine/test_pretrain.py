@@ -170,3 +170,36 @@ def test_gradient_caching_run_trains(tmp_path: Path) -> None:
     losses = _losses(tmp_path)
     assert result.step == 4 and all(math.isfinite(v) for v in losses.values())
     assert load_checkpoint(tmp_path)["config"]["train"]["grad_cache_chunk"] == 32
+
+
+def test_diagnostics_and_view_grid(full_run: Path) -> None:
+    from PIL import Image
+
+    diag = [r for r in read_metrics(full_run / "metrics.jsonl") if "effective_rank_h" in r]
+    assert [r["epoch"] for r in diag] == [1, 2, 3]
+    for r in diag:
+        assert 0.0 <= r["alignment"] <= 4.0 and r["uniformity"] <= 0.0
+        assert 1.0 <= r["effective_rank_h"] <= 64  # h of the x0.125 ResNet-18 has 64 dims
+    with Image.open(full_run / "views.png") as grid:
+        assert grid.mode == "RGB" and grid.width > grid.height  # 16 pairs side by side, two rows
+
+
+@pytest.mark.parametrize(("loss", "augment"), [
+    ({"name": "nt_logistic", "semi_hard": True}, {"ops": ["crop", "color"], "asymmetric": True}),
+    ({"name": "margin_triplet", "margin": 0.5}, {"ops": ["rotate", "sobel", "noise", "cutout", "blur"]}),
+])
+def test_ablation_losses_and_augmentations_train(tmp_path: Path, loss: dict, augment: dict) -> None:
+    config = build_config(TINY, {"loss": loss, "augment": augment, "train": {"epochs": 1}})
+    result = pretrain(config, tmp_path, progress=False, stop_after_steps=3)
+    assert result.step == 3 and all(math.isfinite(v) for v in _losses(tmp_path).values())
+    saved = load_checkpoint(tmp_path)["config"]
+    assert saved["loss"]["name"] == loss["name"] and list(saved["augment"]["ops"]) == augment["ops"]
+
+
+def test_unknown_ablation_op_and_loss_are_config_errors() -> None:
+    with pytest.raises(InputError, match="unknown operation"):
+        _config(augment={"ops": ["crop", "warp"]})
+    with pytest.raises(InputError, match="loss.name"):
+        _config(loss={"name": "infonce"})
+    with pytest.raises(InputError, match="semi_hard"):
+        _config(loss={"semi_hard": True})

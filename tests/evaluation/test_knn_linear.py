@@ -49,3 +49,43 @@ def test_linear_eval_learns_a_linear_rule_and_chance_on_noise() -> None:
     noise_y = torch.randint(0, 3, (600,), generator=gen)
     res = linear_eval(x[:500], noise_y[:500], x[500:], noise_y[500:], 3)
     assert res["top1"] < 0.55
+
+
+def test_sgd_solver_learns_the_rule_and_agrees_with_lbfgs() -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(600, 10, generator=gen)
+    y = (x @ torch.randn(10, 3, generator=gen)).argmax(1)
+    sgd = linear_eval(x[:500], y[:500], x[500:], y[500:], 3, solver="sgd", epochs=30)
+    lbfgs = linear_eval(x[:500], y[:500], x[500:], y[500:], 3)
+    assert sgd["solver"] == "sgd" and lbfgs["solver"] == "lbfgs"
+    assert sgd["top1"] > 0.9 and abs(sgd["top1"] - lbfgs["top1"]) < 0.06
+    again = linear_eval(x[:500], y[:500], x[500:], y[500:], 3, solver="sgd", epochs=30)
+    assert again["top1"] == sgd["top1"]  # seeded
+    with pytest.raises(ValueError, match="solver"):
+        linear_eval(x, y, x, y, 3, solver="adam")
+
+
+def test_fit_sgd_uses_the_papers_learning_rate_and_cosine_decay() -> None:
+    from simclr.evaluation.linear import fit_sgd
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(64, 4, generator=gen), torch.randint(0, 2, (64,), generator=gen)
+    # zero epochs of training leave the zero-initialised classifier: uniform logits
+    model = fit_sgd(x, y, 2, epochs=0)
+    assert torch.equal(model.weight, torch.zeros(2, 4)) and torch.equal(model.bias, torch.zeros(2))
+
+
+def test_frozen_check_detects_a_changed_batch_norm_statistic() -> None:
+    from simclr.evaluation.run import check_frozen, fingerprint
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    before = fingerprint(net)
+    net.eval()
+    with torch.no_grad():
+        net(torch.randn(8, 3))
+    check_frozen(net, before)  # eval mode: nothing moves
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(8, 3))  # train mode updates running statistics even without gradients
+    with pytest.raises(RuntimeError, match="running_mean"):
+        check_frozen(net, before)

@@ -42,6 +42,10 @@ __all__ = [
 ImageTransform = Callable[[PIL.Image.Image], torch.Tensor]
 
 
+ABLATION_OPS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
+"""The operations of the paper's augmentation study (Figure 4)."""
+
+
 @dataclass(frozen=True)
 class AugmentSpec:
     """Parameters of the SimCLR augmentation; defaults are the paper's ImageNet values (Appendix A).
@@ -58,6 +62,11 @@ class AugmentSpec:
         blur_p: Probability of applying the Gaussian blur (0 disables it).
         blur_sigma: Range of the blur standard deviation in pixels (sampled uniformly).
         blur_kernel_frac: Blur kernel side as a fraction of ``size`` (see :func:`blur_kernel_size`).
+        ops: the augmentation ablation (Section 3, Figure 5): when non-empty, these operations (from
+            :data:`ABLATION_OPS`, applied in order, each every time) replace the standard pipeline above;
+            ``simclr.data.ablation_ops`` implements them. In-memory (device) data only.
+        asymmetric: with ``ops``, transform one branch only and leave the other as the (resized) image, as in the
+            paper's study of transformation pairs.
     """
 
     size: int = 224
@@ -70,6 +79,8 @@ class AugmentSpec:
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_frac: float = 0.1
+    ops: tuple[str, ...] = ()
+    asymmetric: bool = False
 
     def validate(self) -> None:
         """Check every field.
@@ -97,6 +108,10 @@ class AugmentSpec:
             raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma!r}")
         if not 0.0 < self.blur_kernel_frac <= 1.0:
             raise ValueError(f"blur_kernel_frac must be in (0, 1], got {self.blur_kernel_frac!r}")
+        unknown = [op for op in self.ops if op not in ABLATION_OPS]
+        if unknown:
+            raise ValueError(f"ops: unknown operation(s) {', '.join(map(repr, unknown))}; choose from "
+                             f"{', '.join(ABLATION_OPS)}")
 
     @property
     def jitter_strengths(self) -> tuple[float, float, float, float]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from simclr.data.ablation_ops import AblationAugment
 from simclr.data.augment import AugmentSpec, TwoViews, view_transform
 from simclr.data.batch_augment import BatchAugment
 from simclr.data.images import CorruptImageError
@@ -66,6 +67,8 @@ class MemoryViews:
         self.local = batch_size // world_size
         self.rank = rank
         self.augment = BatchAugment(spec, compile=compile)
+        self.ablation = AblationAugment(spec.ops, spec, asymmetric=spec.asymmetric) \
+            if spec.ops or spec.asymmetric else None
         self._shuffle = torch.Generator().manual_seed(seed)
         self._aug = torch.Generator(device=images.device).manual_seed(seed + 1 + 7919 * rank)
         self._epoch_state = self._shuffle.get_state()
@@ -84,6 +87,9 @@ class MemoryViews:
         for step in range(start, self.steps_per_epoch):
             first = step * self.batch_size + self.rank * self.local
             idx = order[first : first + self.local]
+            if self.ablation is not None:
+                yield self.ablation(self.images.index_select(0, idx), self._aug)
+                continue
             both = self.augment(self.images.index_select(0, torch.cat([idx, idx])), self._aug)
             yield both[: self.local], both[self.local :]
 
@@ -131,6 +137,9 @@ class LoaderViews:
     def __init__(self, source: ImageSource, spec: AugmentSpec, batch_size: int, seed: int, workers: int,
                  pin_memory: bool = False, *, rank: int = 0, world_size: int = 1) -> None:
         _check_batch(batch_size, len(source), world_size)
+        if spec.ops or spec.asymmetric:
+            raise ValueError("augment.ops / augment.asymmetric (the augmentation ablation) need in-memory data: "
+                             "set data.in_memory=true")
         self.source = source
         self.batch_size = batch_size
         self.seed = seed

@@ -34,6 +34,7 @@ from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
 from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
+from simclr.engine.diagnostics import collapse_warning, diagnostics, save_view_grid
 from simclr.engine.metrics import MetricsLog
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
@@ -75,6 +76,31 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+PROBE_VIEWS = 256
+"""Images of the fixed batch (two views each) on which alignment, uniformity and effective rank are measured."""
+
+
+@torch.no_grad()
+def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any, device: torch.device,
+              channels_last: bool, log: MetricsLog, epoch: int, step: int) -> None:
+    """Alignment and uniformity of z, effective rank of h on the probe views (eval mode); warn on collapse."""
+    was_training = net.training
+    net.eval()
+    x = torch.cat(probe).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with precision.autocast(device):
+        out = net(x)
+    n = probe[0].shape[0]
+    z = out.z.float()
+    values = diagnostics(out.h.float(), z[:n], z[n:])
+    net.train(was_training)
+    log.write({"epoch": epoch, "step": step, **values}, tag="diag")
+    warning = collapse_warning(values["effective_rank_h"], out.h.shape[1])
+    if warning:
+        _log(f"epoch {epoch}: {warning}")
 
 
 def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[str, Any] | None]:
@@ -206,7 +232,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     train_step = ContrastiveStep(model, optimizer, scaler, precision, device, temperature=config.loss.temperature,
                                  normalize=config.loss.normalize, channels_last=tr.channels_last,
                                  compile=compile_mode, gather_negatives=tr.gather_negatives, rank=ctx.rank,
-                                 grad_cache_chunk=tr.grad_cache_chunk, bn_owner=net)
+                                 grad_cache_chunk=tr.grad_cache_chunk, bn_owner=net, loss=config.loss.name,
+                                 margin=config.loss.margin, semi_hard=config.loss.semi_hard)
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -216,9 +243,14 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     last_loss = float("nan")
     stop = False
     saved_at = time.perf_counter()
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None  # a fixed batch of views for the diagnostics
     try:
         while step < schedule.total_steps and not stop:
             for v1, v2 in views.batches(pos):
+                if probe is None and ctx.is_main:
+                    probe = (v1[:PROBE_VIEWS].detach().clone(), v2[:PROBE_VIEWS].detach().clone())
+                    if state is None:
+                        save_view_grid(probe[0], probe[1], run_dir / "views.png")
                 n = v1.shape[0]
                 lr = schedule(step)
                 set_lr(optimizer, lr)
@@ -265,6 +297,9 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                     skipped.update(part)
                 if ctx.is_main:
                     _write_skipped(run_dir, skipped)
+            if probe is not None and log is not None and tr.diagnostics_every \
+                    and (epoch % tr.diagnostics_every == 0 or step >= schedule.total_steps):
+                _diagnose(net, probe, precision, device, tr.channels_last, log, epoch, step)
             if monitor is not None and log is not None and (epoch % tr.knn_every == 0
                                                             or step >= schedule.total_steps):
                 acc = monitor(net)

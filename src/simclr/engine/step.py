@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from simclr.engine.distributed import gather_with_grad
 from simclr.engine.gradcache import cached_backward
 from simclr.engine.runtime import Precision
-from simclr.losses import ContrastiveOutput, nt_xent, nt_xent_global
+from simclr.losses import ContrastiveOutput, nt_xent
+from simclr.losses.alternatives import LOSSES
 
 COMPILE_MODES = ("auto", "off", "default", "cudagraphs")
 
@@ -57,12 +58,14 @@ class ContrastiveStep:
         grad_cache_chunk: views per chunk for gradient caching (0 = plain back-propagation).
         bn_owner: the module whose batch-norm running statistics gradient caching protects (the unwrapped
             network when ``model`` is a DDP wrapper).
+        loss: a name of :data:`simclr.losses.alternatives.LOSSES`; ``margin`` and ``semi_hard`` go with it.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  precision: Precision, device: torch.device, *, temperature: float, normalize: bool = True,
                  channels_last: bool = True, compile: str = "off", gather_negatives: bool = True, rank: int = 0,
-                 grad_cache_chunk: int = 0, bn_owner: nn.Module | None = None) -> None:
+                 grad_cache_chunk: int = 0, bn_owner: nn.Module | None = None, loss: str = "nt_xent",
+                 margin: float = 1.0, semi_hard: bool = False) -> None:
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
@@ -76,6 +79,7 @@ class ContrastiveStep:
         self.rank = rank
         self.grad_cache_chunk = grad_cache_chunk
         self.bn_owner = bn_owner if bn_owner is not None else model
+        self.loss_name, self.margin, self.semi_hard = loss, margin, semi_hard
         self._forward: Callable[[Tensor], tuple[Tensor, Tensor]] = self._forward_loss
         if self.compile != "off":
             mode = "reduce-overhead" if self.compile == "cudagraphs" else "default"
@@ -86,15 +90,15 @@ class ContrastiveStep:
             return self.model(x).z
 
     def _loss(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """NT-Xent of this rank's stacked ``[z1; z2]`` against its own or all ranks' views."""
-        if self.gather_negatives:
-            z_all = gather_with_grad(z)
-            if z_all is not z:
-                out: ContrastiveOutput = nt_xent_global(z, z_all, self.rank * z.shape[0], self.temperature,
-                                                        normalize=self.normalize)
-                return out.loss, out.accuracy
-        n = z.shape[0] // 2
-        out = nt_xent(z[:n], z[n:], self.temperature, normalize=self.normalize)
+        """The loss of this rank's stacked ``[z1; z2]`` against its own or all ranks' views."""
+        z_all = gather_with_grad(z) if self.gather_negatives else z
+        offset = self.rank * z.shape[0] if z_all is not z else 0
+        if self.loss_name == "nt_xent" and z_all is z:
+            n = z.shape[0] // 2
+            out: ContrastiveOutput = nt_xent(z[:n], z[n:], self.temperature, normalize=self.normalize)
+        else:
+            out = LOSSES[self.loss_name](z, z_all, offset, temperature=self.temperature, margin=self.margin,
+                                         normalize=self.normalize, semi_hard=self.semi_hard)
         return out.loss, out.accuracy
 
     def _forward_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -97,8 +97,9 @@ class _Pair:
         return knn_accuracy(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, k,
                             temperature)
 
-    def linear(self, seed: int) -> dict[str, float]:
-        return linear_eval(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, seed)
+    def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90) -> dict[str, float]:
+        return linear_eval(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, seed,
+                           solver, epochs)
 
 
 class _Learned(NamedTuple):
@@ -118,12 +119,30 @@ def _learned(checkpoint: str | Path, setup: EvalSetup) -> _Learned:
     return _Learned(model, config, device, pick_precision(config.train.precision, device))
 
 
+def fingerprint(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every parameter and buffer (batch-norm statistics included), to prove a model stayed frozen."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def check_frozen(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
+    """Raise if any weight or batch-norm statistic of ``model`` differs from ``before``."""
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    if changed:
+        raise RuntimeError(f"the frozen encoder changed during evaluation: {', '.join(changed[:5])}")
+
+
 def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,
-             temperature: float = 0.1) -> dict[str, Any]:
-    """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context."""
+             temperature: float = 0.1, solver: str = "lbfgs", epochs: int = 90) -> dict[str, Any]:
+    """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context.
+
+    The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
+    """
     learned = _learned(checkpoint, setup)
+    before = fingerprint(learned.model)
     pair = _Pair(learned.encoder(), _EvalData(learned.config, setup))
-    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed)
+    check_frozen(learned.model, before)
+    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed, solver,
+                                                                             epochs)
     return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
             "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
 

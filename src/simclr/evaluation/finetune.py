@@ -1,0 +1,280 @@
+"""Semi-supervised fine-tuning on a labelled subset (Chen et al. 2020, Section 4 and Appendix B.5).
+
+The paper fine-tunes the whole pretrained network on 1% or 10% of the labels, class-balanced, starting
+from the encoder f (the representation h; the projection head g is discarded) with a new linear layer on
+top. Appendix B.5: Nesterov momentum 0.9, no warm-up, no weight decay or other regularisation, and only
+random crop + horizontal flip as augmentation; 60 epochs for 1% and 30 for 10% of the labels, with a
+learning rate of 0.05 x BatchSize/256. The same training from a freshly initialised encoder is the
+supervised baseline trained on the same labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from simclr.data.augment import AugmentSpec
+from simclr.data.batch_augment import BatchAugment, resized_crop
+from simclr.engine.runtime import pick_device
+from simclr.errors import InputError
+from simclr.evaluation.knn import topk_accuracy
+from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
+
+__all__ = ["SUBSET_FORMAT", "FinetuneSpec", "evaluate_classifier", "finetune", "label_subset", "load_subset",
+           "save_subset", "supervised_baseline"]
+
+SUBSET_FORMAT = "simclr-subset-v1"
+
+
+def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a class-balanced subset with ``fraction`` of the images of every class.
+
+    Args:
+        labels: Int labels ``[N]``; negative labels (unlabelled images) are never selected.
+        fraction: In (0, 1]; each class keeps ``round(fraction * count)`` images (halves up), at least 1.
+        seed: Seed of the ``numpy.random.Generator`` that draws the images (classes in ascending order).
+
+    Returns:
+        Sorted int64 indices into ``labels``.
+
+    Raises:
+        ValueError: If ``fraction`` is not in (0, 1] or ``labels`` is not one-dimensional.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for cls in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == cls)
+        count = max(1, math.floor(fraction * len(members) + 0.5))
+        picked.append(rng.choice(members, size=min(count, len(members)), replace=False))
+    return np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.zeros(0, np.int64)
+
+
+def save_subset(path: str | Path, indices: np.ndarray, *, fraction: float, seed: int, dataset: str,
+                num_images: int) -> None:
+    """Write a subset as JSON (format ``simclr-subset-v1``), atomically via a temporary file.
+
+    Args:
+        path: Destination file.
+        indices: Selected image indices, e.g. from :func:`label_subset`.
+        fraction, seed: What the subset was drawn with (recorded for reference).
+        dataset: Name of the dataset (informational).
+        num_images: Size of the full training split; :func:`load_subset` checks it.
+    """
+    path = Path(path)
+    doc = {"format": SUBSET_FORMAT, "fraction": float(fraction), "seed": int(seed), "dataset": dataset,
+           "num_images": int(num_images), "indices": [int(i) for i in np.asarray(indices).ravel()]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc) + "\n")
+    os.replace(tmp, path)
+
+
+def load_subset(path: str | Path, num_images: int) -> np.ndarray:
+    """Read a subset written by :func:`save_subset` for a training split of ``num_images`` images.
+
+    Returns:
+        Sorted, unique int64 indices.
+
+    Raises:
+        InputError: (one line) if the file is missing, unreadable, not a subset file, was made for a split
+            of another size, or holds an index out of range.
+    """
+    try:
+        doc: Any = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read label subset {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or doc.get("format") != SUBSET_FORMAT:
+        raise InputError(f"{path} is not a label subset file (expected format {SUBSET_FORMAT!r})")
+    if doc.get("num_images") != num_images:
+        raise InputError(f"label subset {path} was made for {doc.get('num_images')} training images, "
+                         f"but the dataset has {num_images}")
+    raw = doc.get("indices")
+    if not isinstance(raw, list) or not all(type(i) is int for i in raw):
+        raise InputError(f"label subset {path}: 'indices' must be a list of integers")
+    bad = [i for i in raw if not 0 <= i < num_images]
+    if bad:
+        raise InputError(f"label subset {path}: index {bad[0]} out of range for {num_images} images")
+    return np.unique(np.asarray(raw, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """Hyper-parameters of fine-tuning (Appendix B.5 defaults where they apply to small runs).
+
+    Attributes:
+        epochs: Passes over the labelled subset (paper: 60 for 1%, 30 for 10% of the labels).
+        batch_size: Images per update (the last batches of an epoch are evened out, never larger).
+        lr: Peak learning rate, used as is (paper: 0.05 x BatchSize/256), cosine-decayed to 0.
+        momentum: SGD momentum (paper: 0.9).
+        nesterov: Nesterov momentum (paper: yes).
+        weight_decay: Paper: none for fine-tuning; batch-norm parameters and biases are never decayed.
+        warmup_epochs: Linear warm-up (paper: none).
+        seed: Seeds the new linear layer, the batch order and the augmentation (and the baseline encoder).
+        augment: Random resized crop + horizontal flip only, as the paper's fine-tuning.
+        crop_scale: Crop area range of that augmentation.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    augment: bool = True
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field out of range."""
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= warmup_epochs <= epochs, got {self}")
+        if not 0 <= self.momentum < 1 or (self.nesterov and self.momentum == 0):
+            raise ValueError(f"momentum must be in [0, 1) (> 0 with nesterov), got {self.momentum}")
+
+
+def _to_float(images: Tensor) -> Tensor:
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Tensor, train_labels: Tensor,
+             spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
+    """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained.
+
+    Pass the encoder f of a pretrained network (``SimCLRNet.encoder``, output h): like the paper,
+    fine-tuning starts from h, and the projection head g is not used. The encoder is trained in place
+    (batch-norm in train mode, statistics updating); pass a copy to keep the original. SGD (Nesterov)
+    with cosine decay over ``epochs x steps_per_epoch`` updates minimises the cross-entropy. With
+    ``spec.augment`` each batch is randomly cropped and flipped on the device (:class:`BatchAugment`
+    crop sampling; its colour and blur stages, identities at probability 0, are skipped) and resized
+    back to the input side. Deterministic for a seed on CPU.
+
+    Args:
+        encoder: Maps float images ``[B, 3, S, S]`` in [0, 1] to features ``[B, feature_dim]``.
+        feature_dim: Output size of ``encoder``.
+        num_classes: Number of classes C; labels must be in ``[0, C)``.
+        train_images: uint8 ``[N, 3, S, S]`` (any device; copied to ``spec.device`` once).
+        train_labels: int ``[N]``.
+        spec: Hyper-parameters.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        ``nn.Sequential(encoder, nn.Linear(feature_dim, num_classes))`` on the device, in eval mode.
+
+    Raises:
+        ValueError: On an invalid spec, empty data, mismatched shapes or labels out of range.
+    """
+    spec.validate()
+    n = len(train_images)
+    if n == 0 or train_images.ndim != 4 or train_labels.shape != (n,):
+        raise ValueError(f"need images [N, 3, S, S] and labels [N], got {tuple(train_images.shape)}, "
+                         f"{tuple(train_labels.shape)}")
+    if int(train_labels.min()) < 0 or int(train_labels.max()) >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(train_labels.min())}, "
+                         f"{int(train_labels.max())}]")
+    device = pick_device(spec.device)
+    linear = nn.Linear(feature_dim, num_classes)
+    init_gen = torch.Generator().manual_seed(spec.seed)
+    with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
+        linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
+        linear.bias.zero_()
+    model = nn.Sequential(encoder, linear).to(device).train()
+    images, labels = train_images.to(device), train_labels.to(device=device, dtype=torch.int64)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
+    optimizer = torch.optim.SGD(split_decay_groups(model, spec.weight_decay), lr=spec.lr,
+                                momentum=spec.momentum, nesterov=spec.nesterov)
+    side = images.shape[-1]
+    augment = BatchAugment(AugmentSpec(size=side, crop_scale=spec.crop_scale, flip_p=0.5, color_p=0.0,
+                                       gray_p=0.0, blur_p=0.0)) if spec.augment else None
+    order_gen = torch.Generator().manual_seed(spec.seed + 1)
+    aug_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
+    bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
+    step = 0
+    for _ in range(spec.epochs):
+        # ceil(N / B) near-equal batches: every image once per epoch, no tiny last batch for batch-norm.
+        for idx in torch.randperm(n, generator=order_gen).tensor_split(steps_per_epoch):
+            idx = idx.to(device)
+            batch = images[idx]
+            x = _to_float(batch)
+            if augment is not None:
+                x = resized_crop(x, augment.sample(batch, aug_gen).crop, side)
+            loss = F.cross_entropy(model(x), labels[idx])
+            set_lr(optimizer, schedule(step))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            bar.update()
+            if progress:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 512,
+                        device: str | torch.device | None = None) -> dict[str, float]:
+    """Top-1 and top-5 (top-min(5, C)) accuracy of a classifier on uint8 images ``[N, 3, S, S]``.
+
+    Args:
+        model: Maps float images in [0, 1] to logits ``[B, C]``; run in eval mode (its mode is restored).
+        images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are).
+        labels: int ``[N]``.
+        batch_size: Images per forward pass.
+        device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
+
+    Returns:
+        ``{"top1": float, "top5": float}`` as fractions (NaN for no images).
+    """
+    if device is None:
+        device = next(iter(model.parameters()), torch.empty(0)).device
+    else:
+        model.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = [model(_to_float(chunk.to(device))).float().cpu() for chunk in images.split(batch_size)]
+    finally:
+        model.train(was_training)
+    scores = torch.cat(logits) if logits else torch.zeros(0, 1)
+    return topk_accuracy(scores, labels.cpu().long(), (1, 5))
+
+
+def supervised_baseline(make_encoder: Callable[[], nn.Module], feature_dim: int, num_classes: int,
+                        train_images: Tensor, train_labels: Tensor, spec: FinetuneSpec,
+                        progress: bool = False) -> nn.Sequential:
+    """The supervised baseline: :func:`finetune` from a freshly initialised encoder, same labels and recipe.
+
+    Args:
+        make_encoder: Builds a new, randomly initialised encoder (called with torch's global RNG seeded by
+            ``spec.seed``, inside a forked RNG state so the caller's stream is untouched).
+        feature_dim, num_classes, train_images, train_labels, spec, progress: As :func:`finetune`.
+
+    Returns:
+        The trained classifier, in eval mode.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        encoder = make_encoder()
+    return finetune(encoder, feature_dim, num_classes, train_images, train_labels, spec, progress)

@@ -1,0 +1,115 @@
+"""The evaluation commands that train on labels: fine-tuning (1% / 10%), transfer, and the h-versus-z probe.
+
+Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size), and
+works from the checkpoint's encoder f (fine-tuning and transfer start from h, not from the projection head).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simclr.build import build_model, decode
+from simclr.data.decode import Decoded
+from simclr.errors import InputError
+from simclr.evaluation.finetune import (
+    FinetuneSpec,
+    evaluate_classifier,
+    finetune,
+    label_subset,
+    load_subset,
+    save_subset,
+    supervised_baseline,
+)
+from simclr.evaluation.probe import ProbeSpec, probe
+from simclr.evaluation.run import EvalSetup, _labelled, _learned, check_frozen, evaluate, fingerprint
+
+
+def _splits(checkpoint: str | Path, setup: EvalSetup) -> tuple[Any, Decoded, Decoded, int]:
+    learned = _learned(checkpoint, setup)
+    config = learned.config
+    train_src, test_src = _labelled(config, "train"), _labelled(config, "test")
+    size = config.data.image_size
+    train = decode(config, train_src, size, progress=setup.progress)
+    test = decode(config, test_src, size, progress=setup.progress)
+    if len(train.images) == 0 or len(test.images) == 0:
+        raise InputError(f"no readable labelled images in {train_src.name}")
+    return learned, train, test, len(train_src.classes)
+
+
+def _subset(path: Path | None, labels: np.ndarray, fraction: float, seed: int, dataset: str) -> tuple[np.ndarray, Path | None]:
+    """Reuse the subset saved at ``path`` if it exists, else draw a class-balanced one (and save it there)."""
+    if path is not None and path.is_file():
+        return load_subset(path, len(labels)), path
+    try:
+        indices = label_subset(labels, fraction, seed)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if path is not None:
+        save_subset(path, indices, fraction=fraction, seed=seed, dataset=dataset, num_images=len(labels))
+    return indices, path
+
+
+def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spec: FinetuneSpec, *,
+                  subset_file: Path | None = None, baseline: bool = True) -> dict[str, Any]:
+    """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels; test top-1/top-5.
+
+    With ``baseline`` the same training from a random initialisation runs on the same subset.
+    """
+    learned, train, test, num_classes = _splits(checkpoint, setup)
+    idx, subset_path = _subset(subset_file, train.labels.numpy(), fraction, spec.seed, setup.data)
+    x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
+    spec = dataclasses.replace(spec, device=str(learned.device))
+    encoder = copy.deepcopy(learned.model.encoder)
+    dim = learned.model.num_features
+    tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=setup.progress)
+    result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(idx),
+                              **evaluate_classifier(tuned, test.images, test.labels, device=learned.device),
+                              "test_images": len(test.images),
+                              "subset_file": str(subset_path) if subset_path else None}
+    if baseline:
+        def fresh() -> torch.nn.Module:
+            return build_model(learned.config).encoder
+
+        scratch = supervised_baseline(fresh, dim, num_classes, x, y, spec)
+        base = evaluate_classifier(scratch, test.images, test.labels, device=learned.device)
+        result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"]})
+    return result
+
+
+def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
+                  solver: str = "lbfgs") -> dict[str, Any]:
+    """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning."""
+    linear = evaluate(checkpoint, setup, "linear", solver=solver)
+    tuned = finetune_eval(checkpoint, setup, fraction, spec, baseline=True)
+    return {"protocol": "transfer", "data": setup.data, "linear_top1": linear["top1"], "linear_top5": linear["top5"],
+            "finetune_top1": tuned["top1"], "finetune_top5": tuned["top5"],
+            "scratch_top1": tuned["baseline_top1"], "scratch_top5": tuned["baseline_top5"],
+            "label_fraction": fraction, "train_images": linear["train_images"], "test_images": linear["test_images"]}
+
+
+def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
+               transforms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input."""
+    learned, train, test, _ = _splits(checkpoint, setup)
+    model = learned.model.eval()
+    before = fingerprint(model)
+
+    def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(learned.device)
+        if learned.config.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with learned.precision.autocast(learned.device):
+            out = model(x)
+        return out.h.float().cpu(), out.z.float().cpu()
+
+    kwargs = {"transforms": transforms} if transforms else {}
+    rows = probe(encode, train.images, test.images, spec=spec, batch_size=setup.batch_size,
+                 progress=setup.progress, **kwargs)
+    check_frozen(model, before)
+    return rows

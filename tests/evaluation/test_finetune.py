@@ -1,0 +1,165 @@
+"""Semi-supervised fine-tuning: label subsets, their files, and fine-tuning on a tiny colour task."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.errors import InputError
+from simclr.evaluation.finetune import (
+    FinetuneSpec,
+    evaluate_classifier,
+    finetune,
+    label_subset,
+    load_subset,
+    save_subset,
+    supervised_baseline,
+)
+from simclr.models.resnet import EncoderSpec, build_encoder
+
+TINY = EncoderSpec("resnet18", width=0.125, cifar_stem=True)
+SPEC = FinetuneSpec(epochs=8, batch_size=16, lr=0.1, seed=3)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: tiny convolutions only lose from threads on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _labels() -> np.ndarray:
+    labels = np.repeat([0, 1, 2], [10, 20, 35])
+    return np.concatenate([labels, [-1, -1]])[np.random.default_rng(0).permutation(67)]
+
+
+def test_label_subset_is_class_balanced() -> None:
+    labels = _labels()
+    idx = label_subset(labels, 0.1, seed=0)
+    assert np.all(np.diff(idx) > 0)
+    assert [int((labels[idx] == c).sum()) for c in range(3)] == [1, 2, 4]  # 1.0, 2.0, 3.5 rounded up
+    assert (labels[idx] >= 0).all()
+    assert [int((labels[label_subset(labels, 0.01, 0)] == c).sum()) for c in range(3)] == [1, 1, 1]
+
+
+def test_label_subset_is_seeded() -> None:
+    labels = _labels()
+    np.testing.assert_array_equal(label_subset(labels, 0.3, 7), label_subset(labels, 0.3, 7))
+    assert not np.array_equal(label_subset(labels, 0.3, 7), label_subset(labels, 0.3, 8))
+
+
+def test_label_subset_full_fraction_and_errors() -> None:
+    labels = np.repeat([0, 1, 2], 5)
+    np.testing.assert_array_equal(label_subset(labels, 1.0, 0), np.arange(15))
+    for bad in (0.0, -0.5, 1.5, math.nan):
+        with pytest.raises(ValueError, match="fraction"):
+            label_subset(labels, bad, 0)
+
+
+def test_subset_file_round_trip(tmp_path) -> None:
+    path = tmp_path / "subset.json"
+    idx = label_subset(_labels(), 0.2, 1)
+    save_subset(path, idx, fraction=0.2, seed=1, dataset="toy", num_images=67)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "simclr-subset-v1" and doc["dataset"] == "toy" and doc["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["subset.json"]  # no temporary left behind
+    loaded = load_subset(path, 67)
+    assert loaded.dtype == np.int64
+    np.testing.assert_array_equal(loaded, idx)
+
+
+@pytest.mark.parametrize("case", ["corrupt", "missing", "format", "num_images", "range", "type"])
+def test_load_subset_errors(tmp_path, case: str) -> None:
+    path = tmp_path / "subset.json"
+    save_subset(path, [0, 5, 9], fraction=0.5, seed=0, dataset="toy", num_images=10)
+    doc = json.loads(path.read_text())
+    num_images = 10
+    if case == "corrupt":
+        path.write_bytes(b"{\"format\": \"simclr-sub\xff")
+    elif case == "missing":
+        path = tmp_path / "nope.json"
+    elif case == "format":
+        path.write_text(json.dumps({**doc, "format": "other"}))
+    elif case == "num_images":
+        num_images = 11
+    elif case == "range":
+        path.write_text(json.dumps({**doc, "indices": [0, 10]}))
+    else:
+        path.write_text(json.dumps({**doc, "indices": [0, "1"]}))
+    with pytest.raises(InputError) as info:
+        load_subset(path, num_images)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def _colour_task(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes of 16x16 images: noisy red, green or blue dominant."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    x = torch.rand(len(labels), 3, 16, 16, generator=gen) * 0.5
+    x[torch.arange(len(labels)), labels] += 0.5
+    return (x * 255).round().to(torch.uint8), labels
+
+
+def _encoder(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder(TINY)
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict:
+    train, test = _colour_task(16, 0), _colour_task(8, 1)
+    encoder = _encoder()
+    before = copy.deepcopy(encoder.state_dict())
+    model = finetune(encoder, encoder.num_features, 3, *train, SPEC)
+    return {"model": model, "before": before, "train": train, "test": test}
+
+
+def test_finetune_learns_and_trains_the_encoder(trained: dict) -> None:
+    model = trained["model"]
+    assert not model.training and isinstance(model[1], torch.nn.Linear) and model[1].out_features == 3
+    for split in ("train", "test"):
+        acc = evaluate_classifier(model, *trained[split])
+        assert acc["top1"] > 0.9, (split, acc)
+        assert acc["top1"] <= acc["top5"] == 1.0  # top-5 is top-3 with 3 classes
+    after = model[0].state_dict()
+    conv = [k for k in after if k.endswith("conv1.weight") or k.startswith("stem.0")]
+    assert conv and all(not torch.equal(after[k], trained["before"][k]) for k in conv)
+
+
+def test_finetune_is_deterministic(trained: dict) -> None:
+    spec = FinetuneSpec(epochs=1, batch_size=16, seed=5)
+    a = finetune(_encoder(), TINY_DIM, 3, *trained["train"], spec).state_dict()
+    b = finetune(_encoder(), TINY_DIM, 3, *trained["train"], spec).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_supervised_baseline_runs_from_a_fresh_encoder(trained: dict) -> None:
+    spec = FinetuneSpec(epochs=1, batch_size=16, seed=5, augment=False)
+    calls = []
+
+    def make() -> torch.nn.Module:
+        calls.append(1)
+        return build_encoder(TINY)
+
+    a = supervised_baseline(make, TINY_DIM, 3, *trained["train"], spec)
+    b = supervised_baseline(make, TINY_DIM, 3, *trained["train"], spec)
+    assert len(calls) == 2
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    acc = evaluate_classifier(a, *trained["test"], batch_size=7)
+    assert 0.0 <= acc["top1"] <= acc["top5"] <= 1.0
+
+
+def test_finetune_rejects_bad_input() -> None:
+    images, labels = _colour_task(2, 0)
+    with pytest.raises(ValueError, match="labels"):
+        finetune(_encoder(), TINY_DIM, 2, images, labels, SPEC)
+    with pytest.raises(ValueError, match="momentum"):
+        finetune(_encoder(), TINY_DIM, 3, images, labels, FinetuneSpec(momentum=0.0))
+
+
+TINY_DIM = build_encoder(TINY).num_features
