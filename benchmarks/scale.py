@@ -58,9 +58,7 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
     net = SimCLRNet(EncoderSpec("resnet18", 0.125, True), HeadSpec(hidden_dim=128, out_dim=64))
     if ctx.enabled:
         net = convert_global_bn(net)
-    model: torch.nn.Module = net
-    if ctx.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
+    model = dist.data_parallel(net, cpu)
     opt = LARS(split_decay_groups(net, 1e-6), lr=0.3 * batch / 256, weight_decay=1e-6)
     images = torch.randint(0, 256, (max(batch, 2 * 256), 3, 16, 16), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(1))

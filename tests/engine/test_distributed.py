@@ -10,7 +10,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from simclr.engine.distributed import DistContext, gather_with_grad
+from simclr.engine.distributed import DistContext, data_parallel, gather_with_grad
 from simclr.engine.runtime import Precision
 from simclr.engine.step import ContrastiveStep
 from simclr.models.global_bn import convert_global_bn
@@ -51,7 +51,8 @@ def _worker(rank: int, store: str, out: str, gather: bool, sync_bn: bool) -> Non
         net = _net()
         if sync_bn:
             net = convert_global_bn(net)
-        ddp = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
+        ddp = data_parallel(net, torch.device("cpu"))
+        assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
         v1, v2 = _global_views()
         n = N_GLOBAL // WORLD
         x = torch.cat([v1[rank * n : (rank + 1) * n], v2[rank * n : (rank + 1) * n]])

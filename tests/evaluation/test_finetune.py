@@ -24,13 +24,7 @@ TINY = EncoderSpec("resnet18", width=0.125, cifar_stem=True)
 SPEC = FinetuneSpec(epochs=8, batch_size=16, lr=0.1, seed=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny convolutions only lose from threads on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _labels() -> np.ndarray:

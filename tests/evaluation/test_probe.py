@@ -9,14 +9,7 @@ import torch.nn.functional as F
 from simclr.errors import InputError
 from simclr.evaluation.probe import TRANSFORMS, ProbeSpec, format_probe, probe, train_mlp, transform_batch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int = 64, size: int = 8, seed: int = 0) -> torch.Tensor:

@@ -34,13 +34,13 @@ def _check_batch(batch_size: int, images: int, world_size: int) -> None:
 
 
 def epoch_batches(images: int, batch_size: int, generator: torch.Generator, rank: int = 0,
-                  world_size: int = 1) -> list[list[int]]:
-    """One epoch's image indices per step for ``rank``: a shared random permutation cut into global batches
-    of ``batch_size`` (the rest dropped), of which this rank takes the ``rank``-th ``1/world_size``."""
+                  world_size: int = 1) -> torch.Tensor:
+    """One epoch's image indices per step for ``rank``, int64 ``[steps, batch_size / world_size]``: a shared random
+    permutation cut into global batches of ``batch_size`` (the rest dropped), of which this rank takes the
+    ``rank``-th ``1/world_size``."""
     local = batch_size // world_size
     order = torch.randperm(images, generator=generator)[: images // batch_size * batch_size]
-    mine = order.view(-1, world_size, local)[:, rank]
-    return mine.tolist()
+    return order.view(-1, world_size, local)[:, rank]
 
 
 class MemoryViews:
@@ -65,7 +65,7 @@ class MemoryViews:
         self.images = images
         self.batch_size = batch_size
         self.local = batch_size // world_size
-        self.rank = rank
+        self.rank, self.world_size = rank, world_size
         self.augment = BatchAugment(spec, compile=compile)
         self.ablation = AblationAugment(spec.ops, spec, asymmetric=spec.asymmetric) \
             if spec.ops or spec.asymmetric else None
@@ -83,10 +83,8 @@ class MemoryViews:
             self._epoch_state = self._shuffle.get_state()
         else:
             self._shuffle.set_state(self._epoch_state)
-        order = torch.randperm(len(self.images), generator=self._shuffle).to(self.images.device)
-        for step in range(start, self.steps_per_epoch):
-            first = step * self.batch_size + self.rank * self.local
-            idx = order[first : first + self.local]
+        steps = epoch_batches(len(self.images), self.batch_size, self._shuffle, self.rank, self.world_size)
+        for idx in steps[start:].to(self.images.device):
             if self.ablation is not None:
                 yield self.ablation(self.images.index_select(0, idx), self._aug)
                 continue
@@ -158,7 +156,7 @@ class LoaderViews:
         """One epoch from step ``start``. Under torchrun every rank yields the same number of equal-sized
         batches: a corrupt image's place is taken by another image of the same local batch."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:]
+        steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:].tolist()
         loader = DataLoader(self.dataset, batch_sampler=steps, num_workers=self.workers, collate_fn=_collate,
                             pin_memory=self.pin_memory, persistent_workers=False)
         local = self.batch_size // self.world_size

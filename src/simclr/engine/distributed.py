@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,17 @@ def init_process_group(ctx: DistContext, device: torch.device, timeout_minutes: 
     store, _, _ = next(dist.rendezvous("env://", rank=ctx.rank, world_size=ctx.world_size, timeout=kwargs["timeout"]))
     store = dist.PrefixStore(f"simclr/attempt_{restart_count()}", store)
     dist.init_process_group(backend, store=store, rank=ctx.rank, world_size=ctx.world_size, **kwargs)
+
+
+def data_parallel(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``net`` in DistributedDataParallel (gradients averaged over ranks; buffers not synced: global batch norm
+    keeps them equal), or ``net`` itself in a world of one."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return net
+    with warnings.catch_warnings():  # newer torch renames broadcast_buffers; both mean: no buffer syncing
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
 
 
 def destroy_process_group() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,12 +208,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         if tr.time_budget > 0 and state is None else None
     proposed = schedule  # under torchrun, rank 0's budget proposes and every rank adopts at log points
 
-    model: torch.nn.Module = net
-    if ctx.enabled:
-        with warnings.catch_warnings():  # newer torch renames broadcast_buffers; both mean: no buffer syncing
-            warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
-            model = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    model = dist.data_parallel(net, device)
     log = MetricsLog(run_dir) if ctx.is_main else None
     monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 and ctx.is_main else None
 

@@ -119,5 +119,6 @@ class ContrastiveStep:
             self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        # Copies: with CUDA graphs the outputs live in memory the next replay overwrites.
-        return loss.detach().clone(), accuracy.detach().clone()
+        if self.compile == "cudagraphs":  # the outputs live in memory the next replay overwrites
+            return loss.detach().clone(), accuracy.detach().clone()
+        return loss.detach(), accuracy.detach()

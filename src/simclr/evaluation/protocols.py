@@ -27,13 +27,13 @@ from simclr.evaluation.finetune import (
     supervised_baseline,
 )
 from simclr.evaluation.probe import ProbeSpec, probe
-from simclr.evaluation.run import EvalSetup, _labelled, _learned, check_frozen, evaluate, fingerprint
+from simclr.evaluation.run import EvalSetup, check_frozen, evaluate, fingerprint, labelled_split, load_learned
 
 
 def _splits(checkpoint: str | Path, setup: EvalSetup) -> tuple[Any, Decoded, Decoded, int]:
-    learned = _learned(checkpoint, setup)
+    learned = load_learned(checkpoint, setup)
     config = learned.config
-    train_src, test_src = _labelled(config, "train"), _labelled(config, "test")
+    train_src, test_src = labelled_split(config, "train"), labelled_split(config, "test")
     size = config.data.image_size
     train = decode(config, train_src, size, progress=setup.progress)
     test = decode(config, test_src, size, progress=setup.progress)

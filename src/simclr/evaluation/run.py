@@ -56,7 +56,7 @@ def eval_config(config: Config, setup: EvalSetup) -> Config:
     return dataclasses.replace(config, data=data)
 
 
-def _labelled(config: Config, split: str) -> ImageSource:
+def labelled_split(config: Config, split: str) -> ImageSource:
     source = open_source(config, split)
     if not source.classes or (source.labels < 0).any():
         raise InputError(f"evaluation needs labels: {source.name} ({split}) has unlabeled images "
@@ -68,7 +68,7 @@ class _EvalData:
     """The labelled train (bank) and test (query) splits, opened and decoded once for every encoder."""
 
     def __init__(self, config: Config, setup: EvalSetup) -> None:
-        self.train, self.test = _labelled(config, "train"), _labelled(config, "test")
+        self.train, self.test = labelled_split(config, "train"), labelled_split(config, "test")
         self.size = config.data.image_size
         self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
         self._config = config
@@ -112,7 +112,7 @@ class _Learned(NamedTuple):
         return model_encoder(self.model if model is None else model, self.device, self.precision, self.config.train.channels_last)
 
 
-def _learned(checkpoint: str | Path, setup: EvalSetup) -> _Learned:
+def load_learned(checkpoint: str | Path, setup: EvalSetup) -> _Learned:
     device = pick_device(setup.device)
     model, config = load_model(checkpoint, device)
     config = eval_config(config, setup)
@@ -137,7 +137,7 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
 
     The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
     """
-    learned = _learned(checkpoint, setup)
+    learned = load_learned(checkpoint, setup)
     before = fingerprint(learned.model)
     pair = _Pair(learned.encoder(), _EvalData(learned.config, setup))
     check_frozen(learned.model, before)
@@ -150,7 +150,7 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
 def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature: float = 0.1,
             linear: bool = True) -> list[dict[str, Any]]:
     """kNN (and linear) accuracy of raw pixels, a random-init encoder and the learned h, on the same split."""
-    learned = _learned(checkpoint, setup)
+    learned = load_learned(checkpoint, setup)
     config = learned.config
     data = _EvalData(config, setup)
     torch.manual_seed(config.train.seed)

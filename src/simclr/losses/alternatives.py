@@ -30,24 +30,16 @@ from torch import Tensor
 from simclr.losses.ntxent import (
     ContrastiveOutput,
     _check_temperature,
-    _compute_dtype,
-    _positive_indices,
+    check_blocks,
     nt_xent_global,
+    similarities,
 )
 
 __all__ = ["LOSSES", "ContrastiveLoss", "margin_triplet", "nt_logistic"]
 
 
 def _check_blocks(z_local: Tensor, z_global: Tensor, offset: int) -> None:
-    if z_local.ndim != 2 or z_global.ndim != 2 or z_local.shape[1] != z_global.shape[1]:
-        raise ValueError(f"z_local [2n, D] and z_global [M, D] must share D, got {tuple(z_local.shape)} "
-                         f"and {tuple(z_global.shape)}")
-    num_local = z_local.shape[0]
-    if num_local == 0 or num_local % 2:
-        raise ValueError(f"z_local must hold 2n >= 2 rows (two stacked views), got {num_local}")
-    if offset < 0 or offset + num_local > z_global.shape[0]:
-        raise ValueError(f"offset {offset} puts the local block of {num_local} rows outside z_global "
-                         f"with {z_global.shape[0]} rows")
+    check_blocks(z_local, z_global, offset)
     if z_global.shape[0] < 3:
         raise ValueError(f"need at least one negative, i.e. z_global with >= 3 rows, got {z_global.shape[0]}")
 
@@ -56,15 +48,8 @@ def _prepare(
     z_local: Tensor, z_global: Tensor, offset: int, normalize: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(sim [2n, M] in >= float32, s_ip [2n], negatives mask, self mask, global positive rows [2n])``."""
-    dtype = _compute_dtype(z_local.dtype)
-    a, b = z_local.to(dtype), z_global.to(dtype)
-    if normalize:
-        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    sim = a @ b.T
-    self_idx, pos_idx = _positive_indices(a.shape[0], offset, sim.device)
-    rows = torch.arange(a.shape[0], device=sim.device)
-    self_mask = torch.zeros_like(sim, dtype=torch.bool)
-    self_mask[rows, self_idx] = True
+    sim, self_mask, pos_idx = similarities(z_local, z_global, offset, normalize)
+    rows = torch.arange(sim.shape[0], device=sim.device)
     neg_mask = ~self_mask
     neg_mask[rows, pos_idx] = False
     return sim, sim[rows, pos_idx], neg_mask, self_mask, pos_idx

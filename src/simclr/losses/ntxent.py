@@ -69,24 +69,18 @@ def _positive_indices(num_local: int, offset: int, device: torch.device) -> tupl
     return local + offset, partner + offset
 
 
-def _contrastive_from_embeddings(
-    z_local: Tensor,
-    z_global: Tensor,
-    offset: int,
-    temperature: float,
-    normalize: bool,
-) -> ContrastiveOutput:
-    """Shared core of :func:`nt_xent` and :func:`nt_xent_global`.
+def similarities(z_local: Tensor, z_global: Tensor, offset: int, normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Similarities of each local anchor with every candidate, and where each anchor itself and its positive are.
 
     Args:
         z_local: [2n, D] anchors, stacked ``[view1; view2]``.
         z_global: [M, D] candidates; rows ``offset .. offset + 2n - 1`` are the anchors themselves.
         offset: Row of ``z_global`` where ``z_local`` starts.
-        temperature: Softmax temperature tau > 0.
         normalize: l2-normalise rows so that dot products are cosine similarities.
 
     Returns:
-        :class:`ContrastiveOutput` averaged over the 2n local anchors.
+        ``(sim [2n, M]`` in at least float32, ``self_mask [2n, M]`` (True at each anchor's own column),
+        ``pos_idx [2n]`` (each anchor's positive column)).
     """
     dtype = _compute_dtype(z_local.dtype)
     a = z_local.to(dtype)
@@ -94,17 +88,44 @@ def _contrastive_from_embeddings(
     if normalize:
         a = F.normalize(a, dim=1)
         b = F.normalize(b, dim=1)
-
-    logits = a @ b.T / temperature  # [2n, M]
-    self_idx, pos_idx = _positive_indices(a.shape[0], offset, logits.device)
-    rows = torch.arange(a.shape[0], device=logits.device)
-    self_mask = torch.zeros_like(logits, dtype=torch.bool)
+    sim = a @ b.T  # [2n, M]
+    self_idx, pos_idx = _positive_indices(a.shape[0], offset, sim.device)
+    rows = torch.arange(a.shape[0], device=sim.device)
+    self_mask = torch.zeros_like(sim, dtype=torch.bool)
     self_mask[rows, self_idx] = True
-    logits = logits.masked_fill(self_mask, float("-inf"))
+    return sim, self_mask, pos_idx
 
+
+def check_blocks(z_local: Tensor, z_global: Tensor, offset: int) -> None:
+    """Raise ValueError unless ``z_local`` [2n, D] sits inside ``z_global`` [M, D] at row ``offset``."""
+    if z_local.ndim != 2 or z_global.ndim != 2 or z_local.shape[1] != z_global.shape[1]:
+        raise ValueError(f"z_local [2n, D] and z_global [M, D] must share D, got {tuple(z_local.shape)} "
+                         f"and {tuple(z_global.shape)}")
+    num_local = z_local.shape[0]
+    if num_local == 0 or num_local % 2:
+        raise ValueError(f"z_local must hold 2n >= 2 rows (two stacked views), got {num_local}")
+    if offset < 0 or offset + num_local > z_global.shape[0]:
+        raise ValueError(f"offset {offset} puts the local block of {num_local} rows outside z_global "
+                         f"with {z_global.shape[0]} rows")
+
+
+def _contrastive_from_embeddings(
+    z_local: Tensor,
+    z_global: Tensor,
+    offset: int,
+    temperature: float,
+    normalize: bool,
+) -> ContrastiveOutput:
+    """Shared core of :func:`nt_xent` and :func:`nt_xent_global` (arguments as in :func:`similarities`).
+
+    Returns:
+        :class:`ContrastiveOutput` averaged over the 2n local anchors.
+    """
+    sim, self_mask, pos_idx = similarities(z_local, z_global, offset, normalize)
+    logits = (sim / temperature).masked_fill(self_mask, float("-inf"))
     loss = F.cross_entropy(logits, pos_idx, reduction="mean")
     with torch.no_grad():
-        accuracy = (logits.argmax(dim=1) == pos_idx).to(dtype).mean()
+        accuracy = (logits.argmax(dim=1) == pos_idx).to(sim.dtype).mean()
     return ContrastiveOutput(loss=loss, accuracy=accuracy)
 
 
@@ -180,14 +201,6 @@ def nt_xent_global(
     Raises:
         ValueError: on inconsistent shapes or offset, or ``temperature <= 0``.
     """
-    if z_local.ndim != 2 or z_global.ndim != 2 or z_local.shape[1] != z_global.shape[1]:
-        raise ValueError(f"z_local [2n, D] and z_global [M, D] must share D, got {tuple(z_local.shape)} "
-                         f"and {tuple(z_global.shape)}")
-    num_local = z_local.shape[0]
-    if num_local == 0 or num_local % 2:
-        raise ValueError(f"z_local must hold 2n >= 2 rows (two stacked views), got {num_local}")
-    if offset < 0 or offset + num_local > z_global.shape[0]:
-        raise ValueError(f"offset {offset} puts the local block of {num_local} rows outside z_global "
-                         f"with {z_global.shape[0]} rows")
+    check_blocks(z_local, z_global, offset)
     _check_temperature(temperature)
     return _contrastive_from_embeddings(z_local, z_global, offset, temperature, normalize)
