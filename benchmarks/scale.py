@@ -79,7 +79,7 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
     result = {"rank": ctx.rank, "peak_mib": _rss_mib() - base, "step_s": min(times[1:] or times)}
     with open(f"{out}.{ctx.rank}", "w") as f:
         json.dump(result, f)
-    dist.destroy_process_group()
+    dist.destroy_process_group(wait_for_peers=True)
 
 
 def _cell(batch: int, chunk: int, steps: int, procs: int, tmp: Path) -> dict[str, float]:

@@ -63,6 +63,7 @@ def _worker(rank: int, store: str, out: str, gather: bool, sync_bn: bool) -> Non
             torch.save({"loss": losses[:, 0].mean(), "acc": losses[:, 1].mean(),
                         "grads": {k: p.grad.clone() for k, p in net.named_parameters()},
                         "bn": _bn_stats(net)}, out)
+        torch_dist.barrier()  # leave together: a rank tearing gloo down while its peer still works can abort
     finally:
         torch_dist.destroy_process_group()
 

@@ -92,8 +92,12 @@ def data_parallel(net: torch.nn.Module, device: torch.device) -> torch.nn.Module
             net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
 
 
-def destroy_process_group() -> None:
+def destroy_process_group(*, wait_for_peers: bool = False) -> None:
+    """Leave the process group; ``wait_for_peers`` first waits for every rank (only on a normal finish: after a
+    failure a peer may never arrive)."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -138,9 +138,12 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     device = dist.device_for(ctx, pick_device(config.train.device))
     dist.init_process_group(ctx, device, config.train.dist_timeout)
     try:
-        return _pretrain(config, state, run_dir, ctx, device, t_start, progress, stop_after_steps)
-    finally:
+        result = _pretrain(config, state, run_dir, ctx, device, t_start, progress, stop_after_steps)
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    dist.destroy_process_group(wait_for_peers=True)
+    return result
 
 
 def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: dist.DistContext,
