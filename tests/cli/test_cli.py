@@ -95,13 +95,20 @@ def test_eval_probe_rows(env: dict, capsys) -> None:
                  "--transforms", "warp"]) == 2
 
 
-def test_eval_transfer(env: dict, capsys) -> None:
+def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
+    import simclr.build as build
+
+    decoded: list[int] = []
+    real = build.decode_cached
+    monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append(len(source))
+                        or real(source, *a, **k))
     capsys.readouterr()
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
                  "--cache-dir", env["cache"], "--epochs", "1", "--label-fraction", "0.2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["data"] == "digits" and out["test_images"] == 360
     assert all(0.0 <= out[k] <= 1.0 for k in ("linear_top1", "finetune_top1", "scratch_top1"))
+    assert sorted(decoded) == [360, 1437]  # each split decoded once for linear evaluation and fine-tuning
 
 
 def test_eval_compare_table(env: dict, capsys) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simclr.build import build_model, decode
+from simclr.build import build_model
 from simclr.data.decode import Decoded
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
@@ -27,19 +27,28 @@ from simclr.evaluation.finetune import (
     supervised_baseline,
 )
 from simclr.evaluation.probe import ProbeSpec, probe
-from simclr.evaluation.run import EvalSetup, check_frozen, evaluate, fingerprint, labelled_split, load_learned
+from simclr.evaluation.run import (
+    EvalData,
+    EvalSetup,
+    FeaturePair,
+    Learned,
+    check_frozen,
+    fingerprint,
+    load_learned,
+)
 
 
-def _splits(checkpoint: str | Path, setup: EvalSetup) -> tuple[Any, Decoded, Decoded, int]:
+def _open(checkpoint: str | Path, setup: EvalSetup) -> tuple[Learned, EvalData]:
     learned = load_learned(checkpoint, setup)
-    config = learned.config
-    train_src, test_src = labelled_split(config, "train"), labelled_split(config, "test")
-    size = config.data.image_size
-    train = decode(config, train_src, size, progress=setup.progress)
-    test = decode(config, test_src, size, progress=setup.progress)
+    return learned, EvalData(learned.config, setup)
+
+
+def _splits(data: EvalData) -> tuple[Decoded, Decoded, int]:
+    """The labelled splits decoded (once per ``data``), and the number of classes."""
+    train, test = data.decoded("train"), data.decoded("test")
     if len(train.images) == 0 or len(test.images) == 0:
-        raise InputError(f"no readable labelled images in {train_src.name}")
-    return learned, train, test, len(train_src.classes)
+        raise InputError(f"no readable labelled images in {data.train.name}")
+    return train, test, len(data.train.classes)
 
 
 def _subset(path: Path | None, labels: np.ndarray, fraction: float, seed: int, dataset: str) -> tuple[np.ndarray, Path | None]:
@@ -61,13 +70,18 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 
     With ``baseline`` the same training from a random initialisation runs on the same subset.
     """
-    learned, train, test, num_classes = _splits(checkpoint, setup)
-    idx, subset_path = _subset(subset_file, train.labels.numpy(), fraction, spec.seed, setup.data)
+    return _finetune(*_open(checkpoint, setup), fraction, spec, subset_file, baseline)
+
+
+def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
+              baseline: bool) -> dict[str, Any]:
+    train, test, num_classes = _splits(data)
+    idx, subset_path = _subset(subset_file, train.labels.numpy(), fraction, spec.seed, data.config.data.spec)
     x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
     spec = dataclasses.replace(spec, device=str(learned.device))
     encoder = copy.deepcopy(learned.model.encoder)
     dim = learned.model.num_features
-    tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=setup.progress)
+    tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=data.kw["progress"])
     result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(idx),
                               **evaluate_classifier(tuned, test.images, test.labels, device=learned.device),
                               "test_images": len(test.images),
@@ -84,19 +98,27 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
                   solver: str = "lbfgs") -> dict[str, Any]:
-    """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning."""
-    linear = evaluate(checkpoint, setup, "linear", solver=solver)
-    tuned = finetune_eval(checkpoint, setup, fraction, spec, baseline=True)
+    """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning.
+
+    The splits are decoded once for both.
+    """
+    learned, data = _open(checkpoint, setup)
+    before = fingerprint(learned.model)
+    pair = FeaturePair(learned.encoder(), data)
+    check_frozen(learned.model, before)
+    linear = pair.linear(learned.config.train.seed, solver)
+    tuned = _finetune(learned, data, fraction, spec, None, baseline=True)
     return {"protocol": "transfer", "data": setup.data, "linear_top1": linear["top1"], "linear_top5": linear["top5"],
             "finetune_top1": tuned["top1"], "finetune_top5": tuned["top5"],
             "scratch_top1": tuned["baseline_top1"], "scratch_top5": tuned["baseline_top5"],
-            "label_fraction": fraction, "train_images": linear["train_images"], "test_images": linear["test_images"]}
+            "label_fraction": fraction, "train_images": len(pair.train.h), "test_images": len(pair.test.h)}
 
 
 def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
                transforms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input."""
-    learned, train, test, _ = _splits(checkpoint, setup)
+    learned, data = _open(checkpoint, setup)
+    train, test, _ = _splits(data)
     model = learned.model.eval()
     before = fingerprint(model)
 

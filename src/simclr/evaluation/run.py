@@ -64,59 +64,72 @@ def labelled_split(config: Config, split: str) -> ImageSource:
     return source
 
 
-class _EvalData:
+class EvalData:
     """The labelled train (bank) and test (query) splits, opened and decoded once for every encoder."""
 
     def __init__(self, config: Config, setup: EvalSetup) -> None:
         self.train, self.test = labelled_split(config, "train"), labelled_split(config, "test")
         self.size = config.data.image_size
         self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
-        self._config = config
-        self._decoded: dict[str, Decoded] = {}
+        self.config = config
+        self._decoded: dict[tuple[str, int], Decoded] = {}
         self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
                                    "progress": setup.progress, "decoder": self._decode}
 
     def _decode(self, source: ImageSource, size: int) -> Decoded:
-        key = "train" if source is self.train else "test"
+        key = ("train" if source is self.train else "test", size)
         if key not in self._decoded:
-            self._decoded[key] = decode(self._config, source, size, progress=False)
+            self._decoded[key] = decode(self.config, source, size, progress=False)
         return self._decoded[key]
 
+    def decoded(self, split: str) -> Decoded:
+        """The whole split as uint8 ``[N, 3, S, S]`` at ``size`` (decoded once, shared with feature extraction)."""
+        return self._decode(self.train if split == "train" else self.test, self.size)
 
-class _Pair:
-    """Bank (train) and query (test) features of one encoder."""
 
-    def __init__(self, encode: Encode, data: _EvalData) -> None:
+class FeaturePair:
+    """Bank (train) and query (test) features of one encoder (h, and z when ``encode`` returns it)."""
+
+    def __init__(self, encode: Encode, data: EvalData) -> None:
         self.num_classes = len(data.train.classes)
         self.train: Features = extract_features(encode, data.train, data.size, data.in_memory,
                                                 desc="train features", **data.kw)
         self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
                                                desc="test features", **data.kw)
 
-    def knn(self, k: int, temperature: float) -> dict[str, float]:
-        return knn_accuracy(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, k,
-                            temperature)
+    def _features(self, on: str) -> tuple[torch.Tensor, torch.Tensor]:
+        train, test = (self.train.h, self.test.h) if on == "h" else (self.train.z, self.test.z)
+        if train is None or test is None:
+            raise ValueError(f"no {on} features: the encoder returned h only")
+        return train, test
 
-    def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90) -> dict[str, float]:
-        return linear_eval(self.train.h, self.train.labels, self.test.h, self.test.labels, self.num_classes, seed,
-                           solver, epochs)
+    def knn(self, k: int, temperature: float, on: str = "h") -> dict[str, float]:
+        train, test = self._features(on)
+        return knn_accuracy(train, self.train.labels, test, self.test.labels, self.num_classes, k, temperature)
+
+    def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h") -> dict[str, float]:
+        train, test = self._features(on)
+        return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs)
 
 
-class _Learned(NamedTuple):
+class Learned(NamedTuple):
+    """A checkpoint's model and config (with the evaluation data), the device and precision it runs in."""
+
     model: SimCLRNet
     config: Config
     device: torch.device
     precision: Precision
 
-    def encoder(self, model: SimCLRNet | None = None) -> Encode:
-        return model_encoder(self.model if model is None else model, self.device, self.precision, self.config.train.channels_last)
+    def encoder(self, model: SimCLRNet | None = None, with_z: bool = False) -> Encode:
+        return model_encoder(self.model if model is None else model, self.device, self.precision,
+                             self.config.train.channels_last, with_z)
 
 
-def load_learned(checkpoint: str | Path, setup: EvalSetup) -> _Learned:
+def load_learned(checkpoint: str | Path, setup: EvalSetup) -> Learned:
     device = pick_device(setup.device)
     model, config = load_model(checkpoint, device)
     config = eval_config(config, setup)
-    return _Learned(model, config, device, pick_precision(config.train.precision, device))
+    return Learned(model, config, device, pick_precision(config.train.precision, device))
 
 
 def fingerprint(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -139,7 +152,7 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
     """
     learned = load_learned(checkpoint, setup)
     before = fingerprint(learned.model)
-    pair = _Pair(learned.encoder(), _EvalData(learned.config, setup))
+    pair = FeaturePair(learned.encoder(), EvalData(learned.config, setup))
     check_frozen(learned.model, before)
     result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed, solver,
                                                                              epochs)
@@ -152,7 +165,7 @@ def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature:
     """kNN (and linear) accuracy of raw pixels, a random-init encoder and the learned h, on the same split."""
     learned = load_learned(checkpoint, setup)
     config = learned.config
-    data = _EvalData(config, setup)
+    data = EvalData(config, setup)
     torch.manual_seed(config.train.seed)
     random_model = build_model(config).to(learned.device)
     encoders: tuple[tuple[str, Encode], ...] = (("raw pixels", raw_pixels),
@@ -160,7 +173,7 @@ def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature:
                                                 ("learned h", learned.encoder()))
     rows = []
     for name, encode in encoders:
-        pair = _Pair(encode, data)
+        pair = FeaturePair(encode, data)
         knn = pair.knn(k, temperature)
         lin = pair.linear(config.train.seed) if linear else {"top1": float("nan"), "top5": float("nan")}
         rows.append({"features": name, "dim": int(pair.train.h.shape[1]), "knn_top1": knn["top1"],
