@@ -45,8 +45,9 @@ def test_round_trip_through_plain_dict() -> None:
 @pytest.mark.parametrize("override,message", [
     ("optim.base_lrr=1", "unknown config key optim.base_lrr"),
     ("trainn.epochs=1", "unknown config key trainn"),
-    ("train.epochs=abc", "expected an integer"),
-    ("train.epochs=0", "train.epochs must be >= 1"),
+    ("train.batch_size=abc", "expected an integer"),
+    ("train.epochs=abc", "expected a number"),
+    ("train.epochs=0", "train.epochs must be > 0"),
     ("loss.temperature=-1", "loss.temperature must be > 0"),
     ("optim.name=adam", "optim.name must be one of"),
     ("model.arch=vgg", "model.arch must be one of"),

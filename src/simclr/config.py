@@ -167,6 +167,7 @@ class TrainConfig:
     """The training run (Section 3: batch 4096, 100 epochs).
 
     Attributes:
+        epochs: passes over the data; fractions are allowed (0.5 = half the steps of one epoch, rounded).
         time_budget: minutes; > 0 fits the whole schedule (warm-up and cosine) to this wall time.
         precision: ``auto`` = bf16 autocast where the hardware runs it fast (CUDA with bf16, CPUs with
             AVX-512 bf16 or AMX), else fp32.
@@ -187,7 +188,7 @@ class TrainConfig:
             h on a fixed batch of views (0 = off); a collapsing rank prints a warning.
     """
 
-    epochs: int = 100
+    epochs: float = 100.0
     batch_size: int = 4096
     seed: int = 0
     device: str = "auto"
@@ -208,8 +209,8 @@ class TrainConfig:
     knn_temperature: float = 0.1
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
+        if not self.epochs > 0:
+            raise ValueError(f"train.epochs must be > 0, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2, got {self.batch_size}")
         if self.device not in DEVICES:

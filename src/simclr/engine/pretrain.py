@@ -187,7 +187,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     optimizer = build_optimizer(config, net)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     spe = views.steps_per_epoch
-    total = tr.epochs * spe
+    total = max(1, round(tr.epochs * spe))
     schedule = LRSchedule(total, min(total, warmup_steps_for(config.optim.warmup_epochs, spe)), peak_lr(config),
                           config.optim.final_lr)
     step, epoch, pos = 0, 0, 0
