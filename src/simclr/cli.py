@@ -27,7 +27,7 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.base_lr=0.5 (repeatable)")
     p.add_argument("--arch", help="encoder: resnet18 ... resnet152, resnet50x2, resnet50x4")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=float, help="passes over the data (fractions allowed)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="fit the whole schedule (warm-up + cosine) into this many minutes")
@@ -94,6 +94,27 @@ def _embed_parser(sub: Any) -> None:
     p.add_argument("--z", action="store_true", help="also store z = g(h)")
 
 
+def _ablate_parser(sub: Any) -> None:
+    from simclr.ablation.studies import STUDIES
+
+    p = sub.add_parser("ablate", help="run one of the paper's ablation studies at a small scale, with a report")
+    p.add_argument("study", choices=tuple(STUDIES), help="the study (paper figure or table)")
+    p.add_argument("--data", required=True, help=SPEC_HELP + " (labelled train and test splits)")
+    p.add_argument("--out", required=True, type=Path, help="study folder (one run per cell; rerun to continue)")
+    p.add_argument("--config", help="YAML config every cell starts from (e.g. configs/cifar10_cpu.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="pretraining minutes per cell (default 2)")
+    budget.add_argument("--epochs", type=float, help="pretraining epochs per cell (fractions allowed), instead of "
+                        "minutes: the same work for every cell whatever else runs on the machine")
+    p.add_argument("--cells", default="", help="comma-separated cell keys to run (default: all)")
+    p.add_argument("--eval-size", type=int, default=0, help="image side of the evaluation (default: the view side)")
+    p.add_argument("--report-dir", type=Path, help="where <study>.md and <study>.png go (default: --out)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="print one JSON object (rows and checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simclr", description="SimCLR: contrastive visual representation "
                                      "learning (Chen et al., ICML 2020).")
@@ -102,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_parser(sub)
     _eval_parser(sub)
     _embed_parser(sub)
+    _ablate_parser(sub)
     return parser
 
 
@@ -210,16 +232,54 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ablate(args: argparse.Namespace) -> int:
+    from simclr.ablation import STUDIES, AblateOptions, run_study
+    from simclr.ablation.report import write_csv, write_report
+
+    _positive("--minutes", args.minutes)
+    _positive("--epochs", args.epochs)
+    if args.eval_size and args.eval_size < 8:
+        raise InputError(f"--eval-size must be >= 8, got {args.eval_size}")
+    options = AblateOptions(args.data, args.out, args.config, tuple(args.set),
+                            minutes=args.minutes if args.minutes is not None else 2.0, epochs=args.epochs or 0,
+                            cells=tuple(c for c in args.cells.split(",") if c), eval_size=args.eval_size,
+                            device=args.device, progress=not args.quiet)
+    study = STUDIES[args.study]
+    budget = f"{options.epochs} epochs" if options.epochs else f"{options.minutes:g} minutes"
+    context = (f"Made with `simclr ablate {study.name} --data {args.data}"
+               + (f" --config {args.config}" if args.config else "")
+               + "".join(f" --set {o}" for o in args.set) + f"` ({budget} per cell).")
+    report_dir = args.report_dir or args.out
+
+    def report(result: Any) -> tuple[Path, Path]:
+        write_csv(result.rows, args.out / "results.csv")
+        return write_report(result, report_dir, context)
+
+    result = run_study(study, options, on_cell=report)
+    md, png = report(result)
+    if args.json:
+        print(json.dumps({"study": study.name, "rows": result.rows, "missing": result.missing,
+                          "checks": [c._asdict() for c in result.checks], "report": str(md)}))
+    else:
+        for c in result.checks:
+            verdict = {True: "reproduced", False: "NOT reproduced", None: "pending"}[c.agrees]
+            print(f"{verdict}: {c.claim} ({c.detail})")
+        print(f"{len(result.rows)}/{len(study.cells)} cells done; report {md}, plot {png}, table "
+              f"{args.out / 'results.csv'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed}
+    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "ablate": run_ablate}
     try:
         return handlers[args.command](args)
     except InputError as exc:
         print(f"simclr: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("simclr: interrupted (a pretraining run saved last.pt; continue it with --resume)", file=sys.stderr)
+        print("simclr: interrupted (a pretraining run saved last.pt; continue it with --resume, or rerun the same "
+              "simclr ablate command)", file=sys.stderr)
         return 130
     except OSError as exc:
         print(f"simclr: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

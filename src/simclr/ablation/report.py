@@ -1,0 +1,176 @@
+"""A study's report: results.csv, a Markdown page with the paper's numbers beside ours, and a PNG plot beside it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from simclr.ablation.runner import StudyResult
+from simclr.ablation.studies import Study
+
+__all__ = ["write_csv", "write_plot", "write_report"]
+
+Row = dict[str, Any]
+
+
+def _columns(rows: list[Row]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    """One line per finished cell, every field (atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows) or ["cell"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(buf.getvalue())
+    tmp.replace(path)
+
+
+def _value(r: Row, key: str) -> float:
+    v = r.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _heatmap(ax: Any, study: Study, rows: list[Row], key: str, title: str) -> None:
+    import numpy as np
+
+    rk, ck = study.axes
+    labels = list(dict.fromkeys(c.params[rk] for c in study.cells))
+    grid = np.full((len(labels), len(labels)), np.nan)
+    for r in rows:
+        grid[labels.index(r[rk]), labels.index(r[ck])] = _value(r, key)
+    ax.imshow(np.ma.masked_invalid(grid), cmap="Greens")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(f"2nd transformation ({ck})")
+    ax.set_ylabel(f"1st transformation ({rk})")
+    ax.set_title(title)
+
+
+def _bars(ax: Any, rows: list[Row], keys: list[tuple[str, str]], title: str) -> None:
+    width = 0.8 / len(keys)
+    for n, (key, label) in enumerate(keys):
+        ax.bar([i + n * width for i in range(len(rows))], [_value(r, key) for r in rows], width, label=label)
+    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))], [r["cell"] for r in rows],
+                  rotation=30, ha="right")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    if len(keys) > 1:
+        ax.legend(fontsize=8)
+
+
+def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
+    xk, gk = study.axes
+    for group in dict.fromkeys(r[gk] for r in rows):
+        line = sorted((r for r in rows if r[gk] == group), key=lambda r: r[xk])
+        ax.plot([r[xk] for r in line], [_value(r, "linear_top1") for r in line], marker="o", label=f"{gk} {group}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xk)
+    ax.set_ylabel("linear top-1 (%)")
+    ax.set_title("ours")
+    ax.legend(fontsize=8)
+
+
+def write_plot(result: StudyResult, path: Path) -> None:
+    """The study's figure: a heatmap (ours, paper) for the pairs, bars (ours | paper) or lines for the rest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study, rows = result.study, result.rows
+    has_paper = any(c.paper is not None for c in study.cells)
+    fig, axes = plt.subplots(1, 2 if has_paper else 1, figsize=(12 if has_paper else 7, 5), squeeze=False)
+    if study.plot == "heatmap":
+        _heatmap(axes[0, 0], study, rows, "linear_top1", "ours: linear top-1 (%)")
+        paper_rows = [{**c.params, "paper_top1": c.paper} for c in study.cells]
+        _heatmap(axes[0, 1], study, paper_rows, "paper_top1", f"paper ({study.source}, ImageNet)")
+    elif study.plot == "lines":
+        _lines(axes[0, 0], study, rows)
+    else:
+        keys = [("linear_top1", "linear, h"), ("knn_top1", "kNN, h")]
+        if study.eval_z:
+            keys += [("linear_top1_z", "linear, z")]
+        _bars(axes[0, 0], rows, keys, "ours")
+        if has_paper:
+            paper_rows = [{"cell": c.key, "paper_top1": c.paper} for c in study.cells]
+            _bars(axes[0, 1], paper_rows, [("paper_top1", "paper")], f"paper ({study.source}, ImageNet)")
+    fig.suptitle(f"{study.title} ({study.source})")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+TABLE = ("paper_top1", "linear_top1", "linear_top5", "knn_top1", "linear_top1_z", "knn_top1_z",
+         "paper_contrastive_acc", "contrastive_acc", "epochs_done", "views_per_s")
+HEADERS = {"cell": "cell", "paper_top1": "paper top-1", "linear_top1": "linear top-1", "linear_top5": "linear top-5",
+           "knn_top1": "kNN top-1", "linear_top1_z": "linear top-1 on z", "knn_top1_z": "kNN top-1 on z",
+           "paper_contrastive_acc": "paper contrastive acc", "contrastive_acc": "contrastive acc",
+           "epochs_done": "epochs", "views_per_s": "views/s"}
+
+
+def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
+    """The report page: the paper's finding, the checks, the table (percent), the plot and how it was made."""
+    study, rows = result.study, result.rows
+    lines = [f"# {study.title} ({study.source} of SimCLR): `simclr ablate {study.name}`", "",
+             f"**The paper:** {study.finding}", ""]
+    if context:
+        lines += [context, ""]
+    lines += ["## Does it reproduce?", ""]
+    for c in result.checks:
+        mark = {True: "yes", False: "**no**", None: "pending"}[c.agrees]
+        lines.append(f"- {c.claim}: {mark} ({c.detail})")
+    if result.missing:
+        lines += ["", f"Cells not run yet: {', '.join(result.missing)}."]
+    cols = [k for k in TABLE if any(k in r for r in rows)]
+    params = ["cell"] + list(study.cells[0].params)
+    lines += ["", "## Results", "", ("Accuracies in percent on the test split; paper numbers are ResNet-50 on "
+              "ImageNet (linear evaluation), ours are the scaled-down runs described below."), "",
+              "| " + " | ".join(params + [HEADERS[k] for k in cols]) + " |",
+              "|" + "---|" * (len(params) + len(cols))]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in params + cols) + " |")
+    budget = rows[0].get("budget", "—") if rows else "—"
+    lines += ["", f"![{study.name}]({plot_name})", "", "## How these numbers were made", "",
+              (f"Each cell is one pretraining run with a budget of {budget} (x the cell's multiplier in the "
+              "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "
+              "logistic regression on h (weight decay chosen on held-out train features), kNN = weighted kNN "
+              "(k = 200, T = 0.1). `results.csv` in the study folder holds every field, including the training "
+              "loss, steps and views/s of each cell.")]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: StudyResult, folder: Path, context: str = "") -> tuple[Path, Path]:
+    """``folder/<study>.md`` and ``folder/<study>.png``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md, png = folder / f"{result.study.name}.md", folder / f"{result.study.name}.png"
+    if result.rows:
+        write_plot(result, png)
+    tmp = md.with_suffix(".tmp")
+    tmp.write_text(markdown(result, png.name, context))
+    tmp.replace(md)
+    return md, png

@@ -1,0 +1,212 @@
+"""Run a study: pretrain every cell at the given budget, evaluate it on frozen features, keep what is finished.
+
+Layout of ``OUT``::
+
+    study.json             the study's name and resolved base settings (a rerun must match them)
+    cells/<key>/           one ordinary pretraining run folder per cell (config.yaml, metrics.jsonl, last.pt)
+    cells/<key>/result.json   the cell's evaluation, written last: a cell with it is finished and never rerun
+    results.csv            one row per finished cell
+
+A cell interrupted during pretraining continues from its ``last.pt`` when the study is run again; a cell whose
+pretraining finished but whose evaluation did not is only evaluated. Every cell is evaluated the same way: h (and z
+for the head study) of the labelled train and test splits at ``eval_size``, then a weighted kNN (k = 200) and a
+linear classifier (L-BFGS logistic regression, weight decay chosen on held-out train features).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simclr.ablation.checks import Check, check_study
+from simclr.ablation.studies import Cell, Study
+from simclr.config import Config, build_config, config_to_dict, parse_override, read_yaml
+from simclr.engine.checkpoint import LAST
+from simclr.engine.metrics import read_metrics
+from simclr.engine.pretrain import pretrain
+from simclr.errors import InputError
+from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, check_frozen, fingerprint, load_learned
+
+__all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_study"]
+
+BASE: dict[str, Any] = {
+    "model": {"arch": "resnet18", "width": 0.25},
+    "train": {"batch_size": 256, "epochs": 10, "knn_every": 0, "diagnostics_every": 0, "log_every": 10},
+    "optim": {"warmup_epochs": 1},
+}
+"""The scaled-down starting point of every cell (under the user's --config and --set): a quarter-width ResNet-18,
+batch 256, warm-up over a tenth of the schedule, no in-run monitors."""
+
+
+@dataclass(frozen=True)
+class AblateOptions:
+    """How to run a study.
+
+    Attributes:
+        data: the dataset (as ``simclr pretrain --data``); needs labelled train and test splits for evaluation.
+        out: the study folder.
+        config: a YAML config every cell starts from (after :data:`BASE`), or None.
+        overrides: ``--set KEY=VALUE`` overrides over it (the study's own keys win over both).
+        minutes: pretraining minutes per cell (x the cell's ``budget_scale``); used when ``epochs`` is 0.
+        epochs: pretraining epochs per cell instead of minutes (0 = use ``minutes``).
+        cells: run only these cell keys (others that finished earlier still appear in the report).
+        eval_size: image side for the evaluation features (0 = the training view side).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: progress bars and per-cell lines on stderr.
+    """
+
+    data: str
+    out: Path
+    config: str | None = None
+    overrides: tuple[str, ...] = ()
+    minutes: float = 2.0
+    epochs: float = 0.0
+    cells: tuple[str, ...] = ()
+    eval_size: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+class StudyResult:
+    """Finished rows (in the study's order), the paper's findings checked on them, and the cells still missing."""
+
+    def __init__(self, study: Study, rows: list[dict[str, Any]]) -> None:
+        self.study, self.rows = study, rows
+        self.checks: list[Check] = check_study(study.name, rows, len(study.cells))
+        done = {r["cell"] for r in rows}
+        self.missing = [c.key for c in study.cells if c.key not in done]
+
+
+def cell_config(study: Study, cell: Cell, options: AblateOptions) -> Config:
+    """BASE < --config < --set < the study's base < the cell's overrides < data spec, device and budget.
+
+    An epoch budget keeps the base config's warm-up share of the schedule (``optim.warmup_epochs / train.epochs``),
+    as a time budget does.
+    """
+    layers = [BASE] + ([read_yaml(options.config)] if options.config else [])
+    layers += [parse_override(o) for o in options.overrides]
+    layers += [study.base, cell.overrides, {"data": {"spec": options.data}, "train": {"device": options.device}}]
+    if not options.epochs:
+        return build_config(*layers, {"train": {"time_budget": options.minutes * cell.budget_scale}})
+    base = build_config(*layers)
+    epochs = options.epochs * cell.budget_scale
+    warmup = epochs * base.optim.warmup_epochs / base.train.epochs
+    return build_config(*layers, {"train": {"epochs": epochs, "time_budget": 0.0}, "optim": {"warmup_epochs": warmup}})
+
+
+def _log(options: AblateOptions, text: str) -> None:
+    if options.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _settings(study: Study, options: AblateOptions) -> dict[str, Any]:
+    """What every cell shares: the study, the data, the budget and the base config (before the cells' layers)."""
+    layers = [BASE] + ([read_yaml(options.config)] if options.config else [])
+    layers += [parse_override(o) for o in options.overrides]
+    base = build_config(*layers, {"data": {"spec": options.data}, "train": {"device": options.device}})
+    return {"study": study.name, "data": options.data, "epochs": options.epochs,
+            "minutes": 0.0 if options.epochs else options.minutes, "eval_size": options.eval_size,
+            "base": config_to_dict(base)}
+
+
+def _check_folder(study: Study, options: AblateOptions) -> None:
+    """``OUT/study.json`` pins the study and settings: a rerun with others would mix incomparable cells."""
+    path = options.out / "study.json"
+    settings = json.loads(json.dumps(_settings(study, options)))
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
+        if saved != settings:
+            diff = sorted(k for k in settings if saved.get(k) != settings[k])
+            raise InputError(f"{options.out} holds a {saved.get('study')} study run with other settings "
+                             f"({', '.join(diff)}); rerun with the same options or choose another --out")
+        return
+    options.out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings, indent=1))
+    tmp.replace(path)
+
+
+def _train_stats(run_dir: Path) -> dict[str, Any]:
+    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "contrastive_acc" in r]
+    if not records:
+        return {}
+    last = records[-1]
+    return {"contrastive_acc": round(100 * last["contrastive_acc"], 2), "train_loss": round(last["loss"], 4),
+            "steps": last["step"], "views_per_s": round(statistics.median(r["views_per_s"] for r in records))}
+
+
+def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: EvalSetup,
+              cache: dict[str, EvalData]) -> dict[str, Any]:
+    learned = load_learned(run_dir / LAST, setup)
+    before = fingerprint(learned.model)
+    if "data" not in cache:  # decoded once per study run: every cell evaluates on the same images
+        cache["data"] = EvalData(learned.config, setup)
+    pair = FeaturePair(learned.encoder(with_z=study.eval_z), cache["data"])
+    check_frozen(learned.model, before)
+    seed = learned.config.train.seed
+    row: dict[str, Any] = {"cell": cell.key, **cell.params, "paper_top1": cell.paper,
+                           **{f"paper_{k}": v for k, v in cell.paper_extra.items()}}
+    for on in ("h", "z") if study.eval_z else ("h",):
+        suffix = "" if on == "h" else "_z"
+        lin, knn = pair.linear(seed, on=on), pair.knn(200, 0.1, on=on)
+        row.update({f"linear_top1{suffix}": round(100 * lin["top1"], 2), f"linear_top5{suffix}":
+                    round(100 * lin["top5"], 2), f"knn_top1{suffix}": round(100 * knn["top1"], 2)})
+    row.update(_train_stats(run_dir))
+    train = config.train
+    row["budget"] = f"{train.epochs:g} epochs" if not train.time_budget else f"{train.time_budget:g} min"
+    row["epochs_done"] = round(row.get("steps", 0) * train.batch_size / len(pair.train.h), 2)
+    row["eval_images"] = f"{len(pair.train.h)}/{len(pair.test.h)}"
+    return row
+
+
+def load_rows(study: Study, out: Path) -> list[dict[str, Any]]:
+    """The finished cells' rows, in the study's order."""
+    rows = []
+    for cell in study.cells:
+        path = out / "cells" / cell.key / "result.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> StudyResult:
+    """Pretrain and evaluate every (selected) unfinished cell of ``study``; returns every finished row.
+
+    ``on_cell(result)`` is called after each cell (e.g. to rewrite the report), with the rows so far.
+    """
+    unknown = [k for k in options.cells if k not in {c.key for c in study.cells}]
+    if unknown:
+        raise InputError(f"--cells: {unknown[0]!r} is not a cell of {study.name}; its cells: "
+                         f"{', '.join(c.key for c in study.cells)}")
+    selected = [c for c in study.cells if not options.cells or c.key in options.cells]
+    configs = {c.key: cell_config(study, c, options) for c in selected}  # every value checked before any run
+    _check_folder(study, options)
+    eval_size = options.eval_size or configs[selected[0].key].data.view_size
+    setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
+                      image_size=eval_size)
+    cache: dict[str, EvalData] = {}
+    for i, cell in enumerate(selected, 1):
+        run_dir = options.out / "cells" / cell.key
+        result = run_dir / "result.json"
+        if result.is_file():
+            continue
+        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: pretraining")
+        pretrain(configs[cell.key], run_dir, resume=(run_dir / LAST).is_file(), progress=options.progress)
+        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: evaluating")
+        row = _evaluate(study, cell, configs[cell.key], run_dir, setup, cache)
+        tmp = result.with_suffix(".tmp")
+        tmp.write_text(json.dumps(row, indent=1))
+        tmp.replace(result)
+        paper = f" (paper {cell.paper:g}%)" if cell.paper is not None else ""
+        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: linear top-1 {row['linear_top1']:.2f}%, "
+                      f"kNN top-1 {row['knn_top1']:.2f}%{paper}")
+        if on_cell is not None:
+            on_cell(StudyResult(study, load_rows(study, options.out)))
+    return StudyResult(study, load_rows(study, options.out))

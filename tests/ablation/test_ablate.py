@@ -1,0 +1,177 @@
+"""``simclr ablate``: cells are real pretraining runs, resumable, reported with the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simclr.ablation.runner import AblateOptions, StudyResult, cell_config, load_rows
+from simclr.ablation.studies import STUDIES
+from simclr.cli import main
+from simclr.engine.pretrain import pretrain
+
+SMALL = ["--set", "data.view_size=16", "--set", "train.batch_size=128", "--epochs", "1", "--quiet"]
+
+
+def ablate(archive: Path, out: Path, study: str, *extra: str) -> int:
+    return main(["ablate", study, "--data", str(archive), "--out", str(out), *SMALL, *extra])
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_every_cell_is_a_valid_config_that_sets_its_parameters(name: str, mini_archive: Path, tmp_path: Path) -> None:
+    study = STUDIES[name]
+    options = AblateOptions(str(mini_archive), tmp_path, epochs=2)
+    configs = [cell_config(study, c, options) for c in study.cells]
+    assert len({c.key for c in study.cells}) == len(study.cells)
+    for cell, config in zip(study.cells, configs):
+        assert config.model.arch == "resnet18" and config.model.width == 0.25  # the scaled-down base
+        for section, values in cell.overrides.items():
+            for key, value in values.items():
+                got = getattr(getattr(config, section), key)
+                if isinstance(value, dict):  # model.head
+                    assert all(getattr(got, k) == v for k, v in value.items())
+                else:
+                    assert got == (tuple(value) if isinstance(value, list) else value)
+        assert config.train.epochs == 2 * cell.budget_scale
+
+
+def test_study_shapes_match_the_paper() -> None:
+    pairs = STUDIES["augment-pairs"]
+    assert len(pairs.cells) == 49 and pairs.cell("crop+color").paper == 56.3 and pairs.cell("color+crop").paper == 55.8
+    assert pairs.cell("crop").overrides == {"augment": {"ops": ["crop"]}} and pairs.base["augment"]["asymmetric"]
+    assert max(c.paper for c in pairs.cells if c.params["first"] != c.params["second"]) == 56.3
+    assert [c.paper for c in STUDIES["temperature"].cells] == [59.7, 64.4, 60.7, 58.0, 57.2, 57.0]
+    assert STUDIES["loss"].cell("nt_xent").paper == 63.9
+    assert STUDIES["head"].eval_z and {c.params["head"] for c in STUDIES["head"].cells} == {"none", "linear",
+                                                                                            "nonlinear"}
+
+
+def test_cells_run_report_and_are_not_recomputed(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    out, docs = tmp_path / "study", tmp_path / "docs"
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent,margin_triplet", "--report-dir", str(docs),
+                  "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["cell"] for r in report["rows"]] == ["margin_triplet", "nt_xent"]  # the study's order
+    assert report["missing"] == ["nt_logistic", "nt_logistic-sh", "margin_triplet-sh"]
+    assert report["checks"][0]["agrees"] is None  # never a verdict on missing cells
+    row = report["rows"][1]
+    assert row["paper_top1"] == 63.9 and 0 <= row["linear_top1"] <= 100 and 0 <= row["knn_top1"] <= 100
+    assert row["steps"] == 3 and row["eval_images"] == "500/200" and row["train_loss"] > 0
+    lines = (out / "results.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("cell,loss,semi_hard,paper_top1,linear_top1")
+    md = (docs / "loss.md").read_text()
+    assert "| nt_xent | nt_xent | no | 63.9 |" in md and "pending" in md and "![loss](loss.png)" in md
+    assert (docs / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = (out / "cells" / "nt_xent" / "metrics.jsonl").read_text()
+    result = (out / "cells" / "nt_xent" / "result.json").read_text()
+
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0  # finished: nothing retrained
+    assert (out / "cells" / "nt_xent" / "metrics.jsonl").read_text() == metrics
+    assert (out / "cells" / "nt_xent" / "result.json").read_text() == result
+    assert "2/5 cells done" in capsys.readouterr().out
+
+
+def test_an_interrupted_cell_continues_from_its_checkpoint(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    study, out = STUDIES["temperature"], tmp_path / "study"
+    options = AblateOptions(str(mini_archive), out, overrides=("data.view_size=16", "train.batch_size=128",
+                                                           "train.log_every=1"), epochs=1,
+                            cells=("l2-t0.5",), progress=False)
+    cell = study.cell("l2-t0.5")
+    pretrain(cell_config(study, cell, options), out / "cells" / cell.key, progress=False, stop_after_steps=2)
+    assert ablate(mini_archive, out, "temperature", "--cells", "l2-t0.5", "--json") == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert row["steps"] == 3  # 2 before the interruption, 1 after: the schedule was not restarted
+    steps = [json.loads(x)["step"] for x in (out / "cells" / cell.key / "metrics.jsonl").read_text().splitlines()
+             if "contrastive_acc" in x]
+    assert steps == [1, 2, 3]  # one run continued, not restarted from step 1
+
+
+def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "study"
+    assert ablate(mini_archive, out, "loss", "--cells", "nope") == 2
+    assert "not a cell of loss" in capsys.readouterr().err
+    assert ablate(mini_archive, out, "loss", "--set", "loss.bogus=1") == 2
+    assert "unknown config key loss.bogus" in capsys.readouterr().err
+    assert main(["ablate", "loss", "--data", str(mini_archive), "--out", str(out), "--minutes", "-1"]) == 2
+    capsys.readouterr()
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
+    before = (out / "study.json").read_text()
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--set", "optim.base_lr=0.1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings (base)" in err and len(err.splitlines()) == 1
+    assert (out / "study.json").read_text() == before  # nothing already written is lost
+
+
+def _rows(study: str, metric: dict[str, float], **extra: dict[str, float]) -> StudyResult:
+    s = STUDIES[study]
+    rows = [{"cell": c.key, **c.params, "paper_top1": c.paper, "linear_top1": metric[c.key],
+             **{k: v[c.key] for k, v in extra.items()}} for c in s.cells if c.key in metric]
+    return StudyResult(s, rows)
+
+
+def test_checks_follow_the_rows() -> None:
+    pairs = STUDIES["augment-pairs"]
+    paper = {c.key: c.paper for c in pairs.cells}
+    assert [c.agrees for c in _rows("augment-pairs", paper).checks] == [True, True]
+    swapped = {**paper, "crop+sobel": 60.0}
+    check = _rows("augment-pairs", swapped).checks[0]
+    assert check.agrees is False and "crop+sobel (60.0%)" in check.detail
+    assert _rows("augment-pairs", {"crop": 1.0}).checks[0].agrees is None
+
+    heads = {"none": 30.0, "linear-32": 35.0, "linear-128": 36.0, "linear-512": 34.0, "nonlinear-32": 40.0,
+             "nonlinear-128": 41.0, "nonlinear-512": 39.0}
+    z = {k: v - 5 for k, v in heads.items()}
+    assert [c.agrees for c in _rows("head", heads, linear_top1_z=z).checks] == [True, True]
+    assert [c.agrees for c in _rows("head", {**heads, "none": 45.0}, linear_top1_z={**z, "nonlinear-32": 50.0})
+            .checks] == [False, False]
+
+    temps = {"l2-t0.05": 30.0, "l2-t0.1": 40.0, "l2-t0.5": 35.0, "l2-t1": 33.0, "no-l2-t10": 20.0, "no-l2-t100": 21.0}
+    acc = {"l2-t0.05": 90.0, "l2-t0.1": 80.0, "l2-t0.5": 60.0, "l2-t1": 50.0, "no-l2-t10": 95.0, "no-l2-t100": 96.0}
+    assert [c.agrees for c in _rows("temperature", temps, contrastive_acc=acc).checks] == [True, True, True]
+    acc_up = {**acc, "l2-t1": 99.0, "l2-t0.5": 98.0}
+    assert [c.agrees for c in _rows("temperature", {**temps, "l2-t0.5": 45.0}, contrastive_acc=acc_up).checks] == \
+        [False, True, False]
+
+    batch = {f"b{b}-x{m}": (b.bit_length() * (5 if m == 1 else 1) + 40 * m) for m in (1, 4) for b in (64, 128, 256,
+                                                                                                   512, 1024)}
+    assert [c.agrees for c in _rows("batch-size", batch).checks] == [True, True]
+
+
+def test_spearman_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from simclr.ablation.checks import spearman
+
+    x, y = [1.0, 2.0, 2.0, 4.0, 5.0], [3.0, 1.0, 4.0, 1.0, 5.0]
+    assert spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+    assert spearman([1.0, 2.0], [3.0, 3.0]) != spearman([1.0, 2.0], [3.0, 3.0])  # nan for a constant side
+
+
+def test_pairs_heatmap_is_drawn_from_partial_rows(tmp_path: Path) -> None:
+    from simclr.ablation.report import write_report
+
+    result = _rows("augment-pairs", {"crop+color": 50.0, "color": 10.0})
+    md, png = write_report(result, tmp_path, "context line")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    text = md.read_text()
+    assert "context line" in text and "| crop+color | crop | color | 56.3 | 50 |" in text and "47 cell(s) not run yet" in text
+
+
+def test_load_rows_keeps_the_study_order(tmp_path: Path) -> None:
+    study = STUDIES["color-strength"]
+    for key in ("s1+blur", "s0.25"):
+        (tmp_path / "cells" / key).mkdir(parents=True)
+        (tmp_path / "cells" / key / "result.json").write_text(json.dumps({"cell": key}))
+    assert [r["cell"] for r in load_rows(study, tmp_path)] == ["s0.25", "s1+blur"]
+
+
+def test_epoch_budgets_keep_the_warmup_share(mini_archive: Path, tmp_path: Path) -> None:
+    study = STUDIES["batch-size"]
+    options = AblateOptions(str(mini_archive), tmp_path, overrides=("optim.warmup_epochs=2", "train.epochs=20"),
+                            epochs=0.5)
+    short, long = (cell_config(study, study.cell(k), options) for k in ("b256-x1", "b256-x4"))
+    assert (short.train.epochs, short.optim.warmup_epochs) == (0.5, pytest.approx(0.05))
+    assert (long.train.epochs, long.optim.warmup_epochs) == (2.0, pytest.approx(0.2))
+    timed = cell_config(study, study.cell("b256-x4"), AblateOptions(str(mini_archive), tmp_path, minutes=1.5))
+    assert timed.train.time_budget == 6.0 and timed.train.epochs == 10  # BASE's schedule shape, fitted to 6 min
