@@ -203,3 +203,10 @@ def test_unknown_ablation_op_and_loss_are_config_errors() -> None:
         _config(loss={"name": "infonce"})
     with pytest.raises(InputError, match="semi_hard"):
         _config(loss={"semi_hard": True})
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(0.25, 6), (1.5, 33)])  # 22 steps per epoch, rounded
+def test_fractional_epochs(tmp_path: Path, epochs: float, steps: int) -> None:
+    result = pretrain(_config(train={"epochs": epochs, "diagnostics_every": 0}), tmp_path, progress=False)
+    assert (result.step, result.total_steps) == (steps, steps)
+    assert result.epoch == int(epochs)  # a partial last epoch is not counted as done
