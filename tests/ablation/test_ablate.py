@@ -104,6 +104,28 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     assert (out / "study.json").read_text() == before  # nothing already written is lost
 
 
+def test_unlabeled_data_fails_before_training_and_a_corrupt_result_is_redone(mini_archive: Path, tmp_path: Path,
+                                                                             capsys) -> None:
+    from PIL import Image
+
+    unlabeled = tmp_path / "unlabeled"
+    for split in ("train", "test"):
+        (unlabeled / split).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(unlabeled / split / f"{i}.png")
+    assert ablate(unlabeled, tmp_path / "u", "loss", "--cells", "nt_xent") == 2
+    assert "evaluation needs labels" in capsys.readouterr().err
+    assert not (tmp_path / "u" / "cells").exists()
+
+    out = tmp_path / "study"
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
+    result = out / "cells" / "nt_xent" / "result.json"
+    result.write_text("{truncated")
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--json") == 0
+    capsys.readouterr()
+    assert json.loads(result.read_text())["cell"] == "nt_xent"
+
+
 def _rows(study: str, metric: dict[str, float], **extra: dict[str, float]) -> StudyResult:
     s = STUDIES[study]
     rows = [{"cell": c.key, **c.params, "paper_top1": c.paper, "linear_top1": metric[c.key],
@@ -162,7 +184,7 @@ def test_load_rows_keeps_the_study_order(tmp_path: Path) -> None:
     study = STUDIES["color-strength"]
     for key in ("s1+blur", "s0.25"):
         (tmp_path / "cells" / key).mkdir(parents=True)
-        (tmp_path / "cells" / key / "result.json").write_text(json.dumps({"cell": key}))
+        (tmp_path / "cells" / key / "result.json").write_text(json.dumps({"cell": key, "linear_top1": 1.0}))
     assert [r["cell"] for r in load_rows(study, tmp_path)] == ["s0.25", "s1+blur"]
 
 

@@ -96,7 +96,7 @@ def test_eval_probe_rows(env: dict, capsys) -> None:
 
 
 def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
-    import simclr.build as build
+    from simclr import build
 
     decoded: list[int] = []
     real = build.decode_cached

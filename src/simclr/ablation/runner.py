@@ -29,7 +29,15 @@ from simclr.engine.checkpoint import LAST
 from simclr.engine.metrics import read_metrics
 from simclr.engine.pretrain import pretrain
 from simclr.errors import InputError
-from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, check_frozen, fingerprint, load_learned
+from simclr.evaluation.run import (
+    EvalData,
+    EvalSetup,
+    FeaturePair,
+    check_frozen,
+    fingerprint,
+    labelled_split,
+    load_learned,
+)
 
 __all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_study"]
 
@@ -81,15 +89,22 @@ class StudyResult:
         self.missing = [c.key for c in study.cells if c.key not in done]
 
 
+def _base_layers(options: AblateOptions) -> list[dict[str, Any]]:
+    return [BASE] + ([read_yaml(options.config)] if options.config else []) + [parse_override(o)
+                                                                               for o in options.overrides]
+
+
+def _run_layer(options: AblateOptions) -> dict[str, Any]:
+    return {"data": {"spec": options.data}, "train": {"device": options.device}}
+
+
 def cell_config(study: Study, cell: Cell, options: AblateOptions) -> Config:
     """BASE < --config < --set < the study's base < the cell's overrides < data spec, device and budget.
 
     An epoch budget keeps the base config's warm-up share of the schedule (``optim.warmup_epochs / train.epochs``),
     as a time budget does.
     """
-    layers = [BASE] + ([read_yaml(options.config)] if options.config else [])
-    layers += [parse_override(o) for o in options.overrides]
-    layers += [study.base, cell.overrides, {"data": {"spec": options.data}, "train": {"device": options.device}}]
+    layers = _base_layers(options) + [study.base, cell.overrides, _run_layer(options)]
     if not options.epochs:
         return build_config(*layers, {"train": {"time_budget": options.minutes * cell.budget_scale}})
     base = build_config(*layers)
@@ -105,9 +120,7 @@ def _log(options: AblateOptions, text: str) -> None:
 
 def _settings(study: Study, options: AblateOptions) -> dict[str, Any]:
     """What every cell shares: the study, the data, the budget and the base config (before the cells' layers)."""
-    layers = [BASE] + ([read_yaml(options.config)] if options.config else [])
-    layers += [parse_override(o) for o in options.overrides]
-    base = build_config(*layers, {"data": {"spec": options.data}, "train": {"device": options.device}})
+    base = build_config(*_base_layers(options), _run_layer(options))
     return {"study": study.name, "data": options.data, "epochs": options.epochs,
             "minutes": 0.0 if options.epochs else options.minutes, "eval_size": options.eval_size,
             "base": config_to_dict(base)}
@@ -166,14 +179,19 @@ def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: Ev
     return row
 
 
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """A finished cell's row, or None (no result yet, or an unreadable one, which the next run redoes)."""
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) and "linear_top1" in row else None
+
+
 def load_rows(study: Study, out: Path) -> list[dict[str, Any]]:
     """The finished cells' rows, in the study's order."""
-    rows = []
-    for cell in study.cells:
-        path = out / "cells" / cell.key / "result.json"
-        if path.is_file():
-            rows.append(json.loads(path.read_text()))
-    return rows
+    rows = [_read_result(out / "cells" / cell.key / "result.json") for cell in study.cells]
+    return [r for r in rows if r is not None]
 
 
 def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> StudyResult:
@@ -187,15 +205,17 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
                          f"{', '.join(c.key for c in study.cells)}")
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
     configs = {c.key: cell_config(study, c, options) for c in selected}  # every value checked before any run
+    first = configs[selected[0].key]
+    labelled_split(first, "train"), labelled_split(first, "test")  # unlabeled data fails now, not after a cell
     _check_folder(study, options)
-    eval_size = options.eval_size or configs[selected[0].key].data.view_size
+    eval_size = options.eval_size or first.data.view_size
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
                       image_size=eval_size)
     cache: dict[str, EvalData] = {}
     for i, cell in enumerate(selected, 1):
         run_dir = options.out / "cells" / cell.key
         result = run_dir / "result.json"
-        if result.is_file():
+        if _read_result(result) is not None:
             continue
         _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: pretraining")
         pretrain(configs[cell.key], run_dir, resume=(run_dir / LAST).is_file(), progress=options.progress)
