@@ -108,6 +108,7 @@ def _ablate_parser(sub: Any) -> None:
     budget.add_argument("--epochs", type=float, help="pretraining epochs per cell (fractions allowed), instead of "
                         "minutes: the same work for every cell whatever else runs on the machine")
     p.add_argument("--cells", default="", help="comma-separated cell keys to run (default: all)")
+    p.add_argument("--seeds", type=int, default=1, help="runs per cell (seeds + 0, 1, ...): mean and std reported")
     p.add_argument("--eval-size", type=int, default=0, help="image side of the evaluation (default: the view side)")
     p.add_argument("--report-dir", type=Path, help="where <study>.md and <study>.png go (default: --out)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -238,11 +239,12 @@ def run_ablate(args: argparse.Namespace) -> int:
 
     _positive("--minutes", args.minutes)
     _positive("--epochs", args.epochs)
+    _positive("--seeds", args.seeds)
     if args.eval_size and args.eval_size < 8:
         raise InputError(f"--eval-size must be >= 8, got {args.eval_size}")
     options = AblateOptions(args.data, args.out, args.config, tuple(args.set),
                             minutes=args.minutes if args.minutes is not None else 2.0, epochs=args.epochs or 0,
-                            cells=tuple(c for c in args.cells.split(",") if c), eval_size=args.eval_size,
+                            cells=tuple(c for c in args.cells.split(",") if c), seeds=args.seeds, eval_size=args.eval_size,
                             device=args.device, progress=not args.quiet)
     study = STUDIES[args.study]
     budget = f"{options.epochs} epochs" if options.epochs else f"{options.minutes:g} minutes"

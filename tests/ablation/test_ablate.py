@@ -197,3 +197,20 @@ def test_epoch_budgets_keep_the_warmup_share(mini_archive: Path, tmp_path: Path)
     assert (long.train.epochs, long.optim.warmup_epochs) == (2.0, pytest.approx(0.2))
     timed = cell_config(study, study.cell("b256-x4"), AblateOptions(str(mini_archive), tmp_path, minutes=1.5))
     assert timed.train.time_budget == 6.0 and timed.train.epochs == 10  # BASE's schedule shape, fitted to 6 min
+
+
+def test_seeds_repeat_a_cell_and_report_mean_and_std(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "study"
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
+    first = (out / "cells" / "nt_xent" / "result.json").read_text()
+    capsys.readouterr()
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--seeds", "2", "--json") == 0  # adds one run
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert (out / "cells" / "nt_xent" / "result.json").read_text() == first  # the finished run was kept
+    runs = [json.loads((out / "cells" / d / "result.json").read_text()) for d in ("nt_xent", "nt_xent@seed1")]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert (out / "cells" / "nt_xent@seed1" / "config.yaml").read_text().count("seed: 1") == 1
+    values = [r["linear_top1"] for r in runs]
+    assert row["runs"] == 2 and row["linear_top1"] == pytest.approx(sum(values) / 2, abs=0.01)
+    assert row["linear_top1_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=0.01)
+    assert "± (std)" in (out / "loss.md").read_text()

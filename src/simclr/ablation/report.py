@@ -62,20 +62,24 @@ def _heatmap(ax: Any, study: Study, rows: list[Row], key: str, title: str) -> No
 def _bars(ax: Any, rows: list[Row], keys: list[tuple[str, str]], title: str) -> None:
     width = 0.8 / len(keys)
     for n, (key, label) in enumerate(keys):
-        ax.bar([i + n * width for i in range(len(rows))], [_value(r, key) for r in rows], width, label=label)
+        err = [_value(r, key + "_std") if key + "_std" in r else 0.0 for r in rows]
+        ax.bar([i + n * width for i in range(len(rows))], [_value(r, key) for r in rows], width, label=label,
+               yerr=err if any(err) else None, capsize=2)
     ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))], [r["cell"] for r in rows],
                   rotation=30, ha="right")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     if len(keys) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
 
 
 def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
     xk, gk = study.axes
     for group in dict.fromkeys(r[gk] for r in rows):
         line = sorted((r for r in rows if r[gk] == group), key=lambda r: r[xk])
-        ax.plot([r[xk] for r in line], [_value(r, "linear_top1") for r in line], marker="o", label=f"{gk} {group}")
+        ax.errorbar([r[xk] for r in line], [_value(r, "linear_top1") for r in line],
+                    yerr=[_value(r, "linear_top1_std") if "linear_top1_std" in r else 0.0 for r in line],
+                    marker="o", capsize=3, label=f"{gk} {group}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel(xk)
     ax.set_ylabel("linear top-1 (%)")
@@ -125,10 +129,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-TABLE = ("paper_top1", "linear_top1", "linear_top5", "knn_top1", "linear_top1_z", "knn_top1_z",
-         "paper_contrastive_acc", "contrastive_acc", "epochs_done", "views_per_s")
+TABLE = ("paper_top1", "linear_top1", "linear_top1_std", "linear_top5", "knn_top1", "knn_top1_std", "linear_top1_z",
+         "linear_top1_z_std", "knn_top1_z", "paper_contrastive_acc", "contrastive_acc", "epochs_done", "views_per_s",
+         "runs")
 HEADERS = {"cell": "cell", "paper_top1": "paper top-1", "linear_top1": "linear top-1", "linear_top5": "linear top-5",
            "knn_top1": "kNN top-1", "linear_top1_z": "linear top-1 on z", "knn_top1_z": "kNN top-1 on z",
+           "linear_top1_std": "± (std)", "knn_top1_std": "± (std)", "linear_top1_z_std": "± (std)", "runs": "runs",
            "paper_contrastive_acc": "paper contrastive acc", "contrastive_acc": "contrastive acc",
            "epochs_done": "epochs", "views_per_s": "views/s"}
 
@@ -156,11 +162,12 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in params + cols) + " |")
     budget = rows[0].get("budget", "—") if rows else "—"
     lines += ["", f"![{study.name}]({plot_name})", "", "## How these numbers were made", "",
-              (f"Each cell is one pretraining run with a budget of {budget} (x the cell's multiplier in the "
+              (f"Each cell is one pretraining run (per seed) with a budget of {budget} (x the cell's multiplier in the "
               "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "
               "logistic regression on h (weight decay chosen on held-out train features), kNN = weighted kNN "
-              "(k = 200, T = 0.1). `results.csv` in the study folder holds every field, including the training "
-              "loss, steps and views/s of each cell.")]
+              "(k = 200, T = 0.1). With several runs per cell (`--seeds`), values are means and ± is the "
+              "standard deviation over the runs. `results.csv` in the study folder holds every field, including "
+              "the training loss, steps and views/s of each cell.")]
     return "\n".join(lines) + "\n"
 
 

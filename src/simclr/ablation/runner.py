@@ -5,7 +5,8 @@ Layout of ``OUT``::
     study.json             the study's name and resolved base settings (a rerun must match them)
     cells/<key>/           one ordinary pretraining run folder per cell (config.yaml, metrics.jsonl, last.pt)
     cells/<key>/result.json   the cell's evaluation, written last: a cell with it is finished and never rerun
-    results.csv            one row per finished cell
+    cells/<key>@seed<k>/   further runs of the cell with seeds + k (``seeds`` > 1)
+    results.csv            one row per finished cell (the mean over its runs)
 
 A cell interrupted during pretraining continues from its ``last.pt`` when the study is run again; a cell whose
 pretraining finished but whose evaluation did not is only evaluated. Every cell is evaluated the same way: h (and z
@@ -39,7 +40,7 @@ from simclr.evaluation.run import (
     load_learned,
 )
 
-__all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_study"]
+__all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_dir", "run_study"]
 
 BASE: dict[str, Any] = {
     "model": {"arch": "resnet18", "width": 0.25},
@@ -62,6 +63,8 @@ class AblateOptions:
         minutes: pretraining minutes per cell (x the cell's ``budget_scale``); used when ``epochs`` is 0.
         epochs: pretraining epochs per cell instead of minutes (0 = use ``minutes``).
         cells: run only these cell keys (others that finished earlier still appear in the report).
+        seeds: runs per cell, with seeds ``train.seed + 0 .. seeds - 1``; the report gives their mean and
+            standard deviation. Raising it later adds runs to the finished ones.
         eval_size: image side for the evaluation features (0 = the training view side).
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: progress bars and per-cell lines on stderr.
@@ -74,6 +77,7 @@ class AblateOptions:
     minutes: float = 2.0
     epochs: float = 0.0
     cells: tuple[str, ...] = ()
+    seeds: int = 1
     eval_size: int = 0
     device: str = "auto"
     progress: bool = True
@@ -98,19 +102,26 @@ def _run_layer(options: AblateOptions) -> dict[str, Any]:
     return {"data": {"spec": options.data}, "train": {"device": options.device}}
 
 
-def cell_config(study: Study, cell: Cell, options: AblateOptions) -> Config:
+def cell_config(study: Study, cell: Cell, options: AblateOptions, repeat: int = 0) -> Config:
     """BASE < --config < --set < the study's base < the cell's overrides < data spec, device and budget.
 
     An epoch budget keeps the base config's warm-up share of the schedule (``optim.warmup_epochs / train.epochs``),
-    as a time budget does.
+    as a time budget does. ``repeat`` k adds k to the seed.
     """
     layers = _base_layers(options) + [study.base, cell.overrides, _run_layer(options)]
-    if not options.epochs:
-        return build_config(*layers, {"train": {"time_budget": options.minutes * cell.budget_scale}})
     base = build_config(*layers)
+    train: dict[str, Any] = {"seed": base.train.seed + repeat}
+    if not options.epochs:
+        return build_config(*layers, {"train": {**train, "time_budget": options.minutes * cell.budget_scale}})
     epochs = options.epochs * cell.budget_scale
     warmup = epochs * base.optim.warmup_epochs / base.train.epochs
-    return build_config(*layers, {"train": {"epochs": epochs, "time_budget": 0.0}, "optim": {"warmup_epochs": warmup}})
+    return build_config(*layers, {"train": {**train, "epochs": epochs, "time_budget": 0.0},
+                                  "optim": {"warmup_epochs": warmup}})
+
+
+def run_dir(out: Path, cell: Cell, repeat: int = 0) -> Path:
+    """``OUT/cells/<key>`` for the first run of a cell, ``OUT/cells/<key>@seed<k>`` for repeat k."""
+    return out / "cells" / (cell.key if repeat == 0 else f"{cell.key}@seed{repeat}")
 
 
 def _log(options: AblateOptions, text: str) -> None:
@@ -188,10 +199,35 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return row if isinstance(row, dict) and "linear_top1" in row else None
 
 
+AVERAGED = ("linear_top1", "linear_top5", "knn_top1", "linear_top1_z", "linear_top5_z", "knn_top1_z",
+            "contrastive_acc", "train_loss", "steps", "views_per_s", "epochs_done")
+"""Fields averaged over a cell's runs; the others are the same for every run of the cell."""
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(runs[0])
+    row.pop("seed", None)
+    for key in AVERAGED:
+        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        if len(values) == len(runs):
+            row[key] = round(statistics.fmean(values), 2)
+            if len(runs) > 1 and key in ("linear_top1", "knn_top1", "linear_top1_z"):
+                row[f"{key}_std"] = round(statistics.stdev(values), 2)
+    row["runs"] = len(runs)
+    return row
+
+
 def load_rows(study: Study, out: Path) -> list[dict[str, Any]]:
-    """The finished cells' rows, in the study's order."""
-    rows = [_read_result(out / "cells" / cell.key / "result.json") for cell in study.cells]
-    return [r for r in rows if r is not None]
+    """One row per cell with at least one finished run (the mean over its runs), in the study's order."""
+    rows = []
+    for cell in study.cells:
+        first = run_dir(out, cell)
+        repeats = sorted(first.parent.glob(f"{cell.key}@seed*"), key=lambda p: p.name)
+        runs = [_read_result(d / "result.json") for d in [first, *repeats]]
+        finished = [r for r in runs if r is not None]
+        if finished:
+            rows.append(_aggregate(finished))
+    return rows
 
 
 def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> StudyResult:
@@ -204,29 +240,29 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
         raise InputError(f"--cells: {unknown[0]!r} is not a cell of {study.name}; its cells: "
                          f"{', '.join(c.key for c in study.cells)}")
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
-    configs = {c.key: cell_config(study, c, options) for c in selected}  # every value checked before any run
-    first = configs[selected[0].key]
+    configs = {(c.key, k): cell_config(study, c, options, k) for c in selected for k in range(options.seeds)}
+    first = configs[selected[0].key, 0]  # every config was checked before any run starts
     labelled_split(first, "train"), labelled_split(first, "test")  # unlabeled data fails now, not after a cell
     _check_folder(study, options)
     eval_size = options.eval_size or first.data.view_size
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
                       image_size=eval_size)
     cache: dict[str, EvalData] = {}
-    for i, cell in enumerate(selected, 1):
-        run_dir = options.out / "cells" / cell.key
-        result = run_dir / "result.json"
-        if _read_result(result) is not None:
-            continue
-        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: pretraining")
-        pretrain(configs[cell.key], run_dir, resume=(run_dir / LAST).is_file(), progress=options.progress)
-        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: evaluating")
-        row = _evaluate(study, cell, configs[cell.key], run_dir, setup, cache)
+    todo = [(c, k) for c in selected for k in range(options.seeds)
+            if _read_result(run_dir(options.out, c, k) / "result.json") is None]
+    for i, (cell, k) in enumerate(todo, 1):
+        folder, config = run_dir(options.out, cell, k), configs[cell.key, k]
+        name = f"[{i}/{len(todo)}] {study.name} {folder.name}"
+        _log(options, f"{name}: pretraining")
+        pretrain(config, folder, resume=(folder / LAST).is_file(), progress=options.progress)
+        _log(options, f"{name}: evaluating")
+        row = {**_evaluate(study, cell, config, folder, setup, cache), "seed": config.train.seed}
+        result = folder / "result.json"
         tmp = result.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=1))
         tmp.replace(result)
         paper = f" (paper {cell.paper:g}%)" if cell.paper is not None else ""
-        _log(options, f"[{i}/{len(selected)}] {study.name} {cell.key}: linear top-1 {row['linear_top1']:.2f}%, "
-                      f"kNN top-1 {row['knn_top1']:.2f}%{paper}")
+        _log(options, f"{name}: linear top-1 {row['linear_top1']:.2f}%, kNN top-1 {row['knn_top1']:.2f}%{paper}")
         if on_cell is not None:
             on_cell(StudyResult(study, load_rows(study, options.out)))
     return StudyResult(study, load_rows(study, options.out))
