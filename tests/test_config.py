@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from simclr.config import Config, build_config, config_from_dict, config_to_dict, load_config, parse_override
+from simclr.config import Config
+from simclr.config_io import build_config, config_from_dict, config_to_dict, load_config, parse_override
 from simclr.errors import InputError
 
 

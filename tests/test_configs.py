@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from simclr.config import load_config
+from simclr.config_io import load_config
 from simclr.engine.checkpoint import load_checkpoint
 from simclr.engine.pretrain import pretrain
 

@@ -134,7 +134,7 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from simclr.config import load_config
+    from simclr.config_io import load_config
     from simclr.engine.pretrain import pretrain
 
     for name in ("epochs", "batch_size", "time_budget"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simclr.config import build_config
+from simclr.config_io import build_config
 from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
 from simclr.engine.metrics import read_metrics
 from simclr.engine.pretrain import pretrain

@@ -25,7 +25,8 @@ from typing import Any
 
 from simclr.ablation.checks import Check, check_study
 from simclr.ablation.studies import Cell, Study
-from simclr.config import Config, build_config, config_to_dict, parse_override, read_yaml
+from simclr.config import Config
+from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
 from simclr.engine.checkpoint import LAST
 from simclr.engine.metrics import read_metrics
 from simclr.engine.pretrain import pretrain

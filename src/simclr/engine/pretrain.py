@@ -28,7 +28,8 @@ from simclr.build import (
     plan_data,
     resolve,
 )
-from simclr.config import Config, config_from_dict, config_to_dict, save_config
+from simclr.config import Config
+from simclr.config_io import config_from_dict, config_to_dict, save_config
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 import torch
 
 from simclr.build import build_model, decode, open_source, plan_data
-from simclr.config import Config, config_from_dict
+from simclr.config import Config
+from simclr.config_io import config_from_dict
 from simclr.data.decode import Decoded
 from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import load_checkpoint

@@ -1,0 +1,197 @@
+"""Building a :class:`~simclr.config.Config`: defaults < YAML file < ``--set`` overrides < named options.
+
+Every key and value is checked: unknown keys, wrong types and out-of-range values raise ``InputError`` with one
+clear line. The resolved config is saved as ``config.yaml`` in the run folder and inside every checkpoint (as a
+plain dict, so checkpoints load with ``weights_only``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simclr.config import Config
+from simclr.data.augment import PRESETS, AugmentSpec
+from simclr.errors import InputError
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert YAML-friendly forms (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and (value is None or (isinstance(value, str)
+                                                     and value.lower() in ("auto", "null", "none"))):
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except InputError:
+                continue
+        raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+            if not isinstance(value, (list, tuple)):
+                raise InputError(f"config key {key}: expected a list, got {value!r}")
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"config key {key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise InputError(f"config key {key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise InputError(f"config key {key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise InputError(f"config key {key}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f" in section {prefix.rstrip('.')}" if prefix else ""
+        raise InputError(f"unknown config key {prefix}{unknown[0]}{where}; valid keys: {', '.join(sorted(names))}")
+    if cls is AugmentSpec and "size" in raw:
+        raise InputError("config key augment.size: the view size is data.image_size; set that instead")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise InputError(f"config key {prefix}{name} must be a section (a mapping), got {value!r}")
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_presets(raw: dict[str, Any]) -> dict[str, Any]:
+    """``augment.preset: cifar10`` stands for that preset's values; explicit augment keys win."""
+    augment = raw.get("augment")
+    if not isinstance(augment, dict) or "preset" not in augment:
+        return raw
+    augment = dict(augment)
+    name = augment.pop("preset")
+    if name not in PRESETS:
+        raise InputError(f"unknown augment.preset {name!r}; choose from {', '.join(PRESETS)}")
+    preset = {k: v for k, v in PRESETS[name].items() if k != "size"}  # the view size is data.image_size
+    return {**raw, "augment": {**preset, **augment}}
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"optim.base_lr=0.5"`` -> ``{"optim": {"base_lr": 0.5}}`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise InputError(f"--set expects KEY=VALUE (e.g. optim.base_lr=0.5), got {text!r}")
+    key, _, value_text = text.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise InputError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is an ``InputError``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"config file {p} is not valid YAML: {first}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"config file {p} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def build_config(*layers: dict[str, Any]) -> Config:
+    """Merge the layers (later wins) over the defaults, check every key and value, and validate."""
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        raw = _merge(raw, _expand_presets(layer))
+    config = _build(Config, raw, "")
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                extra: dict[str, Any] | None = None) -> Config:
+    """Defaults < YAML file < ``--set`` overrides < ``extra`` (the named CLI options)."""
+    layers = [read_yaml(path)] if path else []
+    layers += [parse_override(o) for o in overrides]
+    if extra:
+        layers.append(extra)
+    return build_config(*layers)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) for YAML and for checkpoints loaded with weights_only."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    raw = plain(dataclasses.asdict(config))
+    del raw["augment"]["size"]  # set from data.image_size
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Inverse of ``config_to_dict``."""
+    return build_config(raw)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    tmp.replace(path)
