@@ -16,19 +16,15 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 
 from simclr.data.augment import PRESETS, AugmentSpec, blur_kernel_size
-from simclr.data.batch_augment import (
-    BatchAugment,
-    BatchParams,
-    BlurParams,
+from simclr.data.batch_augment import BatchAugment, BatchParams, BlurParams, apply_params, sample_params
+from simclr.data.pixel_ops import (
     ColorParams,
     CropParams,
     adjust_hue,
-    apply_params,
     color_distort,
     gaussian_blur,
     resized_crop,
     rgb_to_grayscale,
-    sample_params,
 )
 from simclr.data.views import MemoryViews
 

@@ -29,13 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.data.augment import ABLATION_OPS, AugmentSpec, blur_kernel_size
-from simclr.data.batch_augment import (
-    color_distort,
-    gaussian_blur,
-    resized_crop,
-    rgb_to_grayscale,
-    sample_params,
-)
+from simclr.data.batch_augment import sample_params
+from simclr.data.pixel_ops import color_distort, gaussian_blur, resized_crop, rgb_to_grayscale
 
 __all__ = [
     "OPS",
@@ -65,7 +60,7 @@ def _uniform(lo: float, hi: float, x: Tensor, gen: _Gen) -> Tensor:
 def random_crop(x: Tensor, gen: _Gen, spec: AugmentSpec) -> Tensor:
     """Random resized crop (``spec.crop_scale``, ``crop_ratio``) back to ``S x S``, flip with ``flip_p``.
 
-    Bicubic resampling without antialiasing, as :func:`simclr.data.batch_augment.resized_crop`.
+    Bicubic resampling without antialiasing, as :func:`simclr.data.pixel_ops.resized_crop`.
 
     Args:
         x: Float ``[B, 3, S, S]`` in [0, 1].

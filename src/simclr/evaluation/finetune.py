@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from simclr.data.augment import AugmentSpec
-from simclr.data.batch_augment import BatchAugment, resized_crop
+from simclr.data.batch_augment import BatchAugment
+from simclr.data.pixel_ops import resized_crop
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.knn import topk_accuracy
