@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,30 @@ def diagnostics(h: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> dict[str
                           effective_rank(h).to(z1.device)])
     a, u, r = values.tolist()
     return {"alignment": a, "uniformity": u, "effective_rank_h": r}
+
+
+@torch.no_grad()
+def measure(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any, device: torch.device,
+            channels_last: bool) -> tuple[dict[str, float], int]:
+    """:func:`diagnostics` of ``net`` on a fixed batch of view pairs (eval mode), and the size of h.
+
+    Args:
+        net: a model returning ``.h`` and ``.z`` (``SimCLRNet``); its train/eval mode is restored.
+        probe: the two views of the same images, each ``[N, 3, S, S]``.
+        precision: the run's :class:`~simclr.engine.runtime.Precision` (its autocast).
+    """
+    was_training = net.training
+    net.eval()
+    x = torch.cat(probe).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with precision.autocast(device):
+        out = net(x)
+    n = probe[0].shape[0]
+    z = out.z.float()
+    values = diagnostics(out.h.float(), z[:n], z[n:])
+    net.train(was_training)
+    return values, int(out.h.shape[1])
 
 
 def _to_uint8(x: torch.Tensor, scale: int) -> torch.Tensor:

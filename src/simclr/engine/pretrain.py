@@ -33,8 +33,8 @@ from simclr.config_io import config_from_dict, config_to_dict, save_config
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
-from simclr.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
-from simclr.engine.diagnostics import collapse_warning, diagnostics, save_view_grid
+from simclr.engine.checkpoint import LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
 from simclr.engine.metrics import MetricsLog
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
@@ -65,40 +65,16 @@ def _write_skipped(run_dir: Path, skipped: dict[str, str]) -> None:
     (run_dir / "skipped.txt").write_text("".join(line + "\n" for line in lines))
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 PROBE_VIEWS = 256
 """Images of the fixed batch (two views each) on which alignment, uniformity and effective rank are measured."""
 
 
-@torch.no_grad()
 def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any, device: torch.device,
               channels_last: bool, log: MetricsLog, epoch: int, step: int) -> None:
-    """Alignment and uniformity of z, effective rank of h on the probe views (eval mode); warn on collapse."""
-    was_training = net.training
-    net.eval()
-    x = torch.cat(probe).to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with precision.autocast(device):
-        out = net(x)
-    n = probe[0].shape[0]
-    z = out.z.float()
-    values = diagnostics(out.h.float(), z[:n], z[n:])
-    net.train(was_training)
+    """Log alignment, uniformity and effective rank on the probe views; warn when h collapses."""
+    values, dim = measure(net, probe, precision, device, channels_last)
     log.write({"epoch": epoch, "step": step, **values}, tag="diag")
-    warning = collapse_warning(values["effective_rank_h"], out.h.shape[1])
+    warning = collapse_warning(values["effective_rank_h"], dim)
     if warning:
         _log(f"epoch {epoch}: {warning}")
 
@@ -203,7 +179,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                  f"{ctx.world_size}: augmentation streams restart from the seed")
         mine = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else per_rank[0]
         views.load_state_dict(mine["views"])
-        _set_rng_state(mine["rng"], device)
+        set_rng_state(mine["rng"], device)
         step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
         skipped.update(state.get("skipped", {}))
         if ctx.is_main:
@@ -217,7 +193,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 and ctx.is_main else None
 
     def checkpoint(name: str = LAST, gather: bool = True) -> None:
-        mine = {"views": views.state_dict(), "rng": _rng_state(device)}
+        mine = {"views": views.state_dict(), "rng": rng_state(device)}
         ranks = dist.gather_objects(mine) if gather else [mine]
         if ctx.is_main:
             save_checkpoint({
