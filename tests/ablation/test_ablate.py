@@ -71,6 +71,9 @@ def test_cells_run_report_and_are_not_recomputed(mini_archive: Path, tmp_path: P
     assert (out / "cells" / "nt_xent" / "metrics.jsonl").read_text() == metrics
     assert (out / "cells" / "nt_xent" / "result.json").read_text() == result
     assert "2/5 cells done" in capsys.readouterr().out
+    floor = json.loads((out / "baseline.json").read_text())  # the untrained encoder, evaluated the same way
+    assert 0 <= floor["linear_top1"] <= 100 and f"linear top-1 {floor['linear_top1']:.2f}%" in \
+        (docs / "loss.md").read_text()
 
 
 def test_an_interrupted_cell_continues_from_its_checkpoint(mini_archive: Path, tmp_path: Path, capsys) -> None:

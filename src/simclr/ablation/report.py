@@ -87,6 +87,13 @@ def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
     ax.legend(fontsize=8)
 
 
+def _floor(ax: Any, baseline: Row | None) -> None:
+    if baseline:
+        ax.axhline(baseline["linear_top1"], color="gray", linestyle="--", linewidth=1)
+        ax.annotate("random init (linear)", (0.01, baseline["linear_top1"]), xycoords=("axes fraction", "data"),
+                    fontsize=7, color="gray", va="bottom")
+
+
 def write_plot(result: StudyResult, path: Path) -> None:
     """The study's figure: a heatmap (ours, paper) for the pairs, bars (ours | paper) or lines for the rest."""
     import matplotlib
@@ -103,11 +110,13 @@ def write_plot(result: StudyResult, path: Path) -> None:
         _heatmap(axes[0, 1], study, paper_rows, "paper_top1", f"paper ({study.source}, ImageNet)")
     elif study.plot == "lines":
         _lines(axes[0, 0], study, rows)
+        _floor(axes[0, 0], result.baseline)
     else:
         keys = [("linear_top1", "linear, h"), ("knn_top1", "kNN, h")]
         if study.eval_z:
             keys += [("linear_top1_z", "linear, z")]
         _bars(axes[0, 0], rows, keys, "ours")
+        _floor(axes[0, 0], result.baseline)
         if has_paper:
             paper_rows = [{"cell": c.key, "paper_top1": c.paper} for c in study.cells]
             _bars(axes[0, 1], paper_rows, [("paper_top1", "paper")], f"paper ({study.source}, ImageNet)")
@@ -130,13 +139,12 @@ def _fmt(v: Any) -> str:
 
 
 TABLE = ("paper_top1", "linear_top1", "linear_top1_std", "linear_top5", "knn_top1", "knn_top1_std", "linear_top1_z",
-         "linear_top1_z_std", "knn_top1_z", "paper_contrastive_acc", "contrastive_acc", "epochs_done", "views_per_s",
-         "runs")
+         "linear_top1_z_std", "knn_top1_z", "paper_contrastive_acc", "contrastive_acc", "epochs_done", "runs")
 HEADERS = {"cell": "cell", "paper_top1": "paper top-1", "linear_top1": "linear top-1", "linear_top5": "linear top-5",
            "knn_top1": "kNN top-1", "linear_top1_z": "linear top-1 on z", "knn_top1_z": "kNN top-1 on z",
            "linear_top1_std": "± (std)", "knn_top1_std": "± (std)", "linear_top1_z_std": "± (std)", "runs": "runs",
            "paper_contrastive_acc": "paper contrastive acc", "contrastive_acc": "contrastive acc",
-           "epochs_done": "epochs", "views_per_s": "views/s"}
+           "epochs_done": "epochs"}
 
 
 def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
@@ -152,6 +160,10 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
         lines.append(f"- {c.claim}: {mark} ({c.detail})")
     if result.missing:
         lines += ["", f"Cells not run yet: {', '.join(result.missing)}."]
+    if result.baseline:
+        b = result.baseline
+        lines += ["", (f"The floor: the same evaluation of the encoder at its random initialisation (no pretraining) "
+                  f"gives linear top-1 {b['linear_top1']:.2f}% and kNN top-1 {b['knn_top1']:.2f}%.")]
     cols = [k for k in TABLE if any(k in r for r in rows)]
     params = ["cell"] + list(study.cells[0].params)
     lines += ["", "## Results", "", ("Accuracies in percent on the test split; paper numbers are ResNet-50 on "

@@ -7,6 +7,7 @@ Layout of ``OUT``::
     cells/<key>/result.json   the cell's evaluation, written last: a cell with it is finished and never rerun
     cells/<key>@seed<k>/   further runs of the cell with seeds + k (``seeds`` > 1)
     results.csv            one row per finished cell (the mean over its runs)
+    baseline.json          the same evaluation of the random-init encoder (the floor pretraining must beat)
 
 A cell interrupted during pretraining continues from its ``last.pt`` when the study is run again; a cell whose
 pretraining finished but whose evaluation did not is only evaluated. Every cell is evaluated the same way: h (and z
@@ -23,19 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from simclr.ablation.checks import Check, check_study
 from simclr.ablation.studies import Cell, Study
+from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
 from simclr.engine.checkpoint import LAST
 from simclr.engine.metrics import read_metrics
 from simclr.engine.pretrain import pretrain
+from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.run import (
     EvalData,
     EvalSetup,
     FeaturePair,
+    Learned,
     check_frozen,
+    eval_config,
     fingerprint,
     labelled_split,
     load_learned,
@@ -85,10 +92,11 @@ class AblateOptions:
 
 
 class StudyResult:
-    """Finished rows (in the study's order), the paper's findings checked on them, and the cells still missing."""
+    """Finished rows (in the study's order), the paper's findings checked on them, the cells still missing, and
+    the same evaluation of a random-init encoder (``baseline``, the floor a pretrained cell must beat), if known."""
 
-    def __init__(self, study: Study, rows: list[dict[str, Any]]) -> None:
-        self.study, self.rows = study, rows
+    def __init__(self, study: Study, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> None:
+        self.study, self.rows, self.baseline = study, rows, baseline
         self.checks: list[Check] = check_study(study.name, rows, len(study.cells))
         done = {r["cell"] for r in rows}
         self.missing = [c.key for c in study.cells if c.key not in done]
@@ -153,9 +161,7 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
                              f"({', '.join(diff)}); rerun with the same options or choose another --out")
         return
     options.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings, indent=1))
-    tmp.replace(path)
+    _write_json(settings, path)
 
 
 def _train_stats(run_dir: Path) -> dict[str, Any]:
@@ -167,28 +173,55 @@ def _train_stats(run_dir: Path) -> dict[str, Any]:
             "steps": last["step"], "views_per_s": round(statistics.median(r["views_per_s"] for r in records))}
 
 
-def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: EvalSetup,
-              cache: dict[str, EvalData]) -> dict[str, Any]:
-    learned = load_learned(run_dir / LAST, setup)
+def _accuracies(learned: Learned, setup: EvalSetup, cache: dict[str, EvalData],
+                with_z: bool) -> tuple[dict[str, Any], FeaturePair]:
+    """Linear and kNN top-1/top-5 (percent) on frozen h (and z); the encoder is checked to stay untouched."""
     before = fingerprint(learned.model)
     if "data" not in cache:  # decoded once per study run: every cell evaluates on the same images
         cache["data"] = EvalData(learned.config, setup)
-    pair = FeaturePair(learned.encoder(with_z=study.eval_z), cache["data"])
+    pair = FeaturePair(learned.encoder(with_z=with_z), cache["data"])
     check_frozen(learned.model, before)
-    seed = learned.config.train.seed
-    row: dict[str, Any] = {"cell": cell.key, **cell.params, "paper_top1": cell.paper,
-                           **{f"paper_{k}": v for k, v in cell.paper_extra.items()}}
-    for on in ("h", "z") if study.eval_z else ("h",):
+    seed, out = learned.config.train.seed, {}
+    for on in ("h", "z") if with_z else ("h",):
         suffix = "" if on == "h" else "_z"
         lin, knn = pair.linear(seed, on=on), pair.knn(200, 0.1, on=on)
-        row.update({f"linear_top1{suffix}": round(100 * lin["top1"], 2), f"linear_top5{suffix}":
+        out.update({f"linear_top1{suffix}": round(100 * lin["top1"], 2), f"linear_top5{suffix}":
                     round(100 * lin["top5"], 2), f"knn_top1{suffix}": round(100 * knn["top1"], 2)})
+    return out, pair
+
+
+def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: EvalSetup,
+              cache: dict[str, EvalData]) -> dict[str, Any]:
+    accuracies, pair = _accuracies(load_learned(run_dir / LAST, setup), setup, cache, study.eval_z)
+    row: dict[str, Any] = {"cell": cell.key, **cell.params, "paper_top1": cell.paper,
+                           **{f"paper_{k}": v for k, v in cell.paper_extra.items()}, **accuracies}
     row.update(_train_stats(run_dir))
     train = config.train
     row["budget"] = f"{train.epochs:g} epochs" if not train.time_budget else f"{train.time_budget:g} min"
     row["epochs_done"] = round(row.get("steps", 0) * train.batch_size / len(pair.train.h), 2)
     row["eval_images"] = f"{len(pair.train.h)}/{len(pair.test.h)}"
     return row
+
+
+def _baseline(config: Config, setup: EvalSetup, cache: dict[str, EvalData], out: Path) -> dict[str, Any]:
+    """The cells' evaluation of the untrained encoder (seeded init), computed once per study folder."""
+    path = out / "baseline.json"
+    saved = _read_result(path)
+    if saved is not None:
+        return saved
+    torch.manual_seed(config.train.seed)
+    device = pick_device(setup.device)
+    model = build_model(config).to(device)
+    learned = Learned(model, eval_config(config, setup), device, pick_precision(config.train.precision, device))
+    row = {"encoder": "random init, no pretraining", **_accuracies(learned, setup, cache, False)[0]}
+    _write_json(row, path)
+    return row
+
+
+def _write_json(value: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
@@ -258,12 +291,10 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
         pretrain(config, folder, resume=(folder / LAST).is_file(), progress=options.progress)
         _log(options, f"{name}: evaluating")
         row = {**_evaluate(study, cell, config, folder, setup, cache), "seed": config.train.seed}
-        result = folder / "result.json"
-        tmp = result.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=1))
-        tmp.replace(result)
+        _write_json(row, folder / "result.json")
         paper = f" (paper {cell.paper:g}%)" if cell.paper is not None else ""
         _log(options, f"{name}: linear top-1 {row['linear_top1']:.2f}%, kNN top-1 {row['knn_top1']:.2f}%{paper}")
         if on_cell is not None:
             on_cell(StudyResult(study, load_rows(study, options.out)))
-    return StudyResult(study, load_rows(study, options.out))
+    baseline = _baseline(first, setup, cache, options.out)
+    return StudyResult(study, load_rows(study, options.out), baseline)
