@@ -70,7 +70,7 @@ def _bars(ax: Any, rows: list[Row], keys: list[tuple[str, str]], title: str) -> 
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     if len(keys) > 1:
-        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncols=len(keys), frameon=False)
 
 
 def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
@@ -84,14 +84,20 @@ def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
     ax.set_xlabel(xk)
     ax.set_ylabel("linear top-1 (%)")
     ax.set_title("ours")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=4, frameon=False)
 
 
-def _floor(ax: Any, baseline: Row | None) -> None:
-    if baseline:
-        ax.axhline(baseline["linear_top1"], color="gray", linestyle="--", linewidth=1)
-        ax.annotate("random init (linear)", (0.01, baseline["linear_top1"]), xycoords=("axes fraction", "data"),
-                    fontsize=7, color="gray", va="bottom")
+def _floor(ax: Any, baseline: Row | None, values: list[float]) -> None:
+    """The random-init encoder's linear top-1 as a dashed line; the y axis starts a little below the lowest value
+    (so that differences of a point or two stay visible; the axis says where it starts)."""
+    if not baseline:
+        return
+    floor = baseline["linear_top1"]
+    ax.axhline(floor, color="gray", linestyle="--", linewidth=1, zorder=3)
+    ax.annotate("random init (linear)", (0.99, floor), xycoords=("axes fraction", "data"), fontsize=7, color="dimgray",
+                ha="right", va="bottom", zorder=4, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    finite = [v for v in values if not math.isnan(v)]
+    ax.set_ylim(max(0.0, min(finite + [floor]) - 5.0), ax.get_ylim()[1])
 
 
 def write_plot(result: StudyResult, path: Path) -> None:
@@ -110,13 +116,13 @@ def write_plot(result: StudyResult, path: Path) -> None:
         _heatmap(axes[0, 1], study, paper_rows, "paper_top1", f"paper ({study.source}, ImageNet)")
     elif study.plot == "lines":
         _lines(axes[0, 0], study, rows)
-        _floor(axes[0, 0], result.baseline)
+        _floor(axes[0, 0], result.baseline, [_value(r, "linear_top1") for r in rows])
     else:
         keys = [("linear_top1", "linear, h"), ("knn_top1", "kNN, h")]
         if study.eval_z:
             keys += [("linear_top1_z", "linear, z")]
         _bars(axes[0, 0], rows, keys, "ours")
-        _floor(axes[0, 0], result.baseline)
+        _floor(axes[0, 0], result.baseline, [_value(r, k) for r in rows for k, _ in keys])
         if has_paper:
             paper_rows = [{"cell": c.key, "paper_top1": c.paper} for c in study.cells]
             _bars(axes[0, 1], paper_rows, [("paper_top1", "paper")], f"paper ({study.source}, ImageNet)")
