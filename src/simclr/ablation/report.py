@@ -170,7 +170,7 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
         b = result.baseline
         lines += ["", (f"The floor: the same evaluation of the encoder at its random initialisation (no pretraining) "
                   f"gives linear top-1 {b['linear_top1']:.2f}% and kNN top-1 {b['knn_top1']:.2f}%.")]
-    cols = [k for k in TABLE if any(k in r for r in rows)]
+    cols = [k for k in TABLE if any(k in r for r in rows) and (k != "runs" or any(r[k] > 1 for r in rows))]
     params = ["cell"] + list(study.cells[0].params)
     lines += ["", "## Results", "", ("Accuracies in percent on the test split; paper numbers are ResNet-50 on "
               "ImageNet (linear evaluation), ours are the scaled-down runs described below."), "",
