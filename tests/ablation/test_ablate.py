@@ -189,6 +189,11 @@ def test_load_rows_keeps_the_study_order(tmp_path: Path) -> None:
         (tmp_path / "cells" / key).mkdir(parents=True)
         (tmp_path / "cells" / key / "result.json").write_text(json.dumps({"cell": key, "linear_top1": 1.0}))
     assert [r["cell"] for r in load_rows(study, tmp_path)] == ["s0.25", "s1+blur"]
+    batch = STUDIES["batch-size"]  # the cell's own parameters win over a same-named field of its result
+    (tmp_path / "cells" / "b64-x1").mkdir()
+    (tmp_path / "cells" / "b64-x1" / "result.json").write_text(json.dumps({"cell": "b64-x1", "budget": "0.5 epochs",
+                                                                           "linear_top1": 1.0}))
+    assert load_rows(batch, tmp_path)[0]["budget"] == "x1"
 
 
 def test_epoch_budgets_keep_the_warmup_share(mini_archive: Path, tmp_path: Path) -> None:

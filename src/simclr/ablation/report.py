@@ -178,7 +178,7 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
               "|" + "---|" * (len(params) + len(cols))]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in params + cols) + " |")
-    budget = rows[0].get("budget", "—") if rows else "—"
+    budget = rows[0].get("train_budget", "—") if rows else "—"
     lines += ["", f"![{study.name}]({plot_name})", "", "## How these numbers were made", "",
               (f"Each cell is one pretraining run (per seed) with a budget of {budget} (x the cell's multiplier in the "
               "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "

@@ -197,10 +197,10 @@ def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: Ev
                            **{f"paper_{k}": v for k, v in cell.paper_extra.items()}, **accuracies}
     row.update(_train_stats(run_dir))
     train = config.train
-    row["budget"] = f"{train.epochs:g} epochs" if not train.time_budget else f"{train.time_budget:g} min"
+    row["train_budget"] = f"{train.epochs:g} epochs" if not train.time_budget else f"{train.time_budget:g} min"
     row["epochs_done"] = round(row.get("steps", 0) * train.batch_size / len(pair.train.h), 2)
     row["eval_images"] = f"{len(pair.train.h)}/{len(pair.test.h)}"
-    return row
+    return {**row, **cell.params}  # the study's variables win over any same-named measurement
 
 
 def _baseline(config: Config, setup: EvalSetup, cache: dict[str, EvalData], out: Path) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def load_rows(study: Study, out: Path) -> list[dict[str, Any]]:
         runs = [_read_result(d / "result.json") for d in [first, *repeats]]
         finished = [r for r in runs if r is not None]
         if finished:
-            rows.append(_aggregate(finished))
+            rows.append({**_aggregate(finished), **cell.params})
     return rows
 
 
