@@ -178,9 +178,8 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
               "|" + "---|" * (len(params) + len(cols))]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in params + cols) + " |")
-    budget = rows[0].get("train_budget", "—") if rows else "—"
     lines += ["", f"![{study.name}]({plot_name})", "", "## How these numbers were made", "",
-              (f"Each cell is one pretraining run (per seed) with a budget of {budget} (x the cell's multiplier in the "
+              ("Each cell is one pretraining run (per seed) with the budget above (times the cell's multiplier in the "
               "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "
               "logistic regression on h (weight decay chosen on held-out train features), kNN = weighted kNN "
               "(k = 200, T = 0.1). With several runs per cell (`--seeds`), values are means and ± is the "
