@@ -1,7 +1,8 @@
 """The ``simclr`` command: parses arguments, builds a config, calls one library function.
 
 Bad input (missing files, corrupt data, unknown config keys, out-of-range values) ends with one line on
-stderr and exit code 2; an interrupted pretraining run saves its checkpoint and exits with 130.
+stderr and exit code 2; an interrupted pretraining run saves its checkpoint and exits with 130 (Ctrl-C) or 143
+(SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from simclr import __version__
 from simclr.errors import InputError
+from simclr.interrupts import Terminated, terminate_as_interrupt
 
 SPEC_HELP = "cifar10, digits, an image folder, or a .tar/.tar.gz/.zip archive of one"
 
@@ -275,14 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "ablate": run_ablate}
     try:
-        return handlers[args.command](args)
+        with terminate_as_interrupt():
+            return handlers[args.command](args)
     except InputError as exc:
         print(f"simclr: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("simclr: interrupted (a pretraining run saved last.pt; continue it with --resume, or rerun the same "
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"simclr: {how} (a pretraining run saved last.pt; continue it with --resume, or rerun the same "
               "simclr ablate command)", file=sys.stderr)
-        return 130
+        return exc.exit_code if isinstance(exc, Terminated) else 130
     except OSError as exc:
         print(f"simclr: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

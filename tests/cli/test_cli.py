@@ -214,3 +214,31 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
+    """`kill` (SIGTERM) stops a run the way Ctrl-C does: last.pt saved, one line, exit 128 + 15."""
+    import signal
+    import time
+
+    from simclr.engine.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "simclr", "pretrain", "--data", env["archive"], "--out", str(run),
+            "--config", str(env["cfg"]), "--device", "cpu", "--quiet"]
+    job = subprocess.Popen([*args, "--epochs", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while not (metrics.is_file() and metrics.read_text().count("\n") >= 3) and job.poll() is None:
+            assert time.monotonic() < deadline, "no training steps logged in time"
+            time.sleep(0.2)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 143, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("simclr: terminated")
+    saved = load_checkpoint(run)
+    assert saved["step"] >= 3 and saved["position"] == saved["step"] - 5 * saved["epoch"]  # 5 steps per epoch

@@ -157,6 +157,29 @@ def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
     assert not math.isnan(_losses(tmp_path)[4])
 
 
+def test_a_signal_during_a_step_stops_after_the_step(tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM arriving inside the loss is held until the update and the step counter agree, then saved."""
+    import os
+    import signal
+
+    import simclr.engine.step as mod
+    from simclr.interrupts import Terminated, terminate_as_interrupt
+
+    calls = {"n": 0}
+    real = mod.nt_xent
+
+    def signalled(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "nt_xent", signalled)
+    with pytest.raises(Terminated), terminate_as_interrupt():
+        pretrain(_config(), tmp_path, progress=False)
+    assert calls["n"] == 5 and load_checkpoint(tmp_path)["step"] == 5  # the fifth step completed, no sixth began
+
+
 def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
     pretrain(_config(train={"epochs": 2, "knn_every": 1, "knn_k": 20}), tmp_path, progress=False)
     knn = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "knn_top1" in r]

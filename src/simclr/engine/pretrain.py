@@ -40,6 +40,7 @@ from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
 from simclr.errors import InputError
+from simclr.interrupts import deferred
 from simclr.models.global_bn import convert_global_bn
 from simclr.optim import LRSchedule, set_lr, warmup_steps_for
 
@@ -228,9 +229,10 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                 n = v1.shape[0]
                 lr = schedule(step)
                 set_lr(optimizer, lr)
-                loss, accuracy = train_step(v1, v2)
-                step += 1
-                pos += 1
+                with deferred():  # a stop request waits until the update and the counters agree
+                    loss, accuracy = train_step(v1, v2)
+                    step += 1
+                    pos += 1
                 window_loss += loss
                 window_acc += accuracy
                 window_n += 1

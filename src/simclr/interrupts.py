@@ -1,0 +1,78 @@
+"""Stop requests from outside: Ctrl-C (SIGINT) and ``kill``/schedulers (SIGTERM).
+
+The CLI turns SIGTERM into :class:`Terminated`, a :class:`KeyboardInterrupt`, so a terminated run takes the
+same path as Ctrl-C: it saves ``last.pt`` and exits (code 143 rather than 130). A training step runs inside
+:func:`deferred`, so a signal never lands between a parameter update and the step counter: it is held until
+the step is complete, then delivered.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop as after Ctrl-C, exit with 128 + 15."""
+
+    exit_code = 143
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` where the program is (as SIGINT raises KeyboardInterrupt)."""
+    if not _main_thread():  # signal handlers can only be set from the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then deliver the first one to the handler it would have met.
+
+    A signal the process ignores stays ignored. Costs four ``signal.signal`` calls (microseconds) per entry.
+    """
+    if not _main_thread():
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append((signum, frame))
+
+    previous = {}
+    for s in SIGNALS:
+        handler = signal.getsignal(s)
+        if handler is None or handler is signal.SIG_IGN:  # set outside Python, or ignored: leave it alone
+            continue
+        previous[s] = signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signum, frame = held[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            else:  # SIG_DFL: the default action, now that the default is back
+                signal.raise_signal(signum)

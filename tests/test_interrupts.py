@@ -1,0 +1,47 @@
+"""SIGTERM becomes an interrupt; a deferred block finishes its work before a signal is delivered."""
+
+import os
+import signal
+
+import pytest
+
+from simclr.interrupts import Terminated, deferred, terminate_as_interrupt
+
+
+def test_sigterm_raises_terminated_and_the_old_handler_comes_back() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught, terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("the handler should have raised")
+    assert isinstance(caught.value, KeyboardInterrupt) and caught.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_inside_deferred_waits_for_the_block_to_finish(signum: int) -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt) as caught, terminate_as_interrupt():
+        with deferred():
+            os.kill(os.getpid(), signum)
+            done.extend([1, 2, 3])  # runs: the signal is held
+        pytest.fail("the held signal should have been delivered at the end of the block")
+    assert done == [1, 2, 3]
+    assert isinstance(caught.value, Terminated) == (signum == signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_no_signal_no_effect() -> None:
+    with terminate_as_interrupt(), deferred():
+        x = sum(range(10))
+    assert x == 45
