@@ -45,3 +45,17 @@ def test_no_signal_no_effect() -> None:
     with terminate_as_interrupt(), deferred():
         x = sum(range(10))
     assert x == 45
+
+
+def test_default_actions_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun SIGTERM keeps its default action (the agent ends workers with it); deferred holds no such signal."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            with deferred():
+                assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+                assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # SIGINT is held
+    finally:
+        signal.signal(signal.SIGTERM, previous)

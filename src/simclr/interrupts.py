@@ -8,6 +8,7 @@ the step is complete, then delivered.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -33,8 +34,12 @@ def _main_thread() -> bool:
 
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` where the program is (as SIGINT raises KeyboardInterrupt)."""
-    if not _main_thread():  # signal handlers can only be set from the main thread
+    """While inside, SIGTERM raises :class:`Terminated` where the program is (as SIGINT raises KeyboardInterrupt).
+
+    Not under torchrun: its agent stops workers with SIGTERM when a peer fails and restarts them from the last
+    checkpoint every rank wrote, which a rank-0-only save on the way out would replace.
+    """
+    if not _main_thread() or "TORCHELASTIC_RUN_ID" in os.environ:  # handlers: main thread only
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -46,9 +51,11 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then deliver the first one to the handler it would have met.
+    """Hold SIGINT/SIGTERM until the block ends, then deliver the first one to its Python handler.
 
-    A signal the process ignores stays ignored. Costs four ``signal.signal`` calls (microseconds) per entry.
+    Only signals with a Python handler are held: one the process ignores stays ignored, and one with the
+    system's default action (SIGTERM under torchrun, whose agent ends workers that way) still ends the process
+    at once. Costs a few ``signal.signal`` calls (microseconds) per entry.
     """
     if not _main_thread():
         yield
@@ -58,12 +65,7 @@ def deferred() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append((signum, frame))
 
-    previous = {}
-    for s in SIGNALS:
-        handler = signal.getsignal(s)
-        if handler is None or handler is signal.SIG_IGN:  # set outside Python, or ignored: leave it alone
-            continue
-        previous[s] = signal.signal(s, hold)
+    previous = {s: signal.signal(s, hold) for s in SIGNALS if callable(signal.getsignal(s))}
     try:
         yield
     finally:
@@ -71,8 +73,4 @@ def deferred() -> Iterator[None]:
             signal.signal(s, handler)
         if held:
             signum, frame = held[0]
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            else:  # SIG_DFL: the default action, now that the default is back
-                signal.raise_signal(signum)
+            previous[signum](signum, frame)
