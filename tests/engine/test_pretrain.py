@@ -187,6 +187,21 @@ def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
     assert all(0.1 < r["knn_top1"] <= 1.0 for r in knn)  # 10 digit classes: above chance from epoch 1
 
 
+def test_knn_monitor_is_off_for_unlabeled_data(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from simclr.engine.monitor import KnnMonitor
+    from simclr.engine.runtime import pick_precision
+
+    for part in ("train", "test"):
+        (tmp_path / part).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / part / "a.png")
+    config = _config(data={"spec": str(tmp_path), "image_size": 8})
+    monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
+    assert monitor.data is None and monitor(None) is None
+    assert "kNN monitor off: evaluation needs labels" in capsys.readouterr().err
+
+
 def test_gradient_caching_run_trains(tmp_path: Path) -> None:
     result = pretrain(_config(train={"epochs": 1, "grad_cache_chunk": 32}), tmp_path, progress=False,
                       stop_after_steps=4)

@@ -44,7 +44,6 @@ from simclr.evaluation.run import (
     check_frozen,
     eval_config,
     fingerprint,
-    labelled_split,
     load_learned,
 )
 
@@ -173,13 +172,10 @@ def _train_stats(run_dir: Path) -> dict[str, Any]:
             "steps": last["step"], "views_per_s": round(statistics.median(r["views_per_s"] for r in records))}
 
 
-def _accuracies(learned: Learned, setup: EvalSetup, cache: dict[str, EvalData],
-                with_z: bool) -> tuple[dict[str, Any], FeaturePair]:
+def _accuracies(learned: Learned, data: EvalData, with_z: bool) -> tuple[dict[str, Any], FeaturePair]:
     """Linear and kNN top-1/top-5 (percent) on frozen h (and z); the encoder is checked to stay untouched."""
     before = fingerprint(learned.model)
-    if "data" not in cache:  # decoded once per study run: every cell evaluates on the same images
-        cache["data"] = EvalData(learned.config, setup)
-    pair = FeaturePair(learned.encoder(with_z=with_z), cache["data"])
+    pair = FeaturePair(learned.encoder(with_z=with_z), data)
     check_frozen(learned.model, before)
     seed, out = learned.config.train.seed, {}
     for on in ("h", "z") if with_z else ("h",):
@@ -191,8 +187,8 @@ def _accuracies(learned: Learned, setup: EvalSetup, cache: dict[str, EvalData],
 
 
 def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: EvalSetup,
-              cache: dict[str, EvalData]) -> dict[str, Any]:
-    accuracies, pair = _accuracies(load_learned(run_dir / LAST, setup), setup, cache, study.eval_z)
+              data: EvalData) -> dict[str, Any]:
+    accuracies, pair = _accuracies(load_learned(run_dir / LAST, setup), data, study.eval_z)
     row: dict[str, Any] = {"cell": cell.key, **cell.params, "paper_top1": cell.paper,
                            **{f"paper_{k}": v for k, v in cell.paper_extra.items()}, **accuracies}
     row.update(_train_stats(run_dir))
@@ -203,7 +199,7 @@ def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: Ev
     return {**row, **cell.params}  # the study's variables win over any same-named measurement
 
 
-def _baseline(config: Config, setup: EvalSetup, cache: dict[str, EvalData], out: Path) -> dict[str, Any]:
+def _baseline(config: Config, setup: EvalSetup, data: EvalData, out: Path) -> dict[str, Any]:
     """The cells' evaluation of the untrained encoder (seeded init), computed once per study folder."""
     path = out / "baseline.json"
     saved = _read_result(path)
@@ -213,7 +209,7 @@ def _baseline(config: Config, setup: EvalSetup, cache: dict[str, EvalData], out:
     device = pick_device(setup.device)
     model = build_model(config).to(device)
     learned = Learned(model, eval_config(config, setup), device, pick_precision(config.train.precision, device))
-    row = {"encoder": "random init, no pretraining", **_accuracies(learned, setup, cache, False)[0]}
+    row = {"encoder": "random init, no pretraining", **_accuracies(learned, data, False)[0]}
     _write_json(row, path)
     return row
 
@@ -276,12 +272,10 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
     configs = {(c.key, k): cell_config(study, c, options, k) for c in selected for k in range(options.seeds)}
     first = configs[selected[0].key, 0]  # every config was checked before any run starts
-    labelled_split(first, "train"), labelled_split(first, "test")  # unlabeled data fails now, not after a cell
-    _check_folder(study, options)
-    eval_size = options.eval_size or first.data.view_size
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
-                      image_size=eval_size)
-    cache: dict[str, EvalData] = {}
+                      image_size=options.eval_size or first.data.view_size)
+    data = EvalData(eval_config(first, setup), setup)  # unlabeled data fails now, not after a cell; decoded
+    _check_folder(study, options)                        # once, at the first evaluation, for every cell
     todo = [(c, k) for c in selected for k in range(options.seeds)
             if _read_result(run_dir(options.out, c, k) / "result.json") is None]
     for i, (cell, k) in enumerate(todo, 1):
@@ -290,11 +284,11 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
         _log(options, f"{name}: pretraining")
         pretrain(config, folder, resume=(folder / LAST).is_file(), progress=options.progress)
         _log(options, f"{name}: evaluating")
-        row = {**_evaluate(study, cell, config, folder, setup, cache), "seed": config.train.seed}
+        row = {**_evaluate(study, cell, config, folder, setup, data), "seed": config.train.seed}
         _write_json(row, folder / "result.json")
         paper = f" (paper {cell.paper:g}%)" if cell.paper is not None else ""
         _log(options, f"{name}: linear top-1 {row['linear_top1']:.2f}%, kNN top-1 {row['knn_top1']:.2f}%{paper}")
         if on_cell is not None:
             on_cell(StudyResult(study, load_rows(study, options.out)))
-    baseline = _baseline(first, setup, cache, options.out)
+    baseline = _baseline(first, setup, data, options.out)
     return StudyResult(study, load_rows(study, options.out), baseline)
