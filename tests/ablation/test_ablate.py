@@ -139,7 +139,11 @@ def _rows(study: str, metric: dict[str, float], **extra: dict[str, float]) -> St
 def test_checks_follow_the_rows() -> None:
     pairs = STUDIES["augment-pairs"]
     paper = {c.key: c.paper for c in pairs.cells}
-    assert [c.agrees for c in _rows("augment-pairs", paper).checks] == [True, True]
+    assert [c.agrees for c in _rows("augment-pairs", paper).checks] == [True, True, True]
+    reversed_ranks = {k: 100.0 - v for k, v in paper.items()}
+    assert _rows("augment-pairs", reversed_ranks).checks[2] == (
+        "the 49 cells rank as in the paper (rank correlation with the paper's top-1 > 0)", False,
+        "Spearman -1.00 over 49 cells")
     swapped = {**paper, "crop+sobel": 60.0}
     check = _rows("augment-pairs", swapped).checks[0]
     assert check.agrees is False and "crop+sobel (60.0%)" in check.detail

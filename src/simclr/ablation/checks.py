@@ -68,6 +68,9 @@ def _pairs(rows: list[Row], total: int) -> list[Check]:
         mixed = float(np.mean([r[METRIC] for r in comps]))
         out.append(Check("compositions beat single transformations on average", mixed > single,
                          f"mean of compositions {mixed:.1f}% vs single transformations {single:.1f}%"))
+        rho = spearman([r["paper_top1"] for r in rows], [r[METRIC] for r in rows])
+        out.append(Check(f"the {total} cells rank as in the paper (rank correlation with the paper's top-1 > 0)",
+                         rho > 0, f"Spearman {rho:+.2f} over {len(rows)} cells"))
     return out
 
 
