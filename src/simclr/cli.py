@@ -96,6 +96,26 @@ def _embed_parser(sub: Any) -> None:
     p.add_argument("--z", action="store_true", help="also store z = g(h)")
 
 
+def _search_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help="find the most similar images of an embedded collection (cosine similarity)")
+    p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
+    p.add_argument("--query", required=True, nargs="+",
+                   help="image file(s), or one folder, archive or dataset, or one .npz file from simclr embed "
+                        "(the index file itself: every image against the others)")
+    p.add_argument("--k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (both files need z)")
+    p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
+    p.add_argument("--out", type=Path, help="write every result to this CSV file")
+    p.add_argument("--sheet", type=Path, help="save a PNG: each query (up to 8) beside its results")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
+    p.add_argument("--cache-dir", default="", help="where archives are extracted")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _ablate_parser(sub: Any) -> None:
     from simclr.ablation.studies import STUDIES
 
@@ -126,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_parser(sub)
     _eval_parser(sub)
     _embed_parser(sub)
+    _search_parser(sub)
     _ablate_parser(sub)
     return parser
 
@@ -235,6 +256,50 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_search(args: argparse.Namespace) -> int:
+    import csv
+
+    from simclr.evaluation.run import EvalSetup
+    from simclr.retrieval.query import save_sheet, search
+
+    _positive("--batch-size", args.batch_size)
+    setup = EvalSetup("", args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
+                      not args.quiet)
+    result = search(args.index, args.query, args.k, setup, on="z" if args.z else "h", checkpoint=args.checkpoint)
+    queries = result.queries.paths
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["query", "query_label", "rank", "path", "label", "score"])
+            for i, q in enumerate(queries):
+                for hit in result.results(i):
+                    w.writerow([q, int(result.queries.labels[i]), hit["rank"], hit["path"], hit["label"], hit["score"]])
+        tmp.replace(args.out)
+    if args.sheet:
+        save_sheet(result, args.sheet)
+    if args.json:
+        print(json.dumps({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
+                          "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
+        return 0
+    shown = queries if len(queries) <= 20 else queries[:3]
+    for i, q in enumerate(shown):
+        print(f"{q}:")
+        for hit in result.results(i):
+            print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['path']}")
+    if len(shown) < len(queries):
+        print(f"... {len(queries) - len(shown)} more queries" + ("" if args.out else " (--out FILE.csv keeps all)"))
+    if result.metrics:
+        m, k = result.metrics, result.metrics["k"]
+        print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
+              f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}")
+    for path, what in ((args.out, "results"), (args.sheet, "contact sheet")):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
 def run_ablate(args: argparse.Namespace) -> int:
     from simclr.ablation import STUDIES, AblateOptions, run_study
     from simclr.ablation.report import write_csv, write_report
@@ -275,7 +340,8 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "ablate": run_ablate}
+    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "search": run_search,
+                "ablate": run_ablate}
     try:
         with terminate_as_interrupt():
             return handlers[args.command](args)

@@ -11,26 +11,6 @@ import yaml
 
 from simclr.cli import main
 
-RECIPE = {
-    "model": {"arch": "resnet18", "width": 0.125, "head": {"out_dim": 32}},
-    "augment": {"preset": "cifar10"},
-    "loss": {"temperature": 0.5},
-    "optim": {"base_lr": 4.0, "warmup_epochs": 1},
-    "train": {"batch_size": 100, "log_every": 1, "precision": "fp32"},
-}
-
-
-@pytest.fixture(scope="module")
-def env(mini_archive: Path, tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("cli")
-    cfg = root / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**RECIPE, "data": {"cache_dir": str(root / "cache")}}))
-    run = root / "run"
-    code = main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", str(cfg),
-                 "--epochs", "2", "--seed", "3", "--device", "cpu", "--quiet"])
-    assert code == 0
-    return {"archive": str(mini_archive), "run": run, "cfg": cfg, "root": root, "cache": str(root / "cache")}
-
 
 def test_pretrain_writes_the_run_folder(env: dict) -> None:
     run = env["run"]
@@ -129,6 +109,9 @@ def test_embed_npz(env: dict, tmp_path: Path) -> None:
         assert f["z"].shape == (200, 32)
         assert f["labels"].shape == (200,) and set(f["labels"]) == set(range(10))
         assert f["paths"][0].startswith("test/")
+        meta = json.loads(str(f["meta"]))
+    assert meta["checkpoint"] == str((env["run"] / "last.pt").resolve()) and meta["split"] == "test"
+    assert meta["image_size"] == 32 and meta["data"] == str(Path(env["archive"]).resolve()) and meta["z"]
 
 
 def test_embed_unlabeled_folder_gives_minus_one(env: dict, tmp_path: Path) -> None:

@@ -3,34 +3,58 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from simclr.build import decode, open_source, plan_data
+from simclr.config import Config
+from simclr.data.sources import ImageSource
+from simclr.engine.checkpoint import resolve_checkpoint
 from simclr.engine.runtime import pick_device, pick_precision
-from simclr.evaluation.features import extract_features, model_encoder
+from simclr.evaluation.features import Encode, Features, extract_features, model_encoder
 from simclr.evaluation.run import EvalSetup, eval_config, load_model
+
+
+def load_encoder(checkpoint: str | Path, setup: EvalSetup, with_z: bool = False) -> tuple[Encode, Config]:
+    """The checkpoint's encoder (h, and z with ``with_z``) and its config with the data of ``setup``."""
+    device = pick_device(setup.device)
+    model, config = load_model(checkpoint, device)
+    config = eval_config(config, setup)
+    encode = model_encoder(model, device, pick_precision(config.train.precision, device),
+                           config.train.channels_last, with_z=with_z)
+    return encode, config
+
+
+def embed_source(encode: Encode, config: Config, source: ImageSource, setup: EvalSetup,
+                 in_memory: bool | None = None) -> Features:
+    """Features of every readable image of ``source`` at the config's image side (unreadable ones skipped)."""
+    if in_memory is None:
+        in_memory = plan_data(config, source).in_memory
+    return extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
+                            workers=setup.workers, progress=setup.progress, desc="embedding",
+                            decoder=functools.partial(decode, config, progress=False))
 
 
 def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:
     """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``) to ``out``.
 
-    The file is written to a temporary name and renamed, so an existing file is never left half-written.
+    ``meta`` (a JSON string) records the checkpoint, the dataset and split, and the image side, so that
+    ``simclr search`` can embed queries the same way and show the images. The file is written to a temporary
+    name and renamed, so an existing file is never left half-written.
     """
-    device = pick_device(setup.device)
-    model, config = load_model(checkpoint, device)
-    config = eval_config(config, setup)
+    encode, config = load_encoder(checkpoint, setup, with_z)
     source = open_source(config, split)
-    in_memory = plan_data(config, source).in_memory
-    encode = model_encoder(model, device, pick_precision(config.train.precision, device),
-                           config.train.channels_last, with_z=with_z)
-    feats = extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
-                             workers=setup.workers, progress=setup.progress, desc="embedding",
-                             decoder=functools.partial(decode, config, progress=False))
+    feats = embed_source(encode, config, source, setup)
+    d = config.data
+    spec = str(Path(d.spec).resolve()) if Path(d.spec).exists() else d.spec  # usable from any folder
+    meta = {"checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
+            "root": d.root, "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed,
+            "image_size": d.image_size, "z": feats.z is not None}
     arrays = {"features": feats.h.numpy().astype(np.float32), "labels": feats.labels.numpy().astype(np.int64),
-              "paths": np.asarray(feats.paths, dtype=str)}
+              "paths": np.asarray(feats.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
     if feats.z is not None:
         arrays["z"] = feats.z.numpy().astype(np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,162 @@
+"""``simclr search``: embed the queries (or read their embeddings), find their nearest index images, score them.
+
+Queries are image files, a dataset SPEC (folder, archive, cifar10; every split), or a ``simclr embed`` file.
+The index is a ``simclr embed`` file; its ``meta`` names the checkpoint and image side the queries are
+embedded with, and the dataset its images are shown from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from simclr.data.images import is_image_file
+from simclr.data.sources import ImageSource, load_source
+from simclr.errors import InputError
+from simclr.evaluation.run import EvalSetup
+from simclr.retrieval.embed import embed_source, load_encoder
+from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
+
+
+class Queries(NamedTuple):
+    """Query vectors, labels (-1 unlabeled), names, the index row each may not return (or None), and where
+    their images are: the embedded ``source``, or the ``meta`` of the embeddings file they were read from."""
+
+    vectors: torch.Tensor
+    labels: np.ndarray
+    paths: list[str]
+    exclude: torch.Tensor | None
+    source: ImageSource | None
+    meta: dict[str, Any] | None = None
+    paths_in_source: list[str] | None = None  # when the names differ from the source's paths
+
+
+class SearchResult(NamedTuple):
+    """For each query: its name, and its k results (index paths, cosine similarities, index rows)."""
+
+    queries: Queries
+    index: Embeddings
+    scores: torch.Tensor
+    rows: torch.Tensor
+    metrics: dict[str, float] | None
+
+    def results(self, i: int) -> list[dict[str, Any]]:
+        """Query ``i``'s results, best first: rank, path, label, score."""
+        return [{"rank": r + 1, "path": self.index.paths[int(j)], "label": int(self.index.labels[int(j)]),
+                 "score": round(float(s), 4)} for r, (s, j) in enumerate(zip(self.scores[i], self.rows[i]))]
+
+
+def source_from_meta(meta: dict[str, Any]) -> ImageSource:
+    """The images an embeddings file was made from (for showing results); needs the file's ``meta``."""
+    if "data" not in meta:
+        raise InputError(f"{meta.get('file', 'the embeddings file')} does not say which images it holds "
+                         "(made by an older simclr embed): embed again to show images")
+    return load_source(meta["data"], meta.get("split", "train"),
+                       data_root=Path(meta["root"]) if meta.get("root") else None,
+                       cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
+                       holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
+
+
+def files_source(files: list[str]) -> ImageSource:
+    """Image files as an unlabeled source (paths relative to their common folder)."""
+    absolute = [Path(f).resolve() for f in files]
+    for f, a in zip(files, absolute):
+        if not a.is_file():
+            raise InputError(f"query image not found: {f}")
+    root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+    return ImageSource("query images", tuple(a.relative_to(root).as_posix() for a in absolute),
+                       np.full(len(files), -1, dtype=np.int64), (), root=root)
+
+
+def _query_source(query: list[str], setup: EvalSetup) -> ImageSource:
+    if all(is_image_file(q) and not Path(q).is_dir() for q in query):
+        return files_source(query)
+    if len(query) != 1:
+        raise InputError("--query takes image files, or one folder, archive or dataset, or one .npz file")
+    return load_source(query[0], "all", data_root=Path(setup.data_root) if setup.data_root else None,
+                       cache_dir=Path(setup.cache_dir) if setup.cache_dir else None)
+
+
+def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
+                 checkpoint: str | None = None) -> Queries:
+    """Read or embed the queries the way the index was embedded (same checkpoint, image side and vector)."""
+    if len(query) == 1 and query[0].lower().endswith(".npz"):
+        emb = load_embeddings(query[0])
+        same = Path(query[0]).resolve() == Path(index.meta["file"]).resolve()
+        exclude = torch.arange(len(emb.paths)) if same else None  # a file searched against itself
+        return Queries(emb.vectors(on), emb.labels, emb.paths, exclude, None, emb.meta)
+    checkpoint = checkpoint or index.meta.get("checkpoint")
+    if not checkpoint:
+        raise InputError(f"{index.meta['file']} does not name its checkpoint: give --checkpoint")
+    if not Path(checkpoint).exists():
+        raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; give --checkpoint)")
+    source = _query_source(query, setup)
+    size = setup.image_size or int(index.meta.get("image_size") or 0)
+    encode, config = load_encoder(checkpoint, dataclasses.replace(setup, image_size=size), with_z=on == "z")
+    feats = embed_source(encode, config, source, setup, in_memory=False if source.name == "query images" else None)
+    vectors = feats.h if on == "h" else feats.z
+    assert vectors is not None
+    kept = {p: i for i, p in enumerate(source.paths)}
+    labels = np.asarray([source.labels[kept[p]] for p in feats.paths], dtype=np.int64)
+    names = feats.paths
+    if source.name == "query images":  # files: named as the user gave them
+        given = dict(zip(source.paths, query))
+        names = [given[p] for p in feats.paths]
+    return Queries(vectors, labels, names, None, source, paths_in_source=feats.paths)
+
+
+def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
+           checkpoint: str | None = None) -> SearchResult:
+    """The ``k`` nearest index images of every query by cosine similarity of h (or z); scores with labels."""
+    if k < 1:
+        raise InputError(f"--k must be >= 1, got {k}")
+    index = load_embeddings(index_file)
+    index_vectors = index.vectors(on)
+    queries = open_queries(query, index, on, setup, checkpoint)
+    scores, rows = nearest(index_vectors, queries.vectors, k, queries.exclude)
+    metrics = None
+    if (queries.labels >= 0).any() and (index.labels >= 0).any():
+        metrics = retrieval_scores(index.labels, queries.labels, rows)
+    return SearchResult(queries, index, scores, rows, metrics)
+
+
+def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96) -> int:
+    """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
+
+    Returns the number of rows drawn. Queries read from a .npz file are shown from that file's dataset.
+    """
+    from PIL import ImageDraw
+
+    index_source = source_from_meta(result.index.meta)
+    index_at = {p: i for i, p in enumerate(index_source.paths)}
+    q_source = result.queries.source or source_from_meta(result.queries.meta or {})
+    q_at = {p: i for i, p in enumerate(q_source.paths)}
+    n = min(max_queries, len(result.queries.paths))
+    k = result.rows.shape[1]
+    label_h = 14
+    sheet = Image.new("RGB", ((k + 1) * (cell + 4) + 4, n * (cell + label_h + 6) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+
+    def paste(img: Image.Image | None, col: int, row: int, text: str) -> None:
+        x, y = 4 + col * (cell + 4), 4 + row * (cell + label_h + 6)
+        if img is not None:
+            sheet.paste(img.convert("RGB").resize((cell, cell), Image.Resampling.BICUBIC), (x, y))
+        else:
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline="gray")
+        draw.text((x + 2, y + cell + 1), text, fill="black")
+
+    for i in range(n):
+        qpath = (result.queries.paths_in_source or result.queries.paths)[i]
+        paste(q_source.load(q_at[qpath]) if qpath in q_at else None, 0, i, "query")
+        for r, hit in enumerate(result.results(i)):
+            img = index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None
+            paste(img, r + 1, i, f"{hit['rank']}: {hit['score']:.3f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return n

@@ -1,0 +1,112 @@
+"""Search by similarity: the nearest index images of each query by cosine similarity of their embeddings.
+
+Pure functions on tensors (:func:`nearest`, :func:`retrieval_scores`) and the reader of the ``.npz`` files that
+``simclr embed`` writes (:func:`load_embeddings`, which never unpickles).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from simclr.errors import InputError
+
+
+class Embeddings(NamedTuple):
+    """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, and how it was made."""
+
+    features: torch.Tensor
+    z: torch.Tensor | None
+    labels: np.ndarray
+    paths: list[str]
+    meta: dict[str, Any]
+
+    def vectors(self, on: str) -> torch.Tensor:
+        """h (``on="h"``) or z; z must have been stored (``simclr embed --z``)."""
+        if on == "h":
+            return self.features
+        if self.z is None:
+            raise InputError(f"{self.meta.get('file', 'the embeddings')} holds no z: make it with simclr embed --z")
+        return self.z
+
+
+def load_embeddings(path: str | Path) -> Embeddings:
+    """Read a ``simclr embed`` file; a missing, corrupt or inconsistent one is an :class:`InputError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"embeddings file not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{p} is not a readable .npz embeddings file ({' '.join(str(exc).split())})") from None
+    missing = [k for k in ("features", "labels", "paths") if k not in arrays]
+    if missing:
+        raise InputError(f"{p} is not a simclr embed file: no {', '.join(missing)}")
+    feats = arrays["features"]
+    n = len(arrays["paths"])
+    if feats.ndim != 2 or len(feats) != n or len(arrays["labels"]) != n or n == 0:
+        raise InputError(f"{p}: features {tuple(feats.shape)}, {len(arrays['labels'])} labels and {n} paths "
+                         "do not match")
+    z = arrays.get("z")
+    if z is not None and (z.ndim != 2 or len(z) != n):
+        raise InputError(f"{p}: z {tuple(z.shape)} does not match {n} images")
+    meta: dict[str, Any] = {}
+    if "meta" in arrays:
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except json.JSONDecodeError:
+            raise InputError(f"{p}: unreadable meta entry") from None
+    meta["file"] = str(p)
+    return Embeddings(torch.from_numpy(feats.astype(np.float32)),
+                      None if z is None else torch.from_numpy(z.astype(np.float32)),
+                      arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta)
+
+
+def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
+            chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities [Q, k'] and index rows [Q, k'] of each query's k' = min(k, N) nearest rows, best first.
+
+    ``exclude`` [Q] (optional): one index row per query that may not be returned (the query itself when the
+    queries are the index), -1 for none. Works in chunks of queries so memory stays O(chunk x N).
+    """
+    if index.shape[1] != queries.shape[1]:
+        raise InputError(f"the queries have {queries.shape[1]} dimensions, the index {index.shape[1]}: "
+                         "embed both with the same checkpoint (and both h, or both z)")
+    kk = min(k, len(index) - (exclude is not None))
+    if kk < 1:
+        raise InputError("the index has too few images to return any result")
+    a = F.normalize(index.float(), dim=1)
+    sims, rows = [], []
+    for start in range(0, len(queries), chunk):
+        q = F.normalize(queries[start:start + chunk].float(), dim=1)
+        s = q @ a.T
+        if exclude is not None:
+            ex = exclude[start:start + chunk]
+            hit = ex >= 0
+            s[hit.nonzero().squeeze(1), ex[hit]] = float("-inf")
+        top = s.topk(kk, dim=1)
+        sims.append(top.values)
+        rows.append(top.indices)
+    return torch.cat(sims), torch.cat(rows)
+
+
+def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray, rows: torch.Tensor) -> dict[str, float]:
+    """Precision@1, precision@k (share of the k results in the query's class) and recall@k (at least one is).
+
+    Only labelled queries count; every result's label is compared, an unlabeled result never matches.
+    """
+    labelled = query_labels >= 0
+    if not labelled.any():
+        raise InputError("retrieval scores need labelled queries")
+    found = torch.as_tensor(index_labels)[rows[torch.as_tensor(labelled)]]
+    same = found == torch.as_tensor(query_labels[labelled]).unsqueeze(1)
+    k = rows.shape[1]
+    return {"k": k, "queries": int(labelled.sum()), "precision_at_1": float(same[:, 0].float().mean()),
+            f"precision_at_{k}": float(same.float().mean()), f"recall_at_{k}": float(same.any(1).float().mean())}

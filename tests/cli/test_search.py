@@ -1,0 +1,96 @@
+"""`simclr search` end to end on the CIFAR-10 subset: embed a collection, query it with images, a dataset or an
+embeddings file; results, scores, CSV, contact sheet, and bad input (one line, exit code 2)."""
+
+import csv
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simclr.cli import main
+
+
+@pytest.fixture(scope="module")
+def index(env: dict, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("search")
+    files = {}
+    for split in ("train", "test"):
+        files[split] = root / f"{split}.npz"
+        assert main(["embed", "--checkpoint", str(env["run"]), "--data", env["archive"], "--split", split,
+                     "--out", str(files[split]), "--z", "--quiet", "--cache-dir", env["cache"]]) == 0
+    images = root / "images"
+    with tarfile.open(env["archive"]) as tar:
+        tar.extractall(images, filter="data")
+    return {**files, "images": images}
+
+
+def _json(args: list[str], capsys) -> dict:
+    capsys.readouterr()
+    assert main(["search", *args, "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_an_indexed_image_finds_itself_first(index: dict, capsys) -> None:
+    """The query is embedded like the index (same checkpoint, side, preprocessing): its own copy scores 1."""
+    query = sorted((index["images"]).rglob("train/dog/*.jpg"))[3]
+    out = _json(["--index", str(index["train"]), "--query", str(query), "--k", "4"], capsys)
+    (only,) = out["results"]
+    assert only["query"] == str(query) and len(only["results"]) == 4
+    first = only["results"][0]
+    assert first["path"].endswith("train/dog/" + query.name) and first["score"] == pytest.approx(1.0, abs=1e-4)
+    scores = [r["score"] for r in only["results"]]
+    assert scores == sorted(scores, reverse=True) and out["metrics"] is None  # an unlabeled query: no scores
+
+
+def test_test_split_against_train_scores_and_writes_csv(index: dict, tmp_path: Path, capsys) -> None:
+    out_csv = tmp_path / "r.csv"
+    out = _json(["--index", str(index["train"]), "--query", str(index["test"]), "--k", "5", "--out", str(out_csv)],
+                capsys)
+    m = out["metrics"]
+    assert m["queries"] == 200 and m["k"] == 5
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 200 * 5
+    same = [r["label"] == r["query_label"] for r in rows]
+    assert m["precision_at_5"] == pytest.approx(sum(same) / len(same), abs=1e-6)
+    firsts = [r["label"] == r["query_label"] for r in rows if r["rank"] == "1"]
+    assert m["precision_at_1"] == pytest.approx(sum(firsts) / 200, abs=1e-6)
+    assert m["precision_at_1"] > 0.1  # better than chance on ten classes after two epochs
+
+
+def test_the_collection_against_itself_never_returns_the_query(index: dict, capsys) -> None:
+    out = _json(["--index", str(index["train"]), "--query", str(index["train"]), "--k", "3", "--z"], capsys)
+    assert out["queries"] == 500
+    assert all(r["path"] != q["query"] for q in out["results"] for r in q["results"])
+
+
+def test_folder_query_and_contact_sheet(index: dict, tmp_path: Path, capsys) -> None:
+    sheet = tmp_path / "sheet.png"
+    out = _json(["--index", str(index["train"]), "--query", str(index["images"] / "test"), "--k", "2",
+                 "--sheet", str(sheet)], capsys)
+    assert out["queries"] == 200 and out["metrics"]["queries"] == 200  # class folders give labels
+    with Image.open(sheet) as img:
+        assert img.size == (3 * 100 + 4, 8 * 116 + 4)  # 8 rows: the query and two results, 96 px cells
+
+
+def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path, capsys) -> None:
+    def bad(*args: str) -> str:
+        capsys.readouterr()
+        assert main(["search", *args, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("simclr: error: ") and "\n" not in err
+        return err
+
+    train = str(index["train"])
+    assert "not found" in bad("--index", str(tmp_path / "none.npz"), "--query", train)
+    assert "must be >= 1" in bad("--index", train, "--query", train, "--k", "0")
+    assert "query image not found" in bad("--index", train, "--query", str(tmp_path / "x.jpg"))
+    plain = tmp_path / "plain.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", env["archive"], "--split", "test",
+                 "--out", str(plain), "--quiet", "--cache-dir", env["cache"]]) == 0
+    assert "holds no z" in bad("--index", str(plain), "--query", train, "--z")
+    other = tmp_path / "other.npz"
+    np.savez(other, features=np.ones((2, 5), np.float32), labels=np.zeros(2), paths=np.array(["a", "b"]))
+    assert "dimensions" in bad("--index", train, "--query", str(other))  # another encoder's vectors: refused

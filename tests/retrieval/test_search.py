@@ -1,0 +1,97 @@
+"""Nearest neighbours by cosine similarity against a brute-force NumPy reference; retrieval scores by hand;
+the embeddings reader's refusals."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.errors import InputError
+from simclr.retrieval.search import load_embeddings, nearest, retrieval_scores
+
+
+def _reference(index: np.ndarray, queries: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    a = index / np.linalg.norm(index, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    s = q @ a.T
+    if exclude is not None:
+        s[np.arange(len(q)), exclude] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), order
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_nearest_matches_brute_force(chunk: int) -> None:
+    rng = np.random.default_rng(0)
+    index, queries = rng.normal(size=(50, 8)), rng.normal(size=(11, 8))
+    scores, rows = nearest(torch.tensor(index), torch.tensor(queries), 4, chunk=chunk)
+    ref_scores, ref_rows = _reference(index, queries, 4)
+    np.testing.assert_array_equal(rows.numpy(), ref_rows)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+
+
+def test_a_collection_against_itself_skips_each_image_itself() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 6))
+    plain = nearest(torch.tensor(x), torch.tensor(x), 3)[1]
+    assert (plain[:, 0] == torch.arange(20)).all()  # each image is its own best match ...
+    scores, rows = nearest(torch.tensor(x), torch.tensor(x), 3, exclude=torch.arange(20), chunk=7)
+    ref_scores, ref_rows = _reference(x, x, 3, exclude=np.arange(20))
+    np.testing.assert_array_equal(rows.numpy(), ref_rows)  # ... unless excluded
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
+    assert not (rows == torch.arange(20).unsqueeze(1)).any()
+
+
+def test_k_larger_than_the_index_and_dimension_mismatch() -> None:
+    scores, rows = nearest(torch.eye(3), torch.ones(2, 3), 10)
+    assert rows.shape == scores.shape == (2, 3)
+    with pytest.raises(InputError, match="dimensions"):
+        nearest(torch.eye(3), torch.ones(2, 4), 1)
+
+
+def test_retrieval_scores_by_hand() -> None:
+    index_labels = np.array([0, 0, 1, 1, -1])
+    query_labels = np.array([0, 1, -1])
+    rows = torch.tensor([[0, 2, 4], [4, 1, 0], [2, 3, 0]])
+    m = retrieval_scores(index_labels, query_labels, rows)
+    # query 0 (class 0): hits 0 yes, 2 no, 4 no -> p@1 1, p@3 1/3, recall 1
+    # query 1 (class 1): 4 no, 1 no, 0 no -> p@1 0, p@3 0, recall 0; query 2 is unlabeled: not counted
+    assert m == {"k": 3, "queries": 2, "precision_at_1": 0.5, "precision_at_3": pytest.approx(1 / 6),
+                 "recall_at_3": 0.5}
+
+
+def _write(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_load_embeddings_reads_what_embed_writes(tmp_path: Path) -> None:
+    meta = json.dumps({"checkpoint": "/x/last.pt", "image_size": 32})
+    p = _write(tmp_path / "e.npz", features=np.ones((2, 3), np.float32), labels=np.array([0, -1]),
+               paths=np.array(["a.png", "b.png"]), meta=np.asarray(meta))
+    e = load_embeddings(p)
+    assert e.features.shape == (2, 3) and e.z is None and e.paths == ["a.png", "b.png"]
+    assert e.meta["image_size"] == 32 and e.meta["file"] == str(p)
+    with pytest.raises(InputError, match="no z"):
+        e.vectors("z")
+
+
+def test_load_embeddings_refuses_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        load_embeddings(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a readable"):
+        load_embeddings(junk)
+    with pytest.raises(InputError, match="no labels, paths"):
+        load_embeddings(_write(tmp_path / "f.npz", features=np.ones((2, 3))))
+    with pytest.raises(InputError, match="do not match"):
+        load_embeddings(_write(tmp_path / "m.npz", features=np.ones((2, 3)), labels=np.zeros(3),
+                               paths=np.array(["a", "b"])))
+    pickled = _write(tmp_path / "p.npz", features=np.ones((1, 3)), labels=np.zeros(1),
+                     paths=np.array([{"code": 1}], dtype=object))
+    with pytest.raises(InputError, match="not a readable"):  # object arrays would need unpickling: refused
+        load_embeddings(pickled)
