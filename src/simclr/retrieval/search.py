@@ -69,12 +69,17 @@ def load_embeddings(path: str | Path) -> Embeddings:
                       arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta)
 
 
+SIMILARITY_BLOCK = 2**26
+"""Similarities held at once (256 MiB of float32): queries are taken in chunks of this over the index size."""
+
+
 def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
-            chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+            chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine similarities [Q, k'] and index rows [Q, k'] of each query's k' = min(k, N) nearest rows, best first.
 
     ``exclude`` [Q] (optional): one index row per query that may not be returned (the query itself when the
-    queries are the index), -1 for none. Works in chunks of queries so memory stays O(chunk x N).
+    queries are the index), -1 for none. Works in chunks of queries (default: as many as keep the chunk's
+    similarities within :data:`SIMILARITY_BLOCK`), so memory stays bounded for any collection size.
     """
     if index.shape[1] != queries.shape[1]:
         raise InputError(f"the queries have {queries.shape[1]} dimensions, the index {index.shape[1]}: "
@@ -83,6 +88,7 @@ def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.T
     if kk < 1:
         raise InputError("the index has too few images to return any result")
     a = F.normalize(index.float(), dim=1)
+    chunk = chunk or max(1, SIMILARITY_BLOCK // len(index))
     sims, rows = [], []
     for start in range(0, len(queries), chunk):
         q = F.normalize(queries[start:start + chunk].float(), dim=1)
