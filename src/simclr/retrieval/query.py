@@ -23,6 +23,9 @@ from simclr.evaluation.run import EvalSetup
 from simclr.retrieval.embed import embed_source, load_encoder
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
 
+QUERY_FILES = "query images"
+"""The name of the source made of image files given on the command line."""
+
 
 class Queries(NamedTuple):
     """Query vectors, labels (-1 unlabeled), names, the index row each may not return (or None), and where
@@ -70,7 +73,7 @@ def files_source(files: list[str]) -> ImageSource:
         if not a.is_file():
             raise InputError(f"query image not found: {f}")
     root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
-    return ImageSource("query images", tuple(a.relative_to(root).as_posix() for a in absolute),
+    return ImageSource(QUERY_FILES, tuple(a.relative_to(root).as_posix() for a in absolute),
                        np.full(len(files), -1, dtype=np.int64), (), root=root)
 
 
@@ -99,13 +102,12 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     source = _query_source(query, setup)
     size = setup.image_size or int(index.meta.get("image_size") or 0)
     encode, config = load_encoder(checkpoint, dataclasses.replace(setup, image_size=size), with_z=on == "z")
-    feats = embed_source(encode, config, source, setup, in_memory=False if source.name == "query images" else None)
+    feats = embed_source(encode, config, source, setup, in_memory=False if source.name == QUERY_FILES else None)
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
-    kept = {p: i for i, p in enumerate(source.paths)}
-    labels = np.asarray([source.labels[kept[p]] for p in feats.paths], dtype=np.int64)
+    labels = feats.labels.numpy().astype(np.int64)
     names = feats.paths
-    if source.name == "query images":  # files: named as the user gave them
+    if source.name == QUERY_FILES:  # named as the user gave them
         given = dict(zip(source.paths, query))
         names = [given[p] for p in feats.paths]
     return Queries(vectors, labels, names, None, source, paths_in_source=feats.paths)
