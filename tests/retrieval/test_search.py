@@ -95,3 +95,13 @@ def test_load_embeddings_refuses_bad_files(tmp_path: Path) -> None:
                      paths=np.array([{"code": 1}], dtype=object))
     with pytest.raises(InputError, match="not a readable"):  # object arrays would need unpickling: refused
         load_embeddings(pickled)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nearest_on_the_gpu_matches_the_cpu() -> None:
+    g = torch.Generator().manual_seed(2)
+    index, queries = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g)
+    cpu = nearest(index, queries, 5, exclude=torch.arange(40))
+    gpu = nearest(index.cuda(), queries.cuda(), 5, exclude=torch.arange(40).cuda())
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-4, atol=1e-5)
+    assert torch.equal(gpu[1].cpu(), cpu[1])

@@ -18,6 +18,7 @@ from PIL import Image
 
 from simclr.data.images import is_image_file
 from simclr.data.sources import ImageSource, load_source
+from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup
 from simclr.retrieval.embed import embed_source, load_encoder
@@ -121,7 +122,10 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     index = load_embeddings(index_file)
     index_vectors = index.vectors(on)
     queries = open_queries(query, index, on, setup, checkpoint)
-    scores, rows = nearest(index_vectors, queries.vectors, k, queries.exclude)
+    device = pick_device(setup.device)  # the similarity matmuls run there (a GPU for large collections)
+    exclude = None if queries.exclude is None else queries.exclude.to(device)
+    scores, rows = nearest(index_vectors.to(device), queries.vectors.to(device), k, exclude)
+    scores, rows = scores.cpu(), rows.cpu()
     metrics = None
     if (queries.labels >= 0).any() and (index.labels >= 0).any():
         metrics = retrieval_scores(index.labels, queries.labels, rows)
