@@ -106,7 +106,7 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (both files need z)")
     p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
-    p.add_argument("--sheet", type=Path, help="save a PNG: each query (up to 8) beside its results")
+    p.add_argument("--sheet", type=Path, help="save a picture (PNG, or JPEG by the suffix): each query (up to 8) beside its results")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
     p.add_argument("--cache-dir", default="", help="where archives are extracted")
@@ -353,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simclr: {how} (a pretraining run saved last.pt; continue it with --resume, or rerun the same "
               "simclr ablate command)", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         print(f"simclr: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
