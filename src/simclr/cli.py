@@ -257,10 +257,9 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    import csv
-
     from simclr.evaluation.run import EvalSetup
     from simclr.retrieval.query import save_sheet, search
+    from simclr.tables import write_csv
 
     _positive("--batch-size", args.batch_size)
     setup = EvalSetup("", args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
@@ -268,15 +267,7 @@ def run_search(args: argparse.Namespace) -> int:
     result = search(args.index, args.query, args.k, setup, on="z" if args.z else "h", checkpoint=args.checkpoint)
     queries = result.queries.paths
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["query", "query_label", "rank", "path", "label", "score"])
-            for i, q in enumerate(queries):
-                for hit in result.results(i):
-                    w.writerow([q, int(result.queries.labels[i]), hit["rank"], hit["path"], hit["label"], hit["score"]])
-        tmp.replace(args.out)
+        write_csv(result.rows_for_csv(), args.out)
     if args.sheet:
         save_sheet(result, args.sheet)
     if args.json:

@@ -138,19 +138,28 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
     shutil.rmtree(data)
 
 
-def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
+def _on_fifth_loss(monkeypatch, action) -> dict[str, int]:
+    """Run ``action()`` when the training step computes its fifth loss; returns the call counter."""
     import simclr.engine.step as mod
 
     calls = {"n": 0}
     real = mod.nt_xent
 
-    def flaky(*args, **kwargs):
+    def patched(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise KeyboardInterrupt
+            action()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mod, "nt_xent", flaky)
+    monkeypatch.setattr(mod, "nt_xent", patched)
+    return calls
+
+
+def test_interrupt_saves_a_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    _on_fifth_loss(monkeypatch, interrupt)
     with pytest.raises(KeyboardInterrupt):
         pretrain(_config(), tmp_path, progress=False)
     assert load_checkpoint(tmp_path)["step"] == 4
@@ -162,19 +171,9 @@ def test_a_signal_during_a_step_stops_after_the_step(tmp_path: Path, monkeypatch
     import os
     import signal
 
-    import simclr.engine.step as mod
     from simclr.interrupts import Terminated, terminate_as_interrupt
 
-    calls = {"n": 0}
-    real = mod.nt_xent
-
-    def signalled(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mod, "nt_xent", signalled)
+    calls = _on_fifth_loss(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(Terminated), terminate_as_interrupt():
         pretrain(_config(), tmp_path, progress=False)
     assert calls["n"] == 5 and load_checkpoint(tmp_path)["step"] == 5  # the fifth step completed, no sixth began

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 from simclr.ablation.runner import StudyResult
 from simclr.ablation.studies import Study
+from simclr.tables import write_csv
 
 __all__ = ["write_csv", "write_plot", "write_report"]
 
 Row = dict[str, Any]
-
-
-def _columns(rows: list[Row]) -> list[str]:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    return cols
-
-
-def write_csv(rows: list[Row], path: Path) -> None:
-    """One line per finished cell, every field (atomically)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_columns(rows) or ["cell"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(buf.getvalue())
-    tmp.replace(path)
 
 
 def _value(r: Row, key: str) -> float:

@@ -13,19 +13,8 @@ from simclr.build import decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import resolve_checkpoint
-from simclr.engine.runtime import pick_device, pick_precision
-from simclr.evaluation.features import Encode, Features, extract_features, model_encoder
-from simclr.evaluation.run import EvalSetup, eval_config, load_model
-
-
-def load_encoder(checkpoint: str | Path, setup: EvalSetup, with_z: bool = False) -> tuple[Encode, Config]:
-    """The checkpoint's encoder (h, and z with ``with_z``) and its config with the data of ``setup``."""
-    device = pick_device(setup.device)
-    model, config = load_model(checkpoint, device)
-    config = eval_config(config, setup)
-    encode = model_encoder(model, device, pick_precision(config.train.precision, device),
-                           config.train.channels_last, with_z=with_z)
-    return encode, config
+from simclr.evaluation.features import Encode, Features, extract_features
+from simclr.evaluation.run import EvalSetup, load_learned
 
 
 def embed_source(encode: Encode, config: Config, source: ImageSource, setup: EvalSetup,
@@ -45,7 +34,8 @@ def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_
     ``simclr search`` can embed queries the same way and show the images. The file is written to a temporary
     name and renamed, so an existing file is never left half-written.
     """
-    encode, config = load_encoder(checkpoint, setup, with_z)
+    learned = load_learned(checkpoint, setup)
+    encode, config = learned.encoder(with_z=with_z), learned.config
     source = open_source(config, split)
     feats = embed_source(encode, config, source, setup)
     d = config.data

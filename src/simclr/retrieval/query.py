@@ -14,14 +14,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from simclr.data.images import is_image_file
 from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
-from simclr.evaluation.run import EvalSetup
-from simclr.retrieval.embed import embed_source, load_encoder
+from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.retrieval.embed import embed_source
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
 
 QUERY_FILES = "query images"
@@ -49,6 +49,11 @@ class SearchResult(NamedTuple):
     scores: torch.Tensor
     rows: torch.Tensor
     metrics: dict[str, float] | None
+
+    def rows_for_csv(self) -> list[dict[str, Any]]:
+        """Every result of every query, one row each: query, query_label, rank, path, label, score."""
+        return [{"query": q, "query_label": int(self.queries.labels[i]), **hit}
+                for i, q in enumerate(self.queries.paths) for hit in self.results(i)]
 
     def results(self, i: int) -> list[dict[str, Any]]:
         """Query ``i``'s results, best first: rank, path, label, score."""
@@ -102,8 +107,8 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
         raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; give --checkpoint)")
     source = _query_source(query, setup)
     size = setup.image_size or int(index.meta.get("image_size") or 0)
-    encode, config = load_encoder(checkpoint, dataclasses.replace(setup, image_size=size), with_z=on == "z")
-    feats = embed_source(encode, config, source, setup, in_memory=False if source.name == QUERY_FILES else None)
+    learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size))
+    feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup, in_memory=False if source.name == QUERY_FILES else None)
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
     labels = feats.labels.numpy().astype(np.int64)
@@ -137,8 +142,6 @@ def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int 
 
     Returns the number of rows drawn. Queries read from a .npz file are shown from that file's dataset.
     """
-    from PIL import ImageDraw
-
     index_source = source_from_meta(result.index.meta)
     index_at = {p: i for i, p in enumerate(index_source.paths)}
     q_source = result.queries.source or source_from_meta(result.queries.meta or {})
