@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ SPEC_HELP = "cifar10, digits, an image folder, or a .tar/.tar.gz/.zip archive of
 
 def _pretrain_parser(sub: Any) -> None:
     p = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR on unlabeled images")
-    p.add_argument("--data", required=True, help=SPEC_HELP)
+    p.add_argument("--data", help=SPEC_HELP + " (required unless --resume)")
     p.add_argument("--out", required=True, type=Path, help="run folder (config, metrics, checkpoints)")
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -165,7 +166,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     train = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                ("time_budget", args.time_budget), ("device", args.device),
                                ("seed", args.seed)) if v is not None}
-    extra: dict[str, Any] = {"data": {"spec": args.data}, "train": train}
+    if not args.data and not args.resume:
+        raise InputError("pretrain needs --data (only --resume continues without it)")
+    extra: dict[str, Any] = {"data": {"spec": args.data}, "train": train} if args.data else {"train": train}
     if args.arch:
         extra["model"] = {"arch": args.arch}
     config = load_config(args.config, args.set, extra)
@@ -175,8 +178,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     result = pretrain(config, args.out, resume=args.resume, progress=not args.quiet)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
-    print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs, last loss {result.loss:.4f}; "
-          f"run folder {result.run_dir}")
+    loss = "" if math.isnan(result.loss) else f", last loss {result.loss:.4f}"  # nan: nothing left to run
+    print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs{loss}; run folder {result.run_dir}")
     return 0
 
 

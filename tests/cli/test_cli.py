@@ -131,9 +131,11 @@ def test_embed_unlabeled_folder_gives_minus_one(env: dict, tmp_path: Path) -> No
 def test_resume_continues_the_run(env: dict, tmp_path: Path, capsys) -> None:
     run = env["run"]
     before = (run / "metrics.jsonl").read_text()
-    assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--quiet"]) == 0
-    assert (run / "metrics.jsonl").read_text() == before  # already complete: nothing added
     capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--quiet"]) == 0  # --data: the saved config's
+    assert (run / "metrics.jsonl").read_text() == before  # already complete: nothing added
+    out = capsys.readouterr().out
+    assert out.startswith("done: ") and "nan" not in out
     assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--epochs", "5",
                  "--quiet"]) == 0
     assert "saved config" in capsys.readouterr().err
@@ -164,6 +166,7 @@ def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys) -> None:
     assert "larger than the dataset" in _bad(["pretrain", "--data", data, "--out", out, "--config",
                                               str(env["cfg"]), "--batch-size", "4096", "--quiet"], capsys)
     assert "already holds a run" in _bad(["pretrain", "--data", data, "--out", run], capsys)
+    assert "needs --data" in _bad(["pretrain", "--out", out], capsys)
     assert "checkpoint not found" in _bad(["eval", "knn", "--checkpoint", str(tmp_path / "x.pt"),
                                            "--data", data], capsys)
     junk = tmp_path / "junk.pt"

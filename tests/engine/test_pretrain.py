@@ -48,6 +48,9 @@ def test_resume_gives_the_same_next_losses(full_run: Path, tmp_path: Path, stop:
     pretrain(_config(), tmp_path, resume=True, progress=False)
     expected, got = _losses(full_run), _losses(tmp_path)
     assert sorted(got) == sorted(expected)
+    times = [r["time_s"] for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert times == sorted(times) and times[0] > 0  # the resumed part continues the first part's clock
+    assert load_checkpoint(tmp_path)["time_s"] >= times[-1]
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
     a = load_checkpoint(full_run)["model"]
@@ -184,6 +187,47 @@ def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
     knn = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "knn_top1" in r]
     assert [r["epoch"] for r in knn] == [1, 2]
     assert all(0.1 < r["knn_top1"] <= 1.0 for r in knn)  # 10 digit classes: above chance from epoch 1
+
+
+def test_time_s_leaves_out_the_monitor(tmp_path: Path, monkeypatch) -> None:
+    from simclr.engine.monitor import KnnMonitor
+
+    def slow(self, net):
+        time.sleep(2.0)
+        return {"knn_top1": 0.5, "knn_top5": 0.9}
+
+    monkeypatch.setattr(KnnMonitor, "__call__", slow)
+    t0 = time.perf_counter()
+    pretrain(_config(train={"epochs": 2, "knn_every": 1}), tmp_path, progress=False)
+    wall = time.perf_counter() - t0
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    train = [r for r in records if "loss" in r]
+    knn = [r for r in records if "knn_top1" in r]
+    assert len(knn) == 2
+    assert knn[0]["time_s"] <= min(r["time_s"] for r in train if r["epoch"] == 2)  # stamped before it ran
+    assert train[-1]["time_s"] < wall - 2 * 2.0  # the two 2-second evaluations are not training time
+    assert load_checkpoint(tmp_path)["time_s"] < wall - 2 * 2.0
+
+
+def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, monkeypatch) -> None:
+    from simclr.engine.monitor import KnnMonitor
+
+    calls = []
+
+    def interrupted_once(self, net):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return {"knn_top1": 0.5, "knn_top5": 0.9}
+
+    monkeypatch.setattr(KnnMonitor, "__call__", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_config(train={"epochs": 2, "knn_every": 1}), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path)["knn_pending"] is True
+    pretrain(_config(), tmp_path, resume=True, progress=False)
+    knn = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "knn_top1" in r]
+    assert [(r["epoch"], r["step"]) for r in knn] == [(1, 1437 // 64), (2, 2 * (1437 // 64))]
+    assert load_checkpoint(tmp_path)["knn_pending"] is False
 
 
 def test_knn_monitor_is_off_for_unlabeled_data(tmp_path: Path, capsys) -> None:

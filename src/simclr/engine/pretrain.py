@@ -35,7 +35,7 @@ from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
 from simclr.engine.checkpoint import LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
-from simclr.engine.metrics import MetricsLog
+from simclr.engine.metrics import MetricsLog, TrainClock
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
@@ -169,6 +169,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     schedule = LRSchedule(total, min(total, warmup_steps_for(config.optim.warmup_epochs, spe)), peak_lr(config),
                           config.optim.final_lr)
     step, epoch, pos = 0, 0, 0
+    clock = TrainClock(t_start, float(state.get("time_s", 0.0)) if state is not None else 0.0)
     if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -192,6 +193,19 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     model = dist.data_parallel(net, device)
     log = MetricsLog(run_dir) if ctx.is_main else None
     monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 and ctx.is_main else None
+    knn_pending = False  # an epoch ended, its kNN evaluation has not been logged (an interruption came first)
+
+    def evaluate_knn() -> None:
+        nonlocal knn_pending
+        assert monitor is not None and log is not None
+        at = clock.seconds()
+        with clock.paused():
+            acc = monitor(net)
+            net.train()
+        if acc is not None:
+            log.write({"epoch": epoch, "step": step, **acc, "time_s": at}, tag="knn")
+            _log(f"epoch {epoch}: kNN top-1 {acc['knn_top1']:.4f}")
+        knn_pending = False
 
     def checkpoint(name: str = LAST, gather: bool = True) -> None:
         mine = {"views": views.state_dict(), "rng": rng_state(device)}
@@ -201,7 +215,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                 "config": config_to_dict(config), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(), "schedule": dataclasses.asdict(schedule), "views": mine["views"],
                 "rng": mine["rng"], "ranks": ranks, "world_size": ctx.world_size, "step": step, "epoch": epoch,
-                "position": pos, "skipped": dict(skipped),
+                "position": pos, "skipped": dict(skipped), "time_s": clock.seconds(), "knn_pending": knn_pending,
             }, run_dir / name)
 
     train_step = ContrastiveStep(model, optimizer, scaler, precision, device, temperature=config.loss.temperature,
@@ -220,6 +234,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     saved_at = time.perf_counter()
     probe: tuple[torch.Tensor, torch.Tensor] | None = None  # a fixed batch of views for the diagnostics
     try:
+        if state is not None and state.get("knn_pending") and monitor is not None:
+            evaluate_knn()  # the evaluation the interruption cut short
         while step < schedule.total_steps and not stop:
             for v1, v2 in views.batches(pos):
                 if probe is None and ctx.is_main:
@@ -241,7 +257,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                     last_loss = float(means[0])  # waits for the device: the window's time includes its work
                     now = time.perf_counter()
                     rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
-                           "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9)}
+                           "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9),
+                           "time_s": clock.seconds()}
                     if log is not None:
                         log.write(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
@@ -275,14 +292,11 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                     _write_skipped(run_dir, skipped)
             if probe is not None and log is not None and tr.diagnostics_every \
                     and (epoch % tr.diagnostics_every == 0 or step >= schedule.total_steps):
-                _diagnose(net, probe, precision, device, tr.channels_last, log, epoch, step)
-            if monitor is not None and log is not None and (epoch % tr.knn_every == 0
-                                                            or step >= schedule.total_steps):
-                acc = monitor(net)
-                net.train()
-                if acc is not None:
-                    log.write({"epoch": epoch, "step": step, **acc}, tag="knn")
-                    _log(f"epoch {epoch}: kNN top-1 {acc['knn_top1']:.4f}")
+                with clock.paused():
+                    _diagnose(net, probe, precision, device, tr.channels_last, log, epoch, step)
+            if monitor is not None and (epoch % tr.knn_every == 0 or step >= schedule.total_steps):
+                knn_pending = True
+                evaluate_knn()
             due = stop or step >= schedule.total_steps or time.perf_counter() - saved_at >= tr.save_minutes * 60
             if dist.broadcast_ints([int(due)], device)[0]:  # rank 0's clock decides for all
                 checkpoint()

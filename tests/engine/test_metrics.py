@@ -1,0 +1,46 @@
+"""metrics.jsonl: reading it back (also after a kill), the training clock, the kNN curve and time to a target."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from simclr.engine.metrics import TrainClock, knn_curve, read_metrics, time_to
+
+
+def test_read_metrics_skips_a_line_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n" + '{"step": 2, "lo')
+    assert read_metrics(path) == [{"step": 1, "loss": 2.0}]
+
+
+def test_train_clock_continues_and_pauses() -> None:
+    clock = TrainClock(time.perf_counter(), before=100.0)
+    assert 100.0 <= clock.seconds() < 100.5
+    with clock.paused():
+        time.sleep(0.3)
+    assert clock.seconds() < 100.25  # the paused 0.3 s do not count
+    time.sleep(0.1)
+    assert clock.seconds() >= 100.1
+
+
+RECORDS = [
+    {"step": 10, "loss": 5.0, "time_s": 1.0},
+    {"step": 10, "knn_top1": 0.40, "time_s": 1.1},
+    {"step": 20, "knn_top1": 0.62, "time_s": 2.0},
+    {"step": 30, "knn_top1": 0.58, "time_s": 3.0},
+    {"step": 20, "knn_top1": 0.61, "time_s": 2.2},  # logged again after a resume from step 10
+    {"step": 40, "knn_top1": 0.90, "time_s": 4.0},
+]
+
+
+def test_knn_curve_is_in_step_order_and_the_last_record_of_a_step_wins() -> None:
+    assert [(r["step"], r["knn_top1"]) for r in knn_curve(RECORDS)] == [(10, 0.40), (20, 0.61), (30, 0.58),
+                                                                        (40, 0.90)]
+
+
+@pytest.mark.parametrize(("target", "step"), [(0.3, 10), (0.6, 20), (0.9, 40), (0.95, None)])
+def test_time_to_is_the_first_record_at_the_target(target: float, step: int | None) -> None:
+    rec = time_to(RECORDS, target)
+    assert (rec["step"] if rec else None) == step
