@@ -3,6 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+from simclr.build import build_model
+from simclr.config_io import build_config, config_to_dict
+from simclr.engine.checkpoint import save_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -23,3 +28,27 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.setenv("SIMCLR_CACHE", str(tmp_path_factory.mktemp("simclr-cache")))
     yield
     patch.undo()
+
+
+def _make_checkpoint(path: Path, width: float = 0.125) -> Path:
+    """An untrained simclr checkpoint (config + weights, 16x16 images, CIFAR stem) with non-trivial BN statistics."""
+    config = build_config({"data": {"spec": "digits", "image_size": 16},
+                           "model": {"arch": "resnet18", "width": width, "cifar_stem": True,
+                                     "head": {"out_dim": 24}},
+                           "train": {"precision": "fp32", "device": "cpu"}})
+    torch.manual_seed(0)
+    model = build_model(config)
+    with torch.no_grad():  # non-trivial batch-norm statistics, as after training
+        for name, t in model.state_dict().items():
+            if "running_var" in name:
+                t.uniform_(0.5, 2.0)
+            elif "running_mean" in name:
+                t.normal_(0.0, 0.1)
+    save_checkpoint({"config": config_to_dict(config), "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint():
+    """``make_checkpoint(path, width=0.125)`` writes an untrained checkpoint (see ``_make_checkpoint``)."""
+    return _make_checkpoint

@@ -1,3 +1,20 @@
-"""SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020)."""
+"""SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020).
+
+``simclr.load_encoder(checkpoint)`` gives a trained encoder to embed images from Python (see ``simclr.api``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["Encoder", "load_encoder", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `import simclr` (and `simclr --help`) does not load torch.
+    if name in ("Encoder", "load_encoder"):
+        from simclr import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'simclr' has no attribute {name!r}")

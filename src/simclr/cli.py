@@ -89,6 +89,16 @@ def _eval_parser(sub: Any) -> None:
             q.add_argument("--transforms", default="rotation,color_vs_gray,noise,sobel")
 
 
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="write the trained network for use elsewhere (torchvision ResNet weights)")
+    p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
+    p.add_argument("--out", required=True, type=Path, help="file to write")
+    p.add_argument("--format", default="torchvision", choices=("torchvision", "simclr"),
+                   help="torchvision: f's weights under torchvision's ResNet names (default); simclr: config and "
+                        "weights of f and g without the training state, for every simclr command")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _embed_parser(sub: Any) -> None:
     p = sub.add_parser("embed", help="write h (optionally z) of a dataset to .npz")
     _common_eval(p)
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_parser(sub)
     _eval_parser(sub)
     _embed_parser(sub)
+    _export_parser(sub)
     _search_parser(sub)
     _ablate_parser(sub)
     return parser
@@ -250,6 +261,18 @@ def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from simclr.export import export
+
+    info = export(args.checkpoint, args.out, args.format)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {info['arch']} ({info['features']}-dimensional h, {info['tensors']} tensors) to {info['out']} "
+              f"in the {info['format']} format; load it with:\n  {info['load']}")
+    return 0
+
+
 def run_embed(args: argparse.Namespace) -> int:
     from simclr.retrieval.embed import embed
 
@@ -334,8 +357,8 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "search": run_search,
-                "ablate": run_ablate}
+    handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "export": run_export,
+                "search": run_search, "ablate": run_ablate}
     try:
         with terminate_as_interrupt():
             return handlers[args.command](args)
@@ -344,8 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"simclr: {how} (a pretraining run saved last.pt; continue it with --resume, or rerun the same "
-              "simclr ablate command)", file=sys.stderr)
+        after = {"pretrain": f" (last.pt saved; continue with: simclr pretrain --out {getattr(args, 'out', 'RUN')} "
+                             "--resume)",
+                 "ablate": " (the cell under way saved last.pt; rerun the same command to continue)"}
+        print(f"simclr: {how}{after.get(args.command, '')}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -87,6 +87,8 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[st
         if not last.is_file():
             raise InputError(f"--resume: no checkpoint {last} to resume from")
         state = load_checkpoint(last)
+        if "optimizer" not in state:
+            raise InputError(f"--resume: {last} holds a model exported by simclr export, not a run's checkpoint")
         return config_from_dict(state["config"]), state
     if last.exists():
         raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "

@@ -1,0 +1,95 @@
+"""Use a trained encoder from Python: images in, h (or z) out.
+
+    import simclr
+    enc = simclr.load_encoder("runs/c10")           # a run folder or a checkpoint file; loads weights only
+    h = enc(["cat.jpg", "dog.png"])                  # [2, F] float32: files, PIL images or image tensors
+    z = enc(images, z=True)                          # the projection head's output instead
+    resnet = enc.torchvision()                       # the same f as a plain torchvision ResNet (fc = Identity)
+
+Images are prepared as the evaluation commands prepare them: any mode becomes 8-bit RGB, the shorter side is
+resized (bicubic) to the run's image side and the centre cropped, values in [0, 1] (no mean/std
+normalisation, as in training). Tensors are taken as already prepared: float [B, 3, H, W] in [0, 1] or uint8.
+The network runs in eval mode (batch-norm running statistics) without gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import torch
+from PIL import Image
+from torchvision.models.resnet import ResNet
+
+from simclr.config import Config
+from simclr.data.augment import eval_transform
+from simclr.data.images import open_rgb, to_rgb
+from simclr.engine.runtime import Precision, pick_device, pick_precision
+from simclr.evaluation.features import model_encoder
+from simclr.evaluation.run import load_model
+from simclr.models.simclr import SimCLRNet
+from simclr.models.torchvision_compat import to_torchvision
+
+ImageLike = Union[str, Path, Image.Image]
+Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
+
+
+class Encoder:
+    """A trained SimCLR network ready to embed images; see the module's docstring."""
+
+    def __init__(self, model: SimCLRNet, config: Config, device: torch.device, precision: Precision) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.device = device
+        self.precision = precision
+        self.image_size = config.data.image_size
+        self.num_features = model.num_features
+        self._transform = eval_transform(self.image_size)
+
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
+        img = open_rgb(image) if isinstance(image, (str, Path)) else to_rgb(image)
+        return self._transform(img)
+
+    def _batch(self, images: Images) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            x = images.unsqueeze(0) if images.dim() == 3 else images
+            if x.dim() != 4 or x.shape[1] != 3:
+                raise ValueError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
+            return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError("no images given")
+        return torch.stack([self.preprocess(im) for im in images])
+
+    def __call__(self, images: Images, *, z: bool = False, batch_size: int = 256) -> torch.Tensor:
+        """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        x = self._batch(images)
+        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z)
+        parts = []
+        for chunk in x.split(batch_size):
+            h, zz = encode(chunk)
+            parts.append(zz if z else h)
+        return torch.cat(parts)
+
+    def torchvision(self) -> ResNet:
+        """f as a torchvision ResNet with the same weights (``fc = Identity``: its output is h), in eval mode.
+
+        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise ValueError.
+        """
+        return to_torchvision(self.model.encoder).eval()
+
+
+def load_encoder(checkpoint: str | Path, device: str = "auto") -> Encoder:
+    """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available).
+
+    Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
+    unreadable file raises ``simclr.errors.InputError``.
+    """
+    dev = pick_device(device)
+    model, config = load_model(checkpoint, dev)
+    return Encoder(model, config, dev, pick_precision(config.train.precision, dev))

@@ -1,0 +1,97 @@
+"""simclr.load_encoder: images in, the same h as `simclr embed` out; z; tensors; torchvision; bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import simclr
+from simclr.errors import InputError
+from simclr.evaluation.run import EvalSetup
+from simclr.retrieval.embed import embed
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, make_checkpoint) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("api") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        p = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_same_h_as_simclr_embed(ckpt: Path, images: list[Path], tmp_path: Path) -> None:
+    enc = simclr.load_encoder(ckpt, device="cpu")
+    assert (enc.image_size, enc.num_features) == (16, 64)
+    h = enc(images)
+    out = tmp_path / "e.npz"
+    embed(ckpt, EvalSetup(data=str(images[0].parent), device="cpu", progress=False), "all", out)
+    with np.load(out) as f:
+        order = [Path(p).name for p in f["paths"]]
+        ref = torch.from_numpy(f["features"])
+    assert h.shape == (5, 64) and h.dtype == torch.float32
+    torch.testing.assert_close(h, ref[[order.index(p.name) for p in images]], rtol=1e-4, atol=1e-5)
+
+
+def test_inputs_of_every_kind_agree(ckpt: Path, images: list[Path]) -> None:
+    enc = simclr.load_encoder(ckpt, device="cpu")
+    from_paths = enc([str(p) for p in images])
+    pil = [Image.open(p) for p in images]
+    torch.testing.assert_close(enc(pil), from_paths)
+    u8 = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in pil])
+    torch.testing.assert_close(enc(u8), from_paths, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(enc(u8.float() / 255), from_paths, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(enc(u8, batch_size=2), from_paths, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(enc(images[0]), from_paths[:1])
+    # any mode and size: grayscale and RGBA become RGB, a large image is resized and centre-cropped to 16
+    assert enc(Image.new("L", (40, 64), 128)).shape == (1, 64)
+    assert enc(Image.new("RGBA", (20, 20), (255, 0, 0, 0))).shape == (1, 64)
+    assert enc.preprocess(Image.new("RGB", (48, 32))).shape == (3, 16, 16)
+
+
+def test_z(ckpt: Path, images: list[Path]) -> None:
+    enc = simclr.load_encoder(ckpt, device="cpu")
+    z = enc(images, z=True)
+    assert z.shape == (5, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(z, enc.model.head(enc(images)), rtol=1e-4, atol=1e-5)
+
+
+def test_torchvision_model_gives_h(tmp_path: Path, images: list[Path], make_checkpoint) -> None:
+    enc = simclr.load_encoder(make_checkpoint(tmp_path / "w1.pt", width=1.0), device="cpu")
+    x = torch.stack([enc.preprocess(p) for p in images])
+    with torch.no_grad():
+        torch.testing.assert_close(enc.torchvision()(x), enc(x), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
+    enc = simclr.load_encoder(ckpt, device="cpu")
+    with pytest.raises(ValueError, match="expected images"):
+        enc(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="no images"):
+        enc([])
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError):
+        enc([bad])
+    with pytest.raises(InputError, match="not found"):
+        simclr.load_encoder(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="torchvision has no"):
+        enc.torchvision()  # width 0.125
+
+
+def test_import_simclr_does_not_load_torch() -> None:
+    code = "import sys, simclr; assert 'torch' not in sys.modules; simclr.load_encoder; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
