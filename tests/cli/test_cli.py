@@ -228,3 +228,17 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("simclr: terminated")
     saved = load_checkpoint(run)
     assert saved["step"] >= 3 and saved["position"] == saved["step"] - 5 * saved["epoch"]  # 5 steps per epoch
+
+
+def test_interrupt_messages_name_what_to_do(monkeypatch, capsys) -> None:
+    import simclr.cli as cli
+
+    def stop(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_eval", stop)
+    monkeypatch.setattr(cli, "run_pretrain", stop)
+    assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 130
+    assert capsys.readouterr().err.strip() == "simclr: interrupted"
+    assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 130
+    assert "continue with: simclr pretrain --out runs/r --resume" in capsys.readouterr().err
