@@ -63,9 +63,9 @@ def report(out: Path, target: float) -> str:
     records = read_metrics(out / "metrics.jsonl")
     train = [r for r in records if "loss" in r]
     curve = knn_curve(records)
+    minutes = train[-1].get("time_s", 0.0) / 60 if train else 0.0
     lines = [f"- machine: {_machine()}",
-             f"- run: {out}, {train[-1]['step'] if train else 0} steps logged, "
-             f"training time {train[-1].get('time_s', 0.0) / 60 if train else 0.0:.1f} min"]
+             f"- run: {out}, {train[-1]['step'] if train else 0} steps logged, training time {minutes:.1f} min"]
     hit = time_to(records, target)
     if hit is None:
         best = max((r["knn_top1"] for r in curve), default=0.0)

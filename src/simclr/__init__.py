@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Encoder", "load_encoder", "__version__"]
+__all__ = ["Encoder", "__version__", "load_encoder"]
 
 
 def __getattr__(name: str) -> Any:

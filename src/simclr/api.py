@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import torch
 from PIL import Image
@@ -31,8 +30,8 @@ from simclr.evaluation.run import load_model
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 
-ImageLike = Union[str, Path, Image.Image]
-Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
+ImageLike = str | Path | Image.Image
+Images = ImageLike | Sequence[ImageLike] | torch.Tensor
 
 
 class Encoder:

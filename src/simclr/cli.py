@@ -291,7 +291,7 @@ def run_search(args: argparse.Namespace) -> int:
     setup = EvalSetup("", args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
                       not args.quiet)
     result = search(args.index, args.query, args.k, setup, on="z" if args.z else "h", checkpoint=args.checkpoint)
-    queries = result.queries.paths
+    queries = result.queries.names
     if args.out:
         write_csv(result.rows_for_csv(), args.out)
     if args.sheet:

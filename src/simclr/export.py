@@ -18,8 +18,8 @@ import torch
 
 from simclr.config_io import config_to_dict
 from simclr.engine.checkpoint import save_checkpoint
-from simclr.evaluation.run import load_model
 from simclr.errors import InputError
+from simclr.evaluation.run import load_model
 from simclr.models.torchvision_compat import torchvision_state_dict
 
 FORMATS = ("torchvision", "simclr")

@@ -231,7 +231,7 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
 
 
 def test_interrupt_messages_name_what_to_do(monkeypatch, capsys) -> None:
-    import simclr.cli as cli
+    from simclr import cli
 
     def stop(args):
         raise KeyboardInterrupt

@@ -24,21 +24,19 @@ from simclr.evaluation.run import EvalSetup, load_learned
 from simclr.retrieval.embed import embed_source
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
 
-QUERY_FILES = "query images"
-"""The name of the source made of image files given on the command line."""
-
 
 class Queries(NamedTuple):
-    """Query vectors, labels (-1 unlabeled), names, the index row each may not return (or None), and where
-    their images are: the embedded ``source``, or the ``meta`` of the embeddings file they were read from."""
+    """Query vectors, labels (-1 unlabeled), names (as given on the command line, else ``paths``), the index row
+    each may not return (or None), and where their images are: ``paths`` in the embedded ``source``, or in the
+    dataset named by the ``meta`` of the embeddings file they were read from."""
 
     vectors: torch.Tensor
     labels: np.ndarray
+    names: list[str]
     paths: list[str]
     exclude: torch.Tensor | None
     source: ImageSource | None
     meta: dict[str, Any] | None = None
-    paths_in_source: list[str] | None = None  # when the names differ from the source's paths
 
 
 class SearchResult(NamedTuple):
@@ -53,7 +51,7 @@ class SearchResult(NamedTuple):
     def rows_for_csv(self) -> list[dict[str, Any]]:
         """Every result of every query, one row each: query, query_label, rank, path, label, score."""
         return [{"query": q, "query_label": int(self.queries.labels[i]), **hit}
-                for i, q in enumerate(self.queries.paths) for hit in self.results(i)]
+                for i, q in enumerate(self.queries.names) for hit in self.results(i)]
 
     def results(self, i: int) -> list[dict[str, Any]]:
         """Query ``i``'s results, best first: rank, path, label, score."""
@@ -79,17 +77,19 @@ def files_source(files: list[str]) -> ImageSource:
         if not a.is_file():
             raise InputError(f"query image not found: {f}")
     root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
-    return ImageSource(QUERY_FILES, tuple(a.relative_to(root).as_posix() for a in absolute),
+    return ImageSource("query images", tuple(a.relative_to(root).as_posix() for a in absolute),
                        np.full(len(files), -1, dtype=np.int64), (), root=root)
 
 
-def _query_source(query: list[str], setup: EvalSetup) -> ImageSource:
+def _query_source(query: list[str], setup: EvalSetup) -> tuple[ImageSource, dict[str, str] | None]:
+    """The queries' images and, for image files given one by one, the name the user gave each (by path)."""
     if all(is_image_file(q) and not Path(q).is_dir() for q in query):
-        return files_source(query)
+        source = files_source(query)
+        return source, dict(zip(source.paths, query))
     if len(query) != 1:
         raise InputError("--query takes image files, or one folder, archive or dataset, or one .npz file")
     return load_source(query[0], "all", data_root=Path(setup.data_root) if setup.data_root else None,
-                       cache_dir=Path(setup.cache_dir) if setup.cache_dir else None)
+                       cache_dir=Path(setup.cache_dir) if setup.cache_dir else None), None
 
 
 def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
@@ -99,24 +99,21 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
         emb = load_embeddings(query[0])
         same = Path(query[0]).resolve() == Path(index.meta["file"]).resolve()
         exclude = torch.arange(len(emb.paths)) if same else None  # a file searched against itself
-        return Queries(emb.vectors(on), emb.labels, emb.paths, exclude, None, emb.meta)
+        return Queries(emb.vectors(on), emb.labels, emb.paths, emb.paths, exclude, None, emb.meta)
     checkpoint = checkpoint or index.meta.get("checkpoint")
     if not checkpoint:
         raise InputError(f"{index.meta['file']} does not name its checkpoint: give --checkpoint")
     if not Path(checkpoint).exists():
         raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; give --checkpoint)")
-    source = _query_source(query, setup)
+    source, given = _query_source(query, setup)
     size = setup.image_size or int(index.meta.get("image_size") or 0)
     learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size))
-    feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup, in_memory=False if source.name == QUERY_FILES else None)
+    feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup,
+                         in_memory=False if given else None)  # a few files: no dataset-sized decode
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
-    labels = feats.labels.numpy().astype(np.int64)
-    names = feats.paths
-    if source.name == QUERY_FILES:  # named as the user gave them
-        given = dict(zip(source.paths, query))
-        names = [given[p] for p in feats.paths]
-    return Queries(vectors, labels, names, None, source, paths_in_source=feats.paths)
+    names = [given[p] for p in feats.paths] if given else feats.paths
+    return Queries(vectors, feats.labels.numpy().astype(np.int64), names, feats.paths, None, source)
 
 
 def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
@@ -161,7 +158,7 @@ def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int 
         draw.text((x + 2, y + cell + 1), text, fill="black")
 
     for i in range(n):
-        qpath = (result.queries.paths_in_source or result.queries.paths)[i]
+        qpath = result.queries.paths[i]
         paste(q_source.load(q_at[qpath]) if qpath in q_at else None, 0, i, "query")
         for r, hit in enumerate(result.results(i)):
             img = index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None
