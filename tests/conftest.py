@@ -21,6 +21,23 @@ def mini_archive() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> Path:
+    """A flat folder of 20 real ImageNet photos (JPEG, 512x512 but one 1024x683) from small-extras."""
+    import tarfile
+
+    archive = (SHARED_DATA / "small-extras.tar.gz").resolve()
+    if not archive.is_file():
+        pytest.skip(f"shared test data missing: {archive}")
+    root = tmp_path_factory.mktemp("extras")
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith("./foolbox-samples/imagenet/") and m.isfile()]
+        tar.extractall(root, members=members, filter="data")
+    folder = root / "foolbox-samples" / "imagenet"
+    assert len(list(folder.glob("*.jpg"))) == 20
+    return folder
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Archives and decoded datasets go to a temporary cache, never to the user's ~/.cache/simclr."""

@@ -305,16 +305,15 @@ def test_flip_is_an_exact_mirror() -> None:
     assert torch.equal(flipped, plain.flip(-1))
 
 
-def test_apply_params_matches_per_image_torchvision_pipeline() -> None:
-    n, height, size = 24, 36, 32
-    spec = AugmentSpec(size=size, blur_p=0.5)
-    images = _images(n, height, height)
-    params = _params(spec, n, height, height, seed=9)
+def _assert_matches_per_image_torchvision(images: torch.Tensor, params: BatchParams, spec: AugmentSpec) -> None:
+    """``apply_params`` equals crop, flip, jitter in the drawn order, grayscale and blur, image by image, with
+    ``torchvision.transforms.functional`` (to 1e-4)."""
     out = apply_params(images, params, spec)
     crop, color, blur = params
     factors = (color.brightness, color.contrast, color.saturation, color.hue)
+    size = spec.size
     kernel = blur_kernel_size(size, spec.blur_kernel_frac)
-    for i in range(n):
+    for i in range(len(images)):
         box = [int(v[i]) for v in (crop.top, crop.left, crop.height, crop.width)]
         ref = TF.resized_crop(images[i] / 255, *box, [size, size], InterpolationMode.BICUBIC, antialias=False)
         ref = ref.clamp(0, 1)
@@ -325,6 +324,12 @@ def test_apply_params_matches_per_image_torchvision_pipeline() -> None:
         ref = TF.rgb_to_grayscale(ref, num_output_channels=3) if color.gray[i] else ref
         ref = TF.gaussian_blur(ref, [kernel, kernel], [float(blur.sigma[i])] * 2) if blur.apply[i] else ref
         torch.testing.assert_close(out[i], ref, atol=1e-4, rtol=0)
+
+
+def test_apply_params_matches_per_image_torchvision_pipeline() -> None:
+    n, height = 24, 36
+    spec = AugmentSpec(size=32, blur_p=0.5)
+    _assert_matches_per_image_torchvision(_images(n, height, height), _params(spec, n, height, height, seed=9), spec)
 
 
 def test_blur_skipped_when_spec_has_no_blur() -> None:
@@ -391,3 +396,18 @@ def test_memory_views_two_distinct_views_per_image_and_reproducible() -> None:
     v1, v2 = next(MemoryViews(images, spec, 8, seed=3).batches())
     assert v1.shape == v2.shape == (8, 3, 16, 16)
     assert bool(((v1 - v2).flatten(1).abs().amax(dim=1) > 0.01).all())
+
+
+def test_real_photos_match_per_image_torchvision_at_224(photos) -> None:
+    """ImageNet photos, the paper's ImageNet augmentation (crop to 224, strength-1 jitter, blur with a 23-pixel
+    kernel on half the views): the batched path equals torchvision's per-image ops, parameters fixed."""
+    import numpy as np
+    from PIL import Image
+
+    images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB").resize((256, 256))))
+                          .permute(2, 0, 1) for p in sorted(photos.glob("*.jpg"))])
+    spec = AugmentSpec(**PRESETS["imagenet"])
+    assert spec.size == 224 and spec.blur_p == 0.5 and blur_kernel_size(224, spec.blur_kernel_frac) == 23
+    params = _params(spec, len(images), 256, 256, seed=4)
+    assert params.blur.apply.any() and (~params.blur.apply).any() and params.color.apply.any()
+    _assert_matches_per_image_torchvision(images, params, spec)
