@@ -95,3 +95,19 @@ def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
 def test_import_simclr_does_not_load_torch() -> None:
     code = "import sys, simclr; assert 'torch' not in sys.modules; simclr.load_encoder; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pretrain_from_python(tmp_path: Path) -> None:
+    settings = {"data.image_size": 16, "model": {"arch": "resnet18", "width": 0.125}, "model.head.out_dim": 16,
+                "augment.preset": "cifar10", "train.epochs": 1, "train.batch_size": 128, "train.device": "cpu",
+                "train.precision": "fp32"}
+    run = simclr.pretrain("digits", tmp_path / "run", settings=settings, progress=False)
+    assert run.step == run.total_steps == 1437 // 128 and run.run_dir == tmp_path / "run"
+    enc = simclr.load_encoder(run.run_dir, device="cpu")
+    assert enc.config.model.width == 0.125 and enc.config.model.head.out_dim == 16 and enc.num_features == 64
+    assert enc(torch.rand(2, 3, 16, 16)).shape == (2, 64)
+    again = simclr.pretrain(None, run.run_dir, resume=True, progress=False)  # complete: nothing to do
+    assert again.step == run.step
+    with pytest.raises(InputError, match="unknown config key"):
+        simclr.pretrain("digits", tmp_path / "bad", settings={"train.epoch": 1})
+    assert not (tmp_path / "bad").exists()

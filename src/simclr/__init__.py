@@ -1,6 +1,7 @@
 """SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020).
 
-``simclr.load_encoder(checkpoint)`` gives a trained encoder to embed images from Python (see ``simclr.api``).
+``simclr.pretrain(data, out, ...)`` trains as the ``simclr pretrain`` command does; ``simclr.load_encoder(run)``
+gives the trained encoder, to embed images from Python (see ``simclr.api``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ __all__ = ["Encoder", "__version__", "load_encoder"]
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that `import simclr` (and `simclr --help`) does not load torch.
-    if name in ("Encoder", "load_encoder"):
+    if name in ("Encoder", "load_encoder", "pretrain"):
         from simclr import api
 
         return getattr(api, name)

@@ -1,7 +1,9 @@
-"""Use a trained encoder from Python: images in, h (or z) out.
+"""simclr from Python: pretrain, then use the trained encoder (images in, h or z out).
 
     import simclr
-    enc = simclr.load_encoder("runs/c10")           # a run folder or a checkpoint file; loads weights only
+    run = simclr.pretrain("~/photos", "runs/photos", config="configs/cifar10_cpu.yaml",
+                          settings={"train.epochs": 20, "model.arch": "resnet18"})   # as `simclr pretrain`
+    enc = simclr.load_encoder(run.run_dir)          # a run folder or a checkpoint file; loads weights only
     h = enc(["cat.jpg", "dog.png"])                  # [2, F] float32: files, PIL images or image tensors
     z = enc(images, z=True)                          # the projection head's output instead
     resnet = enc.torchvision()                       # the same f as a plain torchvision ResNet (fc = Identity)
@@ -14,14 +16,17 @@ The network runs in eval mode (batch-norm running statistics) without gradients.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from torchvision.models.resnet import ResNet
 
 from simclr.config import Config
+from simclr.config_io import load_config
 from simclr.data.augment import eval_transform
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
@@ -29,6 +34,9 @@ from simclr.evaluation.features import model_encoder
 from simclr.evaluation.run import load_model
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
+
+if TYPE_CHECKING:
+    from simclr.engine.pretrain import PretrainResult
 
 ImageLike = str | Path | Image.Image
 Images = ImageLike | Sequence[ImageLike] | torch.Tensor
@@ -92,3 +100,35 @@ def load_encoder(checkpoint: str | Path, device: str = "auto") -> Encoder:
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
     return Encoder(model, config, dev, pick_precision(config.train.precision, dev))
+
+
+def _nest(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.epochs": 5, "optim": {"base_lr": 1.0}}`` -> nested sections (dotted keys split)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = value
+    return out
+
+
+def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | None = None,
+             settings: dict[str, Any] | None = None, resume: bool = False,
+             progress: bool = True) -> PretrainResult:
+    """``simclr pretrain`` from Python: the paper's defaults < the YAML ``config`` < ``settings`` (keys as in
+    ``--set``, e.g. ``{"train.epochs": 10}``, or nested dicts). ``resume=True`` continues the run in ``out``
+    with its saved config (``data`` may be None). Returns the run's folder, steps, epochs and last loss.
+
+    Unknown keys or bad values raise ``simclr.errors.InputError``; Ctrl-C saves ``last.pt`` and re-raises.
+    """
+    from simclr.engine.pretrain import pretrain as run
+
+    extra = _nest(settings or {})
+    if data is not None:
+        extra.setdefault("data", {})["spec"] = os.path.expanduser(str(data))
+    return run(load_config(config, (), extra), Path(out), resume=resume, progress=progress)
