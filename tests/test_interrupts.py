@@ -17,8 +17,16 @@ def test_sigterm_raises_terminated_and_the_old_handler_comes_back() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, whatever the test process inherited (a background job ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_inside_deferred_waits_for_the_block_to_finish(signum: int) -> None:
+def test_a_signal_inside_deferred_waits_for_the_block_to_finish(signum: int, ctrl_c_raises) -> None:
     done = []
     with pytest.raises(KeyboardInterrupt) as caught, terminate_as_interrupt():
         with deferred():
