@@ -101,7 +101,9 @@ def test_pretrain_from_python(tmp_path: Path) -> None:
     settings = {"data.image_size": 16, "model": {"arch": "resnet18", "width": 0.125}, "model.head.out_dim": 16,
                 "augment.preset": "cifar10", "train.epochs": 1, "train.batch_size": 128, "train.device": "cpu",
                 "train.precision": "fp32"}
+    model = settings["model"]
     run = simclr.pretrain("digits", tmp_path / "run", settings=settings, progress=False)
+    assert settings["model"] is model and model == {"arch": "resnet18", "width": 0.125}  # the caller's dict kept
     assert run.step == run.total_steps == 1437 // 128 and run.run_dir == tmp_path / "run"
     enc = simclr.load_encoder(run.run_dir, device="cpu")
     assert enc.config.model.width == 0.125 and enc.config.model.head.out_dim == 16 and enc.num_features == 64
@@ -110,4 +112,6 @@ def test_pretrain_from_python(tmp_path: Path) -> None:
     assert again.step == run.step
     with pytest.raises(InputError, match="unknown config key"):
         simclr.pretrain("digits", tmp_path / "bad", settings={"train.epoch": 1})
+    with pytest.raises(InputError, match="config file not found"):
+        simclr.pretrain("digits", tmp_path / "bad", config=tmp_path / "missing.yaml")
     assert not (tmp_path / "bad").exists()

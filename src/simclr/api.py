@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision.models.resnet import ResNet
 
 from simclr.config import Config
-from simclr.config_io import load_config
+from simclr.config_io import build_config, read_yaml
 from simclr.data.augment import eval_transform
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
@@ -102,19 +102,13 @@ def load_encoder(checkpoint: str | Path, device: str = "auto") -> Encoder:
     return Encoder(model, config, dev, pick_precision(config.train.precision, dev))
 
 
-def _nest(settings: dict[str, Any]) -> dict[str, Any]:
-    """``{"train.epochs": 5, "optim": {"base_lr": 1.0}}`` -> nested sections (dotted keys split)."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
-            node[leaf].update(value)
-        else:
-            node[leaf] = value
-    return out
+def _setting(key: str, value: Any) -> dict[str, Any]:
+    """``("train.epochs", 5)`` -> ``{"train": {"epochs": 5}}``."""
+    *parents, leaf = key.split(".")
+    layer: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
+        layer = {part: layer}
+    return layer
 
 
 def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | None = None,
@@ -128,7 +122,8 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | N
     """
     from simclr.engine.pretrain import pretrain as run
 
-    extra = _nest(settings or {})
+    layers = [read_yaml(config)] if config else []
+    layers += [_setting(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
-        extra.setdefault("data", {})["spec"] = os.path.expanduser(str(data))
-    return run(load_config(config, (), extra), Path(out), resume=resume, progress=progress)
+        layers.append({"data": {"spec": os.path.expanduser(str(data))}})
+    return run(build_config(*layers), Path(out), resume=resume, progress=progress)
