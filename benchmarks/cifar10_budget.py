@@ -15,25 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import cpu_name  # benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -67,7 +58,7 @@ def main() -> int:
     train = [m for m in metrics if "loss" in m]
     views = sorted(m["views_per_s"] for m in train)
     print(f"\n### CIFAR-10, {args.minutes:g}-minute pretraining budget ({args.config})\n")
-    print(f"- machine: {_cpu()}, {os.cpu_count()} cores; torch threads default; device {args.device}")
+    print(f"- machine: {cpu_name()}, {os.cpu_count()} cores; torch threads default; device {args.device}")
     print(f"- command: `python benchmarks/cifar10_budget.py --minutes {args.minutes:g} --config {args.config}`")
     print(f"- pretraining: {train[-1]['step']} steps, {train[-1]['epoch']} epochs (last partial), "
           f"wall {wall / 60:.2f} min incl. decoding; median {views[len(views) // 2]:.0f} views/s; "

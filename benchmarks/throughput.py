@@ -26,36 +26,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from machine import cpu_mhz, cpu_name  # benchmarks/machine.py
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
-def _cpu_name_and_mhz() -> tuple[str, float]:
-    name, mhz = platform.processor() or "CPU", 0.0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("cpu MHz") and not mhz:
-                mhz = float(line.split(":", 1)[1])
-    except OSError:
-        pass
-    return name, mhz
-
-
 def _peak_tflops(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return 989.0, f"{torch.cuda.get_device_name(device)}, dense bf16 peak 989 TFLOP/s (H100 SXM)"
-    name, mhz = _cpu_name_and_mhz()
+    name, mhz = cpu_name(), cpu_mhz()
     cores = os.cpu_count() or 1
     flops_per_cycle = 32  # AVX2: 2 FMA units x 8 fp32 lanes x 2 (AVX-512 would double it)
     return cores * mhz * 1e6 * flops_per_cycle / 1e12, f"{name}, {cores} cores at {mhz:.0f} MHz, fp32 FMA peak"

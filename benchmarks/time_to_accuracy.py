@@ -18,8 +18,6 @@ Usage: python benchmarks/time_to_accuracy.py --data .data/cifar10-jpg.tar.gz --c
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -27,26 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py
+
 from simclr.engine.metrics import knn_curve, read_metrics, time_to
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _machine() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or "unknown machine"
 
 
 def _run(cmd: list[str], minutes: float) -> int:
@@ -64,7 +47,7 @@ def report(out: Path, target: float) -> str:
     train = [r for r in records if "loss" in r]
     curve = knn_curve(records)
     minutes = train[-1].get("time_s", 0.0) / 60 if train else 0.0
-    lines = [f"- machine: {_machine()}",
+    lines = [f"- machine: {machine()}",
              f"- run: {out}, {train[-1]['step'] if train else 0} steps logged, training time {minutes:.1f} min"]
     hit = time_to(records, target)
     if hit is None:

@@ -40,16 +40,21 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _common_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
-    p.add_argument("--data", required=True, help=SPEC_HELP)
+def _reading_options(p: argparse.ArgumentParser) -> None:
+    """Where datasets are found, and how images are read and run through a trained network."""
     p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
     p.add_argument("--cache-dir", default="", help="where archives are extracted")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--image-size", type=int, default=0, help="evaluate at this side (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _common_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
+    p.add_argument("--data", required=True, help=SPEC_HELP)
+    p.add_argument("--image-size", type=int, default=0, help="evaluate at this side (default: the run's)")
+    _reading_options(p)
 
 
 def _eval_parser(sub: Any) -> None:
@@ -119,12 +124,7 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
     p.add_argument("--sheet", type=Path, help="save a picture (PNG, or JPEG by the suffix): each query (up to 8) beside its results")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
-    p.add_argument("--cache-dir", default="", help="where archives are extracted")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _reading_options(p)
 
 
 def _ablate_parser(sub: Any) -> None:
@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _ablate_parser(sub)
     return parser
+
+
+def _report(args: argparse.Namespace, obj: Any, text: str) -> None:
+    """One JSON object with --json, else the human-readable text."""
+    print(json.dumps(obj) if args.json else text)
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -212,7 +217,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return _run_trained_eval(args, setup)
     if args.protocol == "compare":
         rows = compare(args.checkpoint, setup, args.k, args.temperature, linear=not args.no_linear)
-        print(json.dumps({"rows": rows}) if args.json else format_table(rows))
+        _report(args, {"rows": rows}, format_table(rows))
         return 0
     if args.protocol == "knn":
         kw: dict[str, Any] = {"k": args.k, "temperature": args.temperature}
@@ -220,11 +225,8 @@ def run_eval(args: argparse.Namespace) -> int:
         _positive("--epochs", args.epochs)
         kw = {"solver": args.solver, "epochs": args.epochs}
     result = evaluate(args.checkpoint, setup, args.protocol, **kw)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{args.protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
-              f"({result['train_images']} train / {result['test_images']} test images)")
+    _report(args, result, f"{args.protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
+                          f"({result['train_images']} train / {result['test_images']} test images)")
     return 0
 
 
@@ -240,7 +242,7 @@ def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
         if bad or not transforms:
             raise InputError(f"--transforms: choose from {', '.join(TRANSFORMS)}, got {args.transforms!r}")
         rows = probe_eval(args.checkpoint, setup, ProbeSpec(epochs=args.epochs), transforms)
-        print(json.dumps({"rows": rows}) if args.json else format_probe(rows))
+        _report(args, {"rows": rows}, format_probe(rows))
         return 0
     if not 0 < args.label_fraction <= 1:
         raise InputError(f"--label-fraction must be in (0, 1], got {args.label_fraction}")
@@ -257,7 +259,7 @@ def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
         result = transfer_eval(args.checkpoint, setup, spec, fraction=args.label_fraction)
         text = (f"transfer to {args.data}: linear top-1 {100 * result['linear_top1']:.2f}%, fine-tuned "
                 f"{100 * result['finetune_top1']:.2f}%, from scratch {100 * result['scratch_top1']:.2f}%")
-    print(json.dumps(result) if args.json else text)
+    _report(args, result, text)
     return 0
 
 
@@ -265,11 +267,8 @@ def run_export(args: argparse.Namespace) -> int:
     from simclr.export import export
 
     info = export(args.checkpoint, args.out, args.format)
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(f"wrote {info['arch']} ({info['features']}-dimensional h, {info['tensors']} tensors) to {info['out']} "
-              f"in the {info['format']} format; load it with:\n  {info['load']}")
+    _report(args, info, f"wrote {info['arch']} ({info['features']}-dimensional h, {info['tensors']} tensors) to "
+                        f"{info['out']} in the {info['format']} format; load it with:\n  {info['load']}")
     return 0
 
 

@@ -17,14 +17,12 @@ from typing import Any
 import torch
 
 from simclr.config_io import config_to_dict
-from simclr.engine.checkpoint import save_checkpoint
+from simclr.engine.checkpoint import atomic_save, save_checkpoint
 from simclr.errors import InputError
 from simclr.evaluation.run import load_model
 from simclr.models.torchvision_compat import torchvision_state_dict
 
 FORMATS = ("torchvision", "simclr")
-EXPORTED = "export"
-"""``kind`` of a slim simclr file (a run's checkpoint has none)."""
 
 
 def torchvision_recipe(arch: str, cifar_stem: bool, path: Path) -> str:
@@ -41,19 +39,16 @@ def export(checkpoint: str | Path, out: Path, fmt: str = "torchvision") -> dict[
         raise InputError(f"--format: choose from {', '.join(FORMATS)}, got {fmt!r}")
     model, config = load_model(checkpoint, torch.device("cpu"))
     m = config.model
+    info = {"format": fmt, "out": str(out), "arch": m.arch, "cifar_stem": bool(m.cifar_stem),
+            "features": model.num_features}
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchvision":
         try:
             state = torchvision_state_dict(model.encoder)
         except ValueError as exc:
             raise InputError(f"{exc}; use --format simclr") from None
-        tmp = out.with_name(f".{out.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(out)
-        return {"format": fmt, "out": str(out), "arch": m.arch, "cifar_stem": bool(m.cifar_stem),
-                "tensors": len(state), "features": model.num_features,
-                "load": torchvision_recipe(m.arch, bool(m.cifar_stem), out)}
-    save_checkpoint({"kind": EXPORTED, "config": config_to_dict(config), "model": model.state_dict()}, out)
-    return {"format": fmt, "out": str(out), "arch": m.arch, "cifar_stem": bool(m.cifar_stem),
-            "tensors": len(model.state_dict()), "features": model.num_features,
-            "load": f"simclr.load_encoder({str(out)!r})"}
+        atomic_save(state, out)
+        return {**info, "tensors": len(state), "load": torchvision_recipe(m.arch, bool(m.cifar_stem), out)}
+    state = model.state_dict()
+    save_checkpoint({"config": config_to_dict(config), "model": state}, out)  # no optimizer: not resumable
+    return {**info, "tensors": len(state), "load": f"simclr.load_encoder({str(out)!r})"}

@@ -14,13 +14,18 @@ FORMAT = "simclr-checkpoint-v1"
 LAST = "last.pt"
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` via a temporary file and an atomic rename (a crash never leaves half a file)."""
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` via a temporary file and an atomic rename (a crash never leaves half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
+    torch.save(obj, tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state``, tagged as a simclr checkpoint, to ``path`` atomically."""
+    atomic_save({"format": FORMAT, **state}, path)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -40,7 +40,7 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl file (a last line cut short by a killed process is left out)."""
+    """All records of a metrics.jsonl file (a line cut short by a killed process is left out)."""
     records = []
     for line in path.read_text().splitlines():
         try:
