@@ -18,6 +18,7 @@ import yaml
 from simclr.config import Config
 from simclr.data.augment import PRESETS, AugmentSpec
 from simclr.errors import InputError
+from simclr.files import atomic_write_text
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -192,6 +193,4 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

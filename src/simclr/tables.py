@@ -7,6 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from simclr.files import atomic_write_text
+
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     cols: list[str] = []
@@ -21,7 +23,4 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=_columns(rows) or ["cell"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    tmp.replace(path)
+    atomic_write_text(path, buf.getvalue())

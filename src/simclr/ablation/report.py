@@ -8,6 +8,7 @@ from typing import Any
 
 from simclr.ablation.runner import StudyResult
 from simclr.ablation.studies import Study
+from simclr.files import atomic_file, atomic_write_text
 from simclr.tables import write_csv
 
 __all__ = ["write_csv", "write_plot", "write_report"]
@@ -109,10 +110,11 @@ def write_plot(result: StudyResult, path: Path) -> None:
             _bars(axes[0, 1], paper_rows, [("paper_top1", "paper")], f"paper ({study.source}, ImageNet)")
     fig.suptitle(f"{study.title} ({study.source})")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as fh:
+            fig.savefig(fh, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _fmt(v: Any) -> str:
@@ -175,7 +177,5 @@ def write_report(result: StudyResult, folder: Path, context: str = "") -> tuple[
     md, png = folder / f"{result.study.name}.md", folder / f"{result.study.name}.png"
     if result.rows:
         write_plot(result, png)
-    tmp = md.with_suffix(".tmp")
-    tmp.write_text(markdown(result, png.name, context))
-    tmp.replace(md)
+    atomic_write_text(md, markdown(result, png.name, context))
     return md, png

@@ -46,6 +46,7 @@ from simclr.evaluation.run import (
     fingerprint,
     load_learned,
 )
+from simclr.files import atomic_write_text
 
 __all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_dir", "run_study"]
 
@@ -215,9 +216,7 @@ def _baseline(config: Config, setup: EvalSetup, data: EvalData, out: Path) -> di
 
 
 def _write_json(value: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(value, indent=1))
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from simclr.data.decode import Decoded, decode_source
 from simclr.data.sources import ImageSource
+from simclr.files import atomic_file, atomic_write_text
 
 VERSION = 1
 
@@ -63,15 +63,11 @@ def _load(data_path: Path, meta_path: Path, size: int) -> Decoded | None:
 
 
 def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> None:
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_data = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    decoded.images.contiguous().numpy().tofile(tmp_data)
-    tmp_meta.write_text(json.dumps({"version": VERSION, "size": size, "n": len(decoded.images),
-                                    "labels": decoded.labels.tolist(), "paths": decoded.paths,
-                                    "skipped": [list(s) for s in decoded.skipped]}))
-    tmp_data.replace(data_path)  # data first: the metadata names a complete file only
-    tmp_meta.replace(meta_path)
+    with atomic_file(data_path) as fh:  # data first: the metadata names a complete file only
+        decoded.images.contiguous().numpy().tofile(fh)
+    atomic_write_text(meta_path, json.dumps({"version": VERSION, "size": size, "n": len(decoded.images),
+                                             "labels": decoded.labels.tolist(), "paths": decoded.paths,
+                                             "skipped": [list(s) for s in decoded.skipped]}))
 
 
 def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True) -> Decoded:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from simclr.errors import InputError
+from simclr.files import atomic_file
 
 FORMAT = "simclr-checkpoint-v1"
 LAST = "last.pt"
@@ -16,11 +16,8 @@ LAST = "last.pt"
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` via a temporary file and an atomic rename (a crash never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    with atomic_file(path) as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -7,14 +7,14 @@ The tensor functions return 0-d tensors (no host sync); only :func:`diagnostics`
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from simclr.files import atomic_file
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> torch.Tensor:
@@ -165,13 +165,6 @@ def save_view_grid(v1: torch.Tensor, v2: torch.Tensor, path: str | Path, max_ima
             canvas[top:top + th, left:left + tw] = tile
     image = Image.frombytes("RGB", (canvas.shape[1], canvas.shape[0]), canvas.numpy().tobytes())
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        image.save(fh, format="PNG")
     return path

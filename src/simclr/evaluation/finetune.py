@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from simclr.data.pixel_ops import resized_crop
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.knn import topk_accuracy
+from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
 __all__ = ["SUBSET_FORMAT", "FinetuneSpec", "evaluate_classifier", "finetune", "label_subset", "load_subset",
@@ -80,9 +80,7 @@ def save_subset(path: str | Path, indices: np.ndarray, *, fraction: float, seed:
     path = Path(path)
     doc = {"format": SUBSET_FORMAT, "fraction": float(fraction), "seed": int(seed), "dataset": dataset,
            "num_images": int(num_images), "indices": [int(i) for i in np.asarray(indices).ravel()]}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc) + "\n")
 
 
 def load_subset(path: str | Path, num_images: int) -> np.ndarray:

@@ -1,0 +1,47 @@
+"""Atomic writes: the target appears only complete, an error leaves the earlier file and no temporary behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simclr.files import atomic_file, atomic_write_text
+
+
+def test_writes_text_and_bytes_creating_the_folder(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "folder" / "a.txt"
+    atomic_write_text(target, "héllo\n")
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    with atomic_file(tmp_path / "b.npz") as fh:
+        np.savez(fh, x=np.arange(3))
+    assert np.load(tmp_path / "b.npz")["x"].tolist() == [0, 1, 2]  # numpy writes to the open file, name as given
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npz", "new"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_error_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path: Path, error: type) -> None:
+    target = tmp_path / "results.csv"
+    target.write_text("earlier\n")
+    with pytest.raises(error), atomic_file(target, "w") as fh:
+        fh.write("half of the new")
+        raise error()
+    assert target.read_text() == "earlier\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_the_target_is_untouched_until_the_file_is_complete(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with atomic_file(target, "w") as fh:
+        fh.write("new")
+        fh.flush()
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+
+
+def test_only_whole_file_modes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mode"), atomic_file(tmp_path / "a", "a"):
+        pass
+    assert not list(tmp_path.iterdir())
