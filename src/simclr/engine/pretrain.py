@@ -230,7 +230,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                dynamic_ncols=True)
     window_loss = torch.zeros((), device=device)
     window_acc = torch.zeros((), device=device)
-    window_n, window_t = 0, time.perf_counter()
+    window_n, window_t = 0, clock.seconds()  # training time: a kNN evaluation inside a window does not count
     last_loss = float("nan")
     stop = False
     saved_at = time.perf_counter()
@@ -257,17 +257,17 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                 if step % tr.log_every == 0 or step == schedule.total_steps:
                     means = dist.all_mean(torch.stack([window_loss, window_acc])) / window_n
                     last_loss = float(means[0])  # waits for the device: the window's time includes its work
-                    now = time.perf_counter()
+                    now = clock.seconds()
                     rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
                            "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9),
-                           "time_s": clock.seconds()}
+                           "time_s": now}
                     if log is not None:
                         log.write(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
                                     lr=f"{lr:.3g}", views_s=f"{rec['views_per_s']:.0f}", refresh=False)
                     window_loss.zero_()
                     window_acc.zero_()
-                    window_n, window_t = 0, time.perf_counter()
+                    window_n, window_t = 0, clock.seconds()
                 bar.update(1)
                 if budget is not None:
                     if not ctx.enabled:
