@@ -122,7 +122,7 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (both files need z)")
     p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
-    p.add_argument("--sheet", type=Path, help="save a picture (PNG, or JPEG by the suffix): each query (up to 8) beside its results")
+    p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): each query (up to 8) beside its results")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _reading_options(p)
 
@@ -203,10 +203,11 @@ def _setup(args: argparse.Namespace) -> Any:
     from simclr.evaluation.run import EvalSetup
 
     _positive("--batch-size", args.batch_size)
-    if args.image_size and args.image_size < 8:
-        raise InputError(f"--image-size must be >= 8, got {args.image_size}")
-    return EvalSetup(args.data, args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
-                     not args.quiet, args.image_size)
+    image_size = getattr(args, "image_size", 0)  # search has no --image-size (the index's checkpoint decides)
+    if image_size and image_size < 8:
+        raise InputError(f"--image-size must be >= 8, got {image_size}")
+    return EvalSetup(getattr(args, "data", ""), args.data_root, args.cache_dir, args.device, args.batch_size,
+                     max(0, args.workers), not args.quiet, image_size)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -282,14 +283,12 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.evaluation.run import EvalSetup
-    from simclr.retrieval.query import save_sheet, search
+    from simclr.retrieval.query import save_sheet, search, sheet_format
     from simclr.tables import write_csv
 
-    _positive("--batch-size", args.batch_size)
-    setup = EvalSetup("", args.data_root, args.cache_dir, args.device, args.batch_size, max(0, args.workers),
-                      not args.quiet)
-    result = search(args.index, args.query, args.k, setup, on="z" if args.z else "h", checkpoint=args.checkpoint)
+    if args.sheet:
+        sheet_format(args.sheet)  # an unknown picture format fails before the search, not after
+    result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
     queries = result.queries.names
     if args.out:
         write_csv(result.rows_for_csv(), args.out)

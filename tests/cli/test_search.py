@@ -94,3 +94,7 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
     other = tmp_path / "other.npz"
     np.savez(other, features=np.ones((2, 5), np.float32), labels=np.zeros(2), paths=np.array(["a", "b"]))
     assert "dimensions" in bad("--index", train, "--query", str(other))  # another encoder's vectors: refused
+    csv = tmp_path / "kept.csv"
+    csv.write_text("earlier results\n")
+    assert "--sheet" in bad("--index", train, "--query", train, "--out", str(csv), "--sheet", str(tmp_path / "s.gif"))
+    assert csv.read_text() == "earlier results\n" and not (tmp_path / "s.gif").exists()  # refused before writing

@@ -21,6 +21,7 @@ from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.files import atomic_file
 from simclr.retrieval.embed import embed_source
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
 
@@ -134,6 +135,17 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     return SearchResult(queries, index, scores, rows, metrics)
 
 
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def sheet_format(out: Path) -> str:
+    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError when unknown)."""
+    fmt = SHEET_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise InputError(f"--sheet {out}: name a {', '.join(SHEET_FORMATS)} file")
+    return fmt
+
+
 def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96) -> int:
     """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
 
@@ -163,6 +175,6 @@ def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int 
         for r, hit in enumerate(result.results(i)):
             img = index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None
             paste(img, r + 1, i, f"{hit['rank']}: {hit['score']:.3f}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    with atomic_file(out) as fh:
+        sheet.save(fh, format=sheet_format(out))
     return n
