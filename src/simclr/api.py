@@ -1,4 +1,4 @@
-"""simclr from Python: pretrain, then use the trained encoder (images in, h or z out).
+"""simclr from Python: pretrain, then use the trained encoder (images in, h or z out) and search a collection.
 
     import simclr
     run = simclr.pretrain("~/photos", "runs/photos", config="configs/cifar10_cpu.yaml",
@@ -7,6 +7,8 @@
     h = enc(["cat.jpg", "dog.png"])                  # [2, F] float32: files, PIL images or image tensors
     z = enc(images, z=True)                          # the projection head's output instead
     resnet = enc.torchvision()                       # the same f as a plain torchvision ResNet (fc = Identity)
+    index = simclr.embed(run.run_dir, "~/catalogue")  # as `simclr embed`: h of every image, to search
+    hits = index.search(["new.jpg"], k=10)[0]        # [Hit(rank, path, label, score), ...] best first
 
 Images are prepared as the evaluation commands prepare them: any mode becomes 8-bit RGB, the shorter side is
 resized (bicubic) to the run's image side and the centre cropped, values in [0, 1] (no mean/std
@@ -37,6 +39,7 @@ from simclr.models.torchvision_compat import to_torchvision
 
 if TYPE_CHECKING:
     from simclr.engine.pretrain import PretrainResult
+    from simclr.retrieval.index import Index
 
 ImageLike = str | Path | Image.Image
 Images = ImageLike | Sequence[ImageLike] | torch.Tensor
@@ -45,12 +48,13 @@ Images = ImageLike | Sequence[ImageLike] | torch.Tensor
 class Encoder:
     """A trained SimCLR network ready to embed images; see the module's docstring."""
 
-    def __init__(self, model: SimCLRNet, config: Config, device: torch.device, precision: Precision) -> None:
+    def __init__(self, model: SimCLRNet, config: Config, device: torch.device, precision: Precision,
+                 image_size: int = 0) -> None:
         self.model = model.eval()
         self.config = config
         self.device = device
         self.precision = precision
-        self.image_size = config.data.image_size
+        self.image_size = image_size or config.data.image_size
         self.num_features = model.num_features
         self._transform = eval_transform(self.image_size)
 
@@ -91,15 +95,46 @@ class Encoder:
         return to_torchvision(self.model.encoder).eval()
 
 
-def load_encoder(checkpoint: str | Path, device: str = "auto") -> Encoder:
-    """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available).
+def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0) -> Encoder:
+    """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
+    images at ``image_size`` (0: the side the run trained at).
 
     Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
     unreadable file raises ``simclr.errors.InputError``.
     """
+    if image_size and image_size < 8:
+        raise ValueError(f"image_size must be >= 8, got {image_size}")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
-    return Encoder(model, config, dev, pick_precision(config.train.precision, dev))
+    return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size)
+
+
+def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False, out: str | Path | None = None,
+          image_size: int = 0, device: str = "auto", batch_size: int = 256, workers: int = 2,
+          progress: bool = True) -> Index:
+    """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
+    archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
+    :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given.
+    Unreadable images are skipped and listed in ``Index.skipped``."""
+    from simclr.evaluation.run import EvalSetup
+    from simclr.retrieval.embed import embed_split
+    from simclr.retrieval.index import Index
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    setup = EvalSetup(os.path.expanduser(str(data)), device=device, batch_size=batch_size, workers=max(0, workers),
+                      progress=progress, image_size=image_size)
+    index = Index(*embed_split(checkpoint, setup, split, z))
+    if out is not None:
+        index.save(out)
+    return index
+
+
+def load_index(path: str | Path) -> Index:
+    """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``."""
+    from simclr.retrieval.index import load_index as load
+
+    return load(path)
 
 
 def _setting(key: str, value: Any) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import resolve_checkpoint
 from simclr.evaluation.features import Encode, Features, extract_features
 from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.retrieval.search import Embeddings, save_embeddings
 
 
 def embed_source(encode: Encode, config: Config, source: ImageSource, setup: EvalSetup,
@@ -27,13 +26,11 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
                             decoder=functools.partial(decode, config, progress=False))
 
 
-def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:
-    """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``) to ``out``.
-
-    ``meta`` (a JSON string) records the checkpoint, the dataset and split, and the image side, so that
-    ``simclr search`` can embed queries the same way and show the images. The file is written to a temporary
-    name and renamed, so an existing file is never left half-written.
-    """
+def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
+                with_z: bool = False) -> tuple[Embeddings, list[tuple[str, str]]]:
+    """h (and z) of every readable image of a dataset split, with the ``meta`` that says how they were made
+    (the checkpoint, the dataset and split, and the image side, so that queries can be embedded the same way and
+    the images shown); and the unreadable images skipped (path, reason)."""
     learned = load_learned(checkpoint, setup)
     encode, config = learned.encoder(with_z=with_z), learned.config
     source = open_source(config, split)
@@ -43,12 +40,12 @@ def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_
     meta = {"checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
             "root": d.root, "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed,
             "image_size": d.image_size, "z": feats.z is not None}
-    arrays = {"features": feats.h.numpy().astype(np.float32), "labels": feats.labels.numpy().astype(np.int64),
-              "paths": np.asarray(feats.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
-    if feats.z is not None:
-        arrays["z"] = feats.z.numpy().astype(np.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
-    return {"images": len(feats.paths), "skipped": len(feats.skipped), "dim": int(feats.h.shape[1])}
+    return Embeddings(feats.h, feats.z, feats.labels.numpy().astype(np.int64), feats.paths, meta), feats.skipped
+
+
+def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:
+    """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``) and
+    ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is never left half-written)."""
+    emb, skipped = embed_split(checkpoint, setup, split, with_z)
+    save_embeddings(emb, out)
+    return {"images": len(emb.paths), "skipped": len(skipped), "dim": int(emb.features.shape[1])}

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from simclr.errors import InputError
+from simclr.files import atomic_file
 
 
 class Embeddings(NamedTuple):
@@ -67,6 +68,17 @@ def load_embeddings(path: str | Path) -> Embeddings:
     return Embeddings(torch.from_numpy(feats.astype(np.float32)),
                       None if z is None else torch.from_numpy(z.astype(np.float32)),
                       arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta)
+
+
+def save_embeddings(emb: Embeddings, out: str | Path) -> None:
+    """Write ``emb`` as :func:`load_embeddings` reads it (the ``simclr embed`` format), atomically."""
+    meta = {k: v for k, v in emb.meta.items() if k != "file"}  # where it was read from is not part of it
+    arrays = {"features": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
+              "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
+    if emb.z is not None:
+        arrays["z"] = emb.z.numpy().astype(np.float32)
+    with atomic_file(out) as fh:
+        np.savez(fh, **arrays)
 
 
 SIMILARITY_BLOCK = 2**26

@@ -1,0 +1,111 @@
+"""An embedded collection of images, searched by cosine similarity from Python (``simclr.embed``,
+``simclr.load_index``): the ``.npz`` that ``simclr embed`` writes, held in memory with a ``search`` method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+
+from simclr.errors import InputError
+from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings
+
+if TYPE_CHECKING:
+    from simclr.api import Encoder, Images
+
+
+class Hit(NamedTuple):
+    """One search result: its rank (1 = most similar), the image's path in the collection, its label (-1 when
+    unlabeled) and the cosine similarity."""
+
+    rank: int
+    path: str
+    label: int
+    score: float
+
+
+class Index:
+    """A collection's h (and z), image paths, labels and ``meta`` (which checkpoint and image side made them).
+
+    ``search`` embeds query images with that checkpoint at that side, as ``simclr search`` does, so an image of
+    the collection finds itself with similarity 1.
+    """
+
+    def __init__(self, embeddings: Embeddings, skipped: list[tuple[str, str]] | None = None) -> None:
+        self.embeddings = embeddings
+        self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
+        self._encoder: Encoder | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        return self.embeddings.paths
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.embeddings.labels
+
+    @property
+    def h(self) -> torch.Tensor:
+        return self.embeddings.features
+
+    @property
+    def z(self) -> torch.Tensor | None:
+        return self.embeddings.z
+
+    @property
+    def meta(self) -> dict:
+        return self.embeddings.meta
+
+    def __len__(self) -> int:
+        return len(self.embeddings.paths)
+
+    def __repr__(self) -> str:
+        z = f", z {self.z.shape[1]}" if self.z is not None else ""
+        return f"Index({len(self)} images, h {self.h.shape[1]}{z}, checkpoint {self.meta.get('checkpoint')!r})"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the collection as ``simclr embed`` does (``simclr search --index`` reads it); returns the path."""
+        save_embeddings(self.embeddings, path)
+        return Path(path)
+
+    def encoder(self, device: str = "auto") -> Encoder:
+        """The encoder the collection was embedded with (loaded once, from the checkpoint its ``meta`` names)."""
+        if self._encoder is None:
+            from simclr.api import load_encoder
+
+            checkpoint = self.meta.get("checkpoint")
+            if not checkpoint:
+                raise InputError(f"{self.meta.get('file', 'the index')} does not name its checkpoint: "
+                                 "pass encoder=simclr.load_encoder(...)")
+            if not Path(checkpoint).exists():
+                raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; "
+                                 "pass encoder=simclr.load_encoder(...))")
+            self._encoder = load_encoder(checkpoint, device, image_size=int(self.meta.get("image_size") or 0))
+        return self._encoder
+
+    def search(self, queries: Images, k: int = 10, *, z: bool = False, encoder: Encoder | None = None,
+               device: str = "auto") -> list[list[Hit]]:
+        """The ``k`` most similar images of the collection for each query, best first.
+
+        ``queries``: image paths, PIL images or image tensors [B, 3, H, W] (embedded with ``encoder``, by default
+        the collection's own), or vectors [Q, F] already embedded (a 2-D tensor). ``z=True`` compares z
+        (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        on = "z" if z else "h"
+        index_vectors = self.embeddings.vectors(on)
+        if isinstance(queries, torch.Tensor) and queries.dim() == 2:
+            vectors = queries
+        else:
+            vectors = (encoder or self.encoder(device))(queries, z=z)
+        scores, rows = nearest(index_vectors, vectors.detach().cpu(), k)
+        return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
+                 for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
+
+
+def load_index(path: str | Path) -> Index:
+    """Read a ``simclr embed`` file (never unpickles); a missing or corrupt file raises InputError."""
+    return Index(load_embeddings(path))

@@ -1,0 +1,113 @@
+"""simclr.embed / simclr.load_index / Index.search: the Python side of `simclr embed` and `simclr search`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import simclr
+from simclr.cli import main
+from simclr.errors import InputError
+from simclr.retrieval.index import Hit, Index
+from simclr.retrieval.search import Embeddings, load_embeddings
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, make_checkpoint) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("index") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    """Two classes of 6 random 20x20 images each (class folders give labels), and one unreadable file."""
+    root = tmp_path_factory.mktemp("shop")
+    rng = np.random.default_rng(1)
+    for c, name in enumerate(("bags", "shoes")):
+        (root / name).mkdir()
+        for i in range(6):
+            pixels = rng.integers(0, 128, (20, 20, 3)) + 100 * c  # the classes differ in brightness
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
+    (root / "shoes" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_embed_matches_the_command_and_saves_its_format(ckpt: Path, shop: Path, tmp_path: Path, capsys) -> None:
+    index = simclr.embed(ckpt, shop, device="cpu", progress=False, out=tmp_path / "api.npz")
+    assert len(index) == 12 and index.h.shape == (12, 64) and index.z is None
+    assert [p for p, _ in index.skipped] == ["shoes/broken.png"]
+    assert sorted(set(index.labels.tolist())) == [0, 1] and "checkpoint" in index.meta and "12 images" in repr(index)
+    assert main(["embed", "--checkpoint", str(ckpt), "--data", str(shop), "--split", "all", "--out",
+                 str(tmp_path / "cli.npz"), "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    cli, api = load_embeddings(tmp_path / "cli.npz"), load_embeddings(tmp_path / "api.npz")
+    assert api.paths == cli.paths == index.paths and (api.labels == cli.labels).all()
+    torch.testing.assert_close(api.features, cli.features)
+    assert {k: v for k, v in api.meta.items() if k != "file"} == {k: v for k, v in cli.meta.items() if k != "file"}
+
+
+def test_an_image_of_the_collection_finds_itself_as_the_command_does(ckpt: Path, shop: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    index = simclr.embed(ckpt, str(shop), device="cpu", progress=False)
+    queries = [shop / "bags" / "3.png", shop / "shoes" / "0.png"]
+    hits = index.search(queries, k=4)
+    assert [len(h) for h in hits] == [4, 4] and all(isinstance(x, Hit) for x in hits[0])
+    assert [h[0].path for h in hits] == ["bags/3.png", "shoes/0.png"]
+    assert hits[0][0].rank == 1 and hits[0][0].score == pytest.approx(1.0, abs=1e-4)
+    assert [x.score for x in hits[0]] == sorted((x.score for x in hits[0]), reverse=True)
+    index.save(tmp_path / "shop.npz")
+    assert main(["search", "--index", str(tmp_path / "shop.npz"), "--query", *map(str, queries), "--k", "4",
+                 "--json", "--device", "cpu", "--quiet"]) == 0
+    cli = json.loads(capsys.readouterr().out)["results"]
+    for mine, theirs in zip(hits, cli):
+        assert [x.path for x in mine] == [r["path"] for r in theirs["results"]]
+        assert [x.score for x in mine] == pytest.approx([r["score"] for r in theirs["results"]], abs=1e-4)
+    # PIL images and embedded vectors give the same answer
+    pil = index.search([Image.open(q) for q in queries], k=4)
+    assert [[x.path for x in h] for h in pil] == [[x.path for x in h] for h in hits]
+    vectors = index.search(index.h[:2], k=1)
+    assert [h[0].path for h in vectors] == index.paths[:2]
+
+
+def test_z_and_a_loaded_index(ckpt: Path, shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "z.npz"
+    simclr.embed(ckpt, shop, z=True, device="cpu", progress=False, out=out)
+    index = simclr.load_index(out)
+    assert index.z is not None and index.z.shape == (12, 24)
+    hit = index.search(shop / "shoes" / "5.png", k=2, z=True)[0][0]
+    assert hit.path == "shoes/5.png" and hit.label == index.labels[index.paths.index("shoes/5.png")]
+    plain = simclr.embed(ckpt, shop, device="cpu", progress=False)
+    with pytest.raises(InputError, match="holds no z"):
+        plain.search(shop / "bags" / "0.png", z=True)
+
+
+def test_image_side_and_encoder_come_from_the_index(ckpt: Path, shop: Path) -> None:
+    index = simclr.embed(ckpt, shop, image_size=24, device="cpu", progress=False)
+    assert index.meta["image_size"] == 24 and index.encoder().image_size == 24
+    assert index.search(shop / "bags" / "1.png", k=1)[0][0].score == pytest.approx(1.0, abs=1e-4)
+    assert simclr.load_encoder(ckpt, "cpu", image_size=24).preprocess(shop / "bags" / "1.png").shape == (3, 24, 24)
+
+
+def test_bad_input(ckpt: Path, shop: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        simclr.load_index(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not a readable"):
+        simclr.load_index(tmp_path / "bad.npz")
+    with pytest.raises(InputError):
+        simclr.embed(ckpt, tmp_path / "no-such-folder", device="cpu", progress=False)
+    anonymous = Index(Embeddings(torch.rand(3, 64), None, np.full(3, -1), ["a", "b", "c"], {}))
+    with pytest.raises(InputError, match="does not name its checkpoint"):
+        anonymous.search(shop / "bags" / "0.png")
+    encoder = simclr.load_encoder(ckpt, "cpu")
+    assert len(anonymous.search(shop / "bags" / "0.png", k=5, encoder=encoder)[0]) == 3  # k beyond the size
+    with pytest.raises(ValueError, match="k must be"):
+        anonymous.search(torch.rand(1, 64), k=0)
+    with pytest.raises(InputError, match="dimensions"):
+        anonymous.search(torch.rand(1, 10))
+    with pytest.raises(ValueError, match="image_size"):
+        simclr.load_encoder(ckpt, "cpu", image_size=4)
