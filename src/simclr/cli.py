@@ -82,8 +82,9 @@ def _eval_parser(sub: Any) -> None:
         if name in ("finetune", "transfer"):
             q.add_argument("--label-fraction", type=float, default=0.1 if name == "finetune" else 1.0,
                            help="fraction of the train labels, class-balanced (paper: 0.01 and 0.1)")
-            q.add_argument("--subset-file", type=Path, help="JSON file of the labelled subset: reused if it "
-                           "exists, else the drawn subset is saved there")
+            q.add_argument("--subset-file", type=Path, help="the labelled subset: reused if the file exists "
+                           "(saved by an earlier run, or a text file naming one train image per line, like the "
+                           "paper's ImageNet 1percent.txt), else the drawn subset is saved there")
             q.add_argument("--epochs", type=int, default=30)
             q.add_argument("--lr", type=float, default=0.1)
             q.add_argument("--seed", type=int, default=0)
@@ -252,7 +253,7 @@ def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
     if args.protocol == "finetune":
         result = finetune_eval(args.checkpoint, setup, args.label_fraction, spec, subset_file=args.subset_file,
                                baseline=not args.no_baseline)
-        text = (f"finetune ({100 * args.label_fraction:g}% labels, {result['labelled_images']} images): "
+        text = (f"finetune ({100 * result['label_fraction']:g}% labels, {result['labelled_images']} images): "
                 f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
         if "baseline_top1" in result:
             text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"

@@ -59,6 +59,19 @@ def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, ca
     assert main(args + ["--no-baseline"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["top1"] == first["top1"] and "baseline_top1" not in second  # same subset, same seed
+    # the same images named one per line (the paper's 1percent.txt format; here class/file, as names repeat)
+    from simclr.data.sources import load_source
+
+    paths = load_source(env["archive"], "train").paths
+    names = tmp_path / "names.txt"
+    names.write_text("".join("/".join(paths[i].split("/")[-2:]) + "\n" for i in saved["indices"]))
+    named = [*args[:-1], str(names), "--no-baseline", "--label-fraction", "0.5"]
+    assert main(named) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert third["top1"] == first["top1"] and third["labelled_images"] == 50 and third["label_fraction"] == 0.1
+    names.write_text("airplane/9999.jpg\n")
+    assert main(named) == 2
+    assert "not in the train split" in capsys.readouterr().err
     subset.write_text("{broken")
     assert main(args) == 2
     assert "subset" in capsys.readouterr().err.lower()

@@ -16,6 +16,7 @@ from simclr.evaluation.finetune import (
     label_subset,
     load_subset,
     save_subset,
+    subset_from_names,
     supervised_baseline,
 )
 from simclr.models.resnet import EncoderSpec, build_encoder
@@ -88,6 +89,35 @@ def test_load_subset_errors(tmp_path, case: str) -> None:
     with pytest.raises(InputError) as info:
         load_subset(path, num_images)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+PATHS = ["train/n01/n01_1.JPEG", "train/n01/n01_2.JPEG", "train/n02/n02_1.JPEG", "train/a/0001.jpg",
+         "train/b/0001.jpg"]
+
+
+def test_subset_from_names_matches_file_names_or_path_tails() -> None:
+    lines = ["# the paper's format: one file name per line", "n02_1.JPEG", "", "n01_1.JPEG", "n01_1.JPEG",
+             "a/0001.jpg", "train/b/0001.jpg  "]
+    np.testing.assert_array_equal(subset_from_names(lines, PATHS), [0, 2, 3, 4])
+    assert subset_from_names(["n01_2.JPEG"], PATHS).dtype == np.int64
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    (["0001.jpg"], "fits more than one image"),
+    (["n01_1.JPEG", "n09_9.JPEG", "x/n01_2.JPEG"], "2 of 3 named images are not in the train split"),
+    (["# nothing", " "], "names no images"),
+])
+def test_subset_from_names_errors(lines: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        subset_from_names(lines, PATHS)
+
+
+def test_load_subset_reads_a_list_of_names(tmp_path) -> None:
+    path = tmp_path / "1percent.txt"
+    path.write_text("n01_2.JPEG\nn02_1.JPEG\n")
+    np.testing.assert_array_equal(load_subset(path, 5, PATHS), [1, 2])
+    with pytest.raises(InputError, match="not a simclr subset file"):
+        load_subset(path, 5)  # without the split's paths, names cannot be matched
 
 
 def _colour_task(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
 __all__ = ["SUBSET_FORMAT", "FinetuneSpec", "evaluate_classifier", "finetune", "label_subset", "load_subset",
-           "save_subset", "supervised_baseline"]
+           "save_subset", "subset_from_names", "supervised_baseline"]
 
 SUBSET_FORMAT = "simclr-subset-v1"
 
@@ -83,18 +83,25 @@ def save_subset(path: str | Path, indices: np.ndarray, *, fraction: float, seed:
     atomic_write_text(path, json.dumps(doc) + "\n")
 
 
-def load_subset(path: str | Path, num_images: int) -> np.ndarray:
-    """Read a subset written by :func:`save_subset` for a training split of ``num_images`` images.
+def load_subset(path: str | Path, num_images: int, paths: Sequence[str] | None = None) -> np.ndarray:
+    """Read a label subset for a training split of ``num_images`` images: a file written by
+    :func:`save_subset`, or a text file naming one image per line (see :func:`subset_from_names`; needs the
+    split's ``paths``), such as the paper's ImageNet ``1percent.txt`` and ``10percent.txt``.
 
     Returns:
         Sorted, unique int64 indices.
 
     Raises:
         InputError: (one line) if the file is missing, unreadable, not a subset file, was made for a split
-            of another size, or holds an index out of range.
+            of another size, holds an index out of range, or names an image the split does not have.
     """
     try:
-        doc: Any = json.loads(Path(path).read_text())
+        text = Path(path).read_text(encoding="utf-8")
+        if not text.lstrip().startswith("{"):
+            if paths is None:
+                raise InputError(f"label subset {path} is not a simclr subset file (JSON)")
+            return subset_from_names(text.splitlines(), paths, str(path))
+        doc: Any = json.loads(text)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read label subset {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict) or doc.get("format") != SUBSET_FORMAT:
@@ -109,6 +116,40 @@ def load_subset(path: str | Path, num_images: int) -> np.ndarray:
     if bad:
         raise InputError(f"label subset {path}: index {bad[0]} out of range for {num_images} images")
     return np.unique(np.asarray(raw, dtype=np.int64))
+
+
+def subset_from_names(lines: Sequence[str], paths: Sequence[str], what: str = "label subset") -> np.ndarray:
+    """Indices of the images named in ``lines``, one per line, among the split's ``paths``.
+
+    A name matches the path that ends with it, whole components only: a bare file name (as in
+    google-research/simclr's ``imagenet_subsets/1percent.txt``: ``n01440764_10026.JPEG``) matches on the file
+    name, ``airplane/0001.jpg`` on the last two components. Blank lines and lines starting with ``#`` are
+    ignored. Raises InputError (one line) for a name the split does not have (or an image of it that could not be
+    read), a name that fits two images, or no names at all.
+    """
+    names = [n.strip().strip("/") for n in lines if n.strip() and not n.lstrip().startswith("#")]
+    if not names:
+        raise InputError(f"{what} names no images")
+    tails: dict[int, dict[str, int]] = {}  # components -> path tail -> index (-1: two images share it)
+    picked, missing = [], []
+    for n in names:
+        k = n.count("/") + 1
+        if k not in tails:
+            tails[k] = {}
+            for i, p in enumerate(paths):
+                tail = "/".join(p.split("/")[-k:])
+                tails[k][tail] = -1 if tail in tails[k] else i
+        i = tails[k].get(n)
+        if i is None:
+            missing.append(n)
+        elif i == -1:
+            raise InputError(f"{what}: {n} fits more than one image of the split; give more of its path")
+        else:
+            picked.append(i)
+    if missing:
+        raise InputError(f"{what}: {len(missing)} of {len(names)} named images are not in the train split "
+                         f"(or could not be read), e.g. {missing[0]}")
+    return np.unique(np.asarray(picked, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,13 @@ def _splits(data: EvalData) -> tuple[Decoded, Decoded, int]:
     return train, test, len(data.train.classes)
 
 
-def _subset(path: Path | None, labels: np.ndarray, fraction: float, seed: int, dataset: str) -> tuple[np.ndarray, Path | None]:
-    """Reuse the subset saved at ``path`` if it exists, else draw a class-balanced one (and save it there)."""
+def _subset(path: Path | None, train: Decoded, fraction: float, seed: int,
+            dataset: str) -> tuple[np.ndarray, Path | None]:
+    """Reuse the subset at ``path`` if it exists (a saved subset or a list of image names), else draw a
+    class-balanced one (and save it there)."""
+    labels = train.labels.numpy()
     if path is not None and path.is_file():
-        return load_subset(path, len(labels)), path
+        return load_subset(path, len(labels), train.paths), path
     try:
         indices = label_subset(labels, fraction, seed)
     except ValueError as exc:
@@ -76,7 +79,10 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
               baseline: bool) -> dict[str, Any]:
     train, test, num_classes = _splits(data)
-    idx, subset_path = _subset(subset_file, train.labels.numpy(), fraction, spec.seed, data.config.data.spec)
+    given = subset_file is not None and subset_file.is_file()
+    idx, subset_path = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
+    if given:
+        fraction = round(len(idx) / len(train.labels), 6)  # the file's subset, whatever --label-fraction said
     x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
     spec = dataclasses.replace(spec, device=str(learned.device))
     encoder = copy.deepcopy(learned.model.encoder)
