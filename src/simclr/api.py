@@ -84,7 +84,9 @@ class Encoder:
         parts = []
         for chunk in x.split(batch_size):
             h, zz = encode(chunk)
-            parts.append(zz if z else h)
+            out = zz if z else h
+            assert out is not None  # the encoder was built with_z=z
+            parts.append(out)
         return torch.cat(parts)
 
     def torchvision(self) -> ResNet:

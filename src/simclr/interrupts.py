@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -65,12 +66,17 @@ def deferred() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append((signum, frame))
 
-    previous = {s: signal.signal(s, hold) for s in SIGNALS if callable(signal.getsignal(s))}
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+    for s in SIGNALS:
+        handler = signal.getsignal(s)
+        if callable(handler):  # an ignored signal (SIG_IGN) stays ignored
+            previous[s] = handler
+            signal.signal(s, hold)
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         if held:
             signum, frame = held[0]
             previous[signum](signum, frame)

@@ -119,6 +119,7 @@ def cached_backward(embed: Callable[[Tensor], Tensor], x: Tensor, chunk_size: in
     loss, accuracy = loss_fn(z_all)  # pass 2: loss and its gradient w.r.t. every embedding
     scale(loss).backward()
     cached = z_all.grad
+    assert cached is not None  # z_all requires grad and the loss depends on it
     del z_all
     after_loss = _get_rng(device)
 

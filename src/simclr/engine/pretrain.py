@@ -160,7 +160,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
 
     net = build_model(config)
     if ctx.enabled and tr.sync_bn:
-        net = convert_global_bn(net)
+        convert_global_bn(net)  # in place (only a batch norm itself is replaced by a new layer)
     net = net.to(device)
     if tr.channels_last:
         net = net.to(memory_format=torch.channels_last)

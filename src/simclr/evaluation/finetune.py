@@ -131,7 +131,8 @@ def subset_from_names(lines: Sequence[str], paths: Sequence[str], what: str = "l
     if not names:
         raise InputError(f"{what} names no images")
     tails: dict[int, dict[str, int]] = {}  # components -> path tail -> index (-1: two images share it)
-    picked, missing = [], []
+    picked: list[int] = []
+    missing: list[str] = []
     for n in names:
         k = n.count("/") + 1
         if k not in tails:
@@ -139,13 +140,13 @@ def subset_from_names(lines: Sequence[str], paths: Sequence[str], what: str = "l
             for i, p in enumerate(paths):
                 tail = "/".join(p.split("/")[-k:])
                 tails[k][tail] = -1 if tail in tails[k] else i
-        i = tails[k].get(n)
-        if i is None:
+        hit = tails[k].get(n)
+        if hit is None:
             missing.append(n)
-        elif i == -1:
+        elif hit == -1:
             raise InputError(f"{what}: {n} fits more than one image of the split; give more of its path")
         else:
-            picked.append(i)
+            picked.append(hit)
     if missing:
         raise InputError(f"{what}: {len(missing)} of {len(names)} named images are not in the train split "
                          f"(or could not be read), e.g. {missing[0]}")

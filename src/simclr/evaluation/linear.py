@@ -10,7 +10,7 @@ Two solvers for the same model (a linear layer on standardised, frozen h):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +84,7 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
 
 
 def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90) -> dict[str, float]:
+                num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90) -> dict[str, Any]:
     """Fit a linear classifier on frozen training features and report test top-1/top-5.
 
     ``solver="lbfgs"`` chooses the weight decay on a held-out tenth of the training set, then refits;
@@ -106,7 +106,4 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         if acc > best_acc:
             best_wd, best_acc = wd, acc
     model = fit_logistic(train_x, train_y, num_classes, best_wd)
-    result = topk_accuracy(model.logits(test_x), test_y)
-    result["weight_decay"] = best_wd
-    result["solver"] = "lbfgs"
-    return result
+    return {**topk_accuracy(model.logits(test_x), test_y), "weight_decay": best_wd, "solver": "lbfgs"}

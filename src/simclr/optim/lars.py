@@ -71,7 +71,7 @@ def _update_foreach(group: dict[str, Any], params: list[Tensor], grads: list[Ten
         scaled_grads = torch._foreach_mul(grads, lr)
     else:
         if group["weight_decay"] != 0.0:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
         w_norm = torch.stack(torch._foreach_norm(params))
         g_norm = torch.stack(torch._foreach_norm(grads))
         ratio = group["trust_coefficient"] * w_norm / (g_norm + group["eps"])
@@ -80,7 +80,7 @@ def _update_foreach(group: dict[str, Any], params: list[Tensor], grads: list[Ten
     torch._foreach_mul_(bufs, group["momentum"])
     torch._foreach_add_(bufs, scaled_grads)
     if group["nesterov"]:
-        update = torch._foreach_add(torch._foreach_mul(bufs, group["momentum"]), scaled_grads)
+        update = list(torch._foreach_add(torch._foreach_mul(bufs, group["momentum"]), scaled_grads))
     else:
         update = bufs
     torch._foreach_sub_(params, update)

@@ -36,8 +36,8 @@ def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, 
     """
     if weight_decay < 0.0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    decay = []
-    no_decay = []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, param in model.named_parameters():
         if not param.requires_grad:
             continue

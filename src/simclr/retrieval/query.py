@@ -40,7 +40,8 @@ class Queries(NamedTuple):
     meta: dict[str, Any] | None = None
 
 
-class SearchResult(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
     """For each query: its name, and its k results (index paths, cosine similarities, index rows)."""
 
     queries: Queries
