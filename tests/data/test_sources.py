@@ -209,7 +209,7 @@ def test_holdout_of_unlabeled_folder(tmp_path: Path) -> None:
 
 
 def test_input_errors(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"no such dataset: .*missing.*expected cifar10, digits"):
+    with pytest.raises(InputError, match=r"no such dataset: .*missing.*expected cifar10, cifar100, digits"):
         load_source(str(tmp_path / "missing"), cache_dir=tmp_path)
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "readme.txt").write_text("x")
@@ -375,21 +375,46 @@ def test_cifar10_from_local_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert train.labels.dtype == np.int64 and train.labels.min() >= 0
 
 
-def test_cifar10_offline_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_cifar100_from_local_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.cifar as tv_cifar
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    data = {}
+    for name, n in (("train", 30), ("test", 10)):
+        data[name] = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:  # CIFAR-100's layout: fine and coarse labels
+            pickle.dump({"data": data[name], "fine_labels": [i % 100 for i in range(70, 70 + n)],
+                         "coarse_labels": [0] * n, "filenames": []}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)], "coarse_label_names": []}, f)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
+    train = load_source("cifar100", "train", data_root=tmp_path)
+    both = load_source("cifar100", "all", data_root=tmp_path)
+    assert (len(train), len(both)) == (30, 40) and len(train.classes) == 100 and train.name == "cifar100"
+    assert train.labels.tolist()[:3] == [70, 71, 72] and both.paths[30] == "cifar100/test/0"
+    expected = data["test"][2].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(np.asarray(both.load(32)), expected)
+
+
+@pytest.mark.parametrize(("spec", "folder"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")])
+def test_cifar_offline_failure(
+    spec: str, folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from torchvision.datasets import CIFAR10
+    import torchvision.datasets
 
     def offline(self: object) -> None:
         print("Downloading https://www.cs.toronto.edu/...")
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(CIFAR10, "download", offline)
+    cls = getattr(torchvision.datasets, spec.upper())
+    monkeypatch.setattr(cls, "download", offline)
     with pytest.raises(InputError) as info:
-        load_source("cifar10", "train", data_root=tmp_path / "data")
+        load_source(spec, "train", data_root=tmp_path / "data")
     message = str(info.value)
     assert "\n" not in message and str(tmp_path / "data") in message
-    assert "cifar-10-batches-py" in message and "online" in message and "archive" in message
+    assert folder in message and "online" in message and "archive" in message
     assert capsys.readouterr().out == ""
 
 

@@ -2,7 +2,8 @@
 
 SPEC forms accepted by :func:`load_source`:
 
-* ``cifar10``: torchvision's CIFAR-10 (python version) under ``data_root``, downloaded if missing (online).
+* ``cifar10``, ``cifar100``: torchvision's CIFAR-10 / CIFAR-100 (python versions, 100 fine labels) under
+  ``data_root``, downloaded if missing (online).
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
   (``i % 5 == 0``), train = the rest.
 * An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks
@@ -13,7 +14,8 @@ SPEC forms accepted by :func:`load_source`:
   once (safely and atomically) under ``cache_dir/archives/<key>``; a single wrapping top-level folder is
   descended into.
 
-The names ``cifar10`` and ``digits`` win over folders of the same name: write ``./digits`` for a folder.
+The names ``cifar10``, ``cifar100`` and ``digits`` win over folders of the same name: write ``./digits`` for a
+folder.
 Holdout applies only to folders and archives without a test split.
 """
 
@@ -27,7 +29,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -35,9 +37,6 @@ from PIL import Image
 from simclr.data.archives import extract_archive
 from simclr.data.images import is_image_file, open_rgb
 from simclr.errors import InputError
-
-if TYPE_CHECKING:
-    from torchvision.datasets import CIFAR10
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -110,9 +109,9 @@ def load_source(
     """Resolve a dataset SPEC (see the module docstring) into the images of one split.
 
     Args:
-        spec: ``"cifar10"``, ``"digits"``, an image folder, or an archive of one.
+        spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, an image folder, or an archive of one.
         split: ``"train"``, ``"test"`` or ``"all"``.
-        data_root: Where CIFAR-10 lives; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
+        data_root: Where CIFAR-10/100 live; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
         cache_dir: Where archives are extracted; default ``$SIMCLR_CACHE`` or ``~/.cache/simclr``.
         holdout: Fraction in [0, 1) of a folder without ``test/`` that forms its test split.
         seed: Seed of the holdout draw.
@@ -122,15 +121,15 @@ def load_source(
 
     Raises:
         InputError: Unknown split, holdout out of range, missing or empty dataset, unreadable archive,
-            CIFAR-10 neither present nor downloadable.
+            CIFAR-10/100 neither present nor downloadable.
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     text = os.fspath(spec)
-    if text == "cifar10":
-        return _load_cifar10(split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"))
+    if text in CIFAR:
+        return _load_cifar(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"))
     if text == "digits":
         return _load_digits(split)
     path = Path(text).expanduser()
@@ -139,7 +138,7 @@ def load_source(
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         root = _descend_wrapper(extract_archive(path, cache_root(cache_dir)))
         return _load_folder(root, text, split, holdout, seed)
-    expected = "(expected cifar10, digits, an image folder or a .tar/.tar.gz/.zip archive)"
+    expected = "(expected cifar10, cifar100, digits, an image folder or a .tar/.tar.gz/.zip archive)"
     if path.exists():
         raise InputError(f"not a supported dataset: {text} {expected}")
     raise InputError(f"no such dataset: {text} {expected}")
@@ -165,36 +164,44 @@ def _parts(split: str) -> tuple[str, ...]:
     return ("train", "test") if split == "all" else (split,)
 
 
-def _load_cifar10(split: str, data_root: Path) -> ImageSource:
-    """CIFAR-10 via torchvision, its ``.data`` array (uint8 NHWC) kept in memory."""
+CIFAR = {"cifar10": ("CIFAR10", "CIFAR-10", "cifar-10-batches-py"),
+         "cifar100": ("CIFAR100", "CIFAR-100", "cifar-100-python")}
+"""SPEC -> (torchvision class, the dataset's name, the folder its python version unpacks to)."""
+
+
+def _load_cifar(name: str, split: str, data_root: Path) -> ImageSource:
+    """CIFAR-10/100 via torchvision, its ``.data`` array (uint8 NHWC) kept in memory."""
     arrays: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     paths: list[str] = []
     classes: tuple[str, ...] = ()
     for part in _parts(split):
-        dataset = _open_cifar10(data_root, train=part == "train")
+        dataset = _open_cifar(name, data_root, train=part == "train")
         arrays.append(np.ascontiguousarray(dataset.data, dtype=np.uint8))
         labels.append(np.asarray(dataset.targets, dtype=np.int64))
-        paths.extend(f"cifar10/{part}/{i}" for i in range(len(dataset.data)))
+        paths.extend(f"{name}/{part}/{i}" for i in range(len(dataset.data)))
         classes = tuple(dataset.classes)
-    return ImageSource("cifar10", tuple(paths), np.concatenate(labels), classes, np.concatenate(arrays))
+    return ImageSource(name, tuple(paths), np.concatenate(labels), classes, np.concatenate(arrays))
 
 
-def _open_cifar10(data_root: Path, *, train: bool) -> CIFAR10:
-    """Open the local copy, else download it (torchvision's messages go to stderr, not stdout)."""
-    from torchvision.datasets import CIFAR10  # imported here: torchvision is slow to import
+def _open_cifar(name: str, data_root: Path, *, train: bool) -> Any:
+    """Open the local copy (torchvision checks its MD5 sums), else download it (torchvision's messages go to
+    stderr, not stdout)."""
+    import torchvision.datasets  # imported here: torchvision is slow to import
 
+    cls_name, title, folder = CIFAR[name]
+    cls = getattr(torchvision.datasets, cls_name)
     try:
-        return CIFAR10(root=str(data_root), train=train, download=False)
+        return cls(root=str(data_root), train=train, download=False)
     except RuntimeError:
         pass
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            return CIFAR10(root=str(data_root), train=train, download=True)
+            return cls(root=str(data_root), train=train, download=True)
     except Exception as exc:  # any download failure (offline, HTTP, checksum) has the same remedy
         raise InputError(
-            f"CIFAR-10 not found in {data_root} and the download failed "
-            f"({type(exc).__name__}: {_one_line(exc)}): put the python version (folder cifar-10-batches-py) "
+            f"{title} not found in {data_root} and the download failed "
+            f"({type(exc).__name__}: {_one_line(exc)}): put the python version (folder {folder}) "
             f"in {data_root} (or point SIMCLR_DATA at its parent), or run once online to download it, "
             "or pass an image folder or .tar/.tar.gz/.zip archive"
         ) from exc
