@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.search import load_embeddings, nearest, retrieval_scores
+from simclr.retrieval.search import load_embeddings, nearest, retrieval_scores, unit_rows
 
 
 def _reference(index: np.ndarray, queries: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +31,9 @@ def test_nearest_matches_brute_force(chunk: int) -> None:
     np.testing.assert_array_equal(rows.numpy(), ref_rows)
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
     assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+    unit = nearest(unit_rows(torch.tensor(index)), torch.tensor(queries), 4, chunk=chunk, index_is_unit=True)
+    np.testing.assert_array_equal(unit[1].numpy(), ref_rows)  # an index normalised beforehand: the same answer
+    np.testing.assert_allclose(unit[0].numpy(), ref_scores, rtol=1e-5)
 
 
 def test_a_collection_against_itself_skips_each_image_itself() -> None:

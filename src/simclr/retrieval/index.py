@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings
+from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
 
 if TYPE_CHECKING:
     from simclr.api import Encoder, Images
@@ -37,6 +37,7 @@ class Index:
         self.embeddings = embeddings
         self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
         self._encoder: Encoder | None = None
+        self._unit: dict[str, torch.Tensor] = {}  # h or z normalised once for all searches
 
     @property
     def paths(self) -> list[str]:
@@ -96,12 +97,13 @@ class Index:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         on = "z" if z else "h"
-        index_vectors = self.embeddings.vectors(on)
+        if on not in self._unit:
+            self._unit[on] = unit_rows(self.embeddings.vectors(on))
         if isinstance(queries, torch.Tensor) and queries.dim() == 2:
             vectors = queries
         else:
             vectors = (encoder or self.encoder(device))(queries, z=z)
-        scores, rows = nearest(index_vectors, vectors.detach().cpu(), k)
+        scores, rows = nearest(self._unit[on], vectors.detach().cpu(), k, index_is_unit=True)
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
 
