@@ -1,8 +1,9 @@
 """SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020).
 
 ``simclr.pretrain(data, out, ...)`` trains as the ``simclr pretrain`` command does; ``simclr.load_encoder(run)``
-gives the trained encoder, to embed images from Python; ``simclr.embed(run, data)`` and ``simclr.load_index(f)``
-give a collection to ``search`` by similarity (see ``simclr.api``).
+gives the trained encoder, to embed images from Python; ``simclr.evaluate(run, data, "linear")`` evaluates it as
+``simclr eval`` does; ``simclr.embed(run, data)`` and ``simclr.load_index(f)`` give a collection to ``search`` by
+similarity (see ``simclr.api``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Encoder", "__version__", "embed", "load_encoder", "load_index", "pretrain"]
+__all__ = ["Encoder", "__version__", "embed", "evaluate", "load_encoder", "load_index", "pretrain"]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that `import simclr` (and `simclr --help`) does not load torch.
-    if name in ("Encoder", "embed", "load_encoder", "load_index", "pretrain"):
+    if name in __all__ and name != "__version__":
         from simclr import api
 
         return getattr(api, name)

@@ -32,13 +32,16 @@ from simclr.config_io import build_config, read_yaml
 from simclr.data.augment import eval_transform
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
+from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
+from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 
 if TYPE_CHECKING:
     from simclr.engine.pretrain import PretrainResult
+    from simclr.evaluation.run import EvalSetup
     from simclr.retrieval.index import Index
 
 ImageLike = str | Path | Image.Image
@@ -118,18 +121,93 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
     :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given.
     Unreadable images are skipped and listed in ``Index.skipped``."""
-    from simclr.evaluation.run import EvalSetup
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    setup = EvalSetup(os.path.expanduser(str(data)), device=device, batch_size=batch_size, workers=max(0, workers),
-                      progress=progress, image_size=image_size)
-    index = Index(*embed_split(checkpoint, setup, split, z))
+    index = Index(*embed_split(checkpoint, _setup(data, image_size, device, batch_size, workers, progress), split, z))
     if out is not None:
         index.save(out)
     return index
+
+
+EVAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "knn": {"k": 200, "temperature": 0.1},
+    "linear": {"solver": "lbfgs", "epochs": 90},
+    "compare": {"k": 200, "temperature": 0.1, "linear": True},
+    "finetune": {"label_fraction": 0.1, "epochs": 30, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
+    "transfer": {"label_fraction": 1.0, "epochs": 30, "lr": 0.1, "seed": 0},
+    "probe": {"epochs": 20, "transforms": TRANSFORMS},
+}
+"""Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``)."""
+
+
+def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
+    if protocol not in EVAL_OPTIONS:
+        raise InputError(f"unknown protocol {protocol!r}: choose from {', '.join(EVAL_OPTIONS)}")
+    defaults = EVAL_OPTIONS[protocol]
+    unknown = sorted(given.keys() - defaults.keys())
+    if unknown:
+        raise InputError(f"{protocol} takes no option {unknown[0]!r} (it takes {', '.join(defaults)})")
+    opts = {**defaults, **given}
+    for name in ("k", "epochs", "lr", "temperature"):
+        if name in opts and not opts[name] > 0:
+            raise InputError(f"{name} must be > 0, got {opts[name]}")
+    if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
+        raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
+    if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd"):
+        raise InputError(f"solver must be lbfgs or sgd, got {opts['solver']!r}")
+    if "transforms" in opts:
+        names = opts["transforms"]
+        opts["transforms"] = tuple(t for t in names.split(",") if t) if isinstance(names, str) else tuple(names)
+        if not opts["transforms"] or not set(opts["transforms"]) <= set(TRANSFORMS):
+            raise InputError(f"transforms: choose from {', '.join(TRANSFORMS)}, got {names!r}")
+    return opts
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *, image_size: int = 0,
+             device: str = "auto", batch_size: int = 256, workers: int = 2, progress: bool = True,
+             data_root: str = "", cache_dir: str = "", **options: Any) -> dict[str, Any]:
+    """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
+
+    ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
+    (solver ``lbfgs`` or ``sgd``, epochs) on frozen h; ``compare`` (raw pixels, random init and learned h:
+    ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
+    ``transfer`` (to the labelled dataset ``data``); ``probe`` (epochs, transforms: the paper's Table 3,
+    ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
+    """
+    from simclr.evaluation.finetune import FinetuneSpec
+    from simclr.evaluation.probe import ProbeSpec
+    from simclr.evaluation.protocols import finetune_eval, probe_eval, transfer_eval
+    from simclr.evaluation.run import compare
+    from simclr.evaluation.run import evaluate as frozen_eval
+
+    opts = _options(protocol, options)
+    setup = _setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
+    if protocol in ("knn", "linear"):
+        return frozen_eval(checkpoint, setup, protocol, **opts)
+    if protocol == "compare":
+        return {"rows": compare(checkpoint, setup, opts["k"], opts["temperature"], linear=opts["linear"])}
+    if protocol == "probe":
+        return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
+    spec = FinetuneSpec(epochs=opts["epochs"], lr=opts["lr"], seed=opts["seed"], batch_size=batch_size)
+    if protocol == "transfer":
+        return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"])
+    subset = Path(opts["subset_file"]) if opts["subset_file"] else None
+    return finetune_eval(checkpoint, setup, opts["label_fraction"], spec, subset_file=subset,
+                         baseline=opts["baseline"])
+
+
+def _setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
+           data_root: str = "", cache_dir: str = "") -> EvalSetup:
+    """Where evaluation data comes from and where it runs, checked."""
+    from simclr.evaluation.run import EvalSetup
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if image_size and image_size < 8:
+        raise InputError(f"image_size must be >= 8, got {image_size}")
+    return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
+                     max(0, workers), progress, image_size)
 
 
 def load_index(path: str | Path) -> Index:

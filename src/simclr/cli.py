@@ -201,68 +201,50 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> Any:
-    from simclr.evaluation.run import EvalSetup
+    from simclr.api import _setup as setup
 
     _positive("--batch-size", args.batch_size)
     image_size = getattr(args, "image_size", 0)  # search has no --image-size (the index's checkpoint decides)
     if image_size and image_size < 8:
         raise InputError(f"--image-size must be >= 8, got {image_size}")
-    return EvalSetup(getattr(args, "data", ""), args.data_root, args.cache_dir, args.device, args.batch_size,
-                     max(0, args.workers), not args.quiet, image_size)
+    return setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
+                 args.data_root, args.cache_dir)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from simclr.evaluation.run import compare, evaluate, format_table
+    from simclr.api import EVAL_OPTIONS, evaluate
 
-    setup = _setup(args)
-    if args.protocol in ("finetune", "transfer", "probe"):
-        return _run_trained_eval(args, setup)
-    if args.protocol == "compare":
-        rows = compare(args.checkpoint, setup, args.k, args.temperature, linear=not args.no_linear)
-        _report(args, {"rows": rows}, format_table(rows))
-        return 0
-    if args.protocol == "knn":
-        kw: dict[str, Any] = {"k": args.k, "temperature": args.temperature}
-    else:
-        _positive("--epochs", args.epochs)
-        kw = {"solver": args.solver, "epochs": args.epochs}
-    result = evaluate(args.checkpoint, setup, args.protocol, **kw)
-    _report(args, result, f"{args.protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
-                          f"({result['train_images']} train / {result['test_images']} test images)")
+    setup = _setup(args)  # the flags' own checks, with the flags' names
+    negated = {"linear": "no_linear", "baseline": "no_baseline"}  # simclr.evaluate's option -> its --no-* flag
+    options = {name: not getattr(args, negated[name]) if name in negated else getattr(args, name)
+               for name in EVAL_OPTIONS[args.protocol]}
+    result = evaluate(args.checkpoint, setup.data, args.protocol, image_size=setup.image_size, device=setup.device,
+                      batch_size=setup.batch_size, workers=setup.workers, progress=setup.progress,
+                      data_root=setup.data_root, cache_dir=setup.cache_dir, **options)
+    _report(args, result, _eval_text(args.protocol, result, args.data))
     return 0
 
 
-def _run_trained_eval(args: argparse.Namespace, setup: Any) -> int:
-    from simclr.evaluation.finetune import FinetuneSpec
-    from simclr.evaluation.probe import TRANSFORMS, ProbeSpec, format_probe
-    from simclr.evaluation.protocols import finetune_eval, probe_eval, transfer_eval
+def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
+    """What ``simclr eval`` prints without --json."""
+    from simclr.evaluation.probe import format_probe
+    from simclr.evaluation.run import format_table
 
-    _positive("--epochs", args.epochs)
-    if args.protocol == "probe":
-        transforms = tuple(t for t in args.transforms.split(",") if t)
-        bad = [t for t in transforms if t not in TRANSFORMS]
-        if bad or not transforms:
-            raise InputError(f"--transforms: choose from {', '.join(TRANSFORMS)}, got {args.transforms!r}")
-        rows = probe_eval(args.checkpoint, setup, ProbeSpec(epochs=args.epochs), transforms)
-        _report(args, {"rows": rows}, format_probe(rows))
-        return 0
-    if not 0 < args.label_fraction <= 1:
-        raise InputError(f"--label-fraction must be in (0, 1], got {args.label_fraction}")
-    _positive("--lr", args.lr)
-    spec = FinetuneSpec(epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)
-    if args.protocol == "finetune":
-        result = finetune_eval(args.checkpoint, setup, args.label_fraction, spec, subset_file=args.subset_file,
-                               baseline=not args.no_baseline)
+    if protocol == "compare":
+        return format_table(result["rows"])
+    if protocol == "probe":
+        return format_probe(result["rows"])
+    if protocol == "finetune":
         text = (f"finetune ({100 * result['label_fraction']:g}% labels, {result['labelled_images']} images): "
                 f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
         if "baseline_top1" in result:
             text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"
-    else:
-        result = transfer_eval(args.checkpoint, setup, spec, fraction=args.label_fraction)
-        text = (f"transfer to {args.data}: linear top-1 {100 * result['linear_top1']:.2f}%, fine-tuned "
+        return text
+    if protocol == "transfer":
+        return (f"transfer to {data}: linear top-1 {100 * result['linear_top1']:.2f}%, fine-tuned "
                 f"{100 * result['finetune_top1']:.2f}%, from scratch {100 * result['scratch_top1']:.2f}%")
-    _report(args, result, text)
-    return 0
+    return (f"{protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
+            f"({result['train_images']} train / {result['test_images']} test images)")
 
 
 def run_export(args: argparse.Namespace) -> int:

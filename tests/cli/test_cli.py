@@ -36,6 +36,41 @@ def test_eval_json(env: dict, protocol: str, capsys) -> None:
     assert out["train_images"] == 500 and out["test_images"] == 200
 
 
+def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
+    import simclr
+    from simclr.errors import InputError
+
+    capsys.readouterr()
+    assert main(["eval", "knn", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--k", "20"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    api = simclr.evaluate(env["run"], env["archive"], "knn", k=20, cache_dir=env["cache"], progress=False)
+    assert api == cli
+    with pytest.raises(InputError, match="knn takes no option 'solver'"):
+        simclr.evaluate(env["run"], env["archive"], "knn", solver="sgd")
+    with pytest.raises(InputError, match="unknown protocol 'knnn'"):
+        simclr.evaluate(env["run"], env["archive"], "knnn")
+    with pytest.raises(InputError, match="transforms: choose from"):
+        simclr.evaluate(env["run"], env["archive"], "probe", transforms="rotation,warp")
+    with pytest.raises(InputError, match="label_fraction must be in"):
+        simclr.evaluate(env["run"], env["archive"], "finetune", label_fraction=1.5)
+
+
+def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
+    from simclr.api import EVAL_OPTIONS
+    from simclr.cli import build_parser
+
+    negated = {"linear": "no_linear", "baseline": "no_baseline"}
+    for protocol, defaults in EVAL_OPTIONS.items():
+        args = build_parser().parse_args(["eval", protocol, "--checkpoint", "c", "--data", "d"])
+        for name, default in defaults.items():
+            flag = getattr(args, negated.get(name, name))
+            value = not flag if name in negated else flag
+            if name == "transforms":
+                value = tuple(value.split(","))
+            assert value == default, (protocol, name)
+
+
 def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
