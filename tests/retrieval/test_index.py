@@ -71,6 +71,7 @@ def test_an_image_of_the_collection_finds_itself_as_the_command_does(ckpt: Path,
     assert [[x.path for x in h] for h in pil] == [[x.path for x in h] for h in hits]
     vectors = index.search(index.h[:2], k=1)
     assert [h[0].path for h in vectors] == index.paths[:2]
+    assert index.search(index.h[5], k=1)[0][0].path == index.paths[5]  # one vector
 
 
 def test_z_and_a_loaded_index(ckpt: Path, shop: Path, tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ class Index:
         """The ``k`` most similar images of the collection for each query, best first.
 
         ``queries``: image paths, PIL images or image tensors [B, 3, H, W] (embedded with ``encoder``, by default
-        the collection's own), or vectors [Q, F] already embedded (a 2-D tensor). ``z=True`` compares z
+        the collection's own), or vectors [Q, F] (or one [F]) already embedded. ``z=True`` compares z
         (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
         """
         if k < 1:
@@ -99,8 +99,8 @@ class Index:
         on = "z" if z else "h"
         if on not in self._unit:
             self._unit[on] = unit_rows(self.embeddings.vectors(on))
-        if isinstance(queries, torch.Tensor) and queries.dim() == 2:
-            vectors = queries
+        if isinstance(queries, torch.Tensor) and queries.dim() <= 2:
+            vectors = queries.reshape(-1, queries.shape[-1])  # one vector [F] is one query
         else:
             vectors = (encoder or self.encoder(device))(queries, z=z)
         scores, rows = nearest(self._unit[on], vectors.detach().cpu(), k, index_is_unit=True)
