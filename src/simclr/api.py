@@ -63,7 +63,7 @@ class Encoder:
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
-        img = open_rgb(image) if isinstance(image, (str, Path)) else to_rgb(image)
+        img = open_rgb(image, min_side=self.image_size) if isinstance(image, (str, Path)) else to_rgb(image)
         return self._transform(img)
 
     def _batch(self, images: Images) -> torch.Tensor:

@@ -80,7 +80,7 @@ def decode_source(source: ImageSource, size: int, *, progress: bool = True) -> D
                leave=False, mininterval=1.0)
     for i in bar:
         try:
-            images[len(keep)] = fit_square(source.load(i), size)
+            images[len(keep)] = fit_square(source.load(i, min_side=size), size)
         except CorruptImageError as exc:
             skipped.append((source.paths[i], str(exc)))
             continue

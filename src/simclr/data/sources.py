@@ -76,8 +76,9 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, i: int) -> Image.Image:
-        """Return image ``i`` as an 8-bit RGB image.
+    def load(self, i: int, min_side: int = 0) -> Image.Image:
+        """Return image ``i`` as an 8-bit RGB image (a JPEG file possibly at a reduced scale that keeps its
+        shorter side >= ``min_side``, see :func:`~simclr.data.images.open_rgb`; in-memory images as they are).
 
         Raises:
             CorruptImageError: The file cannot be decoded (the caller may skip and count it).
@@ -85,7 +86,7 @@ class ImageSource:
         if self.array is not None:
             return Image.fromarray(self.array[i])
         assert self.root is not None
-        return open_rgb(self.root / self.paths[i], name=f"{self.paths[i]} in {self.name}")
+        return open_rgb(self.root / self.paths[i], name=f"{self.paths[i]} in {self.name}", min_side=min_side)
 
     def read_bytes(self, i: int) -> bytes:
         """Return the encoded bytes of image ``i``: the file's bytes, or a lossless PNG for in-memory data."""

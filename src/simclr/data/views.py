@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from simclr.data.ablation_ops import AblationAugment
 from simclr.data.augment import AugmentSpec, TwoViews, view_transform
 from simclr.data.batch_augment import BatchAugment
-from simclr.data.images import CorruptImageError
+from simclr.data.images import CorruptImageError, draft_side
 from simclr.data.sources import ImageSource
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -102,16 +102,17 @@ class MemoryViews:
 
 
 class _PairDataset(Dataset):
-    def __init__(self, source: ImageSource, transform: TwoViews) -> None:
+    def __init__(self, source: ImageSource, transform: TwoViews, min_side: int = 0) -> None:
         self.source = source
         self.transform = transform
+        self.min_side = min_side  # large JPEGs are decoded no larger than the smallest crop needs
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int] | tuple[None, str, int]:
         try:
-            v1, v2 = self.transform(self.source.load(i))
+            v1, v2 = self.transform(self.source.load(i, min_side=self.min_side))
         except CorruptImageError as exc:
             return None, str(exc), i
         return v1, v2, i
@@ -144,7 +145,8 @@ class LoaderViews:
         self.workers = workers
         self.pin_memory = pin_memory
         self.rank, self.world_size = rank, world_size
-        self.dataset = _PairDataset(source, TwoViews(view_transform(spec)))
+        self.dataset = _PairDataset(source, TwoViews(view_transform(spec)),
+                                    draft_side(spec.size, spec.crop_scale, spec.crop_ratio))
         self.epoch = 0
         self.skipped: dict[str, str] = {}
 

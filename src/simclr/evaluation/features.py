@@ -34,14 +34,14 @@ class Features(NamedTuple):
 
 class _EvalDataset(Dataset):
     def __init__(self, source: ImageSource, size: int) -> None:
-        self.source, self.transform = source, eval_transform(size)
+        self.source, self.transform, self.size = source, eval_transform(size), size
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
         try:
-            return self.transform(self.source.load(i)), i, ""
+            return self.transform(self.source.load(i, min_side=self.size)), i, ""
         except CorruptImageError as exc:
             return None, i, str(exc)
 
