@@ -124,7 +124,7 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
-    index = Index(*embed_split(checkpoint, _setup(data, image_size, device, batch_size, workers, progress), split, z))
+    index = Index(*embed_split(checkpoint, eval_setup(data, image_size, device, batch_size, workers, progress), split, z))
     if out is not None:
         index.save(out)
     return index
@@ -182,7 +182,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     from simclr.evaluation.run import evaluate as frozen_eval
 
     opts = _options(protocol, options)
-    setup = _setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
     if protocol in ("knn", "linear"):
         return frozen_eval(checkpoint, setup, protocol, **opts)
     if protocol == "compare":
@@ -197,7 +197,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
                          baseline=opts["baseline"])
 
 
-def _setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
+def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
            data_root: str = "", cache_dir: str = "") -> EvalSetup:
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup

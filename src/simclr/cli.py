@@ -201,13 +201,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> Any:
-    from simclr.api import _setup as setup
+    from simclr.api import eval_setup
 
     _positive("--batch-size", args.batch_size)
     image_size = getattr(args, "image_size", 0)  # search has no --image-size (the index's checkpoint decides)
     if image_size and image_size < 8:
         raise InputError(f"--image-size must be >= 8, got {image_size}")
-    return setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
+    return eval_setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
                  args.data_root, args.cache_dir)
 
 
