@@ -266,7 +266,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search, sheet_format
+    from simclr.retrieval.query import save_sheet, search
+    from simclr.retrieval.sheet import sheet_format
     from simclr.tables import write_csv
 
     if args.sheet:

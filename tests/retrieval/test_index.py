@@ -74,6 +74,22 @@ def test_an_image_of_the_collection_finds_itself_as_the_command_does(ckpt: Path,
     assert index.search(index.h[5], k=1)[0][0].path == index.paths[5]  # one vector
 
 
+def test_contact_sheet(ckpt: Path, shop: Path, tmp_path: Path) -> None:
+    index = simclr.embed(ckpt, shop, device="cpu", progress=False)
+    queries = [shop / "bags" / "2.png", Image.open(shop / "shoes" / "4.png")]
+    out = index.sheet(queries, index.search(queries, k=3), tmp_path / "hits.png")
+    with Image.open(out) as sheet:
+        assert sheet.size == (4 * 100 + 4, 2 * 116 + 4)  # query + 3 results per row, 96-pixel cells
+        query_cell = np.asarray(sheet.convert("RGB"))[4:100, 4:100]
+        best_cell = np.asarray(sheet.convert("RGB"))[4:100, 104:200]
+    np.testing.assert_array_equal(query_cell, best_cell)  # the query found itself: the same picture beside it
+    vectors = index.sheet(index.h[:1], index.search(index.h[:1], k=2), tmp_path / "v.jpg")
+    assert Image.open(vectors).size == (3 * 100 + 4, 116 + 4)
+    with pytest.raises(InputError, match="sheet"):
+        index.sheet(queries, index.search(queries, k=1), tmp_path / "hits.gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hits.png", "v.jpg"]
+
+
 def test_z_and_a_loaded_index(ckpt: Path, shop: Path, tmp_path: Path) -> None:
     out = tmp_path / "z.npz"
     simclr.embed(ckpt, shop, z=True, device="cpu", progress=False, out=out)

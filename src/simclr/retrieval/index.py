@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
+from simclr.data.images import CorruptImageError, open_rgb
 from simclr.errors import InputError
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
+from simclr.retrieval.sheet import draw_sheet
 
 if TYPE_CHECKING:
     from simclr.api import Encoder, Images
@@ -106,6 +109,39 @@ class Index:
         scores, rows = nearest(self._unit[on], vectors.detach().cpu(), k, index_is_unit=True)
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
+
+
+    def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96) -> Path:
+        """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities
+        (PNG, JPEG or WebP by the suffix of ``out``). ``queries`` and ``hits`` as given to and returned by
+        :meth:`search`; vector queries are drawn as empty frames, and so are images no longer readable."""
+        from simclr.retrieval.query import source_from_meta
+
+        pictures = _pictures(queries, len(hits))
+        source = source_from_meta(self.meta)
+        at = {p: i for i, p in enumerate(source.paths)}
+
+        def load(path: str) -> Image.Image | None:
+            try:
+                return source.load(at[path]) if path in at else None
+            except CorruptImageError:
+                return None
+
+        draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row]) for q, row in zip(pictures, hits)],
+                   out, cell)
+        return Path(out)
+
+
+def _pictures(queries: Images, n: int) -> list[Image.Image | None]:
+    """The queries of :meth:`Index.search` as pictures (None for embedded vectors)."""
+    if isinstance(queries, torch.Tensor):
+        if queries.dim() <= 2:
+            return [None] * n
+        x = queries.unsqueeze(0) if queries.dim() == 3 else queries
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        return [Image.fromarray((t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()) for t in x]
+    items = [queries] if isinstance(queries, (str, Path, Image.Image)) else list(queries)
+    return [open_rgb(q) if isinstance(q, (str, Path)) else q for q in items]
 
 
 def load_index(path: str | Path) -> Index:

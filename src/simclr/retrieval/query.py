@@ -14,16 +14,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from simclr.data.images import is_image_file
 from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
-from simclr.files import atomic_file
 from simclr.retrieval.embed import embed_source
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
+from simclr.retrieval.sheet import SheetRow, draw_sheet
 
 
 class Queries(NamedTuple):
@@ -136,17 +135,6 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     return SearchResult(queries, index, scores, rows, metrics)
 
 
-SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-
-
-def sheet_format(out: Path) -> str:
-    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError when unknown)."""
-    fmt = SHEET_FORMATS.get(Path(out).suffix.lower())
-    if fmt is None:
-        raise InputError(f"--sheet {out}: name a {', '.join(SHEET_FORMATS)} file")
-    return fmt
-
-
 def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96) -> int:
     """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
 
@@ -157,25 +145,11 @@ def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int 
     q_source = result.queries.source or source_from_meta(result.queries.meta or {})
     q_at = {p: i for i, p in enumerate(q_source.paths)}
     n = min(max_queries, len(result.queries.paths))
-    k = result.rows.shape[1]
-    label_h = 14
-    sheet = Image.new("RGB", ((k + 1) * (cell + 4) + 4, n * (cell + label_h + 6) + 4), "white")
-    draw = ImageDraw.Draw(sheet)
-
-    def paste(img: Image.Image | None, col: int, row: int, text: str) -> None:
-        x, y = 4 + col * (cell + 4), 4 + row * (cell + label_h + 6)
-        if img is not None:
-            sheet.paste(img.convert("RGB").resize((cell, cell), Image.Resampling.BICUBIC), (x, y))
-        else:
-            draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline="gray")
-        draw.text((x + 2, y + cell + 1), text, fill="black")
-
+    rows: list[SheetRow] = []
     for i in range(n):
         qpath = result.queries.paths[i]
-        paste(q_source.load(q_at[qpath]) if qpath in q_at else None, 0, i, "query")
-        for r, hit in enumerate(result.results(i)):
-            img = index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None
-            paste(img, r + 1, i, f"{hit['rank']}: {hit['score']:.3f}")
-    with atomic_file(out) as fh:
-        sheet.save(fh, format=sheet_format(out))
+        hits = [(index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None,
+                 f"{hit['rank']}: {hit['score']:.3f}") for hit in result.results(i)]
+        rows.append((q_source.load(q_at[qpath]) if qpath in q_at else None, hits))
+    draw_sheet(rows, out, cell)
     return n
