@@ -134,11 +134,17 @@ EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
     "linear": {"solver": "lbfgs", "epochs": 90},
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
-    "finetune": {"label_fraction": 0.1, "epochs": 30, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
+    "finetune": {"label_fraction": 0.1, "epochs": None, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
     "transfer": {"label_fraction": 1.0, "epochs": 30, "lr": 0.1, "seed": 0},
     "probe": {"epochs": 20, "transforms": TRANSFORMS},
 }
-"""Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``)."""
+"""Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``). Fine-tuning's ``epochs=None``
+is the paper's (Appendix B.5): 60 for 1% of the labels or fewer, else 30."""
+
+
+def finetune_epochs(label_fraction: float) -> int:
+    """The paper's fine-tuning length: 60 epochs for 1% of the labels (or fewer), 30 for more."""
+    return 60 if label_fraction <= 0.01 else 30
 
 
 def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +156,7 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"{protocol} takes no option {unknown[0]!r} (it takes {', '.join(defaults)})")
     opts = {**defaults, **given}
     for name in ("k", "epochs", "lr", "temperature"):
-        if name in opts and not opts[name] > 0:
+        if opts.get(name) is not None and not opts[name] > 0:
             raise InputError(f"{name} must be > 0, got {opts[name]}")
     if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
@@ -189,7 +195,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
         return {"rows": compare(checkpoint, setup, opts["k"], opts["temperature"], linear=opts["linear"])}
     if protocol == "probe":
         return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
-    spec = FinetuneSpec(epochs=opts["epochs"], lr=opts["lr"], seed=opts["seed"], batch_size=batch_size)
+    epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
+    spec = FinetuneSpec(epochs=epochs, lr=opts["lr"], seed=opts["seed"], batch_size=batch_size)
     if protocol == "transfer":
         return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"])
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None

@@ -85,7 +85,11 @@ def _eval_parser(sub: Any) -> None:
             q.add_argument("--subset-file", type=Path, help="the labelled subset: reused if the file exists "
                            "(saved by an earlier run, or a text file naming one train image per line, like the "
                            "paper's ImageNet 1percent.txt), else the drawn subset is saved there")
-            q.add_argument("--epochs", type=int, default=30)
+            if name == "finetune":
+                q.add_argument("--epochs", type=int, default=None,
+                               help="default: the paper's, 60 at 1%% of the labels or fewer, else 30")
+            else:
+                q.add_argument("--epochs", type=int, default=30)
             q.add_argument("--lr", type=float, default=0.1)
             q.add_argument("--seed", type=int, default=0)
             if name == "finetune":
@@ -235,7 +239,8 @@ def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
     if protocol == "probe":
         return format_probe(result["rows"])
     if protocol == "finetune":
-        text = (f"finetune ({100 * result['label_fraction']:g}% labels, {result['labelled_images']} images): "
+        text = (f"finetune ({100 * result['label_fraction']:g}% labels, {result['labelled_images']} images, "
+                f"{result['epochs']} epochs): "
                 f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
         if "baseline_top1" in result:
             text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"

@@ -71,6 +71,19 @@ def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
             assert value == default, (protocol, name)
 
 
+def test_finetune_epochs_default_to_the_papers(monkeypatch) -> None:
+    import simclr
+    from simclr.api import finetune_epochs
+    from simclr.evaluation import protocols
+
+    assert [finetune_epochs(f) for f in (0.005, 0.01, 0.0101, 0.1, 1.0)] == [60, 60, 30, 30, 30]
+    seen = []
+    monkeypatch.setattr(protocols, "finetune_eval", lambda ckpt, setup, fraction, spec, **kw: seen.append(spec))
+    for fraction, epochs in ((0.01, None), (0.1, None), (0.01, 7)):
+        simclr.evaluate("run", "data", "finetune", label_fraction=fraction, epochs=epochs)
+    assert [s.epochs for s in seen] == [60, 30, 7]
+
+
 def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
@@ -88,6 +101,7 @@ def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, ca
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["labelled_images"] == 50 and subset.is_file()  # 10% of 50 per class x 10 classes
+    assert first["epochs"] == 2
     assert 0.0 <= first["top1"] <= first["top5"] <= 1.0 and 0.0 <= first["baseline_top1"] <= 1.0
     saved = json.loads(subset.read_text())
     assert saved["fraction"] == 0.1 and len(saved["indices"]) == 50

@@ -89,6 +89,7 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
     dim = learned.model.num_features
     tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=data.kw["progress"])
     result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(idx),
+                              "epochs": spec.epochs,
                               **evaluate_classifier(tuned, test.images, test.labels, device=learned.device),
                               "test_images": len(test.images),
                               "subset_file": str(subset_path) if subset_path else None}
