@@ -128,3 +128,12 @@ def test_bad_input(ckpt: Path, shop: Path, tmp_path: Path) -> None:
         anonymous.search(torch.rand(1, 10))
     with pytest.raises(ValueError, match="image_size"):
         simclr.load_encoder(ckpt, "cpu", image_size=4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_search_on_the_gpu_matches_the_cpu(ckpt: Path, shop: Path) -> None:
+    index = simclr.embed(ckpt, shop, device="cpu", progress=False)
+    cpu = index.search(index.h[:4], k=3, device="cpu")
+    gpu = index.search(index.h[:4], k=3, device="cuda")
+    assert [[h.path for h in row] for row in gpu] == [[h.path for h in row] for row in cpu]
+    assert [h.score for row in gpu for h in row] == pytest.approx([h.score for row in cpu for h in row], abs=1e-4)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from simclr.data.images import CorruptImageError, open_rgb
+from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
 from simclr.retrieval.sheet import draw_sheet
@@ -40,7 +41,7 @@ class Index:
         self.embeddings = embeddings
         self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
         self._encoder: Encoder | None = None
-        self._unit: dict[str, torch.Tensor] = {}  # h or z normalised once for all searches
+        self._unit: dict[tuple[str, str], torch.Tensor] = {}  # (h or z, device) -> normalised once for all searches
 
     @property
     def paths(self) -> list[str]:
@@ -94,19 +95,22 @@ class Index:
         """The ``k`` most similar images of the collection for each query, best first.
 
         ``queries``: image paths, PIL images or image tensors [B, 3, H, W] (embedded with ``encoder``, by default
-        the collection's own), or vectors [Q, F] (or one [F]) already embedded. ``z=True`` compares z
+        the collection's own), or vectors [Q, F] (or one [F]) already embedded. The encoder and the similarity
+        search run on ``device`` (auto: CUDA when present). ``z=True`` compares z
         (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         on = "z" if z else "h"
-        if on not in self._unit:
-            self._unit[on] = unit_rows(self.embeddings.vectors(on))
+        dev = pick_device(device)  # the similarities are computed there (a GPU for a large collection)
+        if (on, str(dev)) not in self._unit:
+            self._unit[on, str(dev)] = unit_rows(self.embeddings.vectors(on).to(dev))
         if isinstance(queries, torch.Tensor) and queries.dim() <= 2:
             vectors = queries.reshape(-1, queries.shape[-1])  # one vector [F] is one query
         else:
             vectors = (encoder or self.encoder(device))(queries, z=z)
-        scores, rows = nearest(self._unit[on], vectors.detach().cpu(), k, index_is_unit=True)
+        scores, rows = nearest(self._unit[on, str(dev)], vectors.detach().to(dev), k, index_is_unit=True)
+        scores, rows = scores.cpu(), rows.cpu()
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
 
