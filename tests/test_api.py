@@ -61,6 +61,25 @@ def test_inputs_of_every_kind_agree(ckpt: Path, images: list[Path]) -> None:
     assert enc.preprocess(Image.new("RGB", (48, 32))).shape == (3, 16, 16)
 
 
+def test_files_are_read_one_batch_at_a_time(ckpt: Path, images: list[Path], monkeypatch) -> None:
+    enc = simclr.load_encoder(ckpt, device="cpu")
+    whole = enc(images)
+    read, seen = [], []
+    original = enc.preprocess
+    monkeypatch.setattr(enc, "preprocess", lambda im: read.append(im) or original(im))
+    from simclr import api
+
+    make = api.model_encoder
+
+    def spying(*args, **kwargs):
+        encode = make(*args, **kwargs)
+        return lambda x: seen.append((len(read), len(x))) or encode(x)
+
+    monkeypatch.setattr(api, "model_encoder", spying)
+    torch.testing.assert_close(enc(images, batch_size=2), whole, rtol=1e-4, atol=1e-5)
+    assert seen == [(2, 2), (4, 2), (5, 1)]  # never more than one batch decoded ahead of the network
+
+
 def test_z(ckpt: Path, images: list[Path]) -> None:
     enc = simclr.load_encoder(ckpt, device="cpu")
     z = enc(images, z=True)

@@ -19,7 +19,7 @@ The network runs in eval mode (batch-norm running statistics) without gradients.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,26 +66,30 @@ class Encoder:
         img = open_rgb(image, min_side=self.image_size) if isinstance(image, (str, Path)) else to_rgb(image)
         return self._transform(img)
 
-    def _batch(self, images: Images) -> torch.Tensor:
+    def _batches(self, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
+        """The network's inputs, ``batch_size`` images at a time (files are read one batch at a time, so a long
+        list of paths never sits in memory decoded all at once)."""
         if isinstance(images, torch.Tensor):
             x = images.unsqueeze(0) if images.dim() == 3 else images
             if x.dim() != 4 or x.shape[1] != 3:
                 raise ValueError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
-            return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+            for chunk in x.split(batch_size):
+                yield chunk.float().div(255.0) if chunk.dtype == torch.uint8 else chunk.float()
+            return
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
         if len(images) == 0:
             raise ValueError("no images given")
-        return torch.stack([self.preprocess(im) for im in images])
+        for start in range(0, len(images), batch_size):
+            yield torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
 
     def __call__(self, images: Images, *, z: bool = False, batch_size: int = 256) -> torch.Tensor:
         """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        x = self._batch(images)
         encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z)
         parts = []
-        for chunk in x.split(batch_size):
+        for chunk in self._batches(images, batch_size):
             h, zz = encode(chunk)
             out = zz if z else h
             assert out is not None  # the encoder was built with_z=z
