@@ -2,6 +2,7 @@
 
 import math
 import shutil
+import statistics
 import tarfile
 import time
 from pathlib import Path
@@ -207,8 +208,10 @@ def test_time_s_leaves_out_the_monitor(tmp_path: Path, monkeypatch) -> None:
     assert knn[0]["time_s"] <= min(r["time_s"] for r in train if r["epoch"] == 2)  # stamped before it ran
     assert train[-1]["time_s"] < wall - 2 * 2.0  # the two 2-second evaluations are not training time
     assert load_checkpoint(tmp_path)["time_s"] < wall - 2 * 2.0
-    # log_every 1: every window is one step of 128 views; the step after an evaluation is not 2 s long
-    assert max(2 * 64 / r["views_per_s"] for r in train) < 2.0
+    # log_every 1: every window is one step of 128 views; the one after the first evaluation is not 2 s longer
+    seconds = [2 * 64 / r["views_per_s"] for r in train]
+    after = min(i for i, r in enumerate(train) if r["epoch"] == 2)
+    assert seconds[after] < statistics.median(seconds[:after] + seconds[after + 1:]) + 1.5
 
 
 def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, monkeypatch) -> None:
