@@ -4,11 +4,11 @@ Phone-sized catalogue photos (12 MP) cost far more to decode than the network co
 CPU. simclr decodes a JPEG at 1/2, 1/4 or 1/8 scale (the decoder's DCT scaling) when the image keeps at least
 twice the side the pipeline shrinks it to (simclr.data.images.open_rgb, min_side). This measures, on the same
 files in one run: the evaluation/embedding preparation (shorter side to S, centre crop) and the training
-preparation (two random views), each with min_side=0 (full decode, what a per-image PIL pipeline does) and
-with simclr's min_side; and ``simclr.embed`` of the folder end to end (ResNet-18, one process, no workers)
+preparation (two random views, both crops drawn before decoding: simclr.data.crop_views), each with a full
+decode (what a per-image PIL pipeline does) and with simclr's reduced decode; and ``simclr.embed`` of the folder end to end (ResNet-18, one process, no workers)
 with the reduced decode switched off and on.
 
-Usage: python benchmarks/decode.py [--photos N] [--side 4032] [--embed-size 224] [--view-size 96]
+Usage: python benchmarks/decode.py [--photos N] [--side 4032] [--embed-size 224] [--view-sizes 96 224]
 The photos are real ImageNet JPEGs from ../shared/data/small-extras.tar.gz, enlarged to the given longer side
 (aspect 4:3) and saved at JPEG quality 90 in a temporary folder.
 """
@@ -64,7 +64,7 @@ def main() -> int:
     p.add_argument("--photos", type=int, default=12)
     p.add_argument("--side", type=int, default=4032, help="longer side of the enlarged photos (4:3)")
     p.add_argument("--embed-size", type=int, default=224)
-    p.add_argument("--view-size", type=int, default=96)
+    p.add_argument("--view-sizes", type=int, nargs="+", default=[96, 224])
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
 
@@ -74,8 +74,9 @@ def main() -> int:
     from simclr.build import build_model
     from simclr.config_io import build_config, config_to_dict
     from simclr.data import sources
-    from simclr.data.augment import AugmentSpec, eval_transform, view_transform
-    from simclr.data.images import draft_side, open_rgb
+    from simclr.data.augment import AugmentSpec, eval_transform
+    from simclr.data.crop_views import CropFirstViews
+    from simclr.data.images import open_rgb
     from simclr.engine.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,19 +86,24 @@ def main() -> int:
         w, h = Image.open(paths[0]).size
         print(f"\n### Large photos: {len(paths)} JPEGs of {w}x{h} (q90), {machine()}\n")
         print(f"`python benchmarks/decode.py --photos {args.photos} --side {args.side} --embed-size "
-              f"{args.embed_size} --view-size {args.view_size}`\n")
+              f"{args.embed_size} --view-sizes {' '.join(map(str, args.view_sizes))}`\n")
         print("| work | full decode (img/s) | reduced-scale decode (img/s) | speed-up |\n|---|---|---|---|")
         prep = eval_transform(args.embed_size)
-        spec = AugmentSpec(size=args.view_size)
-        views = view_transform(spec)
-        train_side = draft_side(spec.size, spec.crop_scale, spec.crop_ratio)
-        rows = [(f"decode + prepare for embedding at {args.embed_size}", prep, args.embed_size),
-                (f"decode + two training views at {args.view_size}",
-                 lambda img: (views(img), views(img)), train_side)]
-        for name, transform, side in rows:
-            full = rate(lambda q, t=transform: t(open_rgb(q)), paths, args.repeats)
-            fast = rate(lambda q, t=transform, s=side: t(open_rgb(q, min_side=s)), paths, args.repeats)
-            print(f"| {name} (min_side {side}) | {full:.1f} | {fast:.1f} | {fast / full:.2f}x |", flush=True)
+        full = rate(lambda q: prep(open_rgb(q)), paths, args.repeats)
+        fast = rate(lambda q: prep(open_rgb(q, min_side=args.embed_size)), paths, args.repeats)
+        print(f"| decode + prepare for embedding at {args.embed_size} | {full:.1f} | {fast:.1f} | "
+              f"{fast / full:.2f}x |", flush=True)
+        source = sources.load_source(str(folder), "all")
+        at = {Path(p).name: i for i, p in enumerate(source.paths)}
+        for view in args.view_sizes:
+            plain = CropFirstViews(AugmentSpec(size=view), reduce=False)
+            crops_first = CropFirstViews(AugmentSpec(size=view))
+            torch.manual_seed(0)  # the same crops and colours for both, image by image
+            whole = rate(lambda q, v=plain: v(source, at[q.name]), paths, args.repeats)
+            torch.manual_seed(0)
+            reduced = rate(lambda q, v=crops_first: v(source, at[q.name]), paths, args.repeats)
+            print(f"| decode + two training views at {view} (crops drawn first) | {whole:.1f} | {reduced:.1f} | "
+                  f"{reduced / whole:.2f}x |", flush=True)
 
         config = build_config({"data": {"spec": str(folder), "image_size": args.embed_size},
                                "model": {"arch": "resnet18"}, "train": {"device": "cpu", "precision": "fp32"}})

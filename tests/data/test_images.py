@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from simclr.data.augment import eval_transform
-from simclr.data.images import draft_side, open_rgb
+from simclr.data.images import open_rgb
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +21,6 @@ def big_jpeg(photos: Path) -> bytes:
     buf = io.BytesIO()
     big.save(buf, "JPEG", quality=92)
     return buf.getvalue()
-
-
-def test_draft_side() -> None:
-    assert draft_side(224) == 224  # the evaluations: the shorter side is resized to the image side
-    # training: the smallest crop (8% of the area, aspect 3/4) must still span 224 pixels
-    assert draft_side(224, (0.08, 1.0), (3 / 4, 4 / 3)) == math.ceil(224 / math.sqrt(0.08 * 0.75)) == 915
-    assert draft_side(32, (0.5, 1.0), (1.0, 2.0)) == math.ceil(32 / math.sqrt(0.25))
 
 
 @pytest.mark.parametrize(("min_side", "size"), [(0, (2400, 1800)), (100, (300, 225)), (224, (600, 450)),

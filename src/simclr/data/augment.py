@@ -176,14 +176,18 @@ def view_transform(spec: AugmentSpec) -> ImageTransform:
         A callable mapping an RGB PIL image to a float32 tensor ``[3, S, S]`` in [0, 1].
     """
     spec.validate()
+    crop = T.RandomResizedCrop(spec.size, scale=spec.crop_scale, ratio=spec.crop_ratio,
+                               interpolation=T.InterpolationMode.BICUBIC)
+    transform: ImageTransform = T.Compose([crop, after_crop_transform(spec)])
+    return transform
+
+
+def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
+    """What :func:`view_transform` does after its random resized crop: flip, colour distortion, grayscale, to a
+    tensor, blur (validates ``spec``)."""
+    spec.validate()
     b, c, s, h = spec.jitter_strengths
     steps: list[Any] = [
-        T.RandomResizedCrop(
-            spec.size,
-            scale=spec.crop_scale,
-            ratio=spec.crop_ratio,
-            interpolation=T.InterpolationMode.BICUBIC,
-        ),
         T.RandomHorizontalFlip(p=spec.flip_p),
         T.RandomApply([T.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)], p=spec.color_p),
         T.RandomGrayscale(p=spec.gray_p),

@@ -20,7 +20,7 @@ Conversion rules:
 from __future__ import annotations
 
 import io
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,11 @@ def is_image_file(name: str | Path) -> bool:
     return str(name).lower().endswith(IMAGE_EXTENSIONS)
 
 
-def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: int = 0) -> Image.Image:
+MinSide = int | Callable[[int, int], int]
+"""A fixed side, or a function of the file's full (width, height), called before decoding, that gives it."""
+
+
+def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: MinSide = 0) -> Image.Image:
     """Decode an image into an 8-bit RGB ``PIL.Image.Image`` (rules in the module docstring).
 
     The whole image is decoded here (``Image.load``), so truncated files fail now rather than later in
@@ -74,9 +78,11 @@ def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: int
         name: How to call the image in error messages; defaults to the path, or ``"<bytes>"``.
         min_side: When > 0, a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (the decoder's DCT
             scaling, several times faster for large photos) as long as its shorter side stays at least twice
-            ``min_side``: for callers that shrink the image to ``min_side`` anyway (:func:`draft_side`); the
-            resize that follows still averages two or more decoded pixels per output pixel, so the result
-            differs from a full decode by less than JPEG's own noise. 0: full size.
+            ``min_side``: for callers that shrink the image (or a crop of it, see
+            :mod:`simclr.data.crop_views`) to ``min_side`` anyway; the resize that follows still averages two
+            or more decoded pixels per output pixel, so the result differs from a full decode by less than
+            JPEG's own noise. 0: full size. A callable is called with the full width and height (whatever the
+            format) and returns the side.
 
     Returns:
         A new image in mode ``"RGB"``, detached from any open file.
@@ -88,6 +94,8 @@ def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: int
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         with Image.open(source) as img:
+            if callable(min_side):
+                min_side = min_side(*img.size)
             if min_side > 0 and img.format == "JPEG":
                 w, h = img.size
                 factor = min(w, h) // (2 * min_side)  # the decoder picks the largest of 8, 4, 2 not above it
@@ -101,17 +109,6 @@ def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: int
         raise CorruptImageError(
             f"cannot decode image {label} ({type(exc).__name__}: {exc}); remove or replace the file"
         ) from exc
-
-
-def draft_side(size: int, crop_scale: tuple[float, float] = (1.0, 1.0),
-               crop_ratio: tuple[float, float] = (1.0, 1.0)) -> int:
-    """The shorter side an image must keep so that no crop the augmentation can draw has fewer than ``size``
-    pixels across: the smallest crop (area ``crop_scale[0]`` of the image, the most extreme aspect ratio of
-    ``crop_ratio``) spans at least ``sqrt(area fraction * ratio)`` of the shorter side. With the defaults, the
-    evaluations' resize of the shorter side to ``size``: ``size`` itself.
-    """
-    narrowest = min(crop_ratio[0], 1.0 / crop_ratio[1], 1.0)
-    return math.ceil(size / math.sqrt(crop_scale[0] * narrowest))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

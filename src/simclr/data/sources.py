@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from simclr.data.archives import extract_archive
-from simclr.data.images import is_image_file, open_rgb
+from simclr.data.images import MinSide, is_image_file, open_rgb
 from simclr.errors import InputError
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
@@ -76,14 +76,17 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, i: int, min_side: int = 0) -> Image.Image:
+    def load(self, i: int, min_side: MinSide = 0) -> Image.Image:
         """Return image ``i`` as an 8-bit RGB image (a JPEG file possibly at a reduced scale that keeps its
-        shorter side >= ``min_side``, see :func:`~simclr.data.images.open_rgb`; in-memory images as they are).
+        shorter side >= ``min_side``, see :func:`~simclr.data.images.open_rgb`; in-memory images as they are,
+        a callable ``min_side`` then called with their size).
 
         Raises:
             CorruptImageError: The file cannot be decoded (the caller may skip and count it).
         """
         if self.array is not None:
+            if callable(min_side):
+                min_side(self.array.shape[2], self.array.shape[1])
             return Image.fromarray(self.array[i])
         assert self.root is not None
         return open_rgb(self.root / self.paths[i], name=f"{self.paths[i]} in {self.name}", min_side=min_side)

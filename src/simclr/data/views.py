@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from simclr.data.ablation_ops import AblationAugment
-from simclr.data.augment import AugmentSpec, TwoViews, view_transform
+from simclr.data.augment import AugmentSpec
 from simclr.data.batch_augment import BatchAugment
-from simclr.data.images import CorruptImageError, draft_side
+from simclr.data.crop_views import CropFirstViews
+from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -102,17 +103,16 @@ class MemoryViews:
 
 
 class _PairDataset(Dataset):
-    def __init__(self, source: ImageSource, transform: TwoViews, min_side: int = 0) -> None:
+    def __init__(self, source: ImageSource, views: CropFirstViews) -> None:
         self.source = source
-        self.transform = transform
-        self.min_side = min_side  # large JPEGs are decoded no larger than the smallest crop needs
+        self.views = views  # both crops drawn first: a large JPEG is decoded no larger than they need
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int] | tuple[None, str, int]:
         try:
-            v1, v2 = self.transform(self.source.load(i, min_side=self.min_side))
+            v1, v2 = self.views(self.source, i)
         except CorruptImageError as exc:
             return None, str(exc), i
         return v1, v2, i
@@ -145,8 +145,7 @@ class LoaderViews:
         self.workers = workers
         self.pin_memory = pin_memory
         self.rank, self.world_size = rank, world_size
-        self.dataset = _PairDataset(source, TwoViews(view_transform(spec)),
-                                    draft_side(spec.size, spec.crop_scale, spec.crop_ratio))
+        self.dataset = _PairDataset(source, CropFirstViews(spec))
         self.epoch = 0
         self.skipped: dict[str, str] = {}
 
