@@ -185,6 +185,13 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     ``transfer`` (to the labelled dataset ``data``); ``probe`` (epochs, transforms: the paper's Table 3,
     ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
     """
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
+    return evaluate_setup(checkpoint, setup, protocol, **options)
+
+
+def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **options: Any) -> dict[str, Any]:
+    """:func:`evaluate` with the data and device already checked into an ``EvalSetup`` (as ``simclr eval``
+    builds it from its flags)."""
     from simclr.evaluation.finetune import FinetuneSpec
     from simclr.evaluation.probe import ProbeSpec
     from simclr.evaluation.protocols import finetune_eval, probe_eval, transfer_eval
@@ -192,7 +199,6 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     from simclr.evaluation.run import evaluate as frozen_eval
 
     opts = _options(protocol, options)
-    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
     if protocol in ("knn", "linear"):
         return frozen_eval(checkpoint, setup, protocol, **opts)
     if protocol == "compare":
@@ -200,7 +206,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     if protocol == "probe":
         return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
-    spec = FinetuneSpec(epochs=epochs, lr=opts["lr"], seed=opts["seed"], batch_size=batch_size)
+    spec = FinetuneSpec(epochs=epochs, lr=opts["lr"], seed=opts["seed"], batch_size=setup.batch_size)
     if protocol == "transfer":
         return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"])
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None

@@ -216,15 +216,13 @@ def _setup(args: argparse.Namespace) -> Any:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from simclr.api import EVAL_OPTIONS, evaluate
+    from simclr.api import EVAL_OPTIONS, evaluate_setup
 
     setup = _setup(args)  # the flags' own checks, with the flags' names
     negated = {"linear": "no_linear", "baseline": "no_baseline"}  # simclr.evaluate's option -> its --no-* flag
     options = {name: not getattr(args, negated[name]) if name in negated else getattr(args, name)
                for name in EVAL_OPTIONS[args.protocol]}
-    result = evaluate(args.checkpoint, setup.data, args.protocol, image_size=setup.image_size, device=setup.device,
-                      batch_size=setup.batch_size, workers=setup.workers, progress=setup.progress,
-                      data_root=setup.data_root, cache_dir=setup.cache_dir, **options)
+    result = evaluate_setup(args.checkpoint, setup, args.protocol, **options)
     _report(args, result, _eval_text(args.protocol, result, args.data))
     return 0
 

@@ -114,7 +114,6 @@ class Index:
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
 
-
     def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96) -> Path:
         """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities
         (PNG, JPEG or WebP by the suffix of ``out``). ``queries`` and ``hits`` as given to and returned by

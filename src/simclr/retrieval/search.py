@@ -73,8 +73,9 @@ def load_embeddings(path: str | Path) -> Embeddings:
 def save_embeddings(emb: Embeddings, out: str | Path) -> None:
     """Write ``emb`` as :func:`load_embeddings` reads it (the ``simclr embed`` format), atomically."""
     meta = {k: v for k, v in emb.meta.items() if k != "file"}  # where it was read from is not part of it
-    arrays: dict[str, np.ndarray] = {"features": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
-              "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
+    arrays: dict[str, np.ndarray] = {
+        "features": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
+        "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
     if emb.z is not None:
         arrays["z"] = emb.z.numpy().astype(np.float32)
     with atomic_file(out) as fh:
