@@ -19,7 +19,8 @@ from simclr import __version__
 from simclr.errors import InputError
 from simclr.interrupts import Terminated, terminate_as_interrupt
 
-SPEC_HELP = "cifar10, digits, an image folder, or a .tar/.tar.gz/.zip archive of one"
+SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
+             "flowers102, stl10), an image folder, or a .tar/.tar.gz/.zip archive of one")
 
 
 def _pretrain_parser(sub: Any) -> None:
@@ -42,7 +43,7 @@ def _pretrain_parser(sub: Any) -> None:
 
 def _reading_options(p: argparse.ArgumentParser) -> None:
     """Where datasets are found, and how images are read and run through a trained network."""
-    p.add_argument("--data-root", default="", help="folder holding cifar-10-batches-py")
+    p.add_argument("--data-root", default="", help="folder holding the named datasets (cifar-10-batches-py, food-101, ...)")
     p.add_argument("--cache-dir", default="", help="where archives are extracted")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=256)
@@ -244,8 +245,10 @@ def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
             text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"
         return text
     if protocol == "transfer":
-        return (f"transfer to {data}: linear top-1 {100 * result['linear_top1']:.2f}%, fine-tuned "
-                f"{100 * result['finetune_top1']:.2f}%, from scratch {100 * result['scratch_top1']:.2f}%")
+        metric = result["paper_metric"]
+        what = "mean per-class top-1 (the paper's metric for it)" if metric == "mean_class_top1" else "top-1"
+        return (f"transfer to {data}, {what}: linear {100 * result[f'linear_{metric}']:.2f}%, fine-tuned "
+                f"{100 * result[f'finetune_{metric}']:.2f}%, from scratch {100 * result[f'scratch_{metric}']:.2f}%")
     return (f"{protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
             f"({result['train_images']} train / {result['test_images']} test images)")
 

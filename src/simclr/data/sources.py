@@ -4,6 +4,9 @@ SPEC forms accepted by :func:`load_source`:
 
 * ``cifar10``, ``cifar100``: torchvision's CIFAR-10 / CIFAR-100 (python versions, 100 fine labels) under
   ``data_root``, downloaded if missing (online).
+* ``food101``, ``sun397``, ``cars``, ``aircraft``, ``dtd``, ``pets``, ``caltech101``, ``flowers102``, ``stl10``:
+  the paper's transfer datasets through torchvision under ``data_root``, downloaded if missing (online), with the
+  paper's splits (see :mod:`simclr.data.named_sets`).
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
   (``i % 5 == 0``), train = the rest.
 * An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks
@@ -14,8 +17,7 @@ SPEC forms accepted by :func:`load_source`:
   once (safely and atomically) under ``cache_dir/archives/<key>``; a single wrapping top-level folder is
   descended into.
 
-The names ``cifar10``, ``cifar100`` and ``digits`` win over folders of the same name: write ``./digits`` for a
-folder.
+These names win over folders of the same name: write ``./digits`` for a folder.
 Holdout applies only to folders and archives without a test split.
 """
 
@@ -36,6 +38,7 @@ from PIL import Image
 
 from simclr.data.archives import extract_archive
 from simclr.data.images import MinSide, is_image_file, open_rgb
+from simclr.data.named_sets import NAMED_SETS, load_named
 from simclr.errors import InputError
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
@@ -113,19 +116,20 @@ def load_source(
     """Resolve a dataset SPEC (see the module docstring) into the images of one split.
 
     Args:
-        spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, an image folder, or an archive of one.
+        spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, a name in :data:`NAMED_SETS`, an image folder, or an
+            archive of one.
         split: ``"train"``, ``"test"`` or ``"all"``.
-        data_root: Where CIFAR-10/100 live; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
+        data_root: Where CIFAR-10/100 and the named datasets live; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
         cache_dir: Where archives are extracted; default ``$SIMCLR_CACHE`` or ``~/.cache/simclr``.
         holdout: Fraction in [0, 1) of a folder without ``test/`` that forms its test split.
-        seed: Seed of the holdout draw.
+        seed: Seed of the holdout draw (and of the per-class splits of Caltech-101 and SUN397).
 
     Returns:
         The split's :class:`ImageSource`.
 
     Raises:
         InputError: Unknown split, holdout out of range, missing or empty dataset, unreadable archive,
-            CIFAR-10/100 neither present nor downloadable.
+            a named dataset (CIFAR-10/100 included) neither present nor downloadable.
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -134,6 +138,8 @@ def load_source(
     text = os.fspath(spec)
     if text in CIFAR:
         return _load_cifar(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"))
+    if text in NAMED_SETS:
+        return load_named(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"), seed)
     if text == "digits":
         return _load_digits(split)
     path = Path(text).expanduser()
@@ -142,7 +148,8 @@ def load_source(
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         root = _descend_wrapper(extract_archive(path, cache_root(cache_dir)))
         return _load_folder(root, text, split, holdout, seed)
-    expected = "(expected cifar10, cifar100, digits, an image folder or a .tar/.tar.gz/.zip archive)"
+    expected = ("(expected cifar10, cifar100, digits, a dataset name such as food101 or pets, an image folder or a "
+                ".tar/.tar.gz/.zip archive)")
     if path.exists():
         raise InputError(f"not a supported dataset: {text} {expected}")
     raise InputError(f"no such dataset: {text} {expected}")

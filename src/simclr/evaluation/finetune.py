@@ -28,7 +28,7 @@ from simclr.data.batch_augment import BatchAugment
 from simclr.data.pixel_ops import resized_crop
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
-from simclr.evaluation.knn import topk_accuracy
+from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
@@ -286,7 +286,8 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
         device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
 
     Returns:
-        ``{"top1": float, "top5": float}`` as fractions (NaN for no images).
+        ``{"top1", "top5", "mean_class_top1"}`` as fractions (NaN for no images); the last is the top-1 of each
+        class averaged over the classes.
     """
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
@@ -299,7 +300,8 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
     finally:
         model.train(was_training)
     scores = torch.cat(logits) if logits else torch.zeros(0, 1)
-    return topk_accuracy(scores, labels.cpu().long(), (1, 5))
+    labels = labels.cpu().long()
+    return {**topk_accuracy(scores, labels, (1, 5)), "mean_class_top1": mean_class_accuracy(scores, labels)}
 
 
 def supervised_baseline(make_encoder: Callable[[], nn.Module], feature_dim: int, num_classes: int,

@@ -41,6 +41,16 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...
     return out
 
 
+def mean_class_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of each class present in ``labels``, averaged over those classes (the paper's metric for
+    Aircraft, Pets, Caltech-101 and Flowers); NaN for no rows."""
+    if not len(labels):
+        return float("nan")
+    hit = (scores.argmax(dim=1) == labels).float()
+    present = labels.unique()
+    return float(torch.stack([hit[labels == c].mean() for c in present]).mean())
+
+
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
                  query_labels: torch.Tensor, num_classes: int, k: int = 200,
                  temperature: float = 0.1) -> dict[str, float]:

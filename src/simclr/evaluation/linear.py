@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from simclr.evaluation.knn import topk_accuracy
+from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 
 WEIGHT_DECAYS = (1e-6, 1e-4, 1e-2)
 
@@ -85,14 +85,15 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
 
 def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                 num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90) -> dict[str, Any]:
-    """Fit a linear classifier on frozen training features and report test top-1/top-5.
+    """Fit a linear classifier on frozen training features and report test top-1/top-5 and the mean per-class
+    top-1 (``mean_class_top1``).
 
     ``solver="lbfgs"`` chooses the weight decay on a held-out tenth of the training set, then refits;
     ``solver="sgd"`` runs :func:`fit_sgd` for ``epochs`` epochs.
     """
     if solver == "sgd":
         model = fit_sgd(train_x, train_y, num_classes, epochs=epochs, seed=seed)
-        return {**topk_accuracy(model.logits(test_x), test_y), "solver": "sgd", "epochs": epochs}
+        return {**_test_accuracy(model, test_x, test_y), "solver": "sgd", "epochs": epochs}
     if solver != "lbfgs":
         raise ValueError(f"solver must be lbfgs or sgd, got {solver!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -106,4 +107,9 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         if acc > best_acc:
             best_wd, best_acc = wd, acc
     model = fit_logistic(train_x, train_y, num_classes, best_wd)
-    return {**topk_accuracy(model.logits(test_x), test_y), "weight_decay": best_wd, "solver": "lbfgs"}
+    return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd, "solver": "lbfgs"}
+
+
+def _test_accuracy(model: LinearModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    scores = model.logits(x)
+    return {**topk_accuracy(scores, y), "mean_class_top1": mean_class_accuracy(scores, y)}

@@ -16,6 +16,7 @@ import torch
 
 from simclr.build import build_model
 from simclr.data.decode import Decoded
+from simclr.data.named_sets import paper_metric
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
     FinetuneSpec,
@@ -99,7 +100,8 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
 
         scratch = supervised_baseline(fresh, dim, num_classes, x, y, spec)
         base = evaluate_classifier(scratch, test.images, test.labels, device=learned.device)
-        result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"]})
+        result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
+                       "baseline_mean_class_top1": base["mean_class_top1"]})
     return result
 
 
@@ -107,7 +109,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
                   solver: str = "lbfgs") -> dict[str, Any]:
     """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning.
 
-    The splits are decoded once for both.
+    The splits are decoded once for both. Each accuracy is given as top-1, top-5 and mean per-class top-1;
+    ``paper_metric`` names the one the paper reports for this dataset (its Table 8).
     """
     learned, data = _open(checkpoint, setup)
     before = fingerprint(learned.model)
@@ -115,10 +118,12 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     check_frozen(learned.model, before)
     linear = pair.linear(learned.config.train.seed, solver)
     tuned = _finetune(learned, data, fraction, spec, None, baseline=True)
-    return {"protocol": "transfer", "data": setup.data, "linear_top1": linear["top1"], "linear_top5": linear["top5"],
-            "finetune_top1": tuned["top1"], "finetune_top5": tuned["top5"],
-            "scratch_top1": tuned["baseline_top1"], "scratch_top5": tuned["baseline_top5"],
-            "label_fraction": fraction, "train_images": len(pair.train.h), "test_images": len(pair.test.h)}
+    scratch = {key: tuned[f"baseline_{key}"] for key in ("top1", "top5", "mean_class_top1")}
+    result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": paper_metric(setup.data)}
+    for name, scores in (("linear", linear), ("finetune", tuned), ("scratch", scratch)):
+        result.update({f"{name}_{key}": scores[key] for key in ("top1", "top5", "mean_class_top1")})
+    return {**result, "label_fraction": fraction, "train_images": len(pair.train.h),
+            "test_images": len(pair.test.h)}
 
 
 def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,

@@ -1,0 +1,200 @@
+"""The paper's transfer datasets (its Table 8) that torchvision reads, by name, as :class:`ImageSource` splits.
+
+``simclr ... --data NAME`` with NAME one of :data:`NAMED_SETS`: the dataset is looked for in torchvision's
+layout under ``data_root`` (e.g. ``<data_root>/food-101/``) and downloaded there when missing (online; Stanford
+Cars can no longer be downloaded and must be put there by hand). Splits follow the paper's Appendix B.8:
+
+* ``train`` is the dataset's training split joined with its validation split where it has one (the paper picks
+  hyperparameters on validation, then trains on both): Flowers train + val, DTD train + val (partition 1),
+  Pets and Aircraft trainval;
+* Caltech-101 has no split: a seeded draw of 30 images per class trains, the rest test (as the paper);
+* SUN397 as torchvision reads it has no split files: a seeded draw of 50 training and 50 test images per class
+  (the sizes of the paper's official partitions, not those partitions themselves).
+
+The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others
+(:attr:`NamedSet.metric`). Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
+scale like any folder; STL-10 is held in memory as an array. The paper's VOC2007 (multi-label, mAP) and
+Birdsnap (not in torchvision) are not included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simclr.errors import InputError
+
+
+@dataclass(frozen=True)
+class NamedSet:
+    """One torchvision dataset: how to open it and which of its splits make ours.
+
+    Attributes:
+        title: The dataset's name in messages.
+        cls: torchvision.datasets class name.
+        folder: What it unpacks to under ``data_root`` (for the message when it is missing).
+        train, test: torchvision ``split`` values joined into our train / test split; empty for datasets
+            without splits (then ``per_class`` draws them).
+        per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
+        metric: ``"top1"`` or ``"mean_class_top1"``: what the paper reports for this dataset.
+        kwargs: Other constructor arguments.
+    """
+
+    title: str
+    cls: str
+    folder: str
+    train: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    per_class: tuple[int, int] = (0, 0)
+    metric: str = "top1"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+NAMED_SETS: dict[str, NamedSet] = {
+    "food101": NamedSet("Food-101", "Food101", "food-101", ("train",), ("test",)),
+    "sun397": NamedSet("SUN397", "SUN397", "SUN397", per_class=(50, 50)),
+    "cars": NamedSet("Stanford Cars", "StanfordCars", "stanford_cars", ("train",), ("test",)),
+    "aircraft": NamedSet("FGVC Aircraft", "FGVCAircraft", "fgvc-aircraft-2013b", ("trainval",), ("test",),
+                         metric="mean_class_top1", kwargs={"annotation_level": "variant"}),
+    "dtd": NamedSet("DTD", "DTD", "dtd", ("train", "val"), ("test",), kwargs={"partition": 1}),
+    "pets": NamedSet("Oxford-IIIT Pets", "OxfordIIITPet", "oxford-iiit-pet", ("trainval",), ("test",),
+                     metric="mean_class_top1"),
+    "caltech101": NamedSet("Caltech-101", "Caltech101", "caltech101", per_class=(30, 0),
+                           metric="mean_class_top1"),
+    "flowers102": NamedSet("Oxford Flowers-102", "Flowers102", "flowers-102", ("train", "val"), ("test",),
+                           metric="mean_class_top1"),
+    "stl10": NamedSet("STL-10", "STL10", "stl10_binary", ("train",), ("test",)),
+}
+"""``--data`` name -> how to read it."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One torchvision split: image files (or an in-memory array), labels and class names."""
+
+    files: list[Path]
+    labels: list[int]
+    classes: tuple[str, ...]
+    array: np.ndarray | None = None  # uint8 [N, H, W, 3] for in-memory datasets (STL-10)
+
+
+def paper_metric(spec: str) -> str:
+    """The accuracy the paper reports for dataset ``spec``: ``"mean_class_top1"`` or ``"top1"``."""
+    named = NAMED_SETS.get(spec)
+    return named.metric if named else "top1"
+
+
+def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> Any:
+    """The ``split`` (train, test or all) of the named dataset as an :class:`~simclr.data.sources.ImageSource`.
+
+    Raises:
+        InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split.
+    """
+    from simclr.data.sources import ImageSource  # sources imports this module
+
+    named = NAMED_SETS[name]
+    parts: list[Part] = []
+    if named.train:
+        for ours in ("train", "test") if split == "all" else (split,):
+            parts.extend(_part(named, data_root, s) for s in (named.train if ours == "train" else named.test))
+    else:
+        whole = _part(named, data_root, None)
+        parts.append(_draw(whole, named, split, seed) if split != "all" else whole)
+    classes = parts[0].classes
+    for other in parts[1:]:
+        if other.classes != classes:
+            raise InputError(f"the splits of {named.title} in {data_root} name different classes")
+    labels = np.asarray([y for part in parts for y in part.labels], dtype=np.int64)
+    if len(labels) == 0:
+        raise InputError(f"no images in {named.title} ({split}) in {data_root / named.folder}")
+    if parts[0].array is not None:
+        arrays = [part.array for part in parts if part.array is not None]
+        paths = tuple(f"{name}/{split}/{i}" for i in range(len(labels)))
+        return ImageSource(name, paths, labels, classes, np.concatenate(arrays))
+    paths = tuple(Path(os.path.relpath(f, data_root)).as_posix() for part in parts for f in part.files)
+    return ImageSource(name, paths, labels, classes, root=data_root)
+
+
+def _part(named: NamedSet, data_root: Path, split: str | None) -> Part:
+    dataset = _open(named, data_root, split)
+    read = _READERS.get(named.cls, _files_and_labels)
+    return read(dataset)
+
+
+def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
+    """The torchvision dataset from ``data_root``, else downloaded there (its messages go to stderr)."""
+    import torchvision.datasets  # imported here: torchvision is slow to import
+
+    cls = getattr(torchvision.datasets, named.cls)
+    kwargs = dict(named.kwargs, **({"split": split} if split else {}))
+    data_root.mkdir(parents=True, exist_ok=True)
+    try:
+        return cls(root=str(data_root), download=False, **kwargs)
+    except RuntimeError:
+        pass
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return cls(root=str(data_root), download=True, **kwargs)
+    except Exception as exc:  # offline, HTTP, checksum, or no download offered: the same remedy
+        message = " ".join(str(exc).split())
+        raise InputError(
+            f"{named.title} not found in {data_root} and the download failed ({type(exc).__name__}: {message}): "
+            f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
+            "SIMCLR_DATA at its parent), or run once online to download it"
+        ) from exc
+
+
+def _files_and_labels(dataset: Any) -> Part:
+    """Datasets that list their files in ``_image_files`` (or ``_images``) and labels in ``_labels``."""
+    files = getattr(dataset, "_image_files", None) or getattr(dataset, "_images", None)
+    labels = getattr(dataset, "_labels", None)
+    if files is None or labels is None:
+        raise InputError(f"this torchvision's {type(dataset).__name__} does not list its image files; "
+                         "use an image folder instead")
+    order = sorted(range(len(files)), key=lambda i: str(files[i]))  # SUN397 lists them in walk order
+    classes = getattr(dataset, "classes", None) or [str(c) for c in range(max(labels, default=-1) + 1)]
+    return Part([Path(files[i]) for i in order], [int(labels[i]) for i in order], tuple(classes))
+
+
+def _cars(dataset: Any) -> Part:
+    files, labels = zip(*dataset._samples, strict=True) if dataset._samples else ((), ())
+    return Part([Path(f) for f in files], [int(y) for y in labels], tuple(dataset.classes))
+
+
+def _caltech(dataset: Any) -> Part:
+    root = Path(dataset.root) / "101_ObjectCategories"
+    files = [root / dataset.categories[y] / f"image_{i:04d}.jpg" for i, y in zip(dataset.index, dataset.y, strict=True)]
+    return Part(files, [int(y) for y in dataset.y], tuple(dataset.categories))
+
+
+def _stl10(dataset: Any) -> Part:
+    array = np.ascontiguousarray(np.asarray(dataset.data, dtype=np.uint8).transpose(0, 2, 3, 1))
+    return Part([], [int(y) for y in dataset.labels], tuple(dataset.classes), array)
+
+
+_READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10}
+
+
+def _draw(whole: Part, named: NamedSet, split: str, seed: int) -> Part:
+    """A seeded per-class split of a dataset without one: ``per_class`` = (train, test) images per class."""
+    n_train, n_test = named.per_class
+    labels = np.asarray(whole.labels)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for c in range(len(whole.classes)):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        if len(members) < n_train + max(n_test, 1):
+            raise InputError(f"{named.title} class {whole.classes[c]!r} has {len(members)} images, fewer than the "
+                             f"{n_train} train + {n_test or 'at least 1'} test the split draws")
+        stop = n_train + n_test if n_test else None
+        chosen = members[:n_train] if split == "train" else members[n_train:stop]
+        keep.extend(chosen.tolist())
+    keep.sort()
+    return Part([whole.files[i] for i in keep], [whole.labels[i] for i in keep], whole.classes)

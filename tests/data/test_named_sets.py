@@ -1,0 +1,259 @@
+"""The paper's transfer datasets by name: torchvision's own readers on miniature copies of each dataset's layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simclr.data.named_sets import NAMED_SETS, paper_metric
+from simclr.data.sources import load_source
+from simclr.errors import InputError
+from simclr.evaluation.knn import mean_class_accuracy
+
+
+def _jpeg(path: Path, value: int, size: tuple[int, int] = (12, 10)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (value % 256, 40, 200)).save(path, quality=95)
+
+
+def _food101(root: Path) -> None:
+    base = root / "food-101"
+    meta = {"train": {"apple_pie": [], "ramen": []}, "test": {"apple_pie": [], "ramen": []}}
+    for c, cls in enumerate(("apple_pie", "ramen")):
+        for i in range(5):
+            split = "test" if i >= 3 else "train"
+            meta[split][cls].append(f"{cls}/{i}")
+            _jpeg(base / "images" / cls / f"{i}.jpg", 10 * c + i)
+    (base / "meta").mkdir(parents=True)
+    for split, content in meta.items():
+        (base / "meta" / f"{split}.json").write_text(json.dumps(content))
+
+
+def _dtd(root: Path) -> None:
+    data = root / "dtd" / "dtd"
+    (data / "labels").mkdir(parents=True)
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for cls in ("banded", "dotted", "zigzagged"):
+        for i, split in enumerate(("train", "train", "val", "test")):
+            lines[split].append(f"{cls}/{cls}_{i}.jpg")
+            _jpeg(data / "images" / cls / f"{cls}_{i}.jpg", i)
+    for split, names in lines.items():
+        (data / "labels" / f"{split}1.txt").write_text("\n".join(names) + "\n")
+
+
+def _pets(root: Path) -> None:
+    base = root / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True)
+    rows: dict[str, list[str]] = {"trainval": [], "test": []}
+    for label, breed in enumerate(("Abyssinian", "basset_hound"), start=1):
+        for i in range(1, 5):
+            rows["test" if i == 4 else "trainval"].append(f"{breed}_{i} {label} 1 1")
+            _jpeg(base / "images" / f"{breed}_{i}.jpg", i)
+    for split, lines in rows.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _aircraft(root: Path) -> None:
+    data = root / "fgvc-aircraft-2013b" / "data"
+    data.mkdir(parents=True)
+    variants = ["707-320", "A300B4", "Cessna 172"]
+    (data / "variants.txt").write_text("\n".join(variants) + "\n")
+    rows: dict[str, list[str]] = {"trainval": [], "test": []}
+    for c, variant in enumerate(variants):
+        for i in range(3):
+            name = f"10{c}{i}"
+            rows["test" if i == 2 else "trainval"].append(f"{name} {variant}")
+            _jpeg(data / "images" / f"{name}.jpg", i)
+    for split, lines in rows.items():
+        (data / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _caltech101(root: Path) -> None:
+    categories = root / "caltech101" / "101_ObjectCategories"
+    for cls, count in (("BACKGROUND_Google", 2), ("accordion", 32), ("airplanes", 35)):
+        for i in range(1, count + 1):
+            _jpeg(categories / cls / f"image_{i:04d}.jpg", i, (4, 4))
+
+
+def _sun397(root: Path) -> None:
+    data = root / "SUN397"
+    data.mkdir(parents=True)
+    (data / "ClassName.txt").write_text("/a/abbey\n/b/bedroom\n")
+    for c, (letter, cls) in enumerate((("a", "abbey"), ("b", "bedroom"))):
+        for i in range(100 + c):
+            _jpeg(data / letter / cls / f"sun_{c}{i:03d}.jpg", i, (4, 4))
+
+
+def _stl10(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    base = root / "stl10_binary"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 4)):
+        rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8).tofile(base / f"{split}_X.bin")
+        (np.arange(n, dtype=np.uint8) % 10 + 1).tofile(base / f"{split}_y.bin")
+    (base / "class_names.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
+    monkeypatch.setattr(torchvision.datasets.STL10, "_check_integrity", lambda self: True)  # no MD5 of the real files
+
+
+def _flowers102(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+    from scipy.io import savemat
+
+    base = root / "flowers-102"
+    for i in range(1, 10):
+        _jpeg(base / "jpg" / f"image_{i:05d}.jpg", i)
+    savemat(base / "imagelabels.mat", {"labels": np.array([[1, 2, 3] * 3])})
+    savemat(base / "setid.mat", {"trnid": np.array([[1, 2, 3]]), "valid": np.array([[4, 5, 6]]),
+                                 "tstid": np.array([[7, 8, 9]])})
+    monkeypatch.setattr(torchvision.datasets.Flowers102, "_check_integrity", lambda self: True)
+
+
+def _cars(root: Path) -> None:
+    from scipy.io import savemat
+
+    base = root / "stanford_cars"
+    (base / "devkit").mkdir(parents=True)
+    savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array([["AM General Hummer"], ["Audi TT"]],
+                                                                         dtype=object).T})
+    for split, annos, folder in (("train", base / "devkit" / "cars_train_annos.mat", "cars_train"),
+                                 ("test", base / "cars_test_annos_withlabels.mat", "cars_test")):
+        records = np.zeros((1, 4), dtype=[("fname", object), ("class", object)])
+        for i in range(4):
+            records[0, i] = (f"{split}{i:05d}.jpg", i % 2 + 1)
+            _jpeg(base / folder / f"{split}{i:05d}.jpg", i)
+        savemat(annos, {"annotations": records})
+
+
+def _build(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builders = {"food101": _food101, "dtd": _dtd, "pets": _pets, "aircraft": _aircraft, "caltech101": _caltech101,
+                "sun397": _sun397, "cars": _cars}
+    if name in builders:
+        builders[name](root)
+    else:
+        {"stl10": _stl10, "flowers102": _flowers102}[name](root, monkeypatch)
+
+
+EXPECTED = {  # name: (train images, test images, classes)
+    "food101": (6, 4, ("apple_pie", "ramen")),
+    "dtd": (9, 3, ("banded", "dotted", "zigzagged")),  # train + val
+    "pets": (6, 2, ("Abyssinian", "Basset Hound")),
+    "aircraft": (6, 3, ("707-320", "A300B4", "Cessna 172")),
+    "caltech101": (60, 7, ("accordion", "airplanes")),  # 30 per class; BACKGROUND_Google dropped by torchvision
+    "sun397": (100, 100, ("abbey", "bedroom")),  # 50 + 50 per class of 100 / 101
+    "cars": (4, 4, ("AM General Hummer", "Audi TT")),
+    "stl10": (6, 4, tuple(f"class{i}" for i in range(10))),
+    "flowers102": (6, 3, None),
+}
+
+
+def test_every_named_set_is_covered() -> None:
+    assert set(EXPECTED) == set(NAMED_SETS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build(name, tmp_path, monkeypatch)
+    train = load_source(name, "train", data_root=tmp_path)
+    test = load_source(name, "test", data_root=tmp_path)
+    both = load_source(name, "all", data_root=tmp_path)
+    n_train, n_test, classes = EXPECTED[name]
+    assert (len(train), len(test)) == (n_train, n_test)
+    assert len(both) == n_train + n_test if name != "sun397" else len(both) == 201  # the draw leaves one out
+    if classes is not None:
+        assert train.classes == classes
+    assert test.classes == train.classes and train.name == name
+    assert set(train.labels.tolist()) <= set(range(len(train.classes))) and (train.labels >= 0).all()
+    assert not set(train.paths) & set(test.paths)
+    image = train.load(0)
+    assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "caltech101": (4, 4), "sun397": (4, 4)}.get(
+        name, (12, 10))
+    if train.array is None:  # files stay files, relative to the data root
+        assert train.root == tmp_path and (tmp_path / train.paths[0]).is_file()
+
+
+def test_split_contents_follow_the_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build("dtd", tmp_path, monkeypatch)
+    train = load_source("dtd", "train", data_root=tmp_path)
+    assert "dtd/dtd/images/banded/banded_2.jpg" in train.paths  # val joins train
+    assert all("_3.jpg" not in p for p in train.paths)
+    _build("stl10", tmp_path, monkeypatch)
+    stl = load_source("stl10", "train", data_root=tmp_path)
+    assert stl.labels.tolist() == [0, 1, 2, 3, 4, 5]  # 1-based on disk
+    raw = np.fromfile(tmp_path / "stl10_binary" / "train_X.bin", dtype=np.uint8).reshape(6, 3, 96, 96)
+    assert stl.array is not None and np.array_equal(stl.array[2], raw[2].transpose(2, 1, 0))  # column-major
+
+
+def test_drawn_splits_are_seeded_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build("caltech101", tmp_path, monkeypatch)
+    a = load_source("caltech101", "train", data_root=tmp_path, seed=0)
+    b = load_source("caltech101", "train", data_root=tmp_path, seed=0)
+    c = load_source("caltech101", "train", data_root=tmp_path, seed=1)
+    test = load_source("caltech101", "test", data_root=tmp_path, seed=0)
+    assert a.paths == b.paths and a.paths != c.paths
+    assert np.bincount(a.labels).tolist() == [30, 30] and np.bincount(test.labels).tolist() == [2, 5]
+    assert not set(a.paths) & set(test.paths)
+
+
+def test_too_small_class_is_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build("caltech101", tmp_path, monkeypatch)
+    for f in sorted((tmp_path / "caltech101" / "101_ObjectCategories" / "accordion").iterdir())[2:]:
+        f.unlink()
+    with pytest.raises(InputError, match=r"Caltech-101 class 'accordion' has 2 images, fewer than the 30 train"):
+        load_source("caltech101", "train", data_root=tmp_path)
+
+
+def test_missing_dataset_names_where_to_put_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(self: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.DTD, "_download", offline)
+    with pytest.raises(InputError) as info:
+        load_source("dtd", "train", data_root=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "DTD not found in" in message and "network unreachable" in message
+    assert str(tmp_path / "dtd") in message
+    with pytest.raises(InputError, match="Stanford Cars not found.*cannot be downloaded anymore"):
+        load_source("cars", "test", data_root=tmp_path)  # torchvision no longer offers it
+
+
+def test_paper_metric() -> None:
+    assert [n for n in sorted(NAMED_SETS) if paper_metric(n) == "mean_class_top1"] == \
+        ["aircraft", "caltech101", "flowers102", "pets"]
+    assert paper_metric("food101") == "top1" and paper_metric("some/folder") == "top1"
+
+
+def test_mean_class_accuracy() -> None:
+    labels = torch.tensor([0, 0, 0, 0, 1, 2, 2])
+    predicted = torch.tensor([0, 0, 0, 1, 1, 0, 2])
+    scores = torch.nn.functional.one_hot(predicted, 4).float()
+    # class 0: 3/4, class 1: 1/1, class 2: 1/2 (class 3 absent from the labels): mean 0.75; plain top-1 5/7
+    assert mean_class_accuracy(scores, labels) == pytest.approx((0.75 + 1.0 + 0.5) / 3)
+    assert np.isnan(mean_class_accuracy(scores[:0], labels[:0]))
+
+
+def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                 make_checkpoint) -> None:
+    from simclr.cli import main
+
+    _build("pets", tmp_path / "data", monkeypatch)
+    checkpoint = make_checkpoint(tmp_path / "run.pt")
+    args = ["eval", "transfer", "--checkpoint", str(checkpoint), "--data", "pets", "--data-root",
+            str(tmp_path / "data"), "--quiet", "--epochs", "1"]
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["paper_metric"] == "mean_class_top1" and (out["train_images"], out["test_images"]) == (6, 2)
+    for name in ("linear", "finetune", "scratch"):
+        # one test image per class: mean per-class top-1 equals top-1 here
+        assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
+    assert main(args) == 0
+    assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" in capsys.readouterr().out
