@@ -48,6 +48,19 @@ ImageLike = str | Path | Image.Image
 Images = ImageLike | Sequence[ImageLike] | torch.Tensor
 
 
+def _check_image_tensor(images: torch.Tensor) -> None:
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
+
+
+def float_images(images: torch.Tensor) -> torch.Tensor:
+    """Image tensors as given to an :class:`Encoder` (uint8, or float in [0, 1]; [3, H, W] or [B, 3, H, W]) as float
+    [B, 3, H, W] in [0, 1]."""
+    _check_image_tensor(images)
+    x = images.unsqueeze(0) if images.dim() == 3 else images
+    return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 class Encoder:
     """A trained SimCLR network ready to embed images; see the module's docstring."""
 
@@ -70,11 +83,9 @@ class Encoder:
         """The network's inputs, ``batch_size`` images at a time (files are read one batch at a time, so a long
         list of paths never sits in memory decoded all at once)."""
         if isinstance(images, torch.Tensor):
+            _check_image_tensor(images)
             x = images.unsqueeze(0) if images.dim() == 3 else images
-            if x.dim() != 4 or x.shape[1] != 3:
-                raise ValueError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
-            for chunk in x.split(batch_size):
-                yield chunk.float().div(255.0) if chunk.dtype == torch.uint8 else chunk.float()
+            yield from (float_images(chunk) for chunk in x.split(batch_size))  # converted a batch at a time
             return
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]

@@ -137,3 +137,49 @@ def test_search_on_the_gpu_matches_the_cpu(ckpt: Path, shop: Path) -> None:
     gpu = index.search(index.h[:4], k=3, device="cuda")
     assert [[h.path for h in row] for row in gpu] == [[h.path for h in row] for row in cpu]
     assert [h.score for row in gpu for h in row] == pytest.approx([h.score for row in cpu for h in row], abs=1e-4)
+
+
+def test_an_image_damaged_after_embedding_is_an_empty_frame_on_both_sheets(ckpt: Path, shop: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    import shutil
+
+    collection = tmp_path / "shop"
+    shutil.copytree(shop, collection)
+    index = simclr.embed(ckpt, collection, device="cpu", progress=False, out=tmp_path / "shop.npz")
+    (collection / "bags" / "0.png").write_bytes(b"damaged since")
+    row = index.paths.index("bags/0.png")
+    hits = index.search(index.h[row], k=2)
+    assert hits[0][0].path == "bags/0.png"
+    with Image.open(index.sheet(index.h[row], hits, tmp_path / "api.png")) as sheet:
+        pixels = np.asarray(sheet.convert("RGB"))
+    assert (pixels[6:98, 106:198] == 255).all()  # the damaged best hit: an empty (white) frame
+    assert not (pixels[6:98, 206:298] == 255).all()  # the second hit is drawn
+    query = str(shop / "bags" / "0.png")  # the undamaged original
+    assert main(["search", "--index", str(tmp_path / "shop.npz"), "--query", query, "--k", "2", "--device", "cpu",
+                 "--quiet", "--sheet", str(tmp_path / "cli.png")]) == 0
+    capsys.readouterr()
+    with Image.open(tmp_path / "cli.png") as sheet:
+        cli = np.asarray(sheet.convert("RGB"))
+    assert (cli[6:98, 106:198] == 255).all() and not (cli[6:98, 6:98] == 255).all()
+
+
+def test_encoders_are_kept_per_device_and_tensors_taken_as_the_encoder_takes_them(ckpt: Path, shop: Path,
+                                                                                   tmp_path: Path) -> None:
+    from simclr.api import float_images
+
+    index = simclr.embed(ckpt, shop, device="cpu", progress=False, image_size=20)  # the images' own side
+    assert index.encoder("cpu") is index.encoder("cpu")
+    if not torch.cuda.is_available():
+        assert index.encoder("auto") is index.encoder("cpu")  # the same device, resolved
+    image = torch.from_numpy(np.array(Image.open(shop / "bags" / "1.png"))).permute(2, 0, 1)
+    torch.testing.assert_close(float_images(image), image[None].float() / 255)
+    assert float_images(image.float() / 255).shape == (1, 3, 20, 20)
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+        float_images(torch.zeros(2, 4, 8, 8))
+    uint8_hit = index.search(image, k=1)[0][0]
+    float_hit = index.search(image.float() / 255, k=1)[0][0]
+    assert uint8_hit.path == float_hit.path == "bags/1.png" and uint8_hit.score == pytest.approx(float_hit.score)
+    out = index.sheet(image, [[uint8_hit]], tmp_path / "t.png")
+    with Image.open(out) as sheet:
+        pixels = np.asarray(sheet.convert("RGB"))
+    np.testing.assert_array_equal(pixels[4:100, 4:100], pixels[4:100, 104:200])  # tensor query drawn as the file

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from simclr.data.images import CorruptImageError, open_rgb
+from simclr.data.images import open_rgb
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
@@ -40,7 +40,7 @@ class Index:
     def __init__(self, embeddings: Embeddings, skipped: list[tuple[str, str]] | None = None) -> None:
         self.embeddings = embeddings
         self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
-        self._encoder: Encoder | None = None
+        self._encoders: dict[str, Encoder] = {}  # device -> the collection's encoder there
         self._unit: dict[tuple[str, str], torch.Tensor] = {}  # (h or z, device) -> normalised once for all searches
 
     @property
@@ -76,8 +76,10 @@ class Index:
         return Path(path)
 
     def encoder(self, device: str = "auto") -> Encoder:
-        """The encoder the collection was embedded with (loaded once, from the checkpoint its ``meta`` names)."""
-        if self._encoder is None:
+        """The encoder the collection was embedded with, on ``device`` (loaded once per device, from the
+        checkpoint its ``meta`` names)."""
+        dev = str(pick_device(device))
+        if dev not in self._encoders:
             from simclr.api import load_encoder
 
             checkpoint = self.meta.get("checkpoint")
@@ -87,8 +89,8 @@ class Index:
             if not Path(checkpoint).exists():
                 raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; "
                                  "pass encoder=simclr.load_encoder(...))")
-            self._encoder = load_encoder(checkpoint, device, image_size=int(self.meta.get("image_size") or 0))
-        return self._encoder
+            self._encoders[dev] = load_encoder(checkpoint, dev, image_size=int(self.meta.get("image_size") or 0))
+        return self._encoders[dev]
 
     def search(self, queries: Images, k: int = 10, *, z: bool = False, encoder: Encoder | None = None,
                device: str = "auto") -> list[list[Hit]]:
@@ -118,20 +120,11 @@ class Index:
         """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities
         (PNG, JPEG or WebP by the suffix of ``out``). ``queries`` and ``hits`` as given to and returned by
         :meth:`search`; vector queries are drawn as empty frames, and so are images no longer readable."""
-        from simclr.retrieval.query import source_from_meta
+        from simclr.retrieval.query import picture_loader, source_from_meta
 
-        pictures = _pictures(queries, len(hits))
-        source = source_from_meta(self.meta)
-        at = {p: i for i, p in enumerate(source.paths)}
-
-        def load(path: str) -> Image.Image | None:
-            try:
-                return source.load(at[path]) if path in at else None
-            except CorruptImageError:
-                return None
-
-        draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row]) for q, row in zip(pictures, hits)],
-                   out, cell)
+        load = picture_loader(source_from_meta(self.meta))
+        draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row])
+                    for q, row in zip(_pictures(queries, len(hits)), hits)], out, cell)
         return Path(out)
 
 
@@ -140,9 +133,10 @@ def _pictures(queries: Images, n: int) -> list[Image.Image | None]:
     if isinstance(queries, torch.Tensor):
         if queries.dim() <= 2:
             return [None] * n
-        x = queries.unsqueeze(0) if queries.dim() == 3 else queries
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        return [Image.fromarray((t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()) for t in x]
+        from simclr.api import float_images
+
+        return [Image.fromarray((t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+                for t in float_images(queries)]
     items = [queries] if isinstance(queries, (str, Path, Image.Image)) else list(queries)
     return [open_rgb(q) if isinstance(q, (str, Path)) else q for q in items]
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
-from simclr.data.images import is_image_file
+from simclr.data.images import CorruptImageError, is_image_file
 from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
@@ -69,6 +71,20 @@ def source_from_meta(meta: dict[str, Any]) -> ImageSource:
                        data_root=Path(meta["root"]) if meta.get("root") else None,
                        cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
                        holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
+
+
+def picture_loader(source: ImageSource) -> Callable[[str], Image.Image | None]:
+    """Load an image of ``source`` by its path, for a contact sheet: None (drawn as an empty frame) when the path is
+    not in ``source`` or its file can no longer be decoded."""
+    at = {p: i for i, p in enumerate(source.paths)}
+
+    def load(path: str) -> Image.Image | None:
+        try:
+            return source.load(at[path]) if path in at else None
+        except CorruptImageError:
+            return None
+
+    return load
 
 
 def files_source(files: list[str]) -> ImageSource:
@@ -138,18 +154,15 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
 def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96) -> int:
     """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
 
-    Returns the number of rows drawn. Queries read from a .npz file are shown from that file's dataset.
+    Returns the number of rows drawn. Queries read from a .npz file are shown from that file's dataset; an image
+    that can no longer be read is drawn as an empty frame.
     """
-    index_source = source_from_meta(result.index.meta)
-    index_at = {p: i for i, p in enumerate(index_source.paths)}
-    q_source = result.queries.source or source_from_meta(result.queries.meta or {})
-    q_at = {p: i for i, p in enumerate(q_source.paths)}
+    result_picture = picture_loader(source_from_meta(result.index.meta))
+    query_picture = picture_loader(result.queries.source or source_from_meta(result.queries.meta or {}))
     n = min(max_queries, len(result.queries.paths))
     rows: list[SheetRow] = []
     for i in range(n):
-        qpath = result.queries.paths[i]
-        hits = [(index_source.load(index_at[hit["path"]]) if hit["path"] in index_at else None,
-                 f"{hit['rank']}: {hit['score']:.3f}") for hit in result.results(i)]
-        rows.append((q_source.load(q_at[qpath]) if qpath in q_at else None, hits))
+        hits = [(result_picture(hit["path"]), f"{hit['rank']}: {hit['score']:.3f}") for hit in result.results(i)]
+        rows.append((query_picture(result.queries.paths[i]), hits))
     draw_sheet(rows, out, cell)
     return n
