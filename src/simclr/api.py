@@ -34,6 +34,7 @@ from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
+from simclr.evaluation.linear import weight_decay_grid
 from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
 from simclr.models.simclr import SimCLRNet
@@ -147,14 +148,16 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
 
 EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
-    "linear": {"solver": "lbfgs", "epochs": 90},
+    "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
     "finetune": {"label_fraction": 0.1, "epochs": None, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
-    "transfer": {"label_fraction": 1.0, "epochs": 30, "lr": 0.1, "seed": 0},
+    "transfer": {"label_fraction": 1.0, "epochs": 30, "lr": 0.1, "seed": 0, "weight_decays": "default"},
     "probe": {"epochs": 20, "transforms": TRANSFORMS},
 }
 """Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``). Fine-tuning's ``epochs=None``
-is the paper's (Appendix B.5): 60 for 1% of the labels or fewer, else 30."""
+is the paper's (Appendix B.5): 60 for 1% of the labels or fewer, else 30. ``weight_decays`` is the L-BFGS linear
+fit's grid: ``"default"`` (1e-6, 1e-4, 1e-2), ``"paper"`` (45 values from 1e-6 to 1e5, the paper's for transfer),
+or numbers (a comma-separated string or a sequence)."""
 
 
 def finetune_epochs(label_fraction: float) -> int:
@@ -177,6 +180,11 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
     if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd"):
         raise InputError(f"solver must be lbfgs or sgd, got {opts['solver']!r}")
+    if "weight_decays" in opts:
+        try:
+            opts["weight_decays"] = weight_decay_grid(opts["weight_decays"])
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     if "transforms" in opts:
         names = opts["transforms"]
         opts["transforms"] = tuple(t for t in names.split(",") if t) if isinstance(names, str) else tuple(names)
@@ -191,9 +199,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
 
     ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
-    (solver ``lbfgs`` or ``sgd``, epochs) on frozen h; ``compare`` (raw pixels, random init and learned h:
+    (solver ``lbfgs`` or ``sgd``, epochs, weight_decays) on frozen h; ``compare`` (raw pixels, random init and learned h:
     ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
-    ``transfer`` (to the labelled dataset ``data``); ``probe`` (epochs, transforms: the paper's Table 3,
+    ``transfer`` (to the labelled dataset ``data``; also weight_decays); ``probe`` (epochs, transforms: the paper's Table 3,
     ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
@@ -219,7 +227,8 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
     spec = FinetuneSpec(epochs=epochs, lr=opts["lr"], seed=opts["seed"], batch_size=setup.batch_size)
     if protocol == "transfer":
-        return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"])
+        return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"],
+                             weight_decays=opts["weight_decays"])
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None
     return finetune_eval(checkpoint, setup, opts["label_fraction"], spec, subset_file=subset,
                          baseline=opts["baseline"])

@@ -77,6 +77,11 @@ def _eval_parser(sub: Any) -> None:
                            help="lbfgs: full-batch fit, weight decay chosen on held-out data (default); sgd: the "
                                 "paper's SGD + Nesterov with cosine decay")
             q.add_argument("--epochs", type=int, default=90, help="epochs of the sgd solver")
+        if name in ("linear", "transfer"):
+            q.add_argument("--weight-decays", default="default",
+                           help="the lbfgs fit's weight-decay grid, picked on a held-out tenth of the train split: "
+                                "default (1e-6,1e-4,1e-2), paper (45 log-spaced values from 1e-6 to 1e5, the "
+                                "paper's for transfer), or comma-separated values")
         if name in ("knn", "compare"):
             q.add_argument("--k", type=int, default=200)
             q.add_argument("--temperature", type=float, default=0.1)

@@ -92,6 +92,23 @@ def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
     assert out["solver"] == "sgd" and 0.0 <= out["top1"] <= out["top5"] <= 1.0
 
 
+def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:
+    from simclr.evaluation.linear import PAPER_WEIGHT_DECAYS
+
+    base = ["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+            "--cache-dir", env["cache"]]
+    capsys.readouterr()
+    assert main([*base, "--weight-decays", "paper"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["weight_decays_tried"] == 45 and out["weight_decay"] in PAPER_WEIGHT_DECAYS
+    assert main([*base, "--weight-decays", "0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["weight_decays_tried"], out["weight_decay"]) == (1, 0.5)
+    assert main([*base, "--weight-decays", "lots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "weight decays: 'default', 'paper' or comma-separated numbers" in err and "\n" not in err
+
+
 def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, capsys) -> None:
     subset = tmp_path / "subset.json"
     args = ["eval", "finetune", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",

@@ -89,3 +89,29 @@ def test_frozen_check_detects_a_changed_batch_norm_statistic() -> None:
         net(torch.randn(8, 3))  # train mode updates running statistics even without gradients
     with pytest.raises(RuntimeError, match="running_mean"):
         check_frozen(net, before)
+
+
+def test_weight_decay_grids() -> None:
+    from simclr.evaluation.linear import PAPER_WEIGHT_DECAYS, WEIGHT_DECAYS, weight_decay_grid
+
+    assert weight_decay_grid("default") == WEIGHT_DECAYS
+    paper = weight_decay_grid("paper")
+    assert paper == PAPER_WEIGHT_DECAYS and len(paper) == 45  # Appendix B.8: 45 log-spaced values, 1e-6 ... 1e5
+    assert paper[0] == pytest.approx(1e-6) and paper[-1] == pytest.approx(1e5)
+    np.testing.assert_allclose(np.diff(np.log10(paper)), 11 / 44)
+    assert weight_decay_grid("0.1, 1e-3,0.1") == (1e-3, 0.1) and weight_decay_grid([0, 2]) == (0.0, 2.0)
+    for bad in ("", "lots", "-1", "inf", [], [float("nan")]):
+        with pytest.raises(ValueError, match="weight decays"):
+            weight_decay_grid(bad)
+
+
+def test_linear_eval_picks_from_the_given_grid() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(400, 20, generator=gen)
+    y = (x[:, :2] @ torch.randn(2, 4, generator=gen)).argmax(1)
+    paper = linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=(1e-6, 1e-2, 1e5))
+    assert paper["weight_decays_tried"] == 3 and paper["weight_decay"] < 1e5 and paper["top1"] > 0.85
+    # a grid of one overwhelming penalty leaves weights near zero: the majority class for every test point
+    crushed = linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=(1e5,))
+    assert crushed["weight_decay"] == 1e5
+    assert crushed["top1"] == pytest.approx(float((y[300:] == torch.bincount(y[:300]).argmax()).float().mean()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from simclr.evaluation.finetune import (
     save_subset,
     supervised_baseline,
 )
+from simclr.evaluation.linear import WEIGHT_DECAYS
 from simclr.evaluation.probe import ProbeSpec, probe
 from simclr.evaluation.run import (
     EvalData,
@@ -106,7 +108,7 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
 
 
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
-                  solver: str = "lbfgs") -> dict[str, Any]:
+                  solver: str = "lbfgs", weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, Any]:
     """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning.
 
     The splits are decoded once for both. Each accuracy is given as top-1, top-5 and mean per-class top-1;
@@ -116,14 +118,14 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     before = fingerprint(learned.model)
     pair = FeaturePair(learned.encoder(), data)
     check_frozen(learned.model, before)
-    linear = pair.linear(learned.config.train.seed, solver)
+    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays)
     tuned = _finetune(learned, data, fraction, spec, None, baseline=True)
     scratch = {key: tuned[f"baseline_{key}"] for key in ("top1", "top5", "mean_class_top1")}
     result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": paper_metric(setup.data)}
     for name, scores in (("linear", linear), ("finetune", tuned), ("scratch", scratch)):
         result.update({f"{name}_{key}": scores[key] for key in ("top1", "top5", "mean_class_top1")})
     return {**result, "label_fraction": fraction, "train_images": len(pair.train.h),
-            "test_images": len(pair.test.h)}
+            "test_images": len(pair.test.h), "linear_weight_decay": linear.get("weight_decay")}
 
 
 def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
 from simclr.evaluation.knn import knn_accuracy
-from simclr.evaluation.linear import linear_eval
+from simclr.evaluation.linear import WEIGHT_DECAYS, linear_eval
 from simclr.models.simclr import SimCLRNet
 
 
@@ -108,9 +109,11 @@ class FeaturePair:
         train, test = self._features(on)
         return knn_accuracy(train, self.train.labels, test, self.test.labels, self.num_classes, k, temperature)
 
-    def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h") -> dict[str, float]:
+    def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
+               weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, float]:
         train, test = self._features(on)
-        return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs)
+        return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
+                           weight_decays)
 
 
 class Learned(NamedTuple):
@@ -146,7 +149,8 @@ def check_frozen(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> Non
 
 
 def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,
-             temperature: float = 0.1, solver: str = "lbfgs", epochs: int = 90) -> dict[str, Any]:
+             temperature: float = 0.1, solver: str = "lbfgs", epochs: int = 90,
+             weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, Any]:
     """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context.
 
     The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
@@ -156,7 +160,7 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
     pair = FeaturePair(learned.encoder(), EvalData(learned.config, setup))
     check_frozen(learned.model, before)
     result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed, solver,
-                                                                             epochs)
+                                                                             epochs, weight_decays=weight_decays)
     return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
             "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
 
