@@ -20,7 +20,7 @@ from simclr.errors import InputError
 from simclr.interrupts import Terminated, terminate_as_interrupt
 
 SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
-             "flowers102, stl10), an image folder, or a .tar/.tar.gz/.zip archive of one")
+             "flowers102, stl10, stl10-unlabeled), an image folder, or a .tar/.tar.gz/.zip archive of one")
 
 
 def _pretrain_parser(sub: Any) -> None:

@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from simclr.config_io import build_config
 from simclr.data.named_sets import NAMED_SETS, paper_metric
 from simclr.data.sources import load_source
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy
+from simclr.evaluation.run import labelled_split
 
 
 def _jpeg(path: Path, value: int, size: tuple[int, int] = (12, 10)) -> None:
@@ -98,6 +100,7 @@ def _stl10(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for split, n in (("train", 6), ("test", 4)):
         rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8).tofile(base / f"{split}_X.bin")
         (np.arange(n, dtype=np.uint8) % 10 + 1).tofile(base / f"{split}_y.bin")
+    rng.integers(0, 256, (5, 3, 96, 96), dtype=np.uint8).tofile(base / "unlabeled_X.bin")
     (base / "class_names.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
     monkeypatch.setattr(torchvision.datasets.STL10, "_check_integrity", lambda self: True)  # no MD5 of the real files
 
@@ -137,7 +140,7 @@ def _build(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if name in builders:
         builders[name](root)
     else:
-        {"stl10": _stl10, "flowers102": _flowers102}[name](root, monkeypatch)
+        {"stl10": _stl10, "stl10-unlabeled": _stl10, "flowers102": _flowers102}[name](root, monkeypatch)
 
 
 EXPECTED = {  # name: (train images, test images, classes)
@@ -149,6 +152,7 @@ EXPECTED = {  # name: (train images, test images, classes)
     "sun397": (100, 100, ("abbey", "bedroom")),  # 50 + 50 per class of 100 / 101
     "cars": (4, 4, ("AM General Hummer", "Audi TT")),
     "stl10": (6, 4, tuple(f"class{i}" for i in range(10))),
+    "stl10-unlabeled": (11, 4, tuple(f"class{i}" for i in range(10))),  # 6 labelled + 5 unlabeled
     "flowers102": (6, 3, None),
 }
 
@@ -169,11 +173,12 @@ def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     if classes is not None:
         assert train.classes == classes
     assert test.classes == train.classes and train.name == name
-    assert set(train.labels.tolist()) <= set(range(len(train.classes))) and (train.labels >= 0).all()
+    labelled = train.labels[:6] if name == "stl10-unlabeled" else train.labels
+    assert set(labelled.tolist()) <= set(range(len(train.classes))) and (labelled >= 0).all()
     assert not set(train.paths) & set(test.paths)
     image = train.load(0)
-    assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "caltech101": (4, 4), "sun397": (4, 4)}.get(
-        name, (12, 10))
+    assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "stl10-unlabeled": (96, 96), "caltech101": (4, 4),
+                                                  "sun397": (4, 4)}.get(name, (12, 10))
     if train.array is None:  # files stay files, relative to the data root
         assert train.root == tmp_path and (tmp_path / train.paths[0]).is_file()
 
@@ -188,6 +193,10 @@ def test_split_contents_follow_the_dataset(tmp_path: Path, monkeypatch: pytest.M
     assert stl.labels.tolist() == [0, 1, 2, 3, 4, 5]  # 1-based on disk
     raw = np.fromfile(tmp_path / "stl10_binary" / "train_X.bin", dtype=np.uint8).reshape(6, 3, 96, 96)
     assert stl.array is not None and np.array_equal(stl.array[2], raw[2].transpose(2, 1, 0))  # column-major
+    pretraining = load_source("stl10-unlabeled", "train", data_root=tmp_path)
+    assert pretraining.labels.tolist() == [0, 1, 2, 3, 4, 5, -1, -1, -1, -1, -1]
+    with pytest.raises(InputError, match="evaluation needs labels"):
+        labelled_split(build_config({"data": {"spec": "stl10-unlabeled", "root": str(tmp_path)}}), "train")
 
 
 def test_drawn_splits_are_seeded_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,3 +266,18 @@ def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: py
         assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
     assert main(args) == 0
     assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" in capsys.readouterr().out
+
+
+def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from simclr.data.named_sets import labelled_spec
+    from simclr.engine.monitor import KnnMonitor
+    from simclr.engine.runtime import pick_precision
+
+    assert labelled_spec("stl10-unlabeled") == "stl10" and labelled_spec("pets") == "pets"
+    assert labelled_spec("my/folder") == "my/folder"
+    _build("stl10", tmp_path, monkeypatch)
+    config = build_config({"data": {"spec": "stl10-unlabeled", "root": str(tmp_path), "image_size": 16}})
+    monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
+    assert monitor.data is not None and monitor.data.train.name == "stl10" and len(monitor.data.train) == 6
+    assert "monitor off" not in capsys.readouterr().err

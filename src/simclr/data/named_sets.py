@@ -12,7 +12,9 @@ Cars can no longer be downloaded and must be put there by hand). Splits follow t
   (the sizes of the paper's official partitions, not those partitions themselves).
 
 The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others
-(:attr:`NamedSet.metric`). Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
+(:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train split adds the 100,000
+unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run evaluates on ``stl10``).
+Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
 scale like any folder; STL-10 is held in memory as an array. The paper's VOC2007 (multi-label, mAP) and
 Birdsnap (not in torchvision) are not included.
 """
@@ -45,6 +47,8 @@ class NamedSet:
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
         metric: ``"top1"`` or ``"mean_class_top1"``: what the paper reports for this dataset.
         kwargs: Other constructor arguments.
+        labelled: For a pretraining set holding unlabeled images, the labelled named set that the kNN monitor
+            evaluates on during pretraining.
     """
 
     title: str
@@ -55,6 +59,7 @@ class NamedSet:
     per_class: tuple[int, int] = (0, 0)
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    labelled: str = ""  # for a pretraining set with unlabeled images: the named set to monitor kNN accuracy on
 
 
 NAMED_SETS: dict[str, NamedSet] = {
@@ -71,6 +76,8 @@ NAMED_SETS: dict[str, NamedSet] = {
     "flowers102": NamedSet("Oxford Flowers-102", "Flowers102", "flowers-102", ("train", "val"), ("test",),
                            metric="mean_class_top1"),
     "stl10": NamedSet("STL-10", "STL10", "stl10_binary", ("train",), ("test",)),
+    "stl10-unlabeled": NamedSet("STL-10", "STL10", "stl10_binary", ("train+unlabeled",), ("test",),
+                                labelled="stl10"),
 }
 """``--data`` name -> how to read it."""
 
@@ -89,6 +96,13 @@ def paper_metric(spec: str) -> str:
     """The accuracy the paper reports for dataset ``spec``: ``"mean_class_top1"`` or ``"top1"``."""
     named = NAMED_SETS.get(spec)
     return named.metric if named else "top1"
+
+
+def labelled_spec(spec: str) -> str:
+    """The dataset that evaluates a run pretrained on ``spec``: its labelled twin (``stl10`` for
+    ``stl10-unlabeled``), else ``spec`` itself."""
+    named = NAMED_SETS.get(spec)
+    return named.labelled if named and named.labelled else spec
 
 
 def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> Any:
@@ -176,7 +190,8 @@ def _caltech(dataset: Any) -> Part:
 
 def _stl10(dataset: Any) -> Part:
     array = np.ascontiguousarray(np.asarray(dataset.data, dtype=np.uint8).transpose(0, 2, 3, 1))
-    return Part([], [int(y) for y in dataset.labels], tuple(dataset.classes), array)
+    classes = getattr(dataset, "classes", None) or [str(c) for c in range(10)]  # class_names.txt is optional
+    return Part([], [int(y) for y in dataset.labels], tuple(classes), array)
 
 
 _READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10}

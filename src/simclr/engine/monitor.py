@@ -10,7 +10,8 @@ from simclr.config import Config
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
-from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair
+from simclr.data.named_sets import labelled_spec
+from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, eval_config
 from simclr.models.simclr import SimCLRNet
 
 
@@ -24,8 +25,8 @@ class KnnMonitor:
         self.config, self.device, self.precision = config, device, precision
         self.data: EvalData | None
         try:
-            self.data = EvalData(config, EvalSetup(data=config.data.spec, workers=config.data.workers,
-                                                   progress=False))
+            setup = EvalSetup(data=labelled_spec(config.data.spec), workers=config.data.workers, progress=False)
+            self.data = EvalData(eval_config(config, setup), setup)
         except InputError as exc:
             print(f"kNN monitor off: {exc}", file=sys.stderr)
             self.data = None
