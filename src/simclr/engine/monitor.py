@@ -7,10 +7,10 @@ import sys
 import torch
 
 from simclr.config import Config
+from simclr.data.named_sets import labelled_spec
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
-from simclr.data.named_sets import labelled_spec
 from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, eval_config
 from simclr.models.simclr import SimCLRNet
 
