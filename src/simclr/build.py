@@ -29,11 +29,12 @@ def open_source(config: Config, split: str, spec: str | None = None) -> ImageSou
                        seed=config.train.seed)
 
 
-def decode(config: Config, source: ImageSource, size: int, progress: bool = True) -> Decoded:
-    """Decode ``source`` at ``size`` into memory, through the decoded-dataset cache when enabled."""
+def decode(config: Config, source: ImageSource, size: int, progress: bool = True, workers: int | None = None) -> Decoded:
+    """Decode ``source`` at ``size`` into memory, through the decoded-dataset cache when enabled, by ``workers``
+    processes (default ``data.workers``)."""
     d = config.data
     cache = cache_root(Path(d.cache_dir) if d.cache_dir else None) if d.decode_cache else None
-    return decode_cached(source, size, cache, progress=progress)
+    return decode_cached(source, size, cache, progress=progress, workers=d.workers if workers is None else workers)
 
 
 class DataPlan(NamedTuple):

@@ -63,3 +63,27 @@ def test_array_sources_are_keyed_by_their_pixels(tmp_path: Path) -> None:
     altered = type(source)(source.name, source.paths, source.labels, source.classes,
                            np.where(source.array > 0, 255, 0).astype(np.uint8), None)
     assert content_key(source, 8) != content_key(altered, 8)
+
+
+def test_worker_processes_decode_the_same_in_the_same_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           mini_archive: Path) -> None:
+    import shutil
+
+    from simclr.data import decode as decode_mod
+    from simclr.data.decode import decode_source, fit_square
+
+    extracted = load_source(mini_archive, "train").root
+    assert extracted is not None
+    shutil.copytree(extracted, tmp_path / "mini")  # a copy to damage
+    source = load_source(tmp_path / "mini", "train")
+    monkeypatch.setattr(decode_mod, "_CHUNK", 64)
+    monkeypatch.setattr(decode_mod, "_PARALLEL_MIN", 100)  # the 500 images go to worker processes, 8 chunks
+    (tmp_path / "mini" / source.paths[70]).write_bytes(b"not a jpeg")  # a corrupt file in the second chunk
+    plain = decode_source(source, 24, progress=False)
+    parallel = decode_source(source, 24, progress=False, workers=2)
+    assert plain.images.shape == (499, 3, 24, 24) and [p for p, _ in plain.skipped] == [source.paths[70]]
+    assert torch.equal(plain.images, parallel.images) and torch.equal(plain.labels, parallel.labels)
+    assert plain.paths == parallel.paths and plain.skipped == parallel.skipped
+    assert plain.paths[70] == source.paths[71]  # the rest close up behind the skipped image
+    expected = fit_square(source.load(71, min_side=24), 24).transpose(2, 0, 1)
+    np.testing.assert_array_equal(parallel.images[70].numpy(), expected)

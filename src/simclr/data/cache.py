@@ -70,16 +70,18 @@ def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> Non
                                              "skipped": [list(s) for s in decoded.skipped]}))
 
 
-def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True) -> Decoded:
-    """``decode_source`` through the cache in ``cache_dir`` (no cache when None or not writable)."""
+def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True,
+                  workers: int = 0) -> Decoded:
+    """``decode_source`` (with ``workers`` processes) through the cache in ``cache_dir`` (no cache when None or not
+    writable)."""
     if cache_dir is None:
-        return decode_source(source, size, progress=progress)
+        return decode_source(source, size, progress=progress, workers=workers)
     key = content_key(source, size)
     data_path, meta_path = _paths(cache_dir, key)
     hit = _load(data_path, meta_path, size)
     if hit is not None:
         return hit
-    decoded = decode_source(source, size, progress=progress)
+    decoded = decode_source(source, size, progress=progress, workers=workers)
     try:
         _store(decoded, data_path, meta_path, size)
     except OSError:

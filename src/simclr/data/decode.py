@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.data
 from PIL import Image
 from tqdm import tqdm
 
@@ -68,22 +70,64 @@ def _resize_array(array: np.ndarray, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def decode_source(source: ImageSource, size: int, *, progress: bool = True) -> Decoded:
-    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop), skipping corrupt ones."""
+def decode_source(source: ImageSource, size: int, *, progress: bool = True, workers: int = 0) -> Decoded:
+    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop), skipping corrupt ones.
+
+    Files are decoded by ``workers`` processes when there are enough of them to pay for starting those (in order,
+    so the result is the same), straight into one uint8 ``[N, 3, S, S]`` tensor.
+    """
     labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
     if source.array is not None:
         return Decoded(_resize_array(source.array, size), labels, list(source.paths), [])
-    images = np.empty((len(source), size, size, 3), dtype=np.uint8)
+    images = torch.empty((len(source), 3, size, size), dtype=torch.uint8)
+    pixels = images.numpy()  # the same memory
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
-    bar = tqdm(range(len(source)), desc=f"decoding {source.name}", unit="img", disable=not progress,
-               leave=False, mininterval=1.0)
-    for i in bar:
-        try:
-            images[len(keep)] = fit_square(source.load(i, min_side=size), size)
-        except CorruptImageError as exc:
-            skipped.append((source.paths[i], str(exc)))
-            continue
-        keep.append(i)
-    tensor = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
-    return Decoded(tensor, labels[keep], [source.paths[i] for i in keep], skipped)
+    with tqdm(total=len(source), desc=f"decoding {source.name}", unit="img", disable=not progress, leave=False,
+              mininterval=1.0) as bar:
+        for chunk in _decoded_chunks(source, size, workers if len(source) >= _PARALLEL_MIN else 0):
+            for i, item in chunk:
+                if isinstance(item, str):
+                    skipped.append((source.paths[i], item))
+                else:
+                    pixels[len(keep)] = np.asarray(item).transpose(2, 0, 1)
+                    keep.append(i)
+            bar.update(len(chunk))
+    return Decoded(images[: len(keep)], labels[keep], [source.paths[i] for i in keep], skipped)
+
+
+_PARALLEL_MIN = 2048  # fewer files decode faster than worker processes start
+_CHUNK = 256
+
+
+class _Chunks(torch.utils.data.Dataset):
+    """Chunk ``j`` of a file-backed source: ``(index, uint8 [S, S, 3] or the reason it could not be read)``."""
+
+    def __init__(self, source: ImageSource, size: int) -> None:
+        self.source, self.size = source, size
+
+    def __len__(self) -> int:
+        return (len(self.source) + _CHUNK - 1) // _CHUNK
+
+    def __getitem__(self, j: int) -> list[tuple[int, np.ndarray | str]]:
+        out: list[tuple[int, np.ndarray | str]] = []
+        for i in range(j * _CHUNK, min((j + 1) * _CHUNK, len(self.source))):
+            try:
+                out.append((i, fit_square(self.source.load(i, min_side=self.size), self.size)))
+            except CorruptImageError as exc:
+                out.append((i, str(exc)))
+        return out
+
+
+def _decoded_chunks(source: ImageSource, size: int, workers: int) -> Iterator[list[tuple[int, Any]]]:
+    chunks = _Chunks(source, size)
+    if workers <= 0:
+        yield from (chunks[j] for j in range(len(chunks)))
+        return
+    loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                         prefetch_factor=2)
+    yield from loader
+
+
+def _as_is(chunk: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    return chunk

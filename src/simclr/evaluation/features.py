@@ -50,10 +50,6 @@ def _collate(items: list) -> list:
     return items
 
 
-def _plain_decoder(source: ImageSource, size: int) -> Decoded:
-    return decode_source(source, size, progress=False)
-
-
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
                  skipped: list[tuple[str, str]], kept: list[int],
                  decoder: Decoder | None = None) -> Iterator[torch.Tensor]:
@@ -63,7 +59,7 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
     DataLoader decodes and resizes images one at a time with ``eval_transform``.
     """
     if in_memory:
-        decoded = (decoder or _plain_decoder)(source, size)
+        decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False, workers=workers)
         skipped.extend(decoded.skipped)
         index = {p: i for i, p in enumerate(source.paths)}
         kept.extend(index[p] for p in decoded.paths)

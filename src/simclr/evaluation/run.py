@@ -81,7 +81,7 @@ class EvalData:
     def _decode(self, source: ImageSource, size: int) -> Decoded:
         key = ("train" if source is self.train else "test", size)
         if key not in self._decoded:
-            self._decoded[key] = decode(self.config, source, size, progress=False)
+            self._decoded[key] = decode(self.config, source, size, progress=False, workers=self.kw["workers"])
         return self._decoded[key]
 
     def decoded(self, split: str) -> Decoded:
