@@ -111,7 +111,9 @@ class Encoder:
     def torchvision(self) -> ResNet:
         """f as a torchvision ResNet with the same weights (``fc = Identity``: its output is h), in eval mode.
 
-        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise ValueError.
+        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise ValueError. With
+        ``model.input_norm: imagenet`` (weights imported with ``--input-norm imagenet``) it takes standardised
+        input, as torchvision's models do.
         """
         return to_torchvision(self.model.encoder).eval()
 

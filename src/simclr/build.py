@@ -76,7 +76,7 @@ def augment_spec(config: Config) -> AugmentSpec:
 def build_model(config: Config) -> SimCLRNet:
     """f and g from a resolved config (``cifar_stem`` decided)."""
     m = config.model
-    return SimCLRNet(EncoderSpec(m.arch, m.width, bool(m.cifar_stem)), m.head)
+    return SimCLRNet(EncoderSpec(m.arch, m.width, bool(m.cifar_stem), m.input_norm), m.head)
 
 
 def peak_lr(config: Config) -> float:

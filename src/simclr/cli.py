@@ -115,6 +115,20 @@ def _export_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _import_parser(sub: Any) -> None:
+    p = sub.add_parser("import", help="a ResNet's weights in torchvision's layout (e.g. the paper's released "
+                                      "SimCLR, torchvision's supervised) as a checkpoint for every command")
+    p.add_argument("weights", type=Path, help=".pth/.pt file: a torchvision-style ResNet state dict (read without "
+                                               "running code; fc and other parts left out)")
+    p.add_argument("--out", required=True, type=Path, help="the checkpoint to write")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="the side it is evaluated at by default (default: 32 with the CIFAR stem, else 224)")
+    p.add_argument("--input-norm", choices=("none", "imagenet"), default="none",
+                   help="none: pixels in [0, 1] as they are (SimCLR's weights, default); imagenet: standardised "
+                        "with ImageNet's mean and deviation first (torchvision's supervised weights)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _embed_parser(sub: Any) -> None:
     p = sub.add_parser("embed", help="write h (optionally z) of a dataset to .npz")
     _common_eval(p)
@@ -169,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _embed_parser(sub)
     _export_parser(sub)
+    _import_parser(sub)
     _search_parser(sub)
     _ablate_parser(sub)
     return parser
@@ -267,6 +282,22 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_import(args: argparse.Namespace) -> int:
+    from simclr.import_weights import import_weights
+
+    if args.image_size and args.image_size < 8:
+        raise InputError(f"--image-size must be >= 8, got {args.image_size}")
+    info = import_weights(args.weights, args.out, image_size=args.image_size, input_norm=args.input_norm)
+    stem = "CIFAR stem" if info["cifar_stem"] else "ImageNet stem"
+    stem += ", ImageNet input standardisation" if info["input_norm"] == "imagenet" else ""
+    width = f" width {info['width']:g}," if info["width"] != 1 else ""
+    _report(args, info, f"imported {info['arch']} ({stem},{width} {info['features']}-dimensional h, "
+                        f"{info['tensors']} tensors; {info['ignored']} others left out) to {info['out']}; its "
+                        "projection head is untrained, so use h, e.g.:\n"
+                        f"  simclr eval linear --checkpoint {info['out']} --data DATA")
+    return 0
+
+
 def run_embed(args: argparse.Namespace) -> int:
     from simclr.retrieval.embed import embed
 
@@ -351,7 +382,7 @@ def run_ablate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "export": run_export,
-                "search": run_search, "ablate": run_ablate}
+                "import": run_import, "search": run_search, "ablate": run_ablate}
     try:
         with terminate_as_interrupt():
             return handlers[args.command](args)

@@ -13,7 +13,7 @@ from simclr.data.augment import AugmentSpec
 from simclr.engine.step import COMPILE_MODES
 from simclr.losses.alternatives import LOSSES
 from simclr.models.heads import HeadSpec
-from simclr.models.resnet import ARCHITECTURES
+from simclr.models.resnet import ARCHITECTURES, INPUT_NORMS
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
@@ -74,18 +74,24 @@ class ModelConfig:
         width: channel multiplier of every layer.
         cifar_stem: 3x3 stride-1 stem without max-pool; ``None`` (YAML ``auto``) = on for images <= 64 px.
         head: the projection head.
+        input_norm: ``none`` (SimCLR's: pixels in [0, 1] go in as they are) or ``imagenet`` (f first subtracts
+            ImageNet's channel means and divides by their deviations, as torchvision's supervised weights expect;
+            set by ``simclr import --input-norm imagenet``).
     """
 
     arch: str = "resnet50"
     width: float = 1.0
     cifar_stem: bool | None = None
     head: HeadSpec = field(default_factory=HeadSpec)
+    input_norm: str = "none"
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if not 0.0 < self.width <= 16.0:
             raise ValueError(f"model.width must be in (0, 16], got {self.width}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"model.input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         self.head.validate()
 
 

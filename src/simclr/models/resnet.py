@@ -23,6 +23,9 @@ _ARCHS: dict[str, tuple[type[nn.Module], list[int], int]] = {
 }
 
 ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
+INPUT_NORMS: tuple[str, ...] = ("none", "imagenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,22 @@ class EncoderSpec:
             CPU training practical.
         cifar_stem: replace the 7x7 stride-2 convolution and max-pool with a 3x3 stride-1 convolution and
             no max-pool, as the paper does for CIFAR-10 (Appendix B.9).
+        input_norm: ``none`` (the paper's: pixels in [0, 1] as they are) or ``imagenet`` (standardise each
+            channel with ImageNet's mean and deviation first, for weights trained that way, e.g. torchvision's).
     """
 
     arch: str = "resnet50"
     width: float = 1.0
     cifar_stem: bool = False
+    input_norm: str = "none"
 
     def validate(self) -> None:
         if self.arch not in _ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
         if not 0.0 < self.width <= 16.0:
             raise ValueError(f"width must be in (0, 16], got {self.width}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
 
 
 def _channels(base: int, multiplier: float) -> int:
@@ -86,6 +94,12 @@ class ResNetEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = self._inplanes
+        self.normalize = spec.input_norm == "imagenet"
+        # not persistent: the state dict (and so every checkpoint) is the same with or without
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
 
     def _make_stage(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -116,6 +130,8 @@ class ResNetEncoder(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         x = self.stages(self.stem(x))
         return torch.flatten(self.pool(x), 1)
 

@@ -59,7 +59,9 @@ def torchvision_skeleton(arch: str, cifar_stem: bool) -> tv.ResNet:
 
 
 def to_torchvision(encoder: ResNetEncoder) -> tv.ResNet:
-    """A torchvision ResNet computing the same h as ``encoder`` (its own copy of the weights)."""
+    """A torchvision ResNet computing the same h as ``encoder`` (its own copy of the weights); for an encoder with
+    ``input_norm="imagenet"``, from input standardised with ImageNet's mean and deviation, as torchvision's
+    models take it."""
     _check(encoder)
     model = torchvision_skeleton(encoder.spec.arch, encoder.spec.cifar_stem)
     model.load_state_dict(torchvision_state_dict(encoder))
