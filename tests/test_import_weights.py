@@ -13,7 +13,7 @@ import simclr
 from simclr.cli import main
 from simclr.engine.checkpoint import load_checkpoint
 from simclr.errors import InputError
-from simclr.import_weights import import_weights, infer_model
+from simclr.importer import import_weights, infer_model
 from simclr.models.torchvision_compat import torchvision_skeleton
 
 NORMALIZE = torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -53,7 +53,7 @@ def test_cifar_stem_and_imagenet_standardisation(tmp_path: Path) -> None:
     small = _trained_like(torchvision_skeleton("resnet18", cifar_stem=True))
     torch.save({"model": {"backbone": {f"backbone.{k}": v for k, v in small.state_dict().items()}}},
                tmp_path / "cifar.pth")
-    info = import_weights(tmp_path / "cifar.pth", tmp_path / "cifar.pt")
+    info = simclr.import_weights(tmp_path / "cifar.pth", tmp_path / "cifar.pt")  # the same function from simclr
     assert info["cifar_stem"] and info["image_size"] == 32
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

@@ -37,6 +37,7 @@ from simclr.evaluation.features import model_encoder
 from simclr.evaluation.linear import weight_decay_grid
 from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
+from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 

@@ -283,7 +283,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from simclr.import_weights import import_weights
+    from simclr.importer import import_weights
 
     if args.image_size and args.image_size < 8:
         raise InputError(f"--image-size must be >= 8, got {args.image_size}")
