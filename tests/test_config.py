@@ -88,3 +88,14 @@ def test_parse_override_reads_yaml_values() -> None:
     assert parse_override("a.b=0.5") == {"a": {"b": 0.5}}
     assert parse_override("a=[1, 2]") == {"a": [1, 2]}
     assert parse_override("a=auto") == {"a": "auto"}
+
+
+def test_numbers_in_exponent_form_without_a_dot(tmp_path) -> None:
+    # YAML 1.1 reads 1e-6 (no dot) as a string; a float key takes it as the number it spells
+    (tmp_path / "c.yaml").write_text("optim:\n  weight_decay: 1e-6\n  base_lr: 3E-1\n")
+    config = load_config(str(tmp_path / "c.yaml"), ["loss.temperature=5e-2", "optim.final_lr=+1e-3"], {})
+    assert (config.optim.weight_decay, config.optim.base_lr) == (1e-6, 0.3)
+    assert (config.loss.temperature, config.optim.final_lr) == (0.05, 1e-3)
+    for bad in ("optim.base_lr=1e-x", "optim.base_lr=e-3", "optim.base_lr=fast"):
+        with pytest.raises(InputError, match="expected a number"):
+            load_config(None, [bad], {})

@@ -8,6 +8,7 @@ plain dict, so checkpoints load with ``weights_only``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,8 @@ from simclr.config import Config
 from simclr.data.augment import PRESETS, AugmentSpec
 from simclr.errors import InputError
 from simclr.files import atomic_write_text
+
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -59,6 +62,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
         raise InputError(f"config key {key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
