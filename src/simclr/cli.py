@@ -38,6 +38,8 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--init", help="start from this checkpoint's f and g (a run folder or file, e.g. from simclr "
+                                  "import) instead of random weights; its model settings are used (model.init)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -211,10 +213,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if not args.data and not args.resume:
         raise InputError("pretrain needs --data (only --resume continues without it)")
     extra: dict[str, Any] = {"data": {"spec": args.data}, "train": train} if args.data else {"train": train}
-    if args.arch:
-        extra["model"] = {"arch": args.arch}
+    if args.arch or args.init:
+        extra["model"] = {k: v for k, v in (("arch", args.arch), ("init", args.init)) if v}
     config = load_config(args.config, args.set, extra)
-    if args.resume and (args.config or args.set or args.arch or train.keys() - {"device"}):
+    if args.resume and (args.config or args.set or args.arch or args.init or train.keys() - {"device"}):
         print("simclr: note: --resume continues with the run's saved config; --config, --set and other "
               "options are ignored", file=sys.stderr)
     result = pretrain(config, args.out, resume=args.resume, progress=not args.quiet)

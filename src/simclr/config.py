@@ -77,6 +77,9 @@ class ModelConfig:
         input_norm: ``none`` (SimCLR's: pixels in [0, 1] go in as they are) or ``imagenet`` (f first subtracts
             ImageNet's channel means and divides by their deviations, as torchvision's supervised weights expect;
             set by ``simclr import --input-norm imagenet``).
+        init: a checkpoint (run folder or file: a run's, ``simclr export --format simclr``'s or ``simclr
+            import``'s) whose f and g start pretraining instead of a random initialisation, e.g. to continue
+            from ImageNet weights on your own images; its model settings replace the others. ``""`` = random.
     """
 
     arch: str = "resnet50"
@@ -84,6 +87,7 @@ class ModelConfig:
     cifar_stem: bool | None = None
     head: HeadSpec = field(default_factory=HeadSpec)
     input_norm: str = "none"
+    init: str = ""
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:

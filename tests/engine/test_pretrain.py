@@ -296,3 +296,40 @@ def test_fractional_epochs(tmp_path: Path, epochs: float, steps: int) -> None:
     result = pretrain(_config(train={"epochs": epochs, "diagnostics_every": 0}), tmp_path, progress=False)
     assert (result.step, result.total_steps) == (steps, steps)
     assert result.epoch == int(epochs)  # a partial last epoch is not counted as done
+
+
+def test_init_starts_from_a_checkpoints_weights_and_model(full_run: Path, tmp_path: Path, capsys) -> None:
+    from simclr.cli import main
+
+    trained = load_checkpoint(full_run)["model"]
+    args = ["pretrain", "--data", "digits", "--out", str(tmp_path / "cont"), "--init", str(full_run), "--quiet",
+            "--set", "data.image_size=16", "--set", "model.width=0.25", "--set", "model.head.out_dim=32",
+            "--set", "optim.base_lr=1e-12", "--set", "train.precision=fp32", "--set", "train.device=cpu",
+            "--set", "train.batch_size=64", "--set", "train.epochs=0.05", "--set", "train.knn_every=0",
+            "--set", "model.arch=resnet18"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"note: model settings from {full_run}: width 0.25 -> 0.125" in err and "head.out_dim 32 -> 16" in err
+    saved = load_checkpoint(tmp_path / "cont")
+    model = saved["config"]["model"]
+    assert (model["width"], model["head"]["out_dim"], model["init"]) == (0.125, 16, str(full_run))
+    convs = [k for k in trained if k.endswith(("conv1.weight", "conv2.weight"))]
+    assert len(convs) > 10
+    for key in convs:  # a learning rate of 1e-12 leaves the starting weights as they were
+        torch.testing.assert_close(saved["model"][key], trained[key], atol=1e-6, rtol=0)
+    fresh = pretrain(_config(optim={"base_lr": 1e-12}, train={"epochs": 0.05, "knn_every": 0}), tmp_path / "fresh",
+                     progress=False)
+    assert fresh.step == 1
+    assert not torch.allclose(load_checkpoint(tmp_path / "fresh")["model"][convs[0]], trained[convs[0]])
+
+
+def test_init_from_an_imported_checkpoint_and_bad_init(tmp_path: Path, make_checkpoint) -> None:
+    ckpt = make_checkpoint(tmp_path / "start.pt")
+    result = pretrain(_config(model={"init": str(ckpt)}, train={"epochs": 0.05, "knn_every": 0}), tmp_path / "run",
+                      progress=False)
+    assert result.step == 1 and load_checkpoint(tmp_path / "run")["config"]["model"]["head"]["out_dim"] == 24
+    with pytest.raises(InputError, match="no such checkpoint|not found"):
+        pretrain(_config(model={"init": str(tmp_path / "missing.pt")}), tmp_path / "bad", progress=False)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        pretrain(_config(model={"init": str(tmp_path / "junk.pt")}), tmp_path / "bad2", progress=False)

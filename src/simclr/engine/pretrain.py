@@ -80,8 +80,9 @@ def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], pr
         _log(f"epoch {epoch}: {warning}")
 
 
-def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[str, Any] | None]:
-    """The config to run and, when resuming, the checkpoint to continue from."""
+def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[str, Any] | None,
+                                                                  dict[str, Any] | None]:
+    """The config to run and, when resuming, the checkpoint to continue from, else the ``model.init`` weights."""
     last = run_dir / LAST
     if resume:
         if not last.is_file():
@@ -89,11 +90,34 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[st
         state = load_checkpoint(last)
         if "optimizer" not in state:
             raise InputError(f"--resume: {last} holds a model exported by simclr export, not a run's checkpoint")
-        return config_from_dict(state["config"]), state
+        return config_from_dict(state["config"]), state, None
     if last.exists():
         raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
                          "another --out")
-    return config, None
+    if not config.model.init:
+        return config, None, None
+    init = load_checkpoint(config.model.init)
+    return _adopt_model(config, init), None, init["model"]
+
+
+def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"head": {"out_dim": 128}}`` as ``{"head.out_dim": 128}``."""
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _adopt_model(config: Config, init: dict[str, Any]) -> Config:
+    """``config`` with the model settings of the ``model.init`` checkpoint (a note names those they replace)."""
+    theirs = dataclasses.replace(config_from_dict(init["config"]).model, init=config.model.init)
+    mine = _flat(config_to_dict(config)["model"])
+    saved = _flat(config_to_dict(dataclasses.replace(config, model=theirs))["model"])
+    changed = [f"{key} {mine[key]} -> {saved[key]}" for key in saved
+               if mine.get(key) != saved[key] and mine.get(key) not in (None, "auto")]
+    if changed:
+        _log(f"note: model settings from {config.model.init}: {', '.join(changed)}")
+    return dataclasses.replace(config, model=theirs)
 
 
 def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: bool = True,
@@ -114,11 +138,11 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
         resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    config, state = _start(config, run_dir, resume)
+    config, state, init = _start(config, run_dir, resume)
     device = dist.device_for(ctx, pick_device(config.train.device))
     dist.init_process_group(ctx, device, config.train.dist_timeout)
     try:
-        result = _pretrain(config, state, run_dir, ctx, device, t_start, progress, stop_after_steps)
+        result = _pretrain(config, state, run_dir, ctx, device, t_start, progress, stop_after_steps, init)
     except BaseException:
         dist.destroy_process_group()
         raise
@@ -127,7 +151,8 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
 
 
 def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: dist.DistContext,
-              device: torch.device, t_start: float, progress: bool, stop_after_steps: int | None) -> PretrainResult:
+              device: torch.device, t_start: float, progress: bool, stop_after_steps: int | None,
+              init: dict[str, torch.Tensor] | None = None) -> PretrainResult:
     progress = progress and ctx.is_main
     precision = pick_precision(config.train.precision, device)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
@@ -159,6 +184,12 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         _write_skipped(run_dir, skipped)
 
     net = build_model(config)
+    if init is not None:  # model.init: its weights instead of a random start (its model settings were adopted)
+        try:
+            net.load_state_dict(init)
+        except RuntimeError as exc:
+            raise InputError(f"model.init {config.model.init} does not match its own config: "
+                             f"{str(exc).splitlines()[0]}") from None
     if ctx.enabled and tr.sync_bn:
         convert_global_bn(net)  # in place (only a batch norm itself is replaced by a new layer)
     net = net.to(device)
