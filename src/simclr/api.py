@@ -181,8 +181,8 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"{name} must be > 0, got {opts[name]}")
     if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
-    if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd"):
-        raise InputError(f"solver must be lbfgs or sgd, got {opts['solver']!r}")
+    if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd", "augmented"):
+        raise InputError(f"solver must be lbfgs, sgd or augmented, got {opts['solver']!r}")
     if "weight_decays" in opts:
         try:
             opts["weight_decays"] = weight_decay_grid(opts["weight_decays"])
@@ -202,7 +202,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
 
     ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
-    (solver ``lbfgs`` or ``sgd``, epochs, weight_decays) on frozen h; ``compare`` (raw pixels, random init and learned h:
+    (solver ``lbfgs`` or ``sgd`` on cached h, or ``augmented``: the reference code's protocol on cropped and
+    flipped images; epochs, weight_decays) on frozen h; ``compare`` (raw pixels, random init and learned h:
     ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
     ``transfer`` (to the labelled dataset ``data``; also weight_decays); ``probe`` (epochs, transforms: the paper's Table 3,
     ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
@@ -216,11 +217,13 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     builds it from its flags)."""
     from simclr.evaluation.finetune import FinetuneSpec
     from simclr.evaluation.probe import ProbeSpec
-    from simclr.evaluation.protocols import finetune_eval, probe_eval, transfer_eval
+    from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval, transfer_eval
     from simclr.evaluation.run import compare
     from simclr.evaluation.run import evaluate as frozen_eval
 
     opts = _options(protocol, options)
+    if protocol == "linear" and opts["solver"] == "augmented":
+        return augmented_linear_eval(checkpoint, setup, opts["epochs"])
     if protocol in ("knn", "linear"):
         return frozen_eval(checkpoint, setup, protocol, **opts)
     if protocol == "compare":

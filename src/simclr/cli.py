@@ -75,10 +75,12 @@ def _eval_parser(sub: Any) -> None:
         if name == "compare":
             q.add_argument("--no-linear", action="store_true", help="kNN only (the linear fits take longer)")
         if name == "linear":
-            q.add_argument("--solver", choices=("lbfgs", "sgd"), default="lbfgs",
-                           help="lbfgs: full-batch fit, weight decay chosen on held-out data (default); sgd: the "
-                                "paper's SGD + Nesterov with cosine decay")
-            q.add_argument("--epochs", type=int, default=90, help="epochs of the sgd solver")
+            q.add_argument("--solver", choices=("lbfgs", "sgd", "augmented"), default="lbfgs",
+                           help="lbfgs: full-batch fit on cached h, weight decay chosen on held-out data (default); "
+                                "sgd: the paper's SGD + Nesterov with cosine decay on cached h; augmented: the "
+                                "reference code's protocol, the same SGD on h of randomly cropped and flipped "
+                                "images, the encoder run every epoch (for a GPU)")
+            q.add_argument("--epochs", type=int, default=90, help="epochs of the sgd and augmented solvers")
         if name in ("linear", "transfer"):
             q.add_argument("--weight-decays", default="default",
                            help="the lbfgs fit's weight-decay grid, picked on a held-out tenth of the train split: "

@@ -92,6 +92,22 @@ def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
     assert out["solver"] == "sgd" and 0.0 <= out["top1"] <= out["top5"] <= 1.0
 
 
+def test_eval_linear_augmented_solver(env: dict, capsys, monkeypatch) -> None:
+    from simclr.evaluation import protocols
+
+    specs = []
+    real = protocols.finetune
+    monkeypatch.setattr(protocols, "finetune", lambda *a, **k: specs.append(a[5]) or real(*a, **k))
+    capsys.readouterr()
+    assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--solver", "augmented", "--epochs", "3", "--batch-size", "128"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["solver"], out["epochs"], out["lr"]) == ("augmented", 3, 0.05)  # 0.1 x 128 / 256
+    assert (out["train_images"], out["test_images"]) == (500, 200) and 0.0 <= out["top1"] <= out["top5"] <= 1.0
+    assert len(specs) == 1 and specs[0].frozen and specs[0].augment and specs[0].weight_decay == 0.0
+    # the encoder is checked unchanged afterwards (protocols.check_frozen raises otherwise)
+
+
 def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:
     from simclr.evaluation.linear import PAPER_WEIGHT_DECAYS
 

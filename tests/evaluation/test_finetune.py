@@ -1,6 +1,7 @@
 """Semi-supervised fine-tuning: label subsets, their files, and fine-tuning on a tiny colour task."""
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -176,6 +177,21 @@ def test_supervised_baseline_runs_from_a_fresh_encoder(trained: dict) -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     acc = evaluate_classifier(a, *trained["test"], batch_size=7)
     assert 0.0 <= acc["top1"] <= acc["top5"] <= 1.0
+
+
+def test_frozen_trains_the_linear_layer_only(trained: dict) -> None:
+    encoder = _encoder()
+    before = copy.deepcopy(encoder.state_dict())
+    spec = dataclasses.replace(SPEC, frozen=True, epochs=30)  # h of a random encoder is small: more steps
+    model = finetune(encoder, encoder.num_features, 3, *trained["train"], spec)
+    after = model[0].state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)  # weights and batch-norm statistics alike
+    assert not any(p.requires_grad for p in model[0].parameters())
+    acc = evaluate_classifier(model, *trained["test"])
+    assert acc["top1"] > 0.6, acc  # colour is linearly readable from h of a random encoder (chance: 1/3)
+    # the same recipe without freezing moves the encoder
+    moved = finetune(_encoder(), TINY_DIM, 3, *trained["train"], SPEC)[0].state_dict()
+    assert any(not torch.equal(moved[k], before[k]) for k in before if k.endswith("weight"))
 
 
 def test_finetune_rejects_bad_input() -> None:

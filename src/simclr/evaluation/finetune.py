@@ -169,6 +169,8 @@ class FinetuneSpec:
         augment: Random resized crop + horizontal flip only, as the paper's fine-tuning.
         crop_scale: Crop area range of that augmentation.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        frozen: Train the linear layer only, on h of the frozen encoder (eval mode, no gradient): the
+            reference code's linear evaluation, on randomly cropped and flipped images.
     """
 
     epochs: int = 30
@@ -182,6 +184,7 @@ class FinetuneSpec:
     augment: bool = True
     crop_scale: tuple[float, float] = (0.08, 1.0)
     device: str = "cpu"
+    frozen: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
@@ -199,7 +202,8 @@ def _to_float(images: Tensor) -> Tensor:
 
 def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Tensor, train_labels: Tensor,
              spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
-    """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained.
+    """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained (the linear layer
+    alone with ``spec.frozen``: the encoder then stays in eval mode and unchanged, batch-norm statistics included).
 
     Pass the encoder f of a pretrained network (``SimCLRNet.encoder``, output h): like the paper,
     fine-tuning starts from h, and the projection head g is not used. The encoder is trained in place
@@ -239,11 +243,13 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
         linear.bias.zero_()
     model = nn.Sequential(encoder, linear).to(device).train()
+    if spec.frozen:
+        encoder.eval().requires_grad_(False)
     images, labels = train_images.to(device), train_labels.to(device=device, dtype=torch.int64)
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
-    optimizer = torch.optim.SGD(split_decay_groups(model, spec.weight_decay), lr=spec.lr,
+    optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay), lr=spec.lr,
                                 momentum=spec.momentum, nesterov=spec.nesterov)
     side = images.shape[-1]
     augment = BatchAugment(AugmentSpec(size=side, crop_scale=spec.crop_scale, flip_p=0.5, color_p=0.0,
@@ -260,7 +266,12 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
             x = _to_float(batch)
             if augment is not None:
                 x = resized_crop(x, augment.sample(batch, aug_gen).crop, side)
-            loss = F.cross_entropy(model(x), labels[idx])
+            if spec.frozen:
+                with torch.no_grad():
+                    h = encoder(x)
+                loss = F.cross_entropy(linear(h), labels[idx])
+            else:
+                loss = F.cross_entropy(model(x), labels[idx])
             set_lr(optimizer, schedule(step))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -107,6 +107,28 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
     return result
 
 
+def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int = 90) -> dict[str, Any]:
+    """The reference code's linear evaluation: a linear layer on h of the frozen encoder, trained on randomly
+    cropped and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with cosine decay, no weight
+    decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
+
+    Every epoch runs the encoder over the whole train split (no cached features): a GPU protocol for large
+    datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
+    """
+    learned, data = _open(checkpoint, setup)
+    train, test, num_classes = _splits(data)
+    before = fingerprint(learned.model)
+    spec = FinetuneSpec(epochs=epochs, batch_size=setup.batch_size, lr=0.1 * setup.batch_size / 256,
+                        seed=learned.config.train.seed, device=str(learned.device), frozen=True)
+    classifier = finetune(learned.model.encoder, learned.model.num_features, num_classes, train.images,
+                          train.labels, spec, progress=setup.progress)
+    result = evaluate_classifier(classifier, test.images, test.labels, device=learned.device)
+    check_frozen(learned.model, before)
+    return {"protocol": "linear", **result, "solver": "augmented", "epochs": epochs, "lr": spec.lr,
+            "train_images": len(train.images), "test_images": len(test.images),
+            "skipped": len(train.skipped) + len(test.skipped)}
+
+
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
                   solver: str = "lbfgs", weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, Any]:
     """A pretrained encoder on another labelled dataset: linear evaluation on frozen h, and fine-tuning.
