@@ -151,3 +151,36 @@ def test_imported_checkpoint_serves_the_other_commands(tmp_path: Path, capsys) -
                  "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["top1"] > 0.5  # random conv features of 8x8 digits at 16 px: far above chance (0.1)
+
+
+def test_torchvision_names_fetch_its_supervised_weights(tmp_path: Path, monkeypatch, capsys) -> None:
+    from urllib.error import URLError
+
+    from torchvision.models._api import WeightsEnum
+
+    supervised = _trained_like(torchvision.models.resnet18())
+    fetched = []
+
+    def fake_download(self, *args, **kwargs):  # what torchvision would download (no network in tests)
+        fetched.append(str(self))
+        return supervised.state_dict()
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_download)
+    assert main(["import", "torchvision:resnet18", "--out", str(tmp_path / "sup.pt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert fetched == ["ResNet18_Weights.IMAGENET1K_V1"] and info["input_norm"] == "imagenet"  # torchvision's input
+    supervised.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(simclr.load_encoder(tmp_path / "sup.pt", "cpu")(x), supervised(NORMALIZE(x)),
+                                   atol=1e-4, rtol=1e-4)
+
+    def offline(self, *args, **kwargs):
+        raise URLError("network unreachable")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    assert main(["import", "torchvision:resnet50", "--out", str(tmp_path / "r50.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot download torchvision's ResNet50_Weights.IMAGENET1K_V2" in err and "\n" not in err.strip()
+    assert main(["import", "torchvision:vgg16", "--out", str(tmp_path / "vgg.pt")]) == 2
+    assert "torchvision:vgg16: choose from torchvision:resnet18" in capsys.readouterr().err

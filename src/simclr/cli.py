@@ -122,14 +122,16 @@ def _export_parser(sub: Any) -> None:
 def _import_parser(sub: Any) -> None:
     p = sub.add_parser("import", help="a ResNet's weights in torchvision's layout (e.g. the paper's released "
                                       "SimCLR, torchvision's supervised) as a checkpoint for every command")
-    p.add_argument("weights", type=Path, help=".pth/.pt file: a torchvision-style ResNet state dict (read without "
-                                               "running code; fc and other parts left out)")
+    p.add_argument("weights", help=".pth/.pt file: a torchvision-style ResNet state dict (read without running code; "
+                                    "fc and other parts left out), or torchvision:NAME (e.g. torchvision:resnet50, "
+                                    "torchvision's supervised ImageNet weights, downloaded when missing)")
     p.add_argument("--out", required=True, type=Path, help="the checkpoint to write")
     p.add_argument("--image-size", type=int, default=0,
                    help="the side it is evaluated at by default (default: 32 with the CIFAR stem, else 224)")
-    p.add_argument("--input-norm", choices=("none", "imagenet"), default="none",
-                   help="none: pixels in [0, 1] as they are (SimCLR's weights, default); imagenet: standardised "
-                        "with ImageNet's mean and deviation first (torchvision's supervised weights)")
+    p.add_argument("--input-norm", choices=("none", "imagenet"), default=None,
+                   help="none: pixels in [0, 1] as they are (SimCLR's weights; the default for files); imagenet: "
+                        "standardised with ImageNet's mean and deviation first (torchvision's supervised weights; "
+                        "the default for torchvision:NAME)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

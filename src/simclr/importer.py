@@ -2,7 +2,7 @@
 
 Evaluate weights trained elsewhere with the same protocols as your own runs: the paper's released SimCLR
 ResNet-50 (1x, 2x, 4x) converted to PyTorch, torchvision's supervised ImageNet ResNets (the paper's
-supervised baseline of Table 8), or another method's backbone. The file is read with
+supervised baseline of Table 8; ``torchvision:resnet50`` fetches them), or another method's backbone. The file is read with
 ``torch.load(weights_only=True)`` (it never runs code); the state dict may be the file itself or sit under
 ``state_dict``, ``model`` or ``encoder``, with any common prefix (``module.``, ``backbone.``, ``encoder_q.`` ...).
 
@@ -38,6 +38,28 @@ _LAYOUTS: dict[tuple[tuple[int, ...], bool], str] = {  # (blocks per stage, bott
     ((3, 4, 23, 3), True): "resnet101",
     ((3, 8, 36, 3), True): "resnet152",
 }
+
+
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's default ImageNet weights of ``name`` (resnet18 ... resnet152), downloaded into torch's cache
+    (``$TORCH_HOME``) on first use; the paper's supervised baseline."""
+    import torchvision.models
+
+    from simclr.models.torchvision_compat import TORCHVISION_ARCHS
+
+    if name not in TORCHVISION_ARCHS:
+        raise InputError(f"{TORCHVISION_PREFIX}{name}: choose from "
+                         f"{', '.join(TORCHVISION_PREFIX + a for a in TORCHVISION_ARCHS)}")
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return dict(weights.get_state_dict(progress=True))
+    except Exception as exc:  # noqa: BLE001 - offline, HTTP, checksum: the same remedy
+        message = " ".join(str(exc).split())[:200]
+        raise InputError(f"cannot download torchvision's {weights} ({type(exc).__name__}: {message}): run once "
+                         f"online, or download {weights.url} and import the file") from None
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -94,16 +116,18 @@ def infer_model(weights: dict[str, torch.Tensor], name: str) -> dict[str, Any]:
     return {"arch": arch, "width": width, "cifar_stem": stem.shape[-1] == 3}
 
 
-def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int = 0, input_norm: str = "none",
+def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int = 0, input_norm: str | None = None,
                    seed: int = 0) -> dict[str, Any]:
     """Write a simclr checkpoint holding the ResNet of ``weights_path`` as f (see the module's docstring).
 
     Args:
-        weights_path: A torchvision-style ResNet state dict file (``.pth``/``.pt``).
+        weights_path: A torchvision-style ResNet state dict file (``.pth``/``.pt``), or ``torchvision:NAME``
+            (e.g. ``torchvision:resnet50``): torchvision's supervised ImageNet weights, downloaded when missing.
         out: The checkpoint to write (atomically).
         image_size: The side the network is evaluated at by default (0: 32 with the CIFAR stem, else 224).
         input_norm: ``none`` for weights trained on pixels in [0, 1] (SimCLR's), ``imagenet`` for weights trained
-            on ImageNet-standardised input (torchvision's supervised ResNets and most supervised models).
+            on ImageNet-standardised input (torchvision's supervised ResNets and most supervised models); None:
+            ``imagenet`` for ``torchvision:NAME``, else ``none``.
         seed: Seed of the untrained projection head.
 
     Returns:
@@ -112,10 +136,13 @@ def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int
     Raises:
         InputError: Unreadable file, not a ResNet of a known shape, or tensors missing or of the wrong shape.
     """
+    source = str(weights_path)
+    from_torchvision = source.startswith(TORCHVISION_PREFIX)
+    input_norm = input_norm or ("imagenet" if from_torchvision else "none")
     if input_norm not in INPUT_NORMS:
         raise InputError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
-    path = Path(weights_path)
-    state = read_weights(path)
+    path = Path(source)
+    state = torchvision_weights(source[len(TORCHVISION_PREFIX):]) if from_torchvision else read_weights(path)
     weights = resnet_part(state, str(path))
     model_cfg = {**infer_model(weights, str(path)), "input_norm": input_norm}
     size = image_size or (32 if model_cfg["cifar_stem"] else 224)
