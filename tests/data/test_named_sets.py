@@ -169,7 +169,7 @@ def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     both = load_source(name, "all", data_root=tmp_path)
     n_train, n_test, classes = EXPECTED[name]
     assert (len(train), len(test)) == (n_train, n_test)
-    assert len(both) == n_train + n_test if name != "sun397" else len(both) == 201  # the draw leaves one out
+    assert len(both) == n_train + n_test and both.paths == train.paths + test.paths  # all = train, then test
     if classes is not None:
         assert train.classes == classes
     assert test.classes == train.classes and train.name == name

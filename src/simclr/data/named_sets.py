@@ -27,11 +27,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simclr.errors import InputError
+
+if TYPE_CHECKING:
+    from simclr.data.sources import ImageSource
 
 
 @dataclass(frozen=True)
@@ -105,22 +108,25 @@ def labelled_spec(spec: str) -> str:
     return named.labelled if named and named.labelled else spec
 
 
-def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> Any:
+def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSource:
     """The ``split`` (train, test or all) of the named dataset as an :class:`~simclr.data.sources.ImageSource`.
 
     Raises:
         InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split.
     """
-    from simclr.data.sources import ImageSource  # sources imports this module
+    from simclr.data.sources import ImageSource  # here, at run time: sources imports this module
 
     named = NAMED_SETS[name]
     parts: list[Part] = []
-    if named.train:
-        for ours in ("train", "test") if split == "all" else (split,):
-            parts.extend(_part(named, data_root, s) for s in (named.train if ours == "train" else named.test))
-    else:
-        whole = _part(named, data_root, None)
-        parts.append(_draw(whole, named, split, seed) if split != "all" else whole)
+    ids: list[str] = []  # in-memory images: "<name>/<train or test>/<index>", as CIFAR's
+    whole = None if named.train else _part(named, data_root, None)  # a dataset without splits: drawn per class
+    for ours in ("train", "test") if split == "all" else (split,):
+        if whole is None:
+            mine = [_part(named, data_root, s) for s in (named.train if ours == "train" else named.test)]
+        else:
+            mine = [_draw(whole, named, ours, seed)]
+        parts.extend(mine)
+        ids.extend(f"{name}/{ours}/{i}" for i in range(sum(len(part.labels) for part in mine)))
     classes = parts[0].classes
     for other in parts[1:]:
         if other.classes != classes:
@@ -130,8 +136,7 @@ def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> Any:
         raise InputError(f"no images in {named.title} ({split}) in {data_root / named.folder}")
     if parts[0].array is not None:
         arrays = [part.array for part in parts if part.array is not None]
-        paths = tuple(f"{name}/{split}/{i}" for i in range(len(labels)))
-        return ImageSource(name, paths, labels, classes, np.concatenate(arrays))
+        return ImageSource(name, tuple(ids), labels, classes, np.concatenate(arrays))
     paths = tuple(Path(os.path.relpath(f, data_root)).as_posix() for part in parts for f in part.files)
     return ImageSource(name, paths, labels, classes, root=data_root)
 
