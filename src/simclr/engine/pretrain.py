@@ -80,8 +80,8 @@ def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], pr
         _log(f"epoch {epoch}: {warning}")
 
 
-def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[str, Any] | None,
-                                                                  dict[str, Any] | None]:
+def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) -> tuple[
+        Config, dict[str, Any] | None, dict[str, Any] | None]:
     """The config to run and, when resuming, the checkpoint to continue from, else the ``model.init`` weights."""
     last = run_dir / LAST
     if resume:
@@ -97,7 +97,7 @@ def _start(config: Config, run_dir: Path, resume: bool) -> tuple[Config, dict[st
     if not config.model.init:
         return config, None, None
     init = load_checkpoint(config.model.init)
-    return _adopt_model(config, init), None, init["model"]
+    return _adopt_model(config, init, note=main), None, init["model"]
 
 
 def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -108,14 +108,14 @@ def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _adopt_model(config: Config, init: dict[str, Any]) -> Config:
+def _adopt_model(config: Config, init: dict[str, Any], *, note: bool = True) -> Config:
     """``config`` with the model settings of the ``model.init`` checkpoint (a note names those they replace)."""
     theirs = dataclasses.replace(config_from_dict(init["config"]).model, init=config.model.init)
     mine = _flat(config_to_dict(config)["model"])
     saved = _flat(config_to_dict(dataclasses.replace(config, model=theirs))["model"])
     changed = [f"{key} {mine[key]} -> {saved[key]}" for key in saved
                if mine.get(key) != saved[key] and mine.get(key) not in (None, "auto")]
-    if changed:
+    if changed and note:
         _log(f"note: model settings from {config.model.init}: {', '.join(changed)}")
     return dataclasses.replace(config, model=theirs)
 
@@ -138,7 +138,7 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
         resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    config, state, init = _start(config, run_dir, resume)
+    config, state, init = _start(config, run_dir, resume, main=ctx.is_main)
     device = dist.device_for(ctx, pick_device(config.train.device))
     dist.init_process_group(ctx, device, config.train.dist_timeout)
     try:
