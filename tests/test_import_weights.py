@@ -101,7 +101,7 @@ def test_architecture_is_read_from_the_weights() -> None:
         infer_model(_keys((2, 2, 3, 2), False, imagenet), "f")
 
 
-def test_bad_weights_are_one_line_errors(tmp_path: Path, capsys) -> None:
+def test_bad_weights_are_one_line_errors(tmp_path: Path, capsys, make_checkpoint) -> None:
     def fails(path: Path, *extra: str) -> str:
         out = tmp_path / "out.pt"
         assert main(["import", str(path), "--out", str(out), *extra]) == 2
@@ -114,6 +114,8 @@ def test_bad_weights_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "cannot read weights" in fails(tmp_path / "junk.pth")
     torch.save({"a": torch.zeros(3)}, tmp_path / "other.pth")
     assert "not a torchvision-style ResNet" in fails(tmp_path / "other.pth")
+    simclr_checkpoint = make_checkpoint(tmp_path / "ours.pt")
+    assert "it is a simclr checkpoint, which every command takes as it is" in fails(simclr_checkpoint)
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     assert "holds no state dict of tensors" in fails(tmp_path / "empty.pth")
     wide = torchvision.models.wide_resnet50_2().state_dict()

@@ -87,10 +87,13 @@ def _tensors(state: dict[Any, Any]) -> bool:
 def resnet_part(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """The ResNet's tensors under torchvision's names: the prefix in front of ``conv1.weight`` removed, ``fc`` and
     everything else dropped."""
-    prefixes = sorted({k[: -len("conv1.weight")] for k in state if k.endswith("conv1.weight")
-                       and "layer" not in k and "downsample" not in k}, key=len)
+    prefixes = sorted({p for k in state if k.endswith("conv1.weight")
+                       and f"{(p := k[: -len('conv1.weight')])}layer1.0.conv1.weight" in state}, key=len)
     if not prefixes:
-        raise InputError(f"{name} is not a torchvision-style ResNet: no conv1.weight among its {len(state)} tensors")
+        hint = ": it is a simclr checkpoint, which every command takes as it is" \
+            if any(k.endswith("encoder.stem.0.weight") for k in state) else ""
+        raise InputError(f"{name} is not a torchvision-style ResNet: no conv1.weight beside layer1.0.conv1.weight "
+                         f"among its {len(state)} tensors{hint}")
     if len(prefixes) > 1:
         raise InputError(f"{name} holds several ResNets ({', '.join(p or '(none)' for p in prefixes)} prefixes); "
                          "save the one to import on its own")
