@@ -182,13 +182,16 @@ def test_supervised_baseline_runs_from_a_fresh_encoder(trained: dict) -> None:
 def test_frozen_trains_the_linear_layer_only(trained: dict) -> None:
     encoder = _encoder()
     before = copy.deepcopy(encoder.state_dict())
-    spec = dataclasses.replace(SPEC, frozen=True, epochs=30)  # h of a random encoder is small: more steps
+    spec = dataclasses.replace(SPEC, frozen=True, epochs=2)  # h standardised: its small scale does not slow it
     model = finetune(encoder, encoder.num_features, 3, *trained["train"], spec)
+    h = model[0](trained["train"][0].float() / 255)
+    torch.testing.assert_close(model[1].mean, h.mean(0))
+    torch.testing.assert_close(model[1].std, h.std(0))
     after = model[0].state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before)  # weights and batch-norm statistics alike
     assert not any(p.requires_grad for p in model[0].parameters())
     acc = evaluate_classifier(model, *trained["test"])
-    assert acc["top1"] > 0.6, acc  # colour is linearly readable from h of a random encoder (chance: 1/3)
+    assert acc["top1"] > 0.9, acc  # colour is linearly readable from h of a random encoder (chance: 1/3)
     # the same recipe without freezing moves the encoder
     moved = finetune(_encoder(), TINY_DIM, 3, *trained["train"], SPEC)[0].state_dict()
     assert any(not torch.equal(moved[k], before[k]) for k in before if k.endswith("weight"))

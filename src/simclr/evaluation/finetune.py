@@ -170,7 +170,8 @@ class FinetuneSpec:
         crop_scale: Crop area range of that augmentation.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         frozen: Train the linear layer only, on h of the frozen encoder (eval mode, no gradient): the
-            reference code's linear evaluation, on randomly cropped and flipped images.
+            reference code's linear evaluation, on randomly cropped and flipped images; h is standardised with
+            its mean and deviation over the (uncropped) training images first, as the cached-feature solvers do.
     """
 
     epochs: int = 30
@@ -223,7 +224,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         progress: Show a tqdm progress bar.
 
     Returns:
-        ``nn.Sequential(encoder, nn.Linear(feature_dim, num_classes))`` on the device, in eval mode.
+        ``nn.Sequential(encoder, nn.Linear(feature_dim, num_classes))`` on the device, in eval mode
+        (``nn.Sequential(encoder, Standardize, nn.Linear)`` with ``spec.frozen``).
 
     Raises:
         ValueError: On an invalid spec, empty data, mismatched shapes or labels out of range.
@@ -242,10 +244,14 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
         linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
         linear.bias.zero_()
-    model = nn.Sequential(encoder, linear).to(device).train()
-    if spec.frozen:
-        encoder.eval().requires_grad_(False)
     images, labels = train_images.to(device), train_labels.to(device=device, dtype=torch.int64)
+    if spec.frozen:
+        encoder.to(device).eval().requires_grad_(False)
+        standardize = _standardizer(encoder, images, spec.batch_size)
+        model = nn.Sequential(encoder, standardize, linear).to(device).train()
+        encoder.eval()
+    else:
+        model = nn.Sequential(encoder, linear).to(device).train()
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
@@ -268,7 +274,7 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
                 x = resized_crop(x, augment.sample(batch, aug_gen).crop, side)
             if spec.frozen:
                 with torch.no_grad():
-                    h = encoder(x)
+                    h = standardize(encoder(x))
                 loss = F.cross_entropy(linear(h), labels[idx])
             else:
                 loss = F.cross_entropy(model(x), labels[idx])
@@ -282,6 +288,27 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     return model.eval()
+
+
+class Standardize(nn.Module):
+    """``(h - mean) / std`` with fixed statistics (buffers)."""
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return (h - self.mean) / self.std
+
+
+@torch.no_grad()
+def _standardizer(encoder: nn.Module, images: Tensor, batch_size: int) -> Standardize:
+    """The mean and deviation of each feature of ``encoder`` over ``images`` (uint8, not augmented)."""
+    h = torch.cat([encoder(_to_float(chunk)).float() for chunk in images.split(batch_size)])
+    return Standardize(h.mean(0), h.std(0).clamp_min(1e-6))
 
 
 @torch.no_grad()
