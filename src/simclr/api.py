@@ -183,6 +183,8 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
     if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd", "augmented"):
         raise InputError(f"solver must be lbfgs, sgd or augmented, got {opts['solver']!r}")
+    if given.get("weight_decays", "default") != "default" and opts.get("solver", "lbfgs") != "lbfgs":
+        raise InputError(f"weight_decays is the lbfgs solver's grid; the {opts['solver']} solver uses none")
     if "weight_decays" in opts:
         try:
             opts["weight_decays"] = weight_decay_grid(opts["weight_decays"])

@@ -123,6 +123,8 @@ def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:
     assert main([*base, "--weight-decays", "lots"]) == 2
     err = capsys.readouterr().err.strip()
     assert "weight decays: 'default', 'paper' or comma-separated numbers" in err and "\n" not in err
+    assert main([*base, "--weight-decays", "paper", "--solver", "sgd"]) == 2  # a grid the solver would ignore
+    assert "weight_decays is the lbfgs solver's grid; the sgd solver uses none" in capsys.readouterr().err
 
 
 def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, capsys) -> None:

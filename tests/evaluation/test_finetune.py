@@ -197,6 +197,18 @@ def test_frozen_trains_the_linear_layer_only(trained: dict) -> None:
     assert any(not torch.equal(moved[k], before[k]) for k in before if k.endswith("weight"))
 
 
+def test_bf16_autocast_trains_and_keeps_fp32_weights(trained: dict) -> None:
+    spec = dataclasses.replace(SPEC, precision="bf16", epochs=4)
+    encoder, seen = _encoder(), []
+    encoder.stages.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    model = finetune(encoder, TINY_DIM, 3, *trained["train"], spec)
+    assert seen and set(seen) == {torch.bfloat16}  # the forward ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    acc = evaluate_classifier(model, *trained["test"], precision="bf16")
+    fp32 = evaluate_classifier(model, *trained["test"])
+    assert acc["top1"] > 0.8 and abs(acc["top1"] - fp32["top1"]) <= 1 / 24  # 24 test images: one may flip
+
+
 def test_finetune_rejects_bad_input() -> None:
     images, labels = _colour_task(2, 0)
     with pytest.raises(ValueError, match="labels"):

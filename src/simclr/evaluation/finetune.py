@@ -26,7 +26,7 @@ from tqdm import tqdm
 from simclr.data.augment import AugmentSpec
 from simclr.data.batch_augment import BatchAugment
 from simclr.data.pixel_ops import resized_crop
-from simclr.engine.runtime import pick_device
+from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 from simclr.files import atomic_write_text
@@ -169,6 +169,8 @@ class FinetuneSpec:
         augment: Random resized crop + horizontal flip only, as the paper's fine-tuning.
         crop_scale: Crop area range of that augmentation.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA, with a gradient scaler) or ``auto`` (bf16 on
+            CUDA and on CPUs with fast bf16, else fp32): the forward passes' autocast; weights stay fp32.
         frozen: Train the linear layer only, on h of the frozen encoder (eval mode, no gradient): the
             reference code's linear evaluation, on randomly cropped and flipped images; h is standardised with
             its mean and deviation over the (uncropped) training images first, as the cached-feature solvers do.
@@ -185,6 +187,7 @@ class FinetuneSpec:
     augment: bool = True
     crop_scale: tuple[float, float] = (0.08, 1.0)
     device: str = "cpu"
+    precision: str = "fp32"
     frozen: bool = False
 
     def validate(self) -> None:
@@ -245,9 +248,12 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
         linear.bias.zero_()
     images, labels = train_images.to(device), train_labels.to(device=device, dtype=torch.int64)
+    precision = pick_precision(spec.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     if spec.frozen:
         encoder.to(device).eval().requires_grad_(False)
-        standardize = _standardizer(encoder, images, spec.batch_size)
+        with precision.autocast(device):
+            standardize = _standardizer(encoder, images, spec.batch_size)
         model = nn.Sequential(encoder, standardize, linear).to(device).train()
         encoder.eval()
     else:
@@ -272,16 +278,19 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
             x = _to_float(batch)
             if augment is not None:
                 x = resized_crop(x, augment.sample(batch, aug_gen).crop, side)
-            if spec.frozen:
-                with torch.no_grad():
-                    h = standardize(encoder(x))
-                loss = F.cross_entropy(linear(h), labels[idx])
-            else:
-                loss = F.cross_entropy(model(x), labels[idx])
+            with precision.autocast(device):
+                if spec.frozen:
+                    with torch.no_grad():
+                        h = standardize(encoder(x).float())
+                    logits = linear(h)
+                else:
+                    logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels[idx])
             set_lr(optimizer, schedule(step))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             step += 1
             bar.update()
             if progress:
@@ -313,7 +322,7 @@ def _standardizer(encoder: nn.Module, images: Tensor, batch_size: int) -> Standa
 
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 512,
-                        device: str | torch.device | None = None) -> dict[str, float]:
+                        device: str | torch.device | None = None, precision: str = "fp32") -> dict[str, float]:
     """Top-1 and top-5 (top-min(5, C)) accuracy of a classifier on uint8 images ``[N, 3, S, S]``.
 
     Args:
@@ -322,6 +331,7 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
         labels: int ``[N]``.
         batch_size: Images per forward pass.
         device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
+        precision: The forward passes' autocast, as :attr:`FinetuneSpec.precision`.
 
     Returns:
         ``{"top1", "top5", "mean_class_top1"}`` as fractions (NaN for no images); the last is the top-1 of each
@@ -334,7 +344,8 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
     was_training = model.training
     model.eval()
     try:
-        logits = [model(_to_float(chunk.to(device))).float().cpu() for chunk in images.split(batch_size)]
+        with pick_precision(precision, torch.device(device)).autocast(torch.device(device)):
+            logits = [model(_to_float(chunk.to(device))).float().cpu() for chunk in images.split(batch_size)]
     finally:
         model.train(was_training)
     scores = torch.cat(logits) if logits else torch.zeros(0, 1)

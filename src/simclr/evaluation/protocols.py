@@ -87,13 +87,15 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
     if given:
         fraction = round(len(idx) / len(train.labels), 6)  # the file's subset, whatever --label-fraction said
     x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
-    spec = dataclasses.replace(spec, device=str(learned.device))
+    precision = learned.config.train.precision  # the run's (auto: bf16 on a GPU)
+    spec = dataclasses.replace(spec, device=str(learned.device), precision=precision)
     encoder = copy.deepcopy(learned.model.encoder)
     dim = learned.model.num_features
     tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=data.kw["progress"])
     result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(idx),
                               "epochs": spec.epochs,
-                              **evaluate_classifier(tuned, test.images, test.labels, device=learned.device),
+                              **evaluate_classifier(tuned, test.images, test.labels, device=learned.device,
+                                                    precision=precision),
                               "test_images": len(test.images),
                               "subset_file": str(subset_path) if subset_path else None}
     if baseline:
@@ -101,7 +103,7 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
             return build_model(learned.config).encoder
 
         scratch = supervised_baseline(fresh, dim, num_classes, x, y, spec)
-        base = evaluate_classifier(scratch, test.images, test.labels, device=learned.device)
+        base = evaluate_classifier(scratch, test.images, test.labels, device=learned.device, precision=precision)
         result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
                        "baseline_mean_class_top1": base["mean_class_top1"]})
     return result
@@ -119,10 +121,12 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
     train, test, num_classes = _splits(data)
     before = fingerprint(learned.model)
     spec = FinetuneSpec(epochs=epochs, batch_size=setup.batch_size, lr=0.1 * setup.batch_size / 256,
-                        seed=learned.config.train.seed, device=str(learned.device), frozen=True)
+                        seed=learned.config.train.seed, device=str(learned.device),
+                        precision=learned.config.train.precision, frozen=True)
     classifier = finetune(learned.model.encoder, learned.model.num_features, num_classes, train.images,
                           train.labels, spec, progress=setup.progress)
-    result = evaluate_classifier(classifier, test.images, test.labels, device=learned.device)
+    result = evaluate_classifier(classifier, test.images, test.labels, device=learned.device,
+                                 precision=spec.precision)
     check_frozen(learned.model, before)
     return {"protocol": "linear", **result, "solver": "augmented", "epochs": epochs, "lr": spec.lr,
             "train_images": len(train.images), "test_images": len(test.images),
