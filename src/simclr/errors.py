@@ -7,3 +7,8 @@ class InputError(Exception):
     The CLI prints ``simclr: error: <message>`` on one line and exits with code 2; no traceback.
     Library code raises it for anything the user can fix; programming errors stay ordinary exceptions.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message with whitespace runs (newlines included) collapsed, for an :class:`InputError`."""
+    return " ".join(str(exc).split())

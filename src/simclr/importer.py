@@ -25,8 +25,8 @@ import torch
 
 from simclr.build import build_model
 from simclr.config_io import build_config, config_to_dict
-from simclr.engine.checkpoint import save_checkpoint
-from simclr.errors import InputError
+from simclr.engine.checkpoint import load_tensors, save_checkpoint
+from simclr.errors import InputError, one_line
 from simclr.models.resnet import INPUT_NORMS
 from simclr.models.torchvision_compat import torchvision_key
 
@@ -57,20 +57,15 @@ def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
     try:
         return dict(weights.get_state_dict(progress=True))
     except Exception as exc:  # noqa: BLE001 - offline, HTTP, checksum: the same remedy
-        message = " ".join(str(exc).split())[:200]
-        raise InputError(f"cannot download torchvision's {weights} ({type(exc).__name__}: {message}): run once "
-                         f"online, or download {weights.url} and import the file") from None
+        raise InputError(f"cannot download torchvision's {weights} ({type(exc).__name__}: {one_line(exc)[:200]}): "
+                         f"run once online, or download {weights.url} and import the file") from None
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (never unpickling code), unwrapped from a ``state_dict``-like container."""
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read weights {path}: {first[:200]}") from None
+    state = load_tensors(path, "weights")
     for _ in range(3):  # e.g. {"state_dict": {...}} or {"model": {"encoder": {...}}}
         if not isinstance(state, dict) or _tensors(state):
             break

@@ -12,12 +12,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from simclr.errors import InputError
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's message with whitespace runs (newlines included) collapsed."""
-    return " ".join(str(exc).split())
+from simclr.errors import InputError, one_line
 
 
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
@@ -38,7 +33,7 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=parent))
     except OSError as exc:
         raise InputError(
-            f"cannot write to cache folder {parent} ({_one_line(exc)}); set SIMCLR_CACHE to a writable folder"
+            f"cannot write to cache folder {parent} ({one_line(exc)}); set SIMCLR_CACHE to a writable folder"
         ) from exc
     try:
         if archive.name.lower().endswith(".zip"):
@@ -53,7 +48,7 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
             NotImplementedError) as exc:  # fmt: skip
         raise InputError(
-            f"cannot extract archive {archive} into {parent} ({type(exc).__name__}: {_one_line(exc)}); "
+            f"cannot extract archive {archive} into {parent} ({type(exc).__name__}: {one_line(exc)}); "
             "check that it is a complete .tar/.tar.gz/.zip file"
         ) from exc
     finally:

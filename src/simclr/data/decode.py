@@ -124,10 +124,11 @@ def _decoded_chunks(source: ImageSource, size: int, workers: int) -> Iterator[li
     if workers <= 0:
         yield from (chunks[j] for j in range(len(chunks)))
         return
-    loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers, collate_fn=_as_is,
+    loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers, collate_fn=as_is,
                                          prefetch_factor=2)
     yield from loader
 
 
-def _as_is(chunk: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-    return chunk
+def as_is(items: list[Any]) -> list[Any]:
+    """A DataLoader ``collate_fn`` that hands the items on as they are (a list; picklable for workers)."""
+    return items

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simclr.errors import InputError
+from simclr.errors import InputError, one_line
 
 if TYPE_CHECKING:
     from simclr.data.sources import ImageSource
@@ -148,11 +148,21 @@ def _part(named: NamedSet, data_root: Path, split: str | None) -> Part:
 
 
 def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
-    """The torchvision dataset from ``data_root``, else downloaded there (its messages go to stderr)."""
+    return open_torchvision(named.cls, data_root, named.title,
+                            f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
+                            "SIMCLR_DATA at its parent), or run once online to download it",
+                            **named.kwargs, **({"split": split} if split else {}))
+
+
+def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **kwargs: Any) -> Any:
+    """The torchvision dataset ``cls_name`` from ``data_root``, else downloaded there (its messages go to stderr).
+
+    Raises:
+        InputError: Neither present nor downloadable; one line naming the failure, then ``remedy``.
+    """
     import torchvision.datasets  # imported here: torchvision is slow to import
 
-    cls = getattr(torchvision.datasets, named.cls)
-    kwargs = dict(named.kwargs, **({"split": split} if split else {}))
+    cls = getattr(torchvision.datasets, cls_name)
     data_root.mkdir(parents=True, exist_ok=True)
     try:
         return cls(root=str(data_root), download=False, **kwargs)
@@ -162,12 +172,8 @@ def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
         with contextlib.redirect_stdout(sys.stderr):
             return cls(root=str(data_root), download=True, **kwargs)
     except Exception as exc:  # offline, HTTP, checksum, or no download offered: the same remedy
-        message = " ".join(str(exc).split())
-        raise InputError(
-            f"{named.title} not found in {data_root} and the download failed ({type(exc).__name__}: {message}): "
-            f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
-            "SIMCLR_DATA at its parent), or run once online to download it"
-        ) from exc
+        raise InputError(f"{title} not found in {data_root} and the download failed "
+                         f"({type(exc).__name__}: {one_line(exc)}): {remedy}") from exc
 
 
 def _files_and_labels(dataset: Any) -> Part:

@@ -23,11 +23,9 @@ Holdout applies only to folders and archives without a test split.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import numbers
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from PIL import Image
 
 from simclr.data.archives import extract_archive
 from simclr.data.images import MinSide, is_image_file, open_rgb
-from simclr.data.named_sets import NAMED_SETS, load_named
+from simclr.data.named_sets import NAMED_SETS, load_named, open_torchvision
 from simclr.errors import InputError
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
@@ -136,10 +134,9 @@ def load_source(
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     text = os.fspath(spec)
-    if text in CIFAR:
-        return _load_cifar(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"))
-    if text in NAMED_SETS:
-        return load_named(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"), seed)
+    if text in CIFAR or text in NAMED_SETS:
+        root = _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data")
+        return _load_cifar(text, split, root) if text in CIFAR else load_named(text, split, root, seed)
     if text == "digits":
         return _load_digits(split)
     path = Path(text).expanduser()
@@ -153,11 +150,6 @@ def load_source(
     if path.exists():
         raise InputError(f"not a supported dataset: {text} {expected}")
     raise InputError(f"no such dataset: {text} {expected}")
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's message with whitespace runs (newlines included) collapsed."""
-    return " ".join(str(exc).split())
 
 
 def _setting_path(value: Path | None, env_var: str, default: Path) -> Path:
@@ -196,26 +188,12 @@ def _load_cifar(name: str, split: str, data_root: Path) -> ImageSource:
 
 
 def _open_cifar(name: str, data_root: Path, *, train: bool) -> Any:
-    """Open the local copy (torchvision checks its MD5 sums), else download it (torchvision's messages go to
-    stderr, not stdout)."""
-    import torchvision.datasets  # imported here: torchvision is slow to import
-
+    """Open the local copy (torchvision checks its MD5 sums), else download it."""
     cls_name, title, folder = CIFAR[name]
-    cls = getattr(torchvision.datasets, cls_name)
-    try:
-        return cls(root=str(data_root), train=train, download=False)
-    except RuntimeError:
-        pass
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            return cls(root=str(data_root), train=train, download=True)
-    except Exception as exc:  # any download failure (offline, HTTP, checksum) has the same remedy
-        raise InputError(
-            f"{title} not found in {data_root} and the download failed "
-            f"({type(exc).__name__}: {_one_line(exc)}): put the python version (folder {folder}) "
-            f"in {data_root} (or point SIMCLR_DATA at its parent), or run once online to download it, "
-            "or pass an image folder or .tar/.tar.gz/.zip archive"
-        ) from exc
+    return open_torchvision(cls_name, data_root, title,
+                            f"put the python version (folder {folder}) in {data_root} (or point SIMCLR_DATA at its "
+                            "parent), or run once online to download it, or pass an image folder or "
+                            ".tar/.tar.gz/.zip archive", train=train)
 
 
 def _load_digits(split: str) -> ImageSource:

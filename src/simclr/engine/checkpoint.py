@@ -37,14 +37,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (never runs code from the file); anything unreadable is an
+    ``InputError`` "cannot read {what} {path}: ..."."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {what} {path}: {first[:200]}") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``."""
     p = resolve_checkpoint(path)
-    try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read checkpoint {p}: {first[:200]}") from None
+    state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{p} is not a simclr checkpoint")
     return state

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from simclr.data.augment import eval_transform
-from simclr.data.decode import Decoded, decode_source
+from simclr.data.decode import Decoded, as_is, decode_source
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.engine.runtime import Precision
@@ -46,10 +46,6 @@ class _EvalDataset(Dataset):
             return None, i, str(exc)
 
 
-def _collate(items: list) -> list:
-    return items
-
-
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
                  skipped: list[tuple[str, str]], kept: list[int],
                  decoder: Decoder | None = None) -> Iterator[torch.Tensor]:
@@ -67,7 +63,7 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
             yield chunk.float().div_(255.0)
         return
     loader = DataLoader(_EvalDataset(source, size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate)
+                        collate_fn=as_is)
     for items in loader:
         good = [it for it in items if it[0] is not None]
         skipped.extend((source.paths[i], why) for x, i, why in items if x is None)

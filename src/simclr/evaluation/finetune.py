@@ -29,6 +29,7 @@ from simclr.data.pixel_ops import resized_crop
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
+from simclr.evaluation.linear import feature_stats
 from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
@@ -317,7 +318,7 @@ class Standardize(nn.Module):
 def _standardizer(encoder: nn.Module, images: Tensor, batch_size: int) -> Standardize:
     """The mean and deviation of each feature of ``encoder`` over ``images`` (uint8, not augmented)."""
     h = torch.cat([encoder(_to_float(chunk)).float() for chunk in images.split(batch_size)])
-    return Standardize(h.mean(0), h.std(0).clamp_min(1e-6))
+    return Standardize(*feature_stats(h))
 
 
 @torch.no_grad()

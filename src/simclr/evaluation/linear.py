@@ -58,11 +58,16 @@ class LinearModel(NamedTuple):
         return ((x.float() - self.mean) / self.std) @ self.weight.T + self.bias
 
 
+def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation (at least 1e-6) of features ``[N, D]``, to standardise them."""
+    return x.mean(0), x.std(0).clamp_min(1e-6)
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
                  max_iter: int = 200) -> LinearModel:
     """Fit softmax regression on [N, D] features and int64 labels [N] (full batch, L-BFGS)."""
     x = x.float()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    mean, std = feature_stats(x)
     xs = (x - mean) / std
     w = torch.zeros(num_classes, x.shape[1], requires_grad=True)
     b = torch.zeros(num_classes, requires_grad=True)
@@ -86,7 +91,7 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
     ``lr`` defaults to ``0.1 x batch_size / 256``.
     """
     x = x.float()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    mean, std = feature_stats(x)
     xs = (x - mean) / std
     gen = torch.Generator().manual_seed(seed)
     layer = torch.nn.Linear(x.shape[1], num_classes)
