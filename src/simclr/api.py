@@ -37,6 +37,7 @@ from simclr.evaluation.features import model_encoder
 from simclr.evaluation.linear import weight_decay_grid
 from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
+from simclr.evaluation.selection import parse_grids
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
@@ -154,13 +155,17 @@ EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
     "finetune": {"label_fraction": 0.1, "epochs": None, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
-    "transfer": {"label_fraction": 1.0, "epochs": 30, "lr": 0.1, "seed": 0, "weight_decays": "default"},
+    "transfer": {"label_fraction": 1.0, "epochs": 30, "steps": 0, "lr": 0.1, "seed": 0, "weight_decays": "default",
+                 "finetune_grid": "none"},
     "probe": {"epochs": 20, "transforms": TRANSFORMS},
 }
 """Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``). Fine-tuning's ``epochs=None``
 is the paper's (Appendix B.5): 60 for 1% of the labels or fewer, else 30. ``weight_decays`` is the L-BFGS linear
 fit's grid: ``"default"`` (1e-6, 1e-4, 1e-2), ``"paper"`` (45 values from 1e-6 to 1e5, the paper's for transfer),
-or numbers (a comma-separated string or a sequence)."""
+or numbers (a comma-separated string or a sequence). Transfer's ``steps`` (> 0) replaces ``epochs`` (the paper: 20,000
+at batch 256; training from scratch runs twice as long), and ``finetune_grid`` searches the learning rate and weight
+decay of both: ``"none"`` (``lr``, no weight decay), ``"paper"`` (its Appendix B.8 grids) or ``"LRS/WDS"``
+(e.g. ``"0.01,0.1/0,1e-5"``)."""
 
 
 def finetune_epochs(label_fraction: float) -> int:
@@ -179,6 +184,14 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
     for name in ("k", "epochs", "lr", "temperature"):
         if opts.get(name) is not None and not opts[name] > 0:
             raise InputError(f"{name} must be > 0, got {opts[name]}")
+    if "steps" in opts and (isinstance(opts["steps"], bool) or not isinstance(opts["steps"], int)
+                            or opts["steps"] < 0):
+        raise InputError(f"steps must be a whole number >= 0, got {opts['steps']!r}")
+    if "finetune_grid" in opts:
+        try:
+            opts["finetune_grid"] = parse_grids(opts["finetune_grid"])
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
     if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd", "augmented"):
@@ -207,8 +220,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     (solver ``lbfgs`` or ``sgd`` on cached h, or ``augmented``: the reference code's protocol on cropped and
     flipped images; epochs, weight_decays) on frozen h; ``compare`` (raw pixels, random init and learned h:
     ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
-    ``transfer`` (to the labelled dataset ``data``; also weight_decays); ``probe`` (epochs, transforms: the paper's Table 3,
-    ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
+    ``transfer`` (to the labelled dataset ``data``; also steps, weight_decays, finetune_grid); ``probe`` (epochs,
+    transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
     return evaluate_setup(checkpoint, setup, protocol, **options)
@@ -233,10 +246,11 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     if protocol == "probe":
         return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
-    spec = FinetuneSpec(epochs=epochs, lr=opts["lr"], seed=opts["seed"], batch_size=setup.batch_size)
+    spec = FinetuneSpec(epochs=epochs, steps=opts.get("steps", 0), lr=opts["lr"], seed=opts["seed"],
+                        batch_size=setup.batch_size)
     if protocol == "transfer":
         return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"],
-                             weight_decays=opts["weight_decays"])
+                             weight_decays=opts["weight_decays"], grids=opts["finetune_grid"])
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None
     return finetune_eval(checkpoint, setup, opts["label_fraction"], spec, subset_file=subset,
                          baseline=opts["baseline"])

@@ -100,6 +100,14 @@ def _eval_parser(sub: Any) -> None:
                                help="default: the paper's, 60 at 1%% of the labels or fewer, else 30")
             else:
                 q.add_argument("--epochs", type=int, default=30)
+                q.add_argument("--steps", type=int, default=0,
+                               help="fine-tuning updates instead of --epochs (the paper's: 20000 at batch 256); "
+                                    "training from scratch runs twice as long either way")
+                q.add_argument("--finetune-grid", default="none",
+                               help="search fine-tuning's and training from scratch's learning rate and weight decay "
+                                    "on a held-out tenth of the train split, by the dataset's metric, then train "
+                                    "again on all of it: none (--lr, no weight decay), paper (Appendix B.8: 7 x 8 "
+                                    "cells each, for a GPU) or LRS/WDS, e.g. 0.01,0.1/0,1e-5")
             q.add_argument("--lr", type=float, default=0.1)
             q.add_argument("--seed", type=int, default=0)
             if name == "finetune":

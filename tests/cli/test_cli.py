@@ -188,6 +188,34 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     assert sorted(decoded) == [360, 1437]  # each split decoded once for linear evaluation and fine-tuning
 
 
+def test_eval_transfer_searches_a_grid_and_trains_scratch_longer(env: dict, capsys, monkeypatch) -> None:
+    from simclr.evaluation import protocols
+
+    runs: list[tuple] = []
+    real = protocols.finetune
+    monkeypatch.setattr(protocols, "finetune", lambda encoder, dim, c, x, y, spec, **k: runs.append(
+        (len(x), spec.epochs, spec.lr, spec.weight_decay, spec.bn_momentum)) or real(encoder, dim, c, x, y, spec, **k))
+    capsys.readouterr()
+    assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
+                 "--cache-dir", env["cache"], "--epochs", "1", "--label-fraction", "0.2",
+                 "--finetune-grid", "0.02,0.2/0,1e-3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    labelled, held = runs[-1][0], out["validation_images"]
+    assert 0 < held < labelled and [r[0] for r in runs] == [labelled - held] * 4 + [labelled] + \
+        [labelled - held] * 4 + [labelled]  # four cells on the rest, then the chosen one on all, twice
+    assert [r[1] for r in runs] == [1] * 5 + [2] * 5  # from scratch: twice the epochs
+    for name in ("finetune", "scratch"):
+        rows = out[f"{name}_grid"]
+        assert [(r["lr"], r["weight_decay"]) for r in rows] == [(0.02, 0.0), (0.02, 1e-3), (0.2, 0.0), (0.2, 1e-3)]
+        best = max(rows, key=lambda r: r["val"])  # max returns the first of equals, as the search
+        assert (out[f"{name}_lr"], out[f"{name}_weight_decay"]) == pytest.approx((best["lr"], best["weight_decay"]))
+    assert runs[1][3] == pytest.approx(1e-3 / 0.02)  # the paper's weight decay divided by the learning rate
+    assert all(r[4] == pytest.approx(0.1) for r in runs)  # a few steps per epoch: the 0.9 floor, TensorFlow's sense
+    assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--quiet",
+                 "--finetune-grid", "0.1"]) == 2
+    assert "fine-tuning grid: none, paper or LRS/WDS" in capsys.readouterr().err
+
+
 def test_eval_compare_table(env: dict, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", "compare", "--checkpoint", str(env["run"] / "last.pt"), "--data", env["archive"],

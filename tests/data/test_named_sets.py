@@ -266,6 +266,8 @@ def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: py
         assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
     assert main(args) == 0
     assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" in capsys.readouterr().out
+    assert main([*args, "--finetune-grid", "0.1/0"]) == 2  # two images a class: none can be held out
+    assert "too few labelled images (6) to hold out a validation part" in capsys.readouterr().err
 
 
 def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(

@@ -19,6 +19,7 @@ from simclr.evaluation.finetune import (
     save_subset,
     subset_from_names,
     supervised_baseline,
+    transfer_bn_momentum,
 )
 from simclr.models.resnet import EncoderSpec, build_encoder
 
@@ -215,6 +216,31 @@ def test_finetune_rejects_bad_input() -> None:
         finetune(_encoder(), TINY_DIM, 2, images, labels, SPEC)
     with pytest.raises(ValueError, match="momentum"):
         finetune(_encoder(), TINY_DIM, 3, images, labels, FinetuneSpec(momentum=0.0))
+    with pytest.raises(ValueError, match="steps"):
+        finetune(_encoder(), TINY_DIM, 3, images, labels, FinetuneSpec(steps=-1))
+    with pytest.raises(ValueError, match="bn_momentum"):
+        finetune(_encoder(), TINY_DIM, 3, images, labels, FinetuneSpec(bn_momentum=0.0))
+
+
+def test_steps_replace_epochs_and_the_batch_norm_momentum_is_set(trained: dict) -> None:
+    images, labels = trained["train"]  # 48 images: 3 batches of 16 per epoch
+    encoder, batches = _encoder(), []
+    encoder.register_forward_hook(lambda module, args, out: batches.append(len(out)))
+    spec = FinetuneSpec(epochs=1, steps=7, batch_size=16, augment=False, bn_momentum=0.03)
+    finetune(encoder, TINY_DIM, 3, images, labels, spec)
+    assert batches == [16] * 7  # two passes and one batch of a third, not the one epoch
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.03 for m in norms)
+    encoder = _encoder()
+    finetune(encoder, TINY_DIM, 3, images, labels, dataclasses.replace(spec, steps=0, bn_momentum=None))
+    assert all(m.momentum == 0.1 for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_transfer_bn_momentum_is_the_papers() -> None:
+    # TensorFlow's max(1 - 10/s, 0.9) with s steps per epoch, as PyTorch's 1 - that
+    assert transfer_bn_momentum(50_000, 256) == pytest.approx(10 / 196)  # s = 196: 0.949 in TensorFlow's sense
+    assert transfer_bn_momentum(1_000, 256) == pytest.approx(0.1)  # s = 4: the 0.9 floor
+    assert transfer_bn_momentum(25_600, 256) == pytest.approx(0.1)  # s = 100: both equal
 
 
 TINY_DIM = build_encoder(TINY).num_features

@@ -115,3 +115,19 @@ def test_linear_eval_picks_from_the_given_grid() -> None:
     crushed = linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=(1e5,))
     assert crushed["weight_decay"] == 1e5
     assert crushed["top1"] == pytest.approx(float((y[300:] == torch.bincount(y[:300]).argmax()).float().mean()))
+
+
+def test_linear_eval_selects_by_the_given_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simclr.evaluation import linear
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(400, 20, generator=gen)
+    y = (x[:, :2] @ torch.randn(2, 4, generator=gen)).argmax(1)
+    grid = (1e-6, 1e-2, 1e5)
+    # a stand-in per-class score that prefers the smallest logits, i.e. the heaviest penalty, unlike top-1
+    monkeypatch.setattr(linear, "mean_class_accuracy", lambda scores, labels: -float(scores.abs().mean()))
+    assert linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=grid)["weight_decay"] < 1e5
+    picked = linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=grid, metric="mean_class_top1")
+    assert picked["weight_decay"] == 1e5
+    with pytest.raises(ValueError, match="metric"):
+        linear_eval(x[:300], y[:300], x[300:], y[300:], 4, metric="top5")

@@ -33,8 +33,19 @@ from simclr.evaluation.linear import feature_stats
 from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
-__all__ = ["SUBSET_FORMAT", "FinetuneSpec", "evaluate_classifier", "finetune", "label_subset", "load_subset",
-           "save_subset", "subset_from_names", "supervised_baseline"]
+__all__ = [
+    "SUBSET_FORMAT",
+    "FinetuneSpec",
+    "evaluate_classifier",
+    "finetune",
+    "label_subset",
+    "load_subset",
+    "save_subset",
+    "seeded_init",
+    "subset_from_names",
+    "supervised_baseline",
+    "transfer_bn_momentum",
+]
 
 SUBSET_FORMAT = "simclr-subset-v1"
 
@@ -160,6 +171,8 @@ class FinetuneSpec:
 
     Attributes:
         epochs: Passes over the labelled subset (paper: 60 for 1%, 30 for 10% of the labels).
+        steps: Updates in all, when > 0, instead of ``epochs`` passes (the paper's transfer fine-tuning: 20,000
+            at batch 256, Appendix B.8); the last pass may stop part-way.
         batch_size: Images per update (the last batches of an epoch are evened out, never larger).
         lr: Peak learning rate, used as is (paper: 0.05 x BatchSize/256), cosine-decayed to 0.
         momentum: SGD momentum (paper: 0.9).
@@ -172,12 +185,16 @@ class FinetuneSpec:
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA, with a gradient scaler) or ``auto`` (bf16 on
             CUDA and on CPUs with fast bf16, else fp32): the forward passes' autocast; weights stay fp32.
+        bn_momentum: The encoder's batch-norm momentum during training, in PyTorch's sense (the weight of the
+            new batch statistics), when set; else the encoder's own (0.1). The paper's transfer fine-tuning uses
+            ``max(1 - 10/s, 0.9)`` in TensorFlow's sense, :func:`transfer_bn_momentum`.
         frozen: Train the linear layer only, on h of the frozen encoder (eval mode, no gradient): the
             reference code's linear evaluation, on randomly cropped and flipped images; h is standardised with
             its mean and deviation over the (uncropped) training images first, as the cached-feature solvers do.
     """
 
     epochs: int = 30
+    steps: int = 0
     batch_size: int = 256
     lr: float = 0.1
     momentum: float = 0.9
@@ -189,16 +206,26 @@ class FinetuneSpec:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     device: str = "cpu"
     precision: str = "fp32"
+    bn_momentum: float | None = None
     frozen: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.steps < 0:
+            raise ValueError(f"epochs and batch_size must be >= 1 and steps >= 0, got {self.epochs}, "
+                             f"{self.batch_size}, {self.steps}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"need lr > 0, weight_decay >= 0 and 0 <= warmup_epochs <= epochs, got {self}")
         if not 0 <= self.momentum < 1 or (self.nesterov and self.momentum == 0):
             raise ValueError(f"momentum must be in [0, 1) (> 0 with nesterov), got {self.momentum}")
+
+
+def transfer_bn_momentum(num_images: int, batch_size: int) -> float:
+    """The paper's batch-norm momentum for transfer fine-tuning, ``max(1 - 10/s, 0.9)`` with ``s`` steps per
+    epoch (Appendix B.8), as PyTorch's momentum: ``1 - that = min(10/s, 0.1)``."""
+    return min(10.0 / math.ceil(max(1, num_images) / max(1, batch_size)), 0.1)
 
 
 def _to_float(images: Tensor) -> Tensor:
@@ -212,8 +239,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
 
     Pass the encoder f of a pretrained network (``SimCLRNet.encoder``, output h): like the paper,
     fine-tuning starts from h, and the projection head g is not used. The encoder is trained in place
-    (batch-norm in train mode, statistics updating); pass a copy to keep the original. SGD (Nesterov)
-    with cosine decay over ``epochs x steps_per_epoch`` updates minimises the cross-entropy. With
+    (batch-norm in train mode, statistics updating); pass a copy to keep the original. SGD (Nesterov) with
+    cosine decay over ``spec.steps`` (else ``epochs x steps_per_epoch``) updates minimises the cross-entropy. With
     ``spec.augment`` each batch is randomly cropped and flipped on the device (:class:`BatchAugment`
     crop sampling; its colour and blur stages, identities at probability 0, are skipped) and resized
     back to the input side. Deterministic for a seed on CPU.
@@ -259,8 +286,12 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         encoder.eval()
     else:
         model = nn.Sequential(encoder, linear).to(device).train()
+    if spec.bn_momentum is not None and not spec.frozen:
+        for module in encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = spec.bn_momentum
     steps_per_epoch = math.ceil(n / spec.batch_size)
-    total = spec.epochs * steps_per_epoch
+    total = spec.steps or spec.epochs * steps_per_epoch
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
     optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay), lr=spec.lr,
                                 momentum=spec.momentum, nesterov=spec.nesterov)
@@ -271,9 +302,11 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     aug_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
     step = 0
-    for _ in range(spec.epochs):
+    while step < total:
         # ceil(N / B) near-equal batches: every image once per epoch, no tiny last batch for batch-norm.
         for idx in torch.randperm(n, generator=order_gen).tensor_split(steps_per_epoch):
+            if step == total:
+                break
             idx = idx.to(device)
             batch = images[idx]
             x = _to_float(batch)
@@ -367,7 +400,13 @@ def supervised_baseline(make_encoder: Callable[[], nn.Module], feature_dim: int,
     Returns:
         The trained classifier, in eval mode.
     """
+    return finetune(seeded_init(make_encoder, spec.seed), feature_dim, num_classes, train_images, train_labels, spec,
+                    progress)
+
+
+def seeded_init(make_encoder: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``make_encoder()`` with torch's global RNG seeded by ``seed``, inside a forked RNG state (the caller's
+    stream is untouched): the same random initialisation for a seed."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        encoder = make_encoder()
-    return finetune(encoder, feature_dim, num_classes, train_images, train_labels, spec, progress)
+        torch.manual_seed(seed)
+        return make_encoder()

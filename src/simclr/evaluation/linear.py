@@ -116,12 +116,12 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
 
 def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                 num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90,
-                weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, Any]:
+                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1") -> dict[str, Any]:
     """Fit a linear classifier on frozen training features and report test top-1/top-5 and the mean per-class
     top-1 (``mean_class_top1``).
 
     ``solver="lbfgs"`` chooses the weight decay among ``weight_decays`` on a held-out tenth of the training set
-    (the smallest of equally good ones), then refits;
+    by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), then refits;
     ``solver="sgd"`` runs :func:`fit_sgd` for ``epochs`` epochs.
     """
     if solver == "sgd":
@@ -129,6 +129,8 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         return {**_test_accuracy(model, test_x, test_y), "solver": "sgd", "epochs": epochs}
     if solver != "lbfgs":
         raise ValueError(f"solver must be lbfgs or sgd, got {solver!r}")
+    if metric not in ("top1", "mean_class_top1"):
+        raise ValueError(f"metric must be top1 or mean_class_top1, got {metric!r}")
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(train_x), generator=gen)
     n_val = max(1, len(train_x) // 10)
@@ -136,7 +138,9 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     best_wd, best_acc = weight_decays[0], -1.0
     for wd in weight_decays:
         model = fit_logistic(train_x[fit], train_y[fit], num_classes, wd)
-        acc = topk_accuracy(model.logits(train_x[val]), train_y[val], (1,))["top1"]
+        scores = model.logits(train_x[val])
+        acc = topk_accuracy(scores, train_y[val], (1,))["top1"] if metric == "top1" else \
+            mean_class_accuracy(scores, train_y[val])
         if acc > best_acc:
             best_wd, best_acc = wd, acc
     model = fit_logistic(train_x, train_y, num_classes, best_wd)

@@ -110,10 +110,10 @@ class FeaturePair:
         return knn_accuracy(train, self.train.labels, test, self.test.labels, self.num_classes, k, temperature)
 
     def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
-               weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, float]:
+               weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1") -> dict[str, float]:
         train, test = self._features(on)
         return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
-                           weight_decays)
+                           weight_decays, metric)
 
 
 class Learned(NamedTuple):
