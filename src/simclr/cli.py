@@ -20,7 +20,7 @@ from simclr.errors import InputError
 from simclr.interrupts import Terminated, terminate_as_interrupt
 
 SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
-             "flowers102, stl10, stl10-unlabeled), an image folder, or a .tar/.tar.gz/.zip archive of one")
+             "flowers102, voc2007, stl10, stl10-unlabeled), an image folder, or a .tar/.tar.gz/.zip archive of one")
 
 
 def _pretrain_parser(sub: Any) -> None:
@@ -280,11 +280,13 @@ def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
         return text
     if protocol == "transfer":
         metric = result["paper_metric"]
-        what = "mean per-class top-1 (the paper's metric for it)" if metric == "mean_class_top1" else "top-1"
+        what = {"mean_class_top1": "mean per-class top-1 (the paper's metric for it)",
+                "map11": "11-point mAP (the paper's metric for it)"}.get(metric, "top-1")
         return (f"transfer to {data}, {what}: linear {100 * result[f'linear_{metric}']:.2f}%, fine-tuned "
                 f"{100 * result[f'finetune_{metric}']:.2f}%, from scratch {100 * result[f'scratch_{metric}']:.2f}%")
-    return (f"{protocol}: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
-            f"({result['train_images']} train / {result['test_images']} test images)")
+    scores = f"11-point mAP {100 * result['map11']:.2f}%" if "map11" in result else \
+        f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%"
+    return f"{protocol}: {scores}  ({result['train_images']} train / {result['test_images']} test images)"
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -134,9 +134,42 @@ def _cars(root: Path) -> None:
         savemat(annos, {"annotations": records})
 
 
+VOC_IMAGES = {  # image id: (split, the classes present, the classes present only as difficult objects)
+    "000005": ("trainval", ("cat",), ()), "000007": ("trainval", ("person",), ("cat",)),
+    "000009": ("trainval", ("cat", "person"), ()), "000012": ("trainval", ("aeroplane",), ()),
+    "000016": ("trainval", ("aeroplane", "person"), ()), "000017": ("trainval", ("cat",), ("person",)),
+    "000019": ("trainval", ("person",), ()), "000020": ("trainval", ("aeroplane",), ("cat",)),
+    "000021": ("trainval", ("cat",), ()), "000023": ("trainval", ("person", "aeroplane"), ()),
+    "000001": ("test", ("cat",), ()), "000002": ("test", ("person",), ("aeroplane",)),
+    "000003": ("test", ("aeroplane",), ()), "000004": ("test", ("cat", "person"), ()),
+}
+
+
+def _voc2007(root: Path) -> None:
+    from simclr.data.named_sets import VOC_CLASSES
+
+    base = root / "VOCdevkit" / "VOC2007"
+    (base / "ImageSets" / "Main").mkdir(parents=True)
+    colour = {"aeroplane": 0, "cat": 1, "person": 2}
+    for split in ("trainval", "test"):
+        ids = [i for i, (s, _, _) in VOC_IMAGES.items() if s == split]
+        (base / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for cls in VOC_CLASSES:
+            flags = ["1" if cls in VOC_IMAGES[i][1] else "0" if cls in VOC_IMAGES[i][2] else "-1" for i in ids]
+            (base / "ImageSets" / "Main" / f"{cls}_{split}.txt").write_text(
+                "".join(f"{i} {f:>2}\n" for i, f in zip(ids, flags, strict=True)))
+        for n, i in enumerate(ids):
+            pixel = [40, 40, 40]
+            for cls in VOC_IMAGES[i][1]:
+                pixel[colour[cls]] = 220
+            path = base / "JPEGImages" / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (12 + n % 3, 10), tuple(pixel)).save(path, quality=95)
+
+
 def _build(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builders = {"food101": _food101, "dtd": _dtd, "pets": _pets, "aircraft": _aircraft, "caltech101": _caltech101,
-                "sun397": _sun397, "cars": _cars}
+                "sun397": _sun397, "cars": _cars, "voc2007": _voc2007}
     if name in builders:
         builders[name](root)
     else:
@@ -154,6 +187,7 @@ EXPECTED = {  # name: (train images, test images, classes)
     "stl10": (6, 4, tuple(f"class{i}" for i in range(10))),
     "stl10-unlabeled": (11, 4, tuple(f"class{i}" for i in range(10))),  # 6 labelled + 5 unlabeled
     "flowers102": (6, 3, None),
+    "voc2007": (10, 4, None),  # trainval / test; multi-label
 }
 
 
@@ -174,7 +208,10 @@ def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert train.classes == classes
     assert test.classes == train.classes and train.name == name
     labelled = train.labels[:6] if name == "stl10-unlabeled" else train.labels
-    assert set(labelled.tolist()) <= set(range(len(train.classes))) and (labelled >= 0).all()
+    if name == "voc2007":  # a code per image and class: absent 0, present 1, difficult 2
+        assert labelled.shape == (n_train, 20) and set(labelled.ravel().tolist()) == {0, 1, 2}
+    else:
+        assert set(labelled.tolist()) <= set(range(len(train.classes))) and (labelled >= 0).all()
     assert not set(train.paths) & set(test.paths)
     image = train.load(0)
     assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "stl10-unlabeled": (96, 96), "caltech101": (4, 4),
@@ -283,3 +320,83 @@ def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(
     monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
     assert monitor.data is not None and monitor.data.train.name == "stl10" and len(monitor.data.train) == 6
     assert "monitor off" not in capsys.readouterr().err
+
+
+def test_voc2007_codes_come_from_the_devkits_class_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simclr.data.named_sets import ABSENT, DIFFICULT, PRESENT, VOC_CLASSES
+
+    _build("voc2007", tmp_path, monkeypatch)
+    train = load_source("voc2007", "train", data_root=tmp_path)
+    assert train.classes == VOC_CLASSES and paper_metric("voc2007") == "map11"
+    assert train.paths[1] == "VOCdevkit/VOC2007/JPEGImages/000007.jpg"  # trainval.txt's order
+    row = dict(zip(VOC_CLASSES, train.labels[1].tolist(), strict=True))
+    assert (row["person"], row["cat"]) == (PRESENT, DIFFICULT)
+    assert all(v == ABSENT for k, v in row.items() if k not in ("person", "cat"))
+    for i, path in enumerate(train.paths):  # every image's codes as built
+        present, difficult = VOC_IMAGES[Path(path).stem][1:]
+        assert {VOC_CLASSES[c] for c in np.flatnonzero(train.labels[i] == PRESENT)} == set(present)
+        assert {VOC_CLASSES[c] for c in np.flatnonzero(train.labels[i] == DIFFICULT)} == set(difficult)
+
+
+def test_voc2007_incomplete_or_half_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.voc
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", offline)
+    _build("voc2007", tmp_path, monkeypatch)
+    main_sets = tmp_path / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
+    (main_sets / "cow_test.txt").unlink()
+    with pytest.raises(InputError, match=r"PASCAL VOC2007 in .* is incomplete: .*cow_test.txt"):
+        load_source("voc2007", "test", data_root=tmp_path)
+    (main_sets / "test.txt").unlink()  # the test archive not unpacked: torchvision's FileNotFoundError
+    with pytest.raises(InputError, match="PASCAL VOC2007 not found in .* network unreachable"):
+        load_source("voc2007", "test", data_root=tmp_path)
+
+
+def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                      make_checkpoint) -> None:
+    from simclr.cli import main
+
+    _build("voc2007", tmp_path / "data", monkeypatch)
+    checkpoint = make_checkpoint(tmp_path / "run.pt")
+    common = ["--checkpoint", str(checkpoint), "--data", "voc2007", "--data-root", str(tmp_path / "data"),
+              "--quiet"]
+    capsys.readouterr()
+    assert main(["eval", "transfer", *common, "--epochs", "2", "--json", "--finetune-grid", "0.05/0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["paper_metric"] == "map11" and (out["train_images"], out["test_images"]) == (10, 4)
+    assert all(0.0 < out[f"{name}_map11"] <= 1.0 for name in ("linear", "finetune", "scratch"))
+    assert "finetune_top1" not in out and out["validation_images"] == 1 and len(out["finetune_grid"]) == 1
+    assert main(["eval", "linear", *common]) == 0
+    assert "linear: 11-point mAP" in capsys.readouterr().out
+    assert main(["eval", "linear", *common, "--solver", "augmented", "--epochs", "1", "--json"]) == 0
+    augmented = json.loads(capsys.readouterr().out)
+    assert augmented["solver"] == "augmented" and 0.0 < augmented["map11"] <= 1.0
+    assert main(["eval", "transfer", *common, "--epochs", "1"]) == 0
+    assert "transfer to voc2007, 11-point mAP (the paper's metric for it): linear" in capsys.readouterr().out
+    for args, message in ((["eval", "knn"], "kNN accuracy needs one label per image, and voc2007 is multi-label"),
+                          (["eval", "compare"], "multi-label"),
+                          (["eval", "finetune"], "voc2007 is multi-label: semi-supervised fine-tuning"),
+                          (["eval", "transfer", "--label-fraction", "0.5"], "transfer uses all its labels"),
+                          (["eval", "linear", "--solver", "sgd"], "lbfgs solver only")):
+        assert main([*args, *common]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main(["embed", *common, "--split", "test", "--out", str(tmp_path / "voc.npz")]) == 0
+    with np.load(tmp_path / "voc.npz") as f:  # no one class per image: unlabeled for search
+        assert f["labels"].tolist() == [-1] * 4 and f["features"].shape[0] == 4
+
+
+def test_pretraining_on_voc2007_turns_the_knn_monitor_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys) -> None:
+    from simclr.engine.monitor import KnnMonitor
+    from simclr.engine.runtime import pick_precision
+
+    _build("voc2007", tmp_path, monkeypatch)
+    config = build_config({"data": {"spec": "voc2007", "root": str(tmp_path), "image_size": 16}})
+    monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
+    assert monitor.data is None
+    assert "kNN monitor off: voc2007 is multi-label" in capsys.readouterr().err
+    assert len(load_source("voc2007", "all", data_root=tmp_path)) == 14  # its images still pretrain

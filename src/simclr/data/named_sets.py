@@ -11,12 +11,17 @@ Cars can no longer be downloaded and must be put there by hand). Splits follow t
 * SUN397 as torchvision reads it has no split files: a seeded draw of 50 training and 50 test images per class
   (the sizes of the paper's official partitions, not those partitions themselves).
 
-The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers and top-1 for the others
-(:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train split adds the 100,000
+``voc2007`` is PASCAL VOC2007 classification (trainval / test), the paper's multi-label transfer dataset: every
+image has a code per class (:data:`PRESENT`, :data:`ABSENT`, or :data:`DIFFICULT` where the class appears only as
+objects marked difficult), read from the devkit's ``ImageSets/Main/<class>_<split>.txt`` files; its metric is the
+11-point mAP (:mod:`simclr.evaluation.multilabel`).
+
+The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers, 11-point mAP for VOC2007
+and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train split adds the 100,000
 unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run evaluates on ``stl10``).
 Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
-scale like any folder; STL-10 is held in memory as an array. The paper's VOC2007 (multi-label, mAP) and
-Birdsnap (not in torchvision) are not included.
+scale like any folder; STL-10 is held in memory as an array. The paper's Birdsnap (not in torchvision, its
+images only as a list of web addresses) is not included: give a folder of it with class subfolders.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ class NamedSet:
         folder: What it unpacks to under ``data_root`` (for the message when it is missing).
         train, test: torchvision ``split`` values joined into our train / test split; empty for datasets
             without splits (then ``per_class`` draws them).
+        split_arg: The constructor argument that takes them.
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
-        metric: ``"top1"`` or ``"mean_class_top1"``: what the paper reports for this dataset.
+        metric: ``"top1"``, ``"mean_class_top1"`` or ``"map11"`` (multi-label): what the paper reports for it.
         kwargs: Other constructor arguments.
         labelled: For a pretraining set holding unlabeled images, the labelled named set that the kNN monitor
             evaluates on during pretraining.
@@ -59,6 +65,7 @@ class NamedSet:
     folder: str
     train: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
+    split_arg: str = "split"
     per_class: tuple[int, int] = (0, 0)
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -78,11 +85,20 @@ NAMED_SETS: dict[str, NamedSet] = {
                            metric="mean_class_top1"),
     "flowers102": NamedSet("Oxford Flowers-102", "Flowers102", "flowers-102", ("train", "val"), ("test",),
                            metric="mean_class_top1"),
+    "voc2007": NamedSet("PASCAL VOC2007", "VOCDetection", "VOCdevkit/VOC2007", ("trainval",), ("test",),
+                        split_arg="image_set", metric="map11", kwargs={"year": "2007"}),
     "stl10": NamedSet("STL-10", "STL10", "stl10_binary", ("train",), ("test",)),
     "stl10-unlabeled": NamedSet("STL-10", "STL10", "stl10_binary", ("train+unlabeled",), ("test",),
                                 labelled="stl10"),
 }
 """``--data`` name -> how to read it."""
+
+ABSENT, PRESENT, DIFFICULT = 0, 1, 2
+"""A multi-label dataset's codes, per image and class: the class is absent, present, or present only as objects
+marked difficult (left out of training and scoring, as VOC's evaluation does)."""
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ class Part:
     """One torchvision split: image files (or an in-memory array), labels and class names."""
 
     files: list[Path]
-    labels: list[int]
+    labels: list[Any]  # int per image, or a row of codes per image (multi-label)
     classes: tuple[str, ...]
     array: np.ndarray | None = None  # uint8 [N, H, W, 3] for in-memory datasets (STL-10)
 
@@ -151,7 +167,7 @@ def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
     return open_torchvision(named.cls, data_root, named.title,
                             f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
                             "SIMCLR_DATA at its parent), or run once online to download it",
-                            **named.kwargs, **({"split": split} if split else {}))
+                            **named.kwargs, **({named.split_arg: split} if split else {}))
 
 
 def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **kwargs: Any) -> Any:
@@ -166,7 +182,7 @@ def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **
     data_root.mkdir(parents=True, exist_ok=True)
     try:
         return cls(root=str(data_root), download=False, **kwargs)
-    except RuntimeError:
+    except (RuntimeError, OSError):  # missing, or part of it missing (e.g. VOC2007's test half)
         pass
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -205,7 +221,28 @@ def _stl10(dataset: Any) -> Part:
     return Part([], [int(y) for y in dataset.labels], tuple(classes), array)
 
 
-_READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10}
+def _voc(dataset: Any) -> Part:
+    """VOC2007 classification: the split's images, and each class's code from the devkit's class files."""
+    root = Path(dataset.root) / "VOCdevkit" / f"VOC{dataset.year}"
+    files = [Path(f) for f in dataset.images]
+    row = {f.stem: i for i, f in enumerate(files)}
+    codes = np.full((len(files), len(VOC_CLASSES)), ABSENT, dtype=np.int64)
+    meaning = {"1": PRESENT, "0": DIFFICULT, "-1": ABSENT}
+    for c, name in enumerate(VOC_CLASSES):
+        path = root / "ImageSets" / "Main" / f"{name}_{dataset.image_set}.txt"
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"PASCAL VOC2007 in {root} is incomplete: {one_line(exc)}") from None
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 2 and fields[0] in row and fields[1] in meaning:
+                codes[row[fields[0]], c] = meaning[fields[1]]
+    return Part(files, codes.tolist(), VOC_CLASSES)
+
+
+_READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10,
+                                              "VOCDetection": _voc}
 
 
 def _draw(whole: Part, named: NamedSet, split: str, seed: int) -> Part:

@@ -4,7 +4,8 @@ SPEC forms accepted by :func:`load_source`:
 
 * ``cifar10``, ``cifar100``: torchvision's CIFAR-10 / CIFAR-100 (python versions, 100 fine labels) under
   ``data_root``, downloaded if missing (online).
-* ``food101``, ``sun397``, ``cars``, ``aircraft``, ``dtd``, ``pets``, ``caltech101``, ``flowers102``, ``stl10``:
+* ``food101``, ``sun397``, ``cars``, ``aircraft``, ``dtd``, ``pets``, ``caltech101``, ``flowers102``, ``voc2007``
+  (multi-label), ``stl10``:
   the paper's transfer datasets through torchvision under ``data_root``, downloaded if missing (online), with the
   paper's splits (see :mod:`simclr.data.named_sets`).
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
@@ -53,8 +54,9 @@ class ImageSource:
         name: ``"cifar10"``, ``"digits"``, or the folder / archive path as given.
         paths: One identifier per image: a POSIX path relative to ``root`` for file-backed sources,
             else ``"<name>/<split>/<index>"`` (cifar10) or ``"digits/<index>"``.
-        labels: int64 [N]; -1 for unlabeled images.
-        classes: Class names, index = label; empty when unlabeled.
+        labels: int64 [N]; -1 for unlabeled images. A multi-label dataset (VOC2007) has int64 [N, C] instead, a
+            code per class (:data:`~simclr.data.named_sets.ABSENT`, ``PRESENT`` or ``DIFFICULT``).
+        classes: Class names, index = label (or column); empty when unlabeled.
         array: uint8 [N, H, W, 3] when the whole dataset is decoded in memory, else None.
         root: Folder that ``paths`` are relative to, for file-backed sources, else None.
     """

@@ -11,6 +11,7 @@ from simclr.data.named_sets import labelled_spec
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
+from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, eval_config
 from simclr.models.simclr import SimCLRNet
 
@@ -27,6 +28,8 @@ class KnnMonitor:
         try:
             setup = EvalSetup(data=labelled_spec(config.data.spec), workers=config.data.workers, progress=False)
             self.data = EvalData(eval_config(config, setup), setup)
+            if is_multilabel(self.data.train.labels):
+                raise InputError(f"{self.data.train.name} is multi-label (kNN accuracy needs one label per image)")
         except InputError as exc:
             print(f"kNN monitor off: {exc}", file=sys.stderr)
             self.data = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -30,6 +31,13 @@ class Features(NamedTuple):
     labels: torch.Tensor
     paths: list[str]
     skipped: list[tuple[str, str]]
+
+    def single_labels(self) -> np.ndarray:
+        """int64 labels [N] for embeddings and search: the labels, or -1 for all of a multi-label dataset's images
+        (no one class each)."""
+        if self.labels.ndim == 2:
+            return np.full(len(self.labels), -1, dtype=np.int64)
+        return self.labels.numpy().astype(np.int64)
 
 
 class _EvalDataset(Dataset):

@@ -30,6 +30,7 @@ from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 from simclr.evaluation.linear import feature_stats
+from simclr.evaluation.multilabel import is_multilabel, map11, multilabel_loss
 from simclr.files import atomic_write_text
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
 
@@ -250,7 +251,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         feature_dim: Output size of ``encoder``.
         num_classes: Number of classes C; labels must be in ``[0, C)``.
         train_images: uint8 ``[N, 3, S, S]`` (any device; copied to ``spec.device`` once).
-        train_labels: int ``[N]``.
+        train_labels: int ``[N]``, or multi-label codes ``[N, num_classes]`` (trained with a binary cross-entropy per
+            class that leaves difficult entries out).
         spec: Hyper-parameters.
         progress: Show a tqdm progress bar.
 
@@ -263,11 +265,13 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     """
     spec.validate()
     n = len(train_images)
-    if n == 0 or train_images.ndim != 4 or train_labels.shape != (n,):
-        raise ValueError(f"need images [N, 3, S, S] and labels [N], got {tuple(train_images.shape)}, "
-                         f"{tuple(train_labels.shape)}")
-    if int(train_labels.min()) < 0 or int(train_labels.max()) >= num_classes:
-        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(train_labels.min())}, "
+    multilabel = is_multilabel(train_labels)
+    if n == 0 or train_images.ndim != 4 or train_labels.shape != ((n, num_classes) if multilabel else (n,)):
+        raise ValueError(f"need images [N, 3, S, S] and labels [N] (or codes [N, {num_classes}]), got "
+                         f"{tuple(train_images.shape)}, {tuple(train_labels.shape)}")
+    top = 2 if multilabel else num_classes - 1  # codes: absent, present, difficult
+    if int(train_labels.min()) < 0 or int(train_labels.max()) > top:
+        raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
                          f"{int(train_labels.max())}]")
     device = pick_device(spec.device)
     linear = nn.Linear(feature_dim, num_classes)
@@ -319,7 +323,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
                     logits = linear(h)
                 else:
                     logits = model(x)
-            loss = F.cross_entropy(logits.float(), labels[idx])
+            loss = multilabel_loss(logits.float(), labels[idx]) if multilabel else \
+                F.cross_entropy(logits.float(), labels[idx])
             set_lr(optimizer, schedule(step))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -362,14 +367,14 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
     Args:
         model: Maps float images in [0, 1] to logits ``[B, C]``; run in eval mode (its mode is restored).
         images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are).
-        labels: int ``[N]``.
+        labels: int ``[N]``, or multi-label codes ``[N, C]``.
         batch_size: Images per forward pass.
         device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
         precision: The forward passes' autocast, as :attr:`FinetuneSpec.precision`.
 
     Returns:
         ``{"top1", "top5", "mean_class_top1"}`` as fractions (NaN for no images); the last is the top-1 of each
-        class averaged over the classes.
+        class averaged over the classes. For multi-label codes ``[N, C]``: ``{"map11"}``, the 11-point mAP.
     """
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
@@ -384,6 +389,8 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
         model.train(was_training)
     scores = torch.cat(logits) if logits else torch.zeros(0, 1)
     labels = labels.cpu().long()
+    if is_multilabel(labels):
+        return {"map11": map11(scores, labels)}
     return {**topk_accuracy(scores, labels, (1, 5)), "mean_class_top1": mean_class_accuracy(scores, labels)}
 
 

@@ -33,6 +33,7 @@ from simclr.evaluation.finetune import (
     transfer_bn_momentum,
 )
 from simclr.evaluation.linear import WEIGHT_DECAYS
+from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.probe import ProbeSpec, probe
 from simclr.evaluation.run import (
     EvalData,
@@ -87,6 +88,9 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
               baseline: bool) -> dict[str, Any]:
     train, test, num_classes = _splits(data)
+    if is_multilabel(train.labels):
+        raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
+                         "subsets of single labels; use eval transfer or eval linear")
     given = subset_file is not None and subset_file.is_file()
     idx, subset_path = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
     if given:
@@ -203,7 +207,12 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     check_frozen(learned.model, before)
     linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric)
     train, test, num_classes = _splits(data)
-    idx = torch.from_numpy(_subset(None, train, fraction, spec.seed, data.config.data.spec)[0])
+    if is_multilabel(train.labels):
+        if fraction < 1:
+            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction)")
+        idx = torch.arange(len(train.labels))
+    else:
+        idx = torch.from_numpy(_subset(None, train, fraction, spec.seed, data.config.data.spec)[0])
     device, precision = learned.device, learned.config.train.precision
     nets = _Classifiers(train.images[idx], train.labels[idx], num_classes, learned.model.num_features, device,
                         precision, setup.progress)
@@ -216,15 +225,16 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     def scratch() -> torch.nn.Module:
         return seeded_init(lambda: build_model(learned.config).encoder, spec.seed)
 
+    keys = ("map11",) if is_multilabel(train.labels) else ("top1", "top5", "mean_class_top1")
     result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": metric,
-                              **{f"linear_{k}": linear[k] for k in ("top1", "top5", "mean_class_top1")}}
+                              **{f"linear_{key}": linear[key] for key in keys}}
     for name, make, cell, grid in (("finetune", pretrained, base, grids[0] if grids else None),
                                    ("scratch", scratch, longer, grids[1] if grids else None)):
         if grid is not None:
             cell, result[f"{name}_grid"], result["validation_images"] = nets.search(name, make, grid, cell, metric,
                                                                                      spec.seed)
         scores = nets.score(nets.fit(make, cell), test.images, test.labels)
-        result.update({f"{name}_{key}": scores[key] for key in ("top1", "top5", "mean_class_top1")})
+        result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
     return {**result, "label_fraction": fraction, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,

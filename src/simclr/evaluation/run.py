@@ -21,6 +21,7 @@ from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
 from simclr.evaluation.knn import knn_accuracy
 from simclr.evaluation.linear import WEIGHT_DECAYS, linear_eval
+from simclr.evaluation.multilabel import is_multilabel, multilabel_linear_eval
 from simclr.models.simclr import SimCLRNet
 
 
@@ -93,7 +94,7 @@ class FeaturePair:
     """Bank (train) and query (test) features of one encoder (h, and z when ``encode`` returns it)."""
 
     def __init__(self, encode: Encode, data: EvalData) -> None:
-        self.num_classes = len(data.train.classes)
+        self.num_classes, self.name = len(data.train.classes), data.train.name
         self.train: Features = extract_features(encode, data.train, data.size, data.in_memory,
                                                 desc="train features", **data.kw)
         self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
@@ -106,12 +107,19 @@ class FeaturePair:
         return train, test
 
     def knn(self, k: int, temperature: float, on: str = "h") -> dict[str, float]:
+        if is_multilabel(self.train.labels):
+            raise InputError(f"kNN accuracy needs one label per image, and {self.name} is multi-label: evaluate it "
+                             "with eval linear or eval transfer")
         train, test = self._features(on)
         return knn_accuracy(train, self.train.labels, test, self.test.labels, self.num_classes, k, temperature)
 
     def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1") -> dict[str, float]:
         train, test = self._features(on)
+        if is_multilabel(self.train.labels):
+            if solver != "lbfgs":
+                raise InputError(f"{self.name} is multi-label: its linear evaluation has the lbfgs solver only")
+            return multilabel_linear_eval(train, self.train.labels, test, self.test.labels, seed, weight_decays)
         return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
                            weight_decays, metric)
 

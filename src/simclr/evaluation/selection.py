@@ -89,7 +89,8 @@ def parse_grids(spec: str | None) -> tuple[Grid, Grid] | None:
 
 def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split image indices into a training part and a held-out validation part, class by class: each class gives
-    ``round(fraction x its count)`` images to validation, and keeps at least one for training.
+    ``round(fraction x its count)`` images to validation, and keeps at least one for training. Multi-label codes
+    ``[N, C]`` are split as one group.
 
     Returns:
         ``(fit, val)``: sorted int64 index arrays.
@@ -98,6 +99,8 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
         ValueError: (one line) when no image can be held out (every class has a single image).
     """
     labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = np.zeros(len(labels), np.int64)
     rng = np.random.default_rng(seed)
     val: list[np.ndarray] = []
     for c in np.unique(labels):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
-
 from simclr.build import decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.sources import ImageSource
@@ -40,7 +38,7 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
     meta = {"checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
             "root": d.root, "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed,
             "image_size": d.image_size, "z": feats.z is not None}
-    return Embeddings(feats.h, feats.z, feats.labels.numpy().astype(np.int64), feats.paths, meta), feats.skipped
+    return Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta), feats.skipped
 
 
 def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:

@@ -130,7 +130,7 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
     names = [given[p] for p in feats.paths] if given else feats.paths
-    return Queries(vectors, feats.labels.numpy().astype(np.int64), names, feats.paths, None, source)
+    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source)
 
 
 def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
