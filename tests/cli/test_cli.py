@@ -179,11 +179,20 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     real = build.decode_cached
     monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append(len(source))
                         or real(source, *a, **k))
+    from simclr.evaluation import run
+
+    fitted: list[tuple[int, int]] = []
+    real_linear = run.linear_eval
+    monkeypatch.setattr(run, "linear_eval", lambda x, y, *a, **k: fitted.append((len(x), int(y.bincount().min())))
+                        or real_linear(x, y, *a, **k))
     capsys.readouterr()
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
                  "--cache-dir", env["cache"], "--epochs", "1", "--label-fraction", "0.2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["data"] == "digits" and out["test_images"] == 360
+    assert out["data"] == "digits" and out["test_images"] == 360 and out["train_images"] == 1437
+    # the linear classifier learns from the fine-tuned networks' labelled fifth, class-balanced
+    assert fitted[0][0] == out["labelled_images"] and 0.19 < out["labelled_images"] / 1437 < 0.22
+    assert fitted[0][1] >= 25  # every class ~a fifth of its ~145 train images
     assert all(0.0 <= out[k] <= 1.0 for k in ("linear_top1", "finetune_top1", "scratch_top1"))
     assert sorted(decoded) == [360, 1437]  # each split decoded once for linear evaluation and fine-tuning
 

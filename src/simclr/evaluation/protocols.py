@@ -193,7 +193,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     """A pretrained encoder on another labelled dataset (the paper's Appendix B.8): linear evaluation on frozen h,
     fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
 
-    The splits are decoded once for all three. Each accuracy is given as top-1, top-5 and mean per-class top-1;
+    The splits are decoded once for all three, and all three learn from the same labelled images (a class-balanced
+    ``fraction`` of the train split, drawn by ``spec.seed``; ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1;
     ``paper_metric`` names the one the paper reports for this dataset (its Table 8), and hyper-parameters are
     chosen by it on held-out training images: the linear fit's weight decay among ``weight_decays``, and with
     ``grids`` (fine-tuning's, training from scratch's; see :mod:`simclr.evaluation.selection`) the learning rate
@@ -203,9 +204,6 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     learned, data = _open(checkpoint, setup)
     metric = paper_metric(setup.data)
     before = fingerprint(learned.model)
-    pair = FeaturePair(learned.encoder(), data)
-    check_frozen(learned.model, before)
-    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric)
     train, test, num_classes = _splits(data)
     if is_multilabel(train.labels):
         if fraction < 1:
@@ -213,6 +211,13 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         idx = torch.arange(len(train.labels))
     else:
         idx = torch.from_numpy(_subset(None, train, fraction, spec.seed, data.config.data.spec)[0])
+    pair = FeaturePair(learned.encoder(), data)
+    check_frozen(learned.model, before)
+    rows = None
+    if len(idx) < len(pair.train.paths):  # the linear classifier learns from the same labelled images
+        position = {path: i for i, path in enumerate(pair.train.paths)}
+        rows = torch.tensor([position[train.paths[i]] for i in idx.tolist()], dtype=torch.int64)
+    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows)
     device, precision = learned.device, learned.config.train.precision
     nets = _Classifiers(train.images[idx], train.labels[idx], num_classes, learned.model.num_features, device,
                         precision, setup.progress)
@@ -236,7 +241,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         scores = nets.score(nets.fit(make, cell), test.images, test.labels)
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
-    return {**result, "label_fraction": fraction, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
+    return {**result, "label_fraction": fraction, "train_images": len(pair.train.h), "labelled_images": len(idx),
+            "test_images": len(pair.test.h),
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,
             "linear_weight_decay": linear.get("weight_decay")}
 

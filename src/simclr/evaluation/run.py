@@ -114,13 +114,18 @@ class FeaturePair:
         return knn_accuracy(train, self.train.labels, test, self.test.labels, self.num_classes, k, temperature)
 
     def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
-               weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1") -> dict[str, float]:
+               weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1",
+               rows: torch.Tensor | None = None) -> dict[str, float]:
+        """Linear evaluation on ``on`` (h or z); trained on the train ``rows`` only when given."""
         train, test = self._features(on)
-        if is_multilabel(self.train.labels):
+        labels = self.train.labels
+        if rows is not None:
+            train, labels = train[rows], labels[rows]
+        if is_multilabel(labels):
             if solver != "lbfgs":
                 raise InputError(f"{self.name} is multi-label: its linear evaluation has the lbfgs solver only")
-            return multilabel_linear_eval(train, self.train.labels, test, self.test.labels, seed, weight_decays)
-        return linear_eval(train, self.train.labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
+            return multilabel_linear_eval(train, labels, test, self.test.labels, seed, weight_decays)
+        return linear_eval(train, labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
                            weight_decays, metric)
 
 
