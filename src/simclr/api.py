@@ -136,15 +136,17 @@ def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int =
 
 def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False, out: str | Path | None = None,
           image_size: int = 0, device: str = "auto", batch_size: int = 256, workers: int = 2,
-          progress: bool = True) -> Index:
+          progress: bool = True, holdout: float | None = None) -> Index:
     """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
     :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given.
-    Unreadable images are skipped and listed in ``Index.skipped``."""
+    Unreadable images are skipped and listed in ``Index.skipped``. ``holdout``: the fraction of a folder without
+    ``train/`` and ``test/`` that is its test split (default: the run's ``data.holdout``)."""
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
-    index = Index(*embed_split(checkpoint, eval_setup(data, image_size, device, batch_size, workers, progress), split, z))
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout)
+    index = Index(*embed_split(checkpoint, setup, split, z))
     if out is not None:
         index.save(out)
     return index
@@ -213,7 +215,7 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *, image_size: int = 0,
              device: str = "auto", batch_size: int = 256, workers: int = 2, progress: bool = True,
-             data_root: str = "", cache_dir: str = "", **options: Any) -> dict[str, Any]:
+             data_root: str = "", cache_dir: str = "", holdout: float | None = None, **options: Any) -> dict[str, Any]:
     """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
 
     ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
@@ -223,7 +225,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     ``transfer`` (to the labelled dataset ``data``; also steps, weight_decays, finetune_grid); ``probe`` (epochs,
     transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
     """
-    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir)
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout)
     return evaluate_setup(checkpoint, setup, protocol, **options)
 
 
@@ -257,7 +259,7 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
 
 
 def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
-           data_root: str = "", cache_dir: str = "") -> EvalSetup:
+               data_root: str = "", cache_dir: str = "", holdout: float | None = None) -> EvalSetup:
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup
 
@@ -265,8 +267,10 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if image_size and image_size < 8:
         raise InputError(f"image_size must be >= 8, got {image_size}")
+    if holdout is not None and not 0 <= holdout < 1:
+        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
-                     max(0, workers), progress, image_size)
+                     max(0, workers), progress, image_size, holdout)
 
 
 def load_index(path: str | Path) -> Index:

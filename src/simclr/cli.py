@@ -57,6 +57,9 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
     p.add_argument("--data", required=True, help=SPEC_HELP)
     p.add_argument("--image-size", type=int, default=0, help="evaluate at this side (default: the run's)")
+    p.add_argument("--holdout", type=float, default=None,
+                   help="for a folder without train/ and test/: the fraction held out as its test split (seeded, "
+                        "class-stratified; default: the run's data.holdout)")
     _reading_options(p)
 
 
@@ -247,7 +250,7 @@ def _setup(args: argparse.Namespace) -> Any:
     if image_size and image_size < 8:
         raise InputError(f"--image-size must be >= 8, got {image_size}")
     return eval_setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
-                 args.data_root, args.cache_dir)
+                      args.data_root, args.cache_dir, getattr(args, "holdout", None))
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -262,6 +262,25 @@ def test_embed_unlabeled_folder_gives_minus_one(env: dict, tmp_path: Path) -> No
         assert list(f["labels"]) == [-1, -1, -1] and len(f["paths"]) == 3
 
 
+def test_eval_of_a_class_folder_without_splits_takes_a_holdout(env: dict, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "classes"
+    for c in range(2):
+        for i in range(10):
+            (folder / f"class{c}").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (200 * c, 10 + i, 10)).save(folder / f"class{c}" / f"{i}.png")
+    args = ["eval", "knn", "--checkpoint", str(env["run"]), "--data", str(folder), "--quiet", "--json"]
+    capsys.readouterr()
+    assert main(args) == 2  # the run's data.holdout is 0: there is no test split
+    assert "no test/ subfolder" in capsys.readouterr().err
+    assert main([*args, "--holdout", "0.2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["train_images"], out["test_images"]) == (16, 4) and out["top1"] == 1.0  # two colours, two classes
+    assert main([*args, "--holdout", "1.5"]) == 2
+    assert "holdout must be a fraction in [0, 1)" in capsys.readouterr().err
+
+
 def test_resume_continues_the_run(env: dict, tmp_path: Path, capsys) -> None:
     run = env["run"]
     before = (run / "metrics.jsonl").read_text()

@@ -245,7 +245,7 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
     if split == "test" and holdout == 0:
         raise InputError(
             f"{name} has no test/ subfolder: set a holdout fraction for the test split "
-            "(e.g. --set data.holdout=0.1)"
+            "(simclr eval and embed: --holdout 0.2; pretrain: --set data.holdout=0.2)"
         )
     if split != "all" and holdout > 0:
         is_test = _holdout_mask(labels_arr, holdout, seed, name)

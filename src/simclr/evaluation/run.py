@@ -37,6 +37,7 @@ class EvalSetup:
     workers: int = 2
     progress: bool = True
     image_size: int = 0  # 0 = the checkpoint's data.image_size
+    holdout: float | None = None  # None = the checkpoint's data.holdout
 
 
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
@@ -55,7 +56,8 @@ def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet,
 def eval_config(config: Config, setup: EvalSetup) -> Config:
     data = dataclasses.replace(config.data, spec=setup.data, root=setup.data_root or config.data.root,
                                cache_dir=setup.cache_dir or config.data.cache_dir,
-                               image_size=setup.image_size or config.data.image_size)
+                               image_size=setup.image_size or config.data.image_size,
+                               holdout=config.data.holdout if setup.holdout is None else setup.holdout)
     return dataclasses.replace(config, data=data)
 
 
