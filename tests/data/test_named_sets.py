@@ -400,3 +400,20 @@ def test_pretraining_on_voc2007_turns_the_knn_monitor_off(tmp_path: Path, monkey
     assert monitor.data is None
     assert "kNN monitor off: voc2007 is multi-label" in capsys.readouterr().err
     assert len(load_source("voc2007", "all", data_root=tmp_path)) == 14  # its images still pretrain
+
+
+def test_a_failed_open_leaves_no_empty_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(self: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.Caltech101, "download", offline)
+    with pytest.raises(InputError, match="Caltech-101 not found"):
+        load_source("caltech101", "train", data_root=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # torchvision made caltech101/ before looking; it is gone again
+    (tmp_path / "caltech101").mkdir()
+    (tmp_path / "caltech101" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="Caltech-101 not found"):
+        load_source("caltech101", "train", data_root=tmp_path)
+    assert (tmp_path / "caltech101" / "notes.txt").read_text() == "mine"  # what was there stays

@@ -167,11 +167,13 @@ def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
     return open_torchvision(named.cls, data_root, named.title,
                             f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
                             "SIMCLR_DATA at its parent), or run once online to download it",
-                            **named.kwargs, **({named.split_arg: split} if split else {}))
+                            folder=named.folder, **named.kwargs, **({named.split_arg: split} if split else {}))
 
 
-def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **kwargs: Any) -> Any:
+def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, folder: str = "", **kwargs: Any) -> Any:
     """The torchvision dataset ``cls_name`` from ``data_root``, else downloaded there (its messages go to stderr).
+    When neither works, the dataset's ``folder`` under ``data_root`` is removed again if the attempt created it
+    empty (torchvision makes some before it looks).
 
     Raises:
         InputError: Neither present nor downloadable; one line naming the failure, then ``remedy``.
@@ -180,6 +182,7 @@ def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **
 
     cls = getattr(torchvision.datasets, cls_name)
     data_root.mkdir(parents=True, exist_ok=True)
+    made = [] if not folder else [p for p in _ancestors(data_root, folder) if not p.exists()]
     try:
         return cls(root=str(data_root), download=False, **kwargs)
     except (RuntimeError, OSError):  # missing, or part of it missing (e.g. VOC2007's test half)
@@ -188,8 +191,17 @@ def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, **
         with contextlib.redirect_stdout(sys.stderr):
             return cls(root=str(data_root), download=True, **kwargs)
     except Exception as exc:  # offline, HTTP, checksum, or no download offered: the same remedy
+        for path in made:  # deepest first; only folders left empty
+            with contextlib.suppress(OSError):
+                path.rmdir()
         raise InputError(f"{title} not found in {data_root} and the download failed "
                          f"({type(exc).__name__}: {one_line(exc)}): {remedy}") from exc
+
+
+def _ancestors(data_root: Path, folder: str) -> list[Path]:
+    """``data_root/folder`` and its parents below ``data_root``, deepest first."""
+    parts = Path(folder).parts
+    return [data_root.joinpath(*parts[:n]) for n in range(len(parts), 0, -1)]
 
 
 def _files_and_labels(dataset: Any) -> Part:
