@@ -189,22 +189,18 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
     if "steps" in opts and (isinstance(opts["steps"], bool) or not isinstance(opts["steps"], int)
                             or opts["steps"] < 0):
         raise InputError(f"steps must be a whole number >= 0, got {opts['steps']!r}")
-    if "finetune_grid" in opts:
-        try:
-            opts["finetune_grid"] = parse_grids(opts["finetune_grid"])
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+    for name, parse in (("finetune_grid", parse_grids), ("weight_decays", weight_decay_grid)):
+        if name in opts:
+            try:
+                opts[name] = parse(opts[name])
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
     if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
         raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
     if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd", "augmented"):
         raise InputError(f"solver must be lbfgs, sgd or augmented, got {opts['solver']!r}")
     if given.get("weight_decays", "default") != "default" and opts.get("solver", "lbfgs") != "lbfgs":
         raise InputError(f"weight_decays is the lbfgs solver's grid; the {opts['solver']} solver uses none")
-    if "weight_decays" in opts:
-        try:
-            opts["weight_decays"] = weight_decay_grid(opts["weight_decays"])
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
     if "transforms" in opts:
         names = opts["transforms"]
         opts["transforms"] = tuple(t for t in names.split(",") if t) if isinstance(names, str) else tuple(names)

@@ -12,7 +12,7 @@ Two solvers for the same model (a linear layer on standardised, frozen h):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -66,22 +66,45 @@ def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
                  max_iter: int = 200) -> LinearModel:
     """Fit softmax regression on [N, D] features and int64 labels [N] (full batch, L-BFGS)."""
+    return fit_lbfgs(x, num_classes, lambda logits: F.cross_entropy(logits, y), weight_decay, max_iter)
+
+
+def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], torch.Tensor], weight_decay: float,
+              max_iter: int = 200) -> LinearModel:
+    """A linear layer on standardised ``x [N, D]`` minimising ``loss(logits [N, num_outputs])`` + ``weight_decay``
+    x the squared weights, full batch with L-BFGS from zero weights."""
     x = x.float()
     mean, std = feature_stats(x)
     xs = (x - mean) / std
-    w = torch.zeros(num_classes, x.shape[1], requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
+    w = torch.zeros(num_outputs, x.shape[1], requires_grad=True)
+    b = torch.zeros(num_outputs, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(xs @ w.T + b, y) + weight_decay * w.pow(2).sum()
-        loss.backward()
-        return loss
+        value = loss(xs @ w.T + b) + weight_decay * w.pow(2).sum()
+        value.backward()
+        return value
 
     with torch.enable_grad():
         opt.step(closure)
     return LinearModel(mean, std, w.detach(), b.detach())
+
+
+def pick_weight_decay(x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[float], seed: int,
+                      fit: Callable[[torch.Tensor, torch.Tensor, float], LinearModel],
+                      score: Callable[[torch.Tensor, torch.Tensor], float]) -> float:
+    """The weight decay whose ``fit`` on nine tenths of ``(x, y)`` has the best ``score(logits, labels)`` on the
+    other, seeded tenth (the first of equally good ones)."""
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, len(x) // 10)
+    val, rest = perm[:n_val], perm[n_val:]
+    best_wd, best = weight_decays[0], -1.0
+    for wd in weight_decays:
+        value = score(fit(x[rest], y[rest], wd).logits(x[val]), y[val])
+        if value > best:
+            best_wd, best = wd, value
+    return best_wd
 
 
 def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int = 90, batch_size: int = 1024,
@@ -131,18 +154,11 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         raise ValueError(f"solver must be lbfgs or sgd, got {solver!r}")
     if metric not in ("top1", "mean_class_top1"):
         raise ValueError(f"metric must be top1 or mean_class_top1, got {metric!r}")
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(train_x), generator=gen)
-    n_val = max(1, len(train_x) // 10)
-    val, fit = perm[:n_val], perm[n_val:]
-    best_wd, best_acc = weight_decays[0], -1.0
-    for wd in weight_decays:
-        model = fit_logistic(train_x[fit], train_y[fit], num_classes, wd)
-        scores = model.logits(train_x[val])
-        acc = topk_accuracy(scores, train_y[val], (1,))["top1"] if metric == "top1" else \
-            mean_class_accuracy(scores, train_y[val])
-        if acc > best_acc:
-            best_wd, best_acc = wd, acc
+    def score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+        return topk_accuracy(logits, labels, (1,))["top1"] if metric == "top1" else mean_class_accuracy(logits, labels)
+
+    best_wd = pick_weight_decay(train_x, train_y, weight_decays, seed,
+                                lambda x, y, wd: fit_logistic(x, y, num_classes, wd), score)
     model = fit_logistic(train_x, train_y, num_classes, best_wd)
     return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd, "weight_decays_tried": len(weight_decays),
             "solver": "lbfgs"}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.data.named_sets import DIFFICULT, PRESENT
-from simclr.evaluation.linear import LinearModel, feature_stats
+from simclr.evaluation.linear import LinearModel, fit_lbfgs, pick_weight_decay
 
 __all__ = ["ap11", "fit_multilabel", "is_multilabel", "map11", "multilabel_linear_eval", "multilabel_loss"]
 
@@ -67,38 +67,14 @@ def map11(scores: Tensor, codes: Tensor) -> float:
 def fit_multilabel(x: Tensor, codes: Tensor, weight_decay: float, max_iter: int = 200) -> LinearModel:
     """One logistic regression per class on standardised ``x [N, D]`` (full batch, L-BFGS): minimises
     :func:`multilabel_loss` + ``weight_decay`` x the squared weights."""
-    x = x.float()
-    mean, std = feature_stats(x)
-    xs = (x - mean) / std
-    w = torch.zeros(codes.shape[1], x.shape[1], requires_grad=True)
-    b = torch.zeros(codes.shape[1], requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = multilabel_loss(xs @ w.T + b, codes) + weight_decay * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return LinearModel(mean, std, w.detach(), b.detach())
+    return fit_lbfgs(x, codes.shape[1], lambda logits: multilabel_loss(logits, codes), weight_decay, max_iter)
 
 
 def multilabel_linear_eval(train_x: Tensor, train_codes: Tensor, test_x: Tensor, test_codes: Tensor, seed: int = 0,
                            weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2)) -> dict[str, Any]:
     """Linear evaluation on frozen features of a multi-label dataset: the weight decay with the best mAP on a
     held-out tenth of the training features (the smallest of equals), refitted on all; test 11-point mAP."""
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(train_x), generator=gen)
-    n_val = max(1, len(train_x) // 10)
-    val, fit = perm[:n_val], perm[n_val:]
-    best_wd, best = weight_decays[0], -1.0
-    for wd in weight_decays:
-        model = fit_multilabel(train_x[fit], train_codes[fit], wd)
-        score = map11(model.logits(train_x[val]), train_codes[val])
-        if score > best:
-            best_wd, best = wd, score
+    best_wd = pick_weight_decay(train_x, train_codes, weight_decays, seed, fit_multilabel, map11)
     model = fit_multilabel(train_x, train_codes, best_wd)
     return {"map11": map11(model.logits(test_x), test_codes), "weight_decay": best_wd,
             "weight_decays_tried": len(weight_decays), "solver": "lbfgs"}
