@@ -285,8 +285,13 @@ def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
         metric = result["paper_metric"]
         what = {"mean_class_top1": "mean per-class top-1 (the paper's metric for it)",
                 "map11": "11-point mAP (the paper's metric for it)"}.get(metric, "top-1")
-        return (f"transfer to {data}, {what}: linear {100 * result[f'linear_{metric}']:.2f}%, fine-tuned "
+        text = (f"transfer to {data}, {what}: linear {100 * result[f'linear_{metric}']:.2f}%, fine-tuned "
                 f"{100 * result[f'finetune_{metric}']:.2f}%, from scratch {100 * result[f'scratch_{metric}']:.2f}%")
+        if "finetune_grid" in result:
+            text += "; picked on held-out images: " + ", ".join(
+                f"{title} lr {result[f'{name}_lr']:g} weight decay {result[f'{name}_weight_decay']:g}"
+                for name, title in (("finetune", "fine-tuning"), ("scratch", "from scratch")))
+        return text
     scores = f"11-point mAP {100 * result['map11']:.2f}%" if "map11" in result else \
         f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%"
     return f"{protocol}: {scores}  ({result['train_images']} train / {result['test_images']} test images)"

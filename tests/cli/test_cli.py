@@ -221,6 +221,11 @@ def test_eval_transfer_searches_a_grid_and_trains_scratch_longer(env: dict, caps
     assert runs[1][3] == pytest.approx(1e-3 / 0.02)  # the paper's weight decay divided by the learning rate
     assert all(r[4] == pytest.approx(0.1) for r in runs)  # a few steps per epoch: the 0.9 floor, TensorFlow's sense
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--quiet",
+                 "--cache-dir", env["cache"], "--epochs", "1", "--label-fraction", "0.05",
+                 "--finetune-grid", "0.1/0"]) == 0
+    assert "; picked on held-out images: fine-tuning lr 0.1 weight decay 0, from scratch lr 0.1 weight decay 0" \
+        in capsys.readouterr().out
+    assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--quiet",
                  "--finetune-grid", "0.1"]) == 2
     assert "fine-tuning grid: none, paper or LRS/WDS" in capsys.readouterr().err
 
