@@ -8,7 +8,8 @@ same network from random initialisation, each with its learning rate and weight 
 table for BENCHMARKS.md.
 
 Usage: python benchmarks/transfer_mnist.py --checkpoint runs/bench-cifar10-budget [--label-fraction 0.1]
-           [--epochs 10] [--finetune-grid 0.01,0.1/0,1e-4] [--folder /tmp/mnist10k]
+           [--steps 300 | --steps 0 --epochs 10] [--batch-size 64] [--finetune-grid 0.01,0.05/0]
+           [--folder /tmp/simclr-mnist10k]
 """
 
 from __future__ import annotations
@@ -50,17 +51,19 @@ def main() -> int:
     p.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "simclr-mnist10k")
     p.add_argument("--label-fraction", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--finetune-grid", default="0.01,0.1/0,1e-4")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning updates (0: --epochs instead)")
+    p.add_argument("--finetune-grid", default="0.01,0.05/0")
+    p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
     write_folder(args.extras, args.folder)
     print(f"machine: {machine()}")
     print(f"command: simclr eval transfer --checkpoint {args.checkpoint} --data {args.folder} --label-fraction "
-          f"{args.label_fraction} --epochs {args.epochs} --finetune-grid {args.finetune_grid} --batch-size "
+          f"{args.label_fraction} --epochs {args.epochs} --steps {args.steps} --finetune-grid {args.finetune_grid} --batch-size "
           f"{args.batch_size} --holdout 0.2 --json")
     t0 = time.perf_counter()
     out = simclr.evaluate(args.checkpoint, args.folder, "transfer", batch_size=args.batch_size, progress=False, holdout=0.2,
-                          label_fraction=args.label_fraction, epochs=args.epochs, finetune_grid=args.finetune_grid)
+                          label_fraction=args.label_fraction, epochs=args.epochs, steps=args.steps,
+                          finetune_grid=args.finetune_grid)
     wall = time.perf_counter() - t0
     print(json.dumps(out))
     for name in ("finetune", "scratch"):
@@ -73,8 +76,9 @@ def main() -> int:
     print("|---|---|---|---|---|")
     print(f"| linear on frozen h (L-BFGS) | {100 * out['linear_top1']:.2f}% | {100 * out['linear_top5']:.2f}% | | "
           f"{out['linear_weight_decay']:g} |")
-    for name, title in (("finetune", f"fine-tuned, {args.epochs} epochs"),
-                        ("scratch", f"from random initialisation, {2 * args.epochs} epochs")):
+    length = (lambda k: f"{k * args.steps} steps") if args.steps else (lambda k: f"{k * args.epochs} epochs")
+    for name, title in (("finetune", f"fine-tuned, {length(1)}"),
+                        ("scratch", f"from random initialisation, {length(2)}")):
         print(f"| {title} | {100 * out[f'{name}_top1']:.2f}% | {100 * out[f'{name}_top5']:.2f}% | "
               f"{out[f'{name}_lr']:g} | {out[f'{name}_weight_decay']:g} |")
     return 0
