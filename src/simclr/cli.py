@@ -108,8 +108,9 @@ def _eval_parser(sub: Any) -> None:
                                     "training from scratch runs twice as long either way")
                 q.add_argument("--finetune-grid", default="none",
                                help="search fine-tuning's and training from scratch's learning rate and weight decay "
-                                    "on a held-out tenth of the train split, by the dataset's metric, then train "
-                                    "again on all of it: none (--lr, no weight decay), paper (Appendix B.8: 7 x 8 "
+                                    "on held-out training images (the dataset's own validation split where it has "
+                                    "one, else a tenth of each class), by the dataset's metric, then train "
+                                    "again on all of them: none (--lr, no weight decay), paper (Appendix B.8: 7 x 8 "
                                     "cells each, for a GPU) or LRS/WDS, e.g. 0.01,0.1/0,1e-5")
             q.add_argument("--lr", type=float, default=0.1)
             q.add_argument("--seed", type=int, default=0)

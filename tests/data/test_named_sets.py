@@ -65,11 +65,12 @@ def _aircraft(root: Path) -> None:
     data.mkdir(parents=True)
     variants = ["707-320", "A300B4", "Cessna 172"]
     (data / "variants.txt").write_text("\n".join(variants) + "\n")
-    rows: dict[str, list[str]] = {"trainval": [], "test": []}
+    rows: dict[str, list[str]] = {"trainval": [], "train": [], "val": [], "test": []}
     for c, variant in enumerate(variants):
         for i in range(3):
             name = f"10{c}{i}"
-            rows["test" if i == 2 else "trainval"].append(f"{name} {variant}")
+            for split in ("test",) if i == 2 else ("trainval", ("train", "val")[i]):
+                rows[split].append(f"{name} {variant}")
             _jpeg(data / "images" / f"{name}.jpg", i)
     for split, lines in rows.items():
         (data / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
@@ -135,11 +136,11 @@ def _cars(root: Path) -> None:
 
 
 VOC_IMAGES = {  # image id: (split, the classes present, the classes present only as difficult objects)
-    "000005": ("trainval", ("cat",), ()), "000007": ("trainval", ("person",), ("cat",)),
-    "000009": ("trainval", ("cat", "person"), ()), "000012": ("trainval", ("aeroplane",), ()),
-    "000016": ("trainval", ("aeroplane", "person"), ()), "000017": ("trainval", ("cat",), ("person",)),
-    "000019": ("trainval", ("person",), ()), "000020": ("trainval", ("aeroplane",), ("cat",)),
-    "000021": ("trainval", ("cat",), ()), "000023": ("trainval", ("person", "aeroplane"), ()),
+    "000005": ("train", ("cat",), ()), "000007": ("train", ("person",), ("cat",)),
+    "000009": ("val", ("cat", "person"), ()), "000012": ("train", ("aeroplane",), ()),
+    "000016": ("train", ("aeroplane", "person"), ()), "000017": ("val", ("cat",), ("person",)),
+    "000019": ("train", ("person",), ()), "000020": ("train", ("aeroplane",), ("cat",)),
+    "000021": ("train", ("cat",), ()), "000023": ("val", ("person", "aeroplane"), ()),
     "000001": ("test", ("cat",), ()), "000002": ("test", ("person",), ("aeroplane",)),
     "000003": ("test", ("aeroplane",), ()), "000004": ("test", ("cat", "person"), ()),
 }
@@ -151,14 +152,14 @@ def _voc2007(root: Path) -> None:
     base = root / "VOCdevkit" / "VOC2007"
     (base / "ImageSets" / "Main").mkdir(parents=True)
     colour = {"aeroplane": 0, "cat": 1, "person": 2}
-    for split in ("trainval", "test"):
-        ids = [i for i, (s, _, _) in VOC_IMAGES.items() if s == split]
+    for split in ("train", "val", "trainval", "test"):
+        ids = [i for i, (s, _, _) in VOC_IMAGES.items() if s == split or (split == "trainval" and s != "test")]
         (base / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
         for cls in VOC_CLASSES:
             flags = ["1" if cls in VOC_IMAGES[i][1] else "0" if cls in VOC_IMAGES[i][2] else "-1" for i in ids]
             (base / "ImageSets" / "Main" / f"{cls}_{split}.txt").write_text(
                 "".join(f"{i} {f:>2}\n" for i, f in zip(ids, flags, strict=True)))
-        for n, i in enumerate(ids):
+        for n, i in enumerate(ids if split in ("trainval", "test") else ()):
             pixel = [40, 40, 40]
             for cls in VOC_IMAGES[i][1]:
                 pixel[colour[cls]] = 220
@@ -368,7 +369,8 @@ def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.Monkey
     out = json.loads(capsys.readouterr().out)
     assert out["paper_metric"] == "map11" and (out["train_images"], out["test_images"]) == (10, 4)
     assert all(0.0 < out[f"{name}_map11"] <= 1.0 for name in ("linear", "finetune", "scratch"))
-    assert "finetune_top1" not in out and out["validation_images"] == 1 and len(out["finetune_grid"]) == 1
+    assert "finetune_top1" not in out and len(out["finetune_grid"]) == 1
+    assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)  # val.txt
     assert main(["eval", "linear", *common]) == 0
     assert "linear: 11-point mAP" in capsys.readouterr().out
     assert main(["eval", "linear", *common, "--solver", "augmented", "--epochs", "1", "--json"]) == 0
@@ -417,3 +419,40 @@ def test_a_failed_open_leaves_no_empty_folder_behind(tmp_path: Path, monkeypatch
     with pytest.raises(InputError, match="Caltech-101 not found"):
         load_source("caltech101", "train", data_root=tmp_path)
     assert (tmp_path / "caltech101" / "notes.txt").read_text() == "mine"  # what was there stays
+
+
+def test_own_validation_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simclr.data.named_sets import has_validation
+
+    assert [n for n in sorted(NAMED_SETS) if has_validation(n)] == ["aircraft", "dtd", "flowers102", "voc2007"]
+    for name, expected in (("dtd", 3), ("aircraft", 3), ("voc2007", 3), ("flowers102", 3)):
+        _build(name, tmp_path / name, monkeypatch)
+        val = load_source(name, "val", data_root=tmp_path / name)
+        train = load_source(name, "train", data_root=tmp_path / name)
+        assert len(val) == expected and set(val.paths) < set(train.paths)  # a part of our train split
+    assert all("_2.jpg" in p for p in load_source("dtd", "val", data_root=tmp_path / "dtd").paths)
+    _build("pets", tmp_path / "pets", monkeypatch)
+    with pytest.raises(InputError, match="Oxford-IIIT Pets has no validation split of its own"):
+        load_source("pets", "val", data_root=tmp_path / "pets")
+    with pytest.raises(InputError, match="unknown split 'val'"):
+        load_source("digits", "val")
+
+
+def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys, make_checkpoint) -> None:
+    from simclr.cli import main
+    from simclr.evaluation import linear
+
+    _build("dtd", tmp_path / "data", monkeypatch)
+    held: list[list[int]] = []
+    real = linear.pick_weight_decay
+    monkeypatch.setattr(linear, "pick_weight_decay", lambda x, y, wds, seed, fit, score, holdout=None: held.append(
+        sorted(holdout.tolist())) or real(x, y, wds, seed, fit, score, holdout))
+    args = ["eval", "transfer", "--checkpoint", str(make_checkpoint(tmp_path / "run.pt")), "--data", "dtd",
+            "--data-root", str(tmp_path / "data"), "--quiet", "--epochs", "1", "--json"]
+    capsys.readouterr()
+    assert main([*args, "--finetune-grid", "0.05/0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)
+    train = load_source("dtd", "train", data_root=tmp_path / "data")
+    assert [train.paths[i] for i in held[0]] == sorted(load_source("dtd", "val", data_root=tmp_path / "data").paths)

@@ -53,6 +53,8 @@ class NamedSet:
         train, test: torchvision ``split`` values joined into our train / test split; empty for datasets
             without splits (then ``per_class`` draws them).
         split_arg: The constructor argument that takes them.
+        val: The dataset's own validation split, part of our train split (``load_source(NAME, "val")``): the
+            paper picks transfer hyper-parameters on it where a dataset has one (Aircraft, VOC2007, DTD, Flowers).
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
         metric: ``"top1"``, ``"mean_class_top1"`` or ``"map11"`` (multi-label): what the paper reports for it.
         kwargs: Other constructor arguments.
@@ -66,6 +68,7 @@ class NamedSet:
     train: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
     split_arg: str = "split"
+    val: tuple[str, ...] = ()
     per_class: tuple[int, int] = (0, 0)
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -77,16 +80,16 @@ NAMED_SETS: dict[str, NamedSet] = {
     "sun397": NamedSet("SUN397", "SUN397", "SUN397", per_class=(50, 50)),
     "cars": NamedSet("Stanford Cars", "StanfordCars", "stanford_cars", ("train",), ("test",)),
     "aircraft": NamedSet("FGVC Aircraft", "FGVCAircraft", "fgvc-aircraft-2013b", ("trainval",), ("test",),
-                         metric="mean_class_top1", kwargs={"annotation_level": "variant"}),
-    "dtd": NamedSet("DTD", "DTD", "dtd", ("train", "val"), ("test",), kwargs={"partition": 1}),
+                         val=("val",), metric="mean_class_top1", kwargs={"annotation_level": "variant"}),
+    "dtd": NamedSet("DTD", "DTD", "dtd", ("train", "val"), ("test",), val=("val",), kwargs={"partition": 1}),
     "pets": NamedSet("Oxford-IIIT Pets", "OxfordIIITPet", "oxford-iiit-pet", ("trainval",), ("test",),
                      metric="mean_class_top1"),
     "caltech101": NamedSet("Caltech-101", "Caltech101", "caltech101", per_class=(30, 0),
                            metric="mean_class_top1"),
     "flowers102": NamedSet("Oxford Flowers-102", "Flowers102", "flowers-102", ("train", "val"), ("test",),
-                           metric="mean_class_top1"),
+                           val=("val",), metric="mean_class_top1"),
     "voc2007": NamedSet("PASCAL VOC2007", "VOCDetection", "VOCdevkit/VOC2007", ("trainval",), ("test",),
-                        split_arg="image_set", metric="map11", kwargs={"year": "2007"}),
+                        split_arg="image_set", val=("val",), metric="map11", kwargs={"year": "2007"}),
     "stl10": NamedSet("STL-10", "STL10", "stl10_binary", ("train",), ("test",)),
     "stl10-unlabeled": NamedSet("STL-10", "STL10", "stl10_binary", ("train+unlabeled",), ("test",),
                                 labelled="stl10"),
@@ -111,6 +114,12 @@ class Part:
     array: np.ndarray | None = None  # uint8 [N, H, W, 3] for in-memory datasets (STL-10)
 
 
+def has_validation(spec: str) -> bool:
+    """Whether dataset ``spec`` is a named set with a validation split of its own (``load_source(spec, "val")``)."""
+    named = NAMED_SETS.get(spec)
+    return bool(named and named.val)
+
+
 def paper_metric(spec: str) -> str:
     """The accuracy the paper reports for dataset ``spec``: ``"mean_class_top1"`` or ``"top1"``."""
     named = NAMED_SETS.get(spec)
@@ -125,20 +134,24 @@ def labelled_spec(spec: str) -> str:
 
 
 def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSource:
-    """The ``split`` (train, test or all) of the named dataset as an :class:`~simclr.data.sources.ImageSource`.
+    """The ``split`` (train, test, all, or val: the dataset's own validation split, a part of train) of the named
+    dataset as an :class:`~simclr.data.sources.ImageSource`.
 
     Raises:
-        InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split.
+        InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split, or
+            has no validation split of its own.
     """
     from simclr.data.sources import ImageSource  # here, at run time: sources imports this module
 
     named = NAMED_SETS[name]
+    if split == "val" and not named.val:
+        raise InputError(f"{named.title} has no validation split of its own")
     parts: list[Part] = []
     ids: list[str] = []  # in-memory images: "<name>/<train or test>/<index>", as CIFAR's
     whole = None if named.train else _part(named, data_root, None)  # a dataset without splits: drawn per class
     for ours in ("train", "test") if split == "all" else (split,):
         if whole is None:
-            mine = [_part(named, data_root, s) for s in (named.train if ours == "train" else named.test)]
+            mine = [_part(named, data_root, s) for s in {"train": named.train, "val": named.val}.get(ours, named.test)]
         else:
             mine = [_draw(whole, named, ours, seed)]
         parts.extend(mine)

@@ -118,7 +118,8 @@ def load_source(
     Args:
         spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, a name in :data:`NAMED_SETS`, an image folder, or an
             archive of one.
-        split: ``"train"``, ``"test"`` or ``"all"``.
+        split: ``"train"``, ``"test"`` or ``"all"``; for a named set with a validation split of its own also
+            ``"val"`` (a part of its train split).
         data_root: Where CIFAR-10/100 and the named datasets live; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
         cache_dir: Where archives are extracted; default ``$SIMCLR_CACHE`` or ``~/.cache/simclr``.
         holdout: Fraction in [0, 1) of a folder without ``test/`` that forms its test split.
@@ -131,7 +132,7 @@ def load_source(
         InputError: Unknown split, holdout out of range, missing or empty dataset, unreadable archive,
             a named dataset (CIFAR-10/100 included) neither present nor downloadable.
     """
-    if split not in SPLITS:
+    if split not in SPLITS and not (split == "val" and os.fspath(spec) in NAMED_SETS):
         raise InputError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")

@@ -93,12 +93,19 @@ def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], 
 
 def pick_weight_decay(x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[float], seed: int,
                       fit: Callable[[torch.Tensor, torch.Tensor, float], LinearModel],
-                      score: Callable[[torch.Tensor, torch.Tensor], float]) -> float:
+                      score: Callable[[torch.Tensor, torch.Tensor], float],
+                      holdout: torch.Tensor | None = None) -> float:
     """The weight decay whose ``fit`` on nine tenths of ``(x, y)`` has the best ``score(logits, labels)`` on the
-    other, seeded tenth (the first of equally good ones)."""
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, len(x) // 10)
-    val, rest = perm[:n_val], perm[n_val:]
+    other, seeded tenth (the first of equally good ones); or fitted on the rest and scored on the ``holdout`` rows
+    when given (e.g. the dataset's own validation split)."""
+    if holdout is not None:
+        held = torch.zeros(len(x), dtype=torch.bool)
+        held[holdout] = True
+        val, rest = torch.nonzero(held).squeeze(1), torch.nonzero(~held).squeeze(1)
+    else:
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        n_val = max(1, len(x) // 10)
+        val, rest = perm[:n_val], perm[n_val:]
     best_wd, best = weight_decays[0], -1.0
     for wd in weight_decays:
         value = score(fit(x[rest], y[rest], wd).logits(x[val]), y[val])
@@ -139,12 +146,14 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
 
 def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                 num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90,
-                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1") -> dict[str, Any]:
+                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1",
+                holdout: torch.Tensor | None = None) -> dict[str, Any]:
     """Fit a linear classifier on frozen training features and report test top-1/top-5 and the mean per-class
     top-1 (``mean_class_top1``).
 
     ``solver="lbfgs"`` chooses the weight decay among ``weight_decays`` on a held-out tenth of the training set
-    by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), then refits;
+    by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), or on the ``holdout`` rows
+    of the training set when given, then refits on all;
     ``solver="sgd"`` runs :func:`fit_sgd` for ``epochs`` epochs.
     """
     if solver == "sgd":
@@ -158,7 +167,7 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         return topk_accuracy(logits, labels, (1,))["top1"] if metric == "top1" else mean_class_accuracy(logits, labels)
 
     best_wd = pick_weight_decay(train_x, train_y, weight_decays, seed,
-                                lambda x, y, wd: fit_logistic(x, y, num_classes, wd), score)
+                                lambda x, y, wd: fit_logistic(x, y, num_classes, wd), score, holdout)
     model = fit_logistic(train_x, train_y, num_classes, best_wd)
     return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd, "weight_decays_tried": len(weight_decays),
             "solver": "lbfgs"}

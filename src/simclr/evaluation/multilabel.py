@@ -71,10 +71,12 @@ def fit_multilabel(x: Tensor, codes: Tensor, weight_decay: float, max_iter: int 
 
 
 def multilabel_linear_eval(train_x: Tensor, train_codes: Tensor, test_x: Tensor, test_codes: Tensor, seed: int = 0,
-                           weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2)) -> dict[str, Any]:
+                           weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2),
+                           holdout: Tensor | None = None) -> dict[str, Any]:
     """Linear evaluation on frozen features of a multi-label dataset: the weight decay with the best mAP on a
-    held-out tenth of the training features (the smallest of equals), refitted on all; test 11-point mAP."""
-    best_wd = pick_weight_decay(train_x, train_codes, weight_decays, seed, fit_multilabel, map11)
+    held-out tenth of the training features (or their ``holdout`` rows; the smallest of equals), refitted on all;
+    test 11-point mAP."""
+    best_wd = pick_weight_decay(train_x, train_codes, weight_decays, seed, fit_multilabel, map11, holdout)
     model = fit_multilabel(train_x, train_codes, best_wd)
     return {"map11": map11(model.logits(test_x), test_codes), "weight_decay": best_wd,
             "weight_decays_tried": len(weight_decays), "solver": "lbfgs"}

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simclr.build import build_model
+from simclr.build import build_model, open_source
 from simclr.data.decode import Decoded
-from simclr.data.named_sets import paper_metric
+from simclr.data.named_sets import has_validation, paper_metric
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
     FinetuneSpec,
@@ -162,13 +162,12 @@ class _Classifiers:
         return evaluate_classifier(model, images, labels, device=self.device, precision=self.precision)
 
     def search(self, name: str, make: Callable[[], torch.nn.Module], grid: Grid, base: FinetuneSpec,
-               metric: str, seed: int) -> tuple[FinetuneSpec, list[dict[str, Any]], int]:
-        """The best cell of ``grid`` by ``metric`` on a held-out tenth of the images (class by class), the
-        rows of every cell, and the number of held-out images."""
-        try:
-            fit_rows, val_rows = (torch.from_numpy(r) for r in holdout_split(self.y.numpy(), 0.1, seed))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+               metric: str, val_rows: torch.Tensor) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
+        """The best cell of ``grid`` by ``metric`` on the images ``val_rows``, each cell trained on the others;
+        and the rows of every cell."""
+        held = torch.zeros(len(self.y), dtype=torch.bool)
+        held[val_rows] = True
+        fit_rows = torch.nonzero(~held).squeeze(1)
         total = len(grid.cells())
         done = 0
 
@@ -183,8 +182,27 @@ class _Classifiers:
                 tqdm.write(f"{name} grid {done}/{total}: lr {row['lr']:.3g}, weight decay {row['weight_decay']:.3g}: "
                            f"validation {100 * row['val']:.2f}%", file=sys.stderr)
 
-        best, rows = select(grid, base, score, on_cell=show)
-        return best, rows, len(val_rows)
+        return select(grid, base, score, on_cell=show)
+
+
+def _validation(data: EvalData, spec: str, labelled: list[str]) -> tuple[torch.Tensor | None, str]:
+    """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``), and what they are:
+    the dataset's own validation split where it has one (as the paper), else None (the linear fit then holds out
+    a random tenth; the grid search a tenth of each class, drawn here only when needed)."""
+    if has_validation(spec):
+        own = set(open_source(data.config, "val").paths)
+        held = torch.tensor([path in own for path in labelled])
+        if held.any() and not held.all():
+            return torch.nonzero(held).squeeze(1), "the dataset's validation split"
+    return None, "a held-out tenth of each class"
+
+
+def _tenth(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded tenth of each class (:func:`holdout_split`), as positions."""
+    try:
+        return torch.from_numpy(holdout_split(labels.numpy(), 0.1, seed)[1])
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
@@ -194,9 +212,12 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
 
     The splits are decoded once for all three, and all three learn from the same labelled images (a class-balanced
-    ``fraction`` of the train split, drawn by ``spec.seed``; ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1;
+    ``fraction`` of the train split, drawn by ``spec.seed``; ``labelled_images``). Each accuracy is given as top-1,
+    top-5 and mean per-class top-1;
     ``paper_metric`` names the one the paper reports for this dataset (its Table 8), and hyper-parameters are
-    chosen by it on held-out training images: the linear fit's weight decay among ``weight_decays``, and with
+    chosen by it on held-out training images (the dataset's own validation split where it has one, as the paper:
+    Aircraft, VOC2007, DTD, Flowers; else a random tenth for the linear fit, a tenth of each class for the grid
+    search): the linear fit's weight decay among ``weight_decays``, and with
     ``grids`` (fine-tuning's, training from scratch's; see :mod:`simclr.evaluation.selection`) the learning rate
     and weight decay of the other two, which are then trained again on the whole train split. Both fine-tuned
     networks use the paper's batch-norm momentum for transfer (:func:`transfer_bn_momentum`).
@@ -211,13 +232,14 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         idx = torch.arange(len(train.labels))
     else:
         idx = torch.from_numpy(_subset(None, train, fraction, spec.seed, data.config.data.spec)[0])
+    labelled = [train.paths[i] for i in idx.tolist()]
+    val_rows, validation = _validation(data, setup.data, labelled)
     pair = FeaturePair(learned.encoder(), data)
     check_frozen(learned.model, before)
-    rows = None
-    if len(idx) < len(pair.train.paths):  # the linear classifier learns from the same labelled images
-        position = {path: i for i, path in enumerate(pair.train.paths)}
-        rows = torch.tensor([position[train.paths[i]] for i in idx.tolist()], dtype=torch.int64)
-    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows)
+    position = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
+    rows = torch.tensor([position[path] for path in labelled], dtype=torch.int64)  # labelled images, in this order
+    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows,
+                         holdout=val_rows)
     device, precision = learned.device, learned.config.train.precision
     nets = _Classifiers(train.images[idx], train.labels[idx], num_classes, learned.model.num_features, device,
                         precision, setup.progress)
@@ -236,8 +258,10 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     for name, make, cell, grid in (("finetune", pretrained, base, grids[0] if grids else None),
                                    ("scratch", scratch, longer, grids[1] if grids else None)):
         if grid is not None:
-            cell, result[f"{name}_grid"], result["validation_images"] = nets.search(name, make, grid, cell, metric,
-                                                                                     spec.seed)
+            if val_rows is None:
+                val_rows = _tenth(nets.y, spec.seed)
+            cell, result[f"{name}_grid"] = nets.search(name, make, grid, cell, metric, val_rows)
+            result.update({"validation": validation, "validation_images": len(val_rows)})
         scores = nets.score(nets.fit(make, cell), test.images, test.labels)
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})

@@ -117,8 +117,9 @@ class FeaturePair:
 
     def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1",
-               rows: torch.Tensor | None = None) -> dict[str, float]:
-        """Linear evaluation on ``on`` (h or z); trained on the train ``rows`` only when given."""
+               rows: torch.Tensor | None = None, holdout: torch.Tensor | None = None) -> dict[str, float]:
+        """Linear evaluation on ``on`` (h or z); trained on the train ``rows`` only when given; the lbfgs weight
+        decay picked on the ``holdout`` rows of those when given."""
         train, test = self._features(on)
         labels = self.train.labels
         if rows is not None:
@@ -126,9 +127,9 @@ class FeaturePair:
         if is_multilabel(labels):
             if solver != "lbfgs":
                 raise InputError(f"{self.name} is multi-label: its linear evaluation has the lbfgs solver only")
-            return multilabel_linear_eval(train, labels, test, self.test.labels, seed, weight_decays)
+            return multilabel_linear_eval(train, labels, test, self.test.labels, seed, weight_decays, holdout)
         return linear_eval(train, labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
-                           weight_decays, metric)
+                           weight_decays, metric, holdout)
 
 
 class Learned(NamedTuple):
