@@ -158,7 +158,7 @@ EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
     "finetune": {"label_fraction": 0.1, "epochs": None, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
     "transfer": {"label_fraction": 1.0, "epochs": 30, "steps": 0, "lr": 0.1, "seed": 0, "weight_decays": "default",
-                 "finetune_grid": "none"},
+                 "finetune_grid": "none", "subset_file": None},
     "probe": {"epochs": 20, "transforms": TRANSFORMS},
 }
 """Each protocol's options and their defaults (those of ``simclr eval PROTOCOL``). Fine-tuning's ``epochs=None``
@@ -218,7 +218,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     (solver ``lbfgs`` or ``sgd`` on cached h, or ``augmented``: the reference code's protocol on cropped and
     flipped images; epochs, weight_decays) on frozen h; ``compare`` (raw pixels, random init and learned h:
     ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
-    ``transfer`` (to the labelled dataset ``data``; also steps, weight_decays, finetune_grid); ``probe`` (epochs,
+    ``transfer`` (to the labelled dataset ``data``; those of finetune but baseline, and steps, weight_decays,
+    finetune_grid); ``probe`` (epochs,
     transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout)
@@ -246,10 +247,10 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
     spec = FinetuneSpec(epochs=epochs, steps=opts.get("steps", 0), lr=opts["lr"], seed=opts["seed"],
                         batch_size=setup.batch_size)
-    if protocol == "transfer":
-        return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"],
-                             weight_decays=opts["weight_decays"], grids=opts["finetune_grid"])
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None
+    if protocol == "transfer":
+        return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"], subset_file=subset,
+                             weight_decays=opts["weight_decays"], grids=opts["finetune_grid"])
     return finetune_eval(checkpoint, setup, opts["label_fraction"], spec, subset_file=subset,
                          baseline=opts["baseline"])
 

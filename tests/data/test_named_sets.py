@@ -304,6 +304,13 @@ def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: py
         assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
     assert main(args) == 0
     assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" in capsys.readouterr().out
+    subset = tmp_path / "pets-subset.json"
+    assert main([*args, "--json", "--label-fraction", "0.3", "--subset-file", str(subset)]) == 0
+    drawn = json.loads(capsys.readouterr().out)
+    assert subset.is_file() and drawn["labelled_images"] == 2 and drawn["subset_file"] == str(subset)  # 1 a class
+    assert main([*args, "--json", "--subset-file", str(subset)]) == 0  # reused, whatever --label-fraction says
+    again = json.loads(capsys.readouterr().out)
+    assert again["labelled_images"] == 2 and again["label_fraction"] == pytest.approx(2 / 6, abs=1e-6)
     assert main([*args, "--finetune-grid", "0.1/0"]) == 2  # two images a class: none can be held out
     assert "too few labelled images (6) to hold out a validation part" in capsys.readouterr().err
 

@@ -131,3 +131,13 @@ def test_linear_eval_selects_by_the_given_metric(monkeypatch: pytest.MonkeyPatch
     assert picked["weight_decay"] == 1e5
     with pytest.raises(ValueError, match="metric"):
         linear_eval(x[:300], y[:300], x[300:], y[300:], 4, metric="top5")
+
+
+def test_a_single_training_row_is_standardised_without_nan() -> None:
+    from simclr.evaluation.linear import feature_stats
+
+    mean, std = feature_stats(torch.tensor([[1.0, 2.0, 3.0]]))
+    assert torch.equal(mean, torch.tensor([1.0, 2.0, 3.0])) and torch.isfinite(std).all()
+    x, y = torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1])
+    out = linear_eval(x, y, x, y, 2)  # the weight decay is picked fitting one row, scoring the other
+    assert 0.0 <= out["top1"] <= 1.0

@@ -60,7 +60,7 @@ class LinearModel(NamedTuple):
 
 def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and standard deviation (at least 1e-6) of features ``[N, D]``, to standardise them."""
-    return x.mean(0), x.std(0).clamp_min(1e-6)
+    return x.mean(0), x.std(0, correction=1 if len(x) > 1 else 0).clamp_min(1e-6)  # one row: no spread
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,

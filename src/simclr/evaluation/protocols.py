@@ -61,19 +61,20 @@ def _splits(data: EvalData) -> tuple[Decoded, Decoded, int]:
 
 
 def _subset(path: Path | None, train: Decoded, fraction: float, seed: int,
-            dataset: str) -> tuple[np.ndarray, Path | None]:
+            dataset: str) -> tuple[np.ndarray, Path | None, float]:
     """Reuse the subset at ``path`` if it exists (a saved subset or a list of image names), else draw a
-    class-balanced one (and save it there)."""
+    class-balanced one (and save it there); with the fraction of the train split it holds."""
     labels = train.labels.numpy()
     if path is not None and path.is_file():
-        return load_subset(path, len(labels), train.paths), path
+        indices = load_subset(path, len(labels), train.paths)
+        return indices, path, round(len(indices) / len(labels), 6)  # the file's, whatever the fraction said
     try:
         indices = label_subset(labels, fraction, seed)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if path is not None:
         save_subset(path, indices, fraction=fraction, seed=seed, dataset=dataset, num_images=len(labels))
-    return indices, path
+    return indices, path, fraction
 
 
 def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spec: FinetuneSpec, *,
@@ -91,10 +92,7 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
     if is_multilabel(train.labels):
         raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
                          "subsets of single labels; use eval transfer or eval linear")
-    given = subset_file is not None and subset_file.is_file()
-    idx, subset_path = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
-    if given:
-        fraction = round(len(idx) / len(train.labels), 6)  # the file's subset, whatever --label-fraction said
+    idx, subset_path, fraction = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
     x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
     precision = learned.config.train.precision  # the run's (auto: bf16 on a GPU)
     spec = dataclasses.replace(spec, device=str(learned.device), precision=precision)
@@ -207,12 +205,13 @@ def _tenth(labels: torch.Tensor, seed: int) -> torch.Tensor:
 
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
                   solver: str = "lbfgs", weight_decays: Sequence[float] = WEIGHT_DECAYS,
-                  grids: tuple[Grid, Grid] | None = None) -> dict[str, Any]:
+                  grids: tuple[Grid, Grid] | None = None, subset_file: Path | None = None) -> dict[str, Any]:
     """A pretrained encoder on another labelled dataset (the paper's Appendix B.8): linear evaluation on frozen h,
     fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
 
     The splits are decoded once for all three, and all three learn from the same labelled images (a class-balanced
-    ``fraction`` of the train split, drawn by ``spec.seed``; ``labelled_images``). Each accuracy is given as top-1,
+    ``fraction`` of the train split, drawn by ``spec.seed``, or the subset in ``subset_file`` (saved there when the
+    file does not exist); ``labelled_images``). Each accuracy is given as top-1,
     top-5 and mean per-class top-1;
     ``paper_metric`` names the one the paper reports for this dataset (its Table 8), and hyper-parameters are
     chosen by it on held-out training images (the dataset's own validation split where it has one, as the paper:
@@ -227,11 +226,13 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     before = fingerprint(learned.model)
     train, test, num_classes = _splits(data)
     if is_multilabel(train.labels):
-        if fraction < 1:
-            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction)")
+        if fraction < 1 or subset_file is not None:
+            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction "
+                             "or --subset-file)")
         idx = torch.arange(len(train.labels))
     else:
-        idx = torch.from_numpy(_subset(None, train, fraction, spec.seed, data.config.data.spec)[0])
+        chosen, _, fraction = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
+        idx = torch.from_numpy(chosen)
     labelled = [train.paths[i] for i in idx.tolist()]
     val_rows, validation = _validation(data, setup.data, labelled)
     pair = FeaturePair(learned.encoder(), data)
@@ -265,7 +266,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         scores = nets.score(nets.fit(make, cell), test.images, test.labels)
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
-    return {**result, "label_fraction": fraction, "train_images": len(pair.train.h), "labelled_images": len(idx),
+    return {**result, "label_fraction": fraction, "subset_file": str(subset_file) if subset_file else None,
+            "train_images": len(pair.train.h), "labelled_images": len(idx),
             "test_images": len(pair.test.h),
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,
             "linear_weight_decay": linear.get("weight_decay")}
