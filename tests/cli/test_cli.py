@@ -400,3 +400,20 @@ def test_interrupt_messages_name_what_to_do(monkeypatch, capsys) -> None:
     assert capsys.readouterr().err.strip() == "simclr: interrupted"
     assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 130
     assert "continue with: simclr pretrain --out runs/r --resume" in capsys.readouterr().err
+
+
+def test_every_eval_flag_reaches_its_protocol() -> None:
+    from simclr.api import EVAL_OPTIONS
+    from simclr.cli import build_parser
+
+    def choices(parser, dest: str) -> dict:
+        return next(a for a in parser._actions if a.dest == dest).choices
+
+    reading = {"help", "checkpoint", "data", "image_size", "holdout", "data_root", "cache_dir", "device",
+               "batch_size", "workers", "quiet", "json"}
+    negated = {"no_linear": "linear", "no_baseline": "baseline"}
+    protocols = choices(choices(build_parser(), "command")["eval"], "protocol")
+    assert set(protocols) == set(EVAL_OPTIONS)
+    for name, parser in protocols.items():
+        flags = {negated.get(a.dest, a.dest) for a in parser._actions} - reading
+        assert flags == set(EVAL_OPTIONS[name]), name  # no flag accepted and ignored, no option without a flag
