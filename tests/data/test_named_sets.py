@@ -463,3 +463,24 @@ def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, mon
     assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)
     train = load_source("dtd", "train", data_root=tmp_path / "data")
     assert [train.paths[i] for i in held[0]] == sorted(load_source("dtd", "val", data_root=tmp_path / "data").paths)
+
+
+def test_sun397_uses_its_official_partition_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _build("sun397", tmp_path, monkeypatch)
+    data = tmp_path / "SUN397"
+    listed: dict[str, list[str]] = {"Training_01": [], "Testing_01": []}
+    for letter, cls in (("a", "abbey"), ("b", "bedroom")):
+        names = sorted(f.name for f in (data / letter / cls).iterdir())
+        listed["Training_01"] += [f"/{letter}/{cls}/{n}" for n in names[-50:]]  # not what a seeded draw gives
+        listed["Testing_01"] += [f"/{letter}/{cls}/{n}" for n in names[:50]]
+    (data / "Partitions").mkdir()
+    for name, lines in listed.items():
+        (data / "Partitions" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    train = load_source("sun397", "train", data_root=tmp_path)
+    test = load_source("sun397", "test", data_root=tmp_path)
+    assert sorted("/" + p.removeprefix("SUN397/") for p in train.paths) == sorted(listed["Training_01"])
+    assert sorted("/" + p.removeprefix("SUN397/") for p in test.paths) == sorted(listed["Testing_01"])
+    assert np.bincount(train.labels).tolist() == [50, 50]
+    (data / "Partitions" / "Testing_01.txt").write_text("/a/abbey/sun_missing.jpg\n")
+    with pytest.raises(InputError, match=r"Testing_01.txt names 1 images, 1 of them not in"):
+        load_source("sun397", "test", data_root=tmp_path)

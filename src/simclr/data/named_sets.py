@@ -8,8 +8,9 @@ Cars can no longer be downloaded and must be put there by hand). Splits follow t
   hyperparameters on validation, then trains on both): Flowers train + val, DTD train + val (partition 1),
   Pets and Aircraft trainval;
 * Caltech-101 has no split: a seeded draw of 30 images per class trains, the rest test (as the paper);
-* SUN397 as torchvision reads it has no split files: a seeded draw of 50 training and 50 test images per class
-  (the sizes of the paper's official partitions, not those partitions themselves).
+* SUN397 as torchvision reads it has no split files: its first official partition
+  (``Partitions/Training_01.txt`` and ``Testing_01.txt`` from the dataset's site, 50 + 50 per class, as the paper)
+  when those files are in its folder, else a seeded draw of 50 training and 50 test images per class.
 
 ``voc2007`` is PASCAL VOC2007 classification (trainval / test), the paper's multi-label transfer dataset: every
 image has a code per class (:data:`PRESENT`, :data:`ABSENT`, or :data:`DIFFICULT` where the class appears only as
@@ -56,6 +57,8 @@ class NamedSet:
         val: The dataset's own validation split, part of our train split (``load_source(NAME, "val")``): the
             paper picks transfer hyper-parameters on it where a dataset has one (Aircraft, VOC2007, DTD, Flowers).
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
+        partitions: (train, test) files under the dataset's folder that list its official split, used instead of
+            the draw when present (SUN397's ``Partitions/Training_01.txt``, from the dataset's site).
         metric: ``"top1"``, ``"mean_class_top1"`` or ``"map11"`` (multi-label): what the paper reports for it.
         kwargs: Other constructor arguments.
         labelled: For a pretraining set holding unlabeled images, the labelled named set that the kNN monitor
@@ -70,6 +73,7 @@ class NamedSet:
     split_arg: str = "split"
     val: tuple[str, ...] = ()
     per_class: tuple[int, int] = (0, 0)
+    partitions: tuple[str, str] = ("", "")
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
     labelled: str = ""  # for a pretraining set with unlabeled images: the named set to monitor kNN accuracy on
@@ -77,7 +81,8 @@ class NamedSet:
 
 NAMED_SETS: dict[str, NamedSet] = {
     "food101": NamedSet("Food-101", "Food101", "food-101", ("train",), ("test",)),
-    "sun397": NamedSet("SUN397", "SUN397", "SUN397", per_class=(50, 50)),
+    "sun397": NamedSet("SUN397", "SUN397", "SUN397", per_class=(50, 50),
+                       partitions=("Partitions/Training_01.txt", "Partitions/Testing_01.txt")),
     "cars": NamedSet("Stanford Cars", "StanfordCars", "stanford_cars", ("train",), ("test",)),
     "aircraft": NamedSet("FGVC Aircraft", "FGVCAircraft", "fgvc-aircraft-2013b", ("trainval",), ("test",),
                          val=("val",), metric="mean_class_top1", kwargs={"annotation_level": "variant"}),
@@ -153,7 +158,7 @@ def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSo
         if whole is None:
             mine = [_part(named, data_root, s) for s in {"train": named.train, "val": named.val}.get(ours, named.test)]
         else:
-            mine = [_draw(whole, named, ours, seed)]
+            mine = [_listed(whole, named, data_root, ours) or _draw(whole, named, ours, seed)]
         parts.extend(mine)
         ids.extend(f"{name}/{ours}/{i}" for i in range(sum(len(part.labels) for part in mine)))
     classes = parts[0].classes
@@ -268,6 +273,21 @@ def _voc(dataset: Any) -> Part:
 
 _READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10,
                                               "VOCDetection": _voc}
+
+
+def _listed(whole: Part, named: NamedSet, data_root: Path, split: str) -> Part | None:
+    """The official ``split`` of a dataset without splits in torchvision, from its partition file (one path per
+    line, relative to the dataset's folder, e.g. ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``), or None without one."""
+    name = named.partitions[0 if split == "train" else 1]
+    path = data_root / named.folder / name
+    if not name or not path.is_file():
+        return None
+    folder = data_root / named.folder
+    wanted = {line.strip().lstrip("/") for line in path.read_text().splitlines() if line.strip()}
+    keep = [i for i, f in enumerate(whole.files) if Path(f).relative_to(folder).as_posix() in wanted]
+    if len(keep) != len(wanted):
+        raise InputError(f"{path} names {len(wanted)} images, {len(wanted) - len(keep)} of them not in {folder}")
+    return Part([whole.files[i] for i in keep], [whole.labels[i] for i in keep], whole.classes)
 
 
 def _draw(whole: Part, named: NamedSet, split: str, seed: int) -> Part:
