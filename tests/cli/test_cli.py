@@ -193,6 +193,7 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     # the linear classifier learns from the fine-tuned networks' labelled fifth, class-balanced
     assert fitted[0][0] == out["labelled_images"] and 0.19 < out["labelled_images"] / 1437 < 0.22
     assert fitted[0][1] >= 25  # every class ~a fifth of its ~145 train images
+    assert out["validation"] == "a tenth of each class" and 0.09 < out["validation_images"] / fitted[0][0] < 0.12
     assert all(0.0 <= out[k] <= 1.0 for k in ("linear_top1", "finetune_top1", "scratch_top1"))
     assert sorted(decoded) == [360, 1437]  # each split decoded once for linear evaluation and fine-tuning
 

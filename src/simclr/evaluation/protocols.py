@@ -183,24 +183,20 @@ class _Classifiers:
         return select(grid, base, score, on_cell=show)
 
 
-def _validation(data: EvalData, spec: str, labelled: list[str]) -> tuple[torch.Tensor | None, str]:
-    """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``), and what they are:
-    the dataset's own validation split where it has one (as the paper), else None (the linear fit then holds out
-    a random tenth; the grid search a tenth of each class, drawn here only when needed)."""
+def _validation(data: EvalData, spec: str, labelled: list[str], labels: torch.Tensor,
+                seed: int) -> tuple[torch.Tensor | None, str]:
+    """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``) and what they are: the
+    dataset's own validation split where it has one (as the paper), else a seeded tenth of each class; None where
+    no class has enough images to spare one (the linear fit then holds out a random tenth)."""
     if has_validation(spec):
         own = set(open_source(data.config, "val").paths)
         held = torch.tensor([path in own for path in labelled])
         if held.any() and not held.all():
             return torch.nonzero(held).squeeze(1), "the dataset's validation split"
-    return None, "a held-out tenth of each class"
-
-
-def _tenth(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """A seeded tenth of each class (:func:`holdout_split`), as positions."""
     try:
-        return torch.from_numpy(holdout_split(labels.numpy(), 0.1, seed)[1])
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+        return torch.from_numpy(holdout_split(labels.numpy(), 0.1, seed)[1]), "a tenth of each class"
+    except ValueError:
+        return None, "a random tenth"
 
 
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
@@ -210,16 +206,15 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
 
     The splits are decoded once for all three, and all three learn from the same labelled images (a class-balanced
-    ``fraction`` of the train split, drawn by ``spec.seed``, or the subset in ``subset_file`` (saved there when the
-    file does not exist); ``labelled_images``). Each accuracy is given as top-1,
-    top-5 and mean per-class top-1;
-    ``paper_metric`` names the one the paper reports for this dataset (its Table 8), and hyper-parameters are
-    chosen by it on held-out training images (the dataset's own validation split where it has one, as the paper:
-    Aircraft, VOC2007, DTD, Flowers; else a random tenth for the linear fit, a tenth of each class for the grid
-    search): the linear fit's weight decay among ``weight_decays``, and with
-    ``grids`` (fine-tuning's, training from scratch's; see :mod:`simclr.evaluation.selection`) the learning rate
-    and weight decay of the other two, which are then trained again on the whole train split. Both fine-tuned
-    networks use the paper's batch-norm momentum for transfer (:func:`transfer_bn_momentum`).
+    ``fraction`` of the train split drawn by ``spec.seed``, or the subset in ``subset_file``, saved there when the
+    file does not exist; ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1
+    (multi-label VOC2007: the 11-point mAP); ``paper_metric`` names the one the paper reports for this dataset (its
+    Table 8). Hyper-parameters are chosen by it on held-out labelled images (``validation``: the dataset's own
+    validation split where it has one, as the paper, else a seeded tenth of each class): the linear fit's weight
+    decay among ``weight_decays``, and with ``grids`` (fine-tuning's, training from scratch's; see
+    :mod:`simclr.evaluation.selection`) the learning rate and weight decay of the other two, which are then trained
+    again on all the labelled images. Both fine-tuned networks use the paper's batch-norm momentum for transfer
+    (:func:`transfer_bn_momentum`).
     """
     learned, data = _open(checkpoint, setup)
     metric = paper_metric(setup.data)
@@ -234,7 +229,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         chosen, _, fraction = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
         idx = torch.from_numpy(chosen)
     labelled = [train.paths[i] for i in idx.tolist()]
-    val_rows, validation = _validation(data, setup.data, labelled)
+    val_rows, validation = _validation(data, setup.data, labelled, train.labels[idx], spec.seed)
     pair = FeaturePair(learned.encoder(), data)
     check_frozen(learned.model, before)
     position = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
@@ -260,15 +255,15 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
                                    ("scratch", scratch, longer, grids[1] if grids else None)):
         if grid is not None:
             if val_rows is None:
-                val_rows = _tenth(nets.y, spec.seed)
+                raise InputError(f"too few labelled images ({len(idx)}) to hold out a validation part for the "
+                                 "hyper-parameter search")
             cell, result[f"{name}_grid"] = nets.search(name, make, grid, cell, metric, val_rows)
-            result.update({"validation": validation, "validation_images": len(val_rows)})
         scores = nets.score(nets.fit(make, cell), test.images, test.labels)
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
     return {**result, "label_fraction": fraction, "subset_file": str(subset_file) if subset_file else None,
-            "train_images": len(pair.train.h), "labelled_images": len(idx),
-            "test_images": len(pair.test.h),
+            "train_images": len(pair.train.h), "labelled_images": len(idx), "test_images": len(pair.test.h),
+            "validation": validation, "validation_images": len(val_rows) if val_rows is not None else None,
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,
             "linear_weight_decay": linear.get("weight_decay")}
 
