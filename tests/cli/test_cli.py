@@ -54,6 +54,13 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
         simclr.evaluate(env["run"], env["archive"], "probe", transforms="rotation,warp")
     with pytest.raises(InputError, match="label_fraction must be in"):
         simclr.evaluate(env["run"], env["archive"], "finetune", label_fraction=1.5)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(InputError, match="steps must be a whole number >= 0"):
+            simclr.evaluate(env["run"], env["archive"], "transfer", steps=bad)
+    with pytest.raises(InputError, match="learning rates must be > 0"):
+        simclr.evaluate(env["run"], env["archive"], "transfer", finetune_grid="0/0")
+    with pytest.raises(InputError, match="holdout must be a fraction"):
+        simclr.evaluate(env["run"], env["archive"], "knn", holdout=-0.1)
 
 
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
