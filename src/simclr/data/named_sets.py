@@ -18,7 +18,8 @@ objects marked difficult), read from the devkit's ``ImageSets/Main/<class>_<spli
 11-point mAP (:mod:`simclr.evaluation.multilabel`).
 
 The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers, 11-point mAP for VOC2007
-and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train split adds the 100,000
+and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train
+split adds the 100,000
 unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run evaluates on ``stl10``).
 Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
 scale like any folder; STL-10 is held in memory as an array. The paper's Birdsnap (not in torchvision, its
@@ -283,7 +284,10 @@ def _listed(whole: Part, named: NamedSet, data_root: Path, split: str) -> Part |
     if not name or not path.is_file():
         return None
     folder = data_root / named.folder
-    wanted = {line.strip().lstrip("/") for line in path.read_text().splitlines() if line.strip()}
+    try:
+        wanted = {line.strip().lstrip("/") for line in path.read_text().splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {one_line(exc)}") from None
     keep = [i for i, f in enumerate(whole.files) if Path(f).relative_to(folder).as_posix() in wanted]
     if len(keep) != len(wanted):
         raise InputError(f"{path} names {len(wanted)} images, {len(wanted) - len(keep)} of them not in {folder}")
