@@ -19,9 +19,8 @@ objects marked difficult), read from the devkit's ``ImageSets/Main/<class>_<spli
 
 The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers, 11-point mAP for VOC2007
 and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train
-split adds the 100,000
-unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run evaluates on ``stl10``).
-Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
+split adds the 100,000 unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run
+evaluates on ``stl10``). Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
 scale like any folder; STL-10 is held in memory as an array. The paper's Birdsnap (not in torchvision, its
 images only as a list of web addresses) is not included: give a folder of it with class subfolders.
 """
