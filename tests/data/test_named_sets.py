@@ -462,7 +462,11 @@ def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, mon
     out = json.loads(capsys.readouterr().out)
     assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)
     train = load_source("dtd", "train", data_root=tmp_path / "data")
-    assert [train.paths[i] for i in held[0]] == sorted(load_source("dtd", "val", data_root=tmp_path / "data").paths)
+    val = sorted(load_source("dtd", "val", data_root=tmp_path / "data").paths)
+    assert [train.paths[i] for i in held[0]] == val
+    assert main(["eval", "linear", *args[2:]]) == 0  # eval linear: the same split picks the weight decay
+    assert json.loads(capsys.readouterr().out)["validation"] == "the dataset's validation split"
+    assert [train.paths[i] for i in held[-1]] == val
 
 
 def test_sun397_uses_its_official_partition_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simclr.build import build_model, open_source
+from simclr.build import build_model
 from simclr.data.decode import Decoded
-from simclr.data.named_sets import has_validation, paper_metric
+from simclr.data.named_sets import paper_metric
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
     FinetuneSpec,
@@ -43,6 +43,7 @@ from simclr.evaluation.run import (
     check_frozen,
     fingerprint,
     load_learned,
+    own_validation,
 )
 from simclr.evaluation.selection import Grid, holdout_split, select
 
@@ -188,11 +189,9 @@ def _validation(data: EvalData, spec: str, labelled: list[str], labels: torch.Te
     """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``) and what they are: the
     dataset's own validation split where it has one (as the paper), else a seeded tenth of each class; None where
     no class has enough images to spare one (the linear fit then holds out a random tenth)."""
-    if has_validation(spec):
-        own = set(open_source(data.config, "val").paths)
-        held = torch.tensor([path in own for path in labelled])
-        if held.any() and not held.all():
-            return torch.nonzero(held).squeeze(1), "the dataset's validation split"
+    own = own_validation(data.config, spec, labelled)
+    if own is not None:
+        return own, "the dataset's validation split"
     try:
         return torch.from_numpy(holdout_split(labels.numpy(), 0.1, seed)[1]), "a tenth of each class"
     except ValueError:

@@ -14,6 +14,7 @@ from simclr.build import build_model, decode, open_source, plan_data
 from simclr.config import Config
 from simclr.config_io import config_from_dict
 from simclr.data.decode import Decoded
+from simclr.data.named_sets import has_validation, paper_metric
 from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import load_checkpoint
 from simclr.engine.runtime import Precision, pick_device, pick_precision
@@ -117,7 +118,7 @@ class FeaturePair:
 
     def linear(self, seed: int, solver: str = "lbfgs", epochs: int = 90, on: str = "h",
                weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1",
-               rows: torch.Tensor | None = None, holdout: torch.Tensor | None = None) -> dict[str, float]:
+               rows: torch.Tensor | None = None, holdout: torch.Tensor | None = None) -> dict[str, Any]:
         """Linear evaluation on ``on`` (h or z); trained on the train ``rows`` only when given; the lbfgs weight
         decay picked on the ``holdout`` rows of those when given."""
         train, test = self._features(on)
@@ -167,7 +168,9 @@ def check_frozen(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> Non
 def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,
              temperature: float = 0.1, solver: str = "lbfgs", epochs: int = 90,
              weight_decays: Sequence[float] = WEIGHT_DECAYS) -> dict[str, Any]:
-    """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context.
+    """``protocol`` ``knn`` or ``linear`` on frozen h; returns top1/top5 as fractions plus context. The lbfgs
+    linear fit picks its weight decay by the dataset's metric on its own validation split where it has one
+    (:func:`own_validation`), else on a random tenth of the train split.
 
     The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
     """
@@ -175,10 +178,27 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
     before = fingerprint(learned.model)
     pair = FeaturePair(learned.encoder(), EvalData(learned.config, setup))
     check_frozen(learned.model, before)
-    result = pair.knn(k, temperature) if protocol == "knn" else pair.linear(learned.config.train.seed, solver,
-                                                                             epochs, weight_decays=weight_decays)
+    result: dict[str, Any]
+    if protocol == "knn":
+        result = pair.knn(k, temperature)
+    else:
+        held = own_validation(learned.config, setup.data, pair.train.paths) if solver == "lbfgs" else None
+        result = pair.linear(learned.config.train.seed, solver, epochs, weight_decays=weight_decays,
+                             metric=paper_metric(setup.data), holdout=held)
+        if solver == "lbfgs":
+            result["validation"] = "the dataset's validation split" if held is not None else "a random tenth"
     return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
             "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
+
+
+def own_validation(config: Config, spec: str, paths: Sequence[str]) -> torch.Tensor | None:
+    """Positions in ``paths`` (of the train split) of the dataset's own validation split, for a named set that has
+    one (the paper picks hyper-parameters on it: Aircraft, VOC2007, DTD, Flowers); else None."""
+    if not has_validation(spec):
+        return None
+    own = set(open_source(config, "val").paths)
+    held = torch.tensor([path in own for path in paths], dtype=torch.bool)
+    return torch.nonzero(held).squeeze(1) if held.any() and not held.all() else None
 
 
 def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature: float = 0.1,
