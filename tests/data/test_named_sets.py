@@ -168,16 +168,41 @@ def _voc2007(root: Path) -> None:
             Image.new("RGB", (12 + n % 3, 10), tuple(pixel)).save(path, quality=95)
 
 
+def _cifar(root: Path, monkeypatch: pytest.MonkeyPatch, hundred: bool = False) -> None:
+    import pickle
+
+    import torchvision.datasets.cifar as tv_cifar
+
+    rng = np.random.default_rng(0)
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    label_key = "fine_labels" if hundred else "labels"
+    names = ["train", "test"] if hundred else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), label_key: [1, 2],
+                         "filenames": []}, f)
+    meta = {"fine_label_names": [f"c{i}" for i in range(100)]} if hundred else \
+        {"label_names": [f"c{i}" for i in range(10)]}
+    with open(folder / ("meta" if hundred else "batches.meta"), "wb") as f:
+        pickle.dump(meta, f)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)  # no MD5 of the real files
+
+
 def _build(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builders = {"food101": _food101, "dtd": _dtd, "pets": _pets, "aircraft": _aircraft, "caltech101": _caltech101,
                 "sun397": _sun397, "cars": _cars, "voc2007": _voc2007}
     if name in builders:
         builders[name](root)
+    elif name.startswith("cifar"):
+        _cifar(root, monkeypatch, hundred=name == "cifar100")
     else:
         {"stl10": _stl10, "stl10-unlabeled": _stl10, "flowers102": _flowers102}[name](root, monkeypatch)
 
 
 EXPECTED = {  # name: (train images, test images, classes)
+    "cifar10": (10, 2, tuple(f"c{i}" for i in range(10))),  # five batches of two
+    "cifar100": (2, 2, tuple(f"c{i}" for i in range(100))),
     "food101": (6, 4, ("apple_pie", "ramen")),
     "dtd": (9, 3, ("banded", "dotted", "zigzagged")),  # train + val
     "pets": (6, 2, ("Abyssinian", "Basset Hound")),
@@ -216,7 +241,8 @@ def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not set(train.paths) & set(test.paths)
     image = train.load(0)
     assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "stl10-unlabeled": (96, 96), "caltech101": (4, 4),
-                                                  "sun397": (4, 4)}.get(name, (12, 10))
+                                                  "sun397": (4, 4), "cifar10": (32, 32),
+                                                  "cifar100": (32, 32)}.get(name, (12, 10))
     if train.array is None:  # files stay files, relative to the data root
         assert train.root == tmp_path and (tmp_path / train.paths[0]).is_file()
 

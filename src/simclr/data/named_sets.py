@@ -1,4 +1,5 @@
-"""The paper's transfer datasets (its Table 8) that torchvision reads, by name, as :class:`ImageSource` splits.
+"""CIFAR-10/100 and the paper's other transfer datasets (its Table 8) that torchvision reads, by name, as
+:class:`ImageSource` splits.
 
 ``simclr ... --data NAME`` with NAME one of :data:`NAMED_SETS`: the dataset is looked for in torchvision's
 layout under ``data_root`` (e.g. ``<data_root>/food-101/``) and downloaded there when missing (online; Stanford
@@ -53,7 +54,7 @@ class NamedSet:
         folder: What it unpacks to under ``data_root`` (for the message when it is missing).
         train, test: torchvision ``split`` values joined into our train / test split; empty for datasets
             without splits (then ``per_class`` draws them).
-        split_arg: The constructor argument that takes them.
+        split_arg: The constructor argument that takes them (CIFAR's: ``train``, True or False).
         val: The dataset's own validation split, part of our train split (``load_source(NAME, "val")``): the
             paper picks transfer hyper-parameters on it where a dataset has one (Aircraft, VOC2007, DTD, Flowers).
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
@@ -63,23 +64,31 @@ class NamedSet:
         kwargs: Other constructor arguments.
         labelled: For a pretraining set holding unlabeled images, the labelled named set that the kNN monitor
             evaluates on during pretraining.
+        remedy: What else to do when it is missing, added to the message.
     """
 
     title: str
     cls: str
     folder: str
-    train: tuple[str, ...] = ()
-    test: tuple[str, ...] = ()
+    train: tuple[Any, ...] = ()
+    test: tuple[Any, ...] = ()
     split_arg: str = "split"
-    val: tuple[str, ...] = ()
+    val: tuple[Any, ...] = ()
     per_class: tuple[int, int] = (0, 0)
     partitions: tuple[str, str] = ("", "")
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
     labelled: str = ""  # for a pretraining set with unlabeled images: the named set to monitor kNN accuracy on
+    remedy: str = ""
 
+
+_OR_A_FOLDER = ", or pass an image folder or .tar/.tar.gz/.zip archive of it"
 
 NAMED_SETS: dict[str, NamedSet] = {
+    "cifar10": NamedSet("CIFAR-10", "CIFAR10", "cifar-10-batches-py", (True,), (False,), split_arg="train",
+                        remedy=_OR_A_FOLDER),
+    "cifar100": NamedSet("CIFAR-100", "CIFAR100", "cifar-100-python", (True,), (False,), split_arg="train",
+                         remedy=_OR_A_FOLDER),
     "food101": NamedSet("Food-101", "Food101", "food-101", ("train",), ("test",)),
     "sun397": NamedSet("SUN397", "SUN397", "SUN397", per_class=(50, 50),
                        partitions=("Partitions/Training_01.txt", "Partitions/Testing_01.txt")),
@@ -175,17 +184,18 @@ def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSo
     return ImageSource(name, paths, labels, classes, root=data_root)
 
 
-def _part(named: NamedSet, data_root: Path, split: str | None) -> Part:
+def _part(named: NamedSet, data_root: Path, split: Any) -> Part:
     dataset = _open(named, data_root, split)
     read = _READERS.get(named.cls, _files_and_labels)
     return read(dataset)
 
 
-def _open(named: NamedSet, data_root: Path, split: str | None) -> Any:
+def _open(named: NamedSet, data_root: Path, split: Any) -> Any:
     return open_torchvision(named.cls, data_root, named.title,
                             f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
-                            "SIMCLR_DATA at its parent), or run once online to download it",
-                            folder=named.folder, **named.kwargs, **({named.split_arg: split} if split else {}))
+                            f"SIMCLR_DATA at its parent), or run once online to download it{named.remedy}",
+                            folder=named.folder, **named.kwargs,
+                            **({named.split_arg: split} if split is not None else {}))
 
 
 def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, folder: str = "", **kwargs: Any) -> Any:
@@ -245,6 +255,12 @@ def _caltech(dataset: Any) -> Part:
     return Part(files, [int(y) for y in dataset.y], tuple(dataset.categories))
 
 
+def _cifar(dataset: Any) -> Part:
+    """CIFAR-10/100: the ``.data`` array (uint8 NHWC) kept in memory, with ``targets`` (CIFAR-100's fine labels)."""
+    return Part([], [int(y) for y in dataset.targets], tuple(dataset.classes),
+                np.ascontiguousarray(dataset.data, dtype=np.uint8))
+
+
 def _stl10(dataset: Any) -> Part:
     array = np.ascontiguousarray(np.asarray(dataset.data, dtype=np.uint8).transpose(0, 2, 3, 1))
     classes = getattr(dataset, "classes", None) or [str(c) for c in range(10)]  # class_names.txt is optional
@@ -272,7 +288,7 @@ def _voc(dataset: Any) -> Part:
 
 
 _READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101": _caltech, "STL10": _stl10,
-                                              "VOCDetection": _voc}
+                                              "VOCDetection": _voc, "CIFAR10": _cifar, "CIFAR100": _cifar}
 
 
 def _listed(whole: Part, named: NamedSet, data_root: Path, split: str) -> Part | None:

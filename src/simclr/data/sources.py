@@ -30,14 +30,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from simclr.data.archives import extract_archive
 from simclr.data.images import MinSide, is_image_file, open_rgb
-from simclr.data.named_sets import NAMED_SETS, load_named, open_torchvision
+from simclr.data.named_sets import NAMED_SETS, load_named
 from simclr.errors import InputError
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
@@ -137,9 +136,8 @@ def load_source(
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     text = os.fspath(spec)
-    if text in CIFAR or text in NAMED_SETS:
-        root = _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data")
-        return _load_cifar(text, split, root) if text in CIFAR else load_named(text, split, root, seed)
+    if text in NAMED_SETS:
+        return load_named(text, split, _setting_path(data_root, "SIMCLR_DATA", _HOME_CACHE / "data"), seed)
     if text == "digits":
         return _load_digits(split)
     path = Path(text).expanduser()
@@ -168,35 +166,6 @@ def cache_root(cache_dir: Path | None = None) -> Path:
 def _parts(split: str) -> tuple[str, ...]:
     """The fixed splits that make up ``split``."""
     return ("train", "test") if split == "all" else (split,)
-
-
-CIFAR = {"cifar10": ("CIFAR10", "CIFAR-10", "cifar-10-batches-py"),
-         "cifar100": ("CIFAR100", "CIFAR-100", "cifar-100-python")}
-"""SPEC -> (torchvision class, the dataset's name, the folder its python version unpacks to)."""
-
-
-def _load_cifar(name: str, split: str, data_root: Path) -> ImageSource:
-    """CIFAR-10/100 via torchvision, its ``.data`` array (uint8 NHWC) kept in memory."""
-    arrays: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    paths: list[str] = []
-    classes: tuple[str, ...] = ()
-    for part in _parts(split):
-        dataset = _open_cifar(name, data_root, train=part == "train")
-        arrays.append(np.ascontiguousarray(dataset.data, dtype=np.uint8))
-        labels.append(np.asarray(dataset.targets, dtype=np.int64))
-        paths.extend(f"{name}/{part}/{i}" for i in range(len(dataset.data)))
-        classes = tuple(dataset.classes)
-    return ImageSource(name, tuple(paths), np.concatenate(labels), classes, np.concatenate(arrays))
-
-
-def _open_cifar(name: str, data_root: Path, *, train: bool) -> Any:
-    """Open the local copy (torchvision checks its MD5 sums), else download it."""
-    cls_name, title, folder = CIFAR[name]
-    return open_torchvision(cls_name, data_root, title,
-                            f"put the python version (folder {folder}) in {data_root} (or point SIMCLR_DATA at its "
-                            "parent), or run once online to download it, or pass an image folder or "
-                            ".tar/.tar.gz/.zip archive", train=train)
 
 
 def _load_digits(split: str) -> ImageSource:
