@@ -58,11 +58,11 @@ def main() -> int:
     write_folder(args.extras, args.folder)
     print(f"machine: {machine()}")
     print(f"command: simclr eval transfer --checkpoint {args.checkpoint} --data {args.folder} --label-fraction "
-          f"{args.label_fraction} --epochs {args.epochs} --steps {args.steps} --finetune-grid {args.finetune_grid} --batch-size "
-          f"{args.batch_size} --holdout 0.2 --json")
+          f"{args.label_fraction} --epochs {args.epochs} --steps {args.steps} --finetune-grid {args.finetune_grid} "
+          f"--batch-size {args.batch_size} --holdout 0.2 --json")
     t0 = time.perf_counter()
-    out = simclr.evaluate(args.checkpoint, args.folder, "transfer", batch_size=args.batch_size, progress=False, holdout=0.2,
-                          label_fraction=args.label_fraction, epochs=args.epochs, steps=args.steps,
+    out = simclr.evaluate(args.checkpoint, args.folder, "transfer", batch_size=args.batch_size, progress=False,
+                          holdout=0.2, label_fraction=args.label_fraction, epochs=args.epochs, steps=args.steps,
                           finetune_grid=args.finetune_grid)
     wall = time.perf_counter() - t0
     print(json.dumps(out))

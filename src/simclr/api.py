@@ -220,7 +220,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     ``{"rows": [...]}``); ``finetune`` (label_fraction, epochs, lr, seed, subset_file, baseline);
     ``transfer`` (to the labelled dataset ``data``; those of finetune but baseline, and steps, weight_decays,
     finetune_grid); ``probe`` (epochs,
-    transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise ``simclr.errors.InputError``.
+    transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise
+    ``simclr.errors.InputError``.
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout)
     return evaluate_setup(checkpoint, setup, protocol, **options)

@@ -1,8 +1,8 @@
 """Multi-label classification (PASCAL VOC2007 in the paper's transfer table): targets, loss, and 11-point mAP.
 
 A multi-label dataset gives every image a row of codes, one per class (``ABSENT``, ``PRESENT``, or ``DIFFICULT``:
-the class is there only as objects marked difficult; :mod:`simclr.data.named_sets`). As VOC's own evaluation, difficult
-entries count neither way: they are left out of the loss and of the average precision. The metric is the
+the class is there only as objects marked difficult; :mod:`simclr.data.named_sets`). As VOC's own evaluation,
+difficult entries count neither way: they are left out of the loss and of the average precision. The metric is the
 VOC2007 devkit's 11-point interpolated average precision, averaged over the classes (the paper reports it for
 VOC2007, Appendix B.8). The linear classifier is one logistic regression per class on standardised features
 (full batch, L-BFGS, an l2 penalty chosen on held-out images by mAP).
