@@ -30,6 +30,7 @@ from torchvision.models.resnet import ResNet
 from simclr.config import Config
 from simclr.config_io import build_config, read_yaml
 from simclr.data.augment import eval_transform
+from simclr.data.decode import resize_side
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
@@ -68,18 +69,20 @@ class Encoder:
     """A trained SimCLR network ready to embed images; see the module's docstring."""
 
     def __init__(self, model: SimCLRNet, config: Config, device: torch.device, precision: Precision,
-                 image_size: int = 0) -> None:
+                 image_size: int = 0, eval_crop: float | None = None) -> None:
         self.model = model.eval()
         self.config = config
         self.device = device
         self.precision = precision
         self.image_size = image_size or config.data.image_size
         self.num_features = model.num_features
-        self._transform = eval_transform(self.image_size)
+        self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
+        self._transform = eval_transform(self.image_size, self.eval_crop)
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
-        img = open_rgb(image, min_side=self.image_size) if isinstance(image, (str, Path)) else to_rgb(image)
+        side = resize_side(self.image_size, self.eval_crop)
+        img = open_rgb(image, min_side=side) if isinstance(image, (str, Path)) else to_rgb(image)
         return self._transform(img)
 
     def _batches(self, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
@@ -120,32 +123,37 @@ class Encoder:
         return to_torchvision(self.model.encoder).eval()
 
 
-def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0) -> Encoder:
+def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0,
+                 eval_crop: float | None = None) -> Encoder:
     """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
-    images at ``image_size`` (0: the side the run trained at).
+    images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the shorter
+    side (None: the run's ``data.eval_crop``).
 
     Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
     unreadable file raises ``simclr.errors.InputError``.
     """
     if image_size and image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
+    if eval_crop is not None and not 0 < eval_crop <= 1:
+        raise ValueError(f"eval_crop must be in (0, 1], got {eval_crop}")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
-    return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size)
+    return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size, eval_crop)
 
 
 def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False, out: str | Path | None = None,
           image_size: int = 0, device: str = "auto", batch_size: int = 256, workers: int = 2,
-          progress: bool = True, holdout: float | None = None) -> Index:
+          progress: bool = True, holdout: float | None = None, eval_crop: float | None = None) -> Index:
     """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
     :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given.
     Unreadable images are skipped and listed in ``Index.skipped``. ``holdout``: the fraction of a folder without
-    ``train/`` and ``test/`` that is its test split (default: the run's ``data.holdout``)."""
+    ``train/`` and ``test/`` that is its test split (default: the run's ``data.holdout``); ``eval_crop``: the part of
+    the shorter side the centre crop keeps (default: the run's ``data.eval_crop``)."""
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
-    setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout)
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout, eval_crop=eval_crop)
     index = Index(*embed_split(checkpoint, setup, split, z))
     if out is not None:
         index.save(out)
@@ -211,7 +219,8 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *, image_size: int = 0,
              device: str = "auto", batch_size: int = 256, workers: int = 2, progress: bool = True,
-             data_root: str = "", cache_dir: str = "", holdout: float | None = None, **options: Any) -> dict[str, Any]:
+             data_root: str = "", cache_dir: str = "", holdout: float | None = None, eval_crop: float | None = None,
+             **options: Any) -> dict[str, Any]:
     """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
 
     ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
@@ -223,7 +232,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise
     ``simclr.errors.InputError``.
     """
-    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout)
+    setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout,
+                       eval_crop)
     return evaluate_setup(checkpoint, setup, protocol, **options)
 
 
@@ -257,7 +267,8 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
 
 
 def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
-               data_root: str = "", cache_dir: str = "", holdout: float | None = None) -> EvalSetup:
+               data_root: str = "", cache_dir: str = "", holdout: float | None = None,
+               eval_crop: float | None = None) -> EvalSetup:
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup
 
@@ -267,8 +278,10 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
         raise InputError(f"image_size must be >= 8, got {image_size}")
     if holdout is not None and not 0 <= holdout < 1:
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout}")
+    if eval_crop is not None and not 0 < eval_crop <= 1:
+        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
-                     max(0, workers), progress, image_size, holdout)
+                     max(0, workers), progress, image_size, holdout, eval_crop)
 
 
 def load_index(path: str | Path) -> Index:

@@ -29,12 +29,15 @@ def open_source(config: Config, split: str, spec: str | None = None) -> ImageSou
                        seed=config.train.seed)
 
 
-def decode(config: Config, source: ImageSource, size: int, progress: bool = True, workers: int | None = None) -> Decoded:
-    """Decode ``source`` at ``size`` into memory, through the decoded-dataset cache when enabled, by ``workers``
-    processes (default ``data.workers``)."""
+def decode(config: Config, source: ImageSource, size: int, progress: bool = True, workers: int | None = None,
+           crop: float = 1.0) -> Decoded:
+    """Decode ``source`` at ``size`` into memory (keeping ``crop`` of the shorter side: evaluation passes
+    ``data.eval_crop``), through the decoded-dataset cache when enabled, by ``workers`` processes (default
+    ``data.workers``)."""
     d = config.data
     cache = cache_root(Path(d.cache_dir) if d.cache_dir else None) if d.decode_cache else None
-    return decode_cached(source, size, cache, progress=progress, workers=d.workers if workers is None else workers)
+    return decode_cached(source, size, cache, progress=progress, workers=d.workers if workers is None else workers,
+                         crop=crop)
 
 
 class DataPlan(NamedTuple):

@@ -60,6 +60,10 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=None,
                    help="for a folder without train/ and test/: the fraction held out as its test split (seeded, "
                         "class-stratified; default: the run's data.holdout)")
+    p.add_argument("--eval-crop", type=float, default=None,
+                   help="the part of the shorter side the centre crop keeps: 1.0 all (CIFAR, the paper's transfer "
+                        "protocol), 0.875 the reference code's ImageNet evaluation (resize 256, crop 224); "
+                        "default: the run's data.eval_crop")
     _reading_options(p)
 
 
@@ -251,7 +255,8 @@ def _setup(args: argparse.Namespace) -> Any:
     if image_size and image_size < 8:
         raise InputError(f"--image-size must be >= 8, got {image_size}")
     return eval_setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
-                      args.data_root, args.cache_dir, getattr(args, "holdout", None))
+                      args.data_root, args.cache_dir, getattr(args, "holdout", None),
+                      getattr(args, "eval_crop", None))
 
 
 def run_eval(args: argparse.Namespace) -> int:

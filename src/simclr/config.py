@@ -40,6 +40,10 @@ class DataConfig:
         workers: DataLoader worker processes for the file path.
         decode_cache: keep in-memory datasets decoded in ``cache_dir/decoded`` (a memory-mapped uint8 file
             keyed by the dataset's content), so later runs skip decoding.
+        eval_crop: the part of the shorter side that evaluation keeps: images are resized so that their shorter
+            side is ``image_size / eval_crop``, then centre-cropped to ``image_size``. 1.0 = the whole shorter
+            side (the paper's transfer protocol; CIFAR); 0.875 = the reference code's ImageNet evaluation (resize
+            256, crop 224). Training views are not affected.
     """
 
     spec: str = ""
@@ -51,8 +55,11 @@ class DataConfig:
     in_memory: str = "auto"
     workers: int = 2
     decode_cache: bool = True
+    eval_crop: float = 1.0
 
     def validate(self) -> None:
+        if not 0.0 < self.eval_crop <= 1.0:
+            raise ValueError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"data.holdout must be in [0, 1), got {self.holdout}")
         if self.image_size != 0 and self.image_size < 8:

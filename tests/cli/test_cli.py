@@ -417,7 +417,7 @@ def test_every_eval_flag_reaches_its_protocol() -> None:
     def choices(parser, dest: str) -> dict:
         return next(a for a in parser._actions if a.dest == dest).choices
 
-    reading = {"help", "checkpoint", "data", "image_size", "holdout", "data_root", "cache_dir", "device",
+    reading = {"help", "checkpoint", "data", "image_size", "holdout", "eval_crop", "data_root", "cache_dir", "device",
                "batch_size", "workers", "quiet", "json"}
     negated = {"no_linear": "linear", "no_baseline": "baseline"}
     protocols = choices(choices(build_parser(), "command")["eval"], "protocol")
@@ -425,3 +425,17 @@ def test_every_eval_flag_reaches_its_protocol() -> None:
     for name, parser in protocols.items():
         flags = {negated.get(a.dest, a.dest) for a in parser._actions} - reading
         assert flags == set(EVAL_OPTIONS[name]), name  # no flag accepted and ignored, no option without a flag
+
+
+def test_eval_crop_flag(env: dict, tmp_path: Path, capsys) -> None:
+    args = ["embed", "--checkpoint", str(env["run"]), "--data", env["archive"], "--split", "test", "--quiet",
+            "--cache-dir", env["cache"]]
+    assert main([*args, "--out", str(tmp_path / "whole.npz")]) == 0
+    assert main([*args, "--out", str(tmp_path / "centre.npz"), "--eval-crop", "0.75"]) == 0
+    with np.load(tmp_path / "whole.npz") as whole, np.load(tmp_path / "centre.npz") as centre:
+        assert whole["features"].shape == centre["features"].shape
+        assert not np.allclose(whole["features"], centre["features"])  # the central 24 of 32, resized to 32
+    capsys.readouterr()
+    assert main(["eval", "knn", "--checkpoint", str(env["run"]), "--data", env["archive"], "--quiet",
+                 "--eval-crop", "0"]) == 2
+    assert "eval_crop must be in (0, 1]" in capsys.readouterr().err

@@ -109,6 +109,23 @@ def test_image_side_and_encoder_come_from_the_index(ckpt: Path, shop: Path) -> N
     assert simclr.load_encoder(ckpt, "cpu", image_size=24).preprocess(shop / "bags" / "1.png").shape == (3, 24, 24)
 
 
+def test_the_eval_crop_comes_from_the_index(ckpt: Path, shop: Path, tmp_path: Path, capsys) -> None:
+    index = simclr.embed(ckpt, shop, eval_crop=0.6, device="cpu", progress=False)
+    assert index.meta["eval_crop"] == 0.6 and index.encoder().eval_crop == 0.6
+    whole = simclr.embed(ckpt, shop, device="cpu", progress=False)
+    assert whole.meta["eval_crop"] == 1.0 and not torch.allclose(index.h, whole.h)
+    query = shop / "bags" / "1.png"
+    assert index.search(query, k=1)[0][0].score == pytest.approx(1.0, abs=1e-4)  # prepared as the index was
+    index.save(tmp_path / "crop.npz")
+    assert main(["search", "--index", str(tmp_path / "crop.npz"), "--query", str(query), "--k", "1", "--json",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    # a 20 px image kept at half its side for 10 px: resized to 20 (as it is), the central 10 x 10
+    central = simclr.load_encoder(ckpt, "cpu", image_size=10, eval_crop=0.5).preprocess(query)
+    pixels = torch.from_numpy(np.array(Image.open(query).convert("RGB"))[5:15, 5:15]).permute(2, 0, 1)
+    torch.testing.assert_close(central.reshape(3, 10, 10), pixels.float() / 255, atol=1e-6, rtol=0)
+
+
 def test_bad_input(ckpt: Path, shop: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         simclr.load_index(tmp_path / "missing.npz")

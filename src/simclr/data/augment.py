@@ -201,11 +201,12 @@ def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
     return transform
 
 
-def eval_transform(size: int) -> ImageTransform:
-    """Deterministic evaluation transform: bicubic resize of the shorter side, centre crop.
+def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
+    """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop ``S``.
 
     Args:
         size: Output side ``S``.
+        crop: The part of the shorter side kept (1.0: all of it; 0.875: resize 256, crop 224).
 
     Returns:
         A callable mapping an RGB PIL image to a float32 tensor ``[3, S, S]`` in [0, 1].
@@ -213,7 +214,8 @@ def eval_transform(size: int) -> ImageTransform:
     if size < 1:
         raise ValueError(f"size must be positive, got {size!r}")
     transform: ImageTransform = T.Compose(
-        [T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor()]
+        [T.Resize(size if crop >= 1.0 else round(size / crop), interpolation=T.InterpolationMode.BICUBIC),
+         T.CenterCrop(size), T.ToTensor()]
     )
     return transform
 

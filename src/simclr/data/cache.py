@@ -19,12 +19,15 @@ from simclr.data.decode import Decoded, decode_source
 from simclr.data.sources import ImageSource
 from simclr.files import atomic_file, atomic_write_text
 
-VERSION = 1
+VERSION = 2  # 2: centre crops placed as torchvision's CenterCrop places them
 
 
-def content_key(source: ImageSource, size: int) -> str:
-    """sha256 of the decode size, the image identifiers, labels and every image's bytes (or the array)."""
+def content_key(source: ImageSource, size: int, crop: float = 1.0) -> str:
+    """sha256 of the decode size (and centre-crop fraction), the image identifiers, labels and every image's bytes
+    (or the array)."""
     h = hashlib.sha256(f"simclr-decoded-v{VERSION}\0{size}\0".encode())
+    if crop < 1.0:  # whole-side decodes keep the keys they always had
+        h.update(f"crop {crop!r}\0".encode())
     h.update("\0".join(source.paths).encode())
     h.update(np.ascontiguousarray(source.labels, dtype=np.int64).tobytes())
     if source.array is not None:
@@ -71,17 +74,17 @@ def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> Non
 
 
 def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True,
-                  workers: int = 0) -> Decoded:
-    """``decode_source`` (with ``workers`` processes) through the cache in ``cache_dir`` (no cache when None or not
-    writable)."""
+                  workers: int = 0, crop: float = 1.0) -> Decoded:
+    """``decode_source`` (with ``workers`` processes, keeping ``crop`` of the shorter side) through the cache in
+    ``cache_dir`` (no cache when None or not writable)."""
     if cache_dir is None:
-        return decode_source(source, size, progress=progress, workers=workers)
-    key = content_key(source, size)
+        return decode_source(source, size, progress=progress, workers=workers, crop=crop)
+    key = content_key(source, size, crop)
     data_path, meta_path = _paths(cache_dir, key)
     hit = _load(data_path, meta_path, size)
     if hit is not None:
         return hit
-    decoded = decode_source(source, size, progress=progress, workers=workers)
+    decoded = decode_source(source, size, progress=progress, workers=workers, crop=crop)
     try:
         _store(decoded, data_path, meta_path, size)
     except OSError:

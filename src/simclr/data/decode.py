@@ -47,20 +47,32 @@ def native_side(source: ImageSource) -> int:
     return 0
 
 
-def fit_square(img: Image.Image, size: int) -> np.ndarray:
-    """Bicubic resize of the shorter side to ``size`` then centre crop: uint8 [size, size, 3]."""
+def resize_side(size: int, crop: float = 1.0) -> int:
+    """The shorter side images are resized to before a centre crop of ``size`` keeping ``crop`` of it."""
+    return size if crop >= 1.0 else round(size / crop)
+
+
+def fit_square(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
+    """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`) then centre crop to ``size``:
+    uint8 [size, size, 3]."""
     w, h = img.size
-    if (w, h) != (size, size):
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    side = resize_side(size, crop)
+    if (w, h) != (size, size) or side != size:
+        scale = side / min(w, h)
+        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
         img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
+        left, top = round((nw - size) / 2), round((nh - size) / 2)  # as torchvision's CenterCrop (eval_transform)
         img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, dtype=np.uint8)
 
 
-def _resize_array(array: np.ndarray, size: int) -> torch.Tensor:
+def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+    if crop < 1.0:  # the central part first, then the resize: as resize-then-crop, within rounding
+        h, w = x.shape[-2:]
+        keep = max(1, round(min(h, w) * crop))
+        top, left = (h - keep) // 2, (w - keep) // 2
+        x = x[..., top : top + keep, left : left + keep]
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
     out = []
@@ -70,22 +82,24 @@ def _resize_array(array: np.ndarray, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def decode_source(source: ImageSource, size: int, *, progress: bool = True, workers: int = 0) -> Decoded:
-    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop), skipping corrupt ones.
+def decode_source(source: ImageSource, size: int, *, progress: bool = True, workers: int = 0,
+                  crop: float = 1.0) -> Decoded:
+    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop keeping ``crop`` of it, see
+    :func:`fit_square`), skipping corrupt ones.
 
     Files are decoded by ``workers`` processes when there are enough of them to pay for starting those (in order,
     so the result is the same), straight into one uint8 ``[N, 3, S, S]`` tensor.
     """
     labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
     if source.array is not None:
-        return Decoded(_resize_array(source.array, size), labels, list(source.paths), [])
+        return Decoded(_resize_array(source.array, size, crop), labels, list(source.paths), [])
     images = torch.empty((len(source), 3, size, size), dtype=torch.uint8)
     pixels = images.numpy()  # the same memory
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
     with tqdm(total=len(source), desc=f"decoding {source.name}", unit="img", disable=not progress, leave=False,
               mininterval=1.0) as bar:
-        for chunk in _decoded_chunks(source, size, workers if len(source) >= _PARALLEL_MIN else 0):
+        for chunk in _decoded_chunks(source, size, workers if len(source) >= _PARALLEL_MIN else 0, crop):
             for i, item in chunk:
                 if isinstance(item, str):
                     skipped.append((source.paths[i], item))
@@ -103,8 +117,8 @@ _CHUNK = 256
 class _Chunks(torch.utils.data.Dataset):
     """Chunk ``j`` of a file-backed source: ``(index, uint8 [S, S, 3] or the reason it could not be read)``."""
 
-    def __init__(self, source: ImageSource, size: int) -> None:
-        self.source, self.size = source, size
+    def __init__(self, source: ImageSource, size: int, crop: float = 1.0) -> None:
+        self.source, self.size, self.crop = source, size, crop
 
     def __len__(self) -> int:
         return (len(self.source) + _CHUNK - 1) // _CHUNK
@@ -113,14 +127,16 @@ class _Chunks(torch.utils.data.Dataset):
         out: list[tuple[int, np.ndarray | str]] = []
         for i in range(j * _CHUNK, min((j + 1) * _CHUNK, len(self.source))):
             try:
-                out.append((i, fit_square(self.source.load(i, min_side=self.size), self.size)))
+                image = self.source.load(i, min_side=resize_side(self.size, self.crop))
+                out.append((i, fit_square(image, self.size, self.crop)))
             except CorruptImageError as exc:
                 out.append((i, str(exc)))
         return out
 
 
-def _decoded_chunks(source: ImageSource, size: int, workers: int) -> Iterator[list[tuple[int, Any]]]:
-    chunks = _Chunks(source, size)
+def _decoded_chunks(source: ImageSource, size: int, workers: int,
+                    crop: float = 1.0) -> Iterator[list[tuple[int, Any]]]:
+    chunks = _Chunks(source, size, crop)
     if workers <= 0:
         yield from (chunks[j] for j in range(len(chunks)))
         return

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from simclr.data.augment import eval_transform
-from simclr.data.decode import Decoded, as_is, decode_source
+from simclr.data.decode import Decoded, as_is, decode_source, resize_side
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.engine.runtime import Precision
@@ -41,8 +41,8 @@ class Features(NamedTuple):
 
 
 class _EvalDataset(Dataset):
-    def __init__(self, source: ImageSource, size: int) -> None:
-        self.source, self.transform, self.size = source, eval_transform(size), size
+    def __init__(self, source: ImageSource, size: int, crop: float = 1.0) -> None:
+        self.source, self.transform, self.size = source, eval_transform(size, crop), resize_side(size, crop)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -56,21 +56,23 @@ class _EvalDataset(Dataset):
 
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
                  skipped: list[tuple[str, str]], kept: list[int],
-                 decoder: Decoder | None = None) -> Iterator[torch.Tensor]:
-    """Float [B, 3, S, S] batches in [0, 1]; fills ``kept`` (indices) and ``skipped`` as it goes.
+                 decoder: Decoder | None = None, crop: float = 1.0) -> Iterator[torch.Tensor]:
+    """Float [B, 3, S, S] batches in [0, 1] (centre crops keeping ``crop`` of the shorter side); fills ``kept``
+    (indices) and ``skipped`` as it goes.
 
-    In memory, the whole dataset is decoded first (by ``decoder``, default: no cache); otherwise a
-    DataLoader decodes and resizes images one at a time with ``eval_transform``.
+    In memory, the whole dataset is decoded first (by ``decoder``, which crops as it was made to; default: no
+    cache); otherwise a DataLoader decodes and resizes images one at a time with ``eval_transform``.
     """
     if in_memory:
-        decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False, workers=workers)
+        decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False, workers=workers,
+                                                                      crop=crop)
         skipped.extend(decoded.skipped)
         index = {p: i for i, p in enumerate(source.paths)}
         kept.extend(index[p] for p in decoded.paths)
         for chunk in decoded.images.split(batch_size):
             yield chunk.float().div_(255.0)
         return
-    loader = DataLoader(_EvalDataset(source, size), batch_size=batch_size, num_workers=workers,
+    loader = DataLoader(_EvalDataset(source, size, crop), batch_size=batch_size, num_workers=workers,
                         collate_fn=as_is)
     for items in loader:
         good = [it for it in items if it[0] is not None]
@@ -106,14 +108,15 @@ def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
 
 def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
                      workers: int = 0, progress: bool = True, desc: str = "features",
-                     decoder: Decoder | None = None) -> Features:
-    """Run ``encode`` over every readable image of ``source``; unreadable ones are skipped and listed."""
+                     decoder: Decoder | None = None, crop: float = 1.0) -> Features:
+    """Run ``encode`` over every readable image of ``source`` (prepared by :func:`eval_batches`); unreadable ones
+    are skipped and listed."""
     skipped: list[tuple[str, str]] = []
     kept: list[int] = []
     hs, zs = [], []
     total = (len(source) + batch_size - 1) // batch_size
-    for x in tqdm(eval_batches(source, size, in_memory, batch_size, workers, skipped, kept, decoder), total=total,
-                  desc=desc, unit="batch", disable=not progress, leave=False):
+    for x in tqdm(eval_batches(source, size, in_memory, batch_size, workers, skipped, kept, decoder, crop),
+                  total=total, desc=desc, unit="batch", disable=not progress, leave=False):
         h, z = encode(x)
         hs.append(h)
         if z is not None:

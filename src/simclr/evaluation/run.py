@@ -39,6 +39,7 @@ class EvalSetup:
     progress: bool = True
     image_size: int = 0  # 0 = the checkpoint's data.image_size
     holdout: float | None = None  # None = the checkpoint's data.holdout
+    eval_crop: float | None = None  # None = the checkpoint's data.eval_crop
 
 
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
@@ -58,7 +59,8 @@ def eval_config(config: Config, setup: EvalSetup) -> Config:
     data = dataclasses.replace(config.data, spec=setup.data, root=setup.data_root or config.data.root,
                                cache_dir=setup.cache_dir or config.data.cache_dir,
                                image_size=setup.image_size or config.data.image_size,
-                               holdout=config.data.holdout if setup.holdout is None else setup.holdout)
+                               holdout=config.data.holdout if setup.holdout is None else setup.holdout,
+                               eval_crop=config.data.eval_crop if setup.eval_crop is None else setup.eval_crop)
     return dataclasses.replace(config, data=data)
 
 
@@ -80,12 +82,14 @@ class EvalData:
         self.config = config
         self._decoded: dict[tuple[str, int], Decoded] = {}
         self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
-                                   "progress": setup.progress, "decoder": self._decode}
+                                   "progress": setup.progress, "decoder": self._decode,
+                                   "crop": config.data.eval_crop}
 
     def _decode(self, source: ImageSource, size: int) -> Decoded:
         key = ("train" if source is self.train else "test", size)
         if key not in self._decoded:
-            self._decoded[key] = decode(self.config, source, size, progress=False, workers=self.kw["workers"])
+            self._decoded[key] = decode(self.config, source, size, progress=False, workers=self.kw["workers"],
+                                        crop=self.config.data.eval_crop)
         return self._decoded[key]
 
     def decoded(self, split: str) -> Decoded:

@@ -19,9 +19,10 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
     """Features of every readable image of ``source`` at the config's image side (unreadable ones skipped)."""
     if in_memory is None:
         in_memory = plan_data(config, source).in_memory
+    crop = config.data.eval_crop
     return extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
                             workers=setup.workers, progress=setup.progress, desc="embedding",
-                            decoder=functools.partial(decode, config, progress=False))
+                            decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop)
 
 
 def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
@@ -37,7 +38,7 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
     spec = str(Path(d.spec).resolve()) if Path(d.spec).exists() else d.spec  # usable from any folder
     meta = {"checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
             "root": d.root, "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed,
-            "image_size": d.image_size, "z": feats.z is not None}
+            "image_size": d.image_size, "eval_crop": d.eval_crop, "z": feats.z is not None}
     return Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta), feats.skipped
 
 

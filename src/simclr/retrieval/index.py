@@ -89,7 +89,9 @@ class Index:
             if not Path(checkpoint).exists():
                 raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; "
                                  "pass encoder=simclr.load_encoder(...))")
-            self._encoders[dev] = load_encoder(checkpoint, dev, image_size=int(self.meta.get("image_size") or 0))
+            crop = self.meta.get("eval_crop")
+            self._encoders[dev] = load_encoder(checkpoint, dev, image_size=int(self.meta.get("image_size") or 0),
+                                               eval_crop=float(crop) if crop else None)
         return self._encoders[dev]
 
     def search(self, queries: Images, k: int = 10, *, z: bool = False, encoder: Encoder | None = None,

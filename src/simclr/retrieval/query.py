@@ -124,7 +124,9 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
         raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; give --checkpoint)")
     source, given = _query_source(query, setup)
     size = setup.image_size or int(index.meta.get("image_size") or 0)
-    learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size))
+    crop = setup.eval_crop if setup.eval_crop is not None else index.meta.get("eval_crop")  # as the index was made
+    learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size,
+                                                           eval_crop=float(crop) if crop else None))
     feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup,
                          in_memory=False if given else None)  # a few files: no dataset-sized decode
     vectors = feats.h if on == "h" else feats.z
