@@ -29,8 +29,7 @@ from torchvision.models.resnet import ResNet
 
 from simclr.config import Config
 from simclr.config_io import build_config, read_yaml
-from simclr.data.augment import eval_transform
-from simclr.data.decode import resize_side
+from simclr.data.augment import eval_transform, resize_side
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError

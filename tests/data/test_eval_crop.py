@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from simclr.config_io import build_config
-from simclr.data.augment import eval_transform
+from simclr.data.augment import eval_transform, resize_side
 from simclr.data.cache import content_key
-from simclr.data.decode import decode_source, fit_square, resize_side
+from simclr.data.decode import decode_source, fit_square
 from simclr.data.sources import ImageSource
 from simclr.errors import InputError
 

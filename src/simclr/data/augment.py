@@ -36,6 +36,7 @@ __all__ = [
     "blur_kernel_size",
     "eval_transform",
     "preset_spec",
+    "resize_side",
     "view_transform",
 ]
 
@@ -201,6 +202,11 @@ def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
     return transform
 
 
+def resize_side(size: int, crop: float = 1.0) -> int:
+    """The shorter side images are resized to before a centre crop of ``size`` keeping ``crop`` of it."""
+    return size if crop >= 1.0 else round(size / crop)
+
+
 def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
     """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop ``S``.
 
@@ -214,8 +220,8 @@ def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
     if size < 1:
         raise ValueError(f"size must be positive, got {size!r}")
     transform: ImageTransform = T.Compose(
-        [T.Resize(size if crop >= 1.0 else round(size / crop), interpolation=T.InterpolationMode.BICUBIC),
-         T.CenterCrop(size), T.ToTensor()]
+        [T.Resize(resize_side(size, crop), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+         T.ToTensor()]
     )
     return transform
 

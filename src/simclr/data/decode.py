@@ -12,6 +12,7 @@ import torch.utils.data
 from PIL import Image
 from tqdm import tqdm
 
+from simclr.data.augment import resize_side
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 
@@ -47,11 +48,6 @@ def native_side(source: ImageSource) -> int:
     return 0
 
 
-def resize_side(size: int, crop: float = 1.0) -> int:
-    """The shorter side images are resized to before a centre crop of ``size`` keeping ``crop`` of it."""
-    return size if crop >= 1.0 else round(size / crop)
-
-
 def fit_square(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
     """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`) then centre crop to ``size``:
     uint8 [size, size, 3]."""
@@ -71,7 +67,7 @@ def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tens
     if crop < 1.0:  # the central part first, then the resize: as resize-then-crop, within rounding
         h, w = x.shape[-2:]
         keep = max(1, round(min(h, w) * crop))
-        top, left = (h - keep) // 2, (w - keep) // 2
+        top, left = round((h - keep) / 2), round((w - keep) / 2)  # placed as fit_square places its crop
         x = x[..., top : top + keep, left : left + keep]
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()

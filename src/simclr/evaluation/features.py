@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from simclr.data.augment import eval_transform
-from simclr.data.decode import Decoded, as_is, decode_source, resize_side
+from simclr.data.augment import eval_transform, resize_side
+from simclr.data.decode import Decoded, as_is, decode_source
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.engine.runtime import Precision
