@@ -91,6 +91,13 @@ def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], 
     return LinearModel(mean, std, w.detach(), b.detach())
 
 
+def rows_besides(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """The indices in ``range(n)`` that are not in ``rows``, ascending."""
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[rows] = False
+    return torch.nonzero(kept).squeeze(1)
+
+
 def pick_weight_decay(x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[float], seed: int,
                       fit: Callable[[torch.Tensor, torch.Tensor, float], LinearModel],
                       score: Callable[[torch.Tensor, torch.Tensor], float],
@@ -99,9 +106,7 @@ def pick_weight_decay(x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[
     other, seeded tenth (the first of equally good ones); or fitted on the rest and scored on the ``holdout`` rows
     when given (e.g. the dataset's own validation split)."""
     if holdout is not None:
-        held = torch.zeros(len(x), dtype=torch.bool)
-        held[holdout] = True
-        val, rest = torch.nonzero(held).squeeze(1), torch.nonzero(~held).squeeze(1)
+        val, rest = holdout, rows_besides(holdout, len(x))
     else:
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         n_val = max(1, len(x) // 10)

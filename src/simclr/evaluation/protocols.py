@@ -32,7 +32,7 @@ from simclr.evaluation.finetune import (
     supervised_baseline,
     transfer_bn_momentum,
 )
-from simclr.evaluation.linear import WEIGHT_DECAYS
+from simclr.evaluation.linear import WEIGHT_DECAYS, rows_besides
 from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.probe import ProbeSpec, probe
 from simclr.evaluation.run import (
@@ -147,7 +147,8 @@ class _Classifiers:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, dim: int, device: torch.device,
                  precision: str, progress: bool) -> None:
-        self.x, self.y, self.num_classes, self.dim = x, y, num_classes, dim
+        # on the device once: every cell of a grid trains on (part of) them
+        self.x, self.y, self.num_classes, self.dim = x.to(device), y.to(device), num_classes, dim
         self.device, self.precision, self.progress = device, precision, progress
 
     def fit(self, make: Callable[[], torch.nn.Module], spec: FinetuneSpec,
@@ -164,9 +165,7 @@ class _Classifiers:
                metric: str, val_rows: torch.Tensor) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
         """The best cell of ``grid`` by ``metric`` on the images ``val_rows``, each cell trained on the others;
         and the rows of every cell."""
-        held = torch.zeros(len(self.y), dtype=torch.bool)
-        held[val_rows] = True
-        fit_rows = torch.nonzero(~held).squeeze(1)
+        fit_rows = rows_besides(val_rows, len(self.y))
         total = len(grid.cells())
         done = 0
 
