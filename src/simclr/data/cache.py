@@ -1,7 +1,8 @@
 """A decoded-dataset cache: small images decoded once into a memory-mapped uint8 file, keyed by content.
 
 The key hashes the dataset's content (every file's bytes, or the in-memory array) together with the
-decode size, so a changed dataset is decoded afresh and an unchanged one loads in a moment. Files are
+decode size, so a changed dataset is decoded afresh and an unchanged one loads in a moment (files unchanged
+since an earlier run are not read again: see :mod:`simclr.data.digests`). Files are
 written under a temporary name and renamed when complete; a damaged or foreign cache entry is ignored
 and rebuilt.
 """
@@ -16,15 +17,18 @@ import numpy as np
 import torch
 
 from simclr.data.decode import Decoded, decode_source
+from simclr.data.digests import file_digests
 from simclr.data.sources import ImageSource
 from simclr.files import atomic_file, atomic_write_text
 
 VERSION = 2  # 2: centre crops placed as torchvision's CenterCrop places them
 
 
-def content_key(source: ImageSource, size: int, crop: float = 1.0) -> str:
-    """sha256 of the decode size (and centre-crop fraction), the image identifiers, labels and every image's bytes
-    (or the array)."""
+def content_key(source: ImageSource, size: int, crop: float = 1.0, *, memo_dir: Path | None = None,
+                progress: bool = False) -> str:
+    """sha256 of the decode size (and centre-crop fraction), the image identifiers, labels and the digest of every
+    image's bytes (or the array); file digests come from the memo in ``memo_dir`` for files unchanged since they
+    were last hashed (:func:`~simclr.data.digests.file_digests`)."""
     h = hashlib.sha256(f"simclr-decoded-v{VERSION}\0{size}\0".encode())
     if crop < 1.0:  # whole-side decodes keep the keys they always had
         h.update(f"crop {crop!r}\0".encode())
@@ -35,12 +39,8 @@ def content_key(source: ImageSource, size: int, crop: float = 1.0) -> str:
         h.update(np.ascontiguousarray(source.array).data)
     else:
         assert source.root is not None
-        for rel in source.paths:
-            try:
-                h.update((source.root / rel).read_bytes())
-            except OSError:
-                h.update(b"\0unreadable\0")
-            h.update(b"\0")
+        for digest in file_digests(source.root, source.paths, memo_dir, progress=progress):
+            h.update(f"{digest or 'unreadable'}\0".encode())
     return h.hexdigest()[:24]
 
 
@@ -79,7 +79,7 @@ def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, pro
     ``cache_dir`` (no cache when None or not writable)."""
     if cache_dir is None:
         return decode_source(source, size, progress=progress, workers=workers, crop=crop)
-    key = content_key(source, size, crop)
+    key = content_key(source, size, crop, memo_dir=cache_dir / "digests", progress=progress)
     data_path, meta_path = _paths(cache_dir, key)
     hit = _load(data_path, meta_path, size)
     if hit is not None:
