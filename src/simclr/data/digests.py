@@ -70,7 +70,7 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
         else:
             todo.append((i, ident))
     changed = False
-    for i, ident in tqdm(todo, desc="hashing", unit="file", disable=not progress or len(todo) < 1000, leave=False):
+    for i, known in tqdm(todo, desc="hashing", unit="file", disable=not progress or len(todo) < 1000, leave=False):
         rel = paths[i]
         try:
             with open(os.path.join(base, rel), "rb") as fh:
@@ -79,8 +79,8 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
             memo.pop(rel, None)
             continue
         digests[i] = hashlib.sha256(data).hexdigest()[:32]
-        if ident is not None and ident[0] == len(data) and time.time_ns() - ident[1] > RACY_NS:
-            memo[rel] = [ident, digests[i]]
+        if known is not None and known[0] == len(data) and time.time_ns() - known[1] > RACY_NS:
+            memo[rel] = [known, digests[i]]
             changed = True
     if changed and memo_path is not None:
         try:
