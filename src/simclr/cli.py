@@ -174,6 +174,24 @@ def _search_parser(sub: Any) -> None:
     _reading_options(p)
 
 
+def _duplicates_parser(sub: Any) -> None:
+    from simclr.retrieval.duplicates import DEFAULT_THRESHOLD
+
+    p = sub.add_parser("duplicates", help="group the near-duplicate images of an embedded collection")
+    p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"least cosine similarity of near-duplicates (default {DEFAULT_THRESHOLD} for h; "
+                        "about 0.95 for z)")
+    p.add_argument("--k", type=int, default=10, help="nearest neighbours of each image considered (default 10)")
+    p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (the file needs z)")
+    p.add_argument("--out", type=Path, help="write every grouped image to this CSV file (group, rank, keep, path, "
+                                            "label, score)")
+    p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): the largest groups "
+                                              "(up to 8), the image kept beside the others")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _ablate_parser(sub: Any) -> None:
     from simclr.ablation.studies import STUDIES
 
@@ -207,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _import_parser(sub)
     _search_parser(sub)
+    _duplicates_parser(sub)
     _ablate_parser(sub)
     return parser
 
@@ -371,6 +390,42 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_duplicates(args: argparse.Namespace) -> int:
+    from simclr.retrieval.duplicates import duplicate_rows, find_duplicates, save_duplicates_sheet
+    from simclr.retrieval.sheet import sheet_format
+    from simclr.tables import write_csv
+
+    if args.sheet:
+        sheet_format(args.sheet)  # an unknown picture format fails before the search, not after
+    index, found = find_duplicates(args.index, args.threshold, args.k, "z" if args.z else "h", args.device)
+    groups, rows = found.groups, duplicate_rows(index, found.groups)
+    if args.out:
+        write_csv(rows, args.out)
+    if args.sheet:
+        save_duplicates_sheet(index, groups, args.sheet)
+    spare = sum(len(g.rows) - 1 for g in groups)
+    nearest = found.nearest.nan_to_num(nan=1.0)
+    spread = {f"q{q}": round(float(nearest.quantile(q / 100)), 4) for q in (50, 90, 99)}
+    if args.json:
+        print(json.dumps({"index": str(args.index), "images": len(index.paths), "threshold": args.threshold,
+                          "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
+                          "rows": rows}))
+        return 0
+    for g, group in enumerate(groups[:10]):
+        print(f"group {g + 1} ({len(group.rows)} images):")
+        for r, (i, score) in enumerate(zip(group.rows, group.scores)):
+            print(f"  {'keep' if r == 0 else f'{score:.4f}':>6}  {index.paths[i]}")
+    if len(groups) > 10:
+        print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
+    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {args.threshold:g}): "
+          f"{spare} images could go. Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
+          f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}")
+    for path, what in ((args.out, "groups"), (args.sheet, "contact sheet")):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
 def run_ablate(args: argparse.Namespace) -> int:
     from simclr.ablation import STUDIES, AblateOptions, run_study
     from simclr.ablation.report import write_csv, write_report
@@ -412,7 +467,8 @@ def run_ablate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "export": run_export,
-                "import": run_import, "search": run_search, "ablate": run_ablate}
+                "import": run_import, "search": run_search, "duplicates": run_duplicates,
+                "ablate": run_ablate}
     try:
         with terminate_as_interrupt():
             return handlers[args.command](args)

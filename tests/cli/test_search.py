@@ -98,3 +98,59 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
     csv.write_text("earlier results\n")
     assert "--sheet" in bad("--index", train, "--query", train, "--out", str(csv), "--sheet", str(tmp_path / "s.gif"))
     assert csv.read_text() == "earlier results\n" and not (tmp_path / "s.gif").exists()  # refused before writing
+
+
+def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path, capsys) -> None:
+    """`simclr duplicates` on real images with planted copies: an identical file and a lossless PNG of another image
+    are grouped with their originals (a two-epoch encoder is too weak to be trusted with edited copies: see
+    benchmarks/duplicates.py); the CSV, the JSON and the contact sheet agree."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    originals = sorted((index["images"] / "test").rglob("*.jpg"))[::5]  # 40 images, 4 of each class
+    for i, f in enumerate(originals):
+        (folder / f"{i:02d}.jpg").write_bytes(f.read_bytes())
+    (folder / "03_copy.jpg").write_bytes(originals[3].read_bytes())
+    with Image.open(originals[7]) as img:
+        img.save(folder / "07_png.png")
+    emb = tmp_path / "shop.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--split", "all", "--out", str(emb),
+                 "--quiet", "--cache-dir", env["cache"]]) == 0
+    capsys.readouterr()
+    groups, sheet = tmp_path / "groups.csv", tmp_path / "dups.png"
+    assert main(["duplicates", "--index", str(emb), "--json", "--out", str(groups), "--sheet", str(sheet),
+                 "--threshold", "0.995"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = list(csv.DictReader(groups.open()))
+    assert [dict(r, score=float(r["score"])) for r in rows] == [
+        {k: (str(v) if k != "score" else v) for k, v in r.items()} for r in out["rows"]]
+    group_of = {r["path"]: r["group"] for r in rows}
+    assert group_of["03.jpg"] == group_of["03_copy.jpg"] and group_of["07.jpg"] == group_of["07_png.png"]
+    for planted in ("03", "07"):
+        copy = next(r for r in rows if r["path"].startswith(planted) and r["keep"] == "0")
+        assert float(copy["score"]) == pytest.approx(1.0, abs=1e-4)
+    assert all(float(r["score"]) >= 0.995 for r in rows)
+    assert out["images"] == 42 and out["groups"] == len(set(group_of.values())) >= 2
+    assert out["duplicates"] == len(rows) - out["groups"] and out["nearest_similarity"]["q99"] <= 1.0001
+    with Image.open(sheet) as img:
+        assert img.height == min(8, out["groups"]) * 116 + 4
+
+
+def test_bad_duplicates_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path, capsys) -> None:
+    def bad(*args: str) -> str:
+        capsys.readouterr()
+        assert main(["duplicates", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("simclr: error: ") and "\n" not in err
+        return err
+
+    test = str(index["test"])
+    assert "not found" in bad("--index", str(tmp_path / "none.npz"))
+    assert "threshold" in bad("--index", test, "--threshold", "1.5")
+    assert "k must be" in bad("--index", test, "--k", "0")
+    kept = tmp_path / "kept.csv"
+    kept.write_text("earlier groups\n")
+    assert "--sheet" in bad("--index", test, "--out", str(kept), "--sheet", str(tmp_path / "s.gif"))
+    assert kept.read_text() == "earlier groups\n"
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    assert "not a readable" in bad("--index", str(broken))

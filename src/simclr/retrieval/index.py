@@ -13,6 +13,7 @@ from PIL import Image
 from simclr.data.images import open_rgb
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
+from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, duplicate_groups
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
 from simclr.retrieval.sheet import draw_sheet
 
@@ -117,6 +118,17 @@ class Index:
         scores, rows = scores.cpu(), rows.cpu()
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
+
+    def duplicates(self, threshold: float = DEFAULT_THRESHOLD, *, k: int = 10, z: bool = False,
+                   device: str = "auto") -> list[list[Hit]]:
+        """Groups of near-duplicate images in the collection, largest first: images linked when one is among the
+        other's ``k`` most similar with a cosine similarity of at least ``threshold``, each member of a group as
+        similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
+        :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
+        on = "z" if z else "h"
+        vectors = self.embeddings.vectors(on).to(pick_device(device))
+        return [[Hit(r + 1, self.paths[i], int(self.labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
+                for g in duplicate_groups(vectors, threshold, k).groups]
 
     def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96) -> Path:
         """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities

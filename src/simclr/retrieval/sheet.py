@@ -23,9 +23,9 @@ def sheet_format(out: str | Path) -> str:
     return fmt
 
 
-def draw_sheet(rows: list[SheetRow], out: str | Path, cell: int = 96) -> None:
-    """Draw ``rows`` (each picture resized to ``cell`` x ``cell``, captioned below) and write ``out`` atomically
-    in the format its suffix names."""
+def draw_sheet(rows: list[SheetRow], out: str | Path, cell: int = 96, first: str = "query") -> None:
+    """Draw ``rows`` (each picture resized to ``cell`` x ``cell``, captioned below; the first of each row captioned
+    ``first``) and write ``out`` atomically in the format its suffix names."""
     fmt = sheet_format(out)
     k = max((len(hits) for _, hits in rows), default=0)
     label_h = 14
@@ -41,7 +41,7 @@ def draw_sheet(rows: list[SheetRow], out: str | Path, cell: int = 96) -> None:
         draw.text((x + 2, y + cell + 1), text, fill="black")
 
     for i, (query, hits) in enumerate(rows):
-        paste(query, 0, i, "query")
+        paste(query, 0, i, first)
         for r, (img, caption) in enumerate(hits):
             paste(img, r + 1, i, caption)
     with atomic_file(out) as fh:

@@ -1,0 +1,120 @@
+"""Near-duplicates in an embedded collection: groups of images whose embeddings are almost the same.
+
+Two images are linked when one is among the other's ``k`` nearest (cosine similarity of h, or z) with a
+similarity of at least ``threshold``. Links are taken most similar first: two ungrouped images start a group,
+whose first image (the lower row) is the one to keep; an ungrouped image joins the group of the image it is linked
+to only when it is as similar to that group's first image too. So every member of a group is within the threshold
+of the image kept, and groups never grow by chains of small steps into one giant group (on the compressed
+similarities of a weak encoder, connected components of the links would join most of a collection). The
+nearest-neighbour search runs in bounded memory (:func:`~simclr.retrieval.search.nearest`), so any collection size
+works; ``k`` bounds how many links one image can have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from simclr.engine.runtime import pick_device
+from simclr.errors import InputError
+from simclr.retrieval.search import Embeddings, load_embeddings, nearest, unit_rows
+from simclr.retrieval.sheet import draw_sheet
+
+DEFAULT_THRESHOLD = 0.99
+"""The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h (the
+average of non-negative activations) crowd near 1; with a CIFAR-10 encoder this finds three in four edited copies
+while few images are grouped with another class (BENCHMARKS.md). z spreads wider: try about 0.95 there."""
+
+
+class Group(NamedTuple):
+    """One group of near-duplicates: its rows in the collection (the first is the one to keep, the rest in row
+    order) and each row's cosine similarity to that first one (1.0 for itself)."""
+
+    rows: list[int]
+    scores: list[float]
+
+
+class Duplicates(NamedTuple):
+    """The groups of near-duplicates, and every image's cosine similarity to its most similar other image [N]
+    (its distribution helps to choose a threshold)."""
+
+    groups: list[Group]
+    nearest: torch.Tensor
+
+
+def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Duplicates:
+    """The groups of near-duplicates among the rows of ``vectors`` [N, F], largest first (then by first row).
+
+    Args:
+        vectors: Embeddings, one row per image (any scale: compared by cosine similarity).
+        threshold: The least cosine similarity that links two images, in (-1, 1].
+        k: How many nearest neighbours of each image are considered for links.
+
+    Returns:
+        Every group of two or more linked images (images without a near-duplicate are in none), and each image's
+        similarity to its nearest other image.
+    """
+    if not -1 < threshold <= 1:
+        raise InputError(f"the similarity threshold must be in (-1, 1], got {threshold}")
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    n = len(vectors)
+    if n < 2:
+        return Duplicates([], torch.full((n,), float("nan")))
+    unit = unit_rows(vectors)
+    scores, rows = nearest(unit, unit, k, exclude=torch.arange(n, device=vectors.device), index_is_unit=True)
+    sims, neighbours = scores.tolist(), rows.tolist()
+    links = sorted(((sims[i][j], i, neighbours[i][j]) for i, j in (scores >= threshold).nonzero().tolist()),
+                   key=lambda link: (-link[0], min(link[1:]), max(link[1:])))
+    unit = unit.cpu()
+    keeper: dict[int, int] = {}  # image -> the first image of its group
+    members: dict[int, list[int]] = {}  # first image -> its group
+    for _, i, j in links:  # most similar first
+        if i in keeper and j in keeper:
+            continue
+        if i not in keeper and j not in keeper:
+            first = min(i, j)
+            keeper[i] = keeper[j] = first
+            members[first] = [first, max(i, j)]
+            continue
+        new, old = (j, keeper[i]) if i in keeper else (i, keeper[j])
+        if float(unit[new] @ unit[old]) >= threshold:  # joins only a group whose first image it is as close to
+            keeper[new] = old
+            members[old].append(new)
+    groups = []
+    for first, group in members.items():
+        group = [first, *sorted(group[1:])]
+        groups.append(Group(group, [round(float(x), 4) for x in (unit[group] @ unit[first]).tolist()]))
+    groups.sort(key=lambda g: (-len(g.rows), g.rows[0]))
+    return Duplicates(groups, scores[:, 0].float().cpu())
+
+
+def find_duplicates(index_file: str | Path, threshold: float = DEFAULT_THRESHOLD, k: int = 10, on: str = "h",
+                    device: str = "auto") -> tuple[Embeddings, Duplicates]:
+    """``simclr duplicates``: the near-duplicates of a ``simclr embed`` file by h (or z, ``on="z"``), the
+    similarities computed on ``device``."""
+    index = load_embeddings(index_file)
+    return index, duplicate_groups(index.vectors(on).to(pick_device(device)), threshold, k)
+
+
+def duplicate_rows(index: Embeddings, groups: list[Group]) -> list[dict[str, Any]]:
+    """Every grouped image, one row each (group, rank, keep, path, label, score): the rows of the CSV file."""
+    return [{"group": g + 1, "rank": r + 1, "keep": int(r == 0), "path": index.paths[i], "label": int(index.labels[i]),
+             "score": s} for g, group in enumerate(groups) for r, (i, s) in enumerate(zip(group.rows, group.scores))]
+
+
+def save_duplicates_sheet(index: Embeddings, groups: list[Group], out: Path, max_groups: int = 8,
+                          most: int = 8) -> int:
+    """A contact sheet: one row per group (the ``max_groups`` largest), the image kept then up to ``most`` others
+    with their similarity to it. Returns the number of rows drawn."""
+    # the dataset is opened only to draw
+    from simclr.retrieval.query import picture_loader, source_from_meta
+
+    picture = picture_loader(source_from_meta(index.meta))
+    rows = [(picture(index.paths[g.rows[0]]), [(picture(index.paths[i]), f"{s:.3f}")
+                                               for i, s in zip(g.rows[1:most + 1], g.scores[1:most + 1])])
+            for g in groups[:max_groups]]
+    draw_sheet(rows, out, first="keep")
+    return len(rows)
