@@ -43,7 +43,8 @@ class DataConfig:
         eval_crop: the part of the shorter side that evaluation keeps: images are resized so that their shorter
             side is ``image_size / eval_crop``, then centre-cropped to ``image_size``. 1.0 = the whole shorter
             side (the paper's transfer protocol; CIFAR); 0.875 = the reference code's ImageNet evaluation (resize
-            256, crop 224). Training views are not affected.
+            256, crop 224). Training views are not affected, nor are the images an evaluation trains a network on
+            with random crops (fine-tuning), which keep the whole shorter side.
     """
 
     spec: str = ""

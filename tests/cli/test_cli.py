@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from simclr.cli import main
+from simclr.config_io import build_config
+from simclr.data.sources import load_source
 
 
 def test_pretrain_writes_the_run_folder(env: dict) -> None:
@@ -203,6 +205,50 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     assert out["validation"] == "a tenth of each class" and 0.09 < out["validation_images"] / fitted[0][0] < 0.12
     assert all(0.0 <= out[k] <= 1.0 for k in ("linear_top1", "finetune_top1", "scratch_top1"))
     assert sorted(decoded) == [360, 1437]  # each split decoded once for linear evaluation and fine-tuning
+
+
+def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: dict, tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
+    """With a centre crop for evaluation (data.eval_crop 0.5 in the checkpoint), fine-tuning's random crops draw
+    from the whole shorter side and its test images are the centre crops; transfer's linear evaluation sees the whole
+    side, as the paper's Appendix B.8, unless --eval-crop says otherwise."""
+    import torch
+
+    from simclr import build
+    from simclr.evaluation import protocols
+
+    state = torch.load(env["run"] / "last.pt", weights_only=True)
+    state["config"]["data"]["eval_crop"] = 0.5
+    ckpt = tmp_path / "centre.pt"
+    torch.save(state, ckpt)
+    decoded: list[tuple[int, float]] = []
+    real = build.decode_cached
+    monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append((len(source), k["crop"]))
+                        or real(source, *a, **k))
+    trained: list[torch.Tensor] = []
+    real_finetune = protocols.finetune
+    monkeypatch.setattr(protocols, "finetune", lambda encoder, dim, c, x, y, spec, **k: trained.append(x)
+                        or real_finetune(encoder, dim, c, x, y, spec, **k))
+    tested: list[torch.Tensor] = []
+    real_score = protocols.evaluate_classifier
+    monkeypatch.setattr(protocols, "evaluate_classifier", lambda model, x, *a, **k: tested.append(x)
+                        or real_score(model, x, *a, **k))
+    base = ["--checkpoint", str(ckpt), "--data", "digits", "--json", "--quiet", "--cache-dir", env["cache"]]
+    assert main(["eval", "finetune", *base, "--epochs", "1", "--label-fraction", "0.1", "--no-baseline"]) == 0
+    assert sorted(decoded) == [(360, 0.5), (1437, 1.0)]
+    whole = build.decode(build_config({"data": {"spec": "digits", "image_size": 32}}), load_source("digits", "train"),
+                         32).images
+    centre = build.decode(build_config({"data": {"spec": "digits", "image_size": 32}}), load_source("digits", "test"),
+                          32, crop=0.5).images
+    assert any(torch.equal(trained[0][0], whole[i]) for i in range(len(whole)))  # a whole-side training image
+    assert torch.equal(tested[0], centre)  # scored on the centre crops
+    decoded.clear()
+    assert main(["eval", "transfer", *base, "--steps", "1", "--label-fraction", "0.2"]) == 0
+    assert sorted(decoded) == [(360, 0.5), (360, 1.0), (1437, 1.0)]  # the test split whole for the linear fit too
+    decoded.clear()
+    assert main(["eval", "transfer", *base, "--steps", "1", "--label-fraction", "0.2", "--eval-crop", "0.5"]) == 0
+    assert sorted(decoded) == [(360, 0.5), (1437, 0.5), (1437, 1.0)]  # the linear fit as asked
+    capsys.readouterr()
 
 
 def test_eval_transfer_searches_a_grid_and_trains_scratch_longer(env: dict, capsys, monkeypatch) -> None:

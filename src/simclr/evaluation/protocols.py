@@ -53,9 +53,15 @@ def _open(checkpoint: str | Path, setup: EvalSetup) -> tuple[Learned, EvalData]:
     return learned, EvalData(learned.config, setup)
 
 
-def _splits(data: EvalData) -> tuple[Decoded, Decoded, int]:
-    """The labelled splits decoded (once per ``data``), and the number of classes."""
-    train, test = data.decoded("train"), data.decoded("test")
+WHOLE_SIDE = 1.0
+"""The centre crop of images a network trains on with random crops: the whole shorter side, so that the crops draw
+from all of it as the paper's do from the full image (images it is scored on keep ``data.eval_crop``)."""
+
+
+def _splits(data: EvalData, train_crop: float | None = None) -> tuple[Decoded, Decoded, int]:
+    """The labelled splits decoded (once per ``data`` and crop; the train split keeping ``train_crop`` of the
+    shorter side, default ``data.eval_crop``), and the number of classes."""
+    train, test = data.decoded("train", train_crop), data.decoded("test")
     if len(train.images) == 0 or len(test.images) == 0:
         raise InputError(f"no readable labelled images in {data.train.name}")
     return train, test, len(data.train.classes)
@@ -80,7 +86,8 @@ def _subset(path: Path | None, train: Decoded, fraction: float, seed: int,
 
 def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spec: FinetuneSpec, *,
                   subset_file: Path | None = None, baseline: bool = True) -> dict[str, Any]:
-    """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels; test top-1/top-5.
+    """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels (random crops of the whole
+    shorter side); test top-1/top-5 on centre crops keeping ``data.eval_crop`` of it.
 
     With ``baseline`` the same training from a random initialisation runs on the same subset.
     """
@@ -89,7 +96,7 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
               baseline: bool) -> dict[str, Any]:
-    train, test, num_classes = _splits(data)
+    train, test, num_classes = _splits(data, WHOLE_SIDE)
     if is_multilabel(train.labels):
         raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
                          "subsets of single labels; use eval transfer or eval linear")
@@ -119,14 +126,14 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
 
 def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int = 90) -> dict[str, Any]:
     """The reference code's linear evaluation: a linear layer on h of the frozen encoder, trained on randomly
-    cropped and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with cosine decay, no weight
+    cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with cosine decay, no weight
     decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
 
     Every epoch runs the encoder over the whole train split (no cached features): a GPU protocol for large
     datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
     """
     learned, data = _open(checkpoint, setup)
-    train, test, num_classes = _splits(data)
+    train, test, num_classes = _splits(data, WHOLE_SIDE)
     before = fingerprint(learned.model)
     spec = FinetuneSpec(epochs=epochs, batch_size=setup.batch_size, lr=0.1 * setup.batch_size / 256,
                         seed=learned.config.train.seed, device=str(learned.device),
@@ -212,12 +219,15 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     decay among ``weight_decays``, and with ``grids`` (fine-tuning's, training from scratch's; see
     :mod:`simclr.evaluation.selection`) the learning rate and weight decay of the other two, which are then trained
     again on all the labelled images. Both fine-tuned networks use the paper's batch-norm momentum for transfer
-    (:func:`transfer_bn_momentum`).
+    (:func:`transfer_bn_momentum`). Images are prepared as the paper's: the linear evaluation sees the whole shorter
+    side (unless ``setup.eval_crop`` says otherwise), the fine-tuned networks train on random crops of the whole
+    shorter side and are tested on centre crops keeping ``data.eval_crop`` of it (0.875: the paper's 224 of 256;
+    the held-out images of a grid search are scored as they were decoded for training).
     """
     learned, data = _open(checkpoint, setup)
     metric = paper_metric(setup.data)
     before = fingerprint(learned.model)
-    train, test, num_classes = _splits(data)
+    train, test, num_classes = _splits(data, WHOLE_SIDE)
     if is_multilabel(train.labels):
         if fraction < 1 or subset_file is not None:
             raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction "
@@ -228,7 +238,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         idx = torch.from_numpy(chosen)
     labelled = [train.paths[i] for i in idx.tolist()]
     val_rows, validation = _validation(data, setup.data, labelled, train.labels[idx], spec.seed)
-    pair = FeaturePair(learned.encoder(), data)
+    pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if setup.eval_crop is None else setup.eval_crop)
     check_frozen(learned.model, before)
     position = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
     rows = torch.tensor([position[path] for path in labelled], dtype=torch.int64)  # labelled images, in this order

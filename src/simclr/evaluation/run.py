@@ -80,32 +80,43 @@ class EvalData:
         self.size = config.data.image_size
         self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
         self.config = config
-        self._decoded: dict[tuple[str, int], Decoded] = {}
+        self._decoded: dict[tuple[str, int, float], Decoded] = {}
         self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
                                    "progress": setup.progress, "decoder": self._decode,
                                    "crop": config.data.eval_crop}
 
-    def _decode(self, source: ImageSource, size: int) -> Decoded:
-        key = ("train" if source is self.train else "test", size)
+    def _decode(self, source: ImageSource, size: int, crop: float | None = None) -> Decoded:
+        crop = self.config.data.eval_crop if crop is None else crop
+        key = ("train" if source is self.train else "test", size, crop)
         if key not in self._decoded:
             self._decoded[key] = decode(self.config, source, size, progress=False, workers=self.kw["workers"],
-                                        crop=self.config.data.eval_crop)
+                                        crop=crop)
         return self._decoded[key]
 
-    def decoded(self, split: str) -> Decoded:
-        """The whole split as uint8 ``[N, 3, S, S]`` at ``size`` (decoded once, shared with feature extraction)."""
-        return self._decode(self.train if split == "train" else self.test, self.size)
+    def decoded(self, split: str, crop: float | None = None) -> Decoded:
+        """The whole split as uint8 ``[N, 3, S, S]`` at ``size``, centre crops keeping ``crop`` of the shorter side
+        (default ``data.eval_crop``); decoded once per crop, shared with feature extraction."""
+        return self._decode(self.train if split == "train" else self.test, self.size, crop)
+
+    def features_kw(self, crop: float | None = None) -> dict[str, Any]:
+        """The keyword arguments of :func:`extract_features` for this data, with centre crops keeping ``crop``
+        (default ``data.eval_crop``)."""
+        if crop is None or crop == self.config.data.eval_crop:
+            return self.kw
+        return {**self.kw, "crop": crop, "decoder": lambda source, size: self._decode(source, size, crop)}
 
 
 class FeaturePair:
-    """Bank (train) and query (test) features of one encoder (h, and z when ``encode`` returns it)."""
+    """Bank (train) and query (test) features of one encoder (h, and z when ``encode`` returns it), of centre crops
+    keeping ``crop`` of the shorter side (default ``data.eval_crop``)."""
 
-    def __init__(self, encode: Encode, data: EvalData) -> None:
+    def __init__(self, encode: Encode, data: EvalData, crop: float | None = None) -> None:
         self.num_classes, self.name = len(data.train.classes), data.train.name
+        kw = data.features_kw(crop)
         self.train: Features = extract_features(encode, data.train, data.size, data.in_memory,
-                                                desc="train features", **data.kw)
+                                                desc="train features", **kw)
         self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
-                                               desc="test features", **data.kw)
+                                               desc="test features", **kw)
 
     def _features(self, on: str) -> tuple[torch.Tensor, torch.Tensor]:
         train, test = (self.train.h, self.test.h) if on == "h" else (self.train.z, self.test.z)
