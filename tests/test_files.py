@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +47,18 @@ def test_only_whole_file_modes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mode"), atomic_file(tmp_path / "a", "a"):
         pass
     assert not list(tmp_path.iterdir())
+
+
+def test_permissions_follow_the_umask_or_the_file_replaced(tmp_path: Path) -> None:
+    """Not the owner-only permissions of a temporary file: a new file gets what the umask gives any new file, a
+    replaced file keeps its own."""
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "new.csv", "a\n")
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o640
+        os.chmod(tmp_path / "new.csv", 0o604)
+        atomic_write_text(tmp_path / "new.csv", "b\n")
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o604
+    finally:
+        os.umask(old)
+    assert os.umask(old) == old  # the umask is left as it was

@@ -4,6 +4,7 @@ over it only once it is complete. What was there before stays until then."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success it is synced and renamed to ``path``.
 
     On an exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is left as it was.
-    The parent folder is created when missing.
+    The parent folder is created when missing. The file gets the permissions of the one it replaces, else those a
+    new file gets under the process's umask (not the owner-only ones of a temporary file).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_file writes whole files: mode 'w' or 'wb', got {mode!r}")
@@ -28,10 +30,21 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _permissions(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _permissions(path: Path) -> int:
+    """The permission bits of ``path`` if it exists, else of a new file under the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
