@@ -174,13 +174,18 @@ def _search_parser(sub: Any) -> None:
     _reading_options(p)
 
 
-def _duplicates_parser(sub: Any) -> None:
-    from simclr.retrieval.duplicates import DEFAULT_THRESHOLD
+DUPLICATES_THRESHOLD = 0.99
+"""simclr.retrieval.duplicates.DEFAULT_THRESHOLD, named here so that parsing arguments never imports torch."""
 
+STUDY_NAMES = ("augment-pairs", "color-strength", "head", "loss", "temperature", "batch-size")
+"""The keys of simclr.ablation.STUDIES, named here so that parsing arguments never imports torch."""
+
+
+def _duplicates_parser(sub: Any) -> None:
     p = sub.add_parser("duplicates", help="group the near-duplicate images of an embedded collection")
     p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"least cosine similarity of near-duplicates (default {DEFAULT_THRESHOLD} for h; "
+    p.add_argument("--threshold", type=float, default=DUPLICATES_THRESHOLD,
+                   help=f"least cosine similarity of near-duplicates (default {DUPLICATES_THRESHOLD} for h; "
                         "about 0.95 for z)")
     p.add_argument("--k", type=int, default=10, help="nearest neighbours of each image considered (default 10)")
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (the file needs z)")
@@ -193,10 +198,8 @@ def _duplicates_parser(sub: Any) -> None:
 
 
 def _ablate_parser(sub: Any) -> None:
-    from simclr.ablation.studies import STUDIES
-
     p = sub.add_parser("ablate", help="run one of the paper's ablation studies at a small scale, with a report")
-    p.add_argument("study", choices=tuple(STUDIES), help="the study (paper figure or table)")
+    p.add_argument("study", choices=STUDY_NAMES, help="the study (paper figure or table)")
     p.add_argument("--data", required=True, help=SPEC_HELP + " (labelled train and test splits)")
     p.add_argument("--out", required=True, type=Path, help="study folder (one run per cell; rerun to continue)")
     p.add_argument("--config", help="YAML config every cell starts from (e.g. configs/cifar10_cpu.yaml)")

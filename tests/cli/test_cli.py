@@ -485,3 +485,16 @@ def test_eval_crop_flag(env: dict, tmp_path: Path, capsys) -> None:
     assert main(["eval", "knn", "--checkpoint", str(env["run"]), "--data", env["archive"], "--quiet",
                  "--eval-crop", "0"]) == 2
     assert "eval_crop must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_help_does_not_load_torch() -> None:
+    """`simclr --help` and every command's --help answer in a moment: parsing arguments never imports torch (the
+    names it needs from torch-importing modules are repeated in the CLI and checked here)."""
+    from simclr.ablation import STUDIES
+    from simclr.cli import DUPLICATES_THRESHOLD, STUDY_NAMES
+    from simclr.retrieval.duplicates import DEFAULT_THRESHOLD
+
+    assert STUDY_NAMES == tuple(STUDIES) and DUPLICATES_THRESHOLD == DEFAULT_THRESHOLD
+    code = ("import sys; from simclr.cli import build_parser; build_parser().parse_args(['ablate', 'head', '--data', "
+            "'x', '--out', 'y']); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
