@@ -62,3 +62,24 @@ def test_permissions_follow_the_umask_or_the_file_replaced(tmp_path: Path) -> No
     finally:
         os.umask(old)
     assert os.umask(old) == old  # the umask is left as it was
+
+
+def test_check_output_refuses_folders_inputs_and_run_checkpoints(tmp_path: Path) -> None:
+    from simclr.errors import InputError
+    from simclr.files import check_output
+
+    assert check_output(tmp_path / "new.npz") == tmp_path / "new.npz"
+    with pytest.raises(InputError, match="is a folder"):
+        check_output(tmp_path)
+    data = tmp_path / "in.pt"
+    data.write_bytes(b"x")
+    with pytest.raises(InputError, match="--sheet .* is the file being read"):
+        check_output(tmp_path / "." / "in.pt", "--sheet", (data,))
+    (tmp_path / "last.pt").write_bytes(b"x")
+    check_output(tmp_path / "last.pt")  # a last.pt of no run may be replaced
+    (tmp_path / "config.yaml").write_text("x")
+    for name in ("last.pt", "epoch_0010.pt"):
+        (tmp_path / name).write_bytes(b"x")
+        with pytest.raises(InputError, match="a run's checkpoint"):
+            check_output(tmp_path / name)
+    check_output(tmp_path / "epoch_0011.pt")  # not there yet: nothing to lose

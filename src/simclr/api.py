@@ -153,6 +153,11 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     from simclr.retrieval.index import Index
 
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout, eval_crop=eval_crop)
+    if out is not None:
+        from simclr.engine.checkpoint import resolve_checkpoint
+        from simclr.files import check_output
+
+        check_output(out, "out", (resolve_checkpoint(checkpoint),))  # before the work, not after
     index = Index(*embed_split(checkpoint, setup, split, z))
     if out is not None:
         index.save(out)

@@ -17,6 +17,7 @@ from typing import Any
 
 from simclr import __version__
 from simclr.errors import InputError
+from simclr.files import check_output
 from simclr.interrupts import Terminated, terminate_as_interrupt
 
 SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
@@ -364,8 +365,11 @@ def run_search(args: argparse.Namespace) -> int:
     from simclr.retrieval.sheet import sheet_format
     from simclr.tables import write_csv
 
+    for flag, path in (("--out", args.out), ("--sheet", args.sheet)):  # refused before the search, not after
+        if path:
+            check_output(path, flag, (args.index,))
     if args.sheet:
-        sheet_format(args.sheet)  # an unknown picture format fails before the search, not after
+        sheet_format(args.sheet)
     result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
     queries = result.queries.names
     if args.out:
@@ -398,8 +402,11 @@ def run_duplicates(args: argparse.Namespace) -> int:
     from simclr.retrieval.sheet import sheet_format
     from simclr.tables import write_csv
 
+    for flag, path in (("--out", args.out), ("--sheet", args.sheet)):  # refused before the search, not after
+        if path:
+            check_output(path, flag, (args.index,))
     if args.sheet:
-        sheet_format(args.sheet)  # an unknown picture format fails before the search, not after
+        sheet_format(args.sheet)
     index, found = find_duplicates(args.index, args.threshold, args.k, "z" if args.z else "h", args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
     if args.out:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from simclr.config_io import config_to_dict
-from simclr.engine.checkpoint import atomic_save, save_checkpoint
+from simclr.engine.checkpoint import atomic_save, resolve_checkpoint, save_checkpoint
 from simclr.errors import InputError
 from simclr.evaluation.run import load_model
+from simclr.files import check_output
 from simclr.models.torchvision_compat import torchvision_state_dict
 
 FORMATS = ("torchvision", "simclr")
@@ -37,6 +38,7 @@ def export(checkpoint: str | Path, out: Path, fmt: str = "torchvision") -> dict[
     """Write ``checkpoint``'s network to ``out`` in ``fmt``; returns what was written (and how to load it)."""
     if fmt not in FORMATS:
         raise InputError(f"--format: choose from {', '.join(FORMATS)}, got {fmt!r}")
+    check_output(out, reading=(resolve_checkpoint(checkpoint),))
     model, config = load_model(checkpoint, torch.device("cpu"))
     m = config.model
     info = {"format": fmt, "out": str(out), "arch": m.arch, "cifar_stem": bool(m.cifar_stem),

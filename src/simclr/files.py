@@ -4,12 +4,18 @@ over it only once it is complete. What was there before stays until then."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from simclr.errors import InputError
+
+RUN_CHECKPOINT = re.compile(r"last\.pt|epoch_\d+\.pt")
+"""The names of a run's checkpoints (beside its config.yaml)."""
 
 
 @contextmanager
@@ -51,3 +57,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_file(path, "w") as fh:
         fh.write(text)
+
+
+def check_output(out: str | Path, flag: str = "--out", reading: tuple[str | Path, ...] = ()) -> Path:
+    """Refuse, before any work, an output path that would fail or destroy something: a folder, a file being read
+    (``reading``), or a run's checkpoint (``last.pt``, ``epoch_N.pt`` beside a ``config.yaml``). Returns the path."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"{flag} {out} is a folder: name a file")
+    if path.exists():
+        for source in reading:
+            if Path(source).exists() and path.resolve() == Path(source).resolve():
+                raise InputError(f"{flag} {out} is the file being read: name another file")
+        if RUN_CHECKPOINT.fullmatch(path.name) and (path.parent / "config.yaml").is_file():
+            raise InputError(f"{flag} {out} is a run's checkpoint: name another file")
+    return path

@@ -27,6 +27,7 @@ from simclr.build import build_model
 from simclr.config_io import build_config, config_to_dict
 from simclr.engine.checkpoint import load_tensors, save_checkpoint
 from simclr.errors import InputError, one_line
+from simclr.files import check_output
 from simclr.models.resnet import INPUT_NORMS
 from simclr.models.torchvision_compat import torchvision_key
 
@@ -140,6 +141,7 @@ def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int
     if input_norm not in INPUT_NORMS:
         raise InputError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     path = Path(source)
+    check_output(out, reading=() if from_torchvision else (path,))
     state = torchvision_weights(source[len(TORCHVISION_PREFIX):]) if from_torchvision else read_weights(path)
     weights = resnet_part(state, str(path))
     model_cfg = {**infer_model(weights, str(path)), "input_norm": input_norm}

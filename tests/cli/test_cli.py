@@ -361,7 +361,7 @@ def _bad(args: list[str], capsys) -> str:
     return err
 
 
-def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys) -> None:
+def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys, make_checkpoint) -> None:
     run, data = str(env["run"]), env["archive"]
     out = str(tmp_path / "r")
     assert "no such dataset" in _bad(["pretrain", "--data", str(tmp_path / "nope"), "--out", out], capsys)
@@ -379,6 +379,20 @@ def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys) -> None:
                                               str(env["cfg"]), "--batch-size", "4096", "--quiet"], capsys)
     assert "already holds a run" in _bad(["pretrain", "--data", data, "--out", run], capsys)
     assert "needs --data" in _bad(["pretrain", "--out", out], capsys)
+    assert not Path(out).exists()  # a refused run leaves no folder behind
+    assert "is a file, not a run folder" in _bad(["pretrain", "--data", data, "--out", str(env["cfg"])], capsys)
+    last = env["run"] / "last.pt"
+    before = last.read_bytes()
+    for command in (["embed", "--checkpoint", run, "--data", data, "--quiet"],
+                    ["export", "--checkpoint", run, "--format", "simclr"],
+                    ["import", str(last)]):
+        assert "is the file being read" in _bad([*command, "--out", str(last)], capsys)
+    other = make_checkpoint(tmp_path / "other.pt")
+    assert "is a run's checkpoint" in _bad(["export", "--checkpoint", str(other), "--out", str(last)], capsys)
+    assert "is a run's checkpoint" in _bad(["search", "--index", str(tmp_path / "any.npz"), "--query", "q.jpg",
+                                            "--out", str(last)], capsys)
+    assert last.read_bytes() == before  # the checkpoint survives every attempt
+    assert "is a folder" in _bad(["embed", "--checkpoint", run, "--data", data, "--out", str(tmp_path)], capsys)
     assert "checkpoint not found" in _bad(["eval", "knn", "--checkpoint", str(tmp_path / "x.pt"),
                                            "--data", data], capsys)
     junk = tmp_path / "junk.pt"

@@ -84,6 +84,8 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
         Config, dict[str, Any] | None, dict[str, Any] | None]:
     """The config to run and, when resuming, the checkpoint to continue from, else the ``model.init`` weights."""
     last = run_dir / LAST
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
     if resume:
         if not last.is_file():
             raise InputError(f"--resume: no checkpoint {last} to resume from")
@@ -136,8 +138,6 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     ctx = dist.DistContext.from_env()
     if ctx.enabled and not resume and dist.restart_count() > 0 and (run_dir / LAST).is_file():
         resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     config, state, init = _start(config, run_dir, resume, main=ctx.is_main)
     device = dist.device_for(ctx, pick_device(config.train.device))
     dist.init_process_group(ctx, device, config.train.dist_timeout)
@@ -162,8 +162,6 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         config = resolve(config, plan_data(config, source))
         decoded = decode(config, source, config.data.image_size, progress=progress) \
             if config.data.in_memory == "true" else None
-    if ctx.is_main:
-        save_config(config, run_dir / "config.yaml")
     tr = config.train
     compile_mode = "off" if ctx.enabled else pick_compile(tr.compile, device)
     skipped: dict[str, str] = {}
@@ -180,8 +178,6 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                                 pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if ctx.is_main:
-        _write_skipped(run_dir, skipped)
 
     net = build_model(config)
     if init is not None:  # model.init: its weights instead of a random start (its model settings were adopted)
@@ -190,6 +186,10 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         except RuntimeError as exc:
             raise InputError(f"model.init {config.model.init} does not match its own config: "
                              f"{str(exc).splitlines()[0]}") from None
+    if ctx.is_main:  # the run folder is written only once the input has passed every check
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        _write_skipped(run_dir, skipped)
     if ctx.enabled and tr.sync_bn:
         convert_global_bn(net)  # in place (only a batch norm itself is replaced by a new layer)
     net = net.to(device)

@@ -11,6 +11,7 @@ from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import resolve_checkpoint
 from simclr.evaluation.features import Encode, Features, extract_features
 from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.files import check_output
 from simclr.retrieval.search import Embeddings, save_embeddings
 
 
@@ -44,7 +45,9 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
 
 def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:
     """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``) and
-    ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is never left half-written)."""
+    ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is never left half-written; a folder,
+    the checkpoint or another run's checkpoint is refused before any work)."""
+    check_output(out, reading=(resolve_checkpoint(checkpoint),))
     emb, skipped = embed_split(checkpoint, setup, split, with_z)
     save_embeddings(emb, out)
     return {"images": len(emb.paths), "skipped": len(skipped), "dim": int(emb.features.shape[1])}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from simclr.errors import InputError
-from simclr.files import atomic_file
+from simclr.files import atomic_file, check_output
 
 
 class Embeddings(NamedTuple):
@@ -72,6 +72,7 @@ def load_embeddings(path: str | Path) -> Embeddings:
 
 def save_embeddings(emb: Embeddings, out: str | Path) -> None:
     """Write ``emb`` as :func:`load_embeddings` reads it (the ``simclr embed`` format), atomically."""
+    check_output(out, "the embeddings file", (emb.meta["checkpoint"],) if "checkpoint" in emb.meta else ())
     meta = {k: v for k, v in emb.meta.items() if k != "file"}  # where it was read from is not part of it
     arrays: dict[str, np.ndarray] = {
         "features": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
