@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import stat
 import tarfile
 import urllib.error
 import zipfile
@@ -110,6 +111,10 @@ def test_zip_with_wrapper_folder(tmp_path: Path) -> None:
     assert test.paths == ("test/cat/000.png", "test/dog/000.png") and test.labels.tolist() == [0, 1]
     assert train.root is not None and train.root.name == "mydata"
     assert train.load(4).getpixel((0, 0)) == (1, 1, 1)
+    old = os.umask(0o022)
+    os.umask(old)
+    # the extracted folder is readable as the umask allows (not a temporary folder's owner-only permissions)
+    assert stat.S_IMODE(train.root.parent.stat().st_mode) == 0o777 & ~old
 
 
 @pytest.mark.parametrize("suffix,mode", [(".tar", "w"), (".tgz", "w:gz")])

@@ -12,7 +12,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from tqdm import tqdm
+
 from simclr.errors import InputError, one_line
+from simclr.files import umask
 
 
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
@@ -36,10 +39,13 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
             f"cannot write to cache folder {parent} ({one_line(exc)}); set SIMCLR_CACHE to a writable folder"
         ) from exc
     try:
-        if archive.name.lower().endswith(".zip"):
-            _extract_zip(archive, tmp)
-        else:
-            _extract_tar(archive, tmp)
+        with tqdm(desc=f"extracting {archive.name} (first use only)", unit=" files", disable=None,
+                  leave=False) as bar:  # shown on a terminal only
+            if archive.name.lower().endswith(".zip"):
+                _extract_zip(archive, tmp, bar)
+            else:
+                _extract_tar(archive, tmp, bar)
+        os.chmod(tmp, 0o777 & ~umask())  # readable as the umask allows, not owner-only as mkdtemp made it
         try:
             os.rename(tmp, dest)
         except OSError:
@@ -65,10 +71,11 @@ def _member_target(dest: Path, name: str, archive: Path) -> Path:
     return dest.joinpath(*parts)
 
 
-def _extract_tar(archive: Path, dest: Path) -> None:
+def _extract_tar(archive: Path, dest: Path, bar: tqdm) -> None:
     """Extract directories and regular files of a tar archive; links, devices and FIFOs are skipped."""
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
+            bar.update()
             target = _member_target(dest, member.name, archive)
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
@@ -80,10 +87,12 @@ def _extract_tar(archive: Path, dest: Path) -> None:
                     shutil.copyfileobj(source, out)
 
 
-def _extract_zip(archive: Path, dest: Path) -> None:
+def _extract_zip(archive: Path, dest: Path, bar: tqdm) -> None:
     """Extract directories and regular files of a zip archive; symlinks and special files are skipped."""
     with zipfile.ZipFile(archive) as zf:
+        bar.reset(total=len(zf.infolist()))
         for info in zf.infolist():
+            bar.update()
             target = _member_target(dest, info.filename, archive)
             unix_mode = info.external_attr >> 16
             if info.is_dir():
