@@ -81,8 +81,8 @@ def test_interrupted_extraction_is_not_reused(tmp_path: Path, monkeypatch: pytes
         tar.add(_make_labeled(tmp_path / "src", {"a": 2, "b": 2}), arcname=".")
     real_extract = archives._extract_tar
 
-    def interrupted(path: Path, dest: Path) -> None:
-        real_extract(path, dest)
+    def interrupted(path: Path, dest: Path, bar) -> None:
+        real_extract(path, dest, bar)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(archives, "_extract_tar", interrupted)
