@@ -113,13 +113,18 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
             return (exec, ("import os; os.environ['SIMCLR_PWNED'] = '1'",))
 
     torch.save({"format": "simclr-checkpoint-v1", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(InputError, match="cannot read checkpoint"):
+    with pytest.raises(InputError, match="cannot read checkpoint .*: it holds Python objects besides tensors"):
         load_checkpoint(tmp_path / "evil.pt")
     import os
     assert "SIMCLR_PWNED" not in os.environ
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="cannot read checkpoint"):
+    with pytest.raises(InputError, match="cannot read checkpoint .*: not a complete PyTorch file"):
         load_checkpoint(tmp_path / "junk.pt")
+    whole = path.read_bytes()
+    for cut in (10, len(whole) // 100 + 1, len(whole) // 2):  # truncated at any point: the same one line
+        (tmp_path / "cut.pt").write_bytes(whole[:cut])
+        with pytest.raises(InputError, match="not a complete PyTorch file .corrupt, truncated"):
+            load_checkpoint(tmp_path / "cut.pt")
     torch.save({"a": 1}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not a simclr checkpoint"):
         load_checkpoint(tmp_path / "other.pt")

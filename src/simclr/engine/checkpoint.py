@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from simclr.errors import InputError
+from simclr.errors import InputError, one_line
 from simclr.files import atomic_file
 
 FORMAT = "simclr-checkpoint-v1"
@@ -41,10 +42,18 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
     """``torch.load`` with ``weights_only=True`` (never runs code from the file); anything unreadable is an
     ``InputError`` "cannot read {what} {path}: ..."."""
     try:
+        path.open("rb").close()
+    except OSError as exc:  # the file itself (permissions, a folder): any later failure is its content's
+        raise InputError(f"cannot read {what} {path}: {one_line(exc)}") from None
+    try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read {what} {path}: {first[:200]}") from None
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            why = ("it holds Python objects besides tensors, which simclr never loads (loading them could run code "
+                   "from the file)")
+        else:
+            why = "not a complete PyTorch file (corrupt, truncated, or another format)"
+        raise InputError(f"cannot read {what} {path}: {why}") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -45,8 +45,11 @@ def load_embeddings(path: str | Path) -> Embeddings:
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{p} is not a readable .npz embeddings file ({' '.join(str(exc).split())})") from None
+    except PermissionError as exc:
+        raise InputError(f"cannot read {p}: {' '.join(str(exc).split())}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        raise InputError(f"{p} is not a readable .npz embeddings file (corrupt, truncated, or another format; "
+                         "it is never unpickled)") from None
     missing = [k for k in ("features", "labels", "paths") if k not in arrays]
     if missing:
         raise InputError(f"{p} is not a simclr embed file: no {', '.join(missing)}")
