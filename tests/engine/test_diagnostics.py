@@ -76,6 +76,11 @@ def test_collapse_warning_triggers_only_below_threshold() -> None:
     assert collapse_warning(40.0, 512) is None
     assert collapse_warning(1.0, 8) is None  # floor is max(1, 0.05 * 8) = 1
     assert collapse_warning(9.0, 100, threshold=0.1) is not None
+    # a few views cannot have a rank above their number: the floor is a share of what is possible
+    assert collapse_warning(24.4, 2048, samples=64) is None  # the rank of a healthy run at batch 32
+    message = collapse_warning(2.0, 2048, samples=64)  # 5% of 64 is 3.2
+    assert message is not None and "at most 64" in message and "3.20" in message
+    assert collapse_warning(2.0, 32, samples=64) == collapse_warning(2.0, 32)  # more views than dims: as before
 
 
 def test_diagnostics_keys_and_floats() -> None:

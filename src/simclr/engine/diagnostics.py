@@ -62,21 +62,24 @@ def effective_rank(h: torch.Tensor) -> torch.Tensor:
     return entropy.exp().clamp(1.0, float(min(x.shape)))
 
 
-def collapse_warning(rank: float, dim: int, threshold: float = 0.05) -> str | None:
-    """A one-line message when ``rank < max(1, threshold * dim)``, else None.
+def collapse_warning(rank: float, dim: int, samples: int | None = None, threshold: float = 0.05) -> str | None:
+    """A one-line message when ``rank < max(1, threshold * min(dim, samples))``, else None.
 
     Args:
         rank: Effective rank of the features (see :func:`effective_rank`).
         dim: Feature dimension ``F``.
-        threshold: Fraction of ``dim`` below which the representation is deemed collapsed.
+        samples: How many feature vectors the rank was measured on (it cannot exceed them; None: ``dim``).
+        threshold: Fraction of the largest possible rank below which the representation is deemed collapsed.
 
     Returns:
         The warning text, or None when the rank is healthy.
     """
-    floor = max(1.0, threshold * dim)
+    most = min(dim, samples) if samples else dim
+    floor = max(1.0, threshold * most)
     if rank < floor:
-        return (f"representation collapse warning: effective rank of h is {rank:.2f} of {dim} dims "
-                f"(below {floor:.2f} = {threshold:.0%} of dims)")
+        of = f"{dim} dims" if most == dim else f"at most {most} (the views measured) of {dim} dims"
+        return (f"representation collapse warning: effective rank of h is {rank:.2f}, {of} "
+                f"(below {floor:.2f} = {threshold:.0%} of {most})")
     return None
 
 

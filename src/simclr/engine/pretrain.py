@@ -75,7 +75,7 @@ def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], pr
     """Log alignment, uniformity and effective rank on the probe views; warn when h collapses."""
     values, dim = measure(net, probe, precision, device, channels_last)
     log.write({"epoch": epoch, "step": step, **values}, tag="diag")
-    warning = collapse_warning(values["effective_rank_h"], dim)
+    warning = collapse_warning(values["effective_rank_h"], dim, samples=2 * len(probe[0]))
     if warning:
         _log(f"epoch {epoch}: {warning}")
 
