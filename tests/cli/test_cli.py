@@ -346,8 +346,9 @@ def test_resume_continues_the_run(env: dict, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["pretrain", "--out", str(run), "--resume", "--quiet"]) == 0  # --data: the saved config's
     assert (run / "metrics.jsonl").read_text() == before  # already complete: nothing added
-    out = capsys.readouterr().out
-    assert out.startswith("done: ") and "nan" not in out
+    captured = capsys.readouterr()
+    assert captured.out.startswith("done: ") and "nan" not in captured.out
+    assert "is already finished (10/10 steps): nothing to do" in captured.err
     assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--epochs", "5",
                  "--quiet"]) == 0
     assert "saved config" in capsys.readouterr().err

@@ -88,6 +88,14 @@ def test_resume_without_checkpoint(tmp_path: Path) -> None:
         pretrain(_config(), tmp_path, resume=True, progress=False)
 
 
+def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path: Path, capsys) -> None:
+    pretrain(_config(optim={"warmup_epochs": 10}, train={"epochs": 0.1}), tmp_path / "short", progress=False)
+    err = capsys.readouterr().err
+    assert "note: the warm-up (10 epochs) takes all of the run (0.1 epochs), so the learning rate never decays" in err
+    pretrain(_config(train={"epochs": 0.1}, optim={"warmup_epochs": 0.01}), tmp_path / "fine", progress=False)
+    assert "warm-up" not in capsys.readouterr().err
+
+
 def test_time_budget(tmp_path: Path) -> None:
     budget_s = 12.0
     t0 = time.perf_counter()

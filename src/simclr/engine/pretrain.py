@@ -218,7 +218,14 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
         skipped.update(state.get("skipped", {}))
         if ctx.is_main:
-            _log(f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{schedule.total_steps}")
+            _log(f"{run_dir} is already finished ({step}/{schedule.total_steps} steps): nothing to do"
+                 if step >= schedule.total_steps else
+                 f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{schedule.total_steps}")
+    elif ctx.is_main and tr.time_budget <= 0 and 2 * schedule.warmup_steps >= schedule.total_steps:
+        whole = schedule.warmup_steps >= schedule.total_steps
+        _log(f"note: the warm-up ({config.optim.warmup_epochs:g} epochs) takes {'all' if whole else 'half or more'} "
+             f"of the run ({tr.epochs:g} epochs), so the learning rate {'never' if whole else 'hardly'} decays; the "
+             "paper warms up for 10 of 100 or more epochs (set optim.warmup_epochs)")
     budget = StepBudget(tr.time_budget * 60.0, t_start, schedule, config.optim.warmup_epochs / tr.epochs) \
         if tr.time_budget > 0 and state is None else None
     proposed = schedule  # under torchrun, rank 0's budget proposes and every rank adopts at log points
