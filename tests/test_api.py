@@ -97,17 +97,19 @@ def test_torchvision_model_gives_h(tmp_path: Path, images: list[Path], make_chec
 
 def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
     enc = simclr.load_encoder(ckpt, device="cpu")
-    with pytest.raises(ValueError, match="expected images"):
+    with pytest.raises(InputError, match="expected images"):
         enc(torch.zeros(2, 1, 16, 16))
-    with pytest.raises(ValueError, match="no images"):
+    with pytest.raises(InputError, match="no images"):
         enc([])
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="cannot decode image"):
         enc([bad])
+    with pytest.raises(InputError, match="^image not found: .*nothere.jpg$"):  # missing, not called corrupt
+        enc([tmp_path / "nothere.jpg"])
     with pytest.raises(InputError, match="not found"):
         simclr.load_encoder(tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="torchvision has no"):
+    with pytest.raises(InputError, match="torchvision has no"):
         enc.torchvision()  # width 0.125
 
 

@@ -53,7 +53,7 @@ Images = ImageLike | Sequence[ImageLike] | torch.Tensor
 
 def _check_image_tensor(images: torch.Tensor) -> None:
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
-        raise ValueError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
+        raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
 
 
 def float_images(images: torch.Tensor) -> torch.Tensor:
@@ -95,14 +95,14 @@ class Encoder:
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
         if len(images) == 0:
-            raise ValueError("no images given")
+            raise InputError("no images given")
         for start in range(0, len(images), batch_size):
             yield torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
 
     def __call__(self, images: Images, *, z: bool = False, batch_size: int = 256) -> torch.Tensor:
         """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z)
         parts = []
         for chunk in self._batches(images, batch_size):
@@ -115,11 +115,14 @@ class Encoder:
     def torchvision(self) -> ResNet:
         """f as a torchvision ResNet with the same weights (``fc = Identity``: its output is h), in eval mode.
 
-        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise ValueError. With
+        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise InputError. With
         ``model.input_norm: imagenet`` (weights imported with ``--input-norm imagenet``) it takes standardised
         input, as torchvision's models do.
         """
-        return to_torchvision(self.model.encoder).eval()
+        try:
+            return to_torchvision(self.model.encoder).eval()
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
 
 def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0,
@@ -132,9 +135,9 @@ def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int =
     unreadable file raises ``simclr.errors.InputError``.
     """
     if image_size and image_size < 8:
-        raise ValueError(f"image_size must be >= 8, got {image_size}")
+        raise InputError(f"image_size must be >= 8, got {image_size}")
     if eval_crop is not None and not 0 < eval_crop <= 1:
-        raise ValueError(f"eval_crop must be in (0, 1], got {eval_crop}")
+        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
     return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size, eval_crop)

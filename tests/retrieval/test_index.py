@@ -139,11 +139,11 @@ def test_bad_input(ckpt: Path, shop: Path, tmp_path: Path) -> None:
         anonymous.search(shop / "bags" / "0.png")
     encoder = simclr.load_encoder(ckpt, "cpu")
     assert len(anonymous.search(shop / "bags" / "0.png", k=5, encoder=encoder)[0]) == 3  # k beyond the size
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(InputError, match="k must be"):
         anonymous.search(torch.rand(1, 64), k=0)
     with pytest.raises(InputError, match="dimensions"):
         anonymous.search(torch.rand(1, 10))
-    with pytest.raises(ValueError, match="image_size"):
+    with pytest.raises(InputError, match="image_size"):
         simclr.load_encoder(ckpt, "cpu", image_size=4)
 
 
@@ -191,7 +191,7 @@ def test_encoders_are_kept_per_device_and_tensors_taken_as_the_encoder_takes_the
     image = torch.from_numpy(np.array(Image.open(shop / "bags" / "1.png"))).permute(2, 0, 1)
     torch.testing.assert_close(float_images(image), image[None].float() / 255)
     assert float_images(image.float() / 255).shape == (1, 3, 20, 20)
-    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+    with pytest.raises(InputError, match=r"expected images \[B, 3, H, W\]"):
         float_images(torch.zeros(2, 4, 8, 8))
     uint8_hit = index.search(image, k=1)[0][0]
     float_hit = index.search(image.float() / 255, k=1)[0][0]

@@ -103,6 +103,8 @@ def open_rgb(data: bytes | str | Path, *, name: str | None = None, min_side: Min
                     img.draft(None, (-(-w // factor), -(-h // factor)))
             img.load()
             return to_rgb(img)
+    except FileNotFoundError as exc:
+        raise CorruptImageError(f"image not found: {label}") from exc
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise CorruptImageError(f"cannot decode image {label}: {exc}; remove or replace the file") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -105,7 +105,7 @@ class Index:
         (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
         """
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InputError(f"k must be >= 1, got {k}")
         on = "z" if z else "h"
         dev = pick_device(device)  # the similarities are computed there (a GPU for a large collection)
         if (on, str(dev)) not in self._unit:
