@@ -157,7 +157,9 @@ def build_config(*layers: dict[str, Any]) -> Config:
     """Merge the layers (later wins) over the defaults, check every key and value, and validate."""
     raw: dict[str, Any] = {}
     for layer in layers:
-        raw = _merge(raw, _expand_presets(layer))
+        expanded = _expand_presets(layer)
+        _build(Config, expanded, "")  # each layer's keys and values, before a later layer can hide them
+        raw = _merge(raw, expanded)
     config = _build(Config, raw, "")
     try:
         config.validate()
