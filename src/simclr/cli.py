@@ -467,8 +467,7 @@ def run_ablate(args: argparse.Namespace) -> int:
                           "checks": [c._asdict() for c in result.checks], "report": str(md)}))
     else:
         for c in result.checks:
-            verdict = {True: "reproduced", False: "NOT reproduced", None: "pending"}[c.agrees]
-            print(f"{verdict}: {c.claim} ({c.detail})")
+            print(f"{c.verdict}: {c.claim} ({c.detail})" + (f"; {c.caveat}" if c.caveat else ""))
         print(f"{len(result.rows)}/{len(study.cells)} cells done; report {md}, plot {png}, table "
               f"{args.out / 'results.csv'}")
     return 0

@@ -141,13 +141,22 @@ def test_checks_follow_the_rows() -> None:
     paper = {c.key: c.paper for c in pairs.cells}
     assert [c.agrees for c in _rows("augment-pairs", paper).checks] == [True, True, True]
     reversed_ranks = {k: 100.0 - v for k, v in paper.items()}
-    assert _rows("augment-pairs", reversed_ranks).checks[2] == (
+    assert _rows("augment-pairs", reversed_ranks).checks[2][:3] == (
         "the 49 cells rank as in the paper (rank correlation with the paper's top-1 > 0)", False,
         "Spearman -1.00 over 49 cells")
     swapped = {**paper, "crop+sobel": 60.0}
     check = _rows("augment-pairs", swapped).checks[0]
     assert check.agrees is False and "crop+sobel (60.0%)" in check.detail
-    assert _rows("augment-pairs", {"crop": 1.0}).checks[0].agrees is None
+    assert _rows("augment-pairs", {"crop": 1.0}).checks[0].verdict == "pending"
+    # one run per cell: a caveat; two: none; no cell a point above the random-init floor: no verdict at all
+    assert all("one run per cell" in c.caveat for c in _rows("augment-pairs", paper).checks)
+    two = [{**r, "runs": 2} for r in _rows("augment-pairs", paper).rows]
+    assert [c.caveat for c in StudyResult(pairs, two).checks] == ["", "", ""]
+    best = max(paper.values())
+    at_floor = StudyResult(pairs, two, baseline={"linear_top1": best - 0.5, "knn_top1": 10.0}).checks
+    assert [c.verdict for c in at_floor] == ["inconclusive"] * 3 and "random-init encoder" in at_floor[0].caveat
+    above = StudyResult(pairs, two, baseline={"linear_top1": best - 1.5, "knn_top1": 10.0}).checks
+    assert [c.verdict for c in above] == ["reproduced"] * 3
 
     heads = {"none": 30.0, "linear-32": 35.0, "linear-128": 36.0, "linear-512": 34.0, "nonlinear-32": 40.0,
              "nonlinear-128": 41.0, "nonlinear-512": 39.0}

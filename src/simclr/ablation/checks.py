@@ -19,11 +19,21 @@ METRIC = "linear_top1"
 
 
 class Check(NamedTuple):
-    """``claim``: the paper's finding; ``agrees``: True/False, or None while cells are missing; ``detail``: ours."""
+    """``claim``: the paper's finding; ``agrees``: True/False, or None while cells are missing or when the study
+    cannot tell; ``detail``: ours; ``caveat``: why a verdict is weak or missing (one run per cell, no cell above
+    the random-init floor)."""
 
     claim: str
     agrees: bool | None
     detail: str
+    caveat: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """``reproduced``, ``NOT reproduced``, ``inconclusive`` (the cells cannot tell) or ``pending``."""
+        if self.agrees is None:
+            return "inconclusive" if self.caveat else "pending"
+        return "reproduced" if self.agrees else "NOT reproduced"
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -128,9 +138,10 @@ def _temperature(rows: list[Row], total: int) -> list[Check]:
             Check("l2 normalisation gives a better representation than none",
                   best[METRIC] > max(r[METRIC] for r in raw),
                   f"best with l2 {best[METRIC]:.1f}% vs without {max(r[METRIC] for r in raw):.1f}%"),
-            Check("with l2 normalisation, the contrastive accuracy falls as the temperature rises", rho < 0,
+            Check("with l2 normalisation, the contrastive accuracy falls as the temperature rises "
+                  "(rank correlation < 0)", rho < 0,
                   "contrastive accuracy: " + ", ".join(f"{r['temperature']:g}: {r['contrastive_acc']:.1f}%"
-                                                        for r in l2))]
+                                                        for r in l2) + f" (Spearman {rho:+.2f})")]
 
 
 def _batch(rows: list[Row], total: int) -> list[Check]:
@@ -157,6 +168,26 @@ CHECKS: dict[str, Callable[[list[Row], int], list[Check]]] = {
 }
 
 
-def check_study(name: str, rows: list[Row], total: int) -> list[Check]:
-    """The checks of study ``name`` on its finished ``rows`` (``total``: the number of cells of the study)."""
-    return CHECKS[name](rows, total)
+FLOOR_MARGIN = 1.0
+"""Points of linear top-1 some cell must gain over the random-init encoder for the study to say anything."""
+
+
+def check_study(name: str, rows: list[Row], total: int, floor: float | None = None) -> list[Check]:
+    """The checks of study ``name`` on its finished ``rows`` (``total``: the number of cells of the study).
+
+    ``floor``: the linear top-1 of the random-init encoder. When no cell beats it by :data:`FLOOR_MARGIN`, the
+    pretraining learned too little for any comparison to mean something: the checks are inconclusive. With one
+    run per cell, verdicts carry a caveat: a gap of a point or two may be run-to-run noise.
+    """
+    checks = CHECKS[name](rows, total)
+    if not rows or any(c.agrees is None for c in checks):
+        return checks
+    best = max(r[METRIC] for r in rows)
+    if floor is not None and best < floor + FLOOR_MARGIN:
+        why = (f"inconclusive: no cell beats the random-init encoder ({floor:.1f}%) by {FLOOR_MARGIN:g} point "
+               f"(best {best:.1f}%); pretrain longer")
+        return [c._replace(agrees=None, caveat=why) for c in checks]
+    if min(int(r.get("runs", 1)) for r in rows) < 2:
+        why = "one run per cell: a gap of a point or two may be run-to-run noise (--seeds 3 measures it)"
+        return [c._replace(caveat=why) for c in checks]
+    return checks

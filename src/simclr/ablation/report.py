@@ -145,8 +145,8 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
         lines += [context, ""]
     lines += ["## Does it reproduce?", ""]
     for c in result.checks:
-        mark = {True: "yes", False: "**no**", None: "pending"}[c.agrees]
-        lines.append(f"- {c.claim}: {mark} ({c.detail})")
+        mark = {"reproduced": "yes", "NOT reproduced": "**no**"}.get(c.verdict, c.verdict)
+        lines.append(f"- {c.claim}: {mark} ({c.detail})" + (f"; {c.caveat}" if c.caveat else ""))
     if result.missing:
         lines += ["", f"Cells not run yet: {', '.join(result.missing)}."]
     if result.baseline:

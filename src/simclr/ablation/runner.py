@@ -97,7 +97,8 @@ class StudyResult:
 
     def __init__(self, study: Study, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> None:
         self.study, self.rows, self.baseline = study, rows, baseline
-        self.checks: list[Check] = check_study(study.name, rows, len(study.cells))
+        floor = baseline.get("linear_top1") if baseline else None
+        self.checks: list[Check] = check_study(study.name, rows, len(study.cells), floor)
         done = {r["cell"] for r in rows}
         self.missing = [c.key for c in study.cells if c.key not in done]
 
