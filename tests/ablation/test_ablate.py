@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     before = (out / "study.json").read_text()
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--set", "optim.base_lr=0.1") == 2
     err = capsys.readouterr().err.strip()
-    assert "other settings (base)" in err and len(err.splitlines()) == 1
+    assert "other settings (optim.base_lr " in err and "-> 0.1)" in err and len(err.splitlines()) == 1
     assert (out / "study.json").read_text() == before  # nothing already written is lost
 
 

@@ -166,8 +166,10 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
               "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "
               "logistic regression on h (weight decay chosen on held-out train features), kNN = weighted kNN "
               "(k = 200, T = 0.1). With several runs per cell (`--seeds`), values are means and ± is the "
-              "standard deviation over the runs. `results.csv` in the study folder holds every field, including "
-              "the training loss, steps and views/s of each cell.")]
+              "standard deviation over the runs. The epochs column counts the images seen (steps x batch) over the "
+              "train split: the last partial batch of every epoch is dropped, so 1 epoch of 500 images at batch 64 "
+              "shows as 0.9. `results.csv` in the study folder holds every field, including the training loss, "
+              "steps and views/s of each cell.")]
     return "\n".join(lines) + "\n"
 
 

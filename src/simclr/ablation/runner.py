@@ -147,6 +147,14 @@ def _settings(study: Study, options: AblateOptions) -> dict[str, Any]:
             "base": config_to_dict(base)}
 
 
+def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"base": {"optim": {"base_lr": 1}}}`` as ``{"base.optim.base_lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def _check_folder(study: Study, options: AblateOptions) -> None:
     """``OUT/study.json`` pins the study and settings: a rerun with others would mix incomparable cells."""
     path = options.out / "study.json"
@@ -157,9 +165,12 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
         if saved != settings:
-            diff = sorted(k for k in settings if saved.get(k) != settings[k])
+            was, now = _dotted(saved), _dotted(settings)
+            diff = [f"{k.removeprefix('base.')} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}"
+                    for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
+            more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
             raise InputError(f"{options.out} holds a {saved.get('study')} study run with other settings "
-                             f"({', '.join(diff)}); rerun with the same options or choose another --out")
+                             f"({', '.join(diff[:3])}{more}); rerun with the same options or choose another --out")
         return
     options.out.mkdir(parents=True, exist_ok=True)
     _write_json(settings, path)
