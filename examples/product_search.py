@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = args.out / "run"
     try:
+        missing = [q for q in args.query if not Path(q).is_file()]
+        if missing:  # before any training or embedding, not after
+            raise InputError(f"query image not found: {missing[0]}")
         if (run_dir / "last.pt").is_file():
             run = simclr.pretrain(None, run_dir, resume=True)  # continues, or returns at once when finished
         else:

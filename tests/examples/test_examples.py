@@ -38,3 +38,5 @@ def test_product_search(photos: Path, tmp_path: Path, capsys) -> None:
     assert example.main(missing) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("product_search: error: ") and "\n" not in err
+    assert example.main([*small[:2], "--query", str(tmp_path / "nothere.jpg"), *small[5:]]) == 2
+    assert capsys.readouterr().err.strip() == f"product_search: error: query image not found: {tmp_path / 'nothere.jpg'}"
