@@ -235,7 +235,9 @@ def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: d
                         or real_score(model, x, *a, **k))
     base = ["--checkpoint", str(ckpt), "--data", "digits", "--json", "--quiet", "--cache-dir", env["cache"]]
     assert main(["eval", "finetune", *base, "--epochs", "1", "--label-fraction", "0.1", "--no-baseline"]) == 0
-    assert sorted(decoded) == [(360, 0.5), (1437, 1.0)]
+    labelled = json.loads(capsys.readouterr().out)["labelled_images"]
+    assert 130 < labelled < 160  # a tenth of 1,437, class by class
+    assert sorted(decoded) == [(labelled, 1.0), (360, 0.5)]  # only the labelled train images are decoded
     whole = build.decode(build_config({"data": {"spec": "digits", "image_size": 32}}), load_source("digits", "train"),
                          32).images
     centre = build.decode(build_config({"data": {"spec": "digits", "image_size": 32}}), load_source("digits", "test"),

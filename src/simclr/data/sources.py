@@ -24,10 +24,11 @@ Holdout applies only to folders and archives without a test split.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import numbers
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,12 @@ class ImageSource:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> ImageSource:
+        """The images at ``rows`` (in that order) as a source of their own."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return dataclasses.replace(self, paths=tuple(self.paths[int(i)] for i in rows), labels=self.labels[rows],
+                                   array=None if self.array is None else self.array[rows])
 
     def load(self, i: int, min_side: MinSide = 0) -> Image.Image:
         """Return image ``i`` as an 8-bit RGB image (a JPEG file possibly at a reduced scale that keeps its

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from simclr.build import build_model
 from simclr.data.decode import Decoded
 from simclr.data.named_sets import paper_metric
+from simclr.data.sources import ImageSource
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
     FinetuneSpec,
@@ -67,11 +68,12 @@ def _splits(data: EvalData, train_crop: float | None = None) -> tuple[Decoded, D
     return train, test, len(data.train.classes)
 
 
-def _subset(path: Path | None, train: Decoded, fraction: float, seed: int,
+def _subset(path: Path | None, train: ImageSource, fraction: float, seed: int,
             dataset: str) -> tuple[np.ndarray, Path | None, float]:
     """Reuse the subset at ``path`` if it exists (a saved subset or a list of image names), else draw a
-    class-balanced one (and save it there); with the fraction of the train split it holds."""
-    labels = train.labels.numpy()
+    class-balanced one (and save it there); with the fraction of the train split it holds. Indices are positions in
+    the split's listing (``train.paths``), so a subset is drawn before anything is decoded."""
+    labels = np.asarray(train.labels)
     if path is not None and path.is_file():
         indices = load_subset(path, len(labels), train.paths)
         return indices, path, round(len(indices) / len(labels), 6)  # the file's, whatever the fraction said
@@ -96,18 +98,20 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
               baseline: bool) -> dict[str, Any]:
-    train, test, num_classes = _splits(data, WHOLE_SIDE)
-    if is_multilabel(train.labels):
+    if is_multilabel(data.train.labels):
         raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
                          "subsets of single labels; use eval transfer or eval linear")
-    idx, subset_path, fraction = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
-    x, y = train.images[torch.from_numpy(idx)], train.labels[torch.from_numpy(idx)]
+    idx, subset_path, fraction = _subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
+    labelled, test = data.labelled(idx, WHOLE_SIDE), data.decoded("test")  # only the labelled images: 1% of ImageNet
+    if len(labelled.images) == 0 or len(test.images) == 0:
+        raise InputError(f"no readable labelled images in {data.train.name}")
+    x, y, num_classes = labelled.images, labelled.labels, len(data.train.classes)
     precision = learned.config.train.precision  # the run's (auto: bf16 on a GPU)
     spec = dataclasses.replace(spec, device=str(learned.device), precision=precision)
     encoder = copy.deepcopy(learned.model.encoder)
     dim = learned.model.num_features
     tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=data.kw["progress"])
-    result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(idx),
+    result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(x),
                               "epochs": spec.epochs,
                               **evaluate_classifier(tuned, test.images, test.labels, device=learned.device,
                                                     precision=precision),
@@ -234,8 +238,9 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
                              "or --subset-file)")
         idx = torch.arange(len(train.labels))
     else:
-        chosen, _, fraction = _subset(subset_file, train, fraction, spec.seed, data.config.data.spec)
-        idx = torch.from_numpy(chosen)
+        chosen, _, fraction = _subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
+        row = {path: i for i, path in enumerate(train.paths)}  # the readable images' rows in the decoded split
+        idx = torch.tensor([row[p] for p in (data.train.paths[i] for i in chosen) if p in row], dtype=torch.int64)
     labelled = [train.paths[i] for i in idx.tolist()]
     val_rows, validation = _validation(data, setup.data, labelled, train.labels[idx], spec.seed)
     pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if setup.eval_crop is None else setup.eval_crop)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from simclr.build import build_model, decode, open_source, plan_data
@@ -97,6 +98,16 @@ class EvalData:
         """The whole split as uint8 ``[N, 3, S, S]`` at ``size``, centre crops keeping ``crop`` of the shorter side
         (default ``data.eval_crop``); decoded once per crop, shared with feature extraction."""
         return self._decode(self.train if split == "train" else self.test, self.size, crop)
+
+    def labelled(self, rows: np.ndarray, crop: float | None = None) -> Decoded:
+        """Only the train images at ``rows`` (positions in the split's listing) decoded, keeping ``crop`` of the
+        shorter side (default ``data.eval_crop``): a labelled subset of a large split (ImageNet's 1% or 10%)
+        without decoding the rest. Unreadable images are left out."""
+        if len(rows) == len(self.train):
+            return self.decoded("train", crop)
+        crop = self.config.data.eval_crop if crop is None else crop
+        return decode(self.config, self.train.subset(rows), self.size, progress=self.kw["progress"],
+                      workers=self.kw["workers"], crop=crop)
 
     def features_kw(self, crop: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`extract_features` for this data, with centre crops keeping ``crop``
