@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simclr.data.decode import Decoded, decode_source
+from simclr.data.decode import Decoded, check_fits, decode_source
 from simclr.data.digests import file_digests
 from simclr.data.sources import ImageSource
 from simclr.files import atomic_file, atomic_write_text
@@ -76,7 +76,9 @@ def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> Non
 def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True,
                   workers: int = 0, crop: float = 1.0) -> Decoded:
     """``decode_source`` (with ``workers`` processes, keeping ``crop`` of the shorter side) through the cache in
-    ``cache_dir`` (no cache when None or not writable)."""
+    ``cache_dir`` (no cache when None or not writable). A dataset that would not fit in the memory available is
+    refused first (:func:`~simclr.data.decode.check_fits`)."""
+    check_fits(len(source), size, source.name)
     if cache_dir is None:
         return decode_source(source, size, progress=progress, workers=workers, crop=crop)
     key = content_key(source, size, crop, memo_dir=cache_dir / "digests", progress=progress)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from simclr.data.augment import resize_side
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
+from simclr.errors import InputError
 
 IN_MEMORY_MAX_SIDE = 64
 """Images up to this side are held decoded in memory (on the training device) by default."""
@@ -34,6 +35,36 @@ class Decoded(NamedTuple):
     labels: torch.Tensor
     paths: list[str]
     skipped: list[tuple[str, str]]
+
+
+MEMINFO = "/proc/meminfo"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can have without swapping (Linux's ``MemAvailable``); None when unknown."""
+    try:
+        with open(MEMINFO) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(n: int, size: int, name: str) -> None:
+    """Refuse, before decoding, a dataset whose uint8 tensor ``[n, 3, size, size]`` would not fit in the memory
+    available (rather than being killed by the kernel halfway, with nothing said)."""
+    need, free = n * 3 * size * size, available_memory()
+    if free is not None and need > 0.9 * free:
+        raise InputError(f"{n} images of {name} decoded at {size}x{size} need {_bytes(need)} of memory, "
+                         f"{_bytes(free)} is available: use a smaller image side or fewer images, or a "
+                         "path that streams them (data.in_memory=false for pretraining; the lbfgs or sgd solver "
+                         "of eval linear)")
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def native_side(source: ImageSource) -> int:
