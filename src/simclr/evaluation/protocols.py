@@ -130,8 +130,8 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
 
 def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int = 90) -> dict[str, Any]:
     """The reference code's linear evaluation: a linear layer on h of the frozen encoder, trained on randomly
-    cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with cosine decay, no weight
-    decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
+    cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with
+    cosine decay, no weight decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
 
     Every epoch runs the encoder over the whole train split (no cached features): a GPU protocol for large
     datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
