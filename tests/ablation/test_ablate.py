@@ -105,6 +105,14 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert "other settings (optim.base_lr " in err and "-> 0.1)" in err and len(err.splitlines()) == 1
     assert (out / "study.json").read_text() == before  # nothing already written is lost
+    # a study pinned by an older version, before a key existed: that key at its default is the same setting
+    older = json.loads(before)
+    del older["base"]["data"]["eval_crop"]
+    (out / "study.json").write_text(json.dumps(older))
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
+    older["base"]["data"]["view_size"] = 0 if json.loads(before)["base"]["data"]["view_size"] else 16
+    (out / "study.json").write_text(json.dumps(older))
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2  # a key it had, changed: refused
 
 
 def test_unlabeled_data_fails_before_training_and_a_corrupt_result_is_redone(mini_archive: Path, tmp_path: Path,

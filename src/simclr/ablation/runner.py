@@ -164,10 +164,13 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
             saved = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
-        if saved != settings:
-            was, now = _dotted(saved), _dotted(settings)
-            diff = [f"{k.removeprefix('base.')} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}"
-                    for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
+        was, now = _dotted(saved), _dotted(settings)
+        # a key this version added, at its default, is what the study ran with before the key existed
+        defaults = _dotted(json.loads(json.dumps({"base": config_to_dict(build_config())})))
+        was.update({k: v for k, v in now.items() if k not in was and v == defaults.get(k)})
+        diff = [f"{k.removeprefix('base.')} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}"
+                for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
+        if diff:
             more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
             raise InputError(f"{options.out} holds a {saved.get('study')} study run with other settings "
                              f"({', '.join(diff[:3])}{more}); rerun with the same options or choose another --out")
