@@ -360,16 +360,22 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search
+def _check_result_files(args: argparse.Namespace) -> None:
+    """--out and --sheet of search and duplicates, refused before the work rather than after it."""
     from simclr.retrieval.sheet import sheet_format
-    from simclr.tables import write_csv
 
-    for flag, path in (("--out", args.out), ("--sheet", args.sheet)):  # refused before the search, not after
+    for flag, path in (("--out", args.out), ("--sheet", args.sheet)):
         if path:
             check_output(path, flag, (args.index,))
     if args.sheet:
         sheet_format(args.sheet)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from simclr.retrieval.query import save_sheet, search
+    from simclr.tables import write_csv
+
+    _check_result_files(args)
     result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
     queries = result.queries.names
     if args.out:
@@ -399,14 +405,9 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_duplicates(args: argparse.Namespace) -> int:
     from simclr.retrieval.duplicates import duplicate_rows, find_duplicates, save_duplicates_sheet
-    from simclr.retrieval.sheet import sheet_format
     from simclr.tables import write_csv
 
-    for flag, path in (("--out", args.out), ("--sheet", args.sheet)):  # refused before the search, not after
-        if path:
-            check_output(path, flag, (args.index,))
-    if args.sheet:
-        sheet_format(args.sheet)
+    _check_result_files(args)
     index, found = find_duplicates(args.index, args.threshold, args.k, "z" if args.z else "h", args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
     if args.out:
