@@ -59,6 +59,19 @@ def test_resume_gives_the_same_next_losses(full_run: Path, tmp_path: Path, stop:
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 
+def test_resume_on_the_file_path_gives_the_same_next_losses(mini_archive: Path, tmp_path: Path) -> None:
+    """Images decoded and augmented in DataLoader workers: a run stopped mid-epoch continues with the same views."""
+    config = _config(data={"spec": str(mini_archive), "image_size": 16, "in_memory": "false", "workers": 2},
+                     train={"epochs": 2, "batch_size": 100})
+    pretrain(config, tmp_path / "whole", progress=False)
+    assert pretrain(config, tmp_path / "parts", progress=False, stop_after_steps=7).step == 7  # mid-epoch 2
+    pretrain(config, tmp_path / "parts", resume=True, progress=False)
+    expected, got = _losses(tmp_path / "whole"), _losses(tmp_path / "parts")
+    assert sorted(got) == sorted(expected) == list(range(1, 11))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+
+
 def test_run_folder_contents_and_metrics(full_run: Path) -> None:
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "skipped.txt", "tensorboard"):
         assert (full_run / name).exists(), name

@@ -102,17 +102,33 @@ class MemoryViews:
         self._aug.set_state(state["aug_state"])
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def image_seed(seed: int, epoch: int, i: int) -> int:
+    """The seed of image ``i``'s two views in ``epoch`` (splitmix64 of the three): independent of which worker or
+    rank draws them, so every image gets its own random numbers and a resumed epoch replays them exactly."""
+    x = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xD1B54A32D192ED03 + (i + 1) * 0xCA5A826395121157) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
 class _PairDataset(Dataset):
-    def __init__(self, source: ImageSource, views: CropFirstViews) -> None:
+    def __init__(self, source: ImageSource, views: CropFirstViews, seed: int) -> None:
         self.source = source
         self.views = views  # both crops drawn first: a large JPEG is decoded no larger than they need
+        self.seed = seed
+        self.epoch = 0  # set before each epoch's workers start
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int] | tuple[None, str, int]:
         try:
-            v1, v2 = self.views(self.source, i)
+            with torch.random.fork_rng(devices=[]):  # the views' own stream; the caller's generator is untouched
+                torch.manual_seed(image_seed(self.seed, self.epoch, i))
+                v1, v2 = self.views(self.source, i)
         except CorruptImageError as exc:
             return None, str(exc), i
         return v1, v2, i
@@ -129,8 +145,10 @@ def _collate(items: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor | None
 class LoaderViews:
     """Batches of two augmented views decoded and augmented per image in DataLoader workers.
 
-    Shuffling and worker seeds come from ``seed`` and the epoch, so an epoch is reproducible and a resumed
-    run replays it; ``skipped`` collects (path, reason) of corrupt images met so far.
+    Shuffling comes from ``seed`` and the epoch, and each image's augmentation from its own seed
+    (:func:`image_seed` of ``seed``, the epoch and the image), whichever worker process or torchrun rank draws it:
+    an epoch is reproducible, a resumed run replays it exactly, and ranks never share random numbers;
+    ``skipped`` collects (path, reason) of corrupt images met so far.
     """
 
     def __init__(self, source: ImageSource, spec: AugmentSpec, batch_size: int, seed: int, workers: int,
@@ -145,7 +163,7 @@ class LoaderViews:
         self.workers = workers
         self.pin_memory = pin_memory
         self.rank, self.world_size = rank, world_size
-        self.dataset = _PairDataset(source, CropFirstViews(spec))
+        self.dataset = _PairDataset(source, CropFirstViews(spec), seed)
         self.epoch = 0
         self.skipped: dict[str, str] = {}
 
@@ -158,8 +176,10 @@ class LoaderViews:
         batches: a corrupt image's place is taken by another image of the same local batch."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:].tolist()
+        self.dataset.epoch = self.epoch  # before the workers are started with a copy of it
         loader = DataLoader(self.dataset, batch_sampler=steps, num_workers=self.workers, collate_fn=_collate,
-                            pin_memory=self.pin_memory, persistent_workers=False)
+                            pin_memory=self.pin_memory, persistent_workers=False,
+                            generator=gen)  # its worker seeds come from here, not from the caller's generator
         local = self.batch_size // self.world_size
         for v1, v2, bad in loader:
             for i, reason in bad:
