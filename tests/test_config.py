@@ -1,6 +1,7 @@
 """Config: paper defaults, YAML + overrides, presets, and one clear error for each bad key or value."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,9 @@ def test_cifar_preset_and_explicit_keys_win() -> None:
     assert (c.augment.color_strength, c.augment.blur_p) == (0.5, 0.0)
     c = build_config({"augment": {"preset": "cifar10", "color_strength": 1.0}})
     assert (c.augment.color_strength, c.augment.blur_p) == (1.0, 0.0)
+    # a preset set over another (--set over a config file) brings back all of its own values
+    c = load_config(Path(__file__).parents[1] / "configs" / "cifar10_cpu.yaml", ["augment.preset=imagenet"])
+    assert (c.augment.color_strength, c.augment.blur_p) == (1.0, 0.5)
 
 
 def test_round_trip_through_plain_dict() -> None:

@@ -123,8 +123,9 @@ class AugmentSpec:
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        # Appendix A: ImageNet, 224 x 224, s = 1, with blur.
-        "imagenet": MappingProxyType({"size": 224}),
+        # Appendix A: ImageNet, 224 x 224, s = 1, with blur. Both presets name every value they differ in, so
+        # a preset set over another (a later config layer) replaces all of the other's values.
+        "imagenet": MappingProxyType({"size": 224, "color_strength": 1.0, "blur_p": 0.5}),
         # Appendix B.9: CIFAR-10, 32 x 32, s = 0.5, no Gaussian blur.
         "cifar10": MappingProxyType({"size": 32, "color_strength": 0.5, "blur_p": 0.0}),
     }
