@@ -171,7 +171,7 @@ EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
     "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
-    "finetune": {"label_fraction": 0.1, "epochs": None, "lr": 0.1, "seed": 0, "subset_file": None, "baseline": True},
+    "finetune": {"label_fraction": 0.1, "epochs": None, "lr": None, "seed": 0, "subset_file": None, "baseline": True},
     "transfer": {"label_fraction": 1.0, "epochs": 30, "steps": 0, "lr": 0.1, "seed": 0, "weight_decays": "default",
                  "finetune_grid": "none", "subset_file": None},
     "probe": {"epochs": 20, "transforms": TRANSFORMS},
@@ -188,6 +188,11 @@ decay of both: ``"none"`` (``lr``, no weight decay), ``"paper"`` (its Appendix B
 def finetune_epochs(label_fraction: float) -> int:
     """The paper's fine-tuning length: 60 epochs for 1% of the labels (or fewer), 30 for more."""
     return 60 if label_fraction <= 0.01 else 30
+
+
+def finetune_lr(batch_size: int) -> float:
+    """Semi-supervised fine-tuning's learning rate, the paper's 0.05 x BatchSize / 256 (Appendix B.5)."""
+    return 0.05 * batch_size / 256
 
 
 def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +268,8 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     if protocol == "probe":
         return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
-    spec = FinetuneSpec(epochs=epochs, steps=opts.get("steps", 0), lr=opts["lr"], seed=opts["seed"],
-                        batch_size=setup.batch_size)
+    lr = opts["lr"] or finetune_lr(setup.batch_size)
+    spec = FinetuneSpec(epochs=epochs, steps=opts.get("steps", 0), lr=lr, seed=opts["seed"], batch_size=setup.batch_size)
     subset = Path(opts["subset_file"]) if opts["subset_file"] else None
     if protocol == "transfer":
         return transfer_eval(checkpoint, setup, spec, fraction=opts["label_fraction"], subset_file=subset,

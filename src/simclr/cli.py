@@ -117,7 +117,9 @@ def _eval_parser(sub: Any) -> None:
                                     "one, else a tenth of each class), by the dataset's metric, then train "
                                     "again on all of them: none (--lr, no weight decay), paper (Appendix B.8: 7 x 8 "
                                     "cells each, for a GPU) or LRS/WDS, e.g. 0.01,0.1/0,1e-5")
-            q.add_argument("--lr", type=float, default=0.1)
+            q.add_argument("--lr", type=float, default=None if name == "finetune" else 0.1,
+                           help="peak learning rate (default: the paper's 0.05 x batch/256, Appendix B.5)"
+                           if name == "finetune" else "peak learning rate without --finetune-grid (default 0.1)")
             q.add_argument("--seed", type=int, default=0)
             if name == "finetune":
                 q.add_argument("--no-baseline", action="store_true", help="skip the supervised-from-scratch run")

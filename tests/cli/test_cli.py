@@ -91,6 +91,10 @@ def test_finetune_epochs_default_to_the_papers(monkeypatch) -> None:
     for fraction, epochs in ((0.01, None), (0.1, None), (0.01, 7)):
         simclr.evaluate("run", "data", "finetune", label_fraction=fraction, epochs=epochs)
     assert [s.epochs for s in seen] == [60, 30, 7]
+    # the learning rate: the paper's 0.05 x BatchSize / 256 (Appendix B.5), unless given
+    simclr.evaluate("run", "data", "finetune", batch_size=1024)
+    simclr.evaluate("run", "data", "finetune", lr=0.3)
+    assert [s.lr for s in seen] == [0.05] * 3 + [0.2, 0.3]
 
 
 def test_eval_linear_sgd_solver(env: dict, capsys) -> None:
