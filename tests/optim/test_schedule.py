@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import pytest
 import torch
@@ -105,3 +106,20 @@ def test_set_lr_sets_every_group() -> None:
     opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
     set_lr(opt, 0.03)
     assert [g["lr"] for g in opt.param_groups] == [0.03, 0.03]
+
+
+def test_refit_keeps_the_learning_rate_continuous_in_the_decay() -> None:
+    old = LRSchedule(100, 10, 1.0)
+    at = 40
+    longer, shorter = old.refit(200, 20, at), old.refit(60, 6, at)
+    for new in (longer, shorter):
+        assert new(at) == pytest.approx(old(at))  # no jump where the fit changes
+        lrs = [new(s) for s in range(at, new.total_steps + 1)]
+        assert all(b <= a for a, b in itertools.pairwise(lrs)) and lrs[-1] == 0.0  # falls to the end, only falls
+    assert longer(120) == pytest.approx(old(at) * 0.5 * (1 + math.cos(math.pi * 80 / 160)))
+    assert old.refit(100, 10, at) is old
+    warm = old.refit(200, 20, 5)  # during the warm-up: simply the new schedule
+    assert warm == LRSchedule(200, 20, 1.0) and warm.from_lr is None
+    assert LRSchedule(**dataclasses.asdict(longer)) == longer  # as a checkpoint stores and restores it
+    stored = {"total_steps": 10, "warmup_steps": 1, "peak_lr": 1.0, "final_lr": 0.0}  # before the refit fields
+    assert LRSchedule(**stored)(5) == warmup_cosine(5, 10, 1, 1.0)

@@ -2,7 +2,10 @@
 
 The speed is measured over the first steps and re-measured at a few points (25%, 50%, 75%, 90% and 97%
 of the way), each time setting the total number of steps so that the run ends on time; the
-warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``).
+warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``). Until the first measurement the
+learning rate stays in its warm-up (:meth:`StepBudget.provisional`), so it never decays and then jumps back up when
+the first fit stretches the schedule; a re-fit during the decay continues it from where it is
+(:meth:`~simclr.optim.LRSchedule.refit`), so the learning rate rises through the warm-up and then only falls.
 """
 
 from __future__ import annotations
@@ -31,16 +34,24 @@ class StepBudget:
         self._next = SETTLE_STEPS + FIRST_ESTIMATE
         self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
 
-    def _schedule(self, total: int) -> LRSchedule:
+    def provisional(self, schedule: LRSchedule) -> LRSchedule:
+        """``schedule`` with its warm-up lasting at least until the first measurement (when there is a warm-up):
+        the configured total is only a guess until then."""
+        if self.warmup_fraction == 0:
+            return schedule
+        first_fit = min(schedule.total_steps, SETTLE_STEPS + FIRST_ESTIMATE + 1)
+        return LRSchedule(schedule.total_steps, max(schedule.warmup_steps, first_fit), self.peak, self.final)
+
+    def _schedule(self, total: int, step: int, schedule: LRSchedule) -> LRSchedule:
         total = max(total, 1)
-        return LRSchedule(total, min(total, round(total * self.warmup_fraction)), self.peak, self.final)
+        return schedule.refit(total, min(total, round(total * self.warmup_fraction)), step)
 
     def update(self, step: int, schedule: LRSchedule) -> LRSchedule:
         """Call after each step; returns the (possibly re-fitted) schedule."""
         now = time.perf_counter()
         elapsed = now - self.t_start
         if elapsed >= self.seconds:
-            return self._schedule(step) if step < schedule.total_steps else schedule
+            return self._schedule(step, step, schedule) if step < schedule.total_steps else schedule
         if step == SETTLE_STEPS:
             self._mark = (step, now)
         if self._mark is None or step < self._next:
@@ -51,4 +62,4 @@ class StepBudget:
         while self._fractions and step >= self._fractions[0] * total:
             self._fractions.pop(0)
         self._next = int(self._fractions[0] * total) if self._fractions else 1 << 62
-        return self._schedule(total)
+        return self._schedule(total, step, schedule)

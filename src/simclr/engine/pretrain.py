@@ -228,6 +228,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
              "paper warms up for 10 of 100 or more epochs (set optim.warmup_epochs)")
     budget = StepBudget(tr.time_budget * 60.0, t_start, schedule, config.optim.warmup_epochs / tr.epochs) \
         if tr.time_budget > 0 and state is None else None
+    if budget is not None:
+        schedule = budget.provisional(schedule)
     proposed = schedule  # under torchrun, rank 0's budget proposes and every rank adopts at log points
 
     model = dist.data_parallel(net, device)
@@ -316,7 +318,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                         if step % tr.log_every == 0:  # adopt rank 0's fit on every rank at the same step
                             total_steps, warm = dist.broadcast_ints(
                                 [proposed.total_steps, proposed.warmup_steps], device)
-                            schedule = dataclasses.replace(proposed, total_steps=total_steps, warmup_steps=warm)
+                            schedule = schedule.refit(total_steps, warm, step)  # the same on every rank
                     bar.total = schedule.total_steps
                 if step >= schedule.total_steps or (stop_after_steps is not None and step >= stop_after_steps):
                     stop = True

@@ -15,6 +15,7 @@ cosine phase is the reference's: ``peak`` at ``step == warmup_steps``, falling t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -118,19 +119,41 @@ class LRSchedule:
         warmup_steps: Warm-up updates, 0 .. total_steps.
         peak_lr: Learning rate at the end of warm-up.
         final_lr: Learning rate at ``total_steps`` and beyond (0 in the paper).
+        from_step, from_lr: With ``from_lr`` set, the decay is refitted from update ``from_step`` on: a cosine from
+            ``from_lr`` there to ``final_lr`` at ``total_steps`` (a time budget that lengthens or shortens a run
+            midway keeps its learning rate continuous and falling); before it, the schedule is as above.
     """
 
     total_steps: int
     warmup_steps: int
     peak_lr: float
     final_lr: float = 0.0
+    from_step: int = 0
+    from_lr: float | None = None
 
     def __post_init__(self) -> None:
         _check_schedule(self.total_steps, self.warmup_steps)
+        if self.from_step < 0:
+            raise ValueError(f"from_step must be >= 0, got {self.from_step}")
 
     def __call__(self, step: int) -> float:
         """Learning rate for the zero-based update ``step``."""
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, self.peak_lr, self.final_lr)
+        if self.from_lr is None or step < self.from_step:
+            return warmup_cosine(step, self.total_steps, self.warmup_steps, self.peak_lr, self.final_lr)
+        if step >= self.total_steps:
+            return self.final_lr
+        progress = (step - self.from_step) / (self.total_steps - self.from_step)
+        return self.final_lr + (self.from_lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def refit(self, total_steps: int, warmup_steps: int, step: int) -> LRSchedule:
+        """The schedule with a new length (and warm-up) from update ``step`` on: during the warm-up, simply the new
+        one; in the decay, a cosine from the learning rate this schedule gives at ``step`` (continuous, falling)."""
+        if (total_steps, warmup_steps) == (self.total_steps, self.warmup_steps):
+            return self
+        fresh = LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr)
+        if step < warmup_steps or step < self.warmup_steps:
+            return fresh
+        return dataclasses.replace(fresh, from_step=step, from_lr=self(step))
 
 
 def set_lr(optimizer: Optimizer, lr: float) -> None:
