@@ -406,6 +406,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from simclr.retrieval.duplicates import duplicate_rows, find_duplicates, save_duplicates_sheet
     from simclr.tables import write_csv
 
@@ -417,8 +419,8 @@ def run_duplicates(args: argparse.Namespace) -> int:
     if args.sheet:
         save_duplicates_sheet(index, groups, args.sheet)
     spare = sum(len(g.rows) - 1 for g in groups)
-    nearest = found.nearest.nan_to_num(nan=1.0)
-    spread = {f"q{q}": round(float(nearest.quantile(q / 100)), 4) for q in (50, 90, 99)}
+    nearest = found.nearest.nan_to_num(nan=1.0).numpy()
+    spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)}
     if args.json:
         print(json.dumps({"index": str(args.index), "images": len(index.paths), "threshold": args.threshold,
                           "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
@@ -467,7 +469,8 @@ def run_ablate(args: argparse.Namespace) -> int:
     md, png = report(result)
     if args.json:
         print(json.dumps({"study": study.name, "rows": result.rows, "missing": result.missing,
-                          "checks": [c._asdict() for c in result.checks], "report": str(md)}))
+                          "checks": [{**c._asdict(), "verdict": c.verdict} for c in result.checks],
+                          "report": str(md)}))
     else:
         for c in result.checks:
             print(f"{c.verdict}: {c.claim} ({c.detail})" + (f"; {c.caveat}" if c.caveat else ""))

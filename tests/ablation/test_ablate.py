@@ -56,6 +56,7 @@ def test_cells_run_report_and_are_not_recomputed(mini_archive: Path, tmp_path: P
     assert [r["cell"] for r in report["rows"]] == ["margin_triplet", "nt_xent"]  # the study's order
     assert report["missing"] == ["nt_logistic", "nt_logistic-sh", "margin_triplet-sh"]
     assert report["checks"][0]["agrees"] is None  # never a verdict on missing cells
+    assert report["checks"][0]["verdict"] == "pending"
     row = report["rows"][1]
     assert row["paper_top1"] == 63.9 and 0 <= row["linear_top1"] <= 100 and 0 <= row["knn_top1"] <= 100
     assert row["steps"] == 3 and row["eval_images"] == "500/200" and row["train_loss"] > 0
