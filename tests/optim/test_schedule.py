@@ -118,8 +118,15 @@ def test_refit_keeps_the_learning_rate_continuous_in_the_decay() -> None:
         assert all(b <= a for a, b in itertools.pairwise(lrs)) and lrs[-1] == 0.0  # falls to the end, only falls
     assert longer(120) == pytest.approx(old(at) * 0.5 * (1 + math.cos(math.pi * 80 / 160)))
     assert old.refit(100, 10, at) is old
-    warm = old.refit(200, 20, 5)  # during the warm-up: simply the new schedule
-    assert warm == LRSchedule(200, 20, 1.0) and warm.from_lr is None
+    warm = old.refit(200, 20, 5)  # during the warm-up: on from where it is to the peak, then the new schedule
+    assert warm(5) == pytest.approx(old(5)) and warm(19) == pytest.approx(1.0)
+    ramp = [warm(s) for s in range(5, 20)]
+    assert all(a < b for a, b in itertools.pairwise(ramp))
+    assert [warm(s) for s in range(19, 201)] == [LRSchedule(200, 20, 1.0)(s) for s in range(19, 201)]
+    late = old.refit(300, 80, at)  # a longer warm-up asked for after the warm-up ended: the run stays past it
+    assert late(at) == pytest.approx(old(at)) and all(b <= a for a, b in itertools.pairwise(
+        [late(s) for s in range(at, 301)]))
+    assert old.refit(200, 20, 0) == LRSchedule(200, 20, 1.0)
     assert LRSchedule(**dataclasses.asdict(longer)) == longer  # as a checkpoint stores and restores it
     stored = {"total_steps": 10, "warmup_steps": 1, "peak_lr": 1.0, "final_lr": 0.0}  # before the refit fields
     assert LRSchedule(**stored)(5) == warmup_cosine(5, 10, 1, 1.0)

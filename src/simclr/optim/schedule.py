@@ -15,7 +15,6 @@ cosine phase is the reference's: ``peak`` at ``step == warmup_steps``, falling t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -119,9 +118,11 @@ class LRSchedule:
         warmup_steps: Warm-up updates, 0 .. total_steps.
         peak_lr: Learning rate at the end of warm-up.
         final_lr: Learning rate at ``total_steps`` and beyond (0 in the paper).
-        from_step, from_lr: With ``from_lr`` set, the decay is refitted from update ``from_step`` on: a cosine from
-            ``from_lr`` there to ``final_lr`` at ``total_steps`` (a time budget that lengthens or shortens a run
-            midway keeps its learning rate continuous and falling); before it, the schedule is as above.
+        from_step, from_lr: With ``from_lr`` set, the schedule is refitted from update ``from_step`` on, starting
+            from ``from_lr`` there: within the warm-up, a straight line from it to ``peak_lr`` at the warm-up's last
+            update, then the cosine as above; after the warm-up, a cosine from it to ``final_lr`` at
+            ``total_steps``. A time budget that lengthens or shortens a run midway so keeps its learning rate
+            continuous, rising through the warm-up and then only falling. Before ``from_step``: as above.
     """
 
     total_steps: int
@@ -142,18 +143,24 @@ class LRSchedule:
             return warmup_cosine(step, self.total_steps, self.warmup_steps, self.peak_lr, self.final_lr)
         if step >= self.total_steps:
             return self.final_lr
+        if self.from_step < self.warmup_steps:  # refitted during the warm-up: on to the peak, then as usual
+            last = self.warmup_steps - 1
+            if step < last:
+                return self.from_lr + (self.peak_lr - self.from_lr) * (step - self.from_step) / (last - self.from_step)
+            return warmup_cosine(step, self.total_steps, self.warmup_steps, self.peak_lr, self.final_lr)
         progress = (step - self.from_step) / (self.total_steps - self.from_step)
         return self.final_lr + (self.from_lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def refit(self, total_steps: int, warmup_steps: int, step: int) -> LRSchedule:
-        """The schedule with a new length (and warm-up) from update ``step`` on: during the warm-up, simply the new
-        one; in the decay, a cosine from the learning rate this schedule gives at ``step`` (continuous, falling)."""
+        """The schedule with a new length and warm-up from update ``step`` on, continuing from the learning rate this
+        one gives there (see ``from_step``). A run already past its warm-up stays past it."""
         if (total_steps, warmup_steps) == (self.total_steps, self.warmup_steps):
             return self
-        fresh = LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr)
-        if step < warmup_steps or step < self.warmup_steps:
-            return fresh
-        return dataclasses.replace(fresh, from_step=step, from_lr=self(step))
+        if step == 0:
+            return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr)
+        if step >= self.warmup_steps:
+            warmup_steps = min(warmup_steps, step)
+        return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr, from_step=step, from_lr=self(step))
 
 
 def set_lr(optimizer: Optimizer, lr: float) -> None:
