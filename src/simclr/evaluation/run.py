@@ -86,8 +86,11 @@ class EvalData:
                                    "progress": setup.progress, "decoder": self._decode,
                                    "crop": config.data.eval_crop}
 
+    def _crop(self, crop: float | None) -> float:
+        return self.config.data.eval_crop if crop is None else crop
+
     def _decode(self, source: ImageSource, size: int, crop: float | None = None) -> Decoded:
-        crop = self.config.data.eval_crop if crop is None else crop
+        crop = self._crop(crop)
         key = ("train" if source is self.train else "test", size, crop)
         if key not in self._decoded:
             self._decoded[key] = decode(self.config, source, size, progress=False, workers=self.kw["workers"],
@@ -105,14 +108,13 @@ class EvalData:
         without decoding the rest. Unreadable images are left out."""
         if len(rows) == len(self.train):
             return self.decoded("train", crop)
-        crop = self.config.data.eval_crop if crop is None else crop
         return decode(self.config, self.train.subset(rows), self.size, progress=self.kw["progress"],
-                      workers=self.kw["workers"], crop=crop)
+                      workers=self.kw["workers"], crop=self._crop(crop))
 
     def features_kw(self, crop: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`extract_features` for this data, with centre crops keeping ``crop``
         (default ``data.eval_crop``)."""
-        if crop is None or crop == self.config.data.eval_crop:
+        if self._crop(crop) == self.config.data.eval_crop:
             return self.kw
         return {**self.kw, "crop": crop, "decoder": lambda source, size: self._decode(source, size, crop)}
 
