@@ -232,7 +232,7 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
 def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *, image_size: int = 0,
              device: str = "auto", batch_size: int = 256, workers: int = 2, progress: bool = True,
              data_root: str = "", cache_dir: str = "", holdout: float | None = None, eval_crop: float | None = None,
-             **options: Any) -> dict[str, Any]:
+             in_memory: str | bool | None = None, **options: Any) -> dict[str, Any]:
     """``simclr eval PROTOCOL`` from Python: the same numbers as its ``--json`` output.
 
     ``protocol`` and its ``options`` (defaults in :data:`EVAL_OPTIONS`): ``knn`` (k, temperature) and ``linear``
@@ -242,10 +242,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     ``transfer`` (to the labelled dataset ``data``; those of finetune but baseline, and steps, weight_decays,
     finetune_grid); ``probe`` (epochs,
     transforms: the paper's Table 3, ``{"rows": [...]}``). Accuracies are fractions. Bad options raise
-    ``simclr.errors.InputError``.
+    ``simclr.errors.InputError``. ``in_memory`` (``"auto"``, ``"true"``/True, ``"false"``/False; None: the run's
+    ``data.in_memory``) says whether the splits are decoded into memory or read from their files batch by batch.
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout,
-                       eval_crop)
+                       eval_crop, in_memory)
     return evaluate_setup(checkpoint, setup, protocol, **options)
 
 
@@ -280,9 +281,14 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
 
 def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
                data_root: str = "", cache_dir: str = "", holdout: float | None = None,
-               eval_crop: float | None = None) -> EvalSetup:
+               eval_crop: float | None = None, in_memory: str | bool | None = None) -> EvalSetup:
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup
+
+    if isinstance(in_memory, bool):
+        in_memory = str(in_memory).lower()
+    if in_memory is not None and in_memory not in ("auto", "true", "false"):
+        raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -293,7 +299,7 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
     if eval_crop is not None and not 0 < eval_crop <= 1:
         raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
-                     max(0, workers), progress, image_size, holdout, eval_crop)
+                     max(0, workers), progress, image_size, holdout, eval_crop, in_memory)
 
 
 def load_index(path: str | Path) -> Index:

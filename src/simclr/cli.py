@@ -65,6 +65,10 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
                    help="the part of the shorter side the centre crop keeps: 1.0 all (CIFAR, the paper's transfer "
                         "protocol), 0.875 the reference code's ImageNet evaluation (resize 256, crop 224); "
                         "default: the run's data.eval_crop")
+    p.add_argument("--in-memory", choices=("auto", "true", "false"), default=None,
+                   help="decode the splits into memory (true; auto: images up to 64 px) or read them from the files "
+                        "batch by batch (false: fine-tuning and the augmented linear solver then train on more images "
+                        "than memory holds, cropping each full file); default: the run's data.in_memory")
     _reading_options(p)
 
 
@@ -281,7 +285,7 @@ def _setup(args: argparse.Namespace) -> Any:
         raise InputError(f"--image-size must be >= 8, got {image_size}")
     return eval_setup(getattr(args, "data", ""), image_size, args.device, args.batch_size, args.workers, not args.quiet,
                       args.data_root, args.cache_dir, getattr(args, "holdout", None),
-                      getattr(args, "eval_crop", None))
+                      getattr(args, "eval_crop", None), getattr(args, "in_memory", None))
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -63,6 +63,11 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
         simclr.evaluate(env["run"], env["archive"], "transfer", finetune_grid="0/0")
     with pytest.raises(InputError, match="holdout must be a fraction"):
         simclr.evaluate(env["run"], env["archive"], "knn", holdout=-0.1)
+    with pytest.raises(InputError, match="in_memory must be auto, true or false"):
+        simclr.evaluate(env["run"], env["archive"], "knn", in_memory="maybe")
+    streamed = simclr.evaluate(env["run"], env["archive"], "knn", k=20, cache_dir=env["cache"], progress=False,
+                               in_memory=False)  # features read from the files batch by batch: the same pixels
+    assert streamed == api
 
 
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
@@ -119,6 +124,32 @@ def test_eval_linear_augmented_solver(env: dict, capsys, monkeypatch) -> None:
     assert (out["train_images"], out["test_images"]) == (500, 200) and 0.0 <= out["top1"] <= out["top5"] <= 1.0
     assert len(specs) == 1 and specs[0].frozen and specs[0].augment and specs[0].weight_decay == 0.0
     # the encoder is checked unchanged afterwards (protocols.check_frozen raises otherwise)
+
+
+def test_eval_streams_large_splits_from_their_files(env: dict, capsys, monkeypatch) -> None:
+    """--in-memory false: fine-tuning and the augmented linear solver read the splits batch by batch (what an
+    ImageNet-sized split needs) and give the same counts as in memory."""
+    from simclr.data.streamed import StreamedImages
+    from simclr.evaluation import protocols
+
+    given = []
+    real = protocols.finetune
+    monkeypatch.setattr(protocols, "finetune", lambda *a, **k: given.append(a[3]) or real(*a, **k))
+    base = ["--checkpoint", str(env["run"]), "--data", env["archive"], "--json", "--quiet", "--cache-dir",
+            env["cache"], "--batch-size", "64", "--in-memory", "false"]
+    capsys.readouterr()
+    assert main(["eval", "linear", *base, "--solver", "augmented", "--epochs", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["streamed"] and (out["train_images"], out["test_images"], out["skipped"]) == (500, 200, 0)
+    assert 0.0 <= out["top1"] <= out["top5"] <= 1.0
+    assert main(["eval", "finetune", *base, "--label-fraction", "0.2", "--epochs", "1", "--no-baseline"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["streamed"] and (out["labelled_images"], out["test_images"]) == (100, 200)
+    assert len(given) == 2 and all(isinstance(x, StreamedImages) for x in given)
+    assert len(given[1]) == 100 and sorted(given[1].labels.bincount().tolist()) == [10] * 10  # class-balanced
+    with pytest.raises(SystemExit) as refused:  # argparse's one-line refusal
+        main(["eval", "finetune", *base[:-1], "maybe"])
+    assert refused.value.code == 2
 
 
 def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:

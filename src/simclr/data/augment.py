@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from torchvision import transforms as T
@@ -35,6 +36,7 @@ __all__ = [
     "TwoViews",
     "blur_kernel_size",
     "eval_transform",
+    "fit_square",
     "preset_spec",
     "resize_side",
     "view_transform",
@@ -208,8 +210,36 @@ def resize_side(size: int, crop: float = 1.0) -> int:
     return size if crop >= 1.0 else round(size / crop)
 
 
+def fit_square(img: PIL.Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
+    """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`; the longer side in proportion,
+    rounded) then centre crop to ``size``: uint8 ``[size, size, 3]``. The one geometry of every evaluation image,
+    whether decoded into memory or read from its file batch by batch."""
+    w, h = img.size
+    side = resize_side(size, crop)
+    if (w, h) != (size, size) or side != size:
+        scale = side / min(w, h)
+        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+        img = img.resize((nw, nh), PIL.Image.Resampling.BICUBIC)
+        left, top = round((nw - size) / 2), round((nh - size) / 2)  # as torchvision's CenterCrop places it
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+class _FitSquare:
+    """:func:`fit_square` to a float tensor ``[3, S, S]`` in [0, 1], as a picklable transform (for DataLoader
+    workers)."""
+
+    def __init__(self, size: int, crop: float) -> None:
+        self.size, self.crop = size, crop
+
+    def __call__(self, img: PIL.Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(np.array(fit_square(img, self.size, self.crop)))  # a writable copy
+        return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
+
+
 def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
-    """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop ``S``.
+    """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop ``S``
+    (:func:`fit_square`: the same pixels as the in-memory decode).
 
     Args:
         size: Output side ``S``.
@@ -220,11 +250,7 @@ def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size!r}")
-    transform: ImageTransform = T.Compose(
-        [T.Resize(resize_side(size, crop), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
-         T.ToTensor()]
-    )
-    return transform
+    return _FitSquare(size, crop)
 
 
 class TwoViews:

@@ -1,6 +1,7 @@
-"""Two training views of a file image with both crops drawn before the file is decoded.
+"""Training views of a file image (two for pretraining, one for fine-tuning) with every crop drawn before the file is
+decoded.
 
-The view transform (:func:`simclr.data.augment.view_transform`) starts with a random resized crop. Drawing the two
+The view transform (:func:`simclr.data.augment.view_transform`) starts with a random resized crop. Drawing the
 crops first, from the file's full size, tells how much resolution the decoder must deliver: a JPEG is then
 decoded at 1/2, 1/4 or 1/8 scale whenever the smaller crop keeps at least twice the view side
 (:func:`simclr.data.images.open_rgb`), which for large photos is several times faster. The crops are those of
@@ -25,20 +26,22 @@ Box = tuple[int, int, int, int]  # top, left, height, width in the full-size ima
 
 
 class CropFirstViews:
-    """``views(source, i)`` -> the two views ``[3, S, S]`` of image ``i`` (see the module docstring)."""
+    """``views(source, i)`` -> the ``count`` views ``[3, S, S]`` of image ``i`` (see the module docstring)."""
 
-    def __init__(self, spec: AugmentSpec, reduce: bool = True) -> None:
+    def __init__(self, spec: AugmentSpec, reduce: bool = True, count: int = 2) -> None:
         self.size = spec.size
         self.scale, self.ratio = list(spec.crop_scale), list(spec.crop_ratio)
         self.rest = after_crop_transform(spec)
         self.reduce = reduce  # False: always decode the whole file (for comparison)
+        self.count = count
 
     def boxes(self, width: int, height: int) -> list[Box]:
-        """Two crops of a ``width`` x ``height`` image, as torchvision's RandomResizedCrop draws them."""
+        """``count`` crops of a ``width`` x ``height`` image, as torchvision's RandomResizedCrop draws them."""
         shape = torch.zeros(()).expand(3, height, width)  # only the size is read; no pixels allocated
-        return [tuple(T.RandomResizedCrop.get_params(shape, self.scale, self.ratio)) for _ in range(2)]  # type: ignore[misc]
+        return [tuple(T.RandomResizedCrop.get_params(shape, self.scale, self.ratio))  # type: ignore[misc]
+                for _ in range(self.count)]
 
-    def __call__(self, source: ImageSource, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, source: ImageSource, i: int) -> tuple[torch.Tensor, ...]:
         drawn: list[tuple[int, int, list[Box]]] = []
 
         def plan(width: int, height: int) -> int:
@@ -49,8 +52,7 @@ class CropFirstViews:
 
         img = source.load(i, min_side=plan)
         width, height, boxes = drawn[0]
-        views = [self.rest(self._crop(img, box, width, height)) for box in boxes]
-        return views[0], views[1]
+        return tuple(self.rest(self._crop(img, box, width, height)) for box in boxes)
 
     def _crop(self, img: Image.Image, box: Box, width: int, height: int) -> Image.Image:
         top, left, h, w = box

@@ -9,10 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.data
-from PIL import Image
 from tqdm import tqdm
 
-from simclr.data.augment import resize_side
+from simclr.data.augment import fit_square, resize_side
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.errors import InputError
@@ -59,8 +58,8 @@ def check_fits(n: int, size: int, name: str) -> None:
     if free is not None and need > 0.9 * free:
         raise InputError(f"{n} images of {name} decoded at {size}x{size} need {_bytes(need)} of memory, "
                          f"{_bytes(free)} is available: use a smaller image side or fewer images, or a "
-                         "path that streams them (data.in_memory=false for pretraining; the lbfgs or sgd solver "
-                         "of eval linear)")
+                         "read them from their files batch by batch (pretrain --set data.in_memory=false; eval "
+                         "--in-memory false)")
 
 
 def _bytes(n: int) -> str:
@@ -77,20 +76,6 @@ def native_side(source: ImageSource) -> int:
         except CorruptImageError:
             continue
     return 0
-
-
-def fit_square(img: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
-    """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`) then centre crop to ``size``:
-    uint8 [size, size, 3]."""
-    w, h = img.size
-    side = resize_side(size, crop)
-    if (w, h) != (size, size) or side != size:
-        scale = side / min(w, h)
-        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = round((nw - size) / 2), round((nh - size) / 2)  # as torchvision's CenterCrop (eval_transform)
-        img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img, dtype=np.uint8)
 
 
 def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tensor:

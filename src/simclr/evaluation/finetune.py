@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from simclr.data.augment import AugmentSpec
 from simclr.data.batch_augment import BatchAugment
 from simclr.data.pixel_ops import resized_crop
+from simclr.data.streamed import StreamedImages
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
@@ -233,8 +234,12 @@ def _to_float(images: Tensor) -> Tensor:
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
-def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Tensor, train_labels: Tensor,
-             spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
+Images = Tensor | StreamedImages
+"""Labelled images: uint8 ``[N, 3, S, S]`` in memory, or :class:`StreamedImages` decoded batch by batch."""
+
+
+def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Images,
+             train_labels: Tensor | None, spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
     """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained (the linear layer
     alone with ``spec.frozen``: the encoder then stays in eval mode and unchanged, batch-norm statistics included).
 
@@ -242,17 +247,20 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     fine-tuning starts from h, and the projection head g is not used. The encoder is trained in place
     (batch-norm in train mode, statistics updating); pass a copy to keep the original. SGD (Nesterov) with
     cosine decay over ``spec.steps`` (else ``epochs x steps_per_epoch``) updates minimises the cross-entropy. With
-    ``spec.augment`` each batch is randomly cropped and flipped on the device (:class:`BatchAugment`
-    crop sampling; its colour and blur stages, identities at probability 0, are skipped) and resized
-    back to the input side. Deterministic for a seed on CPU.
+    ``spec.augment`` each image is randomly cropped (area in ``spec.crop_scale``) and flipped: images in memory on
+    the device (:class:`BatchAugment` crop sampling; its colour and blur stages, identities at probability 0, are
+    skipped), resized back to their side; streamed images from their full files as they are decoded. Deterministic
+    for a seed on CPU.
 
     Args:
         encoder: Maps float images ``[B, 3, S, S]`` in [0, 1] to features ``[B, feature_dim]``.
         feature_dim: Output size of ``encoder``.
         num_classes: Number of classes C; labels must be in ``[0, C)``.
-        train_images: uint8 ``[N, 3, S, S]`` (any device; copied to ``spec.device`` once).
+        train_images: uint8 ``[N, 3, S, S]`` (any device; copied to ``spec.device`` once), or
+            :class:`StreamedImages` (read again every epoch; unreadable images are left out of their batches and
+            listed in its ``skipped``).
         train_labels: int ``[N]``, or multi-label codes ``[N, num_classes]`` (trained with a binary cross-entropy per
-            class that leaves difficult entries out).
+            class that leaves difficult entries out); None: the labels of streamed images.
         spec: Hyper-parameters.
         progress: Show a tqdm progress bar.
 
@@ -264,11 +272,17 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         ValueError: On an invalid spec, empty data, mismatched shapes or labels out of range.
     """
     spec.validate()
+    streamed = train_images if isinstance(train_images, StreamedImages) else None
+    if train_labels is None:
+        if streamed is None:
+            raise ValueError("train_labels are needed for images in memory")
+        train_labels = streamed.labels
     n = len(train_images)
     multilabel = is_multilabel(train_labels)
-    if n == 0 or train_images.ndim != 4 or train_labels.shape != ((n, num_classes) if multilabel else (n,)):
+    shape_ok = streamed is not None or (isinstance(train_images, Tensor) and train_images.ndim == 4)
+    if n == 0 or not shape_ok or train_labels.shape != ((n, num_classes) if multilabel else (n,)):
         raise ValueError(f"need images [N, 3, S, S] and labels [N] (or codes [N, {num_classes}]), got "
-                         f"{tuple(train_images.shape)}, {tuple(train_labels.shape)}")
+                         f"{_shape(train_images)}, {tuple(train_labels.shape)}")
     top = 2 if multilabel else num_classes - 1  # codes: absent, present, difficult
     if int(train_labels.min()) < 0 or int(train_labels.max()) > top:
         raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
@@ -279,13 +293,14 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
         linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
         linear.bias.zero_()
-    images, labels = train_images.to(device), train_labels.to(device=device, dtype=torch.int64)
+    images: Images = train_images.to(device) if isinstance(train_images, Tensor) else train_images
+    labels = train_labels.to(device=device, dtype=torch.int64)
     precision = pick_precision(spec.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     if spec.frozen:
         encoder.to(device).eval().requires_grad_(False)
         with precision.autocast(device):
-            standardize = _standardizer(encoder, images, spec.batch_size)
+            standardize = _standardizer(encoder, images, spec.batch_size, device)
         model = nn.Sequential(encoder, standardize, linear).to(device).train()
         encoder.eval()
     else:
@@ -299,23 +314,17 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
     optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay), lr=spec.lr,
                                 momentum=spec.momentum, nesterov=spec.nesterov)
-    side = images.shape[-1]
-    augment = BatchAugment(AugmentSpec(size=side, crop_scale=spec.crop_scale, flip_p=0.5, color_p=0.0,
-                                       gray_p=0.0, blur_p=0.0)) if spec.augment else None
     order_gen = torch.Generator().manual_seed(spec.seed + 1)
-    aug_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
+    batches = _Batches(images, spec, device)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
-    step = 0
+    step = epoch = 0
     while step < total:
         # ceil(N / B) near-equal batches: every image once per epoch, no tiny last batch for batch-norm.
-        for idx in torch.randperm(n, generator=order_gen).tensor_split(steps_per_epoch):
-            if step == total:
-                break
-            idx = idx.to(device)
-            batch = images[idx]
-            x = _to_float(batch)
-            if augment is not None:
-                x = resized_crop(x, augment.sample(batch, aug_gen).crop, side)
+        order = torch.randperm(n, generator=order_gen).tensor_split(steps_per_epoch)[: total - step]
+        before = step
+        for idx, x in batches(order, epoch):
+            if len(idx) < 2 and not spec.frozen:
+                continue  # what is left of a streamed batch of unreadable images: too few for batch-norm
             with precision.autocast(device):
                 if spec.frozen:
                     with torch.no_grad():
@@ -334,8 +343,42 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
             bar.update()
             if progress:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step == before:
+            raise InputError(f"no readable training images among the {n} given")
+        epoch += 1
     bar.close()
     return model.eval()
+
+
+def _shape(images: Images) -> tuple[int, ...] | str:
+    return tuple(images.shape) if isinstance(images, Tensor) else f"{len(images)} streamed images"
+
+
+class _Batches:
+    """One epoch's training batches, ``(rows [B], float images [B, 3, S, S])`` on the device, for ``order`` (rows per
+    batch): indexed and cropped on the device from images in memory (one crop generator for the whole training,
+    seeded by ``spec.seed + 2``), or decoded and cropped per image by the workers of :class:`StreamedImages`."""
+
+    def __init__(self, images: Tensor | StreamedImages, spec: FinetuneSpec, device: torch.device) -> None:
+        self.images, self.spec, self.device = images, spec, device
+        self.side = images.shape[-1] if isinstance(images, Tensor) else images.size
+        self.augment = BatchAugment(AugmentSpec(size=self.side, crop_scale=spec.crop_scale, flip_p=0.5, color_p=0.0,
+                                                gray_p=0.0, blur_p=0.0)) if spec.augment else None
+        self.generator = torch.Generator(device=device).manual_seed(spec.seed + 2)
+
+    def __call__(self, order: Sequence[Tensor], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if isinstance(self.images, StreamedImages):
+            scale = self.spec.crop_scale if self.spec.augment else None
+            for x, rows in self.images.batches(order, crop_scale=scale, seed=self.spec.seed + 2, epoch=epoch):
+                yield rows.to(self.device), x.to(self.device, non_blocking=True)
+            return
+        for idx in order:
+            idx = idx.to(self.device)
+            batch = self.images[idx]
+            x = _to_float(batch)
+            if self.augment is not None:
+                x = resized_crop(x, self.augment.sample(batch, self.generator).crop, self.side)
+            yield idx, x
 
 
 class Standardize(nn.Module):
@@ -353,21 +396,33 @@ class Standardize(nn.Module):
 
 
 @torch.no_grad()
-def _standardizer(encoder: nn.Module, images: Tensor, batch_size: int) -> Standardize:
-    """The mean and deviation of each feature of ``encoder`` over ``images`` (uint8, not augmented)."""
-    h = torch.cat([encoder(_to_float(chunk)).float() for chunk in images.split(batch_size)])
+def _standardizer(encoder: nn.Module, images: Images, batch_size: int, device: torch.device) -> Standardize:
+    """The mean and deviation of each feature of ``encoder`` over ``images`` (not augmented)."""
+    h = torch.cat([encoder(x).float() for x, _ in _in_order(images, batch_size, device)])
     return Standardize(*feature_stats(h))
 
 
+def _in_order(images: Images, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+    """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops), with
+    their rows."""
+    if isinstance(images, StreamedImages):
+        for x, rows in images.all(batch_size):
+            yield x.to(device, non_blocking=True), rows
+        return
+    for rows in torch.arange(len(images)).split(batch_size):
+        yield _to_float(images[rows.to(images.device)].to(device)), rows
+
+
 @torch.no_grad()
-def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 512,
+def evaluate_classifier(model: nn.Module, images: Images, labels: Tensor | None, batch_size: int = 512,
                         device: str | torch.device | None = None, precision: str = "fp32") -> dict[str, float]:
     """Top-1 and top-5 (top-min(5, C)) accuracy of a classifier on uint8 images ``[N, 3, S, S]``.
 
     Args:
         model: Maps float images in [0, 1] to logits ``[B, C]``; run in eval mode (its mode is restored).
-        images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are).
-        labels: int ``[N]``, or multi-label codes ``[N, C]``.
+        images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are), or :class:`StreamedImages`
+            (centre crops; unreadable images are left out and listed in its ``skipped``).
+        labels: int ``[N]``, or multi-label codes ``[N, C]``; None: the labels of streamed images.
         batch_size: Images per forward pass.
         device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
         precision: The forward passes' autocast, as :attr:`FinetuneSpec.precision`.
@@ -382,20 +437,27 @@ def evaluate_classifier(model: nn.Module, images: Tensor, labels: Tensor, batch_
         model.to(device)
     was_training = model.training
     model.eval()
+    if labels is None:
+        if not isinstance(images, StreamedImages):
+            raise ValueError("labels are needed for images in memory")
+        labels = images.labels
+    logits, kept = [], []
     try:
         with pick_precision(precision, torch.device(device)).autocast(torch.device(device)):
-            logits = [model(_to_float(chunk.to(device))).float().cpu() for chunk in images.split(batch_size)]
+            for x, rows in _in_order(images, batch_size, device):
+                logits.append(model(x).float().cpu())
+                kept.append(rows.cpu())
     finally:
         model.train(was_training)
     scores = torch.cat(logits) if logits else torch.zeros(0, 1)
-    labels = labels.cpu().long()
+    labels = labels.cpu().long()[torch.cat(kept)] if kept else labels.cpu().long()[:0]
     if is_multilabel(labels):
         return {"map11": map11(scores, labels)}
     return {**topk_accuracy(scores, labels, (1, 5)), "mean_class_top1": mean_class_accuracy(scores, labels)}
 
 
 def supervised_baseline(make_encoder: Callable[[], nn.Module], feature_dim: int, num_classes: int,
-                        train_images: Tensor, train_labels: Tensor, spec: FinetuneSpec,
+                        train_images: Images, train_labels: Tensor | None, spec: FinetuneSpec,
                         progress: bool = False) -> nn.Sequential:
     """The supervised baseline: :func:`finetune` from a freshly initialised encoder, same labels and recipe.
 

@@ -1,7 +1,9 @@
 """The evaluation commands that train on labels: fine-tuning (1% / 10%), transfer, and the h-versus-z probe.
 
-Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size), and
-works from the checkpoint's encoder f (fine-tuning and transfer start from h, not from the projection head).
+Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size; fine-tuning
+and the augmented linear protocol instead read them from their files batch by batch where the data is not held in
+memory, ``data.in_memory``), and works from the checkpoint's encoder f (fine-tuning and transfer start from h, not
+from the projection head).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,9 +23,11 @@ from simclr.build import build_model
 from simclr.data.decode import Decoded
 from simclr.data.named_sets import paper_metric
 from simclr.data.sources import ImageSource
+from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (
     FinetuneSpec,
+    Images,
     evaluate_classifier,
     finetune,
     label_subset,
@@ -89,11 +93,51 @@ def _subset(path: Path | None, train: ImageSource, fraction: float, seed: int,
 def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spec: FinetuneSpec, *,
                   subset_file: Path | None = None, baseline: bool = True) -> dict[str, Any]:
     """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels (random crops of the whole
-    shorter side); test top-1/top-5 on centre crops keeping ``data.eval_crop`` of it.
+    shorter side, or of the full file where the images are streamed); test top-1/top-5 on centre crops keeping
+    ``data.eval_crop`` of it.
 
     With ``baseline`` the same training from a random initialisation runs on the same subset.
     """
     return _finetune(*_open(checkpoint, setup), fraction, spec, subset_file, baseline)
+
+
+class _Split(NamedTuple):
+    """Labelled images as :func:`finetune` and :func:`evaluate_classifier` take them: decoded (uint8 images and their
+    labels) or streamed (the stream, and None: its own labels)."""
+
+    images: Images
+    labels: torch.Tensor | None
+    decoded_skipped: int = 0
+
+    def skipped(self) -> int:
+        """The images that could not be read (a stream's: so far)."""
+        return len(self.images.skipped) if isinstance(self.images, StreamedImages) else self.decoded_skipped
+
+    def readable(self) -> int:
+        """The images used (a stream's: all but those found unreadable so far)."""
+        return len(self.images) - (self.skipped() if isinstance(self.images, StreamedImages) else 0)
+
+
+def _labelled_splits(data: EvalData, rows: np.ndarray | None, device: torch.device) -> tuple[_Split, _Split]:
+    """The labelled train images at ``rows`` (default all: their random crops are drawn from the whole shorter side,
+    or from the full files when streamed) and the test split (centre crops keeping ``data.eval_crop``): decoded into
+    memory, or read from the files batch by batch where the data is not held in memory (``data.in_memory``)."""
+    if not data.in_memory:
+        pin = device.type == "cuda"
+        return _Split(data.streamed("train", rows, WHOLE_SIDE, pin), None), \
+            _Split(data.streamed("test", pin_memory=pin), None)
+    train = data.decoded("train", WHOLE_SIDE) if rows is None else data.labelled(rows, WHOLE_SIDE)
+    test = data.decoded("test")
+    if len(train.images) == 0 or len(test.images) == 0:
+        raise InputError(f"no readable labelled images in {data.train.name}")
+    return _Split(train.images, train.labels, len(train.skipped)), _Split(test.images, test.labels, len(test.skipped))
+
+
+def _score(model: torch.nn.Module, test: _Split, learned: Learned, precision: str) -> dict[str, float]:
+    scores = evaluate_classifier(model, test.images, test.labels, device=learned.device, precision=precision)
+    if test.readable() == 0:
+        raise InputError("no readable images in the test split")
+    return scores
 
 
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
@@ -102,30 +146,26 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
         raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
                          "subsets of single labels; use eval transfer or eval linear")
     idx, subset_path, fraction = _subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
-    labelled, test = data.labelled(idx, WHOLE_SIDE), data.decoded("test")  # only the labelled images: 1% of ImageNet
-    if len(labelled.images) == 0 or len(test.images) == 0:
-        raise InputError(f"no readable labelled images in {data.train.name}")
-    x, y, num_classes = labelled.images, labelled.labels, len(data.train.classes)
+    train, test = _labelled_splits(data, idx, learned.device)  # only the labelled images: 1% of ImageNet
+    num_classes = len(data.train.classes)
     precision = learned.config.train.precision  # the run's (auto: bf16 on a GPU)
     spec = dataclasses.replace(spec, device=str(learned.device), precision=precision)
     encoder = copy.deepcopy(learned.model.encoder)
     dim = learned.model.num_features
-    tuned = finetune(encoder, dim, num_classes, x, y, spec, progress=data.kw["progress"])
-    result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "labelled_images": len(x),
-                              "epochs": spec.epochs,
-                              **evaluate_classifier(tuned, test.images, test.labels, device=learned.device,
-                                                    precision=precision),
-                              "test_images": len(test.images),
-                              "subset_file": str(subset_path) if subset_path else None}
+    tuned = finetune(encoder, dim, num_classes, train.images, train.labels, spec, progress=data.kw["progress"])
+    result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "epochs": spec.epochs,
+                              **_score(tuned, test, learned, precision)}
     if baseline:
         def fresh() -> torch.nn.Module:
             return build_model(learned.config).encoder
 
-        scratch = supervised_baseline(fresh, dim, num_classes, x, y, spec)
-        base = evaluate_classifier(scratch, test.images, test.labels, device=learned.device, precision=precision)
+        scratch = supervised_baseline(fresh, dim, num_classes, train.images, train.labels, spec)
+        base = _score(scratch, test, learned, precision)
         result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
                        "baseline_mean_class_top1": base["mean_class_top1"]})
-    return result
+    return {**result, "labelled_images": train.readable(), "test_images": test.readable(),
+            "skipped": train.skipped() + test.skipped(), "streamed": not data.in_memory,
+            "subset_file": str(subset_path) if subset_path else None}
 
 
 def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int = 90) -> dict[str, Any]:
@@ -133,23 +173,23 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
     cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with
     cosine decay, no weight decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
 
-    Every epoch runs the encoder over the whole train split (no cached features): a GPU protocol for large
-    datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
+    Every epoch runs the encoder over the whole train split (no cached features; the images read from their files
+    batch by batch, each crop drawn from the full file, where the data is not held in memory): a GPU protocol for
+    large datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
     """
     learned, data = _open(checkpoint, setup)
-    train, test, num_classes = _splits(data, WHOLE_SIDE)
+    train, test = _labelled_splits(data, None, learned.device)
     before = fingerprint(learned.model)
     spec = FinetuneSpec(epochs=epochs, batch_size=setup.batch_size, lr=0.1 * setup.batch_size / 256,
                         seed=learned.config.train.seed, device=str(learned.device),
                         precision=learned.config.train.precision, frozen=True)
-    classifier = finetune(learned.model.encoder, learned.model.num_features, num_classes, train.images,
+    classifier = finetune(learned.model.encoder, learned.model.num_features, len(data.train.classes), train.images,
                           train.labels, spec, progress=setup.progress)
-    result = evaluate_classifier(classifier, test.images, test.labels, device=learned.device,
-                                 precision=spec.precision)
+    result = _score(classifier, test, learned, spec.precision)
     check_frozen(learned.model, before)
     return {"protocol": "linear", **result, "solver": "augmented", "epochs": epochs, "lr": spec.lr,
-            "train_images": len(train.images), "test_images": len(test.images),
-            "skipped": len(train.skipped) + len(test.skipped)}
+            "train_images": train.readable(), "test_images": test.readable(),
+            "skipped": train.skipped() + test.skipped(), "streamed": not data.in_memory}
 
 
 class _Classifiers:

@@ -17,6 +17,7 @@ from simclr.config_io import config_from_dict
 from simclr.data.decode import Decoded
 from simclr.data.named_sets import has_validation, paper_metric
 from simclr.data.sources import ImageSource
+from simclr.data.streamed import StreamedImages
 from simclr.engine.checkpoint import load_checkpoint
 from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
@@ -41,6 +42,7 @@ class EvalSetup:
     image_size: int = 0  # 0 = the checkpoint's data.image_size
     holdout: float | None = None  # None = the checkpoint's data.holdout
     eval_crop: float | None = None  # None = the checkpoint's data.eval_crop
+    in_memory: str | None = None  # auto, true, false; None = the checkpoint's data.in_memory
 
 
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
@@ -61,7 +63,8 @@ def eval_config(config: Config, setup: EvalSetup) -> Config:
                                cache_dir=setup.cache_dir or config.data.cache_dir,
                                image_size=setup.image_size or config.data.image_size,
                                holdout=config.data.holdout if setup.holdout is None else setup.holdout,
-                               eval_crop=config.data.eval_crop if setup.eval_crop is None else setup.eval_crop)
+                               eval_crop=config.data.eval_crop if setup.eval_crop is None else setup.eval_crop,
+                               in_memory=config.data.in_memory if setup.in_memory is None else setup.in_memory)
     return dataclasses.replace(config, data=data)
 
 
@@ -110,6 +113,16 @@ class EvalData:
             return self.decoded("train", crop)
         return decode(self.config, self.train.subset(rows), self.size, progress=self.kw["progress"],
                       workers=self.kw["workers"], crop=self._crop(crop))
+
+    def streamed(self, split: str, rows: np.ndarray | None = None, crop: float | None = None,
+                 pin_memory: bool = False) -> StreamedImages:
+        """The split (only its images at ``rows``, positions in its listing, when given) read from the files batch by
+        batch, centre crops keeping ``crop`` of the shorter side (default ``data.eval_crop``): for splits too large
+        to hold decoded."""
+        source = self.train if split == "train" else self.test
+        if rows is not None and len(rows) < len(source):
+            source = source.subset(rows)
+        return StreamedImages(source, self.size, self._crop(crop), self.kw["workers"], pin_memory)
 
     def features_kw(self, crop: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`extract_features` for this data, with centre crops keeping ``crop``
