@@ -66,9 +66,9 @@ def _common_eval(p: argparse.ArgumentParser) -> None:
                         "protocol), 0.875 the reference code's ImageNet evaluation (resize 256, crop 224); "
                         "default: the run's data.eval_crop")
     p.add_argument("--in-memory", choices=("auto", "true", "false"), default=None,
-                   help="decode the splits into memory (true; auto: images up to 64 px) or read them from the files "
-                        "batch by batch (false: fine-tuning and the augmented linear solver then train on more images "
-                        "than memory holds, cropping each full file); default: the run's data.in_memory")
+                   help="decode the images into memory (true; auto: images up to 64 px) or read them from their "
+                        "files batch by batch (false: for more images than memory holds; fine-tuning then crops each "
+                        "full file); default: the run's data.in_memory")
     _reading_options(p)
 
 

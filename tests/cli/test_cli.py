@@ -515,8 +515,8 @@ def test_every_eval_flag_reaches_its_protocol() -> None:
     def choices(parser, dest: str) -> dict:
         return next(a for a in parser._actions if a.dest == dest).choices
 
-    reading = {"help", "checkpoint", "data", "image_size", "holdout", "eval_crop", "data_root", "cache_dir", "device",
-               "batch_size", "workers", "quiet", "json"}
+    reading = {"help", "checkpoint", "data", "image_size", "holdout", "eval_crop", "in_memory", "data_root", "cache_dir",
+               "device", "batch_size", "workers", "quiet", "json"}
     negated = {"no_linear": "linear", "no_baseline": "baseline"}
     protocols = choices(choices(build_parser(), "command")["eval"], "protocol")
     assert set(protocols) == set(EVAL_OPTIONS)

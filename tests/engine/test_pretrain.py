@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from simclr.build import peak_lr
 from simclr.config_io import build_config
 from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
 from simclr.engine.metrics import read_metrics
@@ -113,19 +114,21 @@ def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path: Path, capsys) -> None:
 def test_time_budget(tmp_path: Path) -> None:
     budget_s = 12.0
     t0 = time.perf_counter()
-    result = pretrain(_config(train={"epochs": 1000, "time_budget": budget_s / 60}), tmp_path, progress=False)
+    config = _config(train={"epochs": 1000, "time_budget": budget_s / 60})
+    result = pretrain(config, tmp_path, progress=False)
     elapsed = time.perf_counter() - t0
     assert elapsed < budget_s + 4.0
     assert result.step == result.total_steps > 5  # (a loaded machine runs fewer steps in the same 12 s)
     records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
     assert records[-1]["step"] == result.total_steps
-    # the cosine decay ran to its end: the last lr is a small fraction of the peak
     lrs = [r["lr"] for r in records]
-    assert lrs[-1] < 0.05 * max(lrs)
+    assert max(lrs) == pytest.approx(peak_lr(config))  # the peak reached, however slow the machine
     # up to the peak, then down: no rise after a fall (the first fit of the schedule comes during the warm-up)
     top = lrs.index(max(lrs))
     assert all(a <= b for a, b in itertools.pairwise(lrs[:top + 1]))
-    assert all(b <= a for a, b in itertools.pairwise(lrs[top:]))
+    assert all(b <= a for a, b in itertools.pairwise(lrs[top:])) and lrs[-1] < max(lrs)
+    if len(lrs) - top > 20:  # the cosine ran to its end: a decay of more than a few steps ends near zero
+        assert lrs[-1] < 0.05 * max(lrs)  # (on a machine this loaded that 8 steps fit: tests/engine/test_budget.py)
     assert elapsed > 0.6 * budget_s  # and the budget was used, not wasted
 
 

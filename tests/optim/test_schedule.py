@@ -126,6 +126,9 @@ def test_refit_keeps_the_learning_rate_continuous_in_the_decay() -> None:
     late = old.refit(300, 80, at)  # a longer warm-up asked for after the warm-up ended: the run stays past it
     assert late(at) == pytest.approx(old(at)) and all(b <= a for a, b in itertools.pairwise(
         [late(s) for s in range(at, 301)]))
+    short = old.refit(30, 3, 5)  # during the warm-up, a new warm-up already over: the peak next, then the decay
+    assert short(5) == pytest.approx(1.0) and max(short(s) for s in range(31)) == pytest.approx(1.0)
+    assert all(b <= a for a, b in itertools.pairwise([short(s) for s in range(5, 31)]))
     assert old.refit(200, 20, 0) == LRSchedule(200, 20, 1.0)
     assert LRSchedule(**dataclasses.asdict(longer)) == longer  # as a checkpoint stores and restores it
     stored = {"total_steps": 10, "warmup_steps": 1, "peak_lr": 1.0, "final_lr": 0.0}  # before the refit fields

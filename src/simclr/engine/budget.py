@@ -1,6 +1,8 @@
 """``--time-budget``: fit the whole schedule (warm-up and cosine decay) to a wall-clock budget.
 
-The speed is measured over the first steps and re-measured at a few points (25%, 50%, 75%, 90% and 97%
+The speed is measured over the first steps (:data:`FIRST_ESTIMATE` of them, or fewer when they take more than
+:data:`FIRST_ESTIMATE_SHARE` of the budget: a slow machine must not spend its whole budget before the first fit) and
+re-measured at a few points (25%, 50%, 75%, 90% and 97%
 of the way), each time setting the total number of steps so that the run ends on time; the
 warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``). Until the first measurement the
 learning rate stays in its warm-up (:meth:`StepBudget.provisional`), so it never decays and then jumps back up when
@@ -18,6 +20,8 @@ SETTLE_STEPS = 3
 """Steps ignored before timing starts (first-iteration allocations and kernel selection)."""
 FIRST_ESTIMATE = 15
 """Timed steps behind the first estimate."""
+FIRST_ESTIMATE_SHARE = 0.1
+"""Share of the budget after which the first estimate is made from the steps timed so far (at least one)."""
 RESERVE = 0.005
 """Share of the budget kept back for the final checkpoint and bookkeeping."""
 
@@ -32,6 +36,7 @@ class StepBudget:
         self.peak, self.final = schedule.peak_lr, schedule.final_lr
         self._mark: tuple[int, float] | None = None
         self._next = SETTLE_STEPS + FIRST_ESTIMATE
+        self._fitted = False
         self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
 
     def provisional(self, schedule: LRSchedule) -> LRSchedule:
@@ -44,7 +49,10 @@ class StepBudget:
 
     def _schedule(self, total: int, step: int, schedule: LRSchedule) -> LRSchedule:
         total = max(total, 1)
-        return schedule.refit(total, min(total, round(total * self.warmup_fraction)), step)
+        warm = min(total, round(total * self.warmup_fraction))
+        if schedule.warmup_steps > step >= warm:  # still warming up, its fitted share already over (a short run):
+            warm = min(total, step + max(1, round(self.warmup_fraction * (total - step))))  # on up over what is left
+        return schedule.refit(total, warm, step)
 
     def update(self, step: int, schedule: LRSchedule) -> LRSchedule:
         """Call after each step; returns the (possibly re-fitted) schedule."""
@@ -54,8 +62,12 @@ class StepBudget:
             return self._schedule(step, step, schedule) if step < schedule.total_steps else schedule
         if step == SETTLE_STEPS:
             self._mark = (step, now)
-        if self._mark is None or step < self._next:
+        if self._mark is None or step == self._mark[0]:
             return schedule
+        early = not self._fitted and now - self._mark[1] >= FIRST_ESTIMATE_SHARE * self.seconds
+        if step < self._next and not early:
+            return schedule
+        self._fitted = True
         per_step = (now - self._mark[1]) / (step - self._mark[0])
         remaining = self.seconds * (1.0 - RESERVE) - elapsed
         total = step + max(0, int(remaining / per_step))

@@ -153,13 +153,17 @@ class LRSchedule:
 
     def refit(self, total_steps: int, warmup_steps: int, step: int) -> LRSchedule:
         """The schedule with a new length and warm-up from update ``step`` on, continuing from the learning rate this
-        one gives there (see ``from_step``). A run already past its warm-up stays past it."""
+        one gives there (see ``from_step``). A run already past its warm-up stays past it; a run still in its warm-up
+        finishes it (reaching the peak at the next update at the latest, if the new warm-up would already be over):
+        it never decays from a learning rate it was still raising."""
         if (total_steps, warmup_steps) == (self.total_steps, self.warmup_steps):
             return self
         if step == 0:
             return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr)
         if step >= self.warmup_steps:
             warmup_steps = min(warmup_steps, step)
+        else:
+            warmup_steps = max(warmup_steps, min(total_steps, step + 1))
         return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr, from_step=step, from_lr=self(step))
 
 
