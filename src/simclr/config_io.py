@@ -8,6 +8,7 @@ plain dict, so checkpoints load with ``weights_only``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -60,11 +61,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise InputError(f"config key {key}: expected an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
-        raise InputError(f"config key {key}: expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            number = float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
+        if number is None:
+            raise InputError(f"config key {key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise InputError(f"config key {key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
             return "true" if value else "false"

@@ -368,3 +368,38 @@ def test_init_from_an_imported_checkpoint_and_bad_init(tmp_path: Path, make_chec
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(InputError, match="cannot read checkpoint"):
         pretrain(_config(model={"init": str(tmp_path / "junk.pt")}), tmp_path / "bad2", progress=False)
+
+
+def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path) -> None:
+    """A checkpoint that torch reads but whose content is wrong (what a bad copy, a hand edit or another tool leaves):
+    one plain line naming it, for evaluation, --init and --resume alike; the run folder is left as it was."""
+    from simclr.evaluation.run import load_model
+
+    good = torch.load(full_run / "last.pt", weights_only=True)
+    first = next(iter(good["model"]))
+    damaged = {
+        "it has no config": {"config": None},
+        "its config is a list, not a mapping": {"config": [1, 2]},
+        "its model is a str, not named tensors": {"model": "weights"},
+        "config key train.epochs: expected a finite number, got inf": {
+            "config": {**good["config"], "train": {**good["config"]["train"], "epochs": math.inf}}},
+        f"1 weights missing .e.g. {first}.": {"model": {k: v for k, v in good["model"].items() if k != first}},
+        "of another shape": {"model": {**good["model"], first: torch.zeros(1)}},
+    }
+    for n, (why, change) in enumerate(damaged.items()):
+        state = {k: v for k, v in {**good, **change}.items() if v is not None}
+        run = tmp_path / f"run{n}"
+        shutil.copytree(full_run, run)
+        torch.save(state, run / "last.pt")
+        before = (run / "last.pt").read_bytes()
+        for attempt in (lambda: load_model(run, torch.device("cpu")),
+                        lambda: pretrain(_config(), run, resume=True, progress=False),
+                        lambda: pretrain(_config(model={"init": str(run / "last.pt")}), tmp_path / "new",
+                                         progress=False)):
+            with pytest.raises(InputError, match=why) as err:
+                attempt()
+            assert "\n" not in str(err.value)
+        assert (run / "last.pt").read_bytes() == before and not (tmp_path / "new").exists()
+    torch.save({**good, "step": "x"}, run / "last.pt")  # what only resuming reads
+    with pytest.raises(InputError, match=r"--resume: .* is damaged \(invalid literal"):
+        pretrain(_config(), run, resume=True, progress=False)

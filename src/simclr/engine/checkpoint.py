@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from simclr.config import Config
+from simclr.config_io import config_from_dict
 from simclr.errors import InputError, one_line
 from simclr.files import atomic_file
 
@@ -57,12 +59,50 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``."""
+    """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``, as is one without its
+    ``config`` (a mapping) and ``model`` (names to tensors)."""
     p = resolve_checkpoint(path)
     state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{p} is not a simclr checkpoint")
+    config, model = state.get("config"), state.get("model")
+    if not isinstance(config, dict):
+        raise InputError(f"checkpoint {p} is damaged: {_kind('config', config, 'a mapping')}")
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        raise InputError(f"checkpoint {p} is damaged: {_kind('model', model, 'named tensors')}")
     return state
+
+
+def _kind(name: str, value: Any, expected: str) -> str:
+    return f"it has no {name}" if value is None else f"its {name} is a {type(value).__name__}, not {expected}"
+
+
+def saved_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The config a checkpoint was saved with; a bad one is one ``InputError`` line naming the checkpoint."""
+    try:
+        return config_from_dict(state["config"])
+    except InputError as exc:
+        raise InputError(f"checkpoint {path} is damaged: {exc}") from None
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    """``module.load_state_dict(weights)``; weights that do not fit are one ``InputError`` line naming the first
+    missing, unexpected or misshapen one, "{what} does not match its own config: ..."."""
+    mine = module.state_dict()
+    missing = [k for k in mine if k not in weights]
+    extra = [k for k in weights if k not in mine]
+    shapes = [k for k in mine if k in weights and weights[k].shape != mine[k].shape]
+    problems = [f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else "",
+                f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else "",
+                f"{len(shapes)} of another shape (e.g. {shapes[0]}: {tuple(weights[shapes[0]].shape)} where the "
+                f"network has {tuple(mine[shapes[0]].shape)})" if shapes else ""]
+    if any(problems):
+        raise InputError(f"{what} does not match its own config: {'; '.join(p for p in problems if p)}")
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise InputError(f"{what} does not match its own config: {one_line(exc)}") from None
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

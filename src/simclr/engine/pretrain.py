@@ -29,17 +29,25 @@ from simclr.build import (
     resolve,
 )
 from simclr.config import Config
-from simclr.config_io import config_from_dict, config_to_dict, save_config
+from simclr.config_io import config_to_dict, save_config
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
-from simclr.engine.checkpoint import LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from simclr.engine.checkpoint import (
+    LAST,
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    saved_config,
+    set_rng_state,
+)
 from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
 from simclr.engine.metrics import MetricsLog, TrainClock
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
-from simclr.errors import InputError
+from simclr.errors import InputError, one_line
 from simclr.interrupts import deferred
 from simclr.models.global_bn import convert_global_bn
 from simclr.optim import LRSchedule, set_lr, warmup_steps_for
@@ -92,7 +100,7 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
         state = load_checkpoint(last)
         if "optimizer" not in state:
             raise InputError(f"--resume: {last} holds a model exported by simclr export, not a run's checkpoint")
-        return config_from_dict(state["config"]), state, None
+        return saved_config(state, last), state, None
     if last.exists():
         raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
                          "another --out")
@@ -112,7 +120,7 @@ def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _adopt_model(config: Config, init: dict[str, Any], *, note: bool = True) -> Config:
     """``config`` with the model settings of the ``model.init`` checkpoint (a note names those they replace)."""
-    theirs = dataclasses.replace(config_from_dict(init["config"]).model, init=config.model.init)
+    theirs = dataclasses.replace(saved_config(init, config.model.init).model, init=config.model.init)
     mine = _flat(config_to_dict(config)["model"])
     saved = _flat(config_to_dict(dataclasses.replace(config, model=theirs))["model"])
     changed = [f"{key} {mine[key]} -> {saved[key]}" for key in saved
@@ -181,11 +189,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
 
     net = build_model(config)
     if init is not None:  # model.init: its weights instead of a random start (its model settings were adopted)
-        try:
-            net.load_state_dict(init)
-        except RuntimeError as exc:
-            raise InputError(f"model.init {config.model.init} does not match its own config: "
-                             f"{str(exc).splitlines()[0]}") from None
+        load_weights(net, init, f"model.init {config.model.init}")
     if ctx.is_main:  # the run folder is written only once the input has passed every check
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
@@ -204,19 +208,24 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     step, epoch, pos = 0, 0, 0
     clock = TrainClock(t_start, float(state.get("time_s", 0.0)) if state is not None else 0.0)
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        schedule = LRSchedule(**state["schedule"])
-        per_rank = state.get("ranks") or [{"views": state["views"], "rng": state["rng"]}]
-        if len(per_rank) != ctx.world_size:
-            _log(f"note: the checkpoint was written by {len(per_rank)} process(es), this run has "
-                 f"{ctx.world_size}: augmentation streams restart from the seed")
-        mine = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else per_rank[0]
-        views.load_state_dict(mine["views"])
-        set_rng_state(mine["rng"], device)
-        step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
-        skipped.update(state.get("skipped", {}))
+        load_weights(net, state["model"], f"checkpoint {run_dir / LAST}")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            schedule = LRSchedule(**state["schedule"])
+            per_rank = state.get("ranks") or [{"views": state["views"], "rng": state["rng"]}]
+            if len(per_rank) != ctx.world_size:
+                _log(f"note: the checkpoint was written by {len(per_rank)} process(es), this run has "
+                     f"{ctx.world_size}: augmentation streams restart from the seed")
+            mine = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else per_rank[0]
+            views.load_state_dict(mine["views"])
+            set_rng_state(mine["rng"], device)
+            step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
+            skipped.update(state.get("skipped", {}))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else one_line(exc)
+            raise InputError(f"--resume: {run_dir / LAST} is damaged ({what}): resume from another copy, or start "
+                             "a new run") from None
         if ctx.is_main:
             _log(f"{run_dir} is already finished ({step}/{schedule.total_steps} steps): nothing to do"
                  if step >= schedule.total_steps else

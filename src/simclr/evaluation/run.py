@@ -13,12 +13,11 @@ import torch
 
 from simclr.build import build_model, decode, open_source, plan_data
 from simclr.config import Config
-from simclr.config_io import config_from_dict
 from simclr.data.decode import Decoded
 from simclr.data.named_sets import has_validation, paper_metric
 from simclr.data.sources import ImageSource
 from simclr.data.streamed import StreamedImages
-from simclr.engine.checkpoint import load_checkpoint
+from simclr.engine.checkpoint import load_checkpoint, load_weights, saved_config
 from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
@@ -48,13 +47,9 @@ class EvalSetup:
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SimCLRNet, Config]:
     """Rebuild the network saved in a checkpoint (run folder or file) and load its weights."""
     state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
+    config = saved_config(state, checkpoint)
     model = build_model(config)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise InputError(f"checkpoint {checkpoint} does not match its own config: {str(exc).splitlines()[0]}") \
-            from None
+    load_weights(model, state["model"], f"checkpoint {checkpoint}")
     return model.to(device), config
 
 
