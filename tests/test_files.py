@@ -83,3 +83,21 @@ def test_check_output_refuses_folders_inputs_and_run_checkpoints(tmp_path: Path)
         with pytest.raises(InputError, match="a run's checkpoint"):
             check_output(tmp_path / name)
     check_output(tmp_path / "epoch_0011.pt")  # not there yet: nothing to lose
+    for name in ("config.yaml", "metrics.jsonl", "views.png"):
+        (tmp_path / name).write_text("x")
+        with pytest.raises(InputError, match="a run's own file"):
+            check_output(tmp_path / name)
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot be written: .*plain-file is not a writable folder"):
+        check_output(blocker / "sub" / "out.npz")  # its parent would have to be made inside a file
+
+
+def test_atomic_write_errors_name_the_users_file(tmp_path: Path) -> None:
+    from simclr.errors import InputError
+    from simclr.files import atomic_write_text
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=r"cannot write .*f/out\.txt") as err:
+        atomic_write_text(tmp_path / "f" / "out.txt", "y")
+    assert ".tmp" not in str(err.value)

@@ -373,6 +373,8 @@ def _check_result_files(args: argparse.Namespace) -> None:
     for flag, path in (("--out", args.out), ("--sheet", args.sheet)):
         if path:
             check_output(path, flag, (args.index,))
+    if args.out and args.sheet and Path(args.out).absolute() == Path(args.sheet).absolute():
+        raise InputError(f"--out and --sheet both name {args.out}: name two files")
     if args.sheet:
         sheet_format(args.sheet)
 

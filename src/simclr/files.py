@@ -15,6 +15,8 @@ from typing import IO, Any
 from simclr.errors import InputError
 
 RUN_CHECKPOINT = re.compile(r"last\.pt|epoch_\d+\.pt")
+RUN_FILES = re.compile(r"last\.pt|epoch_\d+\.pt|config\.yaml|metrics\.jsonl|skipped\.txt|views\.png")
+"""The files of a run folder (one with a config.yaml) that an output must not replace."""
 """The names of a run's checkpoints (beside its config.yaml)."""
 
 
@@ -29,8 +31,11 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_file writes whole files: mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # name the user's file, not the temporary one
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode, encoding="utf-8" if mode == "w" else None) as fh:
             yield fh
@@ -74,6 +79,10 @@ def check_output(out: str | Path, flag: str = "--out", reading: tuple[str | Path
         for source in reading:
             if Path(source).exists() and path.resolve() == Path(source).resolve():
                 raise InputError(f"{flag} {out} is the file being read: name another file")
-        if RUN_CHECKPOINT.fullmatch(path.name) and (path.parent / "config.yaml").is_file():
-            raise InputError(f"{flag} {out} is a run's checkpoint: name another file")
+        if RUN_FILES.fullmatch(path.name) and (path.parent / "config.yaml").is_file():
+            what = "checkpoint" if RUN_CHECKPOINT.fullmatch(path.name) else "own file"
+            raise InputError(f"{flag} {out} is a run's {what}: name another file")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise InputError(f"{flag} {out} cannot be written: {folder} is not a writable folder")
     return path

@@ -98,6 +98,9 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
     csv.write_text("earlier results\n")
     assert "--sheet" in bad("--index", train, "--query", train, "--out", str(csv), "--sheet", str(tmp_path / "s.gif"))
     assert csv.read_text() == "earlier results\n" and not (tmp_path / "s.gif").exists()  # refused before writing
+    both = tmp_path / "both.png"
+    assert "both name" in bad("--index", train, "--query", train, "--out", str(both), "--sheet", str(both))
+    assert not both.exists()
 
 
 def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path, capsys) -> None:

@@ -94,6 +94,16 @@ def test_load_embeddings_refuses_bad_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="do not match"):
         load_embeddings(_write(tmp_path / "m.npz", features=np.ones((2, 3)), labels=np.zeros(3),
                                paths=np.array(["a", "b"])))
+    good = {"features": np.ones((2, 3)), "labels": np.zeros(2), "paths": np.array(["a", "b"])}
+    for n, (change, why) in enumerate([
+            ({"features": np.zeros((0, 3)), "labels": np.zeros(0), "paths": np.array([], dtype=str)}, "holds no images"),
+            ({"features": np.array([[1.0, np.nan, 0], [1, 2, 3]])}, "features are not all finite"),
+            ({"z": np.full((2, 4), np.inf)}, "z are not all finite"),
+            ({"meta": np.asarray("[1, 2]")}, "meta entry is not a JSON object"),
+            ({"meta": np.asarray('{"image_size": "big"}')}, "image_size is 'big', not a whole number"),
+            ({"meta": np.asarray('{"checkpoint": 5}')}, "checkpoint is 5, not a string")]):
+        with pytest.raises(InputError, match=why):
+            load_embeddings(_write(tmp_path / f"bad{n}.npz", **{**good, **change}))
     pickled = _write(tmp_path / "p.npz", features=np.ones((1, 3)), labels=np.zeros(1),
                      paths=np.array([{"code": 1}], dtype=object))
     with pytest.raises(InputError, match="not a readable"):  # object arrays would need unpickling: refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,11 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
     except OSError as exc:  # the file itself (permissions, a folder): any later failure is its content's
         raise InputError(f"cannot read {what} {path}: {one_line(exc)}") from None
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign file: the error below says it in one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
-        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+        if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
             why = ("it holds Python objects besides tensors, which simclr never loads (loading them could run code "
                    "from the file)")
         else:

@@ -55,22 +55,47 @@ def load_embeddings(path: str | Path) -> Embeddings:
         raise InputError(f"{p} is not a simclr embed file: no {', '.join(missing)}")
     feats = arrays["features"]
     n = len(arrays["paths"])
-    if feats.ndim != 2 or len(feats) != n or len(arrays["labels"]) != n or n == 0:
+    if n == 0:
+        raise InputError(f"{p} holds no images")
+    if feats.ndim != 2 or len(feats) != n or len(arrays["labels"]) != n:
         raise InputError(f"{p}: features {tuple(feats.shape)}, {len(arrays['labels'])} labels and {n} paths "
                          "do not match")
     z = arrays.get("z")
     if z is not None and (z.ndim != 2 or len(z) != n):
         raise InputError(f"{p}: z {tuple(z.shape)} does not match {n} images")
-    meta: dict[str, Any] = {}
-    if "meta" in arrays:
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError:
-            raise InputError(f"{p}: unreadable meta entry") from None
+    for name, values in (("features", feats), ("z", z)):
+        if values is not None and not (np.issubdtype(values.dtype, np.number) and np.isfinite(values).all()):
+            raise InputError(f"{p}: its {name} are not all finite numbers")
+    meta = _meta(arrays, p)
     meta["file"] = str(p)
     return Embeddings(torch.from_numpy(feats.astype(np.float32)),
                       None if z is None else torch.from_numpy(z.astype(np.float32)),
                       arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta)
+
+
+_META_TYPES: dict[str, tuple[type, ...]] = {"image_size": (int,), "eval_crop": (float, int), "checkpoint": (str,),
+                                            "data": (str,), "split": (str,), "root": (str,), "cache_dir": (str,),
+                                            "holdout": (float, int), "seed": (int,)}
+
+
+_KIND = {int: "a whole number", float: "a number", str: "a string"}
+
+
+def _meta(arrays: dict[str, np.ndarray], p: Path) -> dict[str, Any]:
+    """The file's ``meta`` entry (a JSON object), its known keys of the right types."""
+    if "meta" not in arrays:
+        return {}
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError:
+        raise InputError(f"{p}: unreadable meta entry") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{p}: its meta entry is not a JSON object")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise InputError(f"{p}: its meta entry {key} is {value!r}, not {_KIND[types[0]]}")
+    return meta
 
 
 def save_embeddings(emb: Embeddings, out: str | Path) -> None:
