@@ -167,6 +167,9 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     return index
 
 
+MAX_WORKERS = 128
+"""The most DataLoader worker processes a command starts (each is a process with its own copy of the reader)."""
+
 EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
     "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
@@ -285,6 +288,8 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+        raise InputError(f"workers must be a whole number from 0 to {MAX_WORKERS}, got {workers!r}")
     if isinstance(in_memory, bool):
         in_memory = str(in_memory).lower()
     if in_memory is not None and in_memory not in ("auto", "true", "false"):
@@ -299,7 +304,7 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
     if eval_crop is not None and not 0 < eval_crop <= 1:
         raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
-                     max(0, workers), progress, image_size, holdout, eval_crop, in_memory)
+                     workers, progress, image_size, holdout, eval_crop, in_memory)
 
 
 def load_index(path: str | Path) -> Index:

@@ -69,8 +69,8 @@ class DataConfig:
             raise ValueError(f"data.view_size must be 0 (= image_size) or >= 8, got {self.view_size}")
         if self.in_memory not in ("auto", "true", "false"):
             raise ValueError(f"data.in_memory must be auto, true or false, got {self.in_memory!r}")
-        if self.workers < 0:
-            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+        if not 0 <= self.workers <= 128:
+            raise ValueError(f"data.workers must be from 0 to 128, got {self.workers}")
 
 
 @dataclass(frozen=True)

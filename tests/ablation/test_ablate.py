@@ -114,6 +114,22 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     older["base"]["data"]["view_size"] = 0 if json.loads(before)["base"]["data"]["view_size"] else 16
     (out / "study.json").write_text(json.dumps(older))
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2  # a key it had, changed: refused
+    (out / "study.json").write_text("[1, 2]")
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2
+    assert "is not a study file" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("train: {}\n")
+    assert ablate(mini_archive, run, "loss", "--cells", "nt_xent") == 2
+    assert "a pretraining run's folder" in capsys.readouterr().err and not (run / "study.json").exists()
+
+
+def test_a_dataset_at_its_own_side_is_evaluated_at_that_side(tmp_path: Path, capsys) -> None:
+    """digits: image_size 0 (the images' own 8 px) and no --eval-size: evaluated at 8 px, not at 0."""
+    out = tmp_path / "study"
+    assert main(["ablate", "temperature", "--data", "digits", "--out", str(out), "--cells", "l2-t0.5", "--epochs",
+                 "0.05", "--set", "train.batch_size=32", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((out / "cells" / "l2-t0.5" / "result.json").read_text())["knn_top1"] > 0
 
 
 def test_unlabeled_data_fails_before_training_and_a_corrupt_result_is_redone(mini_archive: Path, tmp_path: Path,

@@ -63,6 +63,9 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
         simclr.evaluate(env["run"], env["archive"], "transfer", finetune_grid="0/0")
     with pytest.raises(InputError, match="holdout must be a fraction"):
         simclr.evaluate(env["run"], env["archive"], "knn", holdout=-0.1)
+    for workers in (-1, 100_000, 1.5):
+        with pytest.raises(InputError, match="workers must be a whole number from 0 to 128"):
+            simclr.evaluate(env["run"], env["archive"], "knn", workers=workers)
     with pytest.raises(InputError, match="in_memory must be auto, true or false"):
         simclr.evaluate(env["run"], env["archive"], "knn", in_memory="maybe")
     streamed = simclr.evaluate(env["run"], env["archive"], "knn", k=20, cache_dir=env["cache"], progress=False,

@@ -17,6 +17,7 @@ linear classifier (L-BFGS logistic regression, weight decay chosen on held-out t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -28,7 +29,7 @@ import torch
 
 from simclr.ablation.checks import Check, check_study
 from simclr.ablation.studies import Cell, Study
-from simclr.build import build_model
+from simclr.build import build_model, plan_data
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
 from simclr.engine.checkpoint import LAST
@@ -164,6 +165,8 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
             saved = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
+        if not isinstance(saved, dict):
+            raise InputError(f"{path} is not a study file (a JSON object); move it away or choose another --out")
         was, now = _dotted(saved), _dotted(settings)
         # a key this version added, at its default, is what the study ran with before the key existed
         defaults = _dotted(json.loads(json.dumps({"base": config_to_dict(build_config())})))
@@ -175,6 +178,8 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
             raise InputError(f"{options.out} holds a {saved.get('study')} study run with other settings "
                              f"({', '.join(diff[:3])}{more}); rerun with the same options or choose another --out")
         return
+    if (options.out / "config.yaml").is_file() or (options.out / LAST).is_file():
+        raise InputError(f"{options.out} is a pretraining run's folder, not a study's: choose another --out")
     options.out.mkdir(parents=True, exist_ok=True)
     _write_json(settings, path)
 
@@ -286,8 +291,12 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
     configs = {(c.key, k): cell_config(study, c, options, k) for c in selected for k in range(options.seeds)}
     first = configs[selected[0].key, 0]  # every config was checked before any run starts
+    size = options.eval_size or first.data.view_size or first.data.image_size
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
-                      image_size=options.eval_size or first.data.view_size)
+                      image_size=size)
+    if not size:  # image_size 0: the dataset's own side (small images), resolved as pretraining will
+        probe = EvalData(eval_config(first, setup), setup)
+        setup = dataclasses.replace(setup, image_size=plan_data(first, probe.train).image_size)
     data = EvalData(eval_config(first, setup), setup)  # unlabeled data fails now, not after a cell; decoded
     _check_folder(study, options)                        # once, at the first evaluation, for every cell
     todo = [(c, k) for c in selected for k in range(options.seeds)
