@@ -392,14 +392,19 @@ def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path)
         shutil.copytree(full_run, run)
         torch.save(state, run / "last.pt")
         before = (run / "last.pt").read_bytes()
-        for attempt in (lambda: load_model(run, torch.device("cpu")),
-                        lambda: pretrain(_config(), run, resume=True, progress=False),
-                        lambda: pretrain(_config(model={"init": str(run / "last.pt")}), tmp_path / "new",
-                                         progress=False)):
+        for attempt in (lambda run=run: load_model(run, torch.device("cpu")),
+                        lambda run=run: pretrain(_config(), run, resume=True, progress=False),
+                        lambda run=run: pretrain(_config(model={"init": str(run / "last.pt")}), tmp_path / "new",
+                                                 progress=False)):
             with pytest.raises(InputError, match=why) as err:
                 attempt()
             assert "\n" not in str(err.value)
         assert (run / "last.pt").read_bytes() == before and not (tmp_path / "new").exists()
-    torch.save({**good, "step": "x"}, run / "last.pt")  # what only resuming reads
-    with pytest.raises(InputError, match=r"--resume: .* is damaged \(invalid literal"):
-        pretrain(_config(), run, resume=True, progress=False)
+    first_param = next(iter(good["optimizer"]["state"]))
+    for change, why in (({"step": "x"}, "its step is 'x'"), ({"epoch": -3}, "its epoch is -3"),
+                        ({"time_s": "x"}, "could not convert"),
+                        ({"optimizer": {**good["optimizer"], "state": {first_param: {"momentum_buffer": torch.zeros(3)}}}},
+                         r"its optimizer's momentum_buffer \(3,\) does not fit")):
+        torch.save({**good, **change}, run / "last.pt")  # what only resuming reads
+        with pytest.raises(InputError, match=rf"--resume: .* is damaged \({why}"):
+            pretrain(_config(), run, resume=True, progress=False)

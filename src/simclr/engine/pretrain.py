@@ -110,6 +110,23 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
     return _adopt_model(config, init, note=main), None, init["model"]
 
 
+def _non_negative(value: Any, name: str) -> Any:
+    """``value`` if it is a finite number >= 0 (a checkpoint's counters and clock), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"its {name} is {value!r}")
+    return value
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """ValueError if a saved per-parameter buffer (momentum) has another shape than its parameter."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                    raise ValueError(f"its optimizer's {name} {tuple(value.shape)} does not fit a parameter "
+                                     f"{tuple(p.shape)}")
+
+
 def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"head": {"out_dim": 128}}`` as ``{"head.out_dim": 128}``."""
     out: dict[str, Any] = {}
@@ -206,11 +223,13 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     schedule = LRSchedule(total, min(total, warmup_steps_for(config.optim.warmup_epochs, spe)), peak_lr(config),
                           config.optim.final_lr)
     step, epoch, pos = 0, 0, 0
-    clock = TrainClock(t_start, float(state.get("time_s", 0.0)) if state is not None else 0.0)
+    clock = TrainClock(t_start, 0.0)
     if state is not None:
         load_weights(net, state["model"], f"checkpoint {run_dir / LAST}")
         try:
+            clock = TrainClock(t_start, _non_negative(float(state.get("time_s", 0.0)), "time_s"))
             optimizer.load_state_dict(state["optimizer"])
+            _check_optimizer_state(optimizer)
             scaler.load_state_dict(state["scaler"])
             schedule = LRSchedule(**state["schedule"])
             per_rank = state.get("ranks") or [{"views": state["views"], "rng": state["rng"]}]
@@ -220,7 +239,7 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
             mine = per_rank[ctx.rank] if len(per_rank) == ctx.world_size else per_rank[0]
             views.load_state_dict(mine["views"])
             set_rng_state(mine["rng"], device)
-            step, epoch, pos = int(state["step"]), int(state["epoch"]), int(state["position"])
+            step, epoch, pos = (int(_non_negative(state[k], k)) for k in ("step", "epoch", "position"))
             skipped.update(state.get("skipped", {}))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
             what = f"no {exc}" if isinstance(exc, KeyError) else one_line(exc)
