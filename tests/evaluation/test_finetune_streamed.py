@@ -97,3 +97,19 @@ def test_a_stream_of_unreadable_files_is_an_error_not_a_hang(tmp_path: Path) -> 
     assert len(stream.skipped) == 6
     with pytest.raises(ValueError, match="train_labels"):
         finetune(_encoder(), 64, 2, torch.zeros(2, 3, 16, 16, dtype=torch.uint8), None, SPEC)
+
+
+def test_too_few_images_for_batch_norm_is_said_so(splits: dict, tmp_path: Path) -> None:
+    from simclr.evaluation.finetune import load_subset
+
+    one = splits["decoded"].images[:1], splits["decoded"].labels[:1]
+    with pytest.raises(InputError, match="at least 2 images, got 1 labelled image"):
+        finetune(_encoder(), 64, 3, *one, SPEC)
+    with pytest.raises(InputError, match="batch size 1"):
+        finetune(_encoder(), 64, 3, splits["decoded"].images, splits["decoded"].labels,
+                 dataclasses.replace(SPEC, batch_size=1))
+    finetune(_encoder(), 64, 3, *one, dataclasses.replace(SPEC, frozen=True, epochs=1))  # no batch-norm trained
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"format": "simclr-subset-v1", "num_images": 48, "indices": []}')
+    with pytest.raises(InputError, match="selects no images"):
+        load_subset(empty, 48)

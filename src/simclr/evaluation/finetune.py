@@ -126,6 +126,8 @@ def load_subset(path: str | Path, num_images: int, paths: Sequence[str] | None =
     raw = doc.get("indices")
     if not isinstance(raw, list) or not all(type(i) is int for i in raw):
         raise InputError(f"label subset {path}: 'indices' must be a list of integers")
+    if not raw:
+        raise InputError(f"label subset {path} selects no images")
     bad = [i for i in raw if not 0 <= i < num_images]
     if bad:
         raise InputError(f"label subset {path}: index {bad[0]} out of range for {num_images} images")
@@ -283,6 +285,9 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     if n == 0 or not shape_ok or train_labels.shape != ((n, num_classes) if multilabel else (n,)):
         raise ValueError(f"need images [N, 3, S, S] and labels [N] (or codes [N, {num_classes}]), got "
                          f"{_shape(train_images)}, {tuple(train_labels.shape)}")
+    if not spec.frozen and min(n, spec.batch_size) < 2:
+        raise InputError(f"fine-tuning trains batch-norm statistics: it needs batches of at least 2 images, got "
+                         f"{n} labelled image(s) and batch size {spec.batch_size}")
     top = 2 if multilabel else num_classes - 1  # codes: absent, present, difficult
     if int(train_labels.min()) < 0 or int(train_labels.max()) > top:
         raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
