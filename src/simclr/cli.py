@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from simclr import __version__
 from simclr.errors import InputError
@@ -224,9 +224,16 @@ def _ablate_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage is one --help away), exit code 2 as ever."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simclr", description="SimCLR: contrastive visual representation "
-                                     "learning (Chen et al., ICML 2020).")
+    parser = _Parser(prog="simclr", description="SimCLR: contrastive visual representation "
+                     "learning (Chen et al., ICML 2020).")
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _pretrain_parser(sub)

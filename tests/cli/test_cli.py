@@ -553,3 +553,11 @@ def test_help_does_not_load_torch() -> None:
     code = ("import sys; from simclr.cli import build_parser; build_parser().parse_args(['ablate', 'head', '--data', "
             "'x', '--out', 'y']); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_argument_errors_are_one_line(capsys) -> None:
+    for argv in (["pretrainn"], ["eval", "knn", "--checkpoint", "x"], ["eval", "finetune", "--in-memory", "maybe"]):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert refused.value.code == 2 and "\n" not in err and "error: " in err and err.endswith("--help)"), err
