@@ -561,3 +561,20 @@ def test_argument_errors_are_one_line(capsys) -> None:
             main(argv)
         err = capsys.readouterr().err.strip()
         assert refused.value.code == 2 and "\n" not in err and "error: " in err and err.endswith("--help)"), err
+
+
+def test_train_and_test_class_folders_must_meet(env: dict, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    for root, layout in (("apart", {"train": "ab", "test": "xy"}), ("partly", {"train": "ab", "test": "ac"})):
+        for split, classes in layout.items():
+            for c in classes:
+                (tmp_path / root / split / c).mkdir(parents=True)
+                for i in range(3):
+                    Image.new("RGB", (16, 16), (80 * i, 0, 0)).save(tmp_path / root / split / c / f"{i}.png")
+    args = ["eval", "knn", "--checkpoint", str(env["run"]), "--quiet", "--k", "3", "--data"]
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "apart")]) == 2
+    assert "no test class has a training image (test classes x, y)" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "partly")]) == 0
+    assert "note: 3 test images of 1 class(es) with no training image (c) count as errors" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def test_time_budget(tmp_path: Path) -> None:
 
 def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
-    save_checkpoint({"model": {"w": torch.ones(2)}, "step": 3}, path)
+    save_checkpoint({"config": {}, "model": {"w": torch.ones(2)}, "step": 3}, path)
     assert load_checkpoint(tmp_path)["step"] == 3
     assert not list(tmp_path.glob(".*tmp"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,29 @@ def labelled_split(config: Config, split: str) -> ImageSource:
     return source
 
 
+def _check_classes(train: ImageSource, test: ImageSource) -> None:
+    """Refuse test images none of whose classes has a training image (train/ and test/ class folders that differ:
+    every answer would be wrong); note the test images of such classes when only some are."""
+    if is_multilabel(train.labels):
+        return
+    unseen = np.setdiff1d(np.unique(test.labels), np.unique(train.labels))
+    if len(unseen) == 0:
+        return
+    names = ", ".join(test.classes[i] for i in unseen[:3]) + (" ..." if len(unseen) > 3 else "")
+    count = int(np.isin(test.labels, unseen).sum())
+    if count == len(test.labels):
+        raise InputError(f"{test.name}: no test class has a training image (test classes {names}): the train and test "
+                         "splits must share their class folders")
+    print(f"note: {count} test images of {len(unseen)} class(es) with no training image ({names}) count as errors",
+          file=sys.stderr)
+
+
 class EvalData:
     """The labelled train (bank) and test (query) splits, opened and decoded once for every encoder."""
 
     def __init__(self, config: Config, setup: EvalSetup) -> None:
         self.train, self.test = labelled_split(config, "train"), labelled_split(config, "test")
+        _check_classes(self.train, self.test)
         self.size = config.data.image_size
         self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
         self.config = config
