@@ -101,3 +101,7 @@ def test_atomic_write_errors_name_the_users_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"cannot write .*f/out\.txt") as err:
         atomic_write_text(tmp_path / "f" / "out.txt", "y")
     assert ".tmp" not in str(err.value)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match=r"cannot write .*folder: Is a directory") as err:
+        atomic_write_text(tmp_path / "folder", "y")
+    assert ".tmp" not in str(err.value) and not list(tmp_path.glob(".*tmp"))

@@ -207,8 +207,12 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"{protocol} takes no option {unknown[0]!r} (it takes {', '.join(defaults)})")
     opts = {**defaults, **given}
     for name in ("k", "epochs", "lr", "temperature"):
-        if opts.get(name) is not None and not opts[name] > 0:
-            raise InputError(f"{name} must be > 0, got {opts[name]}")
+        value, whole = opts.get(name), name in ("k", "epochs")
+        if value is None:
+            continue
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+            raise InputError(f"{name} must be {'a whole number' if whole else 'a number'} > 0, got {value!r}")
     if "steps" in opts and (isinstance(opts["steps"], bool) or not isinstance(opts["steps"], int)
                             or opts["steps"] < 0):
         raise InputError(f"steps must be a whole number >= 0, got {opts['steps']!r}")
@@ -295,8 +299,8 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
     if in_memory is not None and in_memory not in ("auto", "true", "false"):
         raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
 
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if image_size and image_size < 8:
         raise InputError(f"image_size must be >= 8, got {image_size}")
     if holdout is not None and not 0 <= holdout < 1:

@@ -63,6 +63,11 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
         simclr.evaluate(env["run"], env["archive"], "transfer", finetune_grid="0/0")
     with pytest.raises(InputError, match="holdout must be a fraction"):
         simclr.evaluate(env["run"], env["archive"], "knn", holdout=-0.1)
+    for bad, why in (({"k": 2.5}, "k must be a whole number > 0, got 2.5"), ({"k": "five"}, "k must be a whole"),
+                     ({"batch_size": "x"}, "batch_size must be a whole number"),
+                     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N, got 'tpu'")):
+        with pytest.raises(InputError, match=why):
+            simclr.evaluate(env["run"], env["archive"], "knn", **bad)
     for workers in (-1, 100_000, 1.5):
         with pytest.raises(InputError, match="workers must be a whole number from 0 to 128"):
             simclr.evaluate(env["run"], env["archive"], "knn", workers=workers)
