@@ -133,8 +133,9 @@ def _labelled_splits(data: EvalData, rows: np.ndarray | None, device: torch.devi
     return _Split(train.images, train.labels, len(train.skipped)), _Split(test.images, test.labels, len(test.skipped))
 
 
-def _score(model: torch.nn.Module, test: _Split, learned: Learned, precision: str) -> dict[str, float]:
-    scores = evaluate_classifier(model, test.images, test.labels, device=learned.device, precision=precision)
+def _score(model: torch.nn.Module, test: _Split, learned: Learned, precision: str,
+           batch_size: int) -> dict[str, float]:
+    scores = evaluate_classifier(model, test.images, test.labels, batch_size, learned.device, precision)
     if test.readable() == 0:
         raise InputError("no readable images in the test split")
     return scores
@@ -154,13 +155,13 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
     dim = learned.model.num_features
     tuned = finetune(encoder, dim, num_classes, train.images, train.labels, spec, progress=data.kw["progress"])
     result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "epochs": spec.epochs,
-                              **_score(tuned, test, learned, precision)}
+                              **_score(tuned, test, learned, precision, spec.batch_size)}
     if baseline:
         def fresh() -> torch.nn.Module:
             return build_model(learned.config).encoder
 
         scratch = supervised_baseline(fresh, dim, num_classes, train.images, train.labels, spec)
-        base = _score(scratch, test, learned, precision)
+        base = _score(scratch, test, learned, precision, spec.batch_size)
         result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
                        "baseline_mean_class_top1": base["mean_class_top1"]})
     return {**result, "labelled_images": train.readable(), "test_images": test.readable(),
@@ -185,7 +186,7 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
                         precision=learned.config.train.precision, frozen=True)
     classifier = finetune(learned.model.encoder, learned.model.num_features, len(data.train.classes), train.images,
                           train.labels, spec, progress=setup.progress)
-    result = _score(classifier, test, learned, spec.precision)
+    result = _score(classifier, test, learned, spec.precision, spec.batch_size)
     check_frozen(learned.model, before)
     return {"protocol": "linear", **result, "solver": "augmented", "epochs": epochs, "lr": spec.lr,
             "train_images": train.readable(), "test_images": test.readable(),
