@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torchvision.models.resnet import ResNet
 
-from simclr.config import Config
+from simclr.config import MAX_WORKERS, Config
 from simclr.config_io import build_config, read_yaml
 from simclr.data.augment import eval_transform, resize_side
 from simclr.data.images import open_rgb, to_rgb
@@ -167,9 +167,6 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     return index
 
 
-MAX_WORKERS = 128
-"""The most DataLoader worker processes a command starts (each is a process with its own copy of the reader)."""
-
 EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
     "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
@@ -298,7 +295,6 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
         in_memory = str(in_memory).lower()
     if in_memory is not None and in_memory not in ("auto", "true", "false"):
         raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if image_size and image_size < 8:

@@ -19,6 +19,8 @@ OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_WORKERS = 128
+"""The most DataLoader worker processes a command starts (each is a process with its own copy of the reader)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ class DataConfig:
             raise ValueError(f"data.view_size must be 0 (= image_size) or >= 8, got {self.view_size}")
         if self.in_memory not in ("auto", "true", "false"):
             raise ValueError(f"data.in_memory must be auto, true or false, got {self.in_memory!r}")
-        if not 0 <= self.workers <= 128:
-            raise ValueError(f"data.workers must be from 0 to 128, got {self.workers}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"data.workers must be from 0 to {MAX_WORKERS}, got {self.workers}")
 
 
 @dataclass(frozen=True)
