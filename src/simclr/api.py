@@ -251,7 +251,16 @@ def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *,
     """
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout,
                        eval_crop, in_memory)
+    _path_like(checkpoint, "checkpoint")
+    if not data:
+        raise InputError("data is required: a dataset name, image folder or archive")
     return evaluate_setup(checkpoint, setup, protocol, **options)
+
+
+def _path_like(value: Any, name: str) -> None:
+    """InputError unless ``value`` is a non-empty path (a string or ``os.PathLike``)."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise InputError(f"{name} must be a path, got {value!r}")
 
 
 def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **options: Any) -> dict[str, Any]:
@@ -289,6 +298,8 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
     """Where evaluation data comes from and where it runs, checked."""
     from simclr.evaluation.run import EvalSetup
 
+    if data and not isinstance(data, (str, os.PathLike)):
+        raise InputError(f"data must be a dataset name or path, got {data!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
         raise InputError(f"workers must be a whole number from 0 to {MAX_WORKERS}, got {workers!r}")
     if isinstance(in_memory, bool):
@@ -311,6 +322,7 @@ def load_index(path: str | Path) -> Index:
     """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``."""
     from simclr.retrieval.index import load_index as load
 
+    _path_like(path, "path")
     return load(path)
 
 

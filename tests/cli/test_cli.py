@@ -68,6 +68,12 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
                      ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N, got 'tpu'")):
         with pytest.raises(InputError, match=why):
             simclr.evaluate(env["run"], env["archive"], "knn", **bad)
+    for args, why in (((None, env["archive"]), "checkpoint must be a path, got None"),
+                      ((env["run"], None), "data is required"), ((env["run"], 5), "data must be a dataset name")):
+        with pytest.raises(InputError, match=why):
+            simclr.evaluate(*args, "knn")
+    with pytest.raises(InputError, match="path must be a path, got None"):
+        simclr.load_index(None)
     for workers in (-1, 100_000, 1.5):
         with pytest.raises(InputError, match="workers must be a whole number from 0 to 128"):
             simclr.evaluate(env["run"], env["archive"], "knn", workers=workers)
