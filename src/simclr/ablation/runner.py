@@ -17,7 +17,6 @@ linear classifier (L-BFGS logistic regression, weight decay chosen on held-out t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import sys
@@ -29,7 +28,7 @@ import torch
 
 from simclr.ablation.checks import Check, check_study
 from simclr.ablation.studies import Cell, Study
-from simclr.build import build_model, plan_data
+from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
 from simclr.engine.checkpoint import LAST
@@ -291,12 +290,8 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
     configs = {(c.key, k): cell_config(study, c, options, k) for c in selected for k in range(options.seeds)}
     first = configs[selected[0].key, 0]  # every config was checked before any run starts
-    size = options.eval_size or first.data.view_size or first.data.image_size
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
-                      image_size=size)
-    if not size:  # image_size 0: the dataset's own side (small images), resolved as pretraining will
-        probe = EvalData(eval_config(first, setup), setup)
-        setup = dataclasses.replace(setup, image_size=plan_data(first, probe.train).image_size)
+                      image_size=options.eval_size or first.data.view_size)  # 0: image_size, resolved by EvalData
     data = EvalData(eval_config(first, setup), setup)  # unlabeled data fails now, not after a cell; decoded
     _check_folder(study, options)                        # once, at the first evaluation, for every cell
     todo = [(c, k) for c in selected for k in range(options.seeds)

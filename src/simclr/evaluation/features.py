@@ -7,13 +7,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from simclr.data.augment import eval_transform, resize_side
-from simclr.data.decode import Decoded, as_is, decode_source
-from simclr.data.images import CorruptImageError
+from simclr.data.decode import Decoded, decode_source
 from simclr.data.sources import ImageSource
+from simclr.data.streamed import StreamedImages
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.models.simclr import SimCLRNet
@@ -40,20 +38,6 @@ class Features(NamedTuple):
         return self.labels.numpy().astype(np.int64)
 
 
-class _EvalDataset(Dataset):
-    def __init__(self, source: ImageSource, size: int, crop: float = 1.0) -> None:
-        self.source, self.transform, self.size = source, eval_transform(size, crop), resize_side(size, crop)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
-        try:
-            return self.transform(self.source.load(i, min_side=self.size)), i, ""
-        except CorruptImageError as exc:
-            return None, i, str(exc)
-
-
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
                  skipped: list[tuple[str, str]], kept: list[int],
                  decoder: Decoder | None = None, crop: float = 1.0) -> Iterator[torch.Tensor]:
@@ -61,7 +45,7 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
     (indices) and ``skipped`` as it goes.
 
     In memory, the whole dataset is decoded first (by ``decoder``, which crops as it was made to; default: no
-    cache); otherwise a DataLoader decodes and resizes images one at a time with ``eval_transform``.
+    cache); otherwise they are read from their files batch by batch (:class:`StreamedImages`).
     """
     if in_memory:
         decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False, workers=workers,
@@ -72,14 +56,11 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
         for chunk in decoded.images.split(batch_size):
             yield chunk.float().div_(255.0)
         return
-    loader = DataLoader(_EvalDataset(source, size, crop), batch_size=batch_size, num_workers=workers,
-                        collate_fn=as_is)
-    for items in loader:
-        good = [it for it in items if it[0] is not None]
-        skipped.extend((source.paths[i], why) for x, i, why in items if x is None)
-        kept.extend(i for _, i, _ in good)
-        if good:
-            yield torch.stack([g[0] for g in good])
+    stream = StreamedImages(source, size, crop, workers)
+    for x, rows in stream.all(batch_size):
+        kept.extend(rows.tolist())
+        yield x
+    skipped.extend(stream.skipped.items())
 
 
 def model_encoder(model: SimCLRNet, device: torch.device, precision: Precision, channels_last: bool,

@@ -95,8 +95,8 @@ class EvalData:
     def __init__(self, config: Config, setup: EvalSetup) -> None:
         self.train, self.test = labelled_split(config, "train"), labelled_split(config, "test")
         _check_classes(self.train, self.test)
-        self.size = config.data.image_size
-        self.in_memory = plan_data(config, self.train).in_memory if config.data.in_memory != "false" else False
+        plan = plan_data(config, self.train)  # image_size 0: the dataset's own side, as pretraining resolves it
+        self.size, self.in_memory = plan.image_size, plan.in_memory
         self.config = config
         self._decoded: dict[tuple[str, int, float], Decoded] = {}
         self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
