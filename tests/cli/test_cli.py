@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from simclr.cli import main
 from simclr.config_io import build_config
@@ -164,6 +165,60 @@ def test_eval_streams_large_splits_from_their_files(env: dict, capsys, monkeypat
     with pytest.raises(SystemExit) as refused:  # argparse's one-line refusal
         main(["eval", "finetune", *base[:-1], "maybe"])
     assert refused.value.code == 2
+
+
+def _colour_splits(root: Path) -> Path:
+    """train/ and test/ of three classes of 16x16 PNGs (noisy red, green or blue dominant), and one corrupt train
+    file."""
+    gen = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 6)):
+        for c, name in enumerate(("blue", "green", "red")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for k in range(count):
+                x = gen.random((16, 16, 3)) * 0.5
+                x[..., 2 - c] += 0.5
+                Image.fromarray((x * 255).round().astype(np.uint8)).save(folder / f"{k:02d}.png")
+    (root / "train" / "red" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsys, monkeypatch) -> None:
+    """--in-memory false: transfer's networks train on (and are scored on) images read from their files batch by
+    batch, its linear evaluation sees the same pixels as in memory; the probes give the very rows of memory."""
+    from simclr.data.streamed import StreamedImages
+    from simclr.evaluation import protocols
+
+    given: list = []
+    real = protocols.finetune
+    monkeypatch.setattr(protocols, "finetune", lambda *a, **k: given.append(a[3]) or real(*a, **k))
+    data = _colour_splits(tmp_path / "colours")
+    base = ["--checkpoint", str(env["run"]), "--data", str(data), "--json", "--quiet", "--cache-dir", env["cache"],
+            "--batch-size", "8"]
+    out = {}
+    for mode in ("true", "false"):
+        capsys.readouterr()
+        assert main(["eval", "transfer", *base, "--in-memory", mode, "--steps", "2",
+                     "--finetune-grid", "0.1/0,1e-3"]) == 0
+        out[mode] = json.loads(capsys.readouterr().out)
+    memory, streamed = out["true"], out["false"]
+    assert streamed["streamed"] and not memory["streamed"]
+    for key in ("train_images", "labelled_images", "test_images", "skipped", "validation_images", "linear_top1",
+                "linear_top5", "linear_mean_class_top1", "linear_weight_decay"):
+        assert streamed[key] == memory[key], key
+    assert (streamed["train_images"], streamed["test_images"], streamed["skipped"]) == (36, 18, 1)
+    assert streamed["labelled_images"] == 36  # the corrupt file is left out of the labelled images
+    held = streamed["validation_images"]
+    assert [isinstance(x, StreamedImages) for x in given] == [False] * 6 + [True] * 6
+    assert [len(x) for x in given[6:]] == [36 - held] * 2 + [36] + [36 - held] * 2 + [36]  # grid, then all
+    assert all(0.0 <= streamed[f"{n}_top1"] <= 1.0 for n in ("finetune", "scratch"))
+    rows = {}
+    for mode in ("true", "false"):
+        capsys.readouterr()
+        assert main(["eval", "probe", *base, "--in-memory", mode, "--epochs", "2",
+                     "--transforms", "rotation,noise"]) == 0
+        rows[mode] = json.loads(capsys.readouterr().out)["rows"]
+    assert rows["false"] == rows["true"] and [r["transform"] for r in rows["true"]] == ["rotation", "noise"]
 
 
 def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:

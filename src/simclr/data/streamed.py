@@ -85,6 +85,14 @@ class StreamedImages:
     def __len__(self) -> int:
         return len(self.source)
 
+    def subset(self, rows: Sequence[int] | torch.Tensor) -> StreamedImages:
+        """The images at ``rows`` (in that order) as a stream of their own, read as this one (its unreadable images
+        are listed in this one's ``skipped`` too)."""
+        rows = torch.as_tensor(rows, dtype=torch.int64)
+        part = StreamedImages(self.source.subset(rows.numpy()), self.size, self.crop, self.workers, self.pin_memory)
+        part.skipped = self.skipped
+        return part
+
     def batches(self, order: Sequence[torch.Tensor] | Sequence[Sequence[int]], *,
                 crop_scale: tuple[float, float] | None = None, seed: int = 0,
                 epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

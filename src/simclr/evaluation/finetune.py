@@ -40,6 +40,7 @@ __all__ = [
     "FinetuneSpec",
     "evaluate_classifier",
     "finetune",
+    "image_batches",
     "label_subset",
     "load_subset",
     "save_subset",
@@ -403,11 +404,11 @@ class Standardize(nn.Module):
 @torch.no_grad()
 def _standardizer(encoder: nn.Module, images: Images, batch_size: int, device: torch.device) -> Standardize:
     """The mean and deviation of each feature of ``encoder`` over ``images`` (not augmented)."""
-    h = torch.cat([encoder(x).float() for x, _ in _in_order(images, batch_size, device)])
+    h = torch.cat([encoder(x).float() for x, _ in image_batches(images, batch_size, device)])
     return Standardize(*feature_stats(h))
 
 
-def _in_order(images: Images, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+def image_batches(images: Images, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
     """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops), with
     their rows."""
     if isinstance(images, StreamedImages):
@@ -449,7 +450,7 @@ def evaluate_classifier(model: nn.Module, images: Images, labels: Tensor | None,
     logits, kept = [], []
     try:
         with pick_precision(precision, torch.device(device)).autocast(torch.device(device)):
-            for x, rows in _in_order(images, batch_size, device):
+            for x, rows in image_batches(images, batch_size, device):
                 logits.append(model(x).float().cpu())
                 kept.append(rows.cpu())
     finally:

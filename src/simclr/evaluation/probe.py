@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from simclr.errors import InputError
+from simclr.evaluation.finetune import Images, image_batches
 from simclr.evaluation.knn import topk_accuracy
 
 TRANSFORMS = ("rotation", "color_vs_gray", "noise", "sobel")
@@ -137,21 +138,23 @@ def train_mlp(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, 
 
 
 @torch.no_grad()
-def _encode_transformed(encode: Encode, images: Tensor, name: str, seed: int,
+def _encode_transformed(encode: Encode, images: Images, name: str, seed: int,
                         batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Transform uint8 images batch by batch (seeded), encode them; return h, z (float32, CPU) and targets."""
+    """Transform images batch by batch (seeded), encode them; return h, z (float32, CPU) and targets."""
     gen = torch.Generator().manual_seed(seed)
     hs, zs, ys = [], [], []
-    for batch in images.split(batch_size):
-        x, y = transform_batch(batch.float() / 255.0, name, gen)
+    for batch, _ in image_batches(images, batch_size, "cpu"):
+        x, y = transform_batch(batch, name, gen)
         h, z = encode(x)
         hs.append(h.detach().float().cpu())
         zs.append(z.detach().float().cpu())
         ys.append(y.cpu())
+    if not hs:
+        raise InputError("no readable images to probe")
     return torch.cat(hs), torch.cat(zs), torch.cat(ys)
 
 
-def probe(encode: Encode, train_images: Tensor, test_images: Tensor,
+def probe(encode: Encode, train_images: Images, test_images: Images,
           transforms: Sequence[str] = TRANSFORMS, spec: ProbeSpec = ProbeSpec(), batch_size: int = 256,
           progress: bool = False) -> list[dict]:
     """Predict each transformation from frozen h and from frozen z with an MLP probe.
@@ -159,8 +162,9 @@ def probe(encode: Encode, train_images: Tensor, test_images: Tensor,
     Args:
         encode: maps float images [B, 3, H, W] in [0, 1] to (h [B, F], z [B, D]); e.g. a wrapper around
             ``SimCLRNet`` that moves the batch to its device and applies the normalisation it expects.
-        train_images: uint8 [N, 3, H, W] images the probes are trained on.
-        test_images: uint8 [M, 3, H, W] images they are evaluated on.
+        train_images: uint8 [N, 3, H, W] images the probes are trained on, or :class:`StreamedImages` (their
+            centre crops, read from the files batch by batch for every transform; unreadable ones left out).
+        test_images: The images they are evaluated on, the same way.
         transforms: names from ``TRANSFORMS``.
         spec: the MLP probe; ``spec.seed`` also seeds the transformed datasets.
         batch_size: encoding batch size.

@@ -1,8 +1,7 @@
 """The evaluation commands that train on labels: fine-tuning (1% / 10%), transfer, and the h-versus-z probe.
 
-Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size; fine-tuning
-and the augmented linear protocol instead read them from their files batch by batch where the data is not held in
-memory, ``data.in_memory``), and works from the checkpoint's encoder f (fine-tuning and transfer start from h, not
+Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size), or reads them
+from their files batch by batch where the data is not held in memory (``data.in_memory``), and works from the checkpoint's encoder f (fine-tuning and transfer start from h, not
 from the projection head).
 """
 
@@ -20,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from simclr.build import build_model
-from simclr.data.decode import Decoded
 from simclr.data.named_sets import paper_metric
 from simclr.data.sources import ImageSource
 from simclr.data.streamed import StreamedImages
@@ -61,15 +59,6 @@ def _open(checkpoint: str | Path, setup: EvalSetup) -> tuple[Learned, EvalData]:
 WHOLE_SIDE = 1.0
 """The centre crop of images a network trains on with random crops: the whole shorter side, so that the crops draw
 from all of it as the paper's do from the full image (images it is scored on keep ``data.eval_crop``)."""
-
-
-def _splits(data: EvalData, train_crop: float | None = None) -> tuple[Decoded, Decoded, int]:
-    """The labelled splits decoded (once per ``data`` and crop; the train split keeping ``train_crop`` of the
-    shorter side, default ``data.eval_crop``), and the number of classes."""
-    train, test = data.decoded("train", train_crop), data.decoded("test")
-    if len(train.images) == 0 or len(test.images) == 0:
-        raise InputError(f"no readable labelled images in {data.train.name}")
-    return train, test, len(data.train.classes)
 
 
 def _subset(path: Path | None, train: ImageSource, fraction: float, seed: int,
@@ -193,37 +182,56 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
             "skipped": train.skipped() + test.skipped(), "streamed": not data.in_memory}
 
 
+class _Pool:
+    """Labelled images the transferred networks train on or are scored on, taken by rows: uint8 on the device (moved
+    there once: every cell of a grid trains on part of them), or read from their files (:class:`StreamedImages`)."""
+
+    def __init__(self, images: Images, labels: torch.Tensor, device: torch.device) -> None:
+        self.images = images.to(device) if isinstance(images, torch.Tensor) else images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: torch.Tensor | None = None) -> tuple[Images, torch.Tensor]:
+        """The images at ``rows`` (default all) and their labels."""
+        if rows is None:
+            return self.images, self.labels
+        if isinstance(self.images, StreamedImages):
+            return self.images.subset(rows), self.labels[rows]
+        return self.images[rows.to(self.images.device)], self.labels[rows]
+
+
 class _Classifiers:
-    """Trains a network and a linear layer on (some of) one labelled set of images, and scores it: the two
+    """Trains a network and a linear layer on (some of) one labelled pool of images, and scores it: the two
     fine-tuned networks of transfer (from the pretrained f, from random initialisation)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, dim: int, device: torch.device,
-                 precision: str, progress: bool) -> None:
-        # on the device once: every cell of a grid trains on (part of) them
-        self.x, self.y, self.num_classes, self.dim = x.to(device), y.to(device), num_classes, dim
+    def __init__(self, pool: _Pool, num_classes: int, dim: int, device: torch.device, precision: str,
+                 batch_size: int, progress: bool) -> None:
+        self.pool, self.num_classes, self.dim, self.batch_size = pool, num_classes, dim, batch_size
         self.device, self.precision, self.progress = device, precision, progress
 
     def fit(self, make: Callable[[], torch.nn.Module], spec: FinetuneSpec,
             rows: torch.Tensor | None = None) -> torch.nn.Module:
         """``make()`` fine-tuned on ``rows`` (default all), with the paper's batch-norm momentum for transfer."""
-        x, y = (self.x, self.y) if rows is None else (self.x[rows], self.y[rows])
-        spec = dataclasses.replace(spec, bn_momentum=transfer_bn_momentum(len(x), spec.batch_size))
+        x, y = self.pool.take(rows)
+        spec = dataclasses.replace(spec, bn_momentum=transfer_bn_momentum(len(y), spec.batch_size))
         return finetune(make(), self.dim, self.num_classes, x, y, spec, progress=self.progress)
 
-    def score(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return evaluate_classifier(model, images, labels, device=self.device, precision=self.precision)
+    def score(self, model: torch.nn.Module, images: Images, labels: torch.Tensor) -> dict[str, float]:
+        return evaluate_classifier(model, images, labels, self.batch_size, self.device, self.precision)
 
     def search(self, name: str, make: Callable[[], torch.nn.Module], grid: Grid, base: FinetuneSpec,
                metric: str, val_rows: torch.Tensor) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
         """The best cell of ``grid`` by ``metric`` on the images ``val_rows``, each cell trained on the others;
         and the rows of every cell."""
-        fit_rows = rows_besides(val_rows, len(self.y))
+        fit_rows = rows_besides(val_rows, len(self.pool))
+        held = self.pool.take(val_rows)
         total = len(grid.cells())
         done = 0
 
         def score(spec: FinetuneSpec) -> float:
-            model = self.fit(make, spec, fit_rows)
-            return self.score(model, self.x[val_rows], self.y[val_rows])[metric]
+            return self.score(self.fit(make, spec, fit_rows), *held)[metric]
 
         def show(row: dict[str, Any]) -> None:
             nonlocal done
@@ -255,7 +263,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     """A pretrained encoder on another labelled dataset (the paper's Appendix B.8): linear evaluation on frozen h,
     fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
 
-    The splits are decoded once for all three, and all three learn from the same labelled images (a class-balanced
+    The splits are decoded once for all three (or, where the data is not held in memory, ``data.in_memory``, read
+    from their files batch by batch: features once, the networks' images every epoch), and all three learn from the same labelled images (a class-balanced
     ``fraction`` of the train split drawn by ``spec.seed``, or the subset in ``subset_file``, saved there when the
     file does not exist; ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1
     (multi-label VOC2007: the 11-point mAP); ``paper_metric`` names the one the paper reports for this dataset (its
@@ -272,27 +281,30 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     learned, data = _open(checkpoint, setup)
     metric = paper_metric(setup.data)
     before = fingerprint(learned.model)
-    train, test, num_classes = _splits(data, WHOLE_SIDE)
-    if is_multilabel(train.labels):
+    multilabel = is_multilabel(data.train.labels)
+    if multilabel:
         if fraction < 1 or subset_file is not None:
             raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction "
                              "or --subset-file)")
-        idx = torch.arange(len(train.labels))
+        chosen = np.arange(len(data.train))
     else:
         chosen, _, fraction = _subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
-        row = {path: i for i, path in enumerate(train.paths)}  # the readable images' rows in the decoded split
-        idx = torch.tensor([row[p] for p in (data.train.paths[i] for i in chosen) if p in row], dtype=torch.int64)
-    labelled = [train.paths[i] for i in idx.tolist()]
-    val_rows, validation = _validation(data, setup.data, labelled, train.labels[idx], spec.seed)
     pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if setup.eval_crop is None else setup.eval_crop)
     check_frozen(learned.model, before)
-    position = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
-    rows = torch.tensor([position[path] for path in labelled], dtype=torch.int64)  # labelled images, in this order
+    readable = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
+    chosen = np.asarray([i for i in chosen if data.train.paths[i] in readable], dtype=np.int64)  # labelled images
+    if len(chosen) == 0:
+        raise InputError(f"none of the labelled images of {data.train.name} could be read")
+    labelled = [data.train.paths[i] for i in chosen]
+    labels = torch.as_tensor(np.asarray(data.train.labels)[chosen], dtype=torch.int64)
+    val_rows, validation = _validation(data, setup.data, labelled, labels, spec.seed)
+    rows = torch.tensor([readable[path] for path in labelled], dtype=torch.int64)  # in this order
     linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows,
                          holdout=val_rows)
     device, precision = learned.device, learned.config.train.precision
-    nets = _Classifiers(train.images[idx], train.labels[idx], num_classes, learned.model.num_features, device,
-                        precision, setup.progress)
+    pool, test = _transfer_pools(data, chosen, labels, device)
+    nets = _Classifiers(pool, len(data.train.classes), learned.model.num_features, device, precision,
+                        setup.batch_size, setup.progress)
     base = dataclasses.replace(spec, device=str(device), precision=precision)
     longer = dataclasses.replace(base, epochs=2 * base.epochs, steps=2 * base.steps)  # paper: 40,000 vs 20,000
 
@@ -302,31 +314,47 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     def scratch() -> torch.nn.Module:
         return seeded_init(lambda: build_model(learned.config).encoder, spec.seed)
 
-    keys = ("map11",) if is_multilabel(train.labels) else ("top1", "top5", "mean_class_top1")
+    keys = ("map11",) if multilabel else ("top1", "top5", "mean_class_top1")
     result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": metric,
                               **{f"linear_{key}": linear[key] for key in keys}}
     for name, make, cell, grid in (("finetune", pretrained, base, grids[0] if grids else None),
                                    ("scratch", scratch, longer, grids[1] if grids else None)):
         if grid is not None:
             if val_rows is None:
-                raise InputError(f"too few labelled images ({len(idx)}) to hold out a validation part for the "
+                raise InputError(f"too few labelled images ({len(chosen)}) to hold out a validation part for the "
                                  "hyper-parameter search")
             cell, result[f"{name}_grid"] = nets.search(name, make, grid, cell, metric, val_rows)
-        scores = nets.score(nets.fit(make, cell), test.images, test.labels)
+        scores = nets.score(nets.fit(make, cell), *test.take())
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
     return {**result, "label_fraction": fraction, "subset_file": str(subset_file) if subset_file else None,
-            "train_images": len(pair.train.h), "labelled_images": len(idx), "test_images": len(pair.test.h),
+            "train_images": len(pair.train.h), "labelled_images": len(chosen), "test_images": len(pair.test.h),
             "validation": validation, "validation_images": len(val_rows) if val_rows is not None else None,
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,
-            "linear_weight_decay": linear.get("weight_decay")}
+            "linear_weight_decay": linear.get("weight_decay"), "streamed": not data.in_memory,
+            "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
+
+
+def _transfer_pools(data: EvalData, chosen: np.ndarray, labels: torch.Tensor,
+                    device: torch.device) -> tuple[_Pool, _Pool]:
+    """The labelled train images at ``chosen`` (readable ones, positions in the split's listing; the networks'
+    random crops draw from the whole shorter side, or from the full files when streamed) and the test split (centre
+    crops keeping ``data.eval_crop``), decoded into memory or streamed as :func:`_labelled_splits`."""
+    if not data.in_memory:
+        pin = device.type == "cuda"
+        test = data.streamed("test", pin_memory=pin)
+        return _Pool(data.streamed("train", chosen, WHOLE_SIDE, pin), labels, device), _Pool(test, test.labels, device)
+    decoded, scored = data.decoded("train", WHOLE_SIDE), data.decoded("test")
+    position = {path: i for i, path in enumerate(decoded.paths)}
+    idx = torch.tensor([position[data.train.paths[i]] for i in chosen], dtype=torch.int64)
+    return _Pool(decoded.images[idx], labels, device), _Pool(scored.images, scored.labels, device)
 
 
 def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
                transforms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input."""
     learned, data = _open(checkpoint, setup)
-    train, test, _ = _splits(data)
+    train, test = _probe_splits(data)
     model = learned.model.eval()
     before = fingerprint(model)
 
@@ -339,7 +367,18 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
         return out.h.float().cpu(), out.z.float().cpu()
 
     kwargs = {"transforms": transforms} if transforms else {}
-    rows = probe(encode, train.images, test.images, spec=spec, batch_size=setup.batch_size,
+    rows = probe(encode, train, test, spec=spec, batch_size=setup.batch_size,
                  progress=setup.progress, **kwargs)
     check_frozen(model, before)
     return rows
+
+
+def _probe_splits(data: EvalData) -> tuple[Images, Images]:
+    """The train and test splits as the probes see them: centre crops keeping ``data.eval_crop``, decoded into
+    memory, or read from their files batch by batch where the data is not held in memory (``data.in_memory``)."""
+    if not data.in_memory:
+        return data.streamed("train"), data.streamed("test")
+    train, test = data.decoded("train"), data.decoded("test")
+    if len(train.images) == 0 or len(test.images) == 0:
+        raise InputError(f"no readable labelled images in {data.train.name}")
+    return train.images, test.images
