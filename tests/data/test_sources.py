@@ -178,6 +178,23 @@ def test_class_folders_recursive_and_consistent_across_splits(tmp_path: Path) ->
     assert train.paths == ("train/a/0.png", "train/b/deep/1.png") and test.labels.tolist() == [2]
 
 
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_class(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _make_labeled(tmp_path, {"a": 2, "b": 2})
+    real = os.scandir
+
+    def scandir(path):  # what chmod 000 does to a user other than root
+        if Path(path).name == "b":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"cannot read folder .*/b: Permission denied"):
+        load_source(str(tmp_path), "all", cache_dir=tmp_path)
+    monkeypatch.setattr(os, "scandir", real)
+    assert load_source(str(tmp_path), "all", cache_dir=tmp_path).classes == ("a", "b")
+
+
 def test_imagenet_layout_val_is_the_test_split(tmp_path: Path) -> None:
     _write_png(tmp_path / "train" / "n01" / "0.png")
     _write_png(tmp_path / "train" / "n02" / "0.png")

@@ -232,9 +232,14 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
 
 
 def _walk_images(folder: Path) -> list[str]:
-    """Sorted POSIX paths, relative to ``folder``, of its image files (recursive; hidden entries skipped)."""
+    """Sorted POSIX paths, relative to ``folder``, of its image files (recursive; hidden entries skipped). A folder
+    that cannot be listed is an InputError (its images, perhaps a whole class, would be missing unseen)."""
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def refuse(exc: OSError) -> None:
+        raise InputError(f"cannot read folder {exc.filename}: {exc.strerror or exc}")
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=refuse):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRS)
         rel_dir = Path(dirpath).relative_to(folder)
         found.extend(
