@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,14 @@ def test_architecture_is_read_from_the_weights() -> None:
     assert infer_model(_keys((2, 2, 2, 2), False, torch.zeros(32, 3, 3, 3)), "f")["width"] == 0.5
     with pytest.raises(InputError, match="2-2-3-2 basic blocks per stage is none of"):
         infer_model(_keys((2, 2, 3, 2), False, imagenet), "f")
+    for stem in (torch.zeros(0, 3, 7, 7), torch.zeros(64, 1, 7, 7), torch.zeros(64, 3, 5, 5), torch.zeros(64, 3)):
+        with pytest.raises(InputError, match=rf"conv1.weight is of shape {re.escape(str(tuple(stem.shape)))}; a "
+                                             r"ResNet's stem is \[C, 3, 7, 7\]"):
+            infer_model(_keys((2, 2, 2, 2), False, stem), "f")
+    no_stem = _keys((2, 2, 2, 2), False, imagenet)
+    del no_stem["conv1.weight"]
+    with pytest.raises(InputError, match="conv1.weight is missing"):
+        infer_model(no_stem, "f")
 
 
 def test_bad_weights_are_one_line_errors(tmp_path: Path, capsys, make_checkpoint) -> None:

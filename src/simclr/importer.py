@@ -108,7 +108,11 @@ def infer_model(weights: dict[str, torch.Tensor], name: str) -> dict[str, Any]:
         kind = "bottleneck" if bottleneck else "basic"
         raise InputError(f"{name}: a ResNet of {'-'.join(map(str, blocks))} {kind} blocks per stage is none of "
                          "resnet18, 34, 50, 101, 152")
-    stem = weights["conv1.weight"]
+    stem = weights.get("conv1.weight")
+    if stem is None or stem.ndim != 4 or stem.shape[0] == 0 or stem.shape[1] != 3 or stem.shape[-1] not in (3, 7):
+        shape = "missing" if stem is None else f"of shape {tuple(stem.shape)}"
+        raise InputError(f"{name}: conv1.weight is {shape}; a ResNet's stem is [C, 3, 7, 7] (the CIFAR stem "
+                         "[C, 3, 3, 3]) with C > 0")
     width = stem.shape[0] / 64
     if arch == "resnet50" and width in (2.0, 4.0):
         arch, width = f"resnet50x{int(width)}", 1.0  # the paper's wide ResNet-50s
