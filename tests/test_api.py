@@ -111,6 +111,35 @@ def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
         simclr.load_encoder(tmp_path / "missing.pt")
     with pytest.raises(InputError, match="torchvision has no"):
         enc.torchvision()  # width 0.125
+    for wrong, kind in ((5, "int"), ([5], "a sequence of int"), ([tmp_path / "a.png", 5], "a sequence of PosixPath, int")):
+        with pytest.raises(InputError, match=f"images must be paths, PIL images or an image tensor, got {kind}$"):
+            enc(wrong)
+
+
+def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_path: Path) -> None:
+    from simclr.retrieval.index import Index
+    from simclr.retrieval.search import Embeddings
+
+    for options, says in (({"subset_file": 5}, "subset_file must be a path, got 5"),
+                          ({"label_fraction": "0.1"}, "label_fraction must be in \\(0, 1\\], got '0.1'"),
+                          ({"seed": -1}, "seed must be a whole number >= 0"),
+                          ({"baseline": "no"}, "baseline must be True or False")):
+        with pytest.raises(InputError, match=says):
+            simclr.evaluate(ckpt, "digits", "finetune", **options)
+    with pytest.raises(InputError, match="settings must be a dict of config keys to values, got list"):
+        simclr.pretrain("digits", tmp_path / "run", settings=["train.epochs=1"])
+    with pytest.raises(InputError, match="settings keys are config keys"):
+        simclr.pretrain("digits", tmp_path / "run", settings={5: 1})
+    with pytest.raises(InputError, match="config must be a path"):
+        simclr.pretrain("digits", tmp_path / "run", config=5)
+    assert not (tmp_path / "run").exists()
+    index = Index(Embeddings(torch.randn(4, 8), None, np.zeros(4, np.int64), [f"{i}.png" for i in range(4)], {}))
+    for k in ("3", 2.5, 0, True):
+        with pytest.raises(InputError, match="k must be a whole number >= 1"):
+            index.search(torch.randn(2, 8), k=k)
+    with pytest.raises(InputError, match="threshold must be a number, got 'x'"):
+        index.duplicates("x")
+    assert [len(hits) for hits in index.search(torch.randn(2, 8), k=3)] == [3, 3]
 
 
 def test_import_simclr_does_not_load_torch() -> None:

@@ -56,6 +56,13 @@ def _check_image_tensor(images: torch.Tensor) -> None:
         raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
 
 
+def _kind(images: object) -> str:
+    """What ``images`` is, for an error: its type, or its items' types."""
+    if isinstance(images, Sequence) and not isinstance(images, str):
+        return "a sequence of " + ", ".join(sorted({type(im).__name__ for im in images}))
+    return type(images).__name__
+
+
 def float_images(images: torch.Tensor) -> torch.Tensor:
     """Image tensors as given to an :class:`Encoder` (uint8, or float in [0, 1]; [3, H, W] or [B, 3, H, W]) as float
     [B, 3, H, W] in [0, 1]."""
@@ -94,6 +101,8 @@ class Encoder:
             return
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
+        if not isinstance(images, Sequence) or not all(isinstance(im, (str, Path, Image.Image)) for im in images):
+            raise InputError(f"images must be paths, PIL images or an image tensor, got {_kind(images)}")
         if len(images) == 0:
             raise InputError("no images given")
         for start in range(0, len(images), batch_size):
@@ -219,8 +228,17 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
                 opts[name] = parse(opts[name])
             except ValueError as exc:
                 raise InputError(str(exc)) from None
-    if "label_fraction" in opts and not 0 < opts["label_fraction"] <= 1:
-        raise InputError(f"label_fraction must be in (0, 1], got {opts['label_fraction']}")
+    if opts.get("subset_file") is not None:
+        _path_like(opts["subset_file"], "subset_file")
+    fraction = opts.get("label_fraction", 1.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise InputError(f"label_fraction must be in (0, 1], got {fraction!r}")
+    seed = opts.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+    for name in ("baseline", "linear"):
+        if not isinstance(opts.get(name, True), bool):
+            raise InputError(f"{name} must be True or False, got {opts[name]!r}")
     if opts.get("solver", "lbfgs") not in ("lbfgs", "sgd", "augmented"):
         raise InputError(f"solver must be lbfgs, sgd or augmented, got {opts['solver']!r}")
     if given.get("weight_decays", "default") != "default" and opts.get("solver", "lbfgs") != "lbfgs":
@@ -346,7 +364,14 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | N
     """
     from simclr.engine.pretrain import pretrain as run
 
+    if settings is not None and not isinstance(settings, dict):
+        raise InputError(f"settings must be a dict of config keys to values, got {type(settings).__name__}")
+    if config is not None:
+        _path_like(config, "config")
     layers = [read_yaml(config)] if config else []
+    for key in settings or {}:
+        if not isinstance(key, str):
+            raise InputError(f"settings keys are config keys such as 'train.epochs', got {key!r}")
     layers += [_setting(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
         layers.append({"data": {"spec": os.path.expanduser(str(data))}})

@@ -104,8 +104,7 @@ class Index:
         search run on ``device`` (auto: CUDA when present). ``z=True`` compares z
         (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
         """
-        if k < 1:
-            raise InputError(f"k must be >= 1, got {k}")
+        _whole("k", k)
         on = "z" if z else "h"
         dev = pick_device(device)  # the similarities are computed there (a GPU for a large collection)
         if (on, str(dev)) not in self._unit:
@@ -125,6 +124,9 @@ class Index:
         other's ``k`` most similar with a cosine similarity of at least ``threshold``, each member of a group as
         similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
         :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
+        _whole("k", k)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise InputError(f"threshold must be a number, got {threshold!r}")
         on = "z" if z else "h"
         vectors = self.embeddings.vectors(on).to(pick_device(device))
         return [[Hit(r + 1, self.paths[i], int(self.labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
@@ -140,6 +142,11 @@ class Index:
         draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row])
                     for q, row in zip(_pictures(queries, len(hits)), hits)], out, cell)
         return Path(out)
+
+
+def _whole(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 def _pictures(queries: Images, n: int) -> list[Image.Image | None]:
