@@ -66,3 +66,22 @@ def test_missing_files_and_a_damaged_memo(tmp_path: Path) -> None:
     assert file_digests(tmp_path / "d", names, tmp_path / "memo") == first[:2]
     memo.write_text('{"a.bin": [[1, 2, 3, 4], "x"], "b.bin": 7}')  # foreign or stale entries are ignored
     assert file_digests(tmp_path / "d", names, tmp_path / "memo") == first[:2]
+
+
+def test_deleted_files_leave_the_memo(tmp_path: Path) -> None:
+    """The memo keeps the other split's files (asked for in another call) but not the files deleted since."""
+    import json
+
+    names = _files(tmp_path / "d")
+    file_digests(tmp_path / "d", names[:1], tmp_path / "memo")  # the "train" split
+    file_digests(tmp_path / "d", names[1:], tmp_path / "memo")  # the "test" split, same folder
+    memo = next((tmp_path / "memo").glob("*.json"))
+    assert sorted(json.loads(memo.read_text())) == names
+    (tmp_path / "d" / "a.bin").unlink()
+    (tmp_path / "d" / "c.bin").write_bytes(b"third")
+    os.utime(tmp_path / "d" / "c.bin", (OLD, OLD))
+    file_digests(tmp_path / "d", ["c.bin"], tmp_path / "memo")
+    assert sorted(json.loads(memo.read_text())) == ["b.bin", "c.bin"]  # a.bin is gone; b.bin still there
+    (tmp_path / "d" / "b.bin").unlink()
+    assert file_digests(tmp_path / "d", ["b.bin", "c.bin"], tmp_path / "memo")[0] is None
+    assert sorted(json.loads(memo.read_text())) == ["c.bin"]  # a file asked for and missing leaves it too

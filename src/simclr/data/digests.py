@@ -5,7 +5,8 @@ can answer. Like git's index, a memo beside the cache keeps each file's digest t
 modification and change times and inode; a file whose four are unchanged keeps its digest without being read.
 The change time cannot be set by a user (copying, extracting or rewriting a file always moves it), so a file
 that was replaced while keeping its size and modification time is still read again. A file modified within
-two seconds of being hashed is not remembered (its times may be too coarse to show a second change).
+two seconds of being hashed is not remembered (its times may be too coarse to show a second change). Whenever the
+memo is written, the entries of files that no longer exist are dropped.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
     digests: list[str | None] = [None] * len(paths)
     todo: list[tuple[int, list[int] | None]] = []
     base = str(root)
+    changed = False
     for i, rel in enumerate(paths):
         if memo_path is None:
             todo.append((i, None))
@@ -62,6 +64,7 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
         try:
             ident = _identity(os.stat(os.path.join(base, rel)))
         except OSError:
+            changed |= memo.pop(rel, None) is not None
             todo.append((i, None))
             continue
         entry = memo.get(rel)
@@ -69,20 +72,22 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
             digests[i] = entry[1]
         else:
             todo.append((i, ident))
-    changed = False
     for i, known in tqdm(todo, desc="hashing", unit="file", disable=not progress or len(todo) < 1000, leave=False):
         rel = paths[i]
         try:
             with open(os.path.join(base, rel), "rb") as fh:
                 data = fh.read()
         except OSError:
-            memo.pop(rel, None)
+            changed |= memo.pop(rel, None) is not None
             continue
         digests[i] = hashlib.sha256(data).hexdigest()[:32]
         if known is not None and known[0] == len(data) and time.time_ns() - known[1] > RACY_NS:
             memo[rel] = [known, digests[i]]
             changed = True
     if changed and memo_path is not None:
+        asked = set(paths)  # the entries of files deleted since (another split's files are kept)
+        for rel in [rel for rel in memo if rel not in asked and not os.path.exists(os.path.join(base, rel))]:
+            del memo[rel]
         try:
             atomic_write_text(memo_path, json.dumps(memo, separators=(",", ":")))
         except OSError:
