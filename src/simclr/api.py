@@ -286,9 +286,10 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     builds it from its flags)."""
     from simclr.evaluation.finetune import FinetuneSpec
     from simclr.evaluation.probe import ProbeSpec
-    from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval, transfer_eval
+    from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval
     from simclr.evaluation.run import compare
     from simclr.evaluation.run import evaluate as frozen_eval
+    from simclr.evaluation.transfer import transfer_eval
 
     opts = _options(protocol, options)
     if protocol == "linear" and opts["solver"] == "augmented":

@@ -187,11 +187,11 @@ def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsy
     """--in-memory false: transfer's networks train on (and are scored on) images read from their files batch by
     batch, its linear evaluation sees the same pixels as in memory; the probes give the very rows of memory."""
     from simclr.data.streamed import StreamedImages
-    from simclr.evaluation import protocols
+    from simclr.evaluation import transfer
 
     given: list = []
-    real = protocols.finetune
-    monkeypatch.setattr(protocols, "finetune", lambda *a, **k: given.append(a[3]) or real(*a, **k))
+    real = transfer.finetune
+    monkeypatch.setattr(transfer, "finetune", lambda *a, **k: given.append(a[3]) or real(*a, **k))
     data = _colour_splits(tmp_path / "colours")
     base = ["--checkpoint", str(env["run"]), "--data", str(data), "--json", "--quiet", "--cache-dir", env["cache"],
             "--batch-size", "8"]
@@ -319,7 +319,7 @@ def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: d
     import torch
 
     from simclr import build
-    from simclr.evaluation import protocols
+    from simclr.evaluation import protocols, transfer
 
     state = torch.load(env["run"] / "last.pt", weights_only=True)
     state["config"]["data"]["eval_crop"] = 0.5
@@ -330,13 +330,13 @@ def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: d
     monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append((len(source), k["crop"]))
                         or real(source, *a, **k))
     trained: list[torch.Tensor] = []
-    real_finetune = protocols.finetune
-    monkeypatch.setattr(protocols, "finetune", lambda encoder, dim, c, x, y, spec, **k: trained.append(x)
-                        or real_finetune(encoder, dim, c, x, y, spec, **k))
     tested: list[torch.Tensor] = []
-    real_score = protocols.evaluate_classifier
-    monkeypatch.setattr(protocols, "evaluate_classifier", lambda model, x, *a, **k: tested.append(x)
-                        or real_score(model, x, *a, **k))
+    for module in (protocols, transfer):
+        real_finetune, real_score = module.finetune, module.evaluate_classifier
+        monkeypatch.setattr(module, "finetune", lambda encoder, dim, c, x, y, spec, f=real_finetune, **k:
+                            trained.append(x) or f(encoder, dim, c, x, y, spec, **k))
+        monkeypatch.setattr(module, "evaluate_classifier", lambda model, x, *a, f=real_score, **k: tested.append(x)
+                            or f(model, x, *a, **k))
     base = ["--checkpoint", str(ckpt), "--data", "digits", "--json", "--quiet", "--cache-dir", env["cache"]]
     assert main(["eval", "finetune", *base, "--epochs", "1", "--label-fraction", "0.1", "--no-baseline"]) == 0
     labelled = json.loads(capsys.readouterr().out)["labelled_images"]
@@ -349,8 +349,13 @@ def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: d
     assert any(torch.equal(trained[0][0], whole[i]) for i in range(len(whole)))  # a whole-side training image
     assert torch.equal(tested[0], centre)  # scored on the centre crops
     decoded.clear()
+    trained.clear()
+    tested.clear()
     assert main(["eval", "transfer", *base, "--steps", "1", "--label-fraction", "0.2"]) == 0
     assert sorted(decoded) == [(360, 0.5), (360, 1.0), (1437, 1.0)]  # the test split whole for the linear fit too
+    assert len(trained) == len(tested) == 2  # fine-tuned and from scratch: both trained on whole sides ...
+    assert all(any(torch.equal(x[0], whole[i]) for i in range(len(whole))) for x in trained)
+    assert all(torch.equal(x, centre) for x in tested)  # ... and scored on the centre crops
     decoded.clear()
     assert main(["eval", "transfer", *base, "--steps", "1", "--label-fraction", "0.2", "--eval-crop", "0.5"]) == 0
     assert sorted(decoded) == [(360, 0.5), (1437, 0.5), (1437, 1.0)]  # the linear fit as asked
@@ -358,11 +363,11 @@ def test_fine_tuning_trains_on_the_whole_side_and_transfer_linear_sees_it(env: d
 
 
 def test_eval_transfer_searches_a_grid_and_trains_scratch_longer(env: dict, capsys, monkeypatch) -> None:
-    from simclr.evaluation import protocols
+    from simclr.evaluation import transfer
 
     runs: list[tuple] = []
-    real = protocols.finetune
-    monkeypatch.setattr(protocols, "finetune", lambda encoder, dim, c, x, y, spec, **k: runs.append(
+    real = transfer.finetune
+    monkeypatch.setattr(transfer, "finetune", lambda encoder, dim, c, x, y, spec, **k: runs.append(
         (len(x), spec.epochs, spec.lr, spec.weight_decay, spec.bn_momentum)) or real(encoder, dim, c, x, y, spec, **k))
     capsys.readouterr()
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",

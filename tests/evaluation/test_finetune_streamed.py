@@ -100,7 +100,7 @@ def test_a_stream_of_unreadable_files_is_an_error_not_a_hang(tmp_path: Path) -> 
 
 
 def test_too_few_images_for_batch_norm_is_said_so(splits: dict, tmp_path: Path) -> None:
-    from simclr.evaluation.finetune import load_subset
+    from simclr.evaluation.subsets import load_subset
 
     one = splits["decoded"].images[:1], splits["decoded"].labels[:1]
     with pytest.raises(InputError, match="at least 2 images, got 1 labelled image"):
