@@ -404,6 +404,11 @@ def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.Monkey
     assert all(0.0 < out[f"{name}_map11"] <= 1.0 for name in ("linear", "finetune", "scratch"))
     assert "finetune_top1" not in out and len(out["finetune_grid"]) == 1
     assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)  # val.txt
+    assert main(["eval", "transfer", *common, "--epochs", "2", "--json", "--finetune-grid", "0.05/0",
+                 "--in-memory", "false"]) == 0
+    streamed = json.loads(capsys.readouterr().out)  # the networks read their images from the files
+    assert streamed["streamed"] and streamed["linear_map11"] == out["linear_map11"]
+    assert all(0.0 < streamed[f"{name}_map11"] <= 1.0 for name in ("finetune", "scratch"))
     assert main(["eval", "linear", *common]) == 0
     assert "linear: 11-point mAP" in capsys.readouterr().out
     assert main(["eval", "linear", *common, "--solver", "augmented", "--epochs", "1", "--json"]) == 0
