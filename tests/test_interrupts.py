@@ -1,11 +1,15 @@
-"""SIGTERM becomes an interrupt; a deferred block finishes its work before a signal is delivered."""
+"""SIGTERM becomes an interrupt; a deferred block finishes its work before a signal is delivered; data-loading
+workers leave stop signals to the main process."""
 
 import os
 import signal
+import subprocess
+import time
 
 import pytest
+import torch
 
-from simclr.interrupts import Terminated, deferred, terminate_as_interrupt
+from simclr.interrupts import Terminated, deferred, ignore_stop_signals, terminate_as_interrupt
 
 
 def test_sigterm_raises_terminated_and_the_old_handler_comes_back() -> None:
@@ -67,3 +71,30 @@ def test_default_actions_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None
                 assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # SIGINT is held
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _WorkerPids(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int) -> int:
+        time.sleep(0.05)
+        return os.getpid()
+
+
+@pytest.mark.parametrize("init", [None, ignore_stop_signals])
+def test_data_workers_leave_a_stop_signal_to_the_main_process(init) -> None:
+    """A SIGTERM sent to the whole job (by `timeout`, a scheduler, not by the workers' parent) kills PyTorch's
+    workers, failing the main process with "killed by signal" wherever it is (while it saves last.pt, say); with
+    ``ignore_stop_signals`` they go on, and the main process stops them as it stops itself."""
+    loader = torch.utils.data.DataLoader(_WorkerPids(), batch_size=1, num_workers=1, worker_init_fn=init)
+    batches = iter(loader)
+    pid = int(next(batches))
+    subprocess.run(["kill", "-TERM", str(pid)], check=True)  # another process than the workers' parent
+    if init is None:
+        with pytest.raises(RuntimeError, match="killed by signal: Terminated"):
+            time.sleep(0.5)
+            list(batches)
+    else:
+        time.sleep(0.5)
+        assert [int(b) for b in batches] == [pid] * 5

@@ -492,6 +492,18 @@ def run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _how_to_continue(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves to continue from: pretrain's last.pt (none when the interruption came
+    before training began), ablate's finished cells."""
+    if args.command == "ablate":
+        return " (finished cells are kept, the one under way saved last.pt once training: rerun the same command)"
+    if args.command != "pretrain":
+        return ""
+    if (Path(args.out) / "last.pt").is_file():
+        return f" (continue from last.pt with: simclr pretrain --out {args.out} --resume)"
+    return " (before training began: nothing saved; run the command again)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"pretrain": run_pretrain, "eval": run_eval, "embed": run_embed, "export": run_export,
@@ -505,10 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        after = {"pretrain": f" (last.pt saved; continue with: simclr pretrain --out {getattr(args, 'out', 'RUN')} "
-                             "--resume)",
-                 "ablate": " (the cell under way saved last.pt; rerun the same command to continue)"}
-        print(f"simclr: {how}{after.get(args.command, '')}", file=sys.stderr)
+        print(f"simclr: {how}{_how_to_continue(args)}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -80,3 +80,13 @@ def deferred() -> Iterator[None]:
         if held:
             signum, frame = held[0]
             previous[signum](signum, frame)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A data-loading worker's ``worker_init_fn``: ignore SIGINT and SIGTERM, which a terminal's Ctrl-C, ``timeout``
+    or a scheduler sends to every process of the job. The main process alone decides how to stop (it saves
+    ``last.pt`` and shuts its workers down); a worker killed by the signal would instead fail the main process
+    with "DataLoader worker is killed by signal" while it saves. Workers still end when the main process does
+    (PyTorch's workers watch their parent)."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)

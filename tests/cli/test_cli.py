@@ -540,8 +540,12 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
 
 
-def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
-    """`kill` (SIGTERM) stops a run the way Ctrl-C does: last.pt saved, one line, exit 128 + 15."""
+@pytest.mark.parametrize("loader", ["in memory", "worker processes"])
+def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path, loader: str) -> None:
+    """`kill` (SIGTERM) stops a run the way Ctrl-C does: last.pt saved, one line, exit 128 + 15. With data-loading
+    workers the signal goes to the whole process group (as `timeout`, a scheduler or a terminal sends it): the
+    workers leave the stop to the main process rather than die and fail it while it saves."""
+    import os
     import signal
     import time
 
@@ -550,14 +554,19 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [sys.executable, "-m", "simclr", "pretrain", "--data", env["archive"], "--out", str(run),
             "--config", str(env["cfg"]), "--device", "cpu", "--quiet"]
-    job = subprocess.Popen([*args, "--epochs", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps_per_epoch = 5
+    if loader == "worker processes":  # 31 steps an epoch: the workers are alive when the signal comes
+        args += ["--set", "data.in_memory=false", "--set", "data.workers=2", "--batch-size", "16"]
+        steps_per_epoch = 500 // 16
+    job = subprocess.Popen([*args, "--epochs", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         metrics = run / "metrics.jsonl"
         while not (metrics.is_file() and metrics.read_text().count("\n") >= 3) and job.poll() is None:
             assert time.monotonic() < deadline, "no training steps logged in time"
             time.sleep(0.2)
-        job.send_signal(signal.SIGTERM)
+        os.killpg(job.pid, signal.SIGTERM)
         _, err = job.communicate(timeout=60)
     finally:
         if job.poll() is None:
@@ -565,10 +574,10 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path) -> None:
     assert job.returncode == 143, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("simclr: terminated")
     saved = load_checkpoint(run)
-    assert saved["step"] >= 3 and saved["position"] == saved["step"] - 5 * saved["epoch"]  # 5 steps per epoch
+    assert saved["step"] >= 3 and saved["position"] == saved["step"] - steps_per_epoch * saved["epoch"]
 
 
-def test_interrupt_messages_name_what_to_do(monkeypatch, capsys) -> None:
+def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path) -> None:
     from simclr import cli
 
     def stop(args):
@@ -578,8 +587,14 @@ def test_interrupt_messages_name_what_to_do(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, "run_pretrain", stop)
     assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 130
     assert capsys.readouterr().err.strip() == "simclr: interrupted"
-    assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 130
-    assert "continue with: simclr pretrain --out runs/r --resume" in capsys.readouterr().err
+    out = tmp_path / "r"
+    assert main(["pretrain", "--data", "y", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.strip() == "simclr: interrupted (before training began: nothing saved; run the " \
+        "command again)"  # e.g. while the images were being decoded
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"")
+    assert main(["pretrain", "--data", "y", "--out", str(out)]) == 130
+    assert f"(continue from last.pt with: simclr pretrain --out {out} --resume)" in capsys.readouterr().err
 
 
 def test_every_eval_flag_reaches_its_protocol() -> None:

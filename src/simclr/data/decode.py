@@ -15,6 +15,7 @@ from simclr.data.augment import fit_square, resize_side
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.errors import InputError
+from simclr.interrupts import ignore_stop_signals
 
 IN_MEMORY_MAX_SIDE = 64
 """Images up to this side are held decoded in memory (on the training device) by default."""
@@ -153,7 +154,7 @@ def _decoded_chunks(source: ImageSource, size: int, workers: int,
         yield from (chunks[j] for j in range(len(chunks)))
         return
     loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers, collate_fn=as_is,
-                                         prefetch_factor=2)
+                                         prefetch_factor=2, worker_init_fn=ignore_stop_signals)
     yield from loader
 
 

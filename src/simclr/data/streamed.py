@@ -23,6 +23,7 @@ from simclr.data.crop_views import CropFirstViews
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.data.views import image_seed
+from simclr.interrupts import ignore_stop_signals
 
 Item = tuple[torch.Tensor | None, int, str]
 
@@ -104,7 +105,8 @@ class StreamedImages:
         steps = [[int(i) for i in rows] for rows in order]
         dataset = _Files(self.source, self.size, self.crop, crop_scale, seed, epoch)
         loader: Any = DataLoader(dataset, batch_sampler=steps, num_workers=self.workers if len(steps) > 1 else 0,
-                                 collate_fn=_collate, pin_memory=self.pin_memory)
+                                 collate_fn=_collate, pin_memory=self.pin_memory,
+                                 worker_init_fn=ignore_stop_signals)
         for x, rows, bad in loader:
             for i, why in bad:
                 self.skipped[self.source.paths[i]] = why

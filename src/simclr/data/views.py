@@ -22,6 +22,7 @@ from simclr.data.batch_augment import BatchAugment
 from simclr.data.crop_views import CropFirstViews
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
+from simclr.interrupts import ignore_stop_signals
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -178,7 +179,7 @@ class LoaderViews:
         steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:].tolist()
         self.dataset.epoch = self.epoch  # before the workers are started with a copy of it
         loader = DataLoader(self.dataset, batch_sampler=steps, num_workers=self.workers, collate_fn=_collate,
-                            pin_memory=self.pin_memory, persistent_workers=False,
+                            pin_memory=self.pin_memory, persistent_workers=False, worker_init_fn=ignore_stop_signals,
                             generator=gen)  # its worker seeds come from here, not from the caller's generator
         local = self.batch_size // self.world_size
         for v1, v2, bad in loader:
