@@ -525,6 +525,22 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"simclr: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+            raise
+        print(f"simclr: error: {_out_of_memory(args, str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _out_of_memory(args: argparse.Namespace, message: str) -> str:
+    """One line for a device that ran out of memory: what torch said (its first two sentences) and what to lower."""
+    said = ". ".join(message.split(". ")[:2]).rstrip(".")
+    if args.command in ("pretrain", "ablate"):
+        advice = "lower --batch-size, or set train.grad_cache_chunk (gradient caching: the same gradients, a chunk of " \
+                 "views in memory at a time)"
+    else:
+        advice = "lower --batch-size"
+    return f"{said}: {advice}"
 
 
 if __name__ == "__main__":

@@ -597,6 +597,31 @@ def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path)
     assert f"(continue from last.pt with: simclr pretrain --out {out} --resume)" in capsys.readouterr().err
 
 
+def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, capsys) -> None:
+    import torch
+
+    from simclr import cli
+
+    def oom(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                                     "79.19 GiB of which 1.2 GiB is free. Including non-PyTorch memory, ...")
+
+    def other(args):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(cli, "run_pretrain", oom)
+    monkeypatch.setattr(cli, "run_eval", oom)
+    assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 1
+    assert capsys.readouterr().err.strip() == "simclr: error: CUDA out of memory. Tried to allocate 2.00 GiB: lower " \
+        "--batch-size, or set train.grad_cache_chunk (gradient caching: the same gradients, a chunk of views in " \
+        "memory at a time)"
+    assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 1
+    assert capsys.readouterr().err.strip().endswith("2.00 GiB: lower --batch-size")
+    monkeypatch.setattr(cli, "run_eval", other)
+    with pytest.raises(RuntimeError, match="something else"):  # other errors are not dressed up as this one
+        main(["eval", "knn", "--checkpoint", "x", "--data", "y"])
+
+
 def test_every_eval_flag_reaches_its_protocol() -> None:
     from simclr.api import EVAL_OPTIONS
     from simclr.cli import build_parser

@@ -58,7 +58,7 @@ def check_fits(n: int, size: int, name: str) -> None:
     need, free = n * 3 * size * size, available_memory()
     if free is not None and need > 0.9 * free:
         raise InputError(f"{n} images of {name} decoded at {size}x{size} need {_bytes(need)} of memory, "
-                         f"{_bytes(free)} is available: use a smaller image side or fewer images, or a "
+                         f"{_bytes(free)} is available: use a smaller image side or fewer images, or "
                          "read them from their files batch by batch (pretrain --set data.in_memory=false; eval "
                          "--in-memory false)")
 

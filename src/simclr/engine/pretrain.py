@@ -43,6 +43,7 @@ from simclr.engine.checkpoint import (
     set_rng_state,
 )
 from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
+from simclr.engine.memory import available, check_step_fits, step_memory
 from simclr.engine.metrics import MetricsLog, TrainClock
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
@@ -204,6 +205,12 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
+    side = config.data.view_size or config.data.image_size
+    ahead = 2 * views.workers if isinstance(views, LoaderViews) and device.type == "cpu" else 0  # prefetched
+    check_step_fits(step_memory(lambda: build_model(config), side, precision.dtype is not None),
+                    available(device), views=2 * tr.batch_size // ctx.world_size, chunk=tr.grad_cache_chunk,
+                    side=side, arch=config.model.arch, batch=tr.batch_size, device=str(device),
+                    batches_held=1 + ahead)
     net = build_model(config)
     if init is not None:  # model.init: its weights instead of a random start (its model settings were adopted)
         load_weights(net, init, f"model.init {config.model.init}")
