@@ -12,7 +12,7 @@ import torch
 from simclr.build import build_model
 from simclr.config_io import build_config
 from simclr.engine import memory
-from simclr.engine.memory import StepMemory, check_step_fits, step_memory
+from simclr.engine.memory import StepMemory, check_finetune_fits, check_step_fits, step_memory
 from simclr.errors import InputError
 
 SMALL = {"model": {"arch": "resnet18", "width": 0.25, "cifar_stem": True}, "data": {"image_size": 32}}
@@ -119,3 +119,31 @@ def test_pretrain_refuses_before_writing_anything(photos: Path, tmp_path: Path, 
                           "about ") and "\n" not in err and "cpu has 1.0 GiB available" in err
     assert not out.exists()
     assert memory.available(torch.device("cpu")) is None or memory.available(torch.device("cpu")) > 0
+
+
+def test_fine_tuning_that_cannot_fit_is_refused_before_it_starts(monkeypatch) -> None:
+    from simclr.evaluation import finetune as finetune_mod
+    from simclr.evaluation.finetune import FinetuneSpec, finetune
+    from simclr.models.resnet import EncoderSpec, build_encoder
+
+    mem = StepMemory(per_view=100 * 2**20, fixed=2**30)
+    check_finetune_fits(mem, 4 * 2**30, batch=16, side=224, device="cpu")  # 1.6 + 1 GiB + 9 MiB of images
+    with pytest.raises(InputError) as refused:
+        check_finetune_fits(mem, 4 * 2**30, batch=256, side=224, device="cpu")
+    assert str(refused.value).startswith("fine-tuning on batches of 256 images of 224x224 keeps about 26.1 GiB for "
+                                         "the backward pass, and cpu has 4.0 GiB available: lower --batch-size (about ")
+    fits = int(re.search(r"about (\d+) fits", str(refused.value)).group(1))
+    check_finetune_fits(mem, 4 * 2**30, batch=fits, side=224, device="cpu")
+    with pytest.raises(InputError):
+        check_finetune_fits(mem, 4 * 2**30, batch=fits + 1, side=224, device="cpu")
+    check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0")  # 1.8 GiB fit in 2 GiB ...
+    with pytest.raises(InputError, match="keeps about 2.0 GiB"):  # ... not with 256 MiB of images to move there
+        check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0", extra=2**28)
+
+    monkeypatch.setattr(finetune_mod, "available", lambda device: 2**20)  # 1 MiB free
+    encoder = build_encoder(EncoderSpec("resnet18", width=0.125, cifar_stem=True))
+    images, labels = torch.zeros(8, 3, 16, 16, dtype=torch.uint8), torch.arange(8) % 2
+    with pytest.raises(InputError, match="fine-tuning on batches of 8 images of 16x16 keeps about"):
+        finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=8))
+    frozen = finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=8, frozen=True))
+    assert frozen[2].out_features == 2  # the linear layer alone, on h of the frozen encoder: no activations kept

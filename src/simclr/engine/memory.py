@@ -12,6 +12,7 @@ one line that names the batch size, or the gradient-caching chunk, that fits.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -58,6 +59,16 @@ def step_memory(make_net: Callable[[], nn.Module], side: int, half: bool) -> Ste
     return StepMemory(per_view // 2 if half else per_view, 3 * params)  # weights, gradients, momenta
 
 
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` on the meta device for :func:`step_memory`, without the forward and backward hooks of the
+    original (which are not meant to see meta tensors)."""
+    twin = copy.deepcopy(module).to("meta")
+    for m in twin.modules():
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):
+            hooks.clear()
+    return twin
+
+
 def available(device: torch.device) -> int | None:
     """Bytes free for new allocations on ``device`` (a GPU's free memory, the system's ``MemAvailable``); None when
     unknown."""
@@ -101,6 +112,22 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
     advice = ", or ".join(ways) or "use a smaller network or image side, or a machine with more memory"
     held = f"{_gib(need)}" + (f" ({active:,} views at a time)" if chunk else "")
     raise InputError(f"a training step of {what} of {side}x{side} through {arch} keeps about {held} for the "
+                     f"backward pass, and {device} has {_gib(free)} available: {advice}")
+
+
+def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, side: int, device: str,
+                        extra: int = 0) -> None:
+    """Refuse fine-tuning whose every step would run out of memory: batches of ``batch`` images of ``side`` pixels
+    through a network keeping ``memory``, with ``extra`` bytes still to be placed on the device (images moved
+    there), against ``free`` bytes (None: unknown)."""
+    per_input = 3 * side * side * 4
+    need = (memory.per_view + per_input) * batch + memory.fixed + extra
+    if free is None or need <= free:
+        return
+    fits = max(free - memory.fixed - extra, 0) // (memory.per_view + per_input)
+    advice = f"lower --batch-size (about {fits:,} fits)" if fits >= 2 else \
+        "use a smaller network or image side, or a machine with more memory"
+    raise InputError(f"fine-tuning on batches of {batch:,} images of {side}x{side} keeps about {_gib(need)} for the "
                      f"backward pass, and {device} has {_gib(free)} available: {advice}")
 
 

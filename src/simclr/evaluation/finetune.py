@@ -23,6 +23,7 @@ from simclr.data.augment import AugmentSpec
 from simclr.data.batch_augment import BatchAugment
 from simclr.data.pixel_ops import resized_crop
 from simclr.data.streamed import StreamedImages
+from simclr.engine.memory import available, check_finetune_fits, meta_copy, step_memory
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
@@ -164,6 +165,13 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
                          f"{int(train_labels.max())}]")
     device = pick_device(spec.device)
+    precision = pick_precision(spec.precision, device)
+    if not spec.frozen:  # before anything is placed on the device
+        side = train_images.shape[-1] if isinstance(train_images, Tensor) else train_images.size
+        moved = train_images.nbytes if isinstance(train_images, Tensor) and train_images.device != device else 0
+        check_finetune_fits(step_memory(lambda: meta_copy(encoder), side, precision.dtype is not None),
+                            available(device), batch=min(spec.batch_size, n), side=side, device=str(device),
+                            extra=moved)
     linear = nn.Linear(feature_dim, num_classes)
     init_gen = torch.Generator().manual_seed(spec.seed)
     with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
@@ -171,7 +179,6 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         linear.bias.zero_()
     images: Images = train_images.to(device) if isinstance(train_images, Tensor) else train_images
     labels = train_labels.to(device=device, dtype=torch.int64)
-    precision = pick_precision(spec.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     if spec.frozen:
         encoder.to(device).eval().requires_grad_(False)
