@@ -47,7 +47,7 @@ def test_the_meta_device_count_is_what_a_real_pass_saves(settings: dict) -> None
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc peak-memory counters")
 def test_the_estimate_is_below_a_real_steps_peak(tmp_path: Path) -> None:
-    """Measured in a fresh process (VmHWM after a reset), one forward and backward pass of 256 views."""
+    """Measured in a fresh process (VmHWM after a reset), one forward and backward pass of 512 views."""
     code = textwrap.dedent(f"""
         import re, torch
         from simclr.build import build_model
@@ -59,17 +59,17 @@ def test_the_estimate_is_below_a_real_steps_peak(tmp_path: Path) -> None:
         config = build_config({SMALL!r})
         estimate = step_memory(lambda: build_model(config), 32, half=False)
         net = build_model(config).train()
-        x = torch.rand(256, 3, 32, 32)
+        x = torch.rand(512, 3, 32, 32)
         open('/proc/self/clear_refs', 'w').write('5')
         base = rss('VmRSS')
         out = net(x)
         z = torch.nn.functional.normalize(out.z, dim=1)
         torch.logsumexp(z @ z.T / 0.1, 1).mean().backward()
-        print(rss('VmHWM') - base, estimate.per_view * 256 + estimate.fixed // 3)
+        print(rss("VmHWM") - base, estimate.per_view * 512 + estimate.fixed // 3)
     """)
     peak, lower = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                           check=True).stdout.split())
-    assert lower <= peak < 2 * lower, (lower, peak)  # a lower bound, and not a loose one
+    assert lower <= peak < 2.5 * lower, (lower, peak)  # a lower bound, and not a loose one
 
 
 def test_a_step_that_cannot_fit_is_refused_with_what_fits() -> None:
@@ -90,12 +90,15 @@ def test_a_step_that_cannot_fit_is_refused_with_what_fits() -> None:
         check_step_fits(mem, free, views=8192, chunk=0, batch=4096, **kw)
     message = str(refused.value)
     assert message.startswith("a training step of 8,192 views (batch 4096) of 224x224 through resnet50 keeps about "
-                              "805.6 GiB for the backward pass, and cpu has 8.0 GiB available: lower --batch-size "
-                              "(about ")
-    batch = int(re.search(r"about (\d+) per process fits", message).group(1))
-    most, example = map(int, re.search(r"at most (\d+) views fit; e.g. (\d+)", message).groups())
-    assert fits(2 * batch) and not fits(2 * batch + 2)  # the largest batch that fits
-    assert fits(8192, most) and fits(8192, example) and not fits(8192, most + 1)  # the largest chunk, and one below
+                              "805.6 GiB for the backward pass, and cpu has 8.0 GiB available: lower --batch-size to "
+                              "about ")
+    batch = int(re.search(r"--batch-size to about (\d+), or", message).group(1))
+    chunk = int(re.search(r"train.grad_cache_chunk=(\d+) \(gradient caching", message).group(1))
+    assert fits(2 * batch) and fits(8192, chunk)  # the advice fits ...
+    twice = StepMemory(2 * mem.per_view, mem.fixed)  # ... even were the activations twice the lower bound
+    check_step_fits(twice, free, views=2 * batch, chunk=0, batch=batch, **kw)
+    check_step_fits(twice, free, views=8192, chunk=chunk, batch=4096, **kw)
+    assert not fits(4 * batch + 4)  # and is not far below what fits
     with pytest.raises(InputError, match=r"\(4,096 views at a time\).*set a smaller train.grad_cache_chunk"):
         check_step_fits(mem, free, views=8192, chunk=4096, batch=4096, **kw)
     with pytest.raises(InputError, match=r"\(batch 4096, 512 per process\)"):
@@ -131,11 +134,11 @@ def test_fine_tuning_that_cannot_fit_is_refused_before_it_starts(monkeypatch) ->
     with pytest.raises(InputError) as refused:
         check_finetune_fits(mem, 4 * 2**30, batch=256, side=224, device="cpu")
     assert str(refused.value).startswith("fine-tuning on batches of 256 images of 224x224 keeps about 26.1 GiB for "
-                                         "the backward pass, and cpu has 4.0 GiB available: lower --batch-size (about ")
-    fits = int(re.search(r"about (\d+) fits", str(refused.value)).group(1))
-    check_finetune_fits(mem, 4 * 2**30, batch=fits, side=224, device="cpu")
+                                         "the backward pass, and cpu has 4.0 GiB available: lower --batch-size to about ")
+    fits = int(re.search(r"--batch-size to about (\d+)", str(refused.value)).group(1))
+    check_finetune_fits(StepMemory(2 * mem.per_view, mem.fixed), 4 * 2**30, batch=fits, side=224, device="cpu")
     with pytest.raises(InputError):
-        check_finetune_fits(mem, 4 * 2**30, batch=fits + 1, side=224, device="cpu")
+        check_finetune_fits(mem, 4 * 2**30, batch=2 * fits + 2, side=224, device="cpu")
     check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0")  # 1.8 GiB fit in 2 GiB ...
     with pytest.raises(InputError, match="keeps about 2.0 GiB"):  # ... not with 256 MiB of images to move there
         check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0", extra=2**28)

@@ -6,8 +6,8 @@ have the kernel kill the process minutes later (or a GPU raise out-of-memory), w
 what autograd saves is known before any arithmetic: the network is run on the meta device (shapes only, no memory,
 no computation) and the tensors it saves for the backward pass are added up, per view. That, the weights, their
 gradients and momenta, and the step's input views are a lower bound of the step's peak (the measured peak of CPU
-steps of ResNet-18 and -50 is 1.1-1.3 times it); a run whose lower bound exceeds the memory available is refused in
-one line that names the batch size, or the gradient-caching chunk, that fits.
+steps of ResNet-18 and -50 is 1.1-1.3 times it, up to 2 times for small steps); a run whose lower bound exceeds the memory available is refused in
+one line that names a batch size, or a gradient-caching chunk, that fits with room to spare.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from torch import nn
 
 from simclr.data.decode import available_memory
 from simclr.errors import InputError
+
+HEADROOM = 2
+"""The sizes advised leave room for this many times the activations' lower bound (the peak is 1.1-2 times it, and a
+process holds more than its step)."""
 
 
 class StepMemory(NamedTuple):
@@ -99,16 +103,18 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
     if free is None or need <= free:
         return
     room = max(free - memory.fixed, 0)
-    batch_fits = room // (2 * (memory.per_view + per_input))  # pairs of views, inputs and activations
-    chunk_fits = max(room - per_input * views, 0) // max(memory.per_view, 1)  # views back-propagated at once
-    cache = 1 << max(int(chunk_fits // 2).bit_length() - 1, 1)  # a power of two, half of what fits: headroom
+    # what fits with HEADROOM times the lower bound's activations: the peak is above the bound, and the process
+    # holds more than the step (workers, the optimiser's temporaries)
+    batch_fits = room // (2 * (HEADROOM * memory.per_view + per_input))  # pairs of views
+    chunk_fits = max(room - per_input * views, 0) // max(HEADROOM * memory.per_view, 1)  # views at once
+    cache = 1 << max(int(chunk_fits).bit_length() - 1, 1)  # a power of two
     per_process = views // 2
     what = f"{views:,} views (batch {batch}" + (f", {per_process} per process)" if per_process != batch else ")")
-    ways = [f"lower --batch-size (about {batch_fits:,} per process fits)"] if batch_fits >= 1 else []
+    ways = [f"lower --batch-size to about {batch_fits:,}" + (" per process" if per_process != batch else "")] \
+        if batch_fits >= 1 else []
     if chunk_fits >= 2:
-        ways.append(f"keep the batch and set {'a smaller ' if chunk else ''}train.grad_cache_chunk (at most "
-                    f"{chunk_fits:,} views fit; e.g. {cache}: gradient caching, the same gradients with a chunk of "
-                    "views in memory at a time)")
+        ways.append(f"keep the batch and set {'a smaller ' if chunk else ''}train.grad_cache_chunk={cache} "
+                    "(gradient caching: the same gradients, a chunk of views in memory at a time)")
     advice = ", or ".join(ways) or "use a smaller network or image side, or a machine with more memory"
     held = f"{_gib(need)}" + (f" ({active:,} views at a time)" if chunk else "")
     raise InputError(f"a training step of {what} of {side}x{side} through {arch} keeps about {held} for the "
@@ -124,8 +130,8 @@ def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, sid
     need = (memory.per_view + per_input) * batch + memory.fixed + extra
     if free is None or need <= free:
         return
-    fits = max(free - memory.fixed - extra, 0) // (memory.per_view + per_input)
-    advice = f"lower --batch-size (about {fits:,} fits)" if fits >= 2 else \
+    fits = max(free - memory.fixed - extra, 0) // (HEADROOM * memory.per_view + per_input)
+    advice = f"lower --batch-size to about {fits:,}" if fits >= 2 else \
         "use a smaller network or image side, or a machine with more memory"
     raise InputError(f"fine-tuning on batches of {batch:,} images of {side}x{side} keeps about {_gib(need)} for the "
                      f"backward pass, and {device} has {_gib(free)} available: {advice}")
