@@ -123,9 +123,18 @@ def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_pat
     for options, says in (({"subset_file": 5}, "subset_file must be a path, got 5"),
                           ({"label_fraction": "0.1"}, "label_fraction must be in \\(0, 1\\], got '0.1'"),
                           ({"seed": -1}, "seed must be a whole number >= 0"),
-                          ({"baseline": "no"}, "baseline must be True or False")):
+                          ({"baseline": "no"}, "baseline must be True or False"),
+                          ({"protocol": "transfer", "finetune_grid": 5}, "finetune_grid must be none, paper or"),
+                          ({"protocol": "probe", "transforms": 5}, "transforms: a comma-separated string or a list"),
+                          ({"eval_crop": "x"}, "eval_crop must be in \\(0, 1\\], got 'x'"),
+                          ({"holdout": "0.2"}, "holdout must be a fraction in \\[0, 1\\), got '0.2'"),
+                          ({"image_size": "16"}, "image_size must be 0 \\(the run's\\) or a whole number >= 8")):
         with pytest.raises(InputError, match=says):
-            simclr.evaluate(ckpt, "digits", "finetune", **options)
+            simclr.evaluate(ckpt, "digits", **{"protocol": "finetune", **options})
+    with pytest.raises(InputError, match="eval_crop must be in"):
+        simclr.load_encoder(ckpt, eval_crop="x")
+    with pytest.raises(InputError, match="z must be True or False, got 'yes'"):
+        simclr.embed(ckpt, "digits", z="yes")
     with pytest.raises(InputError, match="settings must be a dict of config keys to values, got list"):
         simclr.pretrain("digits", tmp_path / "run", settings=["train.epochs=1"])
     with pytest.raises(InputError, match="settings keys are config keys"):

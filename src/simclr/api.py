@@ -56,6 +56,18 @@ def _check_image_tensor(images: torch.Tensor) -> None:
         raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_sizes(image_size: object, eval_crop: object) -> None:
+    """InputError unless ``image_size`` is 0 or a whole number >= 8 and ``eval_crop`` None or a number in (0, 1]."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or 0 < image_size < 8 or image_size < 0:
+        raise InputError(f"image_size must be 0 (the run's) or a whole number >= 8, got {image_size!r}")
+    if eval_crop is not None and not (_is_number(eval_crop) and 0 < eval_crop <= 1):  # type: ignore[operator]
+        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop!r}")
+
+
 def _kind(images: object) -> str:
     """What ``images`` is, for an error: its type, or its items' types."""
     if isinstance(images, Sequence) and not isinstance(images, str):
@@ -143,10 +155,7 @@ def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int =
     Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
     unreadable file raises ``simclr.errors.InputError``.
     """
-    if image_size and image_size < 8:
-        raise InputError(f"image_size must be >= 8, got {image_size}")
-    if eval_crop is not None and not 0 < eval_crop <= 1:
-        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
+    _check_sizes(image_size, eval_crop)
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
     return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size, eval_crop)
@@ -164,6 +173,8 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
+    if not isinstance(z, bool):
+        raise InputError(f"z must be True or False, got {z!r}")
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout, eval_crop=eval_crop)
     if out is not None:
         from simclr.engine.checkpoint import resolve_checkpoint
@@ -223,6 +234,8 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
                             or opts["steps"] < 0):
         raise InputError(f"steps must be a whole number >= 0, got {opts['steps']!r}")
     for name, parse in (("finetune_grid", parse_grids), ("weight_decays", weight_decay_grid)):
+        if name == "finetune_grid" and name in opts and not isinstance(opts[name], (str, type(None))):
+            raise InputError(f"finetune_grid must be none, paper or 'LRS/WDS' (a string), got {opts[name]!r}")
         if name in opts:
             try:
                 opts[name] = parse(opts[name])
@@ -245,6 +258,8 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"weight_decays is the lbfgs solver's grid; the {opts['solver']} solver uses none")
     if "transforms" in opts:
         names = opts["transforms"]
+        if not isinstance(names, (str, list, tuple)):
+            raise InputError(f"transforms: a comma-separated string or a list of names, got {names!r}")
         opts["transforms"] = tuple(t for t in names.split(",") if t) if isinstance(names, str) else tuple(names)
         if not opts["transforms"] or not set(opts["transforms"]) <= set(TRANSFORMS):
             raise InputError(f"transforms: choose from {', '.join(TRANSFORMS)}, got {names!r}")
@@ -327,12 +342,9 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
         raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    if image_size and image_size < 8:
-        raise InputError(f"image_size must be >= 8, got {image_size}")
-    if holdout is not None and not 0 <= holdout < 1:
-        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout}")
-    if eval_crop is not None and not 0 < eval_crop <= 1:
-        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop}")
+    _check_sizes(image_size, eval_crop)
+    if holdout is not None and (not _is_number(holdout) or not 0 <= holdout < 1):
+        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
                      workers, progress, image_size, holdout, eval_crop, in_memory)
 
