@@ -575,6 +575,8 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path, loader: 
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("simclr: terminated")
     saved = load_checkpoint(run)
     assert saved["step"] >= 3 and saved["position"] == saved["step"] - steps_per_epoch * saved["epoch"]
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r][-1] == saved["step"]  # the last step's loss is logged too
 
 
 def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path) -> None:

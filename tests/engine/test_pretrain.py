@@ -216,6 +216,8 @@ def test_a_signal_during_a_step_stops_after_the_step(tmp_path: Path, monkeypatch
     with pytest.raises(Terminated), terminate_as_interrupt():
         pretrain(_config(), tmp_path, progress=False)
     assert calls["n"] == 5 and load_checkpoint(tmp_path)["step"] == 5  # the fifth step completed, no sixth began
+    logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert logged[-1]["step"] == 5 and not math.isnan(logged[-1]["loss"])  # and its loss was logged on the way out
 
 
 def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:

@@ -310,6 +310,25 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     stop = False
     saved_at = time.perf_counter()
     probe: tuple[torch.Tensor, torch.Tensor] | None = None  # a fixed batch of views for the diagnostics
+    last_views = tr.batch_size // ctx.world_size  # images of the latest step in this process
+
+    def log_window(n: int, lr: float) -> None:
+        """One metrics line for the steps since the last one (``n`` images a step here, at rate ``lr``)."""
+        nonlocal window_n, window_t, last_loss
+        means = dist.all_mean(torch.stack([window_loss, window_acc])) / window_n
+        last_loss = float(means[0])  # waits for the device: the window's time includes its work
+        now = clock.seconds()
+        rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
+               "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9),
+               "time_s": now}
+        if log is not None:
+            log.write(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
+                        lr=f"{lr:.3g}", views_s=f"{rec['views_per_s']:.0f}", refresh=False)
+        window_loss.zero_()
+        window_acc.zero_()
+        window_n, window_t = 0, clock.seconds()
+
     try:
         if state is not None and state.get("knn_pending") and monitor is not None:
             evaluate_knn()  # the evaluation the interruption cut short
@@ -319,30 +338,18 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                     probe = (v1[:PROBE_VIEWS].detach().clone(), v2[:PROBE_VIEWS].detach().clone())
                     if state is None:
                         save_view_grid(probe[0], probe[1], run_dir / "views.png")
-                n = v1.shape[0]
+                n = last_views = v1.shape[0]
                 lr = schedule(step)
                 set_lr(optimizer, lr)
-                with deferred():  # a stop request waits until the update and the counters agree
+                with deferred():  # a stop request waits until the update, the counters and the log window agree
                     loss, accuracy = train_step(v1, v2)
                     step += 1
                     pos += 1
-                window_loss += loss
-                window_acc += accuracy
-                window_n += 1
+                    window_loss += loss
+                    window_acc += accuracy
+                    window_n += 1
                 if step % tr.log_every == 0 or step == schedule.total_steps:
-                    means = dist.all_mean(torch.stack([window_loss, window_acc])) / window_n
-                    last_loss = float(means[0])  # waits for the device: the window's time includes its work
-                    now = clock.seconds()
-                    rec = {"epoch": epoch + 1, "step": step, "loss": last_loss, "contrastive_acc": float(means[1]),
-                           "lr": lr, "views_per_s": 2 * n * ctx.world_size * window_n / max(now - window_t, 1e-9),
-                           "time_s": now}
-                    if log is not None:
-                        log.write(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['contrastive_acc']:.2f}",
-                                    lr=f"{lr:.3g}", views_s=f"{rec['views_per_s']:.0f}", refresh=False)
-                    window_loss.zero_()
-                    window_acc.zero_()
-                    window_n, window_t = 0, clock.seconds()
+                    log_window(n, lr)
                 bar.update(1)
                 if budget is not None:
                     if not ctx.enabled:
@@ -381,6 +388,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
             if tr.checkpoint_every and epoch % tr.checkpoint_every == 0:
                 checkpoint(f"epoch_{epoch:04d}.pt")
     except KeyboardInterrupt:
+        if window_n and not ctx.enabled:  # the steps since the last log line (peers may be gone: no collectives)
+            log_window(last_views, schedule(step - 1))
         checkpoint(gather=False)  # peers may be gone: no collectives
         bar.close()
         if log is not None:
