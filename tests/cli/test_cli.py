@@ -221,6 +221,18 @@ def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsy
     assert rows["false"] == rows["true"] and [r["transform"] for r in rows["true"]] == ["rotation", "noise"]
 
 
+def test_a_class_whose_training_images_are_all_unreadable_is_noted(env: dict, tmp_path: Path, capsys) -> None:
+    data = _colour_splits(tmp_path / "colours")
+    for image in (data / "train" / "red").iterdir():
+        image.write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["eval", "compare", "--checkpoint", str(env["run"]), "--data", str(data), "--quiet", "--no-linear",
+                 "--k", "5"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: 6 test images of 1 class(es) whose every training image is unreadable (red) count as "
+                     "errors") == 1  # once for the three encoders compared
+
+
 def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:
     from simclr.evaluation.linear import PAPER_WEIGHT_DECAYS
 

@@ -89,6 +89,21 @@ def _check_classes(train: ImageSource, test: ImageSource) -> None:
           file=sys.stderr)
 
 
+def _note_unreadable_classes(data: EvalData, train: Features, test: Features) -> None:
+    """Note the test images of classes whose every training image was unreadable (what :func:`_check_classes`
+    cannot see in the listing)."""
+    if is_multilabel(train.labels) or data.unreadable_noted:
+        return
+    data.unreadable_noted = True  # once, whatever the number of encoders compared
+    listed = np.unique(data.train.labels)
+    lost = np.setdiff1d(listed, train.labels.numpy())
+    count = int(np.isin(test.labels.numpy(), lost).sum())
+    if count:
+        names = ", ".join(data.train.classes[i] for i in lost[:3]) + (" ..." if len(lost) > 3 else "")
+        print(f"note: {count} test images of {len(lost)} class(es) whose every training image is unreadable ({names}) "
+              "count as errors", file=sys.stderr)
+
+
 class EvalData:
     """The labelled train (bank) and test (query) splits, opened and decoded once for every encoder."""
 
@@ -98,6 +113,7 @@ class EvalData:
         plan = plan_data(config, self.train)  # image_size 0: the dataset's own side, as pretraining resolves it
         self.size, self.in_memory = plan.image_size, plan.in_memory
         self.config = config
+        self.unreadable_noted = False
         self._decoded: dict[tuple[str, int, float], Decoded] = {}
         self.kw: dict[str, Any] = {"batch_size": setup.batch_size, "workers": setup.workers,
                                    "progress": setup.progress, "decoder": self._decode,
@@ -157,6 +173,7 @@ class FeaturePair:
                                                 desc="train features", **kw)
         self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
                                                desc="test features", **kw)
+        _note_unreadable_classes(data, self.train, self.test)
 
     def _features(self, on: str) -> tuple[torch.Tensor, torch.Tensor]:
         train, test = (self.train.h, self.test.h) if on == "h" else (self.train.z, self.test.z)

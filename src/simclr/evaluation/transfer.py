@@ -149,6 +149,9 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     labelled = [data.train.paths[i] for i in chosen]
     labels = torch.as_tensor(np.asarray(data.train.labels)[chosen], dtype=torch.int64)
     val_rows, validation = _validation(data, setup.data, labelled, labels, spec.seed)
+    if grids is not None and val_rows is None:  # before the linear fit and the trainings
+        raise InputError(f"too few labelled images ({len(chosen)}) to hold out a validation part for the "
+                         "hyper-parameter search")
     rows = torch.tensor([readable[path] for path in labelled], dtype=torch.int64)  # in this order
     linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows,
                          holdout=val_rows)
@@ -170,10 +173,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
                               **{f"linear_{key}": linear[key] for key in keys}}
     for name, make, cell, grid in (("finetune", pretrained, base, grids[0] if grids else None),
                                    ("scratch", scratch, longer, grids[1] if grids else None)):
-        if grid is not None:
-            if val_rows is None:
-                raise InputError(f"too few labelled images ({len(chosen)}) to hold out a validation part for the "
-                                 "hyper-parameter search")
+        if grid is not None and val_rows is not None:
             cell, result[f"{name}_grid"] = nets.search(name, make, grid, cell, metric, val_rows)
         scores = nets.score(nets.fit(make, cell), *test.take())
         result.update({f"{name}_{key}": scores[key] for key in keys})
