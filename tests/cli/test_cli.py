@@ -212,13 +212,15 @@ def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsy
     assert [isinstance(x, StreamedImages) for x in given] == [False] * 6 + [True] * 6
     assert [len(x) for x in given[6:]] == [36 - held] * 2 + [36] + [36 - held] * 2 + [36]  # grid, then all
     assert all(0.0 <= streamed[f"{n}_top1"] <= 1.0 for n in ("finetune", "scratch"))
+    (data / "train" / "blue" / "00.png").write_bytes(b"not an image either")  # the first batch loses an image
     rows = {}
-    for mode in ("true", "false"):
+    for mode, batch in (("true", "8"), ("false", "8"), ("false", "5")):
         capsys.readouterr()
-        assert main(["eval", "probe", *base, "--in-memory", mode, "--epochs", "2",
+        assert main(["eval", "probe", *base[:-1], batch, "--in-memory", mode, "--epochs", "2",
                      "--transforms", "rotation,noise"]) == 0
-        rows[mode] = json.loads(capsys.readouterr().out)["rows"]
-    assert rows["false"] == rows["true"] and [r["transform"] for r in rows["true"]] == ["rotation", "noise"]
+        rows[mode, batch] = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["transform"] for r in rows["true", "8"]] == ["rotation", "noise"]
+    assert rows["false", "8"] == rows["true", "8"] == rows["false", "5"]  # each image drawn by its own seed
 
 
 def test_a_class_whose_training_images_are_all_unreadable_is_noted(env: dict, tmp_path: Path, capsys) -> None:

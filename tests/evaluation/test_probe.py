@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from simclr.errors import InputError
-from simclr.evaluation.probe import TRANSFORMS, ProbeSpec, format_probe, probe, train_mlp, transform_batch
+from simclr.evaluation.probe import (
+    NUM_CLASSES,
+    TRANSFORMS,
+    ProbeSpec,
+    format_probe,
+    probe,
+    train_mlp,
+    transform_batch,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,6 +92,20 @@ def test_noise_changes_image_and_is_reproducible() -> None:
     assert diff.abs().mean() > 0.03 and diff.abs().max() <= 0.1 * 8
     out3, _ = transform_batch(images, "noise", torch.Generator().manual_seed(6))
     assert not torch.equal(out1, out3)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_per_image_seeds_give_the_same_draws_in_any_batch(name: str) -> None:
+    images, seeds = _images(12), torch.arange(100, 112)
+    whole, y = transform_batch(images, name, seeds=seeds)
+    parts = [transform_batch(images[i:i + 5], name, seeds=seeds[i:i + 5]) for i in range(0, 12, 5)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), whole) and torch.equal(torch.cat([p[1] for p in parts]), y)
+    again, y_again = transform_batch(images.flip(0), name, seeds=seeds.flip(0))  # another order: the same per image
+    assert torch.equal(again.flip(0), whole) and torch.equal(y_again.flip(0), y)
+    counts = torch.bincount(transform_batch(_images(400), name, seeds=torch.arange(400))[1])
+    assert len(counts) == NUM_CLASSES[name] and counts.min() > 400 / NUM_CLASSES[name] / 2  # both (all) drawn
+    with pytest.raises(ValueError, match="needs a generator or per-image seeds"):
+        transform_batch(images, name)
 
 
 def test_unknown_transform_is_rejected() -> None:

@@ -22,6 +22,8 @@ from simclr.evaluation.knn import topk_accuracy
 TRANSFORMS = ("rotation", "color_vs_gray", "noise", "sobel")
 NUM_CLASSES = {"rotation": 4, "color_vs_gray": 2, "noise": 2, "sobel": 2}
 NOISE_STD = 0.1
+IMAGE_STRIDE = 10_000_019
+"""Seeds of a probe's images: its seed times this, plus the image's id (a prime above any split's size)."""
 _LUMA = (0.299, 0.587, 0.114)
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -48,7 +50,8 @@ def _sobel(images: Tensor) -> Tensor:
     return mag.expand(-1, 3, -1, -1).contiguous()
 
 
-def transform_batch(images: Tensor, name: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def transform_batch(images: Tensor, name: str, generator: torch.Generator | None = None, *,
+                    seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Apply transformation ``name`` to a random subset of images and return the images and targets.
 
     Args:
@@ -57,32 +60,62 @@ def transform_batch(images: Tensor, name: str, generator: torch.Generator) -> tu
             90*k degrees. The others are binary (p = 0.5 each): 0 = original, 1 = grayscale
             (``color_vs_gray``), + Gaussian noise of std 0.1 clamped to [0, 1] (``noise``), or the
             per-image normalised Sobel gradient magnitude (``sobel``).
-        generator: the source of all randomness (targets and noise); its device is used for drawing.
+        generator: the source of all randomness (targets and noise) for the batch; its device is used for drawing.
+        seeds: instead of ``generator``, int64 [B]: each image's target and noise from a CPU generator of its own
+            seed, so that an image is transformed the same whatever batch it is in.
 
     Returns:
         (transformed images [B, 3, H, W] in [0, 1], int64 targets [B] on the images' device).
     """
     if name not in NUM_CLASSES:
         raise InputError(f"unknown probe transform {name!r}; choose from {', '.join(TRANSFORMS)}")
-    b, dev = images.shape[0], generator.device
+    if name == "rotation" and images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"rotation needs square images, got {tuple(images.shape[-2:])}")
+    if seeds is not None:
+        targets, noise = _drawn_per_image(seeds, name, tuple(images.shape[1:]))
+    else:
+        if generator is None:
+            raise ValueError("transform_batch needs a generator or per-image seeds")
+        targets, noise = _drawn_for_batch(generator, name, tuple(images.shape))
+    targets = targets.to(images.device)
     if name == "rotation":
-        if images.shape[-1] != images.shape[-2]:
-            raise ValueError(f"rotation needs square images, got {tuple(images.shape[-2:])}")
-        targets = torch.randint(4, (b,), generator=generator, device=dev).to(images.device)
         out = images
         for k in range(1, 4):
             mask = (targets == k).view(-1, 1, 1, 1)
             out = torch.where(mask, torch.rot90(images, k, dims=(2, 3)), out)
         return out, targets
-    targets = (torch.rand(b, generator=generator, device=dev) < 0.5).long().to(images.device)
     if name == "color_vs_gray":
         changed = _gray(images).expand(-1, 3, -1, -1)
     elif name == "noise":
-        noise = torch.randn(images.shape, generator=generator, device=dev).to(images.device, images.dtype)
-        changed = (images + NOISE_STD * noise).clamp(0.0, 1.0)
+        assert noise is not None
+        changed = (images + NOISE_STD * noise.to(images.device, images.dtype)).clamp(0.0, 1.0)
     else:
         changed = _sobel(images)
     return torch.where(targets.bool().view(-1, 1, 1, 1), changed, images), targets
+
+
+def _drawn_for_batch(generator: torch.Generator, name: str,
+                     shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
+    """Targets [B] (and the noise [B, 3, H, W] of ``noise``) drawn for a whole batch from one generator."""
+    b, dev = shape[0], generator.device
+    if name == "rotation":
+        return torch.randint(4, (b,), generator=generator, device=dev), None
+    targets = (torch.rand(b, generator=generator, device=dev) < 0.5).long()
+    return targets, torch.randn(shape, generator=generator, device=dev) if name == "noise" else None
+
+
+def _drawn_per_image(seeds: Tensor, name: str, shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
+    """Targets [B] (and the noise [B, 3, H, W] of ``noise``), each image's from a generator seeded by its seed."""
+    targets, noises = [], []
+    for seed in seeds.tolist():
+        gen = torch.Generator().manual_seed(int(seed))
+        if name == "rotation":
+            targets.append(int(torch.randint(4, (1,), generator=gen)))
+            continue
+        targets.append(int(torch.rand(1, generator=gen) < 0.5))
+        if name == "noise":
+            noises.append(torch.randn(shape, generator=gen))
+    return torch.tensor(targets, dtype=torch.int64), torch.stack(noises) if noises else None
 
 
 @dataclass(frozen=True)
@@ -138,13 +171,14 @@ def train_mlp(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, 
 
 
 @torch.no_grad()
-def _encode_transformed(encode: Encode, images: Images, name: str, seed: int,
-                        batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Transform images batch by batch (seeded), encode them; return h, z (float32, CPU) and targets."""
-    gen = torch.Generator().manual_seed(seed)
+def _encode_transformed(encode: Encode, images: Images, name: str, seed: int, batch_size: int,
+                        ids_of: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Transform images batch by batch (each image seeded by ``seed`` and its id: its row, or ``ids_of[row]``),
+    encode them; return h, z (float32, CPU) and targets."""
     hs, zs, ys = [], [], []
-    for batch, _ in image_batches(images, batch_size, "cpu"):
-        x, y = transform_batch(batch, name, gen)
+    for batch, rows in image_batches(images, batch_size, "cpu"):
+        ids = rows if ids_of is None else ids_of[rows]
+        x, y = transform_batch(batch, name, seeds=seed * IMAGE_STRIDE + ids)  # per image: any batching, same draws
         h, z = encode(x)
         hs.append(h.detach().float().cpu())
         zs.append(z.detach().float().cpu())
@@ -156,7 +190,7 @@ def _encode_transformed(encode: Encode, images: Images, name: str, seed: int,
 
 def probe(encode: Encode, train_images: Images, test_images: Images,
           transforms: Sequence[str] = TRANSFORMS, spec: ProbeSpec = ProbeSpec(), batch_size: int = 256,
-          progress: bool = False) -> list[dict]:
+          progress: bool = False, ids: tuple[Tensor | None, Tensor | None] = (None, None)) -> list[dict]:
     """Predict each transformation from frozen h and from frozen z with an MLP probe.
 
     Args:
@@ -169,6 +203,9 @@ def probe(encode: Encode, train_images: Images, test_images: Images,
         spec: the MLP probe; ``spec.seed`` also seeds the transformed datasets.
         batch_size: encoding batch size.
         progress: show a progress bar over the transforms.
+        ids: int64 ids of the train and test images (default: their rows; a stream's rows are its source's): each
+            image's transformation is drawn from ``spec.seed`` and its id alone, so the results do not depend on the
+            batch size, nor on which images of a split could be read.
 
     Returns:
         One row per transform: {"transform", "classes", "h_top1", "z_top1", "chance"}, accuracies as
@@ -179,9 +216,10 @@ def probe(encode: Encode, train_images: Images, test_images: Images,
         if name not in NUM_CLASSES:
             raise InputError(f"unknown probe transform {name!r}; choose from {', '.join(TRANSFORMS)}")
         classes = NUM_CLASSES[name]
-        h_tr, z_tr, y_tr = _encode_transformed(encode, train_images, name, 2 * (1000 * spec.seed + i), batch_size)
+        h_tr, z_tr, y_tr = _encode_transformed(encode, train_images, name, 2 * (1000 * spec.seed + i), batch_size,
+                                               ids[0])
         h_te, z_te, y_te = _encode_transformed(encode, test_images, name, 2 * (1000 * spec.seed + i) + 1,
-                                               batch_size)
+                                               batch_size, ids[1])
         chance = float(torch.bincount(y_te, minlength=classes).max()) / len(y_te) if len(y_te) else float("nan")
         rows.append({"transform": name, "classes": classes,
                      "h_top1": train_mlp(h_tr, y_tr, h_te, y_te, classes, spec),

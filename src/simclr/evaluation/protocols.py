@@ -175,7 +175,7 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
                transforms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input."""
     learned, data = open_eval(checkpoint, setup)
-    train, test = _probe_splits(data)
+    train, test, ids = _probe_splits(data)
     model = learned.model.eval()
     before = fingerprint(model)
 
@@ -189,17 +189,23 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
 
     kwargs = {"transforms": transforms} if transforms else {}
     rows = probe(encode, train, test, spec=spec, batch_size=setup.batch_size,
-                 progress=setup.progress, **kwargs)
+                 progress=setup.progress, ids=ids, **kwargs)
     check_frozen(model, before)
     return rows
 
 
-def _probe_splits(data: EvalData) -> tuple[Images, Images]:
+def _probe_splits(data: EvalData) -> tuple[Images, Images, tuple[torch.Tensor | None, torch.Tensor | None]]:
     """The train and test splits as the probes see them: centre crops keeping ``data.eval_crop``, decoded into
-    memory, or read from their files batch by batch where the data is not held in memory (``data.in_memory``)."""
+    memory, or read from their files batch by batch where the data is not held in memory (``data.in_memory``); and
+    the images' ids, their positions in the splits' listings (a stream's rows already are)."""
     if not data.in_memory:
-        return data.streamed("train"), data.streamed("test")
+        return data.streamed("train"), data.streamed("test"), (None, None)
     train, test = data.decoded("train"), data.decoded("test")
     if len(train.images) == 0 or len(test.images) == 0:
         raise InputError(f"no readable labelled images in {data.train.name}")
-    return train.images, test.images
+
+    def ids(source: ImageSource, paths: list[str]) -> torch.Tensor:
+        position = {path: i for i, path in enumerate(source.paths)}
+        return torch.tensor([position[path] for path in paths], dtype=torch.int64)
+
+    return train.images, test.images, (ids(data.train, train.paths), ids(data.test, test.paths))
