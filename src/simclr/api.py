@@ -314,7 +314,7 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
     if protocol == "compare":
         return {"rows": compare(checkpoint, setup, opts["k"], opts["temperature"], linear=opts["linear"])}
     if protocol == "probe":
-        return {"rows": probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])}
+        return probe_eval(checkpoint, setup, ProbeSpec(epochs=opts["epochs"]), opts["transforms"])
     epochs = opts["epochs"] or finetune_epochs(opts["label_fraction"])
     lr = opts["lr"] or finetune_lr(setup.batch_size)
     spec = FinetuneSpec(epochs=epochs, steps=opts.get("steps", 0), lr=lr, seed=opts["seed"], batch_size=setup.batch_size)

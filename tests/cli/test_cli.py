@@ -218,7 +218,9 @@ def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsy
         capsys.readouterr()
         assert main(["eval", "probe", *base[:-1], batch, "--in-memory", mode, "--epochs", "2",
                      "--transforms", "rotation,noise"]) == 0
-        rows[mode, batch] = json.loads(capsys.readouterr().out)["rows"]
+        out = json.loads(capsys.readouterr().out)
+        assert (out["train_images"], out["test_images"], out["skipped"], out["streamed"]) == (35, 18, 2, mode == "false")
+        rows[mode, batch] = out["rows"]
     assert [r["transform"] for r in rows["true", "8"]] == ["rotation", "noise"]
     assert rows["false", "8"] == rows["true", "8"] == rows["false", "5"]  # each image drawn by its own seed
 

@@ -172,8 +172,11 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
 
 
 def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
-               transforms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input."""
+               transforms: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The paper's Table 3: MLPs on frozen h and on z = g(h) predict the transformation applied to the input.
+
+    Returns ``rows`` (one per transformation, :func:`~simclr.evaluation.probe.probe`), the images used
+    (``train_images``, ``test_images``), the unreadable ones left out (``skipped``) and ``streamed``."""
     learned, data = open_eval(checkpoint, setup)
     train, test, ids = _probe_splits(data)
     model = learned.model.eval()
@@ -191,7 +194,9 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
     rows = probe(encode, train, test, spec=spec, batch_size=setup.batch_size,
                  progress=setup.progress, ids=ids, **kwargs)
     check_frozen(model, before)
-    return rows
+    used = [len(x) - (len(x.skipped) if isinstance(x, StreamedImages) else 0) for x in (train, test)]
+    return {"rows": rows, "train_images": used[0], "test_images": used[1],
+            "skipped": len(data.train) + len(data.test) - sum(used), "streamed": not data.in_memory}
 
 
 def _probe_splits(data: EvalData) -> tuple[Images, Images, tuple[torch.Tensor | None, torch.Tensor | None]]:
