@@ -212,6 +212,13 @@ def test_transfer_and_probe_stream_their_splits(env: dict, tmp_path: Path, capsy
     assert [isinstance(x, StreamedImages) for x in given] == [False] * 6 + [True] * 6
     assert [len(x) for x in given[6:]] == [36 - held] * 2 + [36] + [36 - held] * 2 + [36]  # grid, then all
     assert all(0.0 <= streamed[f"{n}_top1"] <= 1.0 for n in ("finetune", "scratch"))
+    subset, runs = tmp_path / "subset.json", []
+    for _ in range(2):  # drawn and saved, then read again
+        assert main(["eval", "transfer", *base, "--steps", "1", "--label-fraction", "0.5", "--subset-file",
+                     str(subset)]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0]["label_fraction"] == 0.5 and runs[1]["labelled_images"] == runs[0]["labelled_images"]
+    assert runs[1]["label_fraction"] == round(runs[1]["labelled_images"] / 36, 6)  # of the images that could be read
     (data / "train" / "blue" / "00.png").write_bytes(b"not an image either")  # the first batch loses an image
     rows = {}
     for mode, batch in (("true", "8"), ("false", "8"), ("false", "5")):

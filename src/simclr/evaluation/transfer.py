@@ -133,6 +133,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     metric = paper_metric(setup.data)
     before = fingerprint(learned.model)
     multilabel = is_multilabel(data.train.labels)
+    reused = subset_file is not None and subset_file.is_file()
     if multilabel:
         if fraction < 1 or subset_file is not None:
             raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction "
@@ -147,6 +148,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     if len(chosen) == 0:
         raise InputError(f"none of the labelled images of {data.train.name} could be read")
     labelled = [data.train.paths[i] for i in chosen]
+    if not multilabel and reused:  # a subset file's share of the images that could be read
+        fraction = round(len(chosen) / len(pair.train.h), 6)
     labels = torch.as_tensor(np.asarray(data.train.labels)[chosen], dtype=torch.int64)
     val_rows, validation = _validation(data, setup.data, labelled, labels, spec.seed)
     if grids is not None and val_rows is None:  # before the linear fit and the trainings
