@@ -148,5 +148,7 @@ def test_fine_tuning_that_cannot_fit_is_refused_before_it_starts(monkeypatch) ->
     images, labels = torch.zeros(8, 3, 16, 16, dtype=torch.uint8), torch.arange(8) % 2
     with pytest.raises(InputError, match="fine-tuning on batches of 8 images of 16x16 keeps about"):
         finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=8))
+    with pytest.raises(InputError, match=r"batches of 8 images \(all 8 labelled images\) of 16x16"):
+        finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=2000))
     frozen = finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=8, frozen=True))
     assert frozen[2].out_features == 2  # the linear layer alone, on h of the frozen encoder: no activations kept

@@ -122,10 +122,11 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
 
 
 def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, side: int, device: str,
-                        extra: int = 0) -> None:
+                        extra: int = 0, images: int = 0) -> None:
     """Refuse fine-tuning whose every step would run out of memory: batches of ``batch`` images of ``side`` pixels
     through a network keeping ``memory``, with ``extra`` bytes still to be placed on the device (images moved
-    there), against ``free`` bytes (None: unknown)."""
+    there), against ``free`` bytes (None: unknown). ``images``: the labelled images, when fewer than the batch size
+    asked for (a batch is then all of them)."""
     per_input = 3 * side * side * 4
     need = (memory.per_view + per_input) * batch + memory.fixed + extra
     if free is None or need <= free:
@@ -133,7 +134,8 @@ def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, sid
     fits = max(free - memory.fixed - extra, 0) // (HEADROOM * memory.per_view + per_input)
     advice = f"lower --batch-size to about {fits:,}" if fits >= 2 else \
         "use a smaller network or image side, or a machine with more memory"
-    raise InputError(f"fine-tuning on batches of {batch:,} images of {side}x{side} keeps about {_gib(need)} for the "
+    whole = f" (all {images:,} labelled images)" if images and images <= batch else ""
+    raise InputError(f"fine-tuning on batches of {batch:,} images{whole} of {side}x{side} keeps about {_gib(need)} for the "
                      f"backward pass, and {device} has {_gib(free)} available: {advice}")
 
 

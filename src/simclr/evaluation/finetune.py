@@ -171,7 +171,7 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         moved = train_images.nbytes if isinstance(train_images, Tensor) and train_images.device != device else 0
         check_finetune_fits(step_memory(lambda: meta_copy(encoder), side, precision.dtype is not None),
                             available(device), batch=min(spec.batch_size, n), side=side, device=str(device),
-                            extra=moved)
+                            extra=moved, images=n if n < spec.batch_size else 0)
     linear = nn.Linear(feature_dim, num_classes)
     init_gen = torch.Generator().manual_seed(spec.seed)
     with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
