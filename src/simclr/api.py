@@ -32,7 +32,7 @@ from simclr.config_io import build_config, read_yaml
 from simclr.data.augment import eval_transform, resize_side
 from simclr.data.images import open_rgb, to_rgb
 from simclr.engine.runtime import Precision, pick_device, pick_precision
-from simclr.errors import InputError
+from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.features import model_encoder
 from simclr.evaluation.linear import weight_decay_grid
 from simclr.evaluation.probe import TRANSFORMS
@@ -56,15 +56,11 @@ def _check_image_tensor(images: torch.Tensor) -> None:
         raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_sizes(image_size: object, eval_crop: object) -> None:
     """InputError unless ``image_size`` is 0 or a whole number >= 8 and ``eval_crop`` None or a number in (0, 1]."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or 0 < image_size < 8 or image_size < 0:
+    if not is_whole(image_size) or 0 < image_size < 8 or image_size < 0:
         raise InputError(f"image_size must be 0 (the run's) or a whole number >= 8, got {image_size!r}")
-    if eval_crop is not None and not (_is_number(eval_crop) and 0 < eval_crop <= 1):  # type: ignore[operator]
+    if eval_crop is not None and not (is_number(eval_crop) and 0 < eval_crop <= 1):
         raise InputError(f"eval_crop must be in (0, 1], got {eval_crop!r}")
 
 
@@ -227,11 +223,9 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         value, whole = opts.get(name), name in ("k", "epochs")
         if value is None:
             continue
-        kinds = (int,) if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+        if not (is_whole(value) if whole else is_number(value)) or not value > 0:
             raise InputError(f"{name} must be {'a whole number' if whole else 'a number'} > 0, got {value!r}")
-    if "steps" in opts and (isinstance(opts["steps"], bool) or not isinstance(opts["steps"], int)
-                            or opts["steps"] < 0):
+    if "steps" in opts and (not is_whole(opts["steps"]) or opts["steps"] < 0):
         raise InputError(f"steps must be a whole number >= 0, got {opts['steps']!r}")
     for name, parse in (("finetune_grid", parse_grids), ("weight_decays", weight_decay_grid)):
         if name == "finetune_grid" and name in opts and not isinstance(opts[name], (str, type(None))):
@@ -244,10 +238,10 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
     if opts.get("subset_file") is not None:
         _path_like(opts["subset_file"], "subset_file")
     fraction = opts.get("label_fraction", 1.0)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+    if not is_number(fraction) or not 0 < fraction <= 1:
         raise InputError(f"label_fraction must be in (0, 1], got {fraction!r}")
     seed = opts.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
     for name in ("baseline", "linear"):
         if not isinstance(opts.get(name, True), bool):
@@ -334,16 +328,16 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
 
     if data and not isinstance(data, (str, os.PathLike)):
         raise InputError(f"data must be a dataset name or path, got {data!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+    if not is_whole(workers) or not 0 <= workers <= MAX_WORKERS:
         raise InputError(f"workers must be a whole number from 0 to {MAX_WORKERS}, got {workers!r}")
     if isinstance(in_memory, bool):
         in_memory = str(in_memory).lower()
     if in_memory is not None and in_memory not in ("auto", "true", "false"):
         raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     _check_sizes(image_size, eval_crop)
-    if holdout is not None and (not _is_number(holdout) or not 0 <= holdout < 1):
+    if holdout is not None and (not is_number(holdout) or not 0 <= holdout < 1):
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
                      workers, progress, image_size, holdout, eval_crop, in_memory)

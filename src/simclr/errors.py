@@ -1,4 +1,7 @@
-"""The one exception type that reaches the user as a one-line message with exit code 2."""
+"""The one exception type that reaches the user as a one-line message with exit code 2, and the checks of values
+given from Python that lead to it."""
+
+from typing import Any, TypeGuard
 
 
 class InputError(Exception):
@@ -12,3 +15,13 @@ class InputError(Exception):
 def one_line(exc: BaseException) -> str:
     """The exception's message with whitespace runs (newlines included) collapsed, for an :class:`InputError`."""
     return " ".join(str(exc).split())
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """An int or float, not a bool (``True`` is an int to Python, never a number to a user)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_whole(value: Any) -> TypeGuard[int]:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)

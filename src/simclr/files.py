@@ -15,9 +15,9 @@ from typing import IO, Any
 from simclr.errors import InputError
 
 RUN_CHECKPOINT = re.compile(r"last\.pt|epoch_\d+\.pt")
+"""The names of a run's checkpoints (beside its config.yaml)."""
 RUN_FILES = re.compile(r"last\.pt|epoch_\d+\.pt|config\.yaml|metrics\.jsonl|skipped\.txt|views\.png")
 """The files of a run folder (one with a config.yaml) that an output must not replace."""
-"""The names of a run's checkpoints (beside its config.yaml)."""
 
 
 @contextmanager

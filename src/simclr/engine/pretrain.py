@@ -48,7 +48,7 @@ from simclr.engine.metrics import MetricsLog, TrainClock
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
-from simclr.errors import InputError, one_line
+from simclr.errors import InputError, is_number, one_line
 from simclr.interrupts import deferred
 from simclr.models.global_bn import convert_global_bn
 from simclr.optim import LRSchedule, set_lr, warmup_steps_for
@@ -113,7 +113,7 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
 
 def _non_negative(value: Any, name: str) -> Any:
     """``value`` if it is a finite number >= 0 (a checkpoint's counters and clock), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+    if not is_number(value) or not 0 <= value < float("inf"):
         raise ValueError(f"its {name} is {value!r}")
     return value
 

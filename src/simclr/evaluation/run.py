@@ -72,6 +72,11 @@ def labelled_split(config: Config, split: str) -> ImageSource:
     return source
 
 
+def _names(classes: Sequence[str], ids: np.ndarray) -> str:
+    """The first three of the classes ``ids``, for a message."""
+    return ", ".join(classes[i] for i in ids[:3]) + (" ..." if len(ids) > 3 else "")
+
+
 def _check_classes(train: ImageSource, test: ImageSource) -> None:
     """Refuse test images none of whose classes has a training image (train/ and test/ class folders that differ:
     every answer would be wrong); note the test images of such classes when only some are."""
@@ -80,7 +85,7 @@ def _check_classes(train: ImageSource, test: ImageSource) -> None:
     unseen = np.setdiff1d(np.unique(test.labels), np.unique(train.labels))
     if len(unseen) == 0:
         return
-    names = ", ".join(test.classes[i] for i in unseen[:3]) + (" ..." if len(unseen) > 3 else "")
+    names = _names(test.classes, unseen)
     count = int(np.isin(test.labels, unseen).sum())
     if count == len(test.labels):
         raise InputError(f"{test.name}: no test class has a training image (test classes {names}): the train and test "
@@ -99,7 +104,7 @@ def _note_unreadable_classes(data: EvalData, train: Features, test: Features) ->
     lost = np.setdiff1d(listed, train.labels.numpy())
     count = int(np.isin(test.labels.numpy(), lost).sum())
     if count:
-        names = ", ".join(data.train.classes[i] for i in lost[:3]) + (" ..." if len(lost) > 3 else "")
+        names = _names(data.train.classes, lost)
         print(f"note: {count} test images of {len(lost)} class(es) whose every training image is unreadable ({names}) "
               "count as errors", file=sys.stderr)
 

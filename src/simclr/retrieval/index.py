@@ -12,7 +12,7 @@ from PIL import Image
 
 from simclr.data.images import open_rgb
 from simclr.engine.runtime import pick_device
-from simclr.errors import InputError
+from simclr.errors import InputError, is_number, is_whole
 from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, duplicate_groups
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
 from simclr.retrieval.sheet import draw_sheet
@@ -125,7 +125,7 @@ class Index:
         similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
         :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
         _whole("k", k)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        if not is_number(threshold):
             raise InputError(f"threshold must be a number, got {threshold!r}")
         on = "z" if z else "h"
         vectors = self.embeddings.vectors(on).to(pick_device(device))
@@ -145,7 +145,7 @@ class Index:
 
 
 def _whole(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_whole(value) or value < 1:
         raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
