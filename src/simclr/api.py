@@ -159,25 +159,35 @@ def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int =
 
 def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False, out: str | Path | None = None,
           image_size: int = 0, device: str = "auto", batch_size: int = 256, workers: int = 2,
-          progress: bool = True, holdout: float | None = None, eval_crop: float | None = None) -> Index:
+          progress: bool = True, holdout: float | None = None, eval_crop: float | None = None,
+          update: bool = False) -> Index:
     """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
-    :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given.
+    :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given. With ``update``
+    (``simclr embed --update``) an existing ``out`` is brought up to date: its rows of images unchanged since are
+    kept, only new and changed images are embedded, and those no longer there are dropped.
     Unreadable images are skipped and listed in ``Index.skipped``. ``holdout``: the fraction of a folder without
     ``train/`` and ``test/`` that is its test split (default: the run's ``data.holdout``); ``eval_crop``: the part of
     the shorter side the centre crop keeps (default: the run's ``data.eval_crop``)."""
     from simclr.retrieval.embed import embed_split
     from simclr.retrieval.index import Index
 
-    if not isinstance(z, bool):
-        raise InputError(f"z must be True or False, got {z!r}")
+    for name, flag in (("z", z), ("update", update)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name} must be True or False, got {flag!r}")
+    if update and out is None:
+        raise InputError("update=True needs out=: the embeddings file to bring up to date")
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout, eval_crop=eval_crop)
+    previous = None
     if out is not None:
         from simclr.engine.checkpoint import resolve_checkpoint
         from simclr.files import check_output
+        from simclr.retrieval.search import load_embeddings
 
         check_output(out, "out", (resolve_checkpoint(checkpoint),))  # before the work, not after
-    index = Index(*embed_split(checkpoint, setup, split, z))
+        previous = load_embeddings(out) if update and Path(out).exists() else None
+    done = embed_split(checkpoint, setup, split, z, previous)
+    index = Index(done.embeddings, done.skipped)
     if out is not None:
         index.save(out)
     return index

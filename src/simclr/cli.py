@@ -164,6 +164,10 @@ def _embed_parser(sub: Any) -> None:
     p.add_argument("--split", default="train", choices=("train", "test", "all"))
     p.add_argument("--out", required=True, type=Path, help="output .npz file")
     p.add_argument("--z", action="store_true", help="also store z = g(h)")
+    p.add_argument("--update", action="store_true",
+                   help="bring an existing --out up to date: keep its rows of images unchanged since (same path "
+                        "and content, same network and settings), embed only new and changed images, drop those "
+                        "no longer there")
 
 
 def _search_parser(sub: Any) -> None:
@@ -367,9 +371,17 @@ def run_import(args: argparse.Namespace) -> int:
 def run_embed(args: argparse.Namespace) -> int:
     from simclr.retrieval.embed import embed
 
-    info = embed(args.checkpoint, _setup(args), args.split, args.out, with_z=args.z)
-    print(f"wrote {info['images']} embeddings of dim {info['dim']} to {args.out}"
-          + (f" ({info['skipped']} unreadable images skipped)" if info["skipped"] else ""))
+    info = embed(args.checkpoint, _setup(args), args.split, args.out, with_z=args.z, update=args.update)
+    skipped = f" ({info['skipped']} unreadable images skipped)" if info["skipped"] else ""
+    if info["fresh"]:
+        print(f"note: nothing of {args.out} could be kept, {info['fresh']}: every image embedded again",
+              file=sys.stderr)
+    if args.update and info["updated"] and not info["fresh"]:
+        print(f"updated {args.out}: {info['images']} embeddings of dim {info['dim']}; {info['reused']} unchanged "
+              f"kept, {info['embedded']} new or changed embedded, {info['dropped']} gone or changed dropped"
+              + skipped)
+    else:
+        print(f"wrote {info['images']} embeddings of dim {info['dim']} to {args.out}" + skipped)
     return 0
 
 

@@ -31,11 +31,16 @@ class Features(NamedTuple):
     skipped: list[tuple[str, str]]
 
     def single_labels(self) -> np.ndarray:
-        """int64 labels [N] for embeddings and search: the labels, or -1 for all of a multi-label dataset's images
-        (no one class each)."""
-        if self.labels.ndim == 2:
-            return np.full(len(self.labels), -1, dtype=np.int64)
-        return self.labels.numpy().astype(np.int64)
+        """int64 labels [N] for embeddings and search (:func:`single_labels`)."""
+        return single_labels(self.labels.numpy())
+
+
+def single_labels(labels: np.ndarray) -> np.ndarray:
+    """int64 labels [N] for embeddings and search: the labels, or -1 for all of a multi-label dataset's images
+    (labels [N, C]: no one class each)."""
+    if labels.ndim == 2:
+        return np.full(len(labels), -1, dtype=np.int64)
+    return labels.astype(np.int64)
 
 
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
@@ -89,9 +94,9 @@ def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
 
 def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
                      workers: int = 0, progress: bool = True, desc: str = "features",
-                     decoder: Decoder | None = None, crop: float = 1.0) -> Features:
+                     decoder: Decoder | None = None, crop: float = 1.0, allow_empty: bool = False) -> Features:
     """Run ``encode`` over every readable image of ``source`` (prepared by :func:`eval_batches`); unreadable ones
-    are skipped and listed."""
+    are skipped and listed. None readable is an InputError unless ``allow_empty`` (then h is [0, 0])."""
     skipped: list[tuple[str, str]] = []
     kept: list[int] = []
     hs, zs = [], []
@@ -103,6 +108,8 @@ def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: 
         if z is not None:
             zs.append(z)
     if not hs:
+        if allow_empty:
+            return Features(torch.zeros(0, 0), None, torch.zeros(0, dtype=torch.int64), [], skipped)
         raise InputError(f"no readable images in {source.name}")
     labels = torch.as_tensor(source.labels[kept], dtype=torch.int64)
     return Features(torch.cat(hs), torch.cat(zs) if zs else None, labels, [source.paths[i] for i in kept], skipped)

@@ -1,53 +1,183 @@
-"""Export embeddings: h (and optionally z) of every image of a dataset split to a .npz file."""
+"""Export embeddings: h (and optionally z) of every image of a dataset split to a .npz file, or bring an earlier
+file up to date (only new and changed images embedded, those gone dropped)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
 
 from simclr.build import decode, open_source, plan_data
 from simclr.config import Config
-from simclr.data.sources import ImageSource
+from simclr.data.digests import file_digests
+from simclr.data.sources import ImageSource, cache_root
 from simclr.engine.checkpoint import resolve_checkpoint
-from simclr.evaluation.features import Encode, Features, extract_features
-from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.errors import InputError
+from simclr.evaluation.features import Encode, Features, extract_features, single_labels
+from simclr.evaluation.run import EvalSetup, Learned, load_learned
 from simclr.files import check_output
-from simclr.retrieval.search import Embeddings, save_embeddings
+from simclr.retrieval.search import DIGEST_BYTES, Embeddings, load_embeddings, save_embeddings
+
+MADE_KEYS = ("network", "image_size", "eval_crop", "input_norm", "precision", "z")
+"""What an embedding depends on besides its image (``meta``): rows of an earlier file are reused only where all
+of these match."""
+
+
+class Embedded(NamedTuple):
+    """The embeddings of a split, the images that could not be read (path, reason), and for an update how many rows
+    of the earlier file were kept (``reused``) and left out (``dropped``: images gone or changed), or why none
+    could be kept (``fresh``)."""
+
+    embeddings: Embeddings
+    skipped: list[tuple[str, str]]
+    reused: int = 0
+    dropped: int = 0
+    fresh: str | None = None
 
 
 def embed_source(encode: Encode, config: Config, source: ImageSource, setup: EvalSetup,
-                 in_memory: bool | None = None) -> Features:
+                 in_memory: bool | None = None, allow_empty: bool = False) -> Features:
     """Features of every readable image of ``source`` at the config's image side (unreadable ones skipped)."""
     if in_memory is None:
         in_memory = plan_data(config, source).in_memory
     crop = config.data.eval_crop
     return extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
                             workers=setup.workers, progress=setup.progress, desc="embedding",
-                            decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop)
+                            decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop,
+                            allow_empty=allow_empty)
 
 
-def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str,
-                with_z: bool = False) -> tuple[Embeddings, list[tuple[str, str]]]:
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (hex, 32 digits) of every parameter and buffer of ``model``: names, types, shapes and values."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def image_digests(source: ImageSource, memo_dir: Path | None, progress: bool = False) -> list[bytes | None]:
+    """The first :data:`DIGEST_BYTES` of the sha256 of each image's file (None: it cannot be read; unchanged files
+    not read again where ``memo_dir`` remembers them) or, for images held in memory, of its pixels."""
+    if source.array is not None:
+        return [hashlib.sha256(np.ascontiguousarray(a).data).digest()[:DIGEST_BYTES] for a in source.array]
+    assert source.root is not None
+    return [None if d is None else bytes.fromhex(d)[:DIGEST_BYTES]
+            for d in file_digests(source.root, source.paths, memo_dir, progress=progress)]
+
+
+def _digest_rows(digests: list[bytes | None]) -> np.ndarray:
+    """uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it was hashed."""
+    return np.frombuffer(b"".join(d or bytes(DIGEST_BYTES) for d in digests), np.uint8).reshape(-1, DIGEST_BYTES)
+
+
+def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool = False,
+                previous: Embeddings | None = None) -> Embedded:
     """h (and z) of every readable image of a dataset split, with the ``meta`` that says how they were made
-    (the checkpoint, the dataset and split, and the image side, so that queries can be embedded the same way and
-    the images shown); and the unreadable images skipped (path, reason)."""
+    (the checkpoint, its weights' digest, the dataset and split, the image side, crop and precision, so that
+    queries can be embedded the same way and the images shown) and each image's digest.
+
+    With ``previous`` (an earlier file's embeddings) the rows of the images whose path and content are unchanged
+    are taken from it when they were made the same way (:data:`MADE_KEYS`); only the others are embedded. The
+    result is in the split's order with its current labels, as a fresh embedding would be.
+    """
     learned = load_learned(checkpoint, setup)
-    encode, config = learned.encoder(with_z=with_z), learned.config
+    config = learned.config
     source = open_source(config, split)
-    feats = embed_source(encode, config, source, setup)
     d = config.data
     spec = str(Path(d.spec).resolve()) if Path(d.spec).exists() else d.spec  # usable from any folder
-    meta = {"checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
-            "root": d.root, "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed,
-            "image_size": d.image_size, "eval_crop": d.eval_crop, "z": feats.z is not None}
-    return Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta), feats.skipped
+    meta: dict[str, Any] = {
+        "checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split, "root": d.root,
+        "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed, "image_size": d.image_size,
+        "eval_crop": d.eval_crop, "z": with_z, "network": weights_digest(learned.model),
+        "input_norm": config.model.input_norm,
+        "precision": str(learned.precision.dtype or torch.float32).removeprefix("torch.")}
+    memo = cache_root(Path(d.cache_dir) if d.cache_dir else None) / "digests" if d.decode_cache else None
+    digests = image_digests(source, memo, setup.progress)
+    fresh = None if previous is None else _not_reusable(previous, meta)
+    if previous is None or fresh is not None:
+        feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)
+        rows = {p: i for i, p in enumerate(source.paths)}
+        kept = _digest_rows([digests[rows[p]] for p in feats.paths])
+        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept)
+        return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), fresh)
+    return _update(learned, source, setup, with_z, previous, digests, meta)
 
 
-def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False) -> dict[str, int]:
-    """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``) and
-    ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is never left half-written; a folder,
-    the checkpoint or another run's checkpoint is refused before any work)."""
+def _not_reusable(previous: Embeddings, meta: dict[str, Any]) -> str | None:
+    """Why none of ``previous``'s rows can be kept (None: they can)."""
+    if previous.digests is None:
+        return "it holds no image digests (written by an earlier simclr)"
+    differ = [k for k in MADE_KEYS if previous.meta.get(k) != meta[k]]
+    if differ:
+        return "it was made with other settings (" + ", ".join(_MADE_NAMES[k] for k in differ) + ")"
+    return None
+
+
+_MADE_NAMES = {"network": "the network's weights", "image_size": "image side", "eval_crop": "centre crop",
+               "input_norm": "input normalisation", "precision": "precision", "z": "z stored or not"}
+
+
+def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: bool, previous: Embeddings,
+            digests: list[bytes | None], meta: dict[str, Any]) -> Embedded:
+    assert previous.digests is not None
+    before = {(p, bytes(d)): i for i, (p, d) in enumerate(zip(previous.paths, previous.digests))}
+    take = [None if d is None else before.get((p, d)) for p, d in zip(source.paths, digests)]
+    todo = [i for i, t in enumerate(take) if t is None]
+    h_old, z_old = previous.features, previous.z if with_z else None
+    h_new = torch.zeros(0, h_old.shape[1])
+    z_new = None if z_old is None else torch.zeros(0, z_old.shape[1])
+    new: dict[str, int] = {}
+    skipped: list[tuple[str, str]] = []
+    if todo:
+        config = learned.config  # the few images to embed are not worth an entry in the decoded-dataset cache
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, decode_cache=False))
+        in_memory = plan_data(learned.config, source).in_memory
+        feats = embed_source(learned.encoder(with_z=with_z), config, source.subset(todo), setup, in_memory,
+                             allow_empty=True)
+        if len(feats.paths):
+            h_new, z_new = feats.h, feats.z
+        new = {p: i for i, p in enumerate(feats.paths)}
+        skipped = feats.skipped
+    order: list[tuple[int, int]] = []  # (0: earlier file, 1: new; row) for each readable image in listing order
+    kept: list[int] = []
+    for i, (path, t) in enumerate(zip(source.paths, take)):
+        if t is not None:
+            order.append((0, t))
+        elif path in new:
+            order.append((1, new[path]))
+        else:
+            continue
+        kept.append(i)
+    if not kept:
+        raise InputError(f"no readable images in {source.name}")
+    h = torch.cat([h_old, h_new])
+    z = None if z_old is None or z_new is None else torch.cat([z_old, z_new])
+    at = torch.tensor([row + (len(h_old) if which else 0) for which, row in order], dtype=torch.int64)
+    labels = single_labels(np.asarray(source.labels)[kept])
+    emb = Embeddings(h[at], None if z is None else z[at], labels, [source.paths[i] for i in kept], meta,
+                     _digest_rows([digests[i] for i in kept]))
+    reused = sum(1 for t in take if t is not None)
+    return Embedded(emb, skipped, reused, len(previous.paths) - reused)
+
+
+def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False,
+          update: bool = False) -> dict[str, Any]:
+    """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``),
+    ``digests`` [N, 16] uint8 and ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is
+    never left half-written; a folder, the checkpoint or another run's checkpoint is refused before any work).
+    With ``update`` an existing ``out`` is brought up to date: only new and changed images are embedded."""
     check_output(out, reading=(resolve_checkpoint(checkpoint),))
-    emb, skipped = embed_split(checkpoint, setup, split, with_z)
-    save_embeddings(emb, out)
-    return {"images": len(emb.paths), "skipped": len(skipped), "dim": int(emb.features.shape[1])}
+    previous = load_embeddings(out) if update and Path(out).exists() else None
+    done = embed_split(checkpoint, setup, split, with_z, previous)
+    save_embeddings(done.embeddings, out)
+    emb = done.embeddings
+    return {"images": len(emb.paths), "skipped": len(done.skipped), "dim": int(emb.features.shape[1]),
+            "reused": done.reused, "embedded": len(emb.paths) - done.reused, "dropped": done.dropped,
+            "fresh": done.fresh, "updated": previous is not None}

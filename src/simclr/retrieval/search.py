@@ -20,13 +20,16 @@ from simclr.files import atomic_file, check_output
 
 
 class Embeddings(NamedTuple):
-    """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, and how it was made."""
+    """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, how it was made, and
+    each image's digest (uint8 [N, 16], the first bytes of the sha256 of its file; None in files written before
+    simclr kept them): what ``simclr embed --update`` compares to find the images that changed."""
 
     features: torch.Tensor
     z: torch.Tensor | None
     labels: np.ndarray
     paths: list[str]
     meta: dict[str, Any]
+    digests: np.ndarray | None = None
 
     def vectors(self, on: str) -> torch.Tensor:
         """h (``on="h"``) or z; z must have been stored (``simclr embed --z``)."""
@@ -66,16 +69,23 @@ def load_embeddings(path: str | Path) -> Embeddings:
     for name, values in (("features", feats), ("z", z)):
         if values is not None and not (np.issubdtype(values.dtype, np.number) and np.isfinite(values).all()):
             raise InputError(f"{p}: its {name} are not all finite numbers")
+    digests = arrays.get("digests")
+    if digests is not None and (digests.dtype != np.uint8 or digests.shape != (n, DIGEST_BYTES)):
+        raise InputError(f"{p}: digests {digests.dtype} {tuple(digests.shape)} are not {n} x {DIGEST_BYTES} bytes")
     meta = _meta(arrays, p)
     meta["file"] = str(p)
     return Embeddings(torch.from_numpy(feats.astype(np.float32)),
                       None if z is None else torch.from_numpy(z.astype(np.float32)),
-                      arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta)
+                      arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta, digests)
 
+
+DIGEST_BYTES = 16
+"""Bytes kept of each image's sha256 in an embeddings file."""
 
 _META_TYPES: dict[str, tuple[type, ...]] = {"image_size": (int,), "eval_crop": (float, int), "checkpoint": (str,),
                                             "data": (str,), "split": (str,), "root": (str,), "cache_dir": (str,),
-                                            "holdout": (float, int), "seed": (int,)}
+                                            "holdout": (float, int), "seed": (int,), "network": (str,),
+                                            "input_norm": (str,), "precision": (str,)}
 
 
 _KIND = {int: "a whole number", float: "a number", str: "a string"}
@@ -107,6 +117,8 @@ def save_embeddings(emb: Embeddings, out: str | Path) -> None:
         "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
     if emb.z is not None:
         arrays["z"] = emb.z.numpy().astype(np.float32)
+    if emb.digests is not None:
+        arrays["digests"] = np.asarray(emb.digests, np.uint8).reshape(len(emb.paths), DIGEST_BYTES)
     with atomic_file(out) as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
 
