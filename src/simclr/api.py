@@ -39,6 +39,7 @@ from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
 from simclr.evaluation.selection import parse_grids
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
+from simclr.models.fold import folded_for_inference, weights_version
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 
@@ -92,6 +93,7 @@ class Encoder:
         self.num_features = model.num_features
         self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
         self._transform = eval_transform(self.image_size, self.eval_crop)
+        self._folded: tuple[tuple[tuple[int, int], ...], torch.nn.Module] | None = None  # the network to run, folded
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
@@ -120,7 +122,10 @@ class Encoder:
         """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z)
+        if self._folded is None or self._folded[0] != weights_version(self.model):  # refolded if changed since
+            self._folded = (weights_version(self.model), folded_for_inference(self.model))
+        encode = model_encoder(self._folded[1], self.device, self.precision, self.config.train.channels_last,
+                               with_z=z, fold=False)
         parts = []
         for chunk in self._batches(images, batch_size):
             h, zz = encode(chunk)

@@ -39,7 +39,7 @@ def export(checkpoint: str | Path, out: Path, fmt: str = "torchvision") -> dict[
     if fmt not in FORMATS:
         raise InputError(f"--format: choose from {', '.join(FORMATS)}, got {fmt!r}")
     check_output(out, reading=(resolve_checkpoint(checkpoint),))
-    model, config = load_model(checkpoint, torch.device("cpu"))
+    model, config = load_model(checkpoint, torch.device("cpu"), channels_last=False)  # plain tensors written
     m = config.model
     info = {"format": fmt, "out": str(out), "arch": m.arch, "cifar_stem": bool(m.cifar_stem),
             "features": model.num_features}

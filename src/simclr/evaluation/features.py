@@ -14,6 +14,7 @@ from simclr.data.sources import ImageSource
 from simclr.data.streamed import StreamedImages
 from simclr.engine.runtime import Precision
 from simclr.errors import InputError
+from simclr.models.fold import folded_for_inference
 from simclr.models.simclr import SimCLRNet
 
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -69,9 +70,13 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
 
 
 def model_encoder(model: SimCLRNet, device: torch.device, precision: Precision, channels_last: bool,
-                  with_z: bool = False) -> Encode:
-    """h (and z) of a batch, computed in eval mode (batch-norm running statistics, no updates)."""
+                  with_z: bool = False, *, fold: bool = True) -> Encode:
+    """h (and z) of a batch, computed in eval mode (batch-norm running statistics, no updates) by the network as it
+    is now: by default a copy with its batch norms folded into the convolutions (:mod:`simclr.models.fold`), made
+    here, so the encoder does not see later changes to ``model``; ``fold=False`` runs ``model`` itself."""
     model.eval()
+    if fold:
+        model = folded_for_inference(model)
 
     @torch.no_grad()
     def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -182,13 +182,12 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
     model = learned.model.eval()
     before = fingerprint(model)
 
+    both = learned.encoder(with_z=True)
+
     def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(learned.device)
-        if learned.config.train.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with learned.precision.autocast(learned.device):
-            out = model(x)
-        return out.h.float().cpu(), out.z.float().cpu()
+        h, z = both(x)
+        assert z is not None  # asked for
+        return h, z
 
     kwargs = {"transforms": transforms} if transforms else {}
     rows = probe(encode, train, test, spec=spec, batch_size=setup.batch_size,

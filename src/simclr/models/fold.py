@@ -1,0 +1,68 @@
+"""Batch norms folded into the convolutions before them, for inference.
+
+In eval mode a batch norm is a per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, so it can
+be absorbed into the convolution that feeds it (scaled weights and a bias): the network then computes the same
+outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen features, ``embed``
+and ``search`` run their network this way (1.2-1.3x faster on a CPU; ``benchmarks/inference.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = ["folded_for_inference", "weights_version"]
+
+
+def _pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """Names of (convolution, batch norm) children where the first feeds the second directly: torchvision's residual
+    blocks (``convN`` then ``bnN``) and consecutive children of an ``nn.Sequential`` (stems, shortcut branches)."""
+    pairs = [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
+    if isinstance(module, nn.Sequential):
+        keys = list(module._modules)
+        pairs += list(itertools.pairwise(keys))
+    return pairs
+
+
+def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
+    return (type(conv) is nn.Conv2d and isinstance(bn, _BatchNorm) and bn.running_mean is not None
+            and bn.running_var is not None and conv.out_channels == bn.num_features)
+
+
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode, without gradients, in which each batch norm that directly follows a
+    convolution (see :func:`_pairs`) is folded into it and replaced by an identity; ``model`` is left as it is.
+
+    Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised, which is
+    every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their memory layout.
+    """
+    folded = copy.deepcopy(model).eval()
+    for p in folded.parameters():
+        p.grad = None
+        p.requires_grad_(False)
+    with torch.no_grad():
+        for module in folded.modules():
+            for a, b in _pairs(module):
+                conv, bn = module._modules.get(a), module._modules.get(b)
+                if not _foldable(conv, bn):
+                    continue
+                assert isinstance(conv, nn.Conv2d) and isinstance(bn, _BatchNorm)
+                layout = torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last) \
+                    and not conv.weight.is_contiguous() else torch.contiguous_format
+                fused = fuse_conv_bn_eval(conv, bn)
+                fused.weight.data = fused.weight.data.contiguous(memory_format=layout)
+                fused.requires_grad_(False)
+                module._modules[a] = fused
+                module._modules[b] = nn.Identity()
+    return folded
+
+
+def weights_version(model: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Identity and in-place version of every parameter and buffer of ``model``: changes when any of them is
+    modified (an optimizer step, ``load_state_dict``) or replaced, so a folded copy can be known to be stale."""
+    return tuple((id(t), t._version) for t in [*model.parameters(), *model.buffers()])
