@@ -93,7 +93,7 @@ class Encoder:
         self.num_features = model.num_features
         self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
         self._transform = eval_transform(self.image_size, self.eval_crop)
-        self._folded: tuple[tuple[tuple[int, int], ...], torch.nn.Module] | None = None  # the network to run, folded
+        self._folded: tuple[tuple[tuple[int, int], ...], SimCLRNet] | None = None  # the network to run, folded
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""

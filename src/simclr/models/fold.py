@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -17,6 +18,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ["folded_for_inference", "weights_version"]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def _pairs(module: nn.Module) -> list[tuple[str, str]]:
@@ -34,7 +37,7 @@ def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
             and bn.running_var is not None and conv.out_channels == bn.num_features)
 
 
-def folded_for_inference(model: nn.Module) -> nn.Module:
+def folded_for_inference(model: M) -> M:
     """A copy of ``model`` in eval mode, without gradients, in which each batch norm that directly follows a
     convolution (see :func:`_pairs`) is folded into it and replaced by an identity; ``model`` is left as it is.
 
