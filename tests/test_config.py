@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from simclr.config import Config
-from simclr.config_io import build_config, config_from_dict, config_to_dict, load_config, parse_override
+from simclr.config_io import (
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    save_config,
+)
 from simclr.errors import InputError
 
 
@@ -111,3 +118,23 @@ def test_numbers_in_exponent_form_without_a_dot(tmp_path) -> None:
     for bad in ("optim.base_lr=1e-x", "optim.base_lr=e-3", "optim.base_lr=fast"):
         with pytest.raises(InputError, match="expected a number"):
             load_config(None, [bad], {})
+
+
+def test_yaml_words_on_off_yes_no_stay_words_for_choices_and_mean_booleans_for_flags(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  compile: off\n  channels_last: no\n  sync_bn: yes\ndata:\n  in_memory: false\n")
+    config = load_config(path)
+    assert config.train.compile == "off" and config.train.channels_last is False and config.train.sync_bn is True
+    assert config.data.in_memory == "false"
+    config = load_config(None, ["train.compile=off", "train.channels_last=on", "train.gather_negatives=off"])
+    assert (config.train.compile, config.train.channels_last, config.train.gather_negatives) == ("off", True, False)
+    saved = tmp_path / "saved.yaml"
+    save_config(load_config(path), saved)
+    assert load_config(saved).train.compile == "off"  # written so that it reads back the same
+
+
+def test_lists_given_with_commas() -> None:
+    assert load_config(None, ["augment.ops=crop,sobel"]).augment.ops == ("crop", "sobel")
+    assert load_config(None, ["augment.ops=[crop, color]"]).augment.ops == ("crop", "color")
+    with pytest.raises(InputError, match="unknown operation"):
+        load_config(None, ["augment.ops=crop,colour"])

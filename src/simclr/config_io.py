@@ -25,6 +25,24 @@ from simclr.files import atomic_write_text
 _EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with only true and false as booleans (YAML 1.2): 1.1's on/off/yes/no stay words, so that
+    ``train.compile: off`` means the word off."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+_WORDS = {"yes": True, "on": True, "no": False, "off": False}
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert YAML-friendly forms (lists -> tuples)."""
     origin = typing.get_origin(tp)
@@ -44,6 +62,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+            if isinstance(value, str):  # --set augment.ops=crop,color
+                value = [_load_yaml(v) for v in value.split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise InputError(f"config key {key}: expected a list, got {value!r}")
             return tuple(_coerce(v, args[0], key) for v in value)
@@ -53,6 +73,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in _WORDS:  # YAML 1.1's words for true and false
+            return _WORDS[value.lower()]
         raise InputError(f"config key {key}: expected true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -133,7 +155,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not parts:
         raise InputError(f"--set expects KEY=VALUE, got {text!r}")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = _load_yaml(value_text) if value_text.strip() else ""
     except yaml.YAMLError:
         value = value_text
     out: dict[str, Any] = {parts[-1]: value}
@@ -148,7 +170,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = _load_yaml(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"config file {p} is not valid YAML: {first}") from None
