@@ -8,7 +8,6 @@ stderr and exit code 2; an interrupted pretraining run saves its checkpoint and 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -17,7 +16,7 @@ from typing import Any, NoReturn
 
 from simclr import __version__
 from simclr.errors import InputError
-from simclr.files import check_output
+from simclr.files import check_output, json_text
 from simclr.interrupts import Terminated, terminate_as_interrupt
 
 SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
@@ -253,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report(args: argparse.Namespace, obj: Any, text: str) -> None:
     """One JSON object with --json, else the human-readable text."""
-    print(json.dumps(obj) if args.json else text)
+    print(json_text(obj) if args.json else text)
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -410,7 +409,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.sheet:
         save_sheet(result, args.sheet)
     if args.json:
-        print(json.dumps({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
+        print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
                           "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
         return 0
     shown = queries if len(queries) <= 20 else queries[:3]
@@ -447,7 +446,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
     nearest = found.nearest.nan_to_num(nan=1.0).numpy()
     spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)}
     if args.json:
-        print(json.dumps({"index": str(args.index), "images": len(index.paths), "threshold": args.threshold,
+        print(json_text({"index": str(args.index), "images": len(index.paths), "threshold": args.threshold,
                           "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
                           "rows": rows}))
         return 0
@@ -493,7 +492,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     result = run_study(study, options, on_cell=report)
     md, png = report(result)
     if args.json:
-        print(json.dumps({"study": study.name, "rows": result.rows, "missing": result.missing,
+        print(json_text({"study": study.name, "rows": result.rows, "missing": result.missing,
                           "checks": [{**c._asdict(), "verdict": c.verdict} for c in result.checks],
                           "report": str(md)}))
     else:

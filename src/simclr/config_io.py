@@ -40,7 +40,7 @@ _WORDS = {"yes": True, "on": True, "no": False, "off": False}
 
 
 def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+    return yaml.load(text, Loader=_Loader)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -3,6 +3,8 @@ over it only once it is complete. What was there before stays until then."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import stat
@@ -64,6 +66,21 @@ def umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
+
+
+def json_text(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of ``value`` with every NaN or infinite float written as null: standard JSON, which
+    ``json.dumps`` alone is not (it writes NaN, which JSON.parse, jq and most readers refuse)."""
+    def finite(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

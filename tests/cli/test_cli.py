@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -242,6 +243,23 @@ def test_a_class_whose_training_images_are_all_unreadable_is_noted(env: dict, tm
     err = capsys.readouterr().err
     assert err.count("note: 6 test images of 1 class(es) whose every training image is unreadable (red) count as "
                      "errors") == 1  # once for the three encoders compared
+
+
+def _strict(text: str) -> Any:
+    """JSON as strict readers (JSON.parse, jq) take it: NaN and Infinity are refused."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_standard_json_without_nan(env: dict, tmp_path: Path, capsys) -> None:
+    data = _colour_splits(tmp_path / "colours")
+    capsys.readouterr()
+    assert main(["eval", "compare", "--checkpoint", str(env["run"]), "--data", str(data), "--quiet", "--no-linear",
+                 "--k", "5", "--json"]) == 0
+    rows = _strict(capsys.readouterr().out)["rows"]
+    assert rows and all(r["linear_top1"] is None and 0 <= r["knn_top1"] <= 1 for r in rows)
 
 
 def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:

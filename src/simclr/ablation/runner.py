@@ -46,7 +46,7 @@ from simclr.evaluation.run import (
     fingerprint,
     load_learned,
 )
-from simclr.files import atomic_write_text
+from simclr.files import atomic_write_text, json_text
 
 __all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_dir", "run_study"]
 
@@ -235,7 +235,7 @@ def _baseline(config: Config, setup: EvalSetup, data: EvalData, out: Path) -> di
 
 
 def _write_json(value: dict[str, Any], path: Path) -> None:
-    atomic_write_text(path, json.dumps(value, indent=1))
+    atomic_write_text(path, json_text(value, indent=1))
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:

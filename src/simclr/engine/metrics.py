@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from simclr.files import json_text
 
 
 class MetricsLog:
@@ -25,8 +26,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any], tag: str = "train") -> None:
         """Write one record; numeric fields also go to TensorBoard under ``tag/<name>`` at ``record['step']``."""
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self._fh.write(json.dumps(clean) + "\n")
+        self._fh.write(json_text(record) + "\n")
         if self._tb is not None:
             step = int(record.get("step", 0))
             for key, value in record.items():
