@@ -94,6 +94,17 @@ class Encoder:
         self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
         self._transform = eval_transform(self.image_size, self.eval_crop)
         self._folded: tuple[tuple[tuple[int, int], ...], SimCLRNet] | None = None  # the network to run, folded
+        self._digest: tuple[tuple[tuple[int, int], ...], str] | None = None
+
+    def digest(self) -> str:
+        """The digest of the network's weights (:func:`~simclr.retrieval.embed.weights_digest`; what an embeddings
+        file records of the network that made it), computed again only when the weights have changed."""
+        from simclr.retrieval.embed import weights_digest
+
+        version = weights_version(self.model)
+        if self._digest is None or self._digest[0] != version:
+            self._digest = (version, weights_digest(self.model))
+        return self._digest[1]
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""

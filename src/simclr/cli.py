@@ -422,7 +422,9 @@ def run_search(args: argparse.Namespace) -> int:
     if result.metrics:
         m, k = result.metrics, result.metrics["k"]
         print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
-              f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}")
+              f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}"
+              + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not scored)"
+                 if m.get("queries_of_other_classes") else ""))
     for path, what in ((args.out, "results"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")

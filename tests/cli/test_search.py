@@ -157,3 +157,63 @@ def test_bad_duplicates_input_one_line_exit_2(index: dict, env: dict, tmp_path: 
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"PK\x03\x04 not really")
     assert "not a readable" in bad("--index", str(broken))
+
+
+def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp_path: Path, capsys) -> None:
+    """A run trained further (its last.pt replaced) or another run's vectors: refused, not searched."""
+    import shutil
+
+    import torch
+
+    import simclr
+    from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.errors import InputError
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)
+    own = tmp_path / "own.npz"
+    assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test", "--out", str(own),
+                 "--quiet", "--cache-dir", env["cache"]]) == 0
+    query = str(sorted(index["images"].rglob("test/cat/*.jpg"))[0])
+    assert main(["search", "--index", str(own), "--query", query, "--quiet"]) == 0
+    state = load_checkpoint(run)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(state, run / "last.pt")  # trained on since the collection was embedded
+    capsys.readouterr()
+    assert main(["search", "--index", str(own), "--query", query, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not the network" in err and "--update" in err and "\n" not in err
+    assert main(["search", "--index", str(index["train"]), "--query", str(own), "--quiet"]) == 0  # same weights
+    assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test", "--out",
+                 str(tmp_path / "moved.npz"), "--quiet", "--cache-dir", env["cache"]]) == 0
+    assert main(["search", "--index", str(index["train"]), "--query", str(tmp_path / "moved.npz"), "--quiet"]) == 2
+    assert "is not the network" in capsys.readouterr().err
+    collection = simclr.load_index(own)
+    with pytest.raises(InputError, match="is not the network"):
+        collection.search(query)
+    encoder = simclr.load_encoder(env["run"], device="cpu")
+    assert simclr.load_index(index["train"]).search(query, encoder=encoder)[0][0].score > 0.99
+    with torch.no_grad():
+        next(encoder.model.parameters()).mul_(1.01)
+    with pytest.raises(InputError, match="is not the network"):
+        simclr.load_index(index["train"]).search(query, encoder=encoder)
+
+
+def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> None:
+    """Query folders with only some of the index's classes: their labels number other classes, the names match."""
+    import shutil
+
+    queries = index["images"].parent / "dogs-and-others"
+    for name in ("dog", "truck"):
+        shutil.copytree(index["images"] / "test" / name, queries / name)
+    (queries / "zebra").mkdir()
+    shutil.copy(next((index["images"] / "test" / "cat").iterdir()), queries / "zebra" / "z.jpg")
+    by_name = _json(["--index", str(index["train"]), "--query", str(queries), "--k", "5"], capsys)
+    m = by_name["metrics"]
+    assert m["queries"] == 40 and m["queries_of_other_classes"] == 1
+    classes = sorted(p.name for p in (index["images"] / "train").iterdir())
+    dog, truck = classes.index("dog"), classes.index("truck")
+    hits = [(q["query"].split("/")[0], r["label"]) for q in by_name["results"] for r in q["results"]]
+    same = [(name == "dog" and label == dog) or (name == "truck" and label == truck) for name, label in hits
+            if name != "zebra"]
+    assert m["precision_at_5"] == pytest.approx(sum(same) / len(same), abs=1e-6) and m["precision_at_5"] > 0.1

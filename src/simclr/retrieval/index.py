@@ -14,7 +14,14 @@ from simclr.data.images import open_rgb
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError, is_number, is_whole
 from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, duplicate_groups
-from simclr.retrieval.search import Embeddings, load_embeddings, nearest, save_embeddings, unit_rows
+from simclr.retrieval.search import (
+    Embeddings,
+    check_same_network,
+    load_embeddings,
+    nearest,
+    save_embeddings,
+    unit_rows,
+)
 from simclr.retrieval.sheet import draw_sheet
 
 if TYPE_CHECKING:
@@ -91,8 +98,10 @@ class Index:
                 raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; "
                                  "pass encoder=simclr.load_encoder(...))")
             crop = self.meta.get("eval_crop")
-            self._encoders[dev] = load_encoder(checkpoint, dev, image_size=int(self.meta.get("image_size") or 0),
-                                               eval_crop=float(crop) if crop else None)
+            encoder = load_encoder(checkpoint, dev, image_size=int(self.meta.get("image_size") or 0),
+                                   eval_crop=float(crop) if crop else None)
+            check_same_network(self.meta, encoder.digest(), f"checkpoint {checkpoint}")
+            self._encoders[dev] = encoder
         return self._encoders[dev]
 
     def search(self, queries: Images, k: int = 10, *, z: bool = False, encoder: Encoder | None = None,
@@ -112,6 +121,8 @@ class Index:
         if isinstance(queries, torch.Tensor) and queries.dim() <= 2:
             vectors = queries.reshape(-1, queries.shape[-1])  # one vector [F] is one query
         else:
+            if encoder is not None:
+                check_same_network(self.meta, encoder.digest(), "the encoder given")
             vectors = (encoder or self.encoder(device))(queries, z=z)
         scores, rows = nearest(self._unit[on, str(dev)], vectors.detach().to(dev), k, index_is_unit=True)
         scores, rows = scores.cpu(), rows.cpu()

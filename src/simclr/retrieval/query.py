@@ -22,8 +22,15 @@ from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
-from simclr.retrieval.embed import embed_source
-from simclr.retrieval.search import Embeddings, load_embeddings, nearest, retrieval_scores
+from simclr.retrieval.embed import embed_source, weights_digest
+from simclr.retrieval.search import (
+    Embeddings,
+    as_index_labels,
+    check_same_network,
+    load_embeddings,
+    nearest,
+    retrieval_scores,
+)
 from simclr.retrieval.sheet import SheetRow, draw_sheet
 
 
@@ -39,6 +46,7 @@ class Queries(NamedTuple):
     exclude: torch.Tensor | None
     source: ImageSource | None
     meta: dict[str, Any] | None = None
+    classes: tuple[str, ...] | None = None  # the names the labels number (None: not known)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +57,7 @@ class SearchResult:
     index: Embeddings
     scores: torch.Tensor
     rows: torch.Tensor
-    metrics: dict[str, float] | None
+    metrics: dict[str, Any] | None
 
     def rows_for_csv(self) -> list[dict[str, Any]]:
         """Every result of every query, one row each: query, query_label, rank, path, label, score."""
@@ -114,9 +122,10 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     """Read or embed the queries the way the index was embedded (same checkpoint, image side and vector)."""
     if len(query) == 1 and query[0].lower().endswith(".npz"):
         emb = load_embeddings(query[0])
+        check_same_network(index.meta, emb.meta.get("network"), f"the network {query[0]} was embedded with")
         same = Path(query[0]).resolve() == Path(index.meta["file"]).resolve()
         exclude = torch.arange(len(emb.paths)) if same else None  # a file searched against itself
-        return Queries(emb.vectors(on), emb.labels, emb.paths, emb.paths, exclude, None, emb.meta)
+        return Queries(emb.vectors(on), emb.labels, emb.paths, emb.paths, exclude, None, emb.meta, emb.classes)
     checkpoint = checkpoint or index.meta.get("checkpoint")
     if not checkpoint:
         raise InputError(f"{index.meta['file']} does not name its checkpoint: give --checkpoint")
@@ -127,12 +136,14 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     crop = setup.eval_crop if setup.eval_crop is not None else index.meta.get("eval_crop")  # as the index was made
     learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size,
                                                            eval_crop=float(crop) if crop else None))
+    check_same_network(index.meta, weights_digest(learned.model), f"checkpoint {checkpoint}")
     feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup,
                          in_memory=False if given else None)  # a few files: no dataset-sized decode
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
     names = [given[p] for p in feats.paths] if given else feats.paths
-    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source)
+    classes = None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
+    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, classes)
 
 
 def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
@@ -147,9 +158,15 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     exclude = None if queries.exclude is None else queries.exclude.to(device)
     scores, rows = nearest(index_vectors.to(device), queries.vectors.to(device), k, exclude)
     scores, rows = scores.cpu(), rows.cpu()
-    metrics = None
-    if (queries.labels >= 0).any() and (index.labels >= 0).any():
-        metrics = retrieval_scores(index.labels, queries.labels, rows)
+    labels = as_index_labels(queries.labels, queries.classes, index.classes)  # compared by class name
+    other = int(((queries.labels >= 0) & (labels < 0)).sum())
+    queries = queries._replace(labels=labels, classes=index.classes if labels is not queries.labels else
+                               queries.classes)
+    metrics: dict[str, Any] | None = None
+    if (labels >= 0).any() and (index.labels >= 0).any():
+        metrics = retrieval_scores(index.labels, labels, rows)
+    if other and metrics is not None:
+        metrics["queries_of_other_classes"] = other  # not scored: no result can have their class
     return SearchResult(queries, index, scores, rows, metrics)
 
 

@@ -22,7 +22,8 @@ from simclr.files import atomic_file, check_output
 class Embeddings(NamedTuple):
     """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, how it was made, and
     each image's digest (uint8 [N, 16], the first bytes of the sha256 of its file; None in files written before
-    simclr kept them): what ``simclr embed --update`` compares to find the images that changed."""
+    simclr kept them): what ``simclr embed --update`` compares to find the images that changed; and the names of
+    the classes the labels number (None in older files)."""
 
     features: torch.Tensor
     z: torch.Tensor | None
@@ -30,6 +31,7 @@ class Embeddings(NamedTuple):
     paths: list[str]
     meta: dict[str, Any]
     digests: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None  # the class names, label = position (None: not recorded)
 
     def vectors(self, on: str) -> torch.Tensor:
         """h (``on="h"``) or z; z must have been stored (``simclr embed --z``)."""
@@ -72,11 +74,16 @@ def load_embeddings(path: str | Path) -> Embeddings:
     digests = arrays.get("digests")
     if digests is not None and (digests.dtype != np.uint8 or digests.shape != (n, DIGEST_BYTES)):
         raise InputError(f"{p}: digests {digests.dtype} {tuple(digests.shape)} are not {n} x {DIGEST_BYTES} bytes")
+    classes = arrays.get("classes")
+    labels = arrays["labels"].astype(np.int64)
+    if classes is not None and (classes.ndim != 1 or (labels >= len(classes)).any()):
+        raise InputError(f"{p}: its labels do not fit its {len(classes)} class names")
     meta = _meta(arrays, p)
     meta["file"] = str(p)
     return Embeddings(torch.from_numpy(feats.astype(np.float32)),
                       None if z is None else torch.from_numpy(z.astype(np.float32)),
-                      arrays["labels"].astype(np.int64), [str(x) for x in arrays["paths"]], meta, digests)
+                      labels, [str(x) for x in arrays["paths"]], meta, digests,
+                      None if classes is None else tuple(str(c) for c in classes))
 
 
 DIGEST_BYTES = 16
@@ -117,6 +124,8 @@ def save_embeddings(emb: Embeddings, out: str | Path) -> None:
         "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
     if emb.z is not None:
         arrays["z"] = emb.z.numpy().astype(np.float32)
+    if emb.classes is not None:
+        arrays["classes"] = np.asarray(emb.classes, dtype=str).reshape(-1)
     if emb.digests is not None:
         arrays["digests"] = np.asarray(emb.digests, np.uint8).reshape(len(emb.paths), DIGEST_BYTES)
     with atomic_file(out) as fh:
@@ -162,6 +171,30 @@ def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.T
         sims.append(top.values)
         rows.append(top.indices)
     return torch.cat(sims), torch.cat(rows)
+
+
+def check_same_network(index_meta: dict[str, Any], digest: str | None, what: str) -> None:
+    """InputError unless ``digest`` (a network's :func:`~simclr.retrieval.embed.weights_digest`, or the one an
+    embeddings file records) is the network the index was embedded with: vectors of two networks are not
+    comparable, and a search across them returns plausible-looking nonsense. Files that record no digest (older
+    ones) pass."""
+    made = index_meta.get("network")
+    if made is None or digest is None or made == digest:
+        return
+    raise InputError(f"{what} is not the network {index_meta.get('file', 'the index')} was embedded with (other "
+                     "weights: a run trained further, or another run): embed the collection again with it "
+                     "(simclr embed ... --update), or use the checkpoint the index was made with")
+
+
+def as_index_labels(query_labels: np.ndarray, query_classes: tuple[str, ...] | None,
+                    index_classes: tuple[str, ...] | None) -> np.ndarray:
+    """The queries' labels in the index's numbering, matched by class name (-1 for a class the index does not
+    have, and for unlabeled queries); unchanged when either side's class names are not known."""
+    if query_classes is None or index_classes is None or query_classes == index_classes:
+        return query_labels
+    at = {name: i for i, name in enumerate(index_classes)}
+    table = np.asarray([at.get(name, -1) for name in query_classes] + [-1], dtype=np.int64)
+    return table[np.where(query_labels >= 0, query_labels, len(query_classes))]
 
 
 def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray, rows: torch.Tensor) -> dict[str, float]:
