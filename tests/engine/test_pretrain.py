@@ -36,6 +36,18 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r}
 
 
+def _diagnostics(run: Path) -> dict[int, dict[str, float]]:
+    """The diagnostics by step: measured on a fixed batch of views, so a resumed run measures what a whole one does."""
+    return {r["step"]: {k: v for k, v in r.items() if k not in ("step", "epoch", "time_s")}
+            for r in read_metrics(run / "metrics.jsonl") if "alignment" in r}
+
+
+def _same_diagnostics(expected: dict[int, dict[str, float]], got: dict[int, dict[str, float]]) -> None:
+    assert sorted(got) == sorted(expected) and expected
+    for step, values in expected.items():
+        assert got[step] == pytest.approx(values, rel=1e-5, abs=1e-6), step
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("full")
@@ -56,6 +68,7 @@ def test_resume_gives_the_same_next_losses(full_run: Path, tmp_path: Path, stop:
     assert load_checkpoint(tmp_path)["time_s"] >= times[-1]
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+    _same_diagnostics(_diagnostics(full_run), _diagnostics(tmp_path))
     a = load_checkpoint(full_run)["model"]
     b = load_checkpoint(tmp_path)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
@@ -72,6 +85,7 @@ def test_resume_on_the_file_path_gives_the_same_next_losses(mini_archive: Path, 
     assert sorted(got) == sorted(expected) == list(range(1, 11))
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+    _same_diagnostics(_diagnostics(tmp_path / "whole"), _diagnostics(tmp_path / "parts"))
 
 
 def test_run_folder_contents_and_metrics(full_run: Path) -> None:

@@ -18,13 +18,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from simclr.data.ablation_ops import AblationAugment
 from simclr.data.augment import AugmentSpec
-from simclr.data.batch_augment import BatchAugment
+from simclr.data.batch_augment import BatchAugment, apply_params
 from simclr.data.crop_views import CropFirstViews
 from simclr.data.images import CorruptImageError
 from simclr.data.sources import ImageSource
 from simclr.interrupts import ignore_stop_signals
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+
+PROBE_SALT = 1_000_003
+"""Added to the seed for the probe batch's own random numbers (see ``MemoryViews.probe``)."""
 
 
 def _check_batch(batch_size: int, images: int, world_size: int) -> None:
@@ -71,9 +74,22 @@ class MemoryViews:
         self.augment = BatchAugment(spec, compile=compile)
         self.ablation = AblationAugment(spec.ops, spec, asymmetric=spec.asymmetric) \
             if spec.ops or spec.asymmetric else None
+        self.seed = seed
         self._shuffle = torch.Generator().manual_seed(seed)
         self._aug = torch.Generator(device=images.device).manual_seed(seed + 1 + 7919 * rank)
         self._epoch_state = self._shuffle.get_state()
+
+    def probe(self, n: int) -> Pair:
+        """Two views of ``n`` images (at most all) drawn from the seed alone, apart from the training stream: the
+        same batch whenever it is asked for, in a run or after it was resumed (the diagnostics' fixed batch)."""
+        idx = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.seed + PROBE_SALT))
+        idx = idx[:n].to(self.images.device)
+        aug = torch.Generator(device=self.images.device).manual_seed(self.seed + PROBE_SALT)
+        if self.ablation is not None:
+            return self.ablation(self.images.index_select(0, idx), aug)
+        x = self.images.index_select(0, torch.cat([idx, idx]))
+        both = apply_params(x, self.augment.sample(x, aug), self.augment.spec)  # never compiled for this shape
+        return both[: len(idx)], both[len(idx):]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -195,6 +211,22 @@ class LoaderViews:
                 continue
             yield v1, v2
         self.epoch += 1
+
+    def probe(self, n: int) -> Pair:
+        """Two views of ``n`` readable images (at most all) drawn from the seed alone, in this process (see
+        ``MemoryViews.probe``); every image's views from its own seed, as in training."""
+        order = torch.randperm(len(self.source), generator=torch.Generator().manual_seed(self.seed + PROBE_SALT))
+        probe = _PairDataset(self.source, self.dataset.views, self.seed + PROBE_SALT)
+        pairs = []
+        for i in order.tolist():
+            item = probe[i]
+            if item[0] is not None:
+                pairs.append((item[0], item[1]))
+                if len(pairs) == n:
+                    break
+        if not pairs:
+            raise CorruptImageError(f"no readable image in {self.source.name}")
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}

@@ -329,15 +329,15 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         window_acc.zero_()
         window_n, window_t = 0, clock.seconds()
 
+    if ctx.is_main and (tr.diagnostics_every or state is None):  # the same batch in a resumed run
+        probe = views.probe(PROBE_VIEWS)
+        if state is None:
+            save_view_grid(probe[0], probe[1], run_dir / "views.png")
     try:
         if state is not None and state.get("knn_pending") and monitor is not None:
             evaluate_knn()  # the evaluation the interruption cut short
         while step < schedule.total_steps and not stop:
             for v1, v2 in views.batches(pos):
-                if probe is None and ctx.is_main:
-                    probe = (v1[:PROBE_VIEWS].detach().clone(), v2[:PROBE_VIEWS].detach().clone())
-                    if state is None:
-                        save_view_grid(probe[0], probe[1], run_dir / "views.png")
                 n = last_views = v1.shape[0]
                 lr = schedule(step)
                 set_lr(optimizer, lr)
