@@ -160,7 +160,8 @@ def _import_parser(sub: Any) -> None:
 def _embed_parser(sub: Any) -> None:
     p = sub.add_parser("embed", help="write h (optionally z) of a dataset to .npz")
     _common_eval(p)
-    p.add_argument("--split", default="train", choices=("train", "test", "all"))
+    p.add_argument("--split", default="all", choices=("train", "test", "all"),
+                   help="which images: all (default: every image of the dataset), or its train or test split")
     p.add_argument("--out", required=True, type=Path, help="output .npz file")
     p.add_argument("--z", action="store_true", help="also store z = g(h)")
     p.add_argument("--update", action="store_true",
@@ -404,13 +405,18 @@ def run_search(args: argparse.Namespace) -> int:
     _check_result_files(args)
     result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
     queries = result.queries.names
+    if result.queries.skipped:
+        (name, why), more = result.queries.skipped[0], len(result.queries.skipped) - 1
+        print(f"note: {len(result.queries.skipped)} query image(s) could not be read and were left out: {name} "
+              f"({why})" + (f" and {more} more" if more else ""), file=sys.stderr)
     if args.out:
         write_csv(result.rows_for_csv(), args.out)
     if args.sheet:
         save_sheet(result, args.sheet)
     if args.json:
         print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
-                          "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
+                         "skipped": [{"query": name, "reason": why} for name, why in result.queries.skipped],
+                         "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
         return 0
     shown = queries if len(queries) <= 20 else queries[:3]
     for i, q in enumerate(shown):

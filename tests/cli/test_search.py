@@ -217,3 +217,16 @@ def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> Non
     same = [(name == "dog" and label == dog) or (name == "truck" and label == truck) for name, label in hits
             if name != "zebra"]
     assert m["precision_at_5"] == pytest.approx(sum(same) / len(same), abs=1e-6) and m["precision_at_5"] > 0.1
+
+
+def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    good = str(sorted(index["images"].rglob("test/cat/*.jpg"))[0])
+    capsys.readouterr()
+    assert main(["search", "--index", str(index["train"]), "--query", str(broken), good, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "note: 1 query image(s) could not be read and were left out: " + str(broken) in captured.err
+    assert good in captured.out and str(broken) + ":" not in captured.out
+    out = _json(["--index", str(index["train"]), "--query", str(broken), good], capsys)
+    assert out["queries"] == 1 and [s["query"] for s in out["skipped"]] == [str(broken)]

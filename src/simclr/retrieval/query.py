@@ -47,6 +47,7 @@ class Queries(NamedTuple):
     source: ImageSource | None
     meta: dict[str, Any] | None = None
     classes: tuple[str, ...] | None = None  # the names the labels number (None: not known)
+    skipped: tuple[tuple[str, str], ...] = ()  # query images that could not be read: (name, reason)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,8 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     assert vectors is not None
     names = [given[p] for p in feats.paths] if given else feats.paths
     classes = None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
-    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, classes)
+    skipped = tuple((given[p] if given else p, why) for p, why in feats.skipped)
+    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, classes, skipped)
 
 
 def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
