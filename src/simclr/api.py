@@ -211,7 +211,7 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
 
 EVAL_OPTIONS: dict[str, dict[str, Any]] = {
     "knn": {"k": 200, "temperature": 0.1},
-    "linear": {"solver": "lbfgs", "epochs": 90, "weight_decays": "default"},
+    "linear": {"solver": "lbfgs", "epochs": None, "weight_decays": "default"},
     "compare": {"k": 200, "temperature": 0.1, "linear": True},
     "finetune": {"label_fraction": 0.1, "epochs": None, "lr": None, "seed": 0, "subset_file": None, "baseline": True},
     "transfer": {"label_fraction": 1.0, "epochs": 30, "steps": 0, "lr": 0.1, "seed": 0, "weight_decays": "default",
@@ -230,6 +230,10 @@ decay of both: ``"none"`` (``lr``, no weight decay), ``"paper"`` (its Appendix B
 def finetune_epochs(label_fraction: float) -> int:
     """The paper's fine-tuning length: 60 epochs for 1% of the labels (or fewer), 30 for more."""
     return 60 if label_fraction <= 0.01 else 30
+
+
+LINEAR_EPOCHS = 90
+"""Epochs of the sgd and augmented linear solvers unless given (the paper's for ImageNet, Appendix B.6)."""
 
 
 def finetune_lr(batch_size: int) -> float:
@@ -276,6 +280,10 @@ def _options(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"solver must be lbfgs, sgd or augmented, got {opts['solver']!r}")
     if given.get("weight_decays", "default") != "default" and opts.get("solver", "lbfgs") != "lbfgs":
         raise InputError(f"weight_decays is the lbfgs solver's grid; the {opts['solver']} solver uses none")
+    if protocol == "linear":
+        if opts["solver"] == "lbfgs" and opts["epochs"] is not None:
+            raise InputError("epochs is for the sgd and augmented solvers; lbfgs fits to convergence")
+        opts["epochs"] = opts["epochs"] or LINEAR_EPOCHS
     if "transforms" in opts:
         names = opts["transforms"]
         if not isinstance(names, (str, list, tuple)):

@@ -91,15 +91,17 @@ def _eval_parser(sub: Any) -> None:
                                 "sgd: the paper's SGD + Nesterov with cosine decay on cached h; augmented: the "
                                 "reference code's protocol, the same SGD on h of randomly cropped and flipped "
                                 "images, the encoder run every epoch (for a GPU)")
-            q.add_argument("--epochs", type=int, default=90, help="epochs of the sgd and augmented solvers")
+            q.add_argument("--epochs", type=int, default=None,
+                           help="epochs of the sgd and augmented solvers (default 90; lbfgs fits to convergence)")
         if name in ("linear", "transfer"):
             q.add_argument("--weight-decays", default="default",
                            help="the lbfgs fit's weight-decay grid, picked on a held-out tenth of the train split: "
                                 "default (1e-6,1e-4,1e-2), paper (45 log-spaced values from 1e-6 to 1e5, the "
                                 "paper's for transfer), or comma-separated values")
         if name in ("knn", "compare"):
-            q.add_argument("--k", type=int, default=200)
-            q.add_argument("--temperature", type=float, default=0.1)
+            q.add_argument("--k", type=int, default=200, help="neighbours that vote (default 200)")
+            q.add_argument("--temperature", type=float, default=0.1,
+                           help="each vote weighs exp(cosine similarity / temperature) (default 0.1)")
         if name in ("finetune", "transfer"):
             q.add_argument("--label-fraction", type=float, default=0.1 if name == "finetune" else 1.0,
                            help="fraction of the train labels, class-balanced (paper: 0.01 and 0.1)")
@@ -128,7 +130,9 @@ def _eval_parser(sub: Any) -> None:
                 q.add_argument("--no-baseline", action="store_true", help="skip the supervised-from-scratch run")
         if name == "probe":
             q.add_argument("--epochs", type=int, default=20, help="MLP epochs")
-            q.add_argument("--transforms", default="rotation,color_vs_gray,noise,sobel")
+            q.add_argument("--transforms", default="rotation,color_vs_gray,noise,sobel",
+                           help="comma-separated transformations to predict, some of: rotation, color_vs_gray, "
+                                "noise, sobel (default: all four)")
 
 
 def _export_parser(sub: Any) -> None:

@@ -279,6 +279,10 @@ def test_eval_linear_weight_decay_grid(env: dict, capsys) -> None:
     assert "weight decays: 'default', 'paper' or comma-separated numbers" in err and "\n" not in err
     assert main([*base, "--weight-decays", "paper", "--solver", "sgd"]) == 2  # a grid the solver would ignore
     assert "weight_decays is the lbfgs solver's grid; the sgd solver uses none" in capsys.readouterr().err
+    assert main([*base, "--epochs", "2"]) == 2  # epochs the lbfgs fit would ignore
+    assert "epochs is for the sgd and augmented solvers" in capsys.readouterr().err
+    assert main([*base, "--epochs", "2", "--solver", "sgd"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
 
 
 def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, capsys) -> None:
