@@ -35,9 +35,9 @@ def test_eval_json(env: dict, protocol: str, capsys) -> None:
     assert main(["eval", protocol, "--checkpoint", str(env["run"]), "--data", env["archive"], "--json",
                  "--quiet", "--cache-dir", env["cache"]]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert 0.0 <= out["top1"] <= out["top5"] <= 1.0
+    assert 0.0 <= out["top1"] <= out["top5"] <= 1.0 and 0.0 <= out["mean_class_top1"] <= 1.0
     assert out["top1"] > 0.12  # 10 classes: above chance even after two epochs on 500 images
-    assert out["train_images"] == 500 and out["test_images"] == 200
+    assert out["train_images"] == 500 and out["test_images"] == 200 and out["streamed"] is False
 
 
 def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
@@ -83,7 +83,7 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
         simclr.evaluate(env["run"], env["archive"], "knn", in_memory="maybe")
     streamed = simclr.evaluate(env["run"], env["archive"], "knn", k=20, cache_dir=env["cache"], progress=False,
                                in_memory=False)  # features read from the files batch by batch: the same pixels
-    assert streamed == api
+    assert streamed.pop("streamed") is True and api.pop("streamed") is False and streamed == api
 
 
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:

@@ -174,7 +174,7 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
     own = tmp_path / "own.npz"
     assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test", "--out", str(own),
                  "--quiet", "--cache-dir", env["cache"]]) == 0
-    query = str(sorted(index["images"].rglob("test/cat/*.jpg"))[0])
+    query = str(min(index["images"].rglob("test/cat/*.jpg")))
     assert main(["search", "--index", str(own), "--query", query, "--quiet"]) == 0
     state = load_checkpoint(run)
     state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
@@ -222,7 +222,7 @@ def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> Non
 def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, capsys) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    good = str(sorted(index["images"].rglob("test/cat/*.jpg"))[0])
+    good = str(min(index["images"].rglob("test/cat/*.jpg")))
     capsys.readouterr()
     assert main(["search", "--index", str(index["train"]), "--query", str(broken), good, "--quiet"]) == 0
     captured = capsys.readouterr()

@@ -34,7 +34,11 @@ def test_knn_separable_clusters_and_topk() -> None:
     y = torch.arange(5).repeat_interleave(40)
     x = centres[y] + torch.randn(200, 16, generator=gen) * 0.1
     acc = knn_accuracy(x[::2], y[::2], x[1::2], y[1::2], 5, k=10)
-    assert acc["top1"] == 1.0 and acc["top5"] == 1.0
+    assert acc["top1"] == 1.0 and acc["top5"] == 1.0 and acc["mean_class_top1"] == 1.0
+    wrong = y[1::2].clone()
+    wrong[wrong == 4] = 3  # every query of class 4 labelled 3: class 3 half right, class 4 absent
+    acc = knn_accuracy(x[::2], y[::2], x[1::2], wrong, 5, k=10)
+    assert acc["top1"] == pytest.approx(0.8) and acc["mean_class_top1"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]])
     assert topk_accuracy(scores, torch.tensor([2, 0]), (1, 2)) == {"top1": 0.5, "top2": 1.0}
 

@@ -259,7 +259,8 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
     """
     learned = load_learned(checkpoint, setup)
     before = fingerprint(learned.model)
-    pair = FeaturePair(learned.encoder(), EvalData(learned.config, setup))
+    data = EvalData(learned.config, setup)
+    pair = FeaturePair(learned.encoder(), data)
     check_frozen(learned.model, before)
     result: dict[str, Any]
     if protocol == "knn":
@@ -271,7 +272,7 @@ def evaluate(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 2
         if solver == "lbfgs":
             result["validation"] = "the dataset's validation split" if held is not None else "a random tenth"
     return {"protocol": protocol, **result, "train_images": len(pair.train.h), "test_images": len(pair.test.h),
-            "skipped": len(pair.train.skipped) + len(pair.test.skipped)}
+            "skipped": len(pair.train.skipped) + len(pair.test.skipped), "streamed": not data.in_memory}
 
 
 def own_validation(config: Config, spec: str, paths: Sequence[str]) -> torch.Tensor | None:
