@@ -189,8 +189,9 @@ def _search_parser(sub: Any) -> None:
     _reading_options(p)
 
 
-DUPLICATES_THRESHOLD = 0.99
-"""simclr.retrieval.duplicates.DEFAULT_THRESHOLD, named here so that parsing arguments never imports torch."""
+DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD = 0.99, 0.95
+"""simclr.retrieval.duplicates.DEFAULT_THRESHOLD and DEFAULT_Z_THRESHOLD, named here so that parsing arguments never
+imports torch."""
 
 STUDY_NAMES = ("augment-pairs", "color-strength", "head", "loss", "temperature", "batch-size")
 """The keys of simclr.ablation.STUDIES, named here so that parsing arguments never imports torch."""
@@ -199,9 +200,9 @@ STUDY_NAMES = ("augment-pairs", "color-strength", "head", "loss", "temperature",
 def _duplicates_parser(sub: Any) -> None:
     p = sub.add_parser("duplicates", help="group the near-duplicate images of an embedded collection")
     p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
-    p.add_argument("--threshold", type=float, default=DUPLICATES_THRESHOLD,
-                   help=f"least cosine similarity of near-duplicates (default {DUPLICATES_THRESHOLD} for h; "
-                        "about 0.95 for z)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"least cosine similarity of near-duplicates (default {DUPLICATES_THRESHOLD} on h, "
+                        f"{DUPLICATES_Z_THRESHOLD} with --z)")
     p.add_argument("--k", type=int, default=10, help="nearest neighbours of each image considered (default 10)")
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (the file needs z)")
     p.add_argument("--out", type=Path, help="write every grouped image to this CSV file (group, rank, keep, path, "
@@ -448,17 +449,20 @@ def run_duplicates(args: argparse.Namespace) -> int:
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    index, found = find_duplicates(args.index, args.threshold, args.k, "z" if args.z else "h", args.device)
+    threshold = args.threshold if args.threshold is not None else \
+        DUPLICATES_Z_THRESHOLD if args.z else DUPLICATES_THRESHOLD
+    index, found = find_duplicates(args.index, threshold, args.k, "z" if args.z else "h", args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
     if args.out:
         write_csv(rows, args.out)
     if args.sheet:
         save_duplicates_sheet(index, groups, args.sheet)
     spare = sum(len(g.rows) - 1 for g in groups)
-    nearest = found.nearest.nan_to_num(nan=1.0).numpy()
-    spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)}
+    nearest = found.nearest.numpy()
+    spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)} \
+        if len(index.paths) > 1 else None  # one image has no nearest other
     if args.json:
-        print(json_text({"index": str(args.index), "images": len(index.paths), "threshold": args.threshold,
+        print(json_text({"index": str(args.index), "images": len(index.paths), "threshold": threshold,
                           "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
                           "rows": rows}))
         return 0
@@ -468,9 +472,10 @@ def run_duplicates(args: argparse.Namespace) -> int:
             print(f"  {'keep' if r == 0 else f'{score:.4f}':>6}  {index.paths[i]}")
     if len(groups) > 10:
         print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {args.threshold:g}): "
-          f"{spare} images could go. Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
-          f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}")
+    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {threshold:g}): "
+          f"{spare} images could go. " + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
+                                          f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
+                                          if spread else "(one image: nothing to compare it with)"))
     for path, what in ((args.out, "groups"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")

@@ -704,10 +704,11 @@ def test_help_does_not_load_torch() -> None:
     """`simclr --help` and every command's --help answer in a moment: parsing arguments never imports torch (the
     names it needs from torch-importing modules are repeated in the CLI and checked here)."""
     from simclr.ablation import STUDIES
-    from simclr.cli import DUPLICATES_THRESHOLD, STUDY_NAMES
-    from simclr.retrieval.duplicates import DEFAULT_THRESHOLD
+    from simclr.cli import DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD, STUDY_NAMES
+    from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, DEFAULT_Z_THRESHOLD
 
     assert STUDY_NAMES == tuple(STUDIES) and DUPLICATES_THRESHOLD == DEFAULT_THRESHOLD
+    assert DUPLICATES_Z_THRESHOLD == DEFAULT_Z_THRESHOLD
     code = ("import sys; from simclr.cli import build_parser; build_parser().parse_args(['ablate', 'head', '--data', "
             "'x', '--out', 'y']); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -136,6 +136,26 @@ def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path
     assert out["duplicates"] == len(rows) - out["groups"] and out["nearest_similarity"]["q99"] <= 1.0001
     with Image.open(sheet) as img:
         assert img.height == min(8, out["groups"]) * 116 + 4
+    assert main(["duplicates", "--index", str(emb), "--json", "--z"]) == 2  # this file holds no z
+    capsys.readouterr()
+    assert main(["duplicates", "--index", str(index["test"]), "--json", "--z"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.95  # z's own default
+    assert main(["duplicates", "--index", str(index["test"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.99
+
+
+def test_duplicates_of_a_single_image(env: dict, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "only.png")
+    emb = tmp_path / "one.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--out", str(emb), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["duplicates", "--index", str(emb)]) == 0
+    out = capsys.readouterr().out
+    assert "0 groups of near-duplicates among 1 images" in out and "nothing to compare it with" in out
+    assert main(["duplicates", "--index", str(emb), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nearest_similarity"] is None
 
 
 def test_bad_duplicates_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path, capsys) -> None:

@@ -25,7 +25,14 @@ from simclr.retrieval.sheet import draw_sheet
 DEFAULT_THRESHOLD = 0.99
 """The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h (the
 average of non-negative activations) crowd near 1; with a CIFAR-10 encoder this finds three in four edited copies
-while few images are grouped with another class (BENCHMARKS.md). z spreads wider: try about 0.95 there."""
+while few images are grouped with another class (BENCHMARKS.md)."""
+DEFAULT_Z_THRESHOLD = 0.95
+"""The default on z, which spreads wider: about as few images grouped with another class as h at 0.99 (BENCHMARKS.md)."""
+
+
+def default_threshold(on: str) -> float:
+    """The default threshold on h (``on="h"``) or z."""
+    return DEFAULT_Z_THRESHOLD if on == "z" else DEFAULT_THRESHOLD
 
 
 class Group(NamedTuple):
@@ -91,11 +98,12 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
     return Duplicates(groups, scores[:, 0].float().cpu())
 
 
-def find_duplicates(index_file: str | Path, threshold: float = DEFAULT_THRESHOLD, k: int = 10, on: str = "h",
+def find_duplicates(index_file: str | Path, threshold: float | None = None, k: int = 10, on: str = "h",
                     device: str = "auto") -> tuple[Embeddings, Duplicates]:
     """``simclr duplicates``: the near-duplicates of a ``simclr embed`` file by h (or z, ``on="z"``), the
-    similarities computed on ``device``."""
+    similarities computed on ``device``; ``threshold`` None is :func:`default_threshold`."""
     index = load_embeddings(index_file)
+    threshold = default_threshold(on) if threshold is None else threshold
     return index, duplicate_groups(index.vectors(on).to(pick_device(device)), threshold, k)
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from simclr.data.images import open_rgb
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError, is_number, is_whole
-from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, duplicate_groups
+from simclr.retrieval.duplicates import default_threshold, duplicate_groups
 from simclr.retrieval.search import (
     Embeddings,
     check_same_network,
@@ -129,13 +129,14 @@ class Index:
         return [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
 
-    def duplicates(self, threshold: float = DEFAULT_THRESHOLD, *, k: int = 10, z: bool = False,
+    def duplicates(self, threshold: float | None = None, *, k: int = 10, z: bool = False,
                    device: str = "auto") -> list[list[Hit]]:
         """Groups of near-duplicate images in the collection, largest first: images linked when one is among the
-        other's ``k`` most similar with a cosine similarity of at least ``threshold``, each member of a group as
+        other's ``k`` most similar with a cosine similarity of at least ``threshold`` (default 0.99 on h, 0.95 on z), each member of a group as
         similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
         :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
         _whole("k", k)
+        threshold = default_threshold("z" if z else "h") if threshold is None else threshold
         if not is_number(threshold):
             raise InputError(f"threshold must be a number, got {threshold!r}")
         on = "z" if z else "h"
