@@ -288,7 +288,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     loss = "" if math.isnan(result.loss) else f", last loss {result.loss:.4f}"  # nan: nothing left to run
-    print(f"done: {result.step}/{result.total_steps} steps, {result.epoch} epochs{loss}; run folder {result.run_dir}")
+    print(f"done: {result.step}/{result.total_steps} steps, {result.passes:.3g} epochs{loss}; run folder "
+          f"{result.run_dir}")
     return 0
 
 

@@ -347,6 +347,7 @@ def test_fractional_epochs(tmp_path: Path, epochs: float, steps: int) -> None:
     result = pretrain(_config(train={"epochs": epochs, "diagnostics_every": 0}), tmp_path, progress=False)
     assert (result.step, result.total_steps) == (steps, steps)
     assert result.epoch == int(epochs)  # a partial last epoch is not counted as done
+    assert result.passes == pytest.approx(steps / 22)  # but the passes over the data are
 
 
 def test_init_starts_from_a_checkpoints_weights_and_model(full_run: Path, tmp_path: Path, capsys) -> None:

@@ -56,7 +56,8 @@ from simclr.optim import LRSchedule, set_lr, warmup_steps_for
 
 @dataclass(frozen=True)
 class PretrainResult:
-    """What a finished (or stopped) run reached."""
+    """What a finished (or stopped) run reached: ``epoch`` whole epochs, ``passes`` over the data in all (steps
+    over steps per epoch: 0.5 for half an epoch)."""
 
     run_dir: Path
     step: int
@@ -64,6 +65,7 @@ class PretrainResult:
     epoch: int
     loss: float
     skipped: int
+    passes: float = 0.0
 
 
 def _log(msg: str) -> None:
@@ -399,11 +401,11 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         checkpoint()
     bar.close()
     if log is None:
-        return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped))
+        return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped), step / spe)
     log.close()
     if isinstance(views, LoaderViews):
         skipped.update(views.skipped)
     _write_skipped(run_dir, skipped)
     if skipped:
         _log(f"skipped {len(skipped)} unreadable image(s); see {run_dir / 'skipped.txt'}")
-    return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped))
+    return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped), step / spe)
