@@ -327,8 +327,10 @@ def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
     if protocol == "probe":
         return format_probe(result["rows"])
     if protocol == "finetune":
-        text = (f"finetune ({100 * result['label_fraction']:g}% labels, {result['labelled_images']} images, "
-                f"{result['epochs']} epochs): "
+        asked, share = result["label_fraction"], result["labelled_share"]
+        text = (f"finetune ({result['labelled_images']} labelled images, {100 * share:.3g}% of the train split"
+                + (f"; {100 * asked:g}% asked, at least one per class" if share > 1.5 * asked else "")
+                + f", {result['epochs']} epochs): "
                 f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
         if "baseline_top1" in result:
             text += f"; from scratch: top-1 {100 * result['baseline_top1']:.2f}%"

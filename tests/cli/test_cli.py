@@ -294,6 +294,7 @@ def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, ca
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["labelled_images"] == 50 and subset.is_file()  # 10% of 50 per class x 10 classes
+    assert first["labelled_share"] == 0.1
     assert first["epochs"] == 2
     assert 0.0 <= first["top1"] <= first["top5"] <= 1.0 and 0.0 <= first["baseline_top1"] <= 1.0
     saved = json.loads(subset.read_text())
@@ -314,6 +315,9 @@ def test_eval_finetune_saves_and_reuses_the_subset(env: dict, tmp_path: Path, ca
     names.write_text("airplane/9999.jpg\n")
     assert main(named) == 2
     assert "not in the train split" in capsys.readouterr().err
+    assert main([a for a in args[:-2] if a != "--json"] + ["--label-fraction", "0.001", "--no-baseline"]) == 0
+    text = capsys.readouterr().out  # one image of each class is more than 0.1%: the text says so
+    assert text.startswith("finetune (10 labelled images, 2% of the train split; 0.1% asked, at least one per class")
     subset.write_text("{broken")
     assert main(args) == 2
     assert "subset" in capsys.readouterr().err.lower()

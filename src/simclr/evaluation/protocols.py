@@ -142,7 +142,8 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
         base = _score(scratch, test, learned, precision, spec.batch_size)
         result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
                        "baseline_mean_class_top1": base["mean_class_top1"]})
-    return {**result, "labelled_images": train.readable(), "test_images": test.readable(),
+    return {**result, "labelled_images": train.readable(), "labelled_share": round(len(idx) / len(data.train), 6),
+            "test_images": test.readable(),
             "skipped": train.skipped() + test.skipped(), "streamed": not data.in_memory,
             "subset_file": str(subset_path) if subset_path else None}
 
