@@ -84,3 +84,20 @@ def test_encoders_run_the_network_as_it_is_when_called(make_checkpoint, tmp_path
     encode = model_encoder(encoder.model, torch.device("cpu"), Precision(None, False), True, fold=False)
     assert not torch.allclose(first, second)
     assert float((second - encode(x)[0]).norm() / second.norm()) < 1e-5
+
+
+def test_a_global_batch_norm_with_its_own_process_group_folds(tmp_path) -> None:
+    import torch.distributed as dist
+
+    from simclr.models.global_bn import GlobalBatchNorm, convert_global_bn
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        net = convert_global_bn(_trained_like("resnet18", 0.125, True), dist.new_group([0])).eval()
+        assert any(isinstance(m, GlobalBatchNorm) for m in net.modules())
+        folded = folded_for_inference(net)  # the process group is shared, not copied (it cannot be)
+        x = torch.rand(2, 3, 16, 16)
+        with torch.no_grad():
+            assert float((net(x).h - folded(x).h).norm() / net(x).h.norm()) < 1e-5
+    finally:
+        dist.destroy_process_group()

@@ -44,7 +44,9 @@ def folded_for_inference(model: M) -> M:
     Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised, which is
     every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their memory layout.
     """
-    folded = copy.deepcopy(model).eval()
+    shared = {id(v): v for m in model.modules() for v in vars(m).values()  # a global batch norm's process group
+              if type(v).__name__ == "ProcessGroup"}  # is shared by the copy: it cannot be copied
+    folded = copy.deepcopy(model, shared).eval()
     for p in folded.parameters():
         p.grad = None
         p.requires_grad_(False)
