@@ -39,7 +39,6 @@ from simclr.evaluation.probe import TRANSFORMS
 from simclr.evaluation.run import load_model
 from simclr.evaluation.selection import parse_grids
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
-from simclr.models.fold import folded_for_inference, weights_version
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 
@@ -93,18 +92,13 @@ class Encoder:
         self.num_features = model.num_features
         self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
         self._transform = eval_transform(self.image_size, self.eval_crop)
-        self._folded: tuple[tuple[tuple[int, int], ...], SimCLRNet] | None = None  # the network to run, folded
-        self._digest: tuple[tuple[tuple[int, int], ...], str] | None = None
 
     def digest(self) -> str:
-        """The digest of the network's weights (:func:`~simclr.retrieval.embed.weights_digest`; what an embeddings
-        file records of the network that made it), computed again only when the weights have changed."""
+        """The digest of the network's weights as they are now (:func:`~simclr.retrieval.embed.weights_digest`;
+        what an embeddings file records of the network that made it): every weight is read."""
         from simclr.retrieval.embed import weights_digest
 
-        version = weights_version(self.model)
-        if self._digest is None or self._digest[0] != version:
-            self._digest = (version, weights_digest(self.model))
-        return self._digest[1]
+        return weights_digest(self.model)
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
@@ -133,10 +127,8 @@ class Encoder:
         """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        if self._folded is None or self._folded[0] != weights_version(self.model):  # refolded if changed since
-            self._folded = (weights_version(self.model), folded_for_inference(self.model))
-        encode = model_encoder(self._folded[1], self.device, self.precision, self.config.train.channels_last,
-                               with_z=z, fold=False)
+        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z,
+                               fold=False)  # the network as it is now: a folded copy would cost more than a few images
         parts = []
         for chunk in self._batches(images, batch_size):
             h, zz = encode(chunk)

@@ -213,10 +213,11 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
         collection.search(query)
     encoder = simclr.load_encoder(env["run"], device="cpu")
     assert simclr.load_index(index["train"]).search(query, encoder=encoder)[0][0].score > 0.99
+    other = simclr.load_encoder(env["run"], device="cpu")
     with torch.no_grad():
-        next(encoder.model.parameters()).mul_(1.01)
+        next(other.model.parameters()).mul_(1.01)
     with pytest.raises(InputError, match="is not the network"):
-        simclr.load_index(index["train"]).search(query, encoder=encoder)
+        simclr.load_index(index["train"]).search(query, encoder=other)
 
 
 def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> None:

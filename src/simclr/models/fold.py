@@ -2,8 +2,10 @@
 
 In eval mode a batch norm is a per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, so it can
 be absorbed into the convolution that feeds it (scaled weights and a bias): the network then computes the same
-outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen features, ``embed``
-and ``search`` run their network this way (1.2-1.3x faster on a CPU; ``benchmarks/inference.py``).
+outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen features, ``embed``,
+``search`` and the kNN monitor run their network this way (1.17-1.23x faster on a CPU; ``benchmarks/inference.py``);
+a Python :class:`~simclr.api.Encoder` runs the network as it is (folding a ResNet-50 costs as much as embedding a
+few images, and its weights may be changed between calls).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["folded_for_inference", "weights_version"]
+__all__ = ["folded_for_inference"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -65,9 +67,3 @@ def folded_for_inference(model: M) -> M:
                 module._modules[a] = fused
                 module._modules[b] = nn.Identity()
     return folded
-
-
-def weights_version(model: nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity and in-place version of every parameter and buffer of ``model``: changes when any of them is
-    modified (an optimizer step, ``load_state_dict``) or replaced, so a folded copy can be known to be stale."""
-    return tuple((id(t), t._version) for t in [*model.parameters(), *model.buffers()])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -49,6 +50,7 @@ class Index:
         self.embeddings = embeddings
         self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
         self._encoders: dict[str, Encoder] = {}  # device -> the collection's encoder there
+        self._checked: weakref.WeakSet[Encoder] = weakref.WeakSet()  # encoders given, found to be the index's network
         self._unit: dict[tuple[str, str], torch.Tensor] = {}  # (h or z, device) -> normalised once for all searches
 
     @property
@@ -109,7 +111,8 @@ class Index:
         """The ``k`` most similar images of the collection for each query, best first.
 
         ``queries``: image paths, PIL images or image tensors [B, 3, H, W] (embedded with ``encoder``, by default
-        the collection's own), or vectors [Q, F] (or one [F]) already embedded. The encoder and the similarity
+        the collection's own; one given must hold the weights the collection was embedded with, checked the first
+        time it is given), or vectors [Q, F] (or one [F]) already embedded. The encoder and the similarity
         search run on ``device`` (auto: CUDA when present). ``z=True`` compares z
         (the collection must hold z: ``simclr.embed(..., z=True)``). Returns one list of :class:`Hit` per query.
         """
@@ -121,8 +124,9 @@ class Index:
         if isinstance(queries, torch.Tensor) and queries.dim() <= 2:
             vectors = queries.reshape(-1, queries.shape[-1])  # one vector [F] is one query
         else:
-            if encoder is not None:
-                check_same_network(self.meta, encoder.digest(), "the encoder given")
+            if encoder is not None and encoder not in self._checked:  # the first time it is given (a digest
+                check_same_network(self.meta, encoder.digest(), "the encoder given")  # reads every weight)
+                self._checked.add(encoder)
             vectors = (encoder or self.encoder(device))(queries, z=z)
         scores, rows = nearest(self._unit[on, str(dev)], vectors.detach().to(dev), k, index_is_unit=True)
         scores, rows = scores.cpu(), rows.cpu()
