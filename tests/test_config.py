@@ -126,6 +126,8 @@ def test_yaml_words_on_off_yes_no_stay_words_for_choices_and_mean_booleans_for_f
     config = load_config(path)
     assert config.train.compile == "off" and config.train.channels_last is False and config.train.sync_bn is True
     assert config.data.in_memory == "false"
+    assert [load_config(None, [f"data.in_memory={w}"]).data.in_memory for w in ("yes", "off", "true")] == [
+        "true", "false", "true"]
     config = load_config(None, ["train.compile=off", "train.channels_last=on", "train.gather_negatives=off"])
     assert (config.train.compile, config.train.channels_last, config.train.gather_negatives) == ("off", True, False)
     saved = tmp_path / "saved.yaml"
@@ -135,6 +137,9 @@ def test_yaml_words_on_off_yes_no_stay_words_for_choices_and_mean_booleans_for_f
 
 def test_lists_given_with_commas() -> None:
     assert load_config(None, ["augment.ops=crop,sobel"]).augment.ops == ("crop", "sobel")
+    assert load_config(None, ["augment.crop_scale=0.2,1.0"]).augment.crop_scale == (0.2, 1.0)
+    with pytest.raises(InputError, match="expected a list of 2 numbers"):
+        load_config(None, ["augment.crop_scale=0.2,0.5,1.0"])
     assert load_config(None, ["augment.ops=[crop, color]"]).augment.ops == ("crop", "color")
     with pytest.raises(InputError, match="unknown operation"):
         load_config(None, ["augment.ops=crop,colour"])

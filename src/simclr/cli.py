@@ -288,7 +288,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     loss = "" if math.isnan(result.loss) else f", last loss {result.loss:.4f}"  # nan: nothing left to run
-    print(f"done: {result.step}/{result.total_steps} steps, {result.passes:.3g} epochs{loss}; run folder "
+    print(f"done: {result.step}/{result.total_steps} steps, {round(result.passes, 2):g} epochs{loss}; run folder "
           f"{result.run_dir}")
     return 0
 
@@ -435,10 +435,14 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"... {len(queries) - len(shown)} more queries" + ("" if args.out else " (--out FILE.csv keeps all)"))
     if result.metrics:
         m, k = result.metrics, result.metrics["k"]
-        print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
-              f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}"
-              + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not scored)"
-                 if m.get("queries_of_other_classes") else ""))
+        if not m["queries"]:
+            print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries of "
+                  "other classes): nothing to score")
+        else:
+            print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
+                  f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}"
+                  + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not scored)"
+                     if m.get("queries_of_other_classes") else ""))
     for path, what in ((args.out, "results"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")

@@ -67,6 +67,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise InputError(f"config key {key}: expected a list, got {value!r}")
             return tuple(_coerce(v, args[0], key) for v in value)
+        if isinstance(value, str):  # --set augment.crop_scale=0.2,1.0
+            value = [_load_yaml(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args))
@@ -96,6 +98,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
             return "true" if value else "false"
+        if key.endswith("in_memory") and isinstance(value, str) and value.lower() in _WORDS:  # its true and false
+            return "true" if _WORDS[value.lower()] else "false"
         if isinstance(value, (str, int, float)):
             return str(value)
         raise InputError(f"config key {key}: expected a string, got {value!r}")

@@ -238,6 +238,13 @@ def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> Non
     same = [(name == "dog" and label == dog) or (name == "truck" and label == truck) for name, label in hits
             if name != "zebra"]
     assert m["precision_at_5"] == pytest.approx(sum(same) / len(same), abs=1e-6) and m["precision_at_5"] > 0.1
+    capsys.readouterr()
+    assert main(["search", "--index", str(index["train"]), "--query", str(queries / "zebra"), "--quiet"]) == 0
+    assert "no query is of a class the index has" not in capsys.readouterr().out  # a folder of files: unlabeled
+    zebras = queries.parent / "zebras-only"
+    shutil.copytree(queries / "zebra", zebras / "zebra")
+    assert main(["search", "--index", str(index["train"]), "--query", str(zebras), "--quiet"]) == 0
+    assert "no query is of a class the index has (1 labelled queries of other classes)" in capsys.readouterr().out
 
 
 def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, capsys) -> None:

@@ -57,6 +57,7 @@ def _same(a: Embeddings, b: Embeddings) -> None:
     assert a.paths == b.paths
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.digests, b.digests)
+    assert a.classes == b.classes and a.classes is not None
     torch.testing.assert_close(a.features, b.features, rtol=1e-5, atol=1e-5)
     assert (a.z is None) == (b.z is None)
     if a.z is not None:
@@ -111,6 +112,20 @@ def test_rows_made_another_way_are_not_kept(ckpt: Path, tmp_path: Path, counted:
     assert info["reused"] == 0 and "no image digests" in info["fresh"]
     assert load_embeddings(out).digests is not None
     assert counted == [10] * 5
+
+
+def test_another_dataset_or_split_is_refused_and_the_file_kept(ckpt: Path, tmp_path: Path) -> None:
+    shop = _catalogue(tmp_path / "shop")
+    out = tmp_path / "index.npz"
+    embed(ckpt, _setup(shop), "all", out)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match=r"holds .*shop \(all\), not .*shop \(train\): --update takes"):
+        embed(ckpt, _setup(shop), "train", out, update=True)
+    other = _catalogue(tmp_path / "other", seed=1)
+    with pytest.raises(InputError, match="--update takes the --data and --split it was made with"):
+        embed(ckpt, _setup(other), "all", out, update=True)
+    assert out.read_bytes() == before
+    assert embed(ckpt, _setup(other), "all", out)["images"] == 10  # without --update: replaced
 
 
 def test_unreadable_images_are_tried_again(ckpt: Path, tmp_path: Path) -> None:

@@ -98,6 +98,8 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
         "eval_crop": d.eval_crop, "z": with_z, "network": weights_digest(learned.model),
         "input_norm": config.model.input_norm,
         "precision": str(learned.precision.dtype or torch.float32).removeprefix("torch.")}
+    if previous is not None:
+        _check_same_collection(previous, meta)
     memo = cache_root(Path(d.cache_dir) if d.cache_dir else None) / "digests" if d.decode_cache else None
     digests = image_digests(source, memo, setup.progress)
     fresh = None if previous is None else _not_reusable(previous, meta)
@@ -114,6 +116,17 @@ def _classes(source: ImageSource) -> tuple[str, ...] | None:
     """The names the labels of an embeddings file number: the split's classes (none for a multi-label dataset,
     whose images are all labelled -1)."""
     return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
+
+
+def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
+    """InputError unless ``previous`` was embedded from the same dataset and split: an update with another would
+    replace the collection (its rows dropped) rather than bring it up to date."""
+    made = {k: previous.meta.get(k) for k in ("data", "split")}
+    if all(made[k] is None or made[k] == meta[k] for k in made):
+        return
+    raise InputError(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
+                     f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
+                     "with (without --update the file is replaced)")
 
 
 def _not_reusable(previous: Embeddings, meta: dict[str, Any]) -> str | None:

@@ -167,6 +167,8 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     metrics: dict[str, Any] | None = None
     if (labels >= 0).any() and (index.labels >= 0).any():
         metrics = retrieval_scores(index.labels, labels, rows)
+    elif other:  # labelled queries, none of a class the index has
+        metrics = {"k": k, "queries": 0}
     if other and metrics is not None:
         metrics["queries_of_other_classes"] = other  # not scored: no result can have their class
     return SearchResult(queries, index, scores, rows, metrics)
