@@ -107,12 +107,12 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
         feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)
         rows = {p: i for i, p in enumerate(source.paths)}
         kept = _digest_rows([digests[rows[p]] for p in feats.paths])
-        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept, _classes(source))
+        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept, label_names(source))
         return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), fresh)
     return _update(learned, source, setup, with_z, previous, digests, meta)
 
 
-def _classes(source: ImageSource) -> tuple[str, ...] | None:
+def label_names(source: ImageSource) -> tuple[str, ...] | None:
     """The names the labels of an embeddings file number: the split's classes (none for a multi-label dataset,
     whose images are all labelled -1)."""
     return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
@@ -181,7 +181,7 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
     at = torch.tensor([row + (len(h_old) if which else 0) for which, row in order], dtype=torch.int64)
     labels = single_labels(np.asarray(source.labels)[kept])
     emb = Embeddings(h[at], None if z is None else z[at], labels, [source.paths[i] for i in kept], meta,
-                     _digest_rows([digests[i] for i in kept]), _classes(source))
+                     _digest_rows([digests[i] for i in kept]), label_names(source))
     reused = sum(1 for t in take if t is not None)
     return Embedded(emb, skipped, reused, len(previous.paths) - reused)
 

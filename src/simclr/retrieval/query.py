@@ -22,7 +22,7 @@ from simclr.data.sources import ImageSource, load_source
 from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
-from simclr.retrieval.embed import embed_source, weights_digest
+from simclr.retrieval.embed import embed_source, label_names, weights_digest
 from simclr.retrieval.search import (
     Embeddings,
     as_index_labels,
@@ -143,9 +143,9 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     vectors = feats.h if on == "h" else feats.z
     assert vectors is not None
     names = [given[p] for p in feats.paths] if given else feats.paths
-    classes = None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
     skipped = tuple((given[p] if given else p, why) for p, why in feats.skipped)
-    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, classes, skipped)
+    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, label_names(source),
+                   skipped)
 
 
 def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, on: str = "h",
@@ -162,8 +162,7 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     scores, rows = scores.cpu(), rows.cpu()
     labels = as_index_labels(queries.labels, queries.classes, index.classes)  # compared by class name
     other = int(((queries.labels >= 0) & (labels < 0)).sum())
-    queries = queries._replace(labels=labels, classes=index.classes if labels is not queries.labels else
-                               queries.classes)
+    queries = queries._replace(labels=labels, classes=queries.classes if index.classes is None else index.classes)
     metrics: dict[str, Any] | None = None
     if (labels >= 0).any() and (index.labels >= 0).any():
         metrics = retrieval_scores(index.labels, labels, rows)
