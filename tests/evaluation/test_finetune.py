@@ -144,3 +144,19 @@ def test_transfer_bn_momentum_is_the_papers() -> None:
 
 
 TINY_DIM = build_encoder(TINY).num_features
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: bool, make_checkpoint, tmp_path) -> None:
+    """Fine-tuning starts from the loaded f (channels-last when the run trained so); the from-scratch networks beside
+    it are built the same way, so both train at the same speed."""
+    from simclr.config_io import build_config
+    from simclr.evaluation.run import fresh_encoder, load_model
+
+    config = build_config({"data": {"spec": "digits"}, "model": {"arch": "resnet18", "width": 0.125},
+                           "train": {"channels_last": channels_last}})
+    conv = next(m for m in fresh_encoder(config).modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    loaded, _ = load_model(make_checkpoint(tmp_path / "m.pt"), torch.device("cpu"), channels_last=channels_last)
+    conv = next(m for m in loaded.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from simclr.build import build_model
 from simclr.data.sources import ImageSource
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
@@ -35,6 +34,7 @@ from simclr.evaluation.run import (
     Learned,
     check_frozen,
     fingerprint,
+    fresh_encoder,
     load_learned,
 )
 from simclr.evaluation.subsets import label_subset, load_subset, save_subset
@@ -136,7 +136,7 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
                               **_score(tuned, test, learned, precision, spec.batch_size)}
     if baseline:
         def fresh() -> torch.nn.Module:
-            return build_model(learned.config).encoder
+            return fresh_encoder(learned.config)
 
         scratch = supervised_baseline(fresh, dim, num_classes, train.images, train.labels, spec)
         base = _score(scratch, test, learned, precision, spec.batch_size)

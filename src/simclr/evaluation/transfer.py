@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simclr.build import build_model
 from simclr.data.named_sets import paper_metric
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
@@ -29,7 +28,15 @@ from simclr.evaluation.finetune import (
 from simclr.evaluation.linear import WEIGHT_DECAYS, rows_besides
 from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.protocols import WHOLE_SIDE, draw_subset, open_eval
-from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, check_frozen, fingerprint, own_validation
+from simclr.evaluation.run import (
+    EvalData,
+    EvalSetup,
+    FeaturePair,
+    check_frozen,
+    fingerprint,
+    fresh_encoder,
+    own_validation,
+)
 from simclr.evaluation.selection import Grid, holdout_split, select
 
 
@@ -169,7 +176,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         return copy.deepcopy(learned.model.encoder)
 
     def scratch() -> torch.nn.Module:
-        return seeded_init(lambda: build_model(learned.config).encoder, spec.seed)
+        return seeded_init(lambda: fresh_encoder(learned.config), spec.seed)
 
     keys = ("map11",) if multilabel else ("top1", "top5", "mean_class_top1")
     result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": metric,
