@@ -6,6 +6,8 @@ benchmark); channels-last weights and inputs (a loaded checkpoint's layout now w
 the default); and the same with each batch norm folded into the convolution before it
 (``simclr.models.fold.folded_for_inference``, what evaluation, embed and search run now). The rounds are interleaved and each figure is the best
 of ``--rounds``, so that the machine's noise hits every layout alike. Eval mode, ``torch.inference_mode``, fp32.
+Then a fine-tuning step (forward, backward and SGD update of f and a linear layer, fp32) with f's weights in the
+default layout and in channels-last, the layout loaded checkpoints and the from-scratch networks now take.
 
 Usage: python benchmarks/inference.py [--rounds 5] [--threads N]
 """
@@ -40,6 +42,37 @@ def _encoder(arch: str, width: float, size: int) -> torch.nn.Module:
             elif "running_mean" in name:
                 t.normal_(0.0, 0.1)
     return net
+
+
+TRAIN_CASES = (("resnet18", 0.25, 32, 128), ("resnet18", 0.25, 96, 32))
+
+
+def _train_steps(rounds: int) -> list[tuple[str, dict[str, float]]]:
+    """Images per second of one fine-tuning step (f and a linear layer: forward, cross-entropy, backward, SGD) with
+    f's weights in the default layout and in channels-last (the inputs as they come, NCHW)."""
+    table = []
+    for arch, width, size, batch in TRAIN_CASES:
+        net = _encoder(arch, width, size).train()
+        x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        layouts = {"default layout": copy.deepcopy(net),
+                   "channels-last weights (now)": copy.deepcopy(net).to(memory_format=torch.channels_last)}
+        models = {k: torch.nn.Sequential(f, torch.nn.Linear(net.num_features, 10)) for k, f in layouts.items()}
+        best = dict.fromkeys(models, float("inf"))
+        for r in range(rounds + 1):  # the first round warms up
+            for name, model in models.items():
+                sgd = torch.optim.SGD(model.parameters(), lr=0.01)
+                start = time.perf_counter()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                sgd.step()
+                sgd.zero_grad()
+                if r:
+                    best[name] = min(best[name], time.perf_counter() - start)
+        name = f"{arch} x{width:g} at {size}, batch {batch}"
+        rates = {k: batch / v for k, v in best.items()}
+        print(name + " (fine-tuning step): " + ", ".join(f"{k} {v:,.0f} images/s" for k, v in rates.items()),
+              flush=True)
+        table.append((name, rates))
+    return table
 
 
 def main() -> int:
@@ -82,6 +115,13 @@ def main() -> int:
     print("|---|" + "---|" * len(names))
     for name, rates in table:
         base = rates[names[1]]
+        print(f"| {name} | " + " | ".join(f"{v:,.0f}/s ({v / base:.2f}x)" for v in rates.values()) + " |")
+    steps = _train_steps(args.rounds)
+    names = list(steps[0][1])
+    print("\n| fine-tuning step | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for name, rates in steps:
+        base = rates[names[0]]
         print(f"| {name} | " + " | ".join(f"{v:,.0f}/s ({v / base:.2f}x)" for v in rates.values()) + " |")
     return 0
 

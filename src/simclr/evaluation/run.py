@@ -63,7 +63,7 @@ def load_model(checkpoint: str | Path, device: torch.device, *,
 def fresh_encoder(config: Config) -> torch.nn.Module:
     """A randomly initialised f of the run's architecture in the layout :func:`load_model` gives a loaded one
     (``train.channels_last``): the networks trained from scratch beside fine-tuning train as fast as it does
-    (1.3x faster than in the default layout on a CPU)."""
+    (1.22-1.26x faster than in the default layout on a CPU; ``benchmarks/inference.py``)."""
     encoder = build_model(config).encoder
     return encoder.to(memory_format=torch.channels_last) if config.train.channels_last else encoder
 
