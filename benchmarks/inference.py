@@ -75,6 +75,16 @@ def _train_steps(rounds: int) -> list[tuple[str, dict[str, float]]]:
     return table
 
 
+def _markdown(first: str, table: list[tuple[str, dict[str, float]]], base: int) -> None:
+    """A Markdown table of images per second, each as a ratio to the ``base``-th column."""
+    names = list(table[0][1])
+    print(f"| {first} | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for name, rates in table:
+        ref = rates[names[base]]
+        print(f"| {name} | " + " | ".join(f"{v:,.0f}/s ({v / ref:.2f}x)" for v in rates.values()) + " |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -110,19 +120,9 @@ def main() -> int:
         table.append((name, rates))
     print(f"\nMachine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n"
           f"Command: `python benchmarks/inference.py --rounds {args.rounds}`\n")
-    names = list(table[0][1])
-    print("| network | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for name, rates in table:
-        base = rates[names[1]]
-        print(f"| {name} | " + " | ".join(f"{v:,.0f}/s ({v / base:.2f}x)" for v in rates.values()) + " |")
-    steps = _train_steps(args.rounds)
-    names = list(steps[0][1])
-    print("\n| fine-tuning step | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for name, rates in steps:
-        base = rates[names[0]]
-        print(f"| {name} | " + " | ".join(f"{v:,.0f}/s ({v / base:.2f}x)" for v in rates.values()) + " |")
+    _markdown("network", table, base=1)
+    print()
+    _markdown("fine-tuning step", _train_steps(args.rounds), base=0)
     return 0
 
 
