@@ -35,9 +35,15 @@ def decode(config: Config, source: ImageSource, size: int, progress: bool = True
     ``data.eval_crop``), through the decoded-dataset cache when enabled, by ``workers`` processes (default
     ``data.workers``)."""
     d = config.data
-    cache = cache_root(Path(d.cache_dir) if d.cache_dir else None) if d.decode_cache else None
-    return decode_cached(source, size, cache, progress=progress, workers=d.workers if workers is None else workers,
-                         crop=crop)
+    return decode_cached(source, size, cache_folder(config), progress=progress,
+                         workers=d.workers if workers is None else workers, crop=crop)
+
+
+def cache_folder(config: Config) -> Path | None:
+    """The cache folder of decoded datasets and of file digests (``data.cache_dir``, ``$SIMCLR_CACHE`` or
+    ``~/.cache/simclr``); None when ``data.decode_cache`` is off."""
+    d = config.data
+    return cache_root(Path(d.cache_dir) if d.cache_dir else None) if d.decode_cache else None
 
 
 class DataPlan(NamedTuple):

@@ -452,13 +452,18 @@ def run_search(args: argparse.Namespace) -> int:
 def run_duplicates(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from simclr.retrieval.duplicates import duplicate_rows, find_duplicates, save_duplicates_sheet
+    from simclr.retrieval.duplicates import (
+        default_threshold,
+        duplicate_rows,
+        find_duplicates,
+        save_duplicates_sheet,
+    )
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    threshold = args.threshold if args.threshold is not None else \
-        DUPLICATES_Z_THRESHOLD if args.z else DUPLICATES_THRESHOLD
-    index, found = find_duplicates(args.index, threshold, args.k, "z" if args.z else "h", args.device)
+    on = "z" if args.z else "h"
+    threshold = default_threshold(on) if args.threshold is None else args.threshold
+    index, found = find_duplicates(args.index, threshold, args.k, on, args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
     if args.out:
         write_csv(rows, args.out)

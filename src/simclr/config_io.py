@@ -61,14 +61,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
     if origin is tuple:
         args = typing.get_args(tp)
+        if isinstance(value, str):  # --set augment.ops=crop,color or augment.crop_scale=0.2,1.0
+            value = [_load_yaml(v) for v in value.split(",") if v.strip()]
         if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
-            if isinstance(value, str):  # --set augment.ops=crop,color
-                value = [_load_yaml(v) for v in value.split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise InputError(f"config key {key}: expected a list, got {value!r}")
             return tuple(_coerce(v, args[0], key) for v in value)
-        if isinstance(value, str):  # --set augment.crop_scale=0.2,1.0
-            value = [_load_yaml(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args))

@@ -30,6 +30,11 @@ PROBE_SALT = 1_000_003
 """Added to the seed for the probe batch's own random numbers (see ``MemoryViews.probe``)."""
 
 
+def _probe_order(images: int, seed: int) -> torch.Tensor:
+    """The probe batch's images, first to last: a permutation drawn from ``seed`` alone."""
+    return torch.randperm(images, generator=torch.Generator().manual_seed(seed + PROBE_SALT))
+
+
 def _check_batch(batch_size: int, images: int, world_size: int) -> None:
     if images < batch_size:
         raise ValueError(f"batch size {batch_size} is larger than the dataset ({images} images)")
@@ -82,8 +87,7 @@ class MemoryViews:
     def probe(self, n: int) -> Pair:
         """Two views of ``n`` images (at most all) drawn from the seed alone, apart from the training stream: the
         same batch whenever it is asked for, in a run or after it was resumed (the diagnostics' fixed batch)."""
-        idx = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.seed + PROBE_SALT))
-        idx = idx[:n].to(self.images.device)
+        idx = _probe_order(len(self.images), self.seed)[:n].to(self.images.device)
         aug = torch.Generator(device=self.images.device).manual_seed(self.seed + PROBE_SALT)
         if self.ablation is not None:
             return self.ablation(self.images.index_select(0, idx), aug)
@@ -215,7 +219,7 @@ class LoaderViews:
     def probe(self, n: int) -> Pair:
         """Two views of ``n`` readable images (at most all) drawn from the seed alone, in this process (see
         ``MemoryViews.probe``); every image's views from its own seed, as in training."""
-        order = torch.randperm(len(self.source), generator=torch.Generator().manual_seed(self.seed + PROBE_SALT))
+        order = _probe_order(len(self.source), self.seed)
         probe = _PairDataset(self.source, self.dataset.views, self.seed + PROBE_SALT)
         pairs = []
         for i in order.tolist():

@@ -49,9 +49,7 @@ def folded_for_inference(model: M) -> M:
     shared = {id(v): v for m in model.modules() for v in vars(m).values()  # a global batch norm's process group
               if type(v).__name__ == "ProcessGroup"}  # is shared by the copy: it cannot be copied
     folded = copy.deepcopy(model, shared).eval()
-    for p in folded.parameters():
-        p.grad = None
-        p.requires_grad_(False)
+    folded.requires_grad_(False)  # (a deep copy holds no gradients)
     with torch.no_grad():
         for module in folded.modules():
             for a, b in _pairs(module):

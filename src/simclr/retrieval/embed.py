@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from simclr.build import decode, open_source, plan_data
+from simclr.build import cache_folder, decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.digests import file_digests
-from simclr.data.sources import ImageSource, cache_root
+from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import resolve_checkpoint
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
@@ -100,8 +100,8 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
         "precision": str(learned.precision.dtype or torch.float32).removeprefix("torch.")}
     if previous is not None:
         _check_same_collection(previous, meta)
-    memo = cache_root(Path(d.cache_dir) if d.cache_dir else None) / "digests" if d.decode_cache else None
-    digests = image_digests(source, memo, setup.progress)
+    cache = cache_folder(config)
+    digests = image_digests(source, cache / "digests" if cache else None, setup.progress)  # decode_cached's memo
     fresh = None if previous is None else _not_reusable(previous, meta)
     if previous is None or fresh is not None:
         feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)

@@ -140,10 +140,10 @@ class Index:
         similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
         :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
         _whole("k", k)
-        threshold = default_threshold("z" if z else "h") if threshold is None else threshold
+        on = "z" if z else "h"
+        threshold = default_threshold(on) if threshold is None else threshold
         if not is_number(threshold):
             raise InputError(f"threshold must be a number, got {threshold!r}")
-        on = "z" if z else "h"
         vectors = self.embeddings.vectors(on).to(pick_device(device))
         return [[Hit(r + 1, self.paths[i], int(self.labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
                 for g in duplicate_groups(vectors, threshold, k).groups]
