@@ -55,3 +55,13 @@ def test_the_callers_generator_is_untouched_and_epochs_differ(copies: Path) -> N
     assert not torch.equal(first[0], _epoch(views)[0])  # the next epoch: other views
     seeds = {image_seed(1, e, i) for e in range(3) for i in range(1000)}
     assert len(seeds) == 3000 and all(0 <= s < 2**64 for s in seeds)
+
+
+def test_the_probe_is_the_same_images_and_views_whatever_its_size(copies: Path) -> None:
+    """A run without diagnostics draws only views.png's pairs: the same pictures as the diagnostics' larger probe."""
+    views = LoaderViews(load_source(str(copies), "all"), SPEC, 8, seed=2, workers=0)
+    small, large = views.probe(4), views.probe(12)
+    assert small[0].shape[0] == 4 and large[0].shape[0] == 12
+    assert torch.equal(small[0], large[0][:4]) and torch.equal(small[1], large[1][:4])
+    assert not torch.equal(small[0], small[1])
+    assert not torch.equal(small[0], _epoch(views)[0][:4])  # apart from the training stream

@@ -79,6 +79,8 @@ def _write_skipped(run_dir: Path, skipped: dict[str, str]) -> None:
 
 PROBE_VIEWS = 256
 """Images of the fixed batch (two views each) on which alignment, uniformity and effective rank are measured."""
+GRID_PAIRS = 16
+"""Pairs of views shown in views.png: all that a run without diagnostics draws of the probe."""
 
 
 def _diagnose(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any, device: torch.device,
@@ -332,9 +334,9 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
         window_n, window_t = 0, clock.seconds()
 
     if ctx.is_main and (tr.diagnostics_every or state is None):  # the same batch in a resumed run
-        probe = views.probe(PROBE_VIEWS)
+        probe = views.probe(PROBE_VIEWS if tr.diagnostics_every else GRID_PAIRS)
         if state is None:
-            save_view_grid(probe[0], probe[1], run_dir / "views.png")
+            save_view_grid(probe[0], probe[1], run_dir / "views.png", max_images=GRID_PAIRS)
     try:
         if state is not None and state.get("knn_pending") and monitor is not None:
             evaluate_knn()  # the evaluation the interruption cut short
