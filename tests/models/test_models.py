@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from simclr.models.heads import HeadSpec, build_head
+from simclr.models.heads import HeadSpec, ScaleBatchNorm, build_head
 from simclr.models.resnet import ARCHITECTURES, EncoderSpec, build_encoder
 from simclr.models.simclr import SimCLRNet
 
@@ -71,6 +71,26 @@ def test_heads(kind: str, expected: int) -> None:
         assert any(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules())
         assert not any(isinstance(m, torch.nn.BatchNorm1d)
                        for m in build_head(HeadSpec(batch_norm=False), 64).modules())
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+def test_heads_end_with_the_reference_codes_batch_norm(kind: str) -> None:
+    """google-research/simclr's projection_head: every dense layer without a bias and followed by batch norm, the
+    last one's with a scale but no shift (center=False), so z has mean 0 per feature over the batch."""
+    torch.manual_seed(0)
+    head = build_head(HeadSpec(kind=kind, out_dim=8), in_dim=16).train()
+    assert all(m.bias is None for m in head.modules() if isinstance(m, torch.nn.Linear))
+    last = list(head.children())[-1]
+    assert isinstance(last, ScaleBatchNorm) and last.norm.bias is None
+    with torch.no_grad():
+        last.weight.copy_(torch.arange(1.0, 9.0))
+    z = head(torch.randn(256, 16) * 3 + 1)
+    torch.testing.assert_close(z.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0, correction=0), torch.arange(1.0, 9.0), atol=1e-3, rtol=1e-3)
+    old = build_head(HeadSpec(kind=kind, out_dim=8, out_bn=False), in_dim=16)  # as before out_bn existed
+    assert not any(isinstance(m, ScaleBatchNorm) for m in old.modules())
+    assert old(torch.randn(4, 16)).shape == (4, 8)
+    assert not any(isinstance(m, ScaleBatchNorm) for m in build_head(HeadSpec(kind=kind, batch_norm=False), 16).modules())
 
 
 @pytest.mark.parametrize("bad", [HeadSpec(kind="mlp"), HeadSpec(out_dim=0), HeadSpec(layers=1)])

@@ -83,8 +83,12 @@ def _kind(name: str, value: Any, expected: str) -> str:
 
 def saved_config(state: dict[str, Any], path: str | Path) -> Config:
     """The config a checkpoint was saved with; a bad one is one ``InputError`` line naming the checkpoint."""
+    raw = state["config"]
+    head = raw.get("model", {}).get("head") if isinstance(raw.get("model"), dict) else None
+    if isinstance(head, dict) and "out_bn" not in head:  # written before the head's output batch norm existed
+        raw = {**raw, "model": {**raw["model"], "head": {**head, "out_bn": False}}}
     try:
-        return config_from_dict(state["config"])
+        return config_from_dict(raw)
     except InputError as exc:
         raise InputError(f"checkpoint {path} is damaged: {exc}") from None
 

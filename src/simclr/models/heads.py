@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 HEAD_KINDS = ("none", "linear", "nonlinear")
 
@@ -17,7 +18,12 @@ class HeadSpec:
         kind: ``"nonlinear"`` (the paper's z = W2 ReLU(W1 h)), ``"linear"`` (z = W h) or ``"none"`` (z = h).
         out_dim: output size of z (128 in the paper).
         hidden_dim: hidden size of the non-linear head; 0 means "the size of h" (the paper's choice).
-        batch_norm: batch-norm after each hidden layer (the reference code does, Appendix B.9 of v2 code).
+        batch_norm: batch norm after every linear layer, which then has no bias, as in the reference code
+            (``projection_head`` of google-research/simclr: each hidden layer's with a scale and a shift, before
+            the ReLU).
+        out_bn: with ``batch_norm``, the last layer's too (the reference code's, with a scale but no shift,
+            ``center=False``; the linear head's as well); false: z is the last linear layer's output, with a bias
+            (a checkpoint whose config has no ``out_bn`` was written before it existed, and loads so).
         layers: number of linear layers of the non-linear head (2 in the paper).
     """
 
@@ -25,6 +31,7 @@ class HeadSpec:
     out_dim: int = 128
     hidden_dim: int = 0
     batch_norm: bool = True
+    out_bn: bool = True
     layers: int = 2
 
     def validate(self) -> None:
@@ -43,7 +50,10 @@ def build_head(spec: HeadSpec, in_dim: int) -> nn.Module:
     spec.validate()
     if spec.kind == "none":
         return nn.Identity()
+    out_bn = spec.batch_norm and spec.out_bn
     if spec.kind == "linear":
+        if out_bn:
+            return nn.Sequential(nn.Linear(in_dim, spec.out_dim, bias=False), ScaleBatchNorm(spec.out_dim))
         return nn.Linear(in_dim, spec.out_dim, bias=not spec.batch_norm)
     hidden = spec.hidden_dim or in_dim
     mods: list[nn.Module] = []
@@ -54,8 +64,23 @@ def build_head(spec: HeadSpec, in_dim: int) -> nn.Module:
             mods.append(nn.BatchNorm1d(hidden))
         mods.append(nn.ReLU(inplace=True))
         dim = hidden
-    mods.append(nn.Linear(dim, spec.out_dim))
+    mods.append(nn.Linear(dim, spec.out_dim, bias=not out_bn))
+    if out_bn:
+        mods.append(ScaleBatchNorm(spec.out_dim))
     return nn.Sequential(*mods)
 
 
-__all__ = ["HEAD_KINDS", "HeadSpec", "build_head"]
+class ScaleBatchNorm(nn.Module):
+    """Batch norm with a learned per-feature scale and no shift (TensorFlow's ``center=False``): the reference
+    code's output layer of the projection head. Input and output [B, C]."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(features, affine=False)  # global batch norm replaces it like any other
+        self.weight = nn.Parameter(torch.ones(features))  # 1-d: excluded from weight decay and LARS adaptation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x) * self.weight
+
+
+__all__ = ["HEAD_KINDS", "HeadSpec", "ScaleBatchNorm", "build_head"]
