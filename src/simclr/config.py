@@ -119,6 +119,11 @@ class LossConfig:
         margin: margin of the triplet loss.
         normalize: l2-normalise z (cosine similarity).
         semi_hard: semi-hard negative mining (NT-Logistic and margin triplet only).
+        scale: the loss is multiplied by this for the gradient (the logged loss stays the paper's average over
+            the 2N views): 2 follows the reference code, whose loss is the sum of both directions' means
+            (``loss_a + loss_b`` in ``objective.py``), twice the paper's average; the paper's learning rates and
+            weight decay were set with it. Under LARS this is not a change of learning rate alone: it halves
+            weight decay's share of each adapted step and doubles the steps of batch-norm parameters and biases.
     """
 
     name: str = "nt_xent"
@@ -126,6 +131,7 @@ class LossConfig:
     margin: float = 1.0
     normalize: bool = True
     semi_hard: bool = False
+    scale: float = 2.0
 
     def validate(self) -> None:
         if self.name not in LOSSES:
@@ -134,6 +140,8 @@ class LossConfig:
             raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
         if self.margin <= 0:
             raise ValueError(f"loss.margin must be > 0, got {self.margin}")
+        if not 0 < self.scale < float("inf"):
+            raise ValueError(f"loss.scale must be > 0, got {self.scale}")
         if self.semi_hard and self.name == "nt_xent":
             raise ValueError("loss.semi_hard applies to nt_logistic and margin_triplet, not nt_xent")
 

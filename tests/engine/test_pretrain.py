@@ -88,18 +88,18 @@ def test_resume_on_the_file_path_gives_the_same_next_losses(mini_archive: Path, 
     _same_diagnostics(_diagnostics(tmp_path / "whole"), _diagnostics(tmp_path / "parts"))
 
 
-def test_a_run_from_before_the_heads_output_batch_norm_resumes_with_its_head(tmp_path: Path) -> None:
-    """A checkpoint whose config has no model.head.out_bn was written when z was the last linear layer's output:
-    it resumes (and evaluates) with that head, not the reference code's batch-normed one."""
-    old = _config(model={"head": {"out_bn": False}}, train={"epochs": 1})
+def test_a_run_from_before_the_heads_output_batch_norm_resumes_as_it_was_trained(tmp_path: Path) -> None:
+    """A checkpoint whose config has no model.head.out_bn and loss.scale was written when z was the last linear
+    layer's output and the gradient the paper's average's: it resumes (and evaluates) so."""
+    old = _config(model={"head": {"out_bn": False}}, loss={"scale": 1.0}, train={"epochs": 1})
     pretrain(old, tmp_path, progress=False, stop_after_steps=5)
     state = load_checkpoint(tmp_path)
-    del state["config"]["model"]["head"]["out_bn"]
+    del state["config"]["model"]["head"]["out_bn"], state["config"]["loss"]["scale"]
     save_checkpoint(state, tmp_path / "last.pt")
     done = pretrain(_config(train={"epochs": 1}), tmp_path, resume=True, progress=False)
     assert done.step == done.total_steps
     after = load_checkpoint(tmp_path)
-    assert after["config"]["model"]["head"]["out_bn"] is False
+    assert after["config"]["model"]["head"]["out_bn"] is False and after["config"]["loss"]["scale"] == 1.0
     assert "head.1.running_mean" in after["model"] and "head.3.bias" in after["model"]  # z = W2 ReLU(BN(W1 h)) + b
     assert not any(k.startswith("head.4") for k in after["model"])
     new = pretrain(_config(train={"epochs": 1}), tmp_path / "new", progress=False, stop_after_steps=1)

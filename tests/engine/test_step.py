@@ -112,3 +112,26 @@ def test_gradient_caching_is_never_compiled() -> None:
     step = ContrastiveStep(_net(), LARS(_net().parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
                            FP32, CPU, temperature=0.5, compile="default", grad_cache_chunk=4)
     assert step.compile == "off"
+
+
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_loss_scale_multiplies_the_gradient_and_not_the_returned_loss(chunk: int) -> None:
+    """loss.scale 2 back-propagates the reference code's loss_a + loss_b (twice the paper's average); plain SGD
+    then takes twice the step, and the step still returns the paper's average."""
+    moved, losses = [], []
+    for scale in (1.0, 2.0):
+        model = _net()
+        before = [p.detach().clone() for p in model.parameters()]
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        step = ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
+                               grad_cache_chunk=chunk, loss_scale=scale)
+        loss, _ = step(*_views())
+        losses.append(float(loss))
+        moved.append([p.detach() - b for p, b in zip(model.parameters(), before)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    v1, v2 = _views()
+    with torch.no_grad():
+        z = _net().train()(torch.cat([v1, v2])).z
+    assert losses[0] == pytest.approx(float(nt_xent(z[:8], z[8:], 0.5).loss), rel=1e-5)
+    for one, two in zip(*moved):
+        torch.testing.assert_close(two, 2 * one, rtol=1e-4, atol=1e-6)  # (a bias before batch norm: ~0)

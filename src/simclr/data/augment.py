@@ -14,6 +14,15 @@ Implements the data augmentation of SimCLR (Chen et al., 2020, Appendix A):
 The CIFAR-10 recipe (Appendix B.9) uses ``s = 0.5`` and no blur, see :data:`PRESETS`. Outputs are
 float32 tensors in [0, 1] without mean/std normalisation.
 
+The parameter distributions are the paper's; the operations are torchvision's (as in the PyTorch ports), which
+differ from the TensorFlow reference code in their formulas: brightness multiplies (as the reference code's
+default, ``simclrv2``; the paper's Appendix A listing adds ``tf.image.random_brightness``'s delta instead);
+contrast pulls every channel towards the image's mean luma (TensorFlow: each channel towards its own mean);
+saturation blends with the grayscale image (TensorFlow: scales S in HSV and clips it); hue and the grayscale
+weights agree. The crop draws its area uniformly with 10 tries and a clamped centre crop as the fallback
+(TensorFlow's ``sample_distorted_bounding_box``: 100 tries, the whole image as the fallback); the blur pads by
+reflection (TensorFlow: zeros).
+
 The batched, device-side version of the same distributions lives in
 :mod:`simclr.data.batch_augment`.
 """

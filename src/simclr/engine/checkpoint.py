@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import warnings
 from pathlib import Path
@@ -81,14 +82,30 @@ def _kind(name: str, value: Any, expected: str) -> str:
     return f"it has no {name}" if value is None else f"its {name} is a {type(value).__name__}, not {expected}"
 
 
+LEGACY = {("model", "head", "out_bn"): False, ("loss", "scale"): 1.0}
+"""Settings added since checkpoints were first written, with the value that gives what a checkpoint without them
+was trained with: the head's output batch norm, the loss's scale for the gradient."""
+
+
+def _with_legacy(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with the :data:`LEGACY` value of each setting it lacks (where it has the section)."""
+    raw = copy.deepcopy(raw)
+    for keys, value in LEGACY.items():
+        section: Any = raw
+        for key in keys[:-1]:
+            section = section.get(key)
+            if not isinstance(section, dict):
+                break
+        else:
+            section.setdefault(keys[-1], value)
+    return raw
+
+
 def saved_config(state: dict[str, Any], path: str | Path) -> Config:
-    """The config a checkpoint was saved with; a bad one is one ``InputError`` line naming the checkpoint."""
-    raw = state["config"]
-    head = raw.get("model", {}).get("head") if isinstance(raw.get("model"), dict) else None
-    if isinstance(head, dict) and "out_bn" not in head:  # written before the head's output batch norm existed
-        raw = {**raw, "model": {**raw["model"], "head": {**head, "out_bn": False}}}
+    """The config a checkpoint was saved with (settings it predates take :data:`LEGACY`'s values); a bad one is one
+    ``InputError`` line naming the checkpoint."""
     try:
-        return config_from_dict(raw)
+        return config_from_dict(_with_legacy(state["config"]))
     except InputError as exc:
         raise InputError(f"checkpoint {path} is damaged: {exc}") from None
 

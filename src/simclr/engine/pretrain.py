@@ -303,7 +303,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                                  normalize=config.loss.normalize, channels_last=tr.channels_last,
                                  compile=compile_mode, gather_negatives=tr.gather_negatives, rank=ctx.rank,
                                  grad_cache_chunk=tr.grad_cache_chunk, bn_owner=net, loss=config.loss.name,
-                                 margin=config.loss.margin, semi_hard=config.loss.semi_hard)
+                                 margin=config.loss.margin, semi_hard=config.loss.semi_hard,
+                                 loss_scale=config.loss.scale)
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
                dynamic_ncols=True)

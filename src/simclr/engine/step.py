@@ -59,13 +59,14 @@ class ContrastiveStep:
         bn_owner: the module whose batch-norm running statistics gradient caching protects (the unwrapped
             network when ``model`` is a DDP wrapper).
         loss: a name of :data:`simclr.losses.alternatives.LOSSES`; ``margin`` and ``semi_hard`` go with it.
+        loss_scale: the loss is multiplied by this for the gradient; the step returns it unscaled.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  precision: Precision, device: torch.device, *, temperature: float, normalize: bool = True,
                  channels_last: bool = True, compile: str = "off", gather_negatives: bool = True, rank: int = 0,
                  grad_cache_chunk: int = 0, bn_owner: nn.Module | None = None, loss: str = "nt_xent",
-                 margin: float = 1.0, semi_hard: bool = False) -> None:
+                 margin: float = 1.0, semi_hard: bool = False, loss_scale: float = 1.0) -> None:
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
@@ -80,6 +81,7 @@ class ContrastiveStep:
         self.grad_cache_chunk = grad_cache_chunk
         self.bn_owner = bn_owner if bn_owner is not None else model
         self.loss_name, self.margin, self.semi_hard = loss, margin, semi_hard
+        self.loss_scale = loss_scale
         self._forward: Callable[[Tensor], tuple[Tensor, Tensor]] = self._forward_loss
         if self.compile != "off":
             mode = "reduce-overhead" if self.compile == "cudagraphs" else "default"
@@ -101,6 +103,10 @@ class ContrastiveStep:
                                          normalize=self.normalize, semi_hard=self.semi_hard)
         return out.loss, out.accuracy
 
+    def _scaled(self, loss: Tensor) -> Tensor:
+        """What is back-propagated: the loss times ``loss_scale``, then the gradient scaler's factor (fp16)."""
+        return self.scaler.scale(loss * self.loss_scale if self.loss_scale != 1 else loss)
+
     def _forward_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._loss(self._embed(x))
 
@@ -110,13 +116,13 @@ class ContrastiveStep:
             x = x.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
         if self.grad_cache_chunk:
-            loss, accuracy = cached_backward(self._embed, x, self.grad_cache_chunk, self._loss, self.scaler.scale,
+            loss, accuracy = cached_backward(self._embed, x, self.grad_cache_chunk, self._loss, self._scaled,
                                              self.bn_owner)
         else:
             if self.compile == "cudagraphs":
                 torch.compiler.cudagraph_mark_step_begin()
             loss, accuracy = self._forward(x)
-            self.scaler.scale(loss).backward()
+            self._scaled(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.compile == "cudagraphs":  # the outputs live in memory the next replay overwrites

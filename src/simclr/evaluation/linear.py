@@ -2,7 +2,7 @@
 
 Two solvers for the same model (a linear layer on standardised, frozen h):
 
-* ``sgd``: the paper's protocol (Appendix B.5): SGD with Nesterov momentum 0.9, cosine decay of the
+* ``sgd``: the paper's protocol (Appendix B.6): SGD with Nesterov momentum 0.9, cosine decay of the
   learning rate ``0.1 x batch/256`` to zero, no weight decay, cross-entropy, on cached features;
 * ``lbfgs`` (default for the small datasets this runs on): a full-batch L-BFGS fit, faster and deterministic,
   with the weight decay (the l2 penalty on the mean cross-entropy) chosen on a held-out 10% of the training

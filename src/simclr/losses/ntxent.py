@@ -14,7 +14,7 @@ invariant to that ordering.
 
 Differences from the reference TF2 code (``tf2/objective.py``): the reference returns
 ``mean_over_N(loss_a + loss_b)``, which is twice the paper's average over 2N anchors; this module
-returns the paper's average. Contrastive accuracy here ranks the positive against all 2N-1 candidates
+returns the paper's average (training back-propagates it times ``loss.scale``, 2 by default, as the reference). Contrastive accuracy here ranks the positive against all 2N-1 candidates
 (the reference only ranks it against the N views of the other augmentation).
 """
 
