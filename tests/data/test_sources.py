@@ -178,6 +178,24 @@ def test_class_folders_recursive_and_consistent_across_splits(tmp_path: Path) ->
     assert train.paths == ("train/a/0.png", "train/b/deep/1.png") and test.labels.tolist() == [2]
 
 
+def test_images_beside_class_folders_are_left_out_with_a_note(tmp_path: Path, capsys) -> None:
+    _write_png(tmp_path / "shop" / "loose1.png")
+    _write_png(tmp_path / "shop" / "loose2.png")
+    _write_png(tmp_path / "shop" / "thumbs" / "t.png")
+    src = load_source(str(tmp_path / "shop"), "all", cache_dir=tmp_path)
+    assert src.paths == ("thumbs/t.png",) and src.classes == ("thumbs",)
+    err = capsys.readouterr().err
+    assert f"note: 2 image(s) directly in {tmp_path / 'shop'}, beside its subfolders, are left out" in err
+    assert "each one is a class (thumbs)" in err
+    _write_png(tmp_path / "split" / "train" / "a" / "0.png")
+    _write_png(tmp_path / "split" / "train" / "stray.png")
+    _write_png(tmp_path / "split" / "test" / "a" / "0.png")
+    assert load_source(str(tmp_path / "split"), "test", cache_dir=tmp_path).paths == ("test/a/0.png",)
+    assert capsys.readouterr().err == ""  # test/ has nothing beside its classes
+    assert load_source(str(tmp_path / "split"), "train", cache_dir=tmp_path).paths == ("train/a/0.png",)
+    assert f"note: 1 image(s) directly in {tmp_path / 'split' / 'train'}," in capsys.readouterr().err
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_class(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     _make_labeled(tmp_path, {"a": 2, "b": 2})

@@ -128,6 +128,36 @@ def test_another_dataset_or_split_is_refused_and_the_file_kept(ckpt: Path, tmp_p
     assert embed(ckpt, _setup(other), "all", out)["images"] == 10  # without --update: replaced
 
 
+def test_a_flat_folder_that_gains_a_subfolder_is_refused_and_the_file_kept(ckpt: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    """A subfolder in a flat catalogue makes it a folder of classes, whose loose images have none: the update
+    would have dropped all but the subfolder's images. It is refused; reading such a folder says what is left
+    out."""
+    shop = tmp_path / "shop"
+    _catalogue(tmp_path / "classes")
+    shop.mkdir()
+    for png in sorted((tmp_path / "classes").rglob("*.png")):
+        shutil.copy(png, shop / f"{png.parent.name}_{png.name}")
+    out = tmp_path / "index.npz"
+    assert embed(ckpt, _setup(shop), "all", out)["images"] == 10
+    before = out.read_bytes()
+    (shop / "thumbs").mkdir()
+    shutil.copy(shop / "bags_0.png", shop / "thumbs" / "small.png")
+    with pytest.raises(InputError, match=r"without classes, which now has class subfolders \(thumbs\): read as "
+                                         r"classes, only their 1 image\(s\) would be kept of 10"):
+        embed(ckpt, _setup(shop), "all", out, update=True)
+    assert out.read_bytes() == before
+    assert "note: 10 image(s) directly in" in capsys.readouterr().err
+    assert embed(ckpt, _setup(tmp_path / "classes"), "all", tmp_path / "classes.npz")["images"] == 10
+    shutil.rmtree(tmp_path / "classes" / "shoes")
+    for png in sorted((tmp_path / "classes" / "bags").glob("*.png")):
+        png.rename(tmp_path / "classes" / png.name)
+    (tmp_path / "classes" / "bags").rmdir()
+    with pytest.raises(InputError, match="with classes, which now has none"):
+        embed(ckpt, _setup(tmp_path / "classes"), "all", tmp_path / "classes.npz", update=True)
+    assert "note:" not in capsys.readouterr().err  # a flat folder: nothing left out
+
+
 def test_unreadable_images_are_tried_again(ckpt: Path, tmp_path: Path) -> None:
     shop = _catalogue(tmp_path / "shop")
     good = (shop / "bags" / "0.png").read_bytes()

@@ -11,8 +11,8 @@ SPEC forms accepted by :func:`load_source`:
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
   (``i % 5 == 0``), train = the rest.
 * An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks
-  one (``all`` = both). Inside, class subfolders give labels (sorted names; loose files beside them are ignored); a flat folder is
-  unlabeled (label -1). Without both subfolders the test split is a seeded, class-stratified ``holdout``
+  one (``all`` = both). Inside, class subfolders give labels (sorted names; images beside them are left out, with a note on
+  stderr); a flat folder is unlabeled (label -1). Without both subfolders the test split is a seeded, class-stratified ``holdout``
   fraction and train is the rest. A lone ``train/`` or ``test/`` subfolder is treated as the whole dataset.
 * A ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz`` or ``.zip`` archive of such a folder, extracted
   once (safely and atomically) under ``cache_dir/archives/<key>``; a single wrapping top-level folder is
@@ -28,6 +28,7 @@ import dataclasses
 import io
 import numbers
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,7 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
         paths: list[str] = []
         labels: list[int] = []
         for part in _parts(split):
+            _note_loose(files[part], classes, Path(name) / (test_dir.name if part == "test" else part))
             part_paths, part_labels = _label_files(files[part], classes)
             if not part_paths:
                 raise InputError(f"no images found in {Path(name) / part}")
@@ -214,6 +216,7 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
     prefix = "" if base == root else f"{base.name}/"
     files_here = _walk_images(base)
     classes = _class_names([files_here])
+    _note_loose(files_here, classes, Path(name) / prefix)
     rel_paths, label_list = _label_files(files_here, classes)
     if not rel_paths:
         raise InputError(f"no images found in {name}")
@@ -251,6 +254,16 @@ def _walk_images(folder: Path) -> list[str]:
 def _class_names(file_lists: Iterable[list[str]]) -> tuple[str, ...]:
     """Sorted names of the top-level subfolders that hold images in any of ``file_lists``."""
     return tuple(sorted({p.split("/", 1)[0] for files in file_lists for p in files if "/" in p}))
+
+
+def _note_loose(files: list[str], classes: tuple[str, ...], folder: Path) -> None:
+    """Say on stderr how many images lie directly in ``folder`` beside its class subfolders: they have no class,
+    and are left out (a folder of mostly loose images with one subfolder would otherwise shrink unseen)."""
+    loose = sum(1 for p in files if "/" not in p) if classes else 0
+    if loose:
+        print(f"note: {loose} image(s) directly in {folder}, beside its subfolders, are left out: with subfolders, "
+              f"each one is a class ({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); put every "
+              "image in one to use them all", file=sys.stderr)
 
 
 def _label_files(files: list[str], classes: tuple[str, ...]) -> tuple[list[str], list[int]]:

@@ -100,6 +100,7 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
         "precision": str(learned.precision.dtype or torch.float32).removeprefix("torch.")}
     if previous is not None:
         _check_same_collection(previous, meta)
+        _check_same_layout(previous, source)
     cache = cache_folder(config)
     digests = image_digests(source, cache / "digests" if cache else None, setup.progress)  # decode_cached's memo
     fresh = None if previous is None else _not_reusable(previous, meta)
@@ -127,6 +128,25 @@ def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
     raise InputError(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
                      f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
                      "with (without --update the file is replaced)")
+
+
+def _check_same_layout(previous: Embeddings, source: ImageSource) -> None:
+    """InputError if a flat (unlabeled) folder has gained class subfolders since ``previous`` was embedded, or lost
+    them: the update would drop every image outside them (or relabel all), where a new subfolder was likely meant
+    as more images of the collection."""
+    labels = np.asarray(source.labels)
+    was_flat = len(previous.paths) > 0 and bool((previous.labels == -1).all())
+    is_flat = labels.ndim == 2 or bool((labels == -1).all())
+    if was_flat == is_flat or not len(previous.paths):
+        return
+    file = previous.meta.get("file", "the embeddings file")
+    if was_flat:
+        names = ", ".join(source.classes[:3]) + (", ..." if len(source.classes) > 3 else "")
+        raise InputError(f"{file} was embedded from {source.name} without classes, which now has class subfolders "
+                         f"({names}): read as classes, only their {len(source.paths)} image(s) would be kept of "
+                         f"{len(previous.paths)}; without --update the file is replaced")
+    raise InputError(f"{file} was embedded from {source.name} with classes, which now has none (a flat folder): "
+                     "without --update the file is replaced")
 
 
 def _not_reusable(previous: Embeddings, meta: dict[str, Any]) -> str | None:
