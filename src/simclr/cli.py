@@ -185,6 +185,8 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
     p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): each query (up to 8) beside its results")
+    p.add_argument("--images", help="where the collection's folder or archive lies now, if it has moved since it "
+                                    "was embedded (the sheet draws its images)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _reading_options(p)
 
@@ -209,6 +211,8 @@ def _duplicates_parser(sub: Any) -> None:
                                             "label, score)")
     p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): the largest groups "
                                               "(up to 8), the image kept beside the others")
+    p.add_argument("--images", help="where the collection's folder or archive lies now, if it has moved since it "
+                                    "was embedded (the sheet draws its images)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -403,11 +407,11 @@ def _check_result_files(args: argparse.Namespace) -> None:
     if args.out and args.sheet and Path(args.out).absolute() == Path(args.sheet).absolute():
         raise InputError(f"--out and --sheet both name {args.out}: name two files")
     if args.sheet:
-        sheet_format(args.sheet)
+        sheet_format(args.sheet, "--sheet")
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search
+    from simclr.retrieval.query import save_sheet, search, source_from_meta
     from simclr.tables import write_csv
 
     _check_result_files(args)
@@ -417,10 +421,11 @@ def run_search(args: argparse.Namespace) -> int:
         (name, why), more = result.queries.skipped[0], len(result.queries.skipped) - 1
         print(f"note: {len(result.queries.skipped)} query image(s) could not be read and were left out: {name} "
               f"({why})" + (f" and {more} more" if more else ""), file=sys.stderr)
+    pictures = source_from_meta(result.index.meta, args.images) if args.sheet else None  # before any file is written
     if args.out:
         write_csv(result.rows_for_csv(), args.out)
     if args.sheet:
-        save_sheet(result, args.sheet)
+        save_sheet(result, args.sheet, source=pictures)
     if args.json:
         print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
                          "skipped": [{"query": name, "reason": why} for name, why in result.queries.skipped],
@@ -458,6 +463,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
         find_duplicates,
         save_duplicates_sheet,
     )
+    from simclr.retrieval.query import source_from_meta
     from simclr.tables import write_csv
 
     _check_result_files(args)
@@ -465,10 +471,11 @@ def run_duplicates(args: argparse.Namespace) -> int:
     threshold = default_threshold(on) if args.threshold is None else args.threshold
     index, found = find_duplicates(args.index, threshold, args.k, on, args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
+    pictures = source_from_meta(index.meta, args.images) if args.sheet else None  # before any file is written
     if args.out:
         write_csv(rows, args.out)
     if args.sheet:
-        save_duplicates_sheet(index, groups, args.sheet)
+        save_duplicates_sheet(index, groups, args.sheet, source=pictures)
     spare = sum(len(g.rows) - 1 for g in groups)
     nearest = found.nearest.numpy()
     spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)} \
@@ -484,7 +491,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
             print(f"  {'keep' if r == 0 else f'{score:.4f}':>6}  {index.paths[i]}")
     if len(groups) > 10:
         print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {threshold:g}): "
+    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {threshold:.10g}): "
           f"{spare} images could go. " + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
                                           f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
                                           if spread else "(one image: nothing to compare it with)"))

@@ -3,6 +3,7 @@ embeddings file; results, scores, CSV, contact sheet, and bad input (one line, e
 
 import csv
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
 
     train = str(index["train"])
     assert "not found" in bad("--index", str(tmp_path / "none.npz"), "--query", train)
+    assert "is a folder, not an embeddings file" in bad("--index", str(tmp_path), "--query", train)
     assert "must be >= 1" in bad("--index", train, "--query", train, "--k", "0")
     assert "query image not found" in bad("--index", train, "--query", str(tmp_path / "x.jpg"))
     plain = tmp_path / "plain.npz"
@@ -142,6 +144,8 @@ def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path
     assert json.loads(capsys.readouterr().out)["threshold"] == 0.95  # z's own default
     assert main(["duplicates", "--index", str(index["test"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["threshold"] == 0.99
+    assert main(["duplicates", "--index", str(emb), "--threshold", "0.9999999"]) == 0
+    assert "(cosine >= 0.9999999)" in capsys.readouterr().out  # not rounded to 1
 
 
 def test_duplicates_of_a_single_image(env: dict, tmp_path: Path, capsys) -> None:
@@ -258,3 +262,27 @@ def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, caps
     assert good in captured.out and str(broken) + ":" not in captured.out
     out = _json(["--index", str(index["train"]), "--query", str(broken), good], capsys)
     assert out["queries"] == 1 and [s["query"] for s in out["skipped"]] == [str(broken)]
+    assert main(["search", "--index", str(index["train"]), "--query", str(broken), "--quiet"]) == 2  # it alone
+    assert "no readable images in query images: broken.jpg (cannot decode image" in capsys.readouterr().err
+
+
+def test_a_sheet_of_a_collection_that_has_moved(index: dict, env: dict, tmp_path: Path, capsys) -> None:
+    """The sheet draws the collection's images from where they were embedded; once moved, --images says where
+    they are now (else one line, before any file is written)."""
+    images = tmp_path / "catalogue"
+    shutil.copytree(index["images"], images)
+    moved = tmp_path / "moved.npz"
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(images), "--split", "test",
+                 "--out", str(moved), "--quiet"]) == 0
+    images.rename(tmp_path / "elsewhere")
+    query = str(min((tmp_path / "elsewhere").rglob("test/cat/*.jpg")))
+    capsys.readouterr()
+    args = ["search", "--index", str(moved), "--query", query, "--k", "2", "--quiet"]
+    assert main([*args, "--sheet", str(tmp_path / "s.png"), "--out", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"the images of {moved} are no longer at {images}" in err and "--images" in err
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "r.csv").exists()
+    assert main([*args, "--sheet", str(tmp_path / "s.png"), "--images", str(tmp_path / "elsewhere")]) == 0
+    with Image.open(tmp_path / "s.png") as sheet:
+        inside = np.asarray(sheet.convert("L"))[10:94, 110:194]  # the first result's cell, inside its frame
+    assert inside.std() > 10  # a picture, not an empty (white) frame

@@ -13,7 +13,7 @@ works; ``k`` bounds how many links one image can have.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -21,6 +21,9 @@ from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, unit_rows
 from simclr.retrieval.sheet import draw_sheet
+
+if TYPE_CHECKING:
+    from simclr.data.sources import ImageSource
 
 DEFAULT_THRESHOLD = 0.99
 """The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h (the
@@ -114,13 +117,14 @@ def duplicate_rows(index: Embeddings, groups: list[Group]) -> list[dict[str, Any
 
 
 def save_duplicates_sheet(index: Embeddings, groups: list[Group], out: Path, max_groups: int = 8,
-                          most: int = 8) -> int:
+                          most: int = 8, source: ImageSource | None = None) -> int:
     """A contact sheet: one row per group (the ``max_groups`` largest), the image kept then up to ``most`` others
-    with their similarity to it. Returns the number of rows drawn."""
+    with their similarity to it, drawn from ``source`` (default: the images where ``index`` says they are).
+    Returns the number of rows drawn."""
     # the dataset is opened only to draw
     from simclr.retrieval.query import picture_loader, source_from_meta
 
-    picture = picture_loader(source_from_meta(index.meta))
+    picture = picture_loader(source if source is not None else source_from_meta(index.meta))
     rows = [(picture(index.paths[g.rows[0]]), [(picture(index.paths[i]), f"{s:.3f}")
                                                for i, s in zip(g.rows[1:most + 1], g.scores[1:most + 1])])
             for g in groups[:max_groups]]

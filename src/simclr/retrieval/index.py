@@ -148,13 +148,15 @@ class Index:
         return [[Hit(r + 1, self.paths[i], int(self.labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
                 for g in duplicate_groups(vectors, threshold, k).groups]
 
-    def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96) -> Path:
+    def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96,
+              images: str | Path | None = None) -> Path:
         """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities
         (PNG, JPEG or WebP by the suffix of ``out``). ``queries`` and ``hits`` as given to and returned by
-        :meth:`search`; vector queries are drawn as empty frames, and so are images no longer readable."""
+        :meth:`search`; vector queries are drawn as empty frames, and so are images no longer readable.
+        ``images``: where the collection's folder or archive lies now, if it has moved since it was embedded."""
         from simclr.retrieval.query import picture_loader, source_from_meta
 
-        load = picture_loader(source_from_meta(self.meta))
+        load = picture_loader(source_from_meta(self.meta, images))
         draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row])
                     for q, row in zip(_pictures(queries, len(hits)), hits)], out, cell)
         return Path(out)

@@ -71,12 +71,18 @@ class SearchResult:
                  "score": round(float(s), 4)} for r, (s, j) in enumerate(zip(self.scores[i], self.rows[i]))]
 
 
-def source_from_meta(meta: dict[str, Any]) -> ImageSource:
-    """The images an embeddings file was made from (for showing results); needs the file's ``meta``."""
-    if "data" not in meta:
-        raise InputError(f"{meta.get('file', 'the embeddings file')} does not say which images it holds "
-                         "(made by an older simclr embed): embed again to show images")
-    return load_source(meta["data"], meta.get("split", "train"),
+def source_from_meta(meta: dict[str, Any], images: str | Path | None = None) -> ImageSource:
+    """The images an embeddings file was made from (for showing results); needs the file's ``meta``. ``images``:
+    where they lie now, if the folder or archive has moved since (the same layout)."""
+    file = meta.get("file", "the embeddings file")
+    if images is None and "data" not in meta:
+        raise InputError(f"{file} does not say which images it holds (made by an older simclr embed): embed again "
+                         "to show images")
+    data = str(images) if images is not None else meta["data"]
+    if images is None and Path(data).is_absolute() and not Path(data).exists():
+        raise InputError(f"the images of {file} are no longer at {data}, where pictures of them are drawn from: "
+                         "--images (images= in Python) says where they are now")
+    return load_source(data, meta.get("split", "train"),
                        data_root=Path(meta["root"]) if meta.get("root") else None,
                        cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
                        holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
@@ -173,14 +179,20 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     return SearchResult(queries, index, scores, rows, metrics)
 
 
-def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96) -> int:
+def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96,
+               source: ImageSource | None = None) -> int:
     """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
 
-    Returns the number of rows drawn. Queries read from a .npz file are shown from that file's dataset; an image
-    that can no longer be read is drawn as an empty frame.
+    Returns the number of rows drawn. The results are drawn from ``source`` (default: the index's images where
+    it says they are); queries read from a .npz file are shown from that file's dataset; an image that can no
+    longer be read is drawn as an empty frame.
     """
-    result_picture = picture_loader(source_from_meta(result.index.meta))
-    query_picture = picture_loader(result.queries.source or source_from_meta(result.queries.meta or {}))
+    index_source = source if source is not None else source_from_meta(result.index.meta)
+    result_picture = picture_loader(index_source)
+    made = result.queries.meta or {}
+    same = bool(made) and all(made.get(k) == result.index.meta.get(k) for k in ("data", "split"))
+    query_picture = picture_loader(result.queries.source if result.queries.source is not None
+                                   else index_source if same else source_from_meta(made))
     n = min(max_queries, len(result.queries.paths))
     rows: list[SheetRow] = []
     for i in range(n):

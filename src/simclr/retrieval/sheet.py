@@ -15,11 +15,12 @@ SheetRow = tuple[Image.Image | None, list[tuple[Image.Image | None, str]]]
 """A query's picture (None: drawn as an empty frame) and its results' pictures with their captions."""
 
 
-def sheet_format(out: str | Path) -> str:
-    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError when unknown)."""
+def sheet_format(out: str | Path, what: str = "contact sheet") -> str:
+    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError naming ``what``, e.g.
+    the command's option, when unknown)."""
     fmt = SHEET_FORMATS.get(Path(out).suffix.lower())
     if fmt is None:
-        raise InputError(f"--sheet {out}: name a {', '.join(SHEET_FORMATS)} file")
+        raise InputError(f"{what} {out}: name a {', '.join(SHEET_FORMATS)} file")
     return fmt
 
 
