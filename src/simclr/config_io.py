@@ -169,6 +169,8 @@ def parse_override(text: str) -> dict[str, Any]:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is an ``InputError``."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"config file {p} is a folder: name a YAML file (e.g. configs/cifar10_cpu.yaml)")
     if not p.is_file():
         raise InputError(f"config file not found: {p}")
     try:

@@ -507,7 +507,7 @@ def test_resume_continues_the_run(env: dict, tmp_path: Path, capsys) -> None:
     assert main(["pretrain", "--out", str(run), "--resume", "--quiet"]) == 0  # --data: the saved config's
     assert (run / "metrics.jsonl").read_text() == before  # already complete: nothing added
     captured = capsys.readouterr()
-    assert captured.out.startswith("done: ") and "nan" not in captured.out
+    assert captured.out.startswith("done: ") and "nan" not in captured.out and ", last loss " in captured.out
     assert "is already finished (10/10 steps): nothing to do" in captured.err
     assert main(["pretrain", "--data", env["archive"], "--out", str(run), "--resume", "--epochs", "5",
                  "--quiet"]) == 0
@@ -536,6 +536,8 @@ def test_bad_inputs_one_line_exit_2(env: dict, tmp_path: Path, capsys, make_chec
     assert "must be > 0" in _bad(["pretrain", "--data", data, "--out", out, "--epochs", "0"], capsys)
     assert "config file not found" in _bad(["pretrain", "--data", data, "--out", out, "--config", "x.yaml"],
                                            capsys)
+    assert "is a folder: name a YAML file" in _bad(["pretrain", "--data", data, "--out", out, "--config",
+                                                    str(empty)], capsys)
     assert "larger than the dataset" in _bad(["pretrain", "--data", data, "--out", out, "--config",
                                               str(env["cfg"]), "--batch-size", "4096", "--quiet"], capsys)
     assert "already holds a run" in _bad(["pretrain", "--data", data, "--out", run], capsys)

@@ -130,6 +130,21 @@ def test_refuses_to_overwrite_a_run(full_run: Path) -> None:
     assert (full_run / "last.pt").read_bytes() == before
 
 
+def test_resuming_a_finished_run_reports_its_last_loss(full_run: Path, capsys) -> None:
+    before = (full_run / "last.pt").read_bytes()
+    result = pretrain(_config(), full_run, resume=True, progress=False)
+    assert result.step == result.total_steps
+    assert result.loss == _losses(full_run)[result.step]  # from its log: nothing ran
+    assert "already finished" in capsys.readouterr().err
+    assert (full_run / "last.pt").read_bytes() == before
+
+
+def test_an_out_folder_inside_the_dataset_is_refused(photos: Path) -> None:
+    with pytest.raises(InputError, match=r"--out .*run lies in the dataset .*: its views.png would be read"):
+        pretrain(_config(data={"spec": str(photos)}), photos / "run", progress=False)
+    assert not (photos / "run").exists()
+
+
 def test_resume_without_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no checkpoint"):
         pretrain(_config(), tmp_path, resume=True, progress=False)
@@ -188,8 +203,12 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="not a complete PyTorch file .corrupt, truncated"):
             load_checkpoint(tmp_path / "cut.pt")
     torch.save({"a": 1}, tmp_path / "other.pt")
-    with pytest.raises(InputError, match="not a simclr checkpoint"):
+    with pytest.raises(InputError, match="not a simclr checkpoint$"):
         load_checkpoint(tmp_path / "other.pt")
+    torch.save({"conv1.weight": torch.ones(2, 3, 1, 1)}, tmp_path / "torchvision.pt")  # e.g. simclr export's
+    with pytest.raises(InputError, match=r"not a simclr checkpoint \(ResNet weights in torchvision's layout\? "
+                                         r"simclr import makes a checkpoint of them\)"):
+        load_checkpoint(tmp_path / "torchvision.pt")
 
 
 @pytest.mark.parametrize("in_memory", ["true", "false"])

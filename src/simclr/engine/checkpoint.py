@@ -68,7 +68,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     p = resolve_checkpoint(path)
     state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError(f"{p} is not a simclr checkpoint")
+        hint = " (ResNet weights in torchvision's layout? simclr import makes a checkpoint of them)" \
+            if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()) else ""
+        raise InputError(f"{p} is not a simclr checkpoint{hint}")
     config, model = state.get("config"), state.get("model")
     if not isinstance(config, dict):
         raise InputError(f"checkpoint {p} is damaged: {_kind('config', config, 'a mapping')}")

@@ -44,7 +44,7 @@ from simclr.engine.checkpoint import (
 )
 from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
 from simclr.engine.memory import available, check_step_fits, step_memory
-from simclr.engine.metrics import MetricsLog, TrainClock
+from simclr.engine.metrics import MetricsLog, TrainClock, read_metrics
 from simclr.engine.monitor import KnnMonitor
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.engine.step import ContrastiveStep, pick_compile
@@ -70,6 +70,15 @@ class PretrainResult:
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _logged_loss(run_dir: Path) -> float:
+    """The last loss in the run's metrics.jsonl (nan if it has none or cannot be read)."""
+    try:
+        losses = [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if is_number(r.get("loss"))]
+    except (OSError, ValueError):  # missing, unreadable, not text
+        return float("nan")
+    return float(losses[-1]) if losses else float("nan")
 
 
 def _write_skipped(run_dir: Path, skipped: dict[str, str]) -> None:
@@ -99,6 +108,10 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
     last = run_dir / LAST
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
+    data = Path(config.data.spec).expanduser()
+    if config.data.spec and data.is_dir() and run_dir.resolve().is_relative_to(data.resolve()):
+        raise InputError(f"--out {run_dir} lies in the dataset {config.data.spec}: its views.png would be read as "
+                         "one of its images; choose an --out outside it")
     if resume:
         if not last.is_file():
             raise InputError(f"--resume: no checkpoint {last} to resume from")
@@ -311,7 +324,8 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     window_loss = torch.zeros((), device=device)
     window_acc = torch.zeros((), device=device)
     window_n, window_t = 0, clock.seconds()  # training time: a kNN evaluation inside a window does not count
-    last_loss = float("nan")
+    done_before = state is not None and step >= schedule.total_steps  # a finished run resumed: nothing runs
+    last_loss = _logged_loss(run_dir) if done_before else float("nan")
     stop = False
     saved_at = time.perf_counter()
     probe: tuple[torch.Tensor, torch.Tensor] | None = None  # a fixed batch of views for the diagnostics
@@ -409,6 +423,6 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
     if isinstance(views, LoaderViews):
         skipped.update(views.skipped)
     _write_skipped(run_dir, skipped)
-    if skipped:
+    if skipped and not done_before:
         _log(f"skipped {len(skipped)} unreadable image(s); see {run_dir / 'skipped.txt'}")
     return PretrainResult(run_dir, step, schedule.total_steps, epoch, last_loss, len(skipped), step / spe)

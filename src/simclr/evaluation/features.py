@@ -115,6 +115,8 @@ def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: 
     if not hs:
         if allow_empty:
             return Features(torch.zeros(0, 0), None, torch.zeros(0, dtype=torch.int64), [], skipped)
-        raise InputError(f"no readable images in {source.name}")
+        why = f": {skipped[0][0]} ({skipped[0][1]})" + (f" and {len(skipped) - 1} more" if len(skipped) > 1 else "") \
+            if skipped else ""
+        raise InputError(f"no readable images in {source.name}{why}")
     labels = torch.as_tensor(source.labels[kept], dtype=torch.int64)
     return Features(torch.cat(hs), torch.cat(zs) if zs else None, labels, [source.paths[i] for i in kept], skipped)
