@@ -4,7 +4,8 @@ embed the catalogue once, then find the catalogue items most like each query pho
     python examples/product_search.py --catalogue ~/catalogue --query new1.jpg new2.jpg --out runs/shop
 
 Rerunning continues an interrupted training run (Ctrl-C saves it) and reuses a finished one (another --out
-trains a new one). The embedded catalogue is saved as OUT/catalogue.npz, which `simclr search --index` also reads.
+trains a new one). The embedded catalogue is saved as OUT/catalogue.npz, which `simclr search --index` also reads;
+a rerun embeds only the catalogue photos that are new or changed since.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from PIL import Image
 
 import simclr
 from simclr.errors import InputError
@@ -32,16 +35,20 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = args.out / "run"
     try:
-        missing = [q for q in args.query if not Path(q).is_file()]
-        if missing:  # before any training or embedding, not after
-            raise InputError(f"query image not found: {missing[0]}")
+        for query in args.query:  # before any training or embedding, not after
+            try:
+                with Image.open(query) as image:
+                    image.load()
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read query image {query}: {exc}") from None
         if (run_dir / "last.pt").is_file():
             run = simclr.pretrain(None, run_dir, resume=True)  # continues, or returns at once when finished
         else:
             run = simclr.pretrain(args.catalogue, run_dir, settings={
                 "model.arch": "resnet18", "model.width": args.width, "data.image_size": args.image_size,
                 "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.device": args.device})
-        index = simclr.embed(run.run_dir, args.catalogue, device=args.device, out=args.out / "catalogue.npz")
+        index = simclr.embed(run.run_dir, args.catalogue, device=args.device, out=args.out / "catalogue.npz",
+                             update=True)
         print(f"{len(index)} catalogue images embedded ({len(index.skipped)} unreadable skipped): "
               f"{args.out / 'catalogue.npz'}")
         for query, hits in zip(args.query, index.search(args.query, k=args.k, device=args.device)):
@@ -51,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"product_search: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"product_search: interrupted (the same command continues from {run_dir / 'last.pt'})",
+              file=sys.stderr)
+        return 130
     return 0
 
 

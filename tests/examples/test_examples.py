@@ -38,5 +38,23 @@ def test_product_search(photos: Path, tmp_path: Path, capsys) -> None:
     assert example.main(missing) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("product_search: error: ") and "\n" not in err
-    assert example.main([*small[:2], "--query", str(tmp_path / "nothere.jpg"), *small[5:]]) == 2
-    assert capsys.readouterr().err.strip() == f"product_search: error: query image not found: {tmp_path / 'nothere.jpg'}"
+    (tmp_path / "notes.txt").write_text("not a photo")
+    for bad in ("nothere.jpg", "notes.txt"):  # refused before any training: the new --out stays unwritten
+        fresh = [*small[:2], "--query", str(tmp_path / bad), "--out", str(tmp_path / "unused"), *small[7:]]
+        assert example.main(fresh) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"product_search: error: cannot read query image {tmp_path / bad}: ") and "\n" not in err
+        assert not (tmp_path / "unused").exists()
+
+
+def test_product_search_interrupted(photos: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    example = _load("product_search")
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(example.simclr, "pretrain", interrupted)
+    args = ["--catalogue", str(photos), "--query", str(photos / "imagenet_10_541.jpg"), "--out", str(tmp_path)]
+    assert example.main(args) == 130
+    assert capsys.readouterr().err.strip() == ("product_search: interrupted (the same command continues from "
+                                               f"{tmp_path / 'run' / 'last.pt'})")
