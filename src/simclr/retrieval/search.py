@@ -45,6 +45,8 @@ class Embeddings(NamedTuple):
 def load_embeddings(path: str | Path) -> Embeddings:
     """Read a ``simclr embed`` file; a missing, corrupt or inconsistent one is an :class:`InputError`."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not an embeddings file: name a .npz file written by simclr embed")
     if not p.is_file():
         raise InputError(f"embeddings file not found: {p}")
     try:
