@@ -14,10 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 import simclr
-from simclr.errors import InputError
+from simclr.data.images import open_rgb
+from simclr.errors import InputError, UpdateRefused
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,21 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out / "run"
     try:
         for query in args.query:  # before any training or embedding, not after
-            try:
-                with Image.open(query) as image:
-                    image.load()
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read query image {query}: {exc}") from None
+            if not Path(query).is_file():
+                raise InputError(f"query image not found: {query}")
+            open_rgb(query)  # an unreadable one: CorruptImageError, an InputError naming it
         if (run_dir / "last.pt").is_file():
             run = simclr.pretrain(None, run_dir, resume=True)  # continues, or returns at once when finished
         else:
             run = simclr.pretrain(args.catalogue, run_dir, settings={
                 "model.arch": "resnet18", "model.width": args.width, "data.image_size": args.image_size,
                 "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.device": args.device})
-        index = simclr.embed(run.run_dir, args.catalogue, device=args.device, out=args.out / "catalogue.npz",
-                             update=True)
+        catalogue = args.out / "catalogue.npz"
+        try:  # only the photos new or changed since the last run are embedded
+            index = simclr.embed(run.run_dir, args.catalogue, device=args.device, out=catalogue, update=True)
+        except UpdateRefused as exc:  # made from other photos, or another layout of them: embed them all again
+            print(f"product_search: note: {exc}; embedding the whole catalogue again", file=sys.stderr)
+            index = simclr.embed(run.run_dir, args.catalogue, device=args.device, out=catalogue)
         print(f"{len(index)} catalogue images embedded ({len(index.skipped)} unreadable skipped): "
-              f"{args.out / 'catalogue.npz'}")
+              f"{catalogue}")
         for query, hits in zip(args.query, index.search(args.query, k=args.k, device=args.device)):
             print(f"{query}:")
             for hit in hits:
@@ -59,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"product_search: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"product_search: interrupted (the same command continues from {run_dir / 'last.pt'})",
-              file=sys.stderr)
+        print("product_search: interrupted (the same command continues where it stopped)", file=sys.stderr)
         return 130
     return 0
 

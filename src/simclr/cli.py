@@ -408,10 +408,12 @@ def _check_result_files(args: argparse.Namespace) -> None:
         raise InputError(f"--out and --sheet both name {args.out}: name two files")
     if args.sheet:
         sheet_format(args.sheet, "--sheet")
+    if args.images and not args.sheet:
+        raise InputError("--images says where the collection's images are now, for --sheet: give --sheet too")
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search, source_from_meta
+    from simclr.retrieval.query import save_sheet, search, sheet_sources
     from simclr.tables import write_csv
 
     _check_result_files(args)
@@ -421,11 +423,11 @@ def run_search(args: argparse.Namespace) -> int:
         (name, why), more = result.queries.skipped[0], len(result.queries.skipped) - 1
         print(f"note: {len(result.queries.skipped)} query image(s) could not be read and were left out: {name} "
               f"({why})" + (f" and {more} more" if more else ""), file=sys.stderr)
-    pictures = source_from_meta(result.index.meta, args.images) if args.sheet else None  # before any file is written
+    pictures = sheet_sources(result, args.images) if args.sheet else None  # before any file is written
     if args.out:
         write_csv(result.rows_for_csv(), args.out)
     if args.sheet:
-        save_sheet(result, args.sheet, source=pictures)
+        save_sheet(result, args.sheet, sources=pictures)
     if args.json:
         print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
                          "skipped": [{"query": name, "reason": why} for name, why in result.queries.skipped],
@@ -471,7 +473,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
     threshold = default_threshold(on) if args.threshold is None else args.threshold
     index, found = find_duplicates(args.index, threshold, args.k, on, args.device)
     groups, rows = found.groups, duplicate_rows(index, found.groups)
-    pictures = source_from_meta(index.meta, args.images) if args.sheet else None  # before any file is written
+    pictures = source_from_meta(index.meta, args.images, paths=index.paths) if args.sheet else None  # first
     if args.out:
         write_csv(rows, args.out)
     if args.sheet:

@@ -12,6 +12,11 @@ class InputError(Exception):
     """
 
 
+class UpdateRefused(InputError):
+    """``embed --update`` (``simclr.embed(..., update=True)``) refused to bring a file up to date: it was made from
+    other images, or the same folder now reads as another collection. Embedding without update replaces it."""
+
+
 def one_line(exc: BaseException) -> str:
     """The exception's message with whitespace runs (newlines included) collapsed, for an :class:`InputError`."""
     return " ".join(str(exc).split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,14 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     del older["base"]["data"]["eval_crop"]
     (out / "study.json").write_text(json.dumps(older))
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
+    # ... but a key whose default changed what runs (LEGACY) was at its old value: the new head would not mix in
+    del older["base"]["model"]["head"]["out_bn"], older["base"]["loss"]["scale"]
+    (out / "study.json").write_text(json.dumps(older))
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2
+    err = capsys.readouterr().err
+    assert "model.head.out_bn False -> True" in err and "loss.scale 1.0 -> " in err
+    older["base"]["model"]["head"]["out_bn"] = json.loads(before)["base"]["model"]["head"]["out_bn"]
+    older["base"]["loss"]["scale"] = json.loads(before)["base"]["loss"]["scale"]
     older["base"]["data"]["view_size"] = 0 if json.loads(before)["base"]["data"]["view_size"] else 16
     (out / "study.json").write_text(json.dumps(older))
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2  # a key it had, changed: refused
@@ -122,6 +131,11 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     (run / "config.yaml").write_text("train: {}\n")
     assert ablate(mini_archive, run, "loss", "--cells", "nt_xent") == 2
     assert "a pretraining run's folder" in capsys.readouterr().err and not (run / "study.json").exists()
+    images = tmp_path / "images"
+    with tarfile.open(mini_archive) as tar:
+        tar.extractall(images, filter="data")
+    assert ablate(images, images / "study", "loss", "--cells", "nt_xent") == 2  # inside its dataset
+    assert "lies in the dataset" in capsys.readouterr().err and not (images / "study").exists()
 
 
 def test_a_dataset_at_its_own_side_is_evaluated_at_that_side(tmp_path: Path, capsys) -> None:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import simclr
 from simclr.cli import main
+from simclr.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +288,18 @@ def test_a_sheet_of_a_collection_that_has_moved(index: dict, env: dict, tmp_path
     with Image.open(tmp_path / "s.png") as sheet:
         inside = np.asarray(sheet.convert("L"))[10:94, 110:194]  # the first result's cell, inside its frame
     assert inside.std() > 10  # a picture, not an empty (white) frame
+    assert main([*args, "--images", str(tmp_path / "elsewhere")]) == 2  # --images serves --sheet only
+    assert "give --sheet too" in capsys.readouterr().err
+    for part in ("train", "test"):  # the same layout, other images
+        (tmp_path / "wrong" / part / "other").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "wrong" / part / "other" / "x.png")
+    assert main([*args, "--sheet", str(tmp_path / "t.png"), "--images", str(tmp_path / "wrong")]) == 2
+    assert "holds none of the images of" in capsys.readouterr().err and not (tmp_path / "t.png").exists()
+    dup = ["duplicates", "--index", str(moved), "--threshold", "0.5", "--sheet", str(tmp_path / "d.png")]
+    assert main(dup) == 2 and "are no longer at" in capsys.readouterr().err
+    assert main([*dup, "--images", str(tmp_path / "elsewhere")]) == 0 and (tmp_path / "d.png").is_file()
+    index_ = simclr.load_index(moved)
+    hits = index_.search([query], k=2)
+    with pytest.raises(InputError, match="are no longer at"):
+        index_.sheet([query], hits, tmp_path / "p.png")
+    assert index_.sheet([query], hits, tmp_path / "p.png", images=tmp_path / "elsewhere").is_file()

@@ -139,10 +139,13 @@ def test_resuming_a_finished_run_reports_its_last_loss(full_run: Path, capsys) -
     assert (full_run / "last.pt").read_bytes() == before
 
 
-def test_an_out_folder_inside_the_dataset_is_refused(photos: Path) -> None:
+def test_an_out_folder_inside_the_dataset_is_refused(photos: Path, tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(InputError, match=r"--out .*run lies in the dataset .*: its views.png would be read"):
         pretrain(_config(data={"spec": str(photos)}), photos / "run", progress=False)
     assert not (photos / "run").exists()
+    monkeypatch.chdir(tmp_path)  # a folder named like a named dataset is not the dataset
+    (tmp_path / "digits").mkdir()
+    assert pretrain(_config(), Path("digits/run"), progress=False, stop_after_steps=1).step == 1
 
 
 def test_resume_without_checkpoint(tmp_path: Path) -> None:

@@ -39,12 +39,19 @@ def test_product_search(photos: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("product_search: error: ") and "\n" not in err
     (tmp_path / "notes.txt").write_text("not a photo")
-    for bad in ("nothere.jpg", "notes.txt"):  # refused before any training: the new --out stays unwritten
+    for bad, why in (("nothere.jpg", "query image not found: "), ("notes.txt", "cannot decode image ")):
         fresh = [*small[:2], "--query", str(tmp_path / bad), "--out", str(tmp_path / "unused"), *small[7:]]
-        assert example.main(fresh) == 2
+        assert example.main(fresh) == 2  # refused before any training: the new --out stays unwritten
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"product_search: error: cannot read query image {tmp_path / bad}: ") and "\n" not in err
+        assert err.startswith(f"product_search: error: {why}{tmp_path / bad}") and "\n" not in err
         assert not (tmp_path / "unused").exists()
+    fewer = tmp_path / "fewer"  # another catalogue for the same run: the index is made again, not refused
+    fewer.mkdir()
+    for photo in sorted(photos.glob("*.jpg"))[:5]:
+        (fewer / photo.name).write_bytes(photo.read_bytes())
+    assert example.main(["--catalogue", str(fewer), *small[2:]]) == 0
+    assert "embedding the whole catalogue again" in capsys.readouterr().err
+    assert len(load_embeddings(tmp_path / "shop" / "catalogue.npz").paths) == 5
 
 
 def test_product_search_interrupted(photos: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -56,5 +63,4 @@ def test_product_search_interrupted(photos: Path, tmp_path: Path, capsys, monkey
     monkeypatch.setattr(example.simclr, "pretrain", interrupted)
     args = ["--catalogue", str(photos), "--query", str(photos / "imagenet_10_541.jpg"), "--out", str(tmp_path)]
     assert example.main(args) == 130
-    assert capsys.readouterr().err.strip() == ("product_search: interrupted (the same command continues from "
-                                               f"{tmp_path / 'run' / 'last.pt'})")
+    assert capsys.readouterr().err.strip() == "product_search: interrupted (the same command continues where it stopped)"

@@ -148,6 +148,13 @@ def test_a_flat_folder_that_gains_a_subfolder_is_refused_and_the_file_kept(ckpt:
         embed(ckpt, _setup(shop), "all", out, update=True)
     assert out.read_bytes() == before
     assert "note: 10 image(s) directly in" in capsys.readouterr().err
+    (shop / "thumbs").rename(shop / "test")  # a test/ folder: now the whole collection
+    with pytest.raises(InputError, match=r"read as the folder itself, which now reads as test/ \(a train/, test/"):
+        embed(ckpt, _setup(shop), "all", out, update=True)
+    assert out.read_bytes() == before
+    shutil.rmtree(shop / "test")
+    assert embed(ckpt, _setup(shop), "all", out, update=True)["images"] == 10  # as it was: brought up to date
+    assert "note: 10" in capsys.readouterr().err  # the refused try said what a test/ folder leaves out
     assert embed(ckpt, _setup(tmp_path / "classes"), "all", tmp_path / "classes.npz")["images"] == 10
     shutil.rmtree(tmp_path / "classes" / "shoes")
     for png in sorted((tmp_path / "classes" / "bags").glob("*.png")):

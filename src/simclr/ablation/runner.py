@@ -31,9 +31,9 @@ from simclr.ablation.studies import Cell, Study
 from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
-from simclr.engine.checkpoint import LAST
+from simclr.engine.checkpoint import LAST, LEGACY
 from simclr.engine.metrics import read_metrics
-from simclr.engine.pretrain import pretrain
+from simclr.engine.pretrain import check_out_of_data, pretrain
 from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.run import (
@@ -167,7 +167,10 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
         if not isinstance(saved, dict):
             raise InputError(f"{path} is not a study file (a JSON object); move it away or choose another --out")
         was, now = _dotted(saved), _dotted(settings)
-        # a key this version added, at its default, is what the study ran with before the key existed
+        # a key this version added is what the study ran with before the key existed: its LEGACY value where
+        # the default changed what runs, else its default
+        legacy = {"base." + ".".join(keys): value for keys, value in LEGACY.items()}
+        was.update({k: v for k, v in legacy.items() if k not in was and k in now})
         defaults = _dotted(json.loads(json.dumps({"base": config_to_dict(build_config())})))
         was.update({k: v for k, v in now.items() if k not in was and v == defaults.get(k)})
         diff = [f"{k.removeprefix('base.')} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}"
@@ -293,7 +296,8 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
                       image_size=options.eval_size or first.data.view_size)  # 0: image_size, resolved by EvalData
     data = EvalData(eval_config(first, setup), setup)  # unlabeled data fails now, not after a cell; decoded
-    _check_folder(study, options)                        # once, at the first evaluation, for every cell
+    check_out_of_data(options.out, first.data.spec)      # once, at the first evaluation, for every cell
+    _check_folder(study, options)
     todo = [(c, k) for c in selected for k in range(options.seeds)
             if _read_result(run_dir(options.out, c, k) / "result.json") is None]
     for i, (cell, k) in enumerate(todo, 1):

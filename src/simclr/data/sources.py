@@ -199,6 +199,7 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
     if not test_dir.is_dir() and (root / "val").is_dir():
         test_dir = root / "val"  # ImageNet's layout: train/ and val/
     if train_dir.is_dir() and test_dir.is_dir():
+        _note_beside_splits(root, name, f"its {train_dir.name}/ and {test_dir.name}/ folders")
         files = {"train": _walk_images(train_dir), "test": _walk_images(test_dir)}
         classes = _class_names(files.values())
         paths: list[str] = []
@@ -214,6 +215,8 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
         return ImageSource(name, tuple(paths), np.asarray(labels, dtype=np.int64), classes, root=root)
     base = train_dir if train_dir.is_dir() else test_dir if test_dir.is_dir() else root
     prefix = "" if base == root else f"{base.name}/"
+    if base != root:
+        _note_beside_splits(root, name, f"its {base.name}/ folder (read as the whole dataset)")
     files_here = _walk_images(base)
     classes = _class_names([files_here])
     _note_loose(files_here, classes, Path(name) / prefix)
@@ -254,6 +257,16 @@ def _walk_images(folder: Path) -> list[str]:
 def _class_names(file_lists: Iterable[list[str]]) -> tuple[str, ...]:
     """Sorted names of the top-level subfolders that hold images in any of ``file_lists``."""
     return tuple(sorted({p.split("/", 1)[0] for files in file_lists for p in files if "/" in p}))
+
+
+def _note_beside_splits(root: Path, name: str, what: str) -> None:
+    """Say on stderr how many images lie directly in ``root`` beside its split folders (left out)."""
+    try:
+        loose = sum(1 for e in os.scandir(root) if e.is_file() and not e.name.startswith(".") and is_image_file(e.name))
+    except OSError:
+        return
+    if loose:
+        print(f"note: {loose} image(s) directly in {name}, beside {what}, are left out", file=sys.stderr)
 
 
 def _note_loose(files: list[str], classes: tuple[str, ...], folder: Path) -> None:

@@ -30,6 +30,7 @@ from simclr.build import (
 )
 from simclr.config import Config
 from simclr.config_io import config_to_dict, save_config
+from simclr.data.named_sets import NAMED_SETS
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.engine import distributed as dist
 from simclr.engine.budget import StepBudget
@@ -72,6 +73,17 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def check_out_of_data(out: Path, spec: str) -> None:
+    """InputError if ``out`` lies in the image folder ``spec`` (a named dataset is never read from a folder): the
+    run's views.png would become one of its images."""
+    data = Path(spec).expanduser()
+    if not spec or spec in NAMED_SETS or spec in ("cifar10", "cifar100", "digits") or not data.is_dir():
+        return
+    if Path(out).resolve().is_relative_to(data.resolve()):
+        raise InputError(f"--out {out} lies in the dataset {spec}: its views.png would be read as one of its "
+                         "images; choose an --out outside it")
+
+
 def _logged_loss(run_dir: Path) -> float:
     """The last loss in the run's metrics.jsonl (nan if it has none or cannot be read)."""
     try:
@@ -108,10 +120,6 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
     last = run_dir / LAST
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
-    data = Path(config.data.spec).expanduser()
-    if config.data.spec and data.is_dir() and run_dir.resolve().is_relative_to(data.resolve()):
-        raise InputError(f"--out {run_dir} lies in the dataset {config.data.spec}: its views.png would be read as "
-                         "one of its images; choose an --out outside it")
     if resume:
         if not last.is_file():
             raise InputError(f"--resume: no checkpoint {last} to resume from")
@@ -122,6 +130,7 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
     if last.exists():
         raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
                          "another --out")
+    check_out_of_data(run_dir, config.data.spec)
     if not config.model.init:
         return config, None, None
     init = load_checkpoint(config.model.init)

@@ -17,7 +17,7 @@ from simclr.config import Config
 from simclr.data.digests import file_digests
 from simclr.data.sources import ImageSource
 from simclr.engine.checkpoint import resolve_checkpoint
-from simclr.errors import InputError
+from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
 from simclr.evaluation.run import EvalSetup, Learned, load_learned
 from simclr.files import check_output
@@ -125,7 +125,7 @@ def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
     made = {k: previous.meta.get(k) for k in ("data", "split")}
     if all(made[k] is None or made[k] == meta[k] for k in made):
         return
-    raise InputError(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
+    raise UpdateRefused(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
                      f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
                      "with (without --update the file is replaced)")
 
@@ -137,16 +137,26 @@ def _check_same_layout(previous: Embeddings, source: ImageSource) -> None:
     labels = np.asarray(source.labels)
     was_flat = len(previous.paths) > 0 and bool((previous.labels == -1).all())
     is_flat = labels.ndim == 2 or bool((labels == -1).all())
+    file = previous.meta.get("file", "the embeddings file")
+    if previous.paths and source.paths and _split_folders(previous.paths) != _split_folders(source.paths):
+        raise UpdateRefused(f"{file} was embedded from {source.name} read as {_split_folders(previous.paths)}, "
+                            f"which now reads as {_split_folders(source.paths)} (a train/, test/ or val/ folder "
+                            "came or went): without --update the file is replaced")
     if was_flat == is_flat or not len(previous.paths):
         return
-    file = previous.meta.get("file", "the embeddings file")
     if was_flat:
         names = ", ".join(source.classes[:3]) + (", ..." if len(source.classes) > 3 else "")
-        raise InputError(f"{file} was embedded from {source.name} without classes, which now has class subfolders "
+        raise UpdateRefused(f"{file} was embedded from {source.name} without classes, which now has class subfolders "
                          f"({names}): read as classes, only their {len(source.paths)} image(s) would be kept of "
                          f"{len(previous.paths)}; without --update the file is replaced")
-    raise InputError(f"{file} was embedded from {source.name} with classes, which now has none (a flat folder): "
+    raise UpdateRefused(f"{file} was embedded from {source.name} with classes, which now has none (a flat folder): "
                      "without --update the file is replaced")
+
+
+def _split_folders(paths: list[str] | tuple[str, ...]) -> str:
+    """The split folders a collection's paths lie in ("train/ and test/", "test/"), or "the folder itself"."""
+    found = sorted({p.split("/", 1)[0] + "/" for p in paths if p.startswith(("train/", "test/", "val/"))})
+    return " and ".join(found) if found and all("/" in p for p in paths) else "the folder itself"
 
 
 def _not_reusable(previous: Embeddings, meta: dict[str, Any]) -> str | None:

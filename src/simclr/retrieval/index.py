@@ -156,7 +156,7 @@ class Index:
         ``images``: where the collection's folder or archive lies now, if it has moved since it was embedded."""
         from simclr.retrieval.query import picture_loader, source_from_meta
 
-        load = picture_loader(source_from_meta(self.meta, images))
+        load = picture_loader(source_from_meta(self.meta, images, paths=self.paths))
         draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row])
                     for q, row in zip(_pictures(queries, len(hits)), hits)], out, cell)
         return Path(out)

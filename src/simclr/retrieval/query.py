@@ -71,21 +71,41 @@ class SearchResult:
                  "score": round(float(s), 4)} for r, (s, j) in enumerate(zip(self.scores[i], self.rows[i]))]
 
 
-def source_from_meta(meta: dict[str, Any], images: str | Path | None = None) -> ImageSource:
+def source_from_meta(meta: dict[str, Any], images: str | Path | None = None, *,
+                     paths: list[str] | None = None, movable: bool = True) -> ImageSource:
     """The images an embeddings file was made from (for showing results); needs the file's ``meta``. ``images``:
-    where they lie now, if the folder or archive has moved since (the same layout)."""
+    where they lie now, if the folder or archive has moved since (the same layout); ``paths``, the file's, are
+    checked to be there. ``movable``: the message for a moved collection suggests ``--images``."""
     file = meta.get("file", "the embeddings file")
-    if images is None and "data" not in meta:
+    if "data" not in meta:
         raise InputError(f"{file} does not say which images it holds (made by an older simclr embed): embed again "
                          "to show images")
     data = str(images) if images is not None else meta["data"]
     if images is None and Path(data).is_absolute() and not Path(data).exists():
+        where = ("--images (images= in Python) says where they are now" if movable else
+                 "embed them again where they are now")
         raise InputError(f"the images of {file} are no longer at {data}, where pictures of them are drawn from: "
-                         "--images (images= in Python) says where they are now")
-    return load_source(data, meta.get("split", "train"),
-                       data_root=Path(meta["root"]) if meta.get("root") else None,
-                       cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
-                       holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
+                         f"{where}")
+    source = load_source(data, meta.get("split", "train"),
+                         data_root=Path(meta["root"]) if meta.get("root") else None,
+                         cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
+                         holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
+    if images is not None and paths and not set(paths[:1000]) & set(source.paths):
+        raise InputError(f"{images} holds none of the images of {file} (e.g. {paths[0]}): give the folder or "
+                         "archive it was embedded from, wherever it lies now")
+    return source
+
+
+def sheet_sources(result: SearchResult, images: str | Path | None = None) -> tuple[ImageSource, ImageSource]:
+    """Where a search's contact sheet draws its results and its queries from (``images``: where the index's
+    collection lies now, if moved); found before anything is written, so a missing collection fails first."""
+    index_source = source_from_meta(result.index.meta, images, paths=result.index.paths)
+    if result.queries.source is not None:
+        return index_source, result.queries.source
+    made = result.queries.meta or {}
+    if made and all(made.get(k) == result.index.meta.get(k) for k in ("data", "split")):
+        return index_source, index_source
+    return index_source, source_from_meta(made, movable=False)
 
 
 def picture_loader(source: ImageSource) -> Callable[[str], Image.Image | None]:
@@ -180,19 +200,16 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
 
 
 def save_sheet(result: SearchResult, out: Path, max_queries: int = 8, cell: int = 96,
-               source: ImageSource | None = None) -> int:
+               sources: tuple[ImageSource, ImageSource] | None = None) -> int:
     """A contact sheet: one row per query (up to ``max_queries``), the query then its results with scores.
 
-    Returns the number of rows drawn. The results are drawn from ``source`` (default: the index's images where
-    it says they are); queries read from a .npz file are shown from that file's dataset; an image that can no
-    longer be read is drawn as an empty frame.
+    Returns the number of rows drawn. Results and queries are drawn from ``sources`` (default:
+    :func:`sheet_sources`: queries read from a .npz file from that file's dataset); an image that can no longer
+    be read is drawn as an empty frame.
     """
-    index_source = source if source is not None else source_from_meta(result.index.meta)
+    index_source, query_source = sources if sources is not None else sheet_sources(result)
     result_picture = picture_loader(index_source)
-    made = result.queries.meta or {}
-    same = bool(made) and all(made.get(k) == result.index.meta.get(k) for k in ("data", "split"))
-    query_picture = picture_loader(result.queries.source if result.queries.source is not None
-                                   else index_source if same else source_from_meta(made))
+    query_picture = picture_loader(query_source)
     n = min(max_queries, len(result.queries.paths))
     rows: list[SheetRow] = []
     for i in range(n):
