@@ -364,13 +364,15 @@ def test_diagnostics_and_view_grid(full_run: Path) -> None:
 @pytest.mark.parametrize(("loss", "augment"), [
     ({"name": "nt_logistic", "semi_hard": True}, {"ops": ["crop", "color"], "asymmetric": True}),
     ({"name": "margin_triplet", "margin": 0.5}, {"ops": ["rotate", "sobel", "noise", "cutout", "blur"]}),
+    ({"name": "nt_xent"}, {"color_ops": "tensorflow"}),
 ])
 def test_ablation_losses_and_augmentations_train(tmp_path: Path, loss: dict, augment: dict) -> None:
     config = build_config(TINY, {"loss": loss, "augment": augment, "train": {"epochs": 1}})
     result = pretrain(config, tmp_path, progress=False, stop_after_steps=3)
     assert result.step == 3 and all(math.isfinite(v) for v in _losses(tmp_path).values())
     saved = load_checkpoint(tmp_path)["config"]
-    assert saved["loss"]["name"] == loss["name"] and list(saved["augment"]["ops"]) == augment["ops"]
+    assert saved["loss"]["name"] == loss["name"] and list(saved["augment"]["ops"]) == augment.get("ops", [])
+    assert saved["augment"]["color_ops"] == augment.get("color_ops", "torchvision")
 
 
 def test_unknown_ablation_op_and_loss_are_config_errors() -> None:

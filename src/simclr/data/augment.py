@@ -14,12 +14,13 @@ Implements the data augmentation of SimCLR (Chen et al., 2020, Appendix A):
 The CIFAR-10 recipe (Appendix B.9) uses ``s = 0.5`` and no blur, see :data:`PRESETS`. Outputs are
 float32 tensors in [0, 1] without mean/std normalisation.
 
-The parameter distributions are the paper's; the operations are torchvision's (as in the PyTorch ports), which
-differ from the TensorFlow reference code in their formulas: brightness multiplies (as the reference code's
-default, ``simclrv2``; the paper's Appendix A listing adds ``tf.image.random_brightness``'s delta instead);
-contrast pulls every channel towards the image's mean luma (TensorFlow: each channel towards its own mean);
-saturation blends with the grayscale image (TensorFlow: scales S in HSV and clips it); hue and the grayscale
-weights agree. The crop draws its area uniformly with 10 tries and a clamped centre crop as the fallback
+The parameter distributions are the paper's; the colour operations are torchvision's by default (as in the
+PyTorch ports), which differ from the TensorFlow reference code in their formulas: brightness multiplies (as the
+reference code's default, ``simclrv2``; the paper's Appendix A listing adds ``tf.image.random_brightness``'s
+delta instead); contrast pulls every channel towards the image's mean luma (TensorFlow: each channel towards its
+own mean); saturation blends with the grayscale image (TensorFlow: scales S in HSV and clips it); hue and the
+grayscale weights agree. ``color_ops="tensorflow"`` uses the listing's TensorFlow formulas instead
+(:class:`TensorFlowColor` here, :func:`~simclr.data.pixel_ops.color_distort_tensorflow` batched). The crop draws its area uniformly with 10 tries and a clamped centre crop as the fallback
 (TensorFlow's ``sample_distorted_bounding_box``: 100 tries, the whole image as the fallback); the blur pads by
 reflection (TensorFlow: zeros).
 
@@ -54,6 +55,8 @@ __all__ = [
 ImageTransform = Callable[[PIL.Image.Image], torch.Tensor]
 
 
+COLOR_OPS = ("torchvision", "tensorflow")
+"""The formulas of the colour distortion (:attr:`AugmentSpec.color_ops`)."""
 ABLATION_OPS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
 """The operations of the paper's augmentation study (Figure 4)."""
 
@@ -70,6 +73,10 @@ class AugmentSpec:
         color_strength: Colour distortion strength ``s``; jitter strengths are ``0.8 s``
             (brightness, contrast, saturation) and ``0.2 s`` (hue).
         color_p: Probability of applying the colour jitter.
+        color_ops: ``"torchvision"`` (torchvision's ``ColorJitter`` formulas: brightness multiplies, contrast and
+            saturation blend with the grayscale image) or ``"tensorflow"`` (the paper's Appendix A listing with
+            TensorFlow's ops: brightness adds a delta in [-0.8 s, 0.8 s], contrast pulls each channel towards its
+            own mean, saturation scales S in HSV; clipped after each op, as the reference code).
         gray_p: Probability of converting to grayscale.
         blur_p: Probability of applying the Gaussian blur (0 disables it).
         blur_sigma: Range of the blur standard deviation in pixels (sampled uniformly).
@@ -87,6 +94,7 @@ class AugmentSpec:
     flip_p: float = 0.5
     color_strength: float = 1.0
     color_p: float = 0.8
+    color_ops: str = "torchvision"
     gray_p: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
@@ -115,6 +123,8 @@ class AugmentSpec:
         # Hue strength is 0.2 s and hue factors must stay within [-0.5, 0.5].
         if not 0.0 <= self.color_strength <= 2.5:
             raise ValueError(f"color_strength must be in [0, 2.5], got {self.color_strength!r}")
+        if self.color_ops not in COLOR_OPS:
+            raise ValueError(f"color_ops must be one of {', '.join(COLOR_OPS)}, got {self.color_ops!r}")
         lo, hi = self.blur_sigma
         if not 0.0 < lo <= hi:
             raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma!r}")
@@ -205,13 +215,29 @@ def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
         T.RandomApply([T.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)], p=spec.color_p),
         T.RandomGrayscale(p=spec.gray_p),
         T.ToTensor(),
-    ]
+    ] if spec.color_ops == "torchvision" else [
+        T.RandomHorizontalFlip(p=spec.flip_p), T.ToTensor(), TensorFlowColor(spec)]
     if spec.blur_p > 0:
         kernel = blur_kernel_size(spec.size, spec.blur_kernel_frac)
         blur = T.GaussianBlur(kernel, sigma=spec.blur_sigma)
         steps.append(T.RandomApply([blur], p=spec.blur_p))
     transform: ImageTransform = T.Compose(steps)
     return transform
+
+
+class TensorFlowColor:
+    """The colour distortion and grayscale of one float image ``[3, H, W]`` with TensorFlow's ops
+    (``color_ops: tensorflow``), its parameters drawn from torch's global generator as the batched path draws them
+    (:func:`~simclr.data.batch_augment.sample_color`)."""
+
+    def __init__(self, spec: AugmentSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from simclr.data.batch_augment import sample_color
+        from simclr.data.pixel_ops import color_distort_tensorflow
+
+        return color_distort_tensorflow(x.unsqueeze(0), sample_color(self.spec, 1, None, x.device))[0]
 
 
 def resize_side(size: int, crop: float = 1.0) -> int:

@@ -25,7 +25,15 @@ import torch
 from torch import Tensor
 
 from simclr.data.augment import AugmentSpec, blur_kernel_size
-from simclr.data.pixel_ops import ColorParams, CropParams, color_distort, gaussian_blur, resized_crop, select
+from simclr.data.pixel_ops import (
+    ColorParams,
+    CropParams,
+    color_distort,
+    color_distort_tensorflow,
+    gaussian_blur,
+    resized_crop,
+    select,
+)
 
 __all__ = [
     "BatchAugment",
@@ -109,21 +117,31 @@ def sample_params(
     """
     dev = torch.device(device)
     crop = _sample_crop(spec, batch, height, width, generator, dev)
+    color = sample_color(spec, batch, generator, dev)
+    blur = BlurParams(
+        apply=torch.rand(batch, generator=generator, device=dev) < spec.blur_p,
+        sigma=_uniform(spec.blur_sigma[0], spec.blur_sigma[1], (batch,), generator, dev),
+    )
+    return BatchParams(crop, color, blur)
+
+
+def sample_color(spec: AugmentSpec, batch: int, generator: torch.Generator | None,
+                 device: torch.device | str) -> ColorParams:
+    """Per-image colour distortion parameters: applied with ``color_p``, brightness a factor in
+    ``[max(0, 1 - b), 1 + b]`` (``color_ops: torchvision``) or a delta in ``[-b, b]`` (``tensorflow``), contrast
+    and saturation factors, a hue shift, a random op order, grayscale with ``gray_p``."""
+    dev = torch.device(device)
     b, c, s, h = spec.jitter_strengths
-    color = ColorParams(
+    return ColorParams(
         apply=torch.rand(batch, generator=generator, device=dev) < spec.color_p,
-        brightness=_uniform(max(0.0, 1 - b), 1 + b, (batch,), generator, dev),
+        brightness=_uniform(max(0.0, 1 - b), 1 + b, (batch,), generator, dev) if spec.color_ops == "torchvision"
+        else _uniform(-b, b, (batch,), generator, dev),
         contrast=_uniform(max(0.0, 1 - c), 1 + c, (batch,), generator, dev),
         saturation=_uniform(max(0.0, 1 - s), 1 + s, (batch,), generator, dev),
         hue=_uniform(-h, h, (batch,), generator, dev),
         order=torch.rand((batch, 4), generator=generator, device=dev).argsort(dim=1),
         gray=torch.rand(batch, generator=generator, device=dev) < spec.gray_p,
     )
-    blur = BlurParams(
-        apply=torch.rand(batch, generator=generator, device=dev) < spec.blur_p,
-        sigma=_uniform(spec.blur_sigma[0], spec.blur_sigma[1], (batch,), generator, dev),
-    )
-    return BatchParams(crop, color, blur)
 
 
 def apply_params(images_uint8: Tensor, params: BatchParams, spec: AugmentSpec) -> Tensor:
@@ -145,7 +163,8 @@ def apply_params(images_uint8: Tensor, params: BatchParams, spec: AugmentSpec) -
         x = images_uint8
     else:
         raise ValueError(f"expected uint8 or floating images, got {images_uint8.dtype}")
-    x = color_distort(resized_crop(x, params.crop, spec.size), params.color)
+    distort = color_distort if spec.color_ops == "torchvision" else color_distort_tensorflow
+    x = distort(resized_crop(x, params.crop, spec.size), params.color)
     if spec.blur_p > 0:
         kernel_size = blur_kernel_size(spec.size, spec.blur_kernel_frac)
         x = select(params.blur.apply, gaussian_blur(x, params.blur.sigma, kernel_size), x)

@@ -6,7 +6,8 @@ per-image choices with ``torch.where``/``torch.lerp`` instead of indexing, so no
 * :func:`resized_crop`: crop + resize + flip as separable bicubic matrices ``Ry @ x @ Rx^T``, equal to
   ``TF.resized_crop(..., antialias=False)``;
 * :func:`color_distort`: brightness, contrast, saturation and hue in a per-image order (torchvision's float
-  formulas, clamped after each op), then grayscale;
+  formulas, clamped after each op), then grayscale; :func:`color_distort_tensorflow` the same with TensorFlow's
+  formulas (``augment.color_ops: tensorflow``);
 * :func:`gaussian_blur`: per-image sigma, reflect padding, as a banded matrix.
 
 :mod:`simclr.data.batch_augment` draws the parameters and chains these ops.
@@ -24,6 +25,7 @@ __all__ = [
     "CropParams",
     "adjust_hue",
     "color_distort",
+    "color_distort_tensorflow",
     "gaussian_blur",
     "resized_crop",
     "rgb_to_grayscale",
@@ -108,15 +110,19 @@ def rgb_to_grayscale(x: Tensor) -> Tensor:
     return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
 
-def adjust_hue(x: Tensor, hue: Tensor) -> Tensor:
-    """Rotate the hue of image ``i`` by ``hue[i]`` turns, as ``TF.adjust_hue`` on float tensors.
+def adjust_hue(x: Tensor, hue: Tensor, saturation: Tensor | None = None) -> Tensor:
+    """Rotate the hue of image ``i`` by ``hue[i]`` turns, as ``TF.adjust_hue`` on float tensors (and, with
+    ``saturation``, multiply its HSV saturation by ``saturation[i]``, clipped to [0, 1], as TensorFlow's
+    ``adjust_saturation``).
 
     RGB -> HSV follows torchvision's ``_rgb2hsv``; HSV -> RGB uses the equivalent closed form
-    ``c_n = V - V S clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 H) mod 6``, n = 5, 3, 1 for R, G, B.
+    ``c_n = V - V S clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 H) mod 6``, n = 5, 3, 1 for R, G, B; a saturation
+    factor ``f`` makes the chroma ``V S`` into ``min(f V S, V)``.
 
     Args:
         x: Float ``[B, 3, H, W]`` in [0, 1].
         hue: Float ``[B]`` in [-0.5, 0.5].
+        saturation: Float ``[B]`` >= 0, or None (unchanged).
 
     Returns:
         Float ``[B, 3, H, W]``.
@@ -133,7 +139,36 @@ def adjust_hue(x: Tensor, hue: Tensor) -> Tensor:
     k = h6.unsqueeze(1) + torch.arange(5, 0, -2, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     k = k.sub_(torch.floor(k / 6).mul_(6))  # k mod 6
     weight = k.sub_(2).abs_().neg_().add_(2).clamp_(0.0, 1.0)  # = clamp(min(k, 4 - k), 0, 1)
+    if saturation is not None:
+        chroma = torch.minimum(chroma * saturation.to(x.dtype).view(-1, 1, 1), maxc)
     return torch.addcmul(maxc.unsqueeze(1), chroma.unsqueeze(1), weight, value=-1)
+
+
+def color_distort_tensorflow(x: Tensor, color: ColorParams) -> Tensor:
+    """The paper's Appendix A colour distortion with TensorFlow's operations, in each image's own op order
+    (where ``apply``), clipped to [0, 1] after each op as the reference code does, then grayscale (where ``gray``):
+    brightness adds ``color.brightness`` (a delta, ``tf.image.random_brightness``), contrast pulls each channel
+    towards its own mean (``adjust_contrast``), saturation scales S in HSV (``adjust_saturation``), hue rotates
+    as :func:`adjust_hue`. Four positions, each computed for every image and picked per image.
+
+    Args:
+        x: Float ``[B, 3, H, W]`` in [0, 1].
+        color: Per-image colour parameters (``brightness`` a delta, the others factors and a hue shift).
+
+    Returns:
+        Float ``[B, 3, H, W]`` in [0, 1].
+    """
+    zero, one = torch.zeros_like(color.brightness), torch.ones_like(color.brightness)
+    shape = (-1, 1, 1, 1)
+    for pos in range(4):
+        op = torch.where(color.apply, color.order[:, pos], torch.full_like(color.order[:, pos], -1))
+        factor = torch.where(op == 1, color.contrast, one).view(shape)  # 0: brightness, 1: contrast
+        shift = torch.where(op == 0, color.brightness, zero).view(shape)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        linear = torch.addcmul(mean * (1 - factor) + shift, factor, x)
+        hsv = adjust_hue(x, torch.where(op == 3, color.hue, zero), torch.where(op == 2, color.saturation, one))
+        x = select((op == 2) | (op == 3), hsv, linear).clamp_(0.0, 1.0)
+    return select(color.gray, rgb_to_grayscale(x).expand_as(x), x)
 
 
 def _linear_jitter(x: Tensor, op: Tensor, color: ColorParams) -> Tensor:
