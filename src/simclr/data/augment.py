@@ -20,9 +20,10 @@ reference code's default, ``simclrv2``; the paper's Appendix A listing adds ``tf
 delta instead); contrast pulls every channel towards the image's mean luma (TensorFlow: each channel towards its
 own mean); saturation blends with the grayscale image (TensorFlow: scales S in HSV and clips it); hue and the
 grayscale weights agree. ``color_ops="tensorflow"`` uses the listing's TensorFlow formulas instead
-(:class:`TensorFlowColor` here, :func:`~simclr.data.pixel_ops.color_distort_tensorflow` batched). The crop draws its area uniformly with 10 tries and a clamped centre crop as the fallback
-(TensorFlow's ``sample_distorted_bounding_box``: 100 tries, the whole image as the fallback); the blur pads by
-reflection (TensorFlow: zeros).
+(:class:`TensorFlowColor` here, :func:`~simclr.data.pixel_ops.color_distort_tensorflow` batched). The crop
+draws its area uniformly with 10 tries and a clamped centre crop as the fallback (TensorFlow's
+``sample_distorted_bounding_box``: 100 tries, the whole image as the fallback); the blur pads by reflection
+(TensorFlow: zeros).
 
 The batched, device-side version of the same distributions lives in
 :mod:`simclr.data.batch_augment`.
