@@ -22,6 +22,9 @@ from simclr.interrupts import Terminated, terminate_as_interrupt
 SPEC_HELP = ("cifar10, cifar100, digits, a transfer dataset (food101, sun397, cars, aircraft, dtd, pets, caltech101, "
              "flowers102, voc2007, stl10, stl10-unlabeled), an image folder, or a .tar/.tar.gz/.zip archive of one")
 
+IMAGES_HELP = ("where the collection's folder or archive lies now, if it has moved since it was embedded (the "
+               "sheet draws its images)")
+
 
 def _pretrain_parser(sub: Any) -> None:
     p = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR on unlabeled images")
@@ -185,8 +188,7 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
     p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): each query (up to 8) beside its results")
-    p.add_argument("--images", help="where the collection's folder or archive lies now, if it has moved since it "
-                                    "was embedded (the sheet draws its images)")
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _reading_options(p)
 
@@ -211,8 +213,7 @@ def _duplicates_parser(sub: Any) -> None:
                                             "label, score)")
     p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): the largest groups "
                                               "(up to 8), the image kept beside the others")
-    p.add_argument("--images", help="where the collection's folder or archive lies now, if it has moved since it "
-                                    "was embedded (the sheet draws its images)")
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -275,8 +275,12 @@ def _note_loose(files: list[str], classes: tuple[str, ...], folder: Path) -> Non
     loose = sum(1 for p in files if "/" not in p) if classes else 0
     if loose:
         print(f"note: {loose} image(s) directly in {folder}, beside its subfolders, are left out: with subfolders, "
-              f"each one is a class ({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); put every "
-              "image in one to use them all", file=sys.stderr)
+              f"each one is a class ({some_names(classes)}); put every image in one to use them all", file=sys.stderr)
+
+
+def some_names(names: Sequence[str], most: int = 3) -> str:
+    """The first ``most`` of ``names``, comma-separated, with ", ..." when there are more."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def _label_files(files: list[str], classes: tuple[str, ...]) -> tuple[list[str], list[int]]:

@@ -77,7 +77,7 @@ def check_out_of_data(out: Path, spec: str) -> None:
     """InputError if ``out`` lies in the image folder ``spec`` (a named dataset is never read from a folder): the
     run's views.png would become one of its images."""
     data = Path(spec).expanduser()
-    if not spec or spec in NAMED_SETS or spec in ("cifar10", "cifar100", "digits") or not data.is_dir():
+    if not spec or spec in NAMED_SETS or spec == "digits" or not data.is_dir():
         return
     if Path(out).resolve().is_relative_to(data.resolve()):
         raise InputError(f"--out {out} lies in the dataset {spec}: its views.png would be read as one of its "

@@ -15,7 +15,7 @@ import torch
 from simclr.build import cache_folder, decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.digests import file_digests
-from simclr.data.sources import ImageSource
+from simclr.data.sources import ImageSource, some_names
 from simclr.engine.checkpoint import resolve_checkpoint
 from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
@@ -126,8 +126,8 @@ def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
     if all(made[k] is None or made[k] == meta[k] for k in made):
         return
     raise UpdateRefused(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
-                     f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
-                     "with (without --update the file is replaced)")
+                        f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
+                        "with (without --update the file is replaced)")
 
 
 def _check_same_layout(previous: Embeddings, source: ImageSource) -> None:
@@ -138,19 +138,18 @@ def _check_same_layout(previous: Embeddings, source: ImageSource) -> None:
     was_flat = len(previous.paths) > 0 and bool((previous.labels == -1).all())
     is_flat = labels.ndim == 2 or bool((labels == -1).all())
     file = previous.meta.get("file", "the embeddings file")
-    if previous.paths and source.paths and _split_folders(previous.paths) != _split_folders(source.paths):
-        raise UpdateRefused(f"{file} was embedded from {source.name} read as {_split_folders(previous.paths)}, "
-                            f"which now reads as {_split_folders(source.paths)} (a train/, test/ or val/ folder "
-                            "came or went): without --update the file is replaced")
+    before, now = _split_folders(previous.paths), _split_folders(source.paths)
+    if previous.paths and source.paths and before != now:
+        raise UpdateRefused(f"{file} was embedded from {source.name} read as {before}, which now reads as {now} (a "
+                            "train/, test/ or val/ folder came or went): without --update the file is replaced")
     if was_flat == is_flat or not len(previous.paths):
         return
     if was_flat:
-        names = ", ".join(source.classes[:3]) + (", ..." if len(source.classes) > 3 else "")
         raise UpdateRefused(f"{file} was embedded from {source.name} without classes, which now has class subfolders "
-                         f"({names}): read as classes, only their {len(source.paths)} image(s) would be kept of "
-                         f"{len(previous.paths)}; without --update the file is replaced")
+                            f"({some_names(source.classes)}): read as classes, only their {len(source.paths)} "
+                            f"image(s) would be kept of {len(previous.paths)}; without --update the file is replaced")
     raise UpdateRefused(f"{file} was embedded from {source.name} with classes, which now has none (a flat folder): "
-                     "without --update the file is replaced")
+                        "without --update the file is replaced")
 
 
 def _split_folders(paths: list[str] | tuple[str, ...]) -> str:
