@@ -23,7 +23,8 @@ from pathlib import Path
 from machine import machine  # benchmarks/machine.py
 
 from simclr.data.cache import content_key
-from simclr.data.sources import ImageSource, load_source
+from simclr.data.image_source import ImageSource
+from simclr.data.sources import load_source
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpg.tar.gz"
 OLD = time.time() - 3600  # modified an hour ago: outside the memo's two-second racy window

@@ -74,10 +74,11 @@ def main() -> int:
     from simclr.build import build_model
     from simclr.config_io import build_config, config_to_dict
     from simclr.data import sources
-    from simclr.data.augment import AugmentSpec, eval_transform
+    from simclr.data.augment import eval_transform
+    from simclr.data.augment_spec import AugmentSpec
     from simclr.data.crop_views import CropFirstViews
     from simclr.data.images import open_rgb
-    from simclr.engine.checkpoint import save_checkpoint
+    from simclr.runtime.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"

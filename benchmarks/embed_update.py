@@ -33,7 +33,7 @@ from PIL import Image
 
 from simclr.build import build_model
 from simclr.config_io import build_config, config_to_dict, read_yaml
-from simclr.engine.checkpoint import save_checkpoint
+from simclr.runtime.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "cifar10-jpg.tar.gz"

@@ -55,7 +55,7 @@ def make_checkpoint(path: Path, width: float) -> None:
 
     from simclr.build import build_model
     from simclr.config_io import build_config, config_to_dict
-    from simclr.engine.checkpoint import save_checkpoint
+    from simclr.runtime.checkpoint import save_checkpoint
 
     config = build_config({"data": {"spec": "photos", "image_size": 224, "in_memory": "false"},
                            "model": {"arch": "resnet18", "width": width, "cifar_stem": False},

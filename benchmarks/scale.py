@@ -40,16 +40,16 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
     """One cell: ``steps`` training steps (the first untimed) at global batch ``batch``."""
     import torch
 
-    from simclr.data.augment import AugmentSpec
+    from simclr.data.augment_spec import AugmentSpec
     from simclr.data.views import MemoryViews
-    from simclr.engine import distributed as dist
-    from simclr.engine.runtime import Precision
-    from simclr.engine.step import ContrastiveStep
     from simclr.models.global_bn import convert_global_bn
     from simclr.models.heads import HeadSpec
     from simclr.models.resnet import EncoderSpec
     from simclr.models.simclr import SimCLRNet
     from simclr.optim import LARS, split_decay_groups
+    from simclr.runtime import distributed as dist
+    from simclr.runtime.device import Precision
+    from simclr.training.step import ContrastiveStep
 
     ctx = dist.DistContext.from_env()
     cpu = torch.device("cpu")

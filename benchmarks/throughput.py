@@ -76,16 +76,16 @@ def _forever(make: Callable[[], Iterator]) -> Iterator:
 
 
 def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> Iterator[None]:
-    from simclr.data.augment import AugmentSpec
+    from simclr.data.augment_spec import AugmentSpec
     from simclr.data.decode import decode_source
     from simclr.data.sources import load_source
     from simclr.data.views import LoaderViews, MemoryViews
-    from simclr.engine.runtime import Precision
-    from simclr.engine.step import ContrastiveStep
     from simclr.models.heads import HeadSpec
     from simclr.models.resnet import EncoderSpec
     from simclr.models.simclr import SimCLRNet
     from simclr.optim import LARS, split_decay_groups
+    from simclr.runtime.device import Precision
+    from simclr.training.step import ContrastiveStep
 
     source = load_source(args.data, "train")
     spec = AugmentSpec(size=32, color_strength=0.5, blur_p=0.0)

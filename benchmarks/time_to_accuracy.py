@@ -27,7 +27,7 @@ from pathlib import Path
 
 from machine import machine  # benchmarks/machine.py
 
-from simclr.engine.metrics import knn_curve, read_metrics, time_to
+from simclr.runtime.metrics import knn_curve, read_metrics, time_to
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Static checks: ruff (lint) and mypy (types) on the package, tests, benchmarks and examples. Run after setup.sh.
+# Static checks: ruff (lint), mypy (types) and import-linter (the layer contracts in pyproject.toml) on the
+# package, tests, benchmarks and examples. Run after setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[lint]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/mypy
+.venv/bin/lint-imports

@@ -7,7 +7,7 @@ import torch
 
 from simclr.build import build_model
 from simclr.config_io import build_config, config_to_dict
-from simclr.engine.checkpoint import save_checkpoint
+from simclr.runtime.checkpoint import save_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -67,7 +67,7 @@ def test_files_are_read_one_batch_at_a_time(ckpt: Path, images: list[Path], monk
     read, seen = [], []
     original = enc.preprocess
     monkeypatch.setattr(enc, "preprocess", lambda im: read.append(im) or original(im))
-    from simclr import api
+    from simclr import encoder as api
 
     make = api.model_encoder
 

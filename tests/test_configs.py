@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from simclr.config_io import load_config
-from simclr.engine.checkpoint import load_checkpoint
-from simclr.engine.pretrain import pretrain
+from simclr.runtime.checkpoint import load_checkpoint
+from simclr.training.loop import pretrain
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -12,10 +12,10 @@ import torchvision
 
 import simclr
 from simclr.cli import main
-from simclr.engine.checkpoint import load_checkpoint
 from simclr.errors import InputError
 from simclr.importer import import_weights, infer_model
 from simclr.models.torchvision_compat import torchvision_skeleton
+from simclr.runtime.checkpoint import load_checkpoint
 
 NORMALIZE = torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

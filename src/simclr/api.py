@@ -10,159 +10,36 @@
     index = simclr.embed(run.run_dir, "~/catalogue")  # as `simclr embed`: h of every image, to search
     hits = index.search(["new.jpg"], k=10)[0]        # [Hit(rank, path, label, score), ...] best first
 
-Images are prepared as the evaluation commands prepare them: any mode becomes 8-bit RGB, the shorter side is
-resized (bicubic) to the run's image side and the centre cropped, values in [0, 1] (no mean/std
-normalisation, as in training). Tensors are taken as already prepared: float [B, 3, H, W] in [0, 1] or uint8.
-The network runs in eval mode (batch-norm running statistics) without gradients.
+Images are prepared as the evaluation commands prepare them (see :mod:`simclr.encoder`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-from PIL import Image
-from torchvision.models.resnet import ResNet
-
-from simclr.config import MAX_WORKERS, Config
+from simclr.config import MAX_WORKERS
 from simclr.config_io import build_config, read_yaml
-from simclr.data.augment import eval_transform, resize_side
-from simclr.data.images import open_rgb, to_rgb
-from simclr.engine.runtime import Precision, pick_device, pick_precision
+from simclr.encoder import Encoder, ImageLike, Images, check_sizes, load_encoder  # noqa: F401 - served as simclr.Encoder, ...
 from simclr.errors import InputError, is_number, is_whole
-from simclr.evaluation.features import model_encoder
+from simclr.evaluation.finetune import FinetuneSpec
 from simclr.evaluation.linear import weight_decay_grid
-from simclr.evaluation.probe import TRANSFORMS
-from simclr.evaluation.run import load_model
+from simclr.evaluation.probe import TRANSFORMS, ProbeSpec
+from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval
+from simclr.evaluation.run import EvalSetup, compare
+from simclr.evaluation.run import evaluate as frozen_eval
 from simclr.evaluation.selection import parse_grids
+from simclr.evaluation.transfer import transfer_eval
+from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
-from simclr.models.simclr import SimCLRNet
-from simclr.models.torchvision_compat import to_torchvision
-
-if TYPE_CHECKING:
-    from simclr.engine.pretrain import PretrainResult
-    from simclr.evaluation.run import EvalSetup
-    from simclr.retrieval.index import Index
-
-ImageLike = str | Path | Image.Image
-Images = ImageLike | Sequence[ImageLike] | torch.Tensor
-
-
-def _check_image_tensor(images: torch.Tensor) -> None:
-    if images.dim() not in (3, 4) or images.shape[-3] != 3:
-        raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
-
-
-def _check_sizes(image_size: object, eval_crop: object) -> None:
-    """InputError unless ``image_size`` is 0 or a whole number >= 8 and ``eval_crop`` None or a number in (0, 1]."""
-    if not is_whole(image_size) or 0 < image_size < 8 or image_size < 0:
-        raise InputError(f"image_size must be 0 (the run's) or a whole number >= 8, got {image_size!r}")
-    if eval_crop is not None and not (is_number(eval_crop) and 0 < eval_crop <= 1):
-        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop!r}")
-
-
-def _kind(images: object) -> str:
-    """What ``images`` is, for an error: its type, or its items' types."""
-    if isinstance(images, Sequence) and not isinstance(images, str):
-        return "a sequence of " + ", ".join(sorted({type(im).__name__ for im in images}))
-    return type(images).__name__
-
-
-def float_images(images: torch.Tensor) -> torch.Tensor:
-    """Image tensors as given to an :class:`Encoder` (uint8, or float in [0, 1]; [3, H, W] or [B, 3, H, W]) as float
-    [B, 3, H, W] in [0, 1]."""
-    _check_image_tensor(images)
-    x = images.unsqueeze(0) if images.dim() == 3 else images
-    return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-class Encoder:
-    """A trained SimCLR network ready to embed images; see the module's docstring."""
-
-    def __init__(self, model: SimCLRNet, config: Config, device: torch.device, precision: Precision,
-                 image_size: int = 0, eval_crop: float | None = None) -> None:
-        self.model = model.eval()
-        self.config = config
-        self.device = device
-        self.precision = precision
-        self.image_size = image_size or config.data.image_size
-        self.num_features = model.num_features
-        self.eval_crop = config.data.eval_crop if eval_crop is None else eval_crop
-        self._transform = eval_transform(self.image_size, self.eval_crop)
-
-    def digest(self) -> str:
-        """The digest of the network's weights as they are now (:func:`~simclr.retrieval.embed.weights_digest`;
-        what an embeddings file records of the network that made it): every weight is read."""
-        from simclr.retrieval.embed import weights_digest
-
-        return weights_digest(self.model)
-
-    def preprocess(self, image: ImageLike) -> torch.Tensor:
-        """One image (a path or a PIL image of any mode) as the network's input: float [3, S, S] in [0, 1]."""
-        side = resize_side(self.image_size, self.eval_crop)
-        img = open_rgb(image, min_side=side) if isinstance(image, (str, Path)) else to_rgb(image)
-        return self._transform(img)
-
-    def _batches(self, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
-        """The network's inputs, ``batch_size`` images at a time (files are read one batch at a time, so a long
-        list of paths never sits in memory decoded all at once)."""
-        if isinstance(images, torch.Tensor):
-            _check_image_tensor(images)
-            x = images.unsqueeze(0) if images.dim() == 3 else images
-            yield from (float_images(chunk) for chunk in x.split(batch_size))  # converted a batch at a time
-            return
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
-        if not isinstance(images, Sequence) or not all(isinstance(im, (str, Path, Image.Image)) for im in images):
-            raise InputError(f"images must be paths, PIL images or an image tensor, got {_kind(images)}")
-        if len(images) == 0:
-            raise InputError("no images given")
-        for start in range(0, len(images), batch_size):
-            yield torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
-
-    def __call__(self, images: Images, *, z: bool = False, batch_size: int = 256) -> torch.Tensor:
-        """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z,
-                               fold=False)  # the network as it is now: a folded copy would cost more than a few images
-        parts = []
-        for chunk in self._batches(images, batch_size):
-            h, zz = encode(chunk)
-            out = zz if z else h
-            assert out is not None  # the encoder was built with_z=z
-            parts.append(out)
-        return torch.cat(parts)
-
-    def torchvision(self) -> ResNet:
-        """f as a torchvision ResNet with the same weights (``fc = Identity``: its output is h), in eval mode.
-
-        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise InputError. With
-        ``model.input_norm: imagenet`` (weights imported with ``--input-norm imagenet``) it takes standardised
-        input, as torchvision's models do.
-        """
-        try:
-            return to_torchvision(self.model.encoder).eval()
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-
-
-def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0,
-                 eval_crop: float | None = None) -> Encoder:
-    """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
-    images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the shorter
-    side (None: the run's ``data.eval_crop``).
-
-    Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
-    unreadable file raises ``simclr.errors.InputError``.
-    """
-    _check_sizes(image_size, eval_crop)
-    dev = pick_device(device)
-    model, config = load_model(checkpoint, dev)
-    return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size, eval_crop)
+from simclr.retrieval.embed import embed_split
+from simclr.retrieval.index import Index
+from simclr.retrieval.index import load_index as _load_index
+from simclr.retrieval.search import load_embeddings
+from simclr.runtime.checkpoint import resolve_checkpoint
+from simclr.training.loop import PretrainResult
+from simclr.training.loop import pretrain as _run_pretrain
 
 
 def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False, out: str | Path | None = None,
@@ -177,9 +54,6 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     Unreadable images are skipped and listed in ``Index.skipped``. ``holdout``: the fraction of a folder without
     ``train/`` and ``test/`` that is its test split (default: the run's ``data.holdout``); ``eval_crop``: the part of
     the shorter side the centre crop keeps (default: the run's ``data.eval_crop``)."""
-    from simclr.retrieval.embed import embed_split
-    from simclr.retrieval.index import Index
-
     for name, flag in (("z", z), ("update", update)):
         if not isinstance(flag, bool):
             raise InputError(f"{name} must be True or False, got {flag!r}")
@@ -188,10 +62,6 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, holdout=holdout, eval_crop=eval_crop)
     previous = None
     if out is not None:
-        from simclr.engine.checkpoint import resolve_checkpoint
-        from simclr.files import check_output
-        from simclr.retrieval.search import load_embeddings
-
         check_output(out, "out", (resolve_checkpoint(checkpoint),))  # before the work, not after
         previous = load_embeddings(out) if update and Path(out).exists() else None
     done = embed_split(checkpoint, setup, split, z, previous)
@@ -319,13 +189,6 @@ def _path_like(value: Any, name: str) -> None:
 def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **options: Any) -> dict[str, Any]:
     """:func:`evaluate` with the data and device already checked into an ``EvalSetup`` (as ``simclr eval``
     builds it from its flags)."""
-    from simclr.evaluation.finetune import FinetuneSpec
-    from simclr.evaluation.probe import ProbeSpec
-    from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval
-    from simclr.evaluation.run import compare
-    from simclr.evaluation.run import evaluate as frozen_eval
-    from simclr.evaluation.transfer import transfer_eval
-
     opts = _options(protocol, options)
     if protocol == "linear" and opts["solver"] == "augmented":
         return augmented_linear_eval(checkpoint, setup, opts["epochs"])
@@ -350,8 +213,6 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
                data_root: str = "", cache_dir: str = "", holdout: float | None = None,
                eval_crop: float | None = None, in_memory: str | bool | None = None) -> EvalSetup:
     """Where evaluation data comes from and where it runs, checked."""
-    from simclr.evaluation.run import EvalSetup
-
     if data and not isinstance(data, (str, os.PathLike)):
         raise InputError(f"data must be a dataset name or path, got {data!r}")
     if not is_whole(workers) or not 0 <= workers <= MAX_WORKERS:
@@ -362,7 +223,7 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
         raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
     if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    _check_sizes(image_size, eval_crop)
+    check_sizes(image_size, eval_crop)
     if holdout is not None and (not is_number(holdout) or not 0 <= holdout < 1):
         raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
@@ -371,10 +232,8 @@ def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, 
 
 def load_index(path: str | Path) -> Index:
     """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``."""
-    from simclr.retrieval.index import load_index as load
-
     _path_like(path, "path")
-    return load(path)
+    return _load_index(path)
 
 
 def _setting(key: str, value: Any) -> dict[str, Any]:
@@ -395,8 +254,6 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | N
 
     Unknown keys or bad values raise ``simclr.errors.InputError``; Ctrl-C saves ``last.pt`` and re-raises.
     """
-    from simclr.engine.pretrain import pretrain as run
-
     if settings is not None and not isinstance(settings, dict):
         raise InputError(f"settings must be a dict of config keys to values, got {type(settings).__name__}")
     if config is not None:
@@ -408,4 +265,4 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | N
     layers += [_setting(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
         layers.append({"data": {"spec": os.path.expanduser(str(data))}})
-    return run(build_config(*layers), Path(out), resume=resume, progress=progress)
+    return _run_pretrain(build_config(*layers), Path(out), resume=resume, progress=progress)

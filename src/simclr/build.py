@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from simclr.config import Config
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.cache import decode_cached
 from simclr.data.decode import IN_MEMORY_MAX_SIDE, Decoded, native_side
-from simclr.data.sources import ImageSource, cache_root, load_source
+from simclr.data.image_source import ImageSource
+from simclr.data.sources import cache_root, load_source
 from simclr.errors import InputError
 from simclr.models.resnet import EncoderSpec
 from simclr.models.simclr import SimCLRNet

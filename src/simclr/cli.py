@@ -273,7 +273,7 @@ def _positive(name: str, value: float | None) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from simclr.config_io import load_config
-    from simclr.engine.pretrain import pretrain
+    from simclr.training.loop import pretrain
 
     for name in ("epochs", "batch_size", "time_budget"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))

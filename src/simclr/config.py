@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from simclr.data.augment import AugmentSpec
-from simclr.engine.step import COMPILE_MODES
+from simclr.data.augment_spec import AugmentSpec
 from simclr.losses.alternatives import LOSSES
 from simclr.models.heads import HeadSpec
 from simclr.models.resnet import ARCHITECTURES, INPUT_NORMS
@@ -19,6 +18,8 @@ OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "off", "default", "cudagraphs")
+"""torch.compile of the training step: see :mod:`simclr.training.step`."""
 MAX_WORKERS = 128
 """The most DataLoader worker processes a command starts (each is a process with its own copy of the reader)."""
 
@@ -196,7 +197,7 @@ class TrainConfig:
         gather_negatives: under torchrun, every view is contrasted with the views of all ranks (2N - 2
             negatives for a global batch of N) instead of its own rank's only.
         grad_cache_chunk: views per chunk for memory-bounded gradient caching (0 = off; see
-            ``simclr.engine.gradcache``): activation memory of one chunk, for one extra forward pass.
+            ``simclr.training.gradcache``): activation memory of one chunk, for one extra forward pass.
         dist_timeout: minutes a collective may wait for a peer before the job fails (instead of hanging).
         log_every: steps between metrics.jsonl lines (the only host-device synchronisations).
         checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``).

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from simclr.config import Config
-from simclr.data.augment import PRESETS, AugmentSpec
+from simclr.data.augment_spec import PRESETS, AugmentSpec
 from simclr.errors import InputError
 from simclr.files import atomic_write_text
 

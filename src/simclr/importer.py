@@ -25,11 +25,11 @@ import torch
 
 from simclr.build import build_model
 from simclr.config_io import build_config, config_to_dict
-from simclr.engine.checkpoint import load_tensors, save_checkpoint
 from simclr.errors import InputError, one_line
 from simclr.files import check_output
 from simclr.models.resnet import INPUT_NORMS
 from simclr.models.torchvision_compat import torchvision_key
+from simclr.runtime.checkpoint import load_tensors, save_checkpoint
 
 _CONTAINERS = ("state_dict", "model", "encoder", "backbone", "net")
 _LAYOUTS: dict[tuple[tuple[int, ...], bool], str] = {  # (blocks per stage, bottleneck) -> arch

@@ -11,7 +11,7 @@ import pytest
 from simclr.ablation.runner import AblateOptions, StudyResult, cell_config, load_rows
 from simclr.ablation.studies import STUDIES
 from simclr.cli import main
-from simclr.engine.pretrain import pretrain
+from simclr.training.loop import pretrain
 
 SMALL = ["--set", "data.view_size=16", "--set", "train.batch_size=128", "--epochs", "1", "--quiet"]
 

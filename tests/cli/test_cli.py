@@ -600,7 +600,7 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path, loader: 
     import signal
     import time
 
-    from simclr.engine.checkpoint import load_checkpoint
+    from simclr.runtime.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     args = [sys.executable, "-m", "simclr", "pretrain", "--data", env["archive"], "--out", str(run),

@@ -9,7 +9,7 @@ import torch
 
 import simclr
 from simclr.cli import main
-from simclr.engine.checkpoint import load_checkpoint
+from simclr.runtime.checkpoint import load_checkpoint
 
 
 def test_folder_of_photos_end_to_end(photos: Path, tmp_path: Path, capsys) -> None:

@@ -192,8 +192,8 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
     import torch
 
     import simclr
-    from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
     from simclr.errors import InputError
+    from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(env["run"], run)

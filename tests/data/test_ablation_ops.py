@@ -16,7 +16,7 @@ from simclr.data.ablation_ops import (
     rotate,
     sobel,
 )
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 
 SIZE = 32
 SPEC = AugmentSpec(size=SIZE, color_strength=0.5)

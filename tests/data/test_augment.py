@@ -10,15 +10,8 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from simclr.data.augment import (
-    PRESETS,
-    AugmentSpec,
-    TwoViews,
-    blur_kernel_size,
-    eval_transform,
-    preset_spec,
-    view_transform,
-)
+from simclr.data.augment import TwoViews, eval_transform, view_transform
+from simclr.data.augment_spec import PRESETS, AugmentSpec, blur_kernel_size, preset_spec
 
 
 def _image(height: int = 40, width: int = 48, seed: int = 0) -> PIL.Image.Image:

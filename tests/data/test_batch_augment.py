@@ -15,7 +15,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 
-from simclr.data.augment import PRESETS, AugmentSpec, blur_kernel_size
+from simclr.data.augment_spec import PRESETS, AugmentSpec, blur_kernel_size
 from simclr.data.batch_augment import BatchAugment, BatchParams, BlurParams, apply_params, sample_params
 from simclr.data.pixel_ops import (
     ColorParams,

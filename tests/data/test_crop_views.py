@@ -12,7 +12,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms as T
 
-from simclr.data.augment import AugmentSpec, after_crop_transform
+from simclr.data.augment import after_crop_transform
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.crop_views import CropFirstViews
 from simclr.data.images import open_rgb
 from simclr.data.sources import load_source

@@ -11,7 +11,7 @@ from simclr.config_io import build_config
 from simclr.data.augment import eval_transform, resize_side
 from simclr.data.cache import content_key
 from simclr.data.decode import decode_source, fit_square
-from simclr.data.sources import ImageSource
+from simclr.data.image_source import ImageSource
 from simclr.errors import InputError
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.sources import load_source
 from simclr.data.views import LoaderViews, image_seed
 

@@ -344,8 +344,8 @@ def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: py
 def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from simclr.data.named_sets import labelled_spec
-    from simclr.engine.monitor import KnnMonitor
-    from simclr.engine.runtime import pick_precision
+    from simclr.runtime.device import pick_precision
+    from simclr.training.monitor import KnnMonitor
 
     assert labelled_spec("stl10-unlabeled") == "stl10" and labelled_spec("pets") == "pets"
     assert labelled_spec("my/folder") == "my/folder"
@@ -431,8 +431,8 @@ def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_pretraining_on_voc2007_turns_the_knn_monitor_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            capsys) -> None:
-    from simclr.engine.monitor import KnnMonitor
-    from simclr.engine.runtime import pick_precision
+    from simclr.runtime.device import pick_precision
+    from simclr.training.monitor import KnnMonitor
 
     _build("voc2007", tmp_path, monkeypatch)
     config = build_config({"data": {"spec": "voc2007", "root": str(tmp_path), "image_size": 16}})

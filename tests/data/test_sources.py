@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from simclr.data import archives
+from simclr.data.image_source import ImageSource
 from simclr.data.images import IMAGE_EXTENSIONS, CorruptImageError, is_image_file, open_rgb
-from simclr.data.sources import ImageSource, load_source
+from simclr.data.sources import load_source
 from simclr.errors import InputError
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

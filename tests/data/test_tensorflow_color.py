@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from simclr.config_io import build_config
-from simclr.data.augment import PRESETS, AugmentSpec, view_transform
+from simclr.data.augment import view_transform
+from simclr.data.augment_spec import PRESETS, AugmentSpec
 from simclr.data.batch_augment import sample_color
 from simclr.data.pixel_ops import ColorParams, color_distort_tensorflow
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.views import MemoryViews, epoch_batches
 
 IDENTITY = AugmentSpec(size=8, crop_scale=(1, 1), crop_ratio=(1, 1), flip_p=0, color_p=0, gray_p=0, blur_p=0)

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from simclr.data.decode import decode_source
-from simclr.data.sources import ImageSource, load_source
+from simclr.data.image_source import ImageSource
+from simclr.data.sources import load_source
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
 from simclr.evaluation.finetune import FinetuneSpec, evaluate_classifier, finetune

@@ -9,9 +9,9 @@ from torch import nn
 import simclr
 from simclr.build import build_model
 from simclr.config_io import build_config
-from simclr.engine.runtime import Precision
 from simclr.evaluation.features import model_encoder
 from simclr.models.fold import folded_for_inference
+from simclr.runtime.device import Precision
 
 
 def _trained_like(arch: str, width: float, cifar_stem: bool) -> nn.Module:

@@ -12,12 +12,12 @@ from PIL import Image
 
 import simclr
 from simclr.cli import main
-from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup
 from simclr.retrieval import embed as embed_module
-from simclr.retrieval.embed import embed, weights_digest
+from simclr.retrieval.embed import embed
 from simclr.retrieval.search import Embeddings, load_embeddings, save_embeddings
+from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 
 
 @pytest.fixture(scope="module")

@@ -182,7 +182,7 @@ def test_an_image_damaged_after_embedding_is_an_empty_frame_on_both_sheets(ckpt:
 
 def test_encoders_are_kept_per_device_and_tensors_taken_as_the_encoder_takes_them(ckpt: Path, shop: Path,
                                                                                    tmp_path: Path) -> None:
-    from simclr.api import float_images
+    from simclr.encoder import float_images
 
     index = simclr.embed(ckpt, shop, device="cpu", progress=False, image_size=20)  # the images' own side
     assert index.encoder("cpu") is index.encoder("cpu")

@@ -31,10 +31,6 @@ from simclr.ablation.studies import Cell, Study
 from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
-from simclr.engine.checkpoint import LAST, LEGACY
-from simclr.engine.metrics import read_metrics
-from simclr.engine.pretrain import check_out_of_data, pretrain
-from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.run import (
     EvalData,
@@ -47,6 +43,10 @@ from simclr.evaluation.run import (
     load_learned,
 )
 from simclr.files import atomic_write_text, json_text
+from simclr.runtime.checkpoint import LAST, LEGACY
+from simclr.runtime.device import pick_device, pick_precision
+from simclr.runtime.metrics import read_metrics
+from simclr.training.loop import check_out_of_data, pretrain
 
 __all__ = ["BASE", "AblateOptions", "StudyResult", "cell_config", "load_rows", "run_dir", "run_study"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simclr.data.augment import ABLATION_OPS
+from simclr.data.augment_spec import ABLATION_OPS
 
 __all__ = ["STUDIES", "Cell", "Study"]
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.data.augment import ABLATION_OPS, AugmentSpec, blur_kernel_size
+from simclr.data.augment_spec import ABLATION_OPS, AugmentSpec, blur_kernel_size
 from simclr.data.batch_augment import sample_params
 from simclr.data.pixel_ops import color_distort, gaussian_blur, resized_crop, rgb_to_grayscale
 

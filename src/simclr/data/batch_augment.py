@@ -24,7 +24,7 @@ from typing import NamedTuple, TypeAlias
 import torch
 from torch import Tensor
 
-from simclr.data.augment import AugmentSpec, blur_kernel_size
+from simclr.data.augment_spec import AugmentSpec, blur_kernel_size
 from simclr.data.pixel_ops import (
     ColorParams,
     CropParams,

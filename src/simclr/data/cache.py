@@ -18,7 +18,7 @@ import torch
 
 from simclr.data.decode import Decoded, check_fits, decode_source
 from simclr.data.digests import file_digests
-from simclr.data.sources import ImageSource
+from simclr.data.image_source import ImageSource
 from simclr.files import atomic_file, atomic_write_text
 
 VERSION = 2  # 2: centre crops placed as torchvision's CenterCrop places them

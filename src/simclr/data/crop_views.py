@@ -19,8 +19,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms as T
 
-from simclr.data.augment import AugmentSpec, after_crop_transform
-from simclr.data.sources import ImageSource
+from simclr.data.augment import after_crop_transform
+from simclr.data.augment_spec import AugmentSpec
+from simclr.data.image_source import ImageSource
 
 Box = tuple[int, int, int, int]  # top, left, height, width in the full-size image
 

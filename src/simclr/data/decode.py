@@ -12,8 +12,8 @@ import torch.utils.data
 from tqdm import tqdm
 
 from simclr.data.augment import fit_square, resize_side
+from simclr.data.image_source import ImageSource
 from simclr.data.images import CorruptImageError
-from simclr.data.sources import ImageSource
 from simclr.errors import InputError
 from simclr.interrupts import ignore_stop_signals
 

@@ -34,14 +34,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from simclr.data.image_source import ImageSource
 from simclr.errors import InputError, one_line
-
-if TYPE_CHECKING:
-    from simclr.data.sources import ImageSource
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,6 @@ def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSo
         InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split, or
             has no validation split of its own.
     """
-    from simclr.data.sources import ImageSource  # here, at run time: sources imports this module
 
     named = NAMED_SETS[name]
     if split == "val" and not named.val:

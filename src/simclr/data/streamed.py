@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from simclr.data.augment import AugmentSpec, eval_transform, resize_side
+from simclr.data.augment import eval_transform, resize_side
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.crop_views import CropFirstViews
+from simclr.data.image_source import ImageSource
 from simclr.data.images import CorruptImageError
-from simclr.data.sources import ImageSource
 from simclr.data.views import image_seed
 from simclr.interrupts import ignore_stop_signals
 

@@ -17,11 +17,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from simclr.data.ablation_ops import AblationAugment
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.batch_augment import BatchAugment, apply_params
 from simclr.data.crop_views import CropFirstViews
+from simclr.data.image_source import ImageSource
 from simclr.data.images import CorruptImageError
-from simclr.data.sources import ImageSource
 from simclr.interrupts import ignore_stop_signals
 
 Pair = tuple[torch.Tensor, torch.Tensor]

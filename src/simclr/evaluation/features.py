@@ -10,12 +10,12 @@ import torch
 from tqdm import tqdm
 
 from simclr.data.decode import Decoded, decode_source
-from simclr.data.sources import ImageSource
+from simclr.data.image_source import ImageSource
 from simclr.data.streamed import StreamedImages
-from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.models.fold import folded_for_inference
 from simclr.models.simclr import SimCLRNet
+from simclr.runtime.device import Precision
 
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 Decoder = Callable[[ImageSource, int], Decoded]

@@ -19,17 +19,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from simclr.data.augment import AugmentSpec
+from simclr.data.augment_spec import AugmentSpec
 from simclr.data.batch_augment import BatchAugment
 from simclr.data.pixel_ops import resized_crop
 from simclr.data.streamed import StreamedImages
-from simclr.engine.memory import available, check_finetune_fits, meta_copy, step_memory
-from simclr.engine.runtime import pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 from simclr.evaluation.linear import feature_stats
 from simclr.evaluation.multilabel import is_multilabel, map11, multilabel_loss
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
+from simclr.runtime.device import pick_device, pick_precision
+from simclr.runtime.memory import available, check_finetune_fits, meta_copy, step_memory
 
 __all__ = [
     "FinetuneSpec",

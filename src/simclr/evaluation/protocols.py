@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from simclr.data.sources import ImageSource
+from simclr.data.image_source import ImageSource
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
 from simclr.evaluation.finetune import (

@@ -15,17 +15,17 @@ import torch
 from simclr.build import build_model, decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.decode import Decoded
+from simclr.data.image_source import ImageSource
 from simclr.data.named_sets import has_validation, paper_metric
-from simclr.data.sources import ImageSource
 from simclr.data.streamed import StreamedImages
-from simclr.engine.checkpoint import load_checkpoint, load_weights, saved_config
-from simclr.engine.runtime import Precision, pick_device, pick_precision
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
 from simclr.evaluation.knn import knn_accuracy
 from simclr.evaluation.linear import WEIGHT_DECAYS, linear_eval
 from simclr.evaluation.multilabel import is_multilabel, multilabel_linear_eval
 from simclr.models.simclr import SimCLRNet
+from simclr.runtime.checkpoint import load_checkpoint, load_weights, saved_config
+from simclr.runtime.device import Precision, pick_device, pick_precision
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ In eval mode a batch norm is a per-channel affine map ``y = (x - mean) / sqrt(va
 be absorbed into the convolution that feeds it (scaled weights and a bias): the network then computes the same
 outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen features, ``embed``,
 ``search`` and the kNN monitor run their network this way (1.07-1.23x faster on a CPU; ``benchmarks/inference.py``);
-a Python :class:`~simclr.api.Encoder` runs the network as it is (folding a ResNet-50 costs as much as embedding a
+a Python :class:`~simclr.encoder.Encoder` runs the network as it is (folding a ResNet-50 costs as much as embedding a
 few images, and its weights may be changed between calls).
 """
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from simclr.engine.runtime import pick_device
 from simclr.errors import InputError
 from simclr.retrieval.search import Embeddings, load_embeddings, nearest, unit_rows
 from simclr.retrieval.sheet import draw_sheet
+from simclr.runtime.device import pick_device
 
 if TYPE_CHECKING:
-    from simclr.data.sources import ImageSource
+    from simclr.data.image_source import ImageSource
 
 DEFAULT_THRESHOLD = 0.99
 """The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h (the

@@ -15,13 +15,14 @@ import torch
 from simclr.build import cache_folder, decode, open_source, plan_data
 from simclr.config import Config
 from simclr.data.digests import file_digests
-from simclr.data.sources import ImageSource, some_names
-from simclr.engine.checkpoint import resolve_checkpoint
+from simclr.data.image_source import ImageSource
+from simclr.data.sources import some_names
 from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
 from simclr.evaluation.run import EvalSetup, Learned, load_learned
 from simclr.files import check_output
 from simclr.retrieval.search import DIGEST_BYTES, Embeddings, load_embeddings, save_embeddings
+from simclr.runtime.checkpoint import resolve_checkpoint, weights_digest
 
 MADE_KEYS = ("network", "image_size", "eval_crop", "input_norm", "precision", "z")
 """What an embedding depends on besides its image (``meta``): rows of an earlier file are reused only where all
@@ -50,16 +51,6 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
                             workers=setup.workers, progress=setup.progress, desc="embedding",
                             decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop,
                             allow_empty=allow_empty)
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 (hex, 32 digits) of every parameter and buffer of ``model``: names, types, shapes and values."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:32]
 
 
 def image_digests(source: ImageSource, memo_dir: Path | None, progress: bool = False) -> list[bytes | None]:

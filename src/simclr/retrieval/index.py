@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from simclr.data.images import open_rgb
-from simclr.engine.runtime import pick_device
+from simclr.encoder import Encoder, Images, float_images, load_encoder
 from simclr.errors import InputError, is_number, is_whole
 from simclr.retrieval.duplicates import default_threshold, duplicate_groups
 from simclr.retrieval.search import (
@@ -24,9 +24,7 @@ from simclr.retrieval.search import (
     unit_rows,
 )
 from simclr.retrieval.sheet import draw_sheet
-
-if TYPE_CHECKING:
-    from simclr.api import Encoder, Images
+from simclr.runtime.device import pick_device
 
 
 class Hit(NamedTuple):
@@ -90,8 +88,6 @@ class Index:
         checkpoint its ``meta`` names)."""
         dev = str(pick_device(device))
         if dev not in self._encoders:
-            from simclr.api import load_encoder
-
             checkpoint = self.meta.get("checkpoint")
             if not checkpoint:
                 raise InputError(f"{self.meta.get('file', 'the index')} does not name its checkpoint: "
@@ -172,8 +168,6 @@ def _pictures(queries: Images, n: int) -> list[Image.Image | None]:
     if isinstance(queries, torch.Tensor):
         if queries.dim() <= 2:
             return [None] * n
-        from simclr.api import float_images
-
         return [Image.fromarray((t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
                 for t in float_images(queries)]
     items = [queries] if isinstance(queries, (str, Path, Image.Image)) else list(queries)

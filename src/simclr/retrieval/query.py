@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from simclr.data.image_source import ImageSource
 from simclr.data.images import CorruptImageError, is_image_file
-from simclr.data.sources import ImageSource, load_source
-from simclr.engine.runtime import pick_device
+from simclr.data.sources import load_source
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
-from simclr.retrieval.embed import embed_source, label_names, weights_digest
+from simclr.retrieval.embed import embed_source, label_names
 from simclr.retrieval.search import (
     Embeddings,
     as_index_labels,
@@ -32,6 +32,8 @@ from simclr.retrieval.search import (
     retrieval_scores,
 )
 from simclr.retrieval.sheet import SheetRow, draw_sheet
+from simclr.runtime.checkpoint import weights_digest
+from simclr.runtime.device import pick_device
 
 
 class Queries(NamedTuple):

@@ -32,9 +32,12 @@ from simclr.config import Config
 from simclr.config_io import config_to_dict, save_config
 from simclr.data.named_sets import NAMED_SETS
 from simclr.data.views import LoaderViews, MemoryViews
-from simclr.engine import distributed as dist
-from simclr.engine.budget import StepBudget
-from simclr.engine.checkpoint import (
+from simclr.errors import InputError, is_number, one_line
+from simclr.interrupts import deferred
+from simclr.models.global_bn import convert_global_bn
+from simclr.optim import LRSchedule, set_lr, warmup_steps_for
+from simclr.runtime import distributed as dist
+from simclr.runtime.checkpoint import (
     LAST,
     load_checkpoint,
     load_weights,
@@ -43,16 +46,13 @@ from simclr.engine.checkpoint import (
     saved_config,
     set_rng_state,
 )
-from simclr.engine.diagnostics import collapse_warning, measure, save_view_grid
-from simclr.engine.memory import available, check_step_fits, step_memory
-from simclr.engine.metrics import MetricsLog, TrainClock, read_metrics
-from simclr.engine.monitor import KnnMonitor
-from simclr.engine.runtime import pick_device, pick_precision
-from simclr.engine.step import ContrastiveStep, pick_compile
-from simclr.errors import InputError, is_number, one_line
-from simclr.interrupts import deferred
-from simclr.models.global_bn import convert_global_bn
-from simclr.optim import LRSchedule, set_lr, warmup_steps_for
+from simclr.runtime.device import pick_device, pick_precision
+from simclr.runtime.memory import available, check_step_fits, step_memory
+from simclr.runtime.metrics import MetricsLog, TrainClock, read_metrics
+from simclr.training.budget import StepBudget
+from simclr.training.diagnostics import collapse_warning, measure, save_view_grid
+from simclr.training.monitor import KnnMonitor
+from simclr.training.step import ContrastiveStep, pick_compile
 
 
 @dataclass(frozen=True)

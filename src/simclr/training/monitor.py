@@ -8,12 +8,12 @@ import torch
 
 from simclr.config import Config
 from simclr.data.named_sets import labelled_spec
-from simclr.engine.runtime import Precision
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
 from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, eval_config
 from simclr.models.simclr import SimCLRNet
+from simclr.runtime.device import Precision
 
 
 class KnnMonitor:

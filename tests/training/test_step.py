@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 
-from simclr.engine.runtime import Precision
-from simclr.engine.step import ContrastiveStep, pick_compile
 from simclr.losses import nt_xent
 from simclr.models.simclr import Representations
 from simclr.optim import LARS, split_decay_groups
+from simclr.runtime.device import Precision
+from simclr.training.step import ContrastiveStep, pick_compile
 
 FP32 = Precision(None, False)
 CPU = torch.device("cpu")

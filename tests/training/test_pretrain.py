@@ -13,10 +13,10 @@ import torch
 
 from simclr.build import peak_lr
 from simclr.config_io import build_config
-from simclr.engine.checkpoint import load_checkpoint, save_checkpoint
-from simclr.engine.metrics import read_metrics
-from simclr.engine.pretrain import pretrain
 from simclr.errors import InputError
+from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint
+from simclr.runtime.metrics import read_metrics
+from simclr.training.loop import pretrain
 
 TINY = {
     "data": {"spec": "digits", "image_size": 16},
@@ -178,7 +178,7 @@ def test_time_budget(tmp_path: Path) -> None:
     assert all(a <= b for a, b in itertools.pairwise(lrs[:top + 1]))
     assert all(b <= a for a, b in itertools.pairwise(lrs[top:])) and lrs[-1] < max(lrs)
     if len(lrs) - top > 20:  # the cosine ran to its end: a decay of more than a few steps ends near zero
-        assert lrs[-1] < 0.05 * max(lrs)  # (on a machine this loaded that 8 steps fit: tests/engine/test_budget.py)
+        assert lrs[-1] < 0.05 * max(lrs)  # (on a machine this loaded that 8 steps fit: tests/training/test_budget.py)
     assert elapsed > 0.6 * budget_s  # and the budget was used, not wasted
 
 
@@ -233,7 +233,7 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
 
 def _on_fifth_loss(monkeypatch, action) -> dict[str, int]:
     """Run ``action()`` when the training step computes its fifth loss; returns the call counter."""
-    import simclr.engine.step as mod
+    import simclr.training.step as mod
 
     calls = {"n": 0}
     real = mod.nt_xent
@@ -282,7 +282,7 @@ def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
 
 
 def test_time_s_leaves_out_the_monitor(tmp_path: Path, monkeypatch) -> None:
-    from simclr.engine.monitor import KnnMonitor
+    from simclr.training.monitor import KnnMonitor
 
     def slow(self, net):
         time.sleep(2.0)
@@ -306,7 +306,7 @@ def test_time_s_leaves_out_the_monitor(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, monkeypatch) -> None:
-    from simclr.engine.monitor import KnnMonitor
+    from simclr.training.monitor import KnnMonitor
 
     calls = []
 
@@ -329,8 +329,8 @@ def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, monkeypatch) 
 def test_knn_monitor_is_off_for_unlabeled_data(tmp_path: Path, capsys) -> None:
     from PIL import Image
 
-    from simclr.engine.monitor import KnnMonitor
-    from simclr.engine.runtime import pick_precision
+    from simclr.runtime.device import pick_precision
+    from simclr.training.monitor import KnnMonitor
 
     for part in ("train", "test"):
         (tmp_path / part).mkdir()

@@ -11,9 +11,9 @@ import torch
 
 from simclr.build import build_model
 from simclr.config_io import build_config
-from simclr.engine import memory
-from simclr.engine.memory import StepMemory, check_finetune_fits, check_step_fits, step_memory
 from simclr.errors import InputError
+from simclr.runtime import memory
+from simclr.runtime.memory import StepMemory, check_finetune_fits, check_step_fits, step_memory
 
 SMALL = {"model": {"arch": "resnet18", "width": 0.25, "cifar_stem": True}, "data": {"image_size": 32}}
 
@@ -52,7 +52,7 @@ def test_the_estimate_is_below_a_real_steps_peak(tmp_path: Path) -> None:
         import re, torch
         from simclr.build import build_model
         from simclr.config_io import build_config
-        from simclr.engine.memory import step_memory
+        from simclr.runtime.memory import step_memory
         def rss(key):
             return int(re.search(key + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024
         torch.set_num_threads(1)
@@ -111,7 +111,7 @@ def test_a_step_that_cannot_fit_is_refused_with_what_fits() -> None:
 
 def test_pretrain_refuses_before_writing_anything(photos: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from simclr.cli import main
-    from simclr.engine import pretrain
+    from simclr.training import loop as pretrain
 
     monkeypatch.setattr(pretrain, "available", lambda device: 2**30)  # a machine with 1 GiB free
     out = tmp_path / "run"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.engine.diagnostics import (
+from simclr.training.diagnostics import (
     alignment,
     collapse_warning,
     diagnostics,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simclr.engine.checkpoint import load_checkpoint
-from simclr.engine.metrics import read_metrics
+from simclr.runtime.checkpoint import load_checkpoint
+from simclr.runtime.metrics import read_metrics
 
 TINY = {
     "data": {"spec": "digits", "image_size": 16},

@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
-from simclr.engine import budget as budget_module
-from simclr.engine.budget import FIRST_ESTIMATE, SETTLE_STEPS, StepBudget
 from simclr.optim import LRSchedule
+from simclr.training import budget as budget_module
+from simclr.training.budget import FIRST_ESTIMATE, SETTLE_STEPS, StepBudget
 
 
 class Clock:

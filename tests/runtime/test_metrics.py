@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simclr.engine.metrics import TrainClock, knn_curve, read_metrics, time_to
+from simclr.runtime.metrics import TrainClock, knn_curve, read_metrics, time_to
 
 
 def test_read_metrics_skips_a_line_cut_short(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from simclr.engine.gradcache import cached_backward
 from simclr.losses import nt_xent
+from simclr.training.gradcache import cached_backward
 
 N = 6  # pairs: M = 2N = 12 views
 TOL = {"rtol": 1e-5, "atol": 1e-5}

@@ -10,14 +10,14 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from simclr.engine.distributed import DistContext, data_parallel, gather_with_grad
-from simclr.engine.runtime import Precision
-from simclr.engine.step import ContrastiveStep
 from simclr.models.global_bn import convert_global_bn
 from simclr.models.heads import HeadSpec
 from simclr.models.resnet import EncoderSpec
 from simclr.models.simclr import SimCLRNet
 from simclr.optim import LARS, split_decay_groups
+from simclr.runtime.device import Precision
+from simclr.runtime.distributed import DistContext, data_parallel, gather_with_grad
+from simclr.training.step import ContrastiveStep
 
 WORLD = 2
 N_GLOBAL = 8  # images; each rank gets 4, i.e. 8 views

@@ -8,8 +8,8 @@ slower here) and ``cudagraphs`` on CUDA. The step never waits for the device: it
 contrastive accuracy as device tensors, and the caller reads them only when it logs.
 
 Under torchrun the loss contrasts this rank's views against the views of every rank (``gather_negatives``,
-see :mod:`simclr.engine.distributed`). With ``grad_cache_chunk`` > 0 the step embeds the views in chunks of
-that many views and back-propagates through cached embedding gradients (:mod:`simclr.engine.gradcache`), so
+see :mod:`simclr.runtime.distributed`). With ``grad_cache_chunk`` > 0 the step embeds the views in chunks of
+that many views and back-propagates through cached embedding gradients (:mod:`simclr.training.gradcache`), so
 activation memory is bounded by a chunk instead of the batch; it is never compiled.
 """
 
@@ -20,13 +20,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from simclr.engine.distributed import gather_with_grad
-from simclr.engine.gradcache import cached_backward
-from simclr.engine.runtime import Precision
+from simclr.config import COMPILE_MODES
 from simclr.losses import ContrastiveOutput, nt_xent
 from simclr.losses.alternatives import LOSSES
-
-COMPILE_MODES = ("auto", "off", "default", "cudagraphs")
+from simclr.runtime.device import Precision
+from simclr.runtime.distributed import gather_with_grad
+from simclr.training.gradcache import cached_backward
 
 
 def pick_compile(mode: str, device: torch.device) -> str:

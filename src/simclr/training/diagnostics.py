@@ -109,7 +109,7 @@ def measure(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], prec
     Args:
         net: a model returning ``.h`` and ``.z`` (``SimCLRNet``); its train/eval mode is restored.
         probe: the two views of the same images, each ``[N, 3, S, S]``.
-        precision: the run's :class:`~simclr.engine.runtime.Precision` (its autocast).
+        precision: the run's :class:`~simclr.runtime.device.Precision` (its autocast).
     """
     was_training = net.training
     net.eval()
