@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import MAX_WORKERS
-from simclr.config_io import build_config, read_yaml
+from simclr.config_io import build_config, read_yaml, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, check_sizes, load_encoder  # noqa: F401 - served as simclr.Encoder, ...
 from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.finetune import FinetuneSpec
@@ -236,15 +236,6 @@ def load_index(path: str | Path) -> Index:
     return _load_index(path)
 
 
-def _setting(key: str, value: Any) -> dict[str, Any]:
-    """``("train.epochs", 5)`` -> ``{"train": {"epochs": 5}}``."""
-    *parents, leaf = key.split(".")
-    layer: dict[str, Any] = {leaf: value}
-    for part in reversed(parents):
-        layer = {part: layer}
-    return layer
-
-
 def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | None = None,
              settings: dict[str, Any] | None = None, resume: bool = False,
              progress: bool = True) -> PretrainResult:
@@ -262,7 +253,7 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | N
     for key in settings or {}:
         if not isinstance(key, str):
             raise InputError(f"settings keys are config keys such as 'train.epochs', got {key!r}")
-    layers += [_setting(key, value) for key, value in (settings or {}).items()]  # in order, later wins
+    layers += [unflatten(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
         layers.append({"data": {"spec": os.path.expanduser(str(data))}})
     return _run_pretrain(build_config(*layers), Path(out), resume=resume, progress=progress)

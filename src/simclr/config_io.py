@@ -148,22 +148,37 @@ def _expand_presets(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "augment": {**preset, **augment}}
 
 
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"head": {"out_dim": 128}}}`` as ``{"model.head.out_dim": 128}`` (dotted keys, as ``--set``)."""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def unflatten(key: str, value: Any) -> dict[str, Any]:
+    """``("optim.base_lr", 0.5)`` as ``{"optim": {"base_lr": 0.5}}``: one ``--set`` as a config layer."""
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise InputError(f"a config key such as optim.base_lr is needed, got {key!r}")
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """``"optim.base_lr=0.5"`` -> ``{"optim": {"base_lr": 0.5}}`` (the value is read as YAML)."""
     if "=" not in text:
         raise InputError(f"--set expects KEY=VALUE (e.g. optim.base_lr=0.5), got {text!r}")
     key, _, value_text = text.partition("=")
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
+    if not any(key.split(".")):
         raise InputError(f"--set expects KEY=VALUE, got {text!r}")
     try:
         value = _load_yaml(value_text) if value_text.strip() else ""
     except yaml.YAMLError:
         value = value_text
-    out: dict[str, Any] = {parts[-1]: value}
-    for part in reversed(parts[:-1]):
-        out = {part: out}
-    return out
+    return unflatten(key, value)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

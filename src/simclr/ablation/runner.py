@@ -30,7 +30,7 @@ from simclr.ablation.checks import Check, check_study
 from simclr.ablation.studies import Cell, Study
 from simclr.build import build_model
 from simclr.config import Config
-from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml
+from simclr.config_io import build_config, config_to_dict, flatten, parse_override, read_yaml
 from simclr.errors import InputError
 from simclr.evaluation.run import (
     EvalData,
@@ -147,14 +147,6 @@ def _settings(study: Study, options: AblateOptions) -> dict[str, Any]:
             "base": config_to_dict(base)}
 
 
-def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"base": {"optim": {"base_lr": 1}}}`` as ``{"base.optim.base_lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        out.update(_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def _check_folder(study: Study, options: AblateOptions) -> None:
     """``OUT/study.json`` pins the study and settings: a rerun with others would mix incomparable cells."""
     path = options.out / "study.json"
@@ -166,12 +158,12 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
             raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
         if not isinstance(saved, dict):
             raise InputError(f"{path} is not a study file (a JSON object); move it away or choose another --out")
-        was, now = _dotted(saved), _dotted(settings)
+        was, now = flatten(saved), flatten(settings)
         # a key this version added is what the study ran with before the key existed: its LEGACY value where
         # the default changed what runs, else its default
         legacy = {"base." + ".".join(keys): value for keys, value in LEGACY.items()}
         was.update({k: v for k, v in legacy.items() if k not in was and k in now})
-        defaults = _dotted(json.loads(json.dumps({"base": config_to_dict(build_config())})))
+        defaults = flatten(json.loads(json.dumps({"base": config_to_dict(build_config())})))
         was.update({k: v for k, v in now.items() if k not in was and v == defaults.get(k)})
         diff = [f"{k.removeprefix('base.')} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}"
                 for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]

@@ -17,6 +17,7 @@ from simclr.config import Config
 from simclr.data.decode import Decoded
 from simclr.data.image_source import ImageSource
 from simclr.data.named_sets import has_validation, paper_metric
+from simclr.data.sources import some_names
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, raw_pixels
@@ -86,11 +87,6 @@ def labelled_split(config: Config, split: str) -> ImageSource:
     return source
 
 
-def _names(classes: Sequence[str], ids: np.ndarray) -> str:
-    """The first three of the classes ``ids``, for a message."""
-    return ", ".join(classes[i] for i in ids[:3]) + (" ..." if len(ids) > 3 else "")
-
-
 def _check_classes(train: ImageSource, test: ImageSource) -> None:
     """Refuse test images none of whose classes has a training image (train/ and test/ class folders that differ:
     every answer would be wrong); note the test images of such classes when only some are."""
@@ -99,7 +95,7 @@ def _check_classes(train: ImageSource, test: ImageSource) -> None:
     unseen = np.setdiff1d(np.unique(test.labels), np.unique(train.labels))
     if len(unseen) == 0:
         return
-    names = _names(test.classes, unseen)
+    names = some_names([test.classes[i] for i in unseen])
     count = int(np.isin(test.labels, unseen).sum())
     if count == len(test.labels):
         raise InputError(f"{test.name}: no test class has a training image (test classes {names}): the train and test "
@@ -118,7 +114,7 @@ def _note_unreadable_classes(data: EvalData, train: Features, test: Features) ->
     lost = np.setdiff1d(listed, train.labels.numpy())
     count = int(np.isin(test.labels.numpy(), lost).sum())
     if count:
-        names = _names(data.train.classes, lost)
+        names = some_names([data.train.classes[i] for i in lost])
         print(f"note: {count} test images of {len(lost)} class(es) whose every training image is unreadable ({names}) "
               "count as errors", file=sys.stderr)
 

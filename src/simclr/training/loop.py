@@ -29,7 +29,7 @@ from simclr.build import (
     resolve,
 )
 from simclr.config import Config
-from simclr.config_io import config_to_dict, save_config
+from simclr.config_io import config_to_dict, flatten, save_config
 from simclr.data.named_sets import NAMED_SETS
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.errors import InputError, is_number, one_line
@@ -154,19 +154,11 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                                      f"{tuple(p.shape)}")
 
 
-def _flat(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"head": {"out_dim": 128}}`` as ``{"head.out_dim": 128}``."""
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def _adopt_model(config: Config, init: dict[str, Any], *, note: bool = True) -> Config:
     """``config`` with the model settings of the ``model.init`` checkpoint (a note names those they replace)."""
     theirs = dataclasses.replace(saved_config(init, config.model.init).model, init=config.model.init)
-    mine = _flat(config_to_dict(config)["model"])
-    saved = _flat(config_to_dict(dataclasses.replace(config, model=theirs))["model"])
+    mine = flatten(config_to_dict(config)["model"])
+    saved = flatten(config_to_dict(dataclasses.replace(config, model=theirs))["model"])
     changed = [f"{key} {mine[key]} -> {saved[key]}" for key in saved
                if mine.get(key) != saved[key] and mine.get(key) not in (None, "auto")]
     if changed and note:
