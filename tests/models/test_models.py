@@ -104,3 +104,30 @@ def test_encoder_validation() -> None:
         EncoderSpec("vgg16").validate()
     with pytest.raises(ValueError, match="width"):
         EncoderSpec("resnet18", 0).validate()
+
+
+def test_narrow_strided_shortcuts_compute_the_strided_convolution() -> None:
+    """Below 16 input channels a strided 1x1 shortcut subsamples, then convolves (oneDNN's strided 1x1 backward
+    corrupted memory there on AVX-512 CPUs at batch 7): the same values and gradients as the strided convolution,
+    the same parameter names, and a channels-last training step at that batch runs."""
+    from simclr.models.resnet import EncoderSpec, SubsampledPointwise, build_encoder
+
+    torch.manual_seed(0)
+    conv = SubsampledPointwise(8, 16, 1, 2, bias=False)
+    x = torch.rand(7, 8, 17, 17, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    y = conv(x)
+    ref = torch.nn.functional.conv2d(ref_x, conv.weight.detach(), stride=2)
+    torch.testing.assert_close(y, ref)
+    y.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    narrow = build_encoder(EncoderSpec("resnet18", 0.125, True))
+    wide = build_encoder(EncoderSpec("resnet18", 0.25, True))
+    assert sum(isinstance(m, SubsampledPointwise) for m in narrow.modules()) == 1  # 8 -> 16 channels, stride 2
+    assert not any(isinstance(m, SubsampledPointwise) for m in wide.modules())
+    assert narrow.state_dict().keys() == build_encoder(EncoderSpec("resnet18", 0.125, True)).state_dict().keys()
+    assert "stages.1.0.downsample.0.weight" in narrow.state_dict()
+    narrow = narrow.to(memory_format=torch.channels_last)
+    v = torch.rand(7, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    narrow(v).pow(2).mean().backward()

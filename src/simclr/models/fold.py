@@ -19,6 +19,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from simclr.models.resnet import SubsampledPointwise
+
 __all__ = ["folded_for_inference"]
 
 M = TypeVar("M", bound=nn.Module)
@@ -35,7 +37,8 @@ def _pairs(module: nn.Module) -> list[tuple[str, str]]:
 
 
 def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
-    return (type(conv) is nn.Conv2d and isinstance(bn, _BatchNorm) and bn.running_mean is not None
+    return (isinstance(conv, nn.Conv2d) and type(conv) in (nn.Conv2d, SubsampledPointwise)
+            and isinstance(bn, _BatchNorm) and bn.running_mean is not None
             and bn.running_var is not None and conv.out_channels == bn.num_features)
 
 

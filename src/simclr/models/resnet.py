@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
@@ -26,6 +27,25 @@ ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
 INPUT_NORMS: tuple[str, ...] = ("none", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+NARROW_SHORTCUT = 16
+"""Input channels below which a strided 1x1 shortcut runs as :class:`SubsampledPointwise`."""
+
+
+class SubsampledPointwise(nn.Conv2d):
+    """A 1x1 convolution of stride s (no padding) computed as a stride-1 convolution of every s-th pixel: the same
+    values and the same parameters, through another oneDNN kernel. On AVX-512 CPUs, oneDNN's strided 1x1 backward
+    (torch 2.14) corrupts memory for fewer than 16 input channels in channels-last layout at some batch sizes
+    (7, 9: a segfault or "double free"), which the networks narrower than a quarter-width ResNet meet."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sh, sw = self.stride
+        return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias)
+
+
+def _shortcut_conv(inplanes: int, planes: int, stride: int) -> nn.Conv2d:
+    """The 1x1 projection of a residual shortcut (:class:`SubsampledPointwise` when strided and narrow)."""
+    kind = SubsampledPointwise if stride != 1 and inplanes < NARROW_SHORTCUT else nn.Conv2d
+    return kind(inplanes, planes, 1, stride, bias=False)
 
 
 @dataclass(frozen=True)
@@ -107,7 +127,7 @@ class ResNetEncoder(nn.Module):
         downsample = None
         if stride != 1 or self._inplanes != planes * expansion:
             downsample = nn.Sequential(
-                nn.Conv2d(self._inplanes, planes * expansion, 1, stride, bias=False),
+                _shortcut_conv(self._inplanes, planes * expansion, stride),
                 nn.BatchNorm2d(planes * expansion),
             )
         mods = [block(self._inplanes, planes, stride, downsample)]
