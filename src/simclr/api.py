@@ -19,17 +19,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from simclr.config import MAX_WORKERS
 from simclr.config_io import build_config, read_yaml, unflatten
-from simclr.encoder import Encoder, ImageLike, Images, check_sizes, load_encoder  # noqa: F401 - served as simclr.Encoder, ...
+from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
 from simclr.errors import InputError, is_number, is_whole
+from simclr.evaluation.compare import compare
 from simclr.evaluation.finetune import FinetuneSpec
+from simclr.evaluation.frozen import frozen_eval
 from simclr.evaluation.linear import weight_decay_grid
 from simclr.evaluation.probe import TRANSFORMS, ProbeSpec
 from simclr.evaluation.protocols import augmented_linear_eval, finetune_eval, probe_eval
-from simclr.evaluation.run import EvalSetup, compare
-from simclr.evaluation.run import evaluate as frozen_eval
 from simclr.evaluation.selection import parse_grids
+from simclr.evaluation.setup import EvalSetup, eval_setup
 from simclr.evaluation.transfer import transfer_eval
 from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
@@ -207,27 +207,6 @@ def evaluate_setup(checkpoint: str | Path, setup: EvalSetup, protocol: str, **op
                              weight_decays=opts["weight_decays"], grids=opts["finetune_grid"])
     return finetune_eval(checkpoint, setup, opts["label_fraction"], spec, subset_file=subset,
                          baseline=opts["baseline"])
-
-
-def eval_setup(data: str | Path, image_size: int, device: str, batch_size: int, workers: int, progress: bool,
-               data_root: str = "", cache_dir: str = "", holdout: float | None = None,
-               eval_crop: float | None = None, in_memory: str | bool | None = None) -> EvalSetup:
-    """Where evaluation data comes from and where it runs, checked."""
-    if data and not isinstance(data, (str, os.PathLike)):
-        raise InputError(f"data must be a dataset name or path, got {data!r}")
-    if not is_whole(workers) or not 0 <= workers <= MAX_WORKERS:
-        raise InputError(f"workers must be a whole number from 0 to {MAX_WORKERS}, got {workers!r}")
-    if isinstance(in_memory, bool):
-        in_memory = str(in_memory).lower()
-    if in_memory is not None and in_memory not in ("auto", "true", "false"):
-        raise InputError(f"in_memory must be auto, true or false, got {in_memory!r}")
-    if not is_whole(batch_size) or batch_size < 1:
-        raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    check_sizes(image_size, eval_crop)
-    if holdout is not None and (not is_number(holdout) or not 0 <= holdout < 1):
-        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
-    return EvalSetup(os.path.expanduser(str(data)) if data else "", data_root, cache_dir, device, batch_size,
-                     workers, progress, image_size, holdout, eval_crop, in_memory)
 
 
 def load_index(path: str | Path) -> Index:

@@ -324,8 +324,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _eval_text(protocol: str, result: dict[str, Any], data: str) -> str:
     """What ``simclr eval`` prints without --json."""
+    from simclr.evaluation.compare import format_table
     from simclr.evaluation.probe import format_probe
-    from simclr.evaluation.run import format_table
 
     if protocol == "compare":
         return format_table(result["rows"])

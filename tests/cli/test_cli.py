@@ -341,11 +341,12 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     real = build.decode_cached
     monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append(len(source))
                         or real(source, *a, **k))
-    from simclr.evaluation import run
+    from simclr.evaluation import frozen
 
     fitted: list[tuple[int, int]] = []
-    real_linear = run.linear_eval
-    monkeypatch.setattr(run, "linear_eval", lambda x, y, *a, **k: fitted.append((len(x), int(y.bincount().min())))
+    real_linear = frozen.linear_eval
+    monkeypatch.setattr(frozen, "linear_eval", lambda x, y, *a, **k: fitted.append((len(x),
+                                                                                    int(y.bincount().min())))
                         or real_linear(x, y, *a, **k))
     capsys.readouterr()
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
