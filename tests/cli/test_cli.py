@@ -632,13 +632,13 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path, loader: 
 
 
 def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path) -> None:
-    from simclr import cli
+    from simclr.cli import commands
 
     def stop(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_eval", stop)
-    monkeypatch.setattr(cli, "run_pretrain", stop)
+    monkeypatch.setattr(commands, "run_eval", stop)
+    monkeypatch.setattr(commands, "run_pretrain", stop)
     assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 130
     assert capsys.readouterr().err.strip() == "simclr: interrupted"
     out = tmp_path / "r"
@@ -654,7 +654,7 @@ def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path)
 def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, capsys) -> None:
     import torch
 
-    from simclr import cli
+    from simclr.cli import commands
 
     def oom(args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
@@ -663,15 +663,15 @@ def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, ca
     def other(args):
         raise RuntimeError("something else")
 
-    monkeypatch.setattr(cli, "run_pretrain", oom)
-    monkeypatch.setattr(cli, "run_eval", oom)
+    monkeypatch.setattr(commands, "run_pretrain", oom)
+    monkeypatch.setattr(commands, "run_eval", oom)
     assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 1
     assert capsys.readouterr().err.strip() == "simclr: error: CUDA out of memory. Tried to allocate 2.00 GiB: lower " \
         "--batch-size, or set train.grad_cache_chunk (gradient caching: the same gradients, a chunk of views in " \
         "memory at a time)"
     assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 1
     assert capsys.readouterr().err.strip().endswith("2.00 GiB: lower --batch-size")
-    monkeypatch.setattr(cli, "run_eval", other)
+    monkeypatch.setattr(commands, "run_eval", other)
     with pytest.raises(RuntimeError, match="something else"):  # other errors are not dressed up as this one
         main(["eval", "knn", "--checkpoint", "x", "--data", "y"])
 
@@ -711,7 +711,8 @@ def test_help_does_not_load_torch() -> None:
     """`simclr --help` and every command's --help answer in a moment: parsing arguments never imports torch (the
     names it needs from torch-importing modules are repeated in the CLI and checked here)."""
     from simclr.ablation import STUDIES
-    from simclr.cli import DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD, STUDY_NAMES
+    from simclr.cli.parser import STUDY_NAMES
+    from simclr.cli.search import DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD
     from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, DEFAULT_Z_THRESHOLD
 
     assert STUDY_NAMES == tuple(STUDIES) and DUPLICATES_THRESHOLD == DEFAULT_THRESHOLD
