@@ -87,28 +87,35 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
 
 
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
-    from simclr.api import EVAL_OPTIONS
+    """Each schema's defaults are its generated flags' defaults, and the flags left alone give the schema's
+    options."""
+    import dataclasses
+
     from simclr.cli import build_parser
+    from simclr.cli.parser import protocol_options
+    from simclr.evaluation.options import PROTOCOLS
 
     negated = {"linear": "no_linear", "baseline": "no_baseline"}
-    for protocol, defaults in EVAL_OPTIONS.items():
+    for protocol, schema in PROTOCOLS.items():
         args = build_parser().parse_args(["eval", protocol, "--checkpoint", "c", "--data", "d"])
-        for name, default in defaults.items():
+        for option in dataclasses.fields(schema):
+            name, default = option.name, option.default
             flag = getattr(args, negated.get(name, name))
             value = not flag if name in negated else flag
             if name == "transforms":
                 value = tuple(value.split(","))
             assert value == default, (protocol, name)
+        assert schema(**protocol_options(args)) == schema(), protocol
 
 
 def test_finetune_epochs_default_to_the_papers(monkeypatch) -> None:
     import simclr
-    from simclr.api import finetune_epochs
-    from simclr.evaluation import protocols
+    from simclr.evaluation import runners
+    from simclr.evaluation.options import finetune_epochs
 
     assert [finetune_epochs(f) for f in (0.005, 0.01, 0.0101, 0.1, 1.0)] == [60, 60, 30, 30, 30]
     seen = []
-    monkeypatch.setattr(protocols, "finetune_eval", lambda ckpt, setup, fraction, spec, **kw: seen.append(spec))
+    monkeypatch.setattr(runners, "finetune_eval", lambda ckpt, setup, fraction, spec, **kw: seen.append(spec))
     for fraction, epochs in ((0.01, None), (0.1, None), (0.01, 7)):
         simclr.evaluate("run", "data", "finetune", label_fraction=fraction, epochs=epochs)
     assert [s.epochs for s in seen] == [60, 30, 7]
@@ -677,8 +684,10 @@ def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, ca
 
 
 def test_every_eval_flag_reaches_its_protocol() -> None:
-    from simclr.api import EVAL_OPTIONS
+    import dataclasses
+
     from simclr.cli import build_parser
+    from simclr.evaluation.options import PROTOCOLS
 
     def choices(parser, dest: str) -> dict:
         return next(a for a in parser._actions if a.dest == dest).choices
@@ -687,10 +696,11 @@ def test_every_eval_flag_reaches_its_protocol() -> None:
                "device", "batch_size", "workers", "quiet", "json"}
     negated = {"no_linear": "linear", "no_baseline": "baseline"}
     protocols = choices(choices(build_parser(), "command")["eval"], "protocol")
-    assert set(protocols) == set(EVAL_OPTIONS)
+    assert list(protocols) == list(PROTOCOLS)
     for name, parser in protocols.items():
         flags = {negated.get(a.dest, a.dest) for a in parser._actions} - reading
-        assert flags == set(EVAL_OPTIONS[name]), name  # no flag accepted and ignored, no option without a flag
+        options = {f.name for f in dataclasses.fields(PROTOCOLS[name])}
+        assert flags == options, name  # no flag accepted and ignored, no option without a flag
 
 
 def test_eval_crop_flag(env: dict, tmp_path: Path, capsys) -> None:

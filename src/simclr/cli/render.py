@@ -75,27 +75,30 @@ def import_text(info: dict[str, Any]) -> str:
             f"  simclr eval linear --checkpoint {info['out']} --data DATA")
 
 
-def embed_text(info: dict[str, Any], out: Path, update: bool) -> str:
-    """``simclr embed``'s line, from what it embedded."""
-    skipped = f" ({info['skipped']} unreadable images skipped)" if info["skipped"] else ""
-    if update and info["updated"] and not info["fresh"]:
-        return (f"updated {out}: {info['images']} embeddings of dim {info['dim']}; {info['reused']} "
-                f"unchanged kept, {info['embedded']} new or changed embedded, {info['dropped']} gone or "
-                "changed dropped"
+def embed_text(index: Any, out: Path, update: bool) -> str:
+    """``simclr embed``'s line, from ``simclr.embed``'s :class:`~simclr.api.EmbedResult`."""
+    skipped = f" ({len(index.skipped)} unreadable images skipped)" if index.skipped else ""
+    dim = int(index.h.shape[1])
+    if update and index.updated and not index.fresh:
+        return (f"updated {out}: {len(index)} embeddings of dim {dim}; {index.reused} unchanged kept, "
+                f"{index.embedded} new or changed embedded, {index.dropped} gone or changed dropped"
                 + skipped)
-    return f"wrote {info['images']} embeddings of dim {info['dim']} to {out}" + skipped
+    return f"wrote {len(index)} embeddings of dim {dim} to {out}" + skipped
 
 
-def ablate_text(result: Any, report: Path, plot: Path, table: Path) -> str:
-    """``simclr ablate``'s lines, from its study's result and the files it wrote."""
+def ablate_text(done: Any) -> str:
+    """``simclr ablate``'s lines, from ``simclr.ablate``'s :class:`~simclr.api.Ablation`."""
+    result = done.result
     lines = [f"{c.verdict}: {c.claim} ({c.detail})" + (f"; {c.caveat}" if c.caveat else "")
              for c in result.checks]
-    lines.append(f"{len(result.rows)}/{len(result.study.cells)} cells done; report {report}, plot {plot}, "
-                 f"table {table}")
+    lines.append(f"{len(result.rows)}/{len(result.study.cells)} cells done; report {done.report}, plot "
+                 f"{done.plot}, table {done.table}")
     return "\n".join(lines)
 
 
-def ablate_json(result: Any, report: Path) -> dict[str, Any]:
+def ablate_json(done: Any) -> dict[str, Any]:
     """``simclr ablate --json``'s object."""
+    result = done.result
     return {"study": result.study.name, "rows": result.rows, "missing": result.missing,
-            "checks": [{**c._asdict(), "verdict": c.verdict} for c in result.checks], "report": str(report)}
+            "checks": [{**c._asdict(), "verdict": c.verdict} for c in result.checks],
+            "report": str(done.report)}
