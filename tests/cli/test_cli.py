@@ -86,6 +86,21 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
     assert streamed.pop("streamed") is True and api.pop("streamed") is False and streamed == api
 
 
+def test_simclr_eval_passes_its_flags_to_simclr_evaluate(env: dict, capsys) -> None:
+    """The command calls simclr.evaluate with the protocol's options from its flags: the same result."""
+    import simclr
+    from simclr.files import json_text
+
+    capsys.readouterr()
+    assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json",
+                 "--quiet", "--cache-dir", env["cache"], "--solver", "sgd", "--epochs", "2", "--batch-size",
+                 "64"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    api = simclr.evaluate(env["run"], env["archive"], "linear", solver="sgd", epochs=2, batch_size=64,
+                          cache_dir=env["cache"], progress=False)
+    assert json.loads(json_text(api)) == cli and (cli["solver"], cli["epochs"]) == ("sgd", 2)
+
+
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
     """Each schema's defaults are its generated flags' defaults, and the flags left alone give the schema's
     options."""
