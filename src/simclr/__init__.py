@@ -3,8 +3,9 @@
 ``simclr.pretrain(data, out, ...)`` trains as the ``simclr pretrain`` command does; ``simclr.load_encoder(run)``
 gives the trained encoder, to embed images from Python; ``simclr.evaluate(run, data, "linear")`` evaluates it as
 ``simclr eval`` does; ``simclr.embed(run, data)`` and ``simclr.load_index(f)`` give a collection to ``search`` by
-similarity; ``simclr.import_weights(file, out)`` makes a checkpoint of torchvision-style ResNet weights (see
-``simclr.api``).
+similarity; ``simclr.import_weights(file, out)`` makes a checkpoint of torchvision-style ResNet weights,
+``simclr.export_weights(run, out)`` writes one's f for torchvision, ``simclr.ablate(study, data, out)`` runs one
+of the paper's ablations (see ``simclr.api``: each command calls its function there).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Encoder", "__version__", "embed", "evaluate", "import_weights", "load_encoder", "load_index", "pretrain"]
+__all__ = ["Encoder", "__version__", "ablate", "embed", "evaluate", "export_weights", "import_weights",
+           "load_encoder", "load_index", "pretrain", "pretrain_config"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,9 +18,10 @@ from torchvision.models.resnet import ResNet
 from simclr.config import Config
 from simclr.data.augment import eval_transform, resize_side
 from simclr.data.images import open_rgb, to_rgb
-from simclr.errors import InputError, is_number, is_whole
+from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
-from simclr.evaluation.run import load_model
+from simclr.evaluation.learned import load_model
+from simclr.evaluation.setup import check_sizes
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 from simclr.runtime.checkpoint import weights_digest
@@ -33,14 +34,6 @@ Images = ImageLike | Sequence[ImageLike] | torch.Tensor
 def _check_image_tensor(images: torch.Tensor) -> None:
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
         raise InputError(f"expected images [B, 3, H, W], got a tensor of shape {tuple(images.shape)}")
-
-
-def check_sizes(image_size: object, eval_crop: object) -> None:
-    """InputError unless ``image_size`` is 0 or a whole number >= 8 and ``eval_crop`` None or a number in (0, 1]."""
-    if not is_whole(image_size) or 0 < image_size < 8 or image_size < 0:
-        raise InputError(f"image_size must be 0 (the run's) or a whole number >= 8, got {image_size!r}")
-    if eval_crop is not None and not (is_number(eval_crop) and 0 < eval_crop <= 1):
-        raise InputError(f"eval_crop must be in (0, 1], got {eval_crop!r}")
 
 
 def _kind(images: object) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from simclr.config_io import config_to_dict
 from simclr.errors import InputError
-from simclr.evaluation.run import load_model
+from simclr.evaluation.learned import load_model
 from simclr.files import check_output
 from simclr.models.torchvision_compat import torchvision_state_dict
 from simclr.runtime.checkpoint import atomic_save, resolve_checkpoint, save_checkpoint

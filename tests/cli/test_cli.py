@@ -86,29 +86,51 @@ def test_simclr_evaluate_gives_the_commands_numbers(env: dict, capsys) -> None:
     assert streamed.pop("streamed") is True and api.pop("streamed") is False and streamed == api
 
 
+def test_simclr_eval_passes_its_flags_to_simclr_evaluate(env: dict, capsys) -> None:
+    """The command calls simclr.evaluate with the protocol's options from its flags: the same result."""
+    import simclr
+    from simclr.files import json_text
+
+    capsys.readouterr()
+    assert main(["eval", "linear", "--checkpoint", str(env["run"]), "--data", env["archive"], "--json",
+                 "--quiet", "--cache-dir", env["cache"], "--solver", "sgd", "--epochs", "2", "--batch-size",
+                 "64"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    api = simclr.evaluate(env["run"], env["archive"], "linear", solver="sgd", epochs=2, batch_size=64,
+                          cache_dir=env["cache"], progress=False)
+    assert json.loads(json_text(api)) == cli and (cli["solver"], cli["epochs"]) == ("sgd", 2)
+
+
 def test_eval_flags_default_to_simclr_evaluate_defaults() -> None:
-    from simclr.api import EVAL_OPTIONS
+    """Each schema's defaults are its generated flags' defaults, and the flags left alone give the schema's
+    options."""
+    import dataclasses
+
     from simclr.cli import build_parser
+    from simclr.cli.parser import protocol_options
+    from simclr.evaluation.options import PROTOCOLS
 
     negated = {"linear": "no_linear", "baseline": "no_baseline"}
-    for protocol, defaults in EVAL_OPTIONS.items():
+    for protocol, schema in PROTOCOLS.items():
         args = build_parser().parse_args(["eval", protocol, "--checkpoint", "c", "--data", "d"])
-        for name, default in defaults.items():
+        for option in dataclasses.fields(schema):
+            name, default = option.name, option.default
             flag = getattr(args, negated.get(name, name))
             value = not flag if name in negated else flag
             if name == "transforms":
                 value = tuple(value.split(","))
             assert value == default, (protocol, name)
+        assert schema(**protocol_options(args)) == schema(), protocol
 
 
 def test_finetune_epochs_default_to_the_papers(monkeypatch) -> None:
     import simclr
-    from simclr.api import finetune_epochs
-    from simclr.evaluation import protocols
+    from simclr.evaluation import runners
+    from simclr.evaluation.options import finetune_epochs
 
     assert [finetune_epochs(f) for f in (0.005, 0.01, 0.0101, 0.1, 1.0)] == [60, 60, 30, 30, 30]
     seen = []
-    monkeypatch.setattr(protocols, "finetune_eval", lambda ckpt, setup, fraction, spec, **kw: seen.append(spec))
+    monkeypatch.setattr(runners, "finetune_eval", lambda ckpt, setup, fraction, spec, **kw: seen.append(spec))
     for fraction, epochs in ((0.01, None), (0.1, None), (0.01, 7)):
         simclr.evaluate("run", "data", "finetune", label_fraction=fraction, epochs=epochs)
     assert [s.epochs for s in seen] == [60, 30, 7]
@@ -341,11 +363,12 @@ def test_eval_transfer(env: dict, capsys, monkeypatch) -> None:
     real = build.decode_cached
     monkeypatch.setattr(build, "decode_cached", lambda source, *a, **k: decoded.append(len(source))
                         or real(source, *a, **k))
-    from simclr.evaluation import run
+    from simclr.evaluation import frozen
 
     fitted: list[tuple[int, int]] = []
-    real_linear = run.linear_eval
-    monkeypatch.setattr(run, "linear_eval", lambda x, y, *a, **k: fitted.append((len(x), int(y.bincount().min())))
+    real_linear = frozen.linear_eval
+    monkeypatch.setattr(frozen, "linear_eval", lambda x, y, *a, **k: fitted.append((len(x),
+                                                                                    int(y.bincount().min())))
                         or real_linear(x, y, *a, **k))
     capsys.readouterr()
     assert main(["eval", "transfer", "--checkpoint", str(env["run"]), "--data", "digits", "--json", "--quiet",
@@ -631,13 +654,13 @@ def test_sigterm_saves_the_run_and_exits_143(env: dict, tmp_path: Path, loader: 
 
 
 def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path) -> None:
-    from simclr import cli
+    from simclr.cli import commands
 
     def stop(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_eval", stop)
-    monkeypatch.setattr(cli, "run_pretrain", stop)
+    monkeypatch.setattr(commands, "run_eval", stop)
+    monkeypatch.setattr(commands, "run_pretrain", stop)
     assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 130
     assert capsys.readouterr().err.strip() == "simclr: interrupted"
     out = tmp_path / "r"
@@ -653,7 +676,7 @@ def test_interrupt_messages_name_what_to_do(monkeypatch, capsys, tmp_path: Path)
 def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, capsys) -> None:
     import torch
 
-    from simclr import cli
+    from simclr.cli import commands
 
     def oom(args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
@@ -662,22 +685,24 @@ def test_a_device_out_of_memory_is_one_line_naming_what_to_lower(monkeypatch, ca
     def other(args):
         raise RuntimeError("something else")
 
-    monkeypatch.setattr(cli, "run_pretrain", oom)
-    monkeypatch.setattr(cli, "run_eval", oom)
+    monkeypatch.setattr(commands, "run_pretrain", oom)
+    monkeypatch.setattr(commands, "run_eval", oom)
     assert main(["pretrain", "--data", "y", "--out", "runs/r"]) == 1
     assert capsys.readouterr().err.strip() == "simclr: error: CUDA out of memory. Tried to allocate 2.00 GiB: lower " \
         "--batch-size, or set train.grad_cache_chunk (gradient caching: the same gradients, a chunk of views in " \
         "memory at a time)"
     assert main(["eval", "knn", "--checkpoint", "x", "--data", "y"]) == 1
     assert capsys.readouterr().err.strip().endswith("2.00 GiB: lower --batch-size")
-    monkeypatch.setattr(cli, "run_eval", other)
+    monkeypatch.setattr(commands, "run_eval", other)
     with pytest.raises(RuntimeError, match="something else"):  # other errors are not dressed up as this one
         main(["eval", "knn", "--checkpoint", "x", "--data", "y"])
 
 
 def test_every_eval_flag_reaches_its_protocol() -> None:
-    from simclr.api import EVAL_OPTIONS
+    import dataclasses
+
     from simclr.cli import build_parser
+    from simclr.evaluation.options import PROTOCOLS
 
     def choices(parser, dest: str) -> dict:
         return next(a for a in parser._actions if a.dest == dest).choices
@@ -686,10 +711,11 @@ def test_every_eval_flag_reaches_its_protocol() -> None:
                "device", "batch_size", "workers", "quiet", "json"}
     negated = {"no_linear": "linear", "no_baseline": "baseline"}
     protocols = choices(choices(build_parser(), "command")["eval"], "protocol")
-    assert set(protocols) == set(EVAL_OPTIONS)
+    assert list(protocols) == list(PROTOCOLS)
     for name, parser in protocols.items():
         flags = {negated.get(a.dest, a.dest) for a in parser._actions} - reading
-        assert flags == set(EVAL_OPTIONS[name]), name  # no flag accepted and ignored, no option without a flag
+        options = {f.name for f in dataclasses.fields(PROTOCOLS[name])}
+        assert flags == options, name  # no flag accepted and ignored, no option without a flag
 
 
 def test_eval_crop_flag(env: dict, tmp_path: Path, capsys) -> None:
@@ -710,7 +736,8 @@ def test_help_does_not_load_torch() -> None:
     """`simclr --help` and every command's --help answer in a moment: parsing arguments never imports torch (the
     names it needs from torch-importing modules are repeated in the CLI and checked here)."""
     from simclr.ablation import STUDIES
-    from simclr.cli import DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD, STUDY_NAMES
+    from simclr.cli.parser import STUDY_NAMES
+    from simclr.cli.search import DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD
     from simclr.retrieval.duplicates import DEFAULT_THRESHOLD, DEFAULT_Z_THRESHOLD
 
     assert STUDY_NAMES == tuple(STUDIES) and DUPLICATES_THRESHOLD == DEFAULT_THRESHOLD

@@ -15,7 +15,7 @@ from simclr.data.named_sets import NAMED_SETS, paper_metric
 from simclr.data.sources import load_source
 from simclr.errors import InputError
 from simclr.evaluation.knn import mean_class_accuracy
-from simclr.evaluation.run import labelled_split
+from simclr.evaluation.splits import labelled_split
 
 
 def _jpeg(path: Path, value: int, size: tuple[int, int] = (12, 10)) -> None:

@@ -151,7 +151,7 @@ def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: 
     """Fine-tuning starts from the loaded f (channels-last when the run trained so); the from-scratch networks beside
     it are built the same way, so both train at the same speed."""
     from simclr.config_io import build_config
-    from simclr.evaluation.run import fresh_encoder, load_model
+    from simclr.evaluation.learned import fresh_encoder, load_model
 
     config = build_config({"data": {"spec": "digits"}, "model": {"arch": "resnet18", "width": 0.125},
                            "train": {"channels_last": channels_last}})

@@ -80,7 +80,7 @@ def test_fit_sgd_uses_the_papers_learning_rate_and_cosine_decay() -> None:
 
 
 def test_frozen_check_detects_a_changed_batch_norm_statistic() -> None:
-    from simclr.evaluation.run import check_frozen, fingerprint
+    from simclr.evaluation.learned import check_frozen, fingerprint
 
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     before = fingerprint(net)

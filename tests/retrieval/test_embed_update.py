@@ -13,7 +13,7 @@ from PIL import Image
 import simclr
 from simclr.cli import main
 from simclr.errors import InputError
-from simclr.evaluation.run import EvalSetup
+from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval import embed as embed_module
 from simclr.retrieval.embed import embed
 from simclr.retrieval.search import Embeddings, load_embeddings, save_embeddings
@@ -36,7 +36,7 @@ def _catalogue(root: Path, seed: int = 0) -> Path:
 
 
 def _setup(data: Path, **kw) -> EvalSetup:
-    return EvalSetup(data=str(data), device="cpu", progress=False, batch_size=4, **kw)
+    return EvalSetup.of(str(data), device="cpu", progress=False, batch_size=4, **kw)
 
 
 @pytest.fixture()

@@ -432,7 +432,7 @@ def test_init_from_an_imported_checkpoint_and_bad_init(tmp_path: Path, make_chec
 def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path) -> None:
     """A checkpoint that torch reads but whose content is wrong (what a bad copy, a hand edit or another tool leaves):
     one plain line naming it, for evaluation, --init and --resume alike; the run folder is left as it was."""
-    from simclr.evaluation.run import load_model
+    from simclr.evaluation.learned import load_model
 
     good = torch.load(full_run / "last.pt", weights_only=True)
     first = next(iter(good["model"]))

@@ -32,16 +32,10 @@ from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, flatten, parse_override, read_yaml
 from simclr.errors import InputError
-from simclr.evaluation.run import (
-    EvalData,
-    EvalSetup,
-    FeaturePair,
-    Learned,
-    check_frozen,
-    eval_config,
-    fingerprint,
-    load_learned,
-)
+from simclr.evaluation.frozen import FeaturePair
+from simclr.evaluation.learned import Learned, check_frozen, fingerprint, load_learned
+from simclr.evaluation.setup import EvalSetup, eval_config
+from simclr.evaluation.splits import EvalData
 from simclr.files import atomic_write_text, json_text
 from simclr.runtime.checkpoint import LAST, LEGACY
 from simclr.runtime.device import pick_device, pick_precision
@@ -285,8 +279,9 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     selected = [c for c in study.cells if not options.cells or c.key in options.cells]
     configs = {(c.key, k): cell_config(study, c, options, k) for c in selected for k in range(options.seeds)}
     first = configs[selected[0].key, 0]  # every config was checked before any run starts
-    setup = EvalSetup(options.data, device=options.device, batch_size=512, workers=0, progress=options.progress,
-                      image_size=options.eval_size or first.data.view_size)  # 0: image_size, resolved by EvalData
+    setup = EvalSetup.of(options.data, device=options.device, batch_size=512, workers=0,
+                         progress=options.progress,  # image_size None: the config's, resolved by EvalData
+                         image_size=options.eval_size or first.data.view_size or None)
     data = EvalData(eval_config(first, setup), setup)  # unlabeled data fails now, not after a cell; decoded
     check_out_of_data(options.out, first.data.spec)      # once, at the first evaluation, for every cell
     _check_folder(study, options)

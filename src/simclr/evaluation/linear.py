@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from simclr.evaluation.grids import weight_decay_values
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-4, 1e-2)
@@ -31,19 +32,10 @@ def weight_decay_grid(spec: str | float | Sequence[float]) -> tuple[float, ...]:
     Raises:
         ValueError: Anything else, or an empty grid.
     """
-    if isinstance(spec, str):
-        named = {"default": WEIGHT_DECAYS, "paper": PAPER_WEIGHT_DECAYS}
-        if spec.strip() in named:
-            return named[spec.strip()]
-        try:
-            values = [float(v) for v in spec.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"weight decays: 'default', 'paper' or comma-separated numbers, got {spec!r}") from None
-    else:
-        values = [float(spec)] if isinstance(spec, (int, float)) else [float(v) for v in spec]
-    if not values or any(not v >= 0 or v == float("inf") for v in values):
-        raise ValueError(f"weight decays must be finite numbers >= 0, got {spec!r}")
-    return tuple(sorted(set(values)))
+    values = weight_decay_values(spec)
+    if isinstance(values, str):
+        return {"default": WEIGHT_DECAYS, "paper": PAPER_WEIGHT_DECAYS}[values]
+    return values
 
 
 class LinearModel(NamedTuple):

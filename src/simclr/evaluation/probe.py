@@ -18,8 +18,8 @@ from tqdm import tqdm
 from simclr.errors import InputError
 from simclr.evaluation.finetune import Images, image_batches
 from simclr.evaluation.knn import topk_accuracy
+from simclr.evaluation.options import TRANSFORMS
 
-TRANSFORMS = ("rotation", "color_vs_gray", "noise", "sobel")
 NUM_CLASSES = {"rotation": 4, "color_vs_gray": 2, "noise": 2, "sobel": 2}
 NOISE_STD = 0.1
 IMAGE_STRIDE = 10_000_019

@@ -1,9 +1,9 @@
 """The evaluation commands that train on labels: fine-tuning (1% / 10%), the augmented linear protocol and the
 h-versus-z probe (transfer, which builds on these helpers: :mod:`simclr.evaluation.transfer`).
 
-Each decodes the labelled train and test splits of ``setup.data`` once (uint8, at the run's image size), or reads
-them from their files batch by batch where the data is not held in memory (``data.in_memory``), and works from the
-checkpoint's encoder f (fine-tuning starts from h, not from the projection head).
+Each decodes the labelled train and test splits of ``setup.data.spec`` once (uint8, at the run's image size),
+or reads them from their files batch by batch where the data is not held in memory (``data.in_memory``), and
+works from the checkpoint's encoder f (fine-tuning starts from h, not from the projection head).
 """
 
 from __future__ import annotations
@@ -26,17 +26,11 @@ from simclr.evaluation.finetune import (
     finetune,
     supervised_baseline,
 )
+from simclr.evaluation.learned import Learned, check_frozen, fingerprint, fresh_encoder, load_learned
 from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.probe import ProbeSpec, probe
-from simclr.evaluation.run import (
-    EvalData,
-    EvalSetup,
-    Learned,
-    check_frozen,
-    fingerprint,
-    fresh_encoder,
-    load_learned,
-)
+from simclr.evaluation.setup import EvalSetup
+from simclr.evaluation.splits import EvalData
 from simclr.evaluation.subsets import label_subset, load_subset, save_subset
 
 

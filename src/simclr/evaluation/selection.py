@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from simclr.evaluation.finetune import FinetuneSpec
+from simclr.evaluation.grids import grid_values
 
 __all__ = ["PAPER_FINETUNE_GRID", "PAPER_SCRATCH_GRID", "Grid", "holdout_split", "parse_grids", "select"]
 
@@ -54,16 +55,6 @@ PAPER_FINETUNE_GRID = Grid(_logspace(-4, -1, 7), (0.0, *_logspace(-6, -3, 7)))
 PAPER_SCRATCH_GRID = Grid(_logspace(-3, 0, 7), _logspace(-5, -1.5, 8))
 
 
-def _numbers(text: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
-    except ValueError:
-        raise ValueError(f"grid {what}: comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"grid {what}: give at least one value")
-    return values
-
-
 def parse_grids(spec: str | None) -> tuple[Grid, Grid] | None:
     """The grids for fine-tuning and for training from scratch: ``"none"`` (or None/empty: no search, the given
     learning rate), ``"paper"`` (:data:`PAPER_FINETUNE_GRID`, :data:`PAPER_SCRATCH_GRID`), or ``"LRS/WDS"``,
@@ -72,18 +63,12 @@ def parse_grids(spec: str | None) -> tuple[Grid, Grid] | None:
     Raises:
         ValueError: (one line) anything else, a learning rate <= 0 or a weight decay < 0.
     """
-    text = (spec or "none").strip()
-    if text == "none":
+    values = grid_values(spec)
+    if values is None:
         return None
-    if text == "paper":
+    if isinstance(values, str):  # "paper"
         return PAPER_FINETUNE_GRID, PAPER_SCRATCH_GRID
-    if text.count("/") != 1:
-        raise ValueError(f"fine-tuning grid: none, paper or LRS/WDS (e.g. 0.01,0.1/0,1e-5), got {spec!r}")
-    lrs_text, wds_text = text.split("/")
-    lrs, wds = _numbers(lrs_text, "learning rates"), _numbers(wds_text, "weight decays")
-    if not all(0 < v < float("inf") for v in lrs) or not all(0 <= v < float("inf") for v in wds):
-        raise ValueError(f"fine-tuning grid: learning rates must be > 0 and weight decays >= 0, got {spec!r}")
-    grid = Grid(lrs, wds)
+    grid = Grid(*values)
     return grid, grid
 
 

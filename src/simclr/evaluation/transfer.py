@@ -25,19 +25,14 @@ from simclr.evaluation.finetune import (
     seeded_init,
     transfer_bn_momentum,
 )
+from simclr.evaluation.frozen import FeaturePair, own_validation
+from simclr.evaluation.learned import check_frozen, fingerprint, fresh_encoder
 from simclr.evaluation.linear import WEIGHT_DECAYS, rows_besides
 from simclr.evaluation.multilabel import is_multilabel
 from simclr.evaluation.protocols import WHOLE_SIDE, draw_subset, open_eval
-from simclr.evaluation.run import (
-    EvalData,
-    EvalSetup,
-    FeaturePair,
-    check_frozen,
-    fingerprint,
-    fresh_encoder,
-    own_validation,
-)
 from simclr.evaluation.selection import Grid, holdout_split, select
+from simclr.evaluation.setup import EvalSetup
+from simclr.evaluation.splits import EvalData
 
 
 class _Pool:
@@ -132,12 +127,12 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     :mod:`simclr.evaluation.selection`) the learning rate and weight decay of the other two, which are then trained
     again on all the labelled images. Both fine-tuned networks use the paper's batch-norm momentum for transfer
     (:func:`transfer_bn_momentum`). Images are prepared as the paper's: the linear evaluation sees the whole shorter
-    side (unless ``setup.eval_crop`` says otherwise), the fine-tuned networks train on random crops of the whole
+    side (unless ``setup`` gives an ``eval_crop``), the fine-tuned networks train on random crops of the whole
     shorter side and are tested on centre crops keeping ``data.eval_crop`` of it (0.875: the paper's 224 of 256;
     the held-out images of a grid search are scored as they were decoded for training).
     """
     learned, data = open_eval(checkpoint, setup)
-    metric = paper_metric(setup.data)
+    metric = paper_metric(setup.data.spec)
     before = fingerprint(learned.model)
     multilabel = is_multilabel(data.train.labels)
     reused = subset_file is not None and subset_file.is_file()
@@ -148,7 +143,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         chosen = np.arange(len(data.train))
     else:
         chosen, _, fraction = draw_subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
-    pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if setup.eval_crop is None else setup.eval_crop)
+    crop = setup.chosen("eval_crop")
+    pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if crop is None else crop)
     check_frozen(learned.model, before)
     readable = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
     chosen = np.asarray([i for i in chosen if data.train.paths[i] in readable], dtype=np.int64)  # labelled images
@@ -158,7 +154,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     if not multilabel and reused:  # a subset file's share of the images that could be read
         fraction = round(len(chosen) / len(pair.train.h), 6)
     labels = torch.as_tensor(np.asarray(data.train.labels)[chosen], dtype=torch.int64)
-    val_rows, validation = _validation(data, setup.data, labelled, labels, spec.seed)
+    val_rows, validation = _validation(data, setup.data.spec, labelled, labels, spec.seed)
     if grids is not None and val_rows is None:  # before the linear fit and the trainings
         raise InputError(f"too few labelled images ({len(chosen)}) to hold out a validation part for the "
                          "hyper-parameter search")
@@ -179,7 +175,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         return seeded_init(lambda: fresh_encoder(learned.config), spec.seed)
 
     keys = ("map11",) if multilabel else ("top1", "top5", "mean_class_top1")
-    result: dict[str, Any] = {"protocol": "transfer", "data": setup.data, "paper_metric": metric,
+    result: dict[str, Any] = {"protocol": "transfer", "data": setup.data.spec, "paper_metric": metric,
                               **{f"linear_{key}": linear[key] for key in keys}}
     for name, make, cell, grid in (("finetune", pretrained, base, grids[0] if grids else None),
                                    ("scratch", scratch, longer, grids[1] if grids else None)):

@@ -19,7 +19,8 @@ from simclr.data.image_source import ImageSource
 from simclr.data.sources import some_names
 from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
-from simclr.evaluation.run import EvalSetup, Learned, load_learned
+from simclr.evaluation.learned import Learned, load_learned
+from simclr.evaluation.setup import EvalSetup
 from simclr.files import check_output
 from simclr.retrieval.search import DIGEST_BYTES, Embeddings, load_embeddings, save_embeddings
 from simclr.runtime.checkpoint import resolve_checkpoint, weights_digest
@@ -48,7 +49,7 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
         in_memory = plan_data(config, source).in_memory
     crop = config.data.eval_crop
     return extract_features(encode, source, config.data.image_size, in_memory, batch_size=setup.batch_size,
-                            workers=setup.workers, progress=setup.progress, desc="embedding",
+                            workers=setup.data.workers, progress=setup.progress, desc="embedding",
                             decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop,
                             allow_empty=allow_empty)
 

@@ -21,7 +21,8 @@ from simclr.data.image_source import ImageSource
 from simclr.data.images import CorruptImageError, is_image_file
 from simclr.data.sources import load_source
 from simclr.errors import InputError
-from simclr.evaluation.run import EvalSetup, load_learned
+from simclr.evaluation.learned import load_learned
+from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval.embed import embed_source, label_names
 from simclr.retrieval.search import (
     Embeddings,
@@ -142,8 +143,8 @@ def _query_source(query: list[str], setup: EvalSetup) -> tuple[ImageSource, dict
         return source, dict(zip(source.paths, query))
     if len(query) != 1:
         raise InputError("--query takes image files, or one folder, archive or dataset, or one .npz file")
-    return load_source(query[0], "all", data_root=Path(setup.data_root) if setup.data_root else None,
-                       cache_dir=Path(setup.cache_dir) if setup.cache_dir else None), None
+    return load_source(query[0], "all", data_root=Path(setup.data.root) if setup.data.root else None,
+                       cache_dir=Path(setup.data.cache_dir) if setup.data.cache_dir else None), None
 
 
 def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
@@ -161,10 +162,10 @@ def open_queries(query: list[str], index: Embeddings, on: str, setup: EvalSetup,
     if not Path(checkpoint).exists():
         raise InputError(f"checkpoint not found: {checkpoint} (the index was made with it; give --checkpoint)")
     source, given = _query_source(query, setup)
-    size = setup.image_size or int(index.meta.get("image_size") or 0)
-    crop = setup.eval_crop if setup.eval_crop is not None else index.meta.get("eval_crop")  # as the index was made
-    learned = load_learned(checkpoint, dataclasses.replace(setup, image_size=size,
-                                                           eval_crop=float(crop) if crop else None))
+    size = setup.data.image_size or int(index.meta.get("image_size") or 0)
+    crop = setup.chosen("eval_crop") or index.meta.get("eval_crop")  # as the index was made
+    learned = load_learned(checkpoint, setup.with_data(image_size=size or None,
+                                                       eval_crop=float(crop) if crop else None))
     check_same_network(index.meta, weights_digest(learned.model), f"checkpoint {checkpoint}")
     feats = embed_source(learned.encoder(with_z=on == "z"), learned.config, source, setup,
                          in_memory=False if given else None)  # a few files: no dataset-sized decode

@@ -10,8 +10,10 @@ from simclr.config import Config
 from simclr.data.named_sets import labelled_spec
 from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
+from simclr.evaluation.frozen import FeaturePair
 from simclr.evaluation.multilabel import is_multilabel
-from simclr.evaluation.run import EvalData, EvalSetup, FeaturePair, eval_config
+from simclr.evaluation.setup import EvalSetup, eval_config
+from simclr.evaluation.splits import EvalData
 from simclr.models.simclr import SimCLRNet
 from simclr.runtime.device import Precision
 
@@ -26,7 +28,7 @@ class KnnMonitor:
         self.config, self.device, self.precision = config, device, precision
         self.data: EvalData | None
         try:
-            setup = EvalSetup(data=labelled_spec(config.data.spec), workers=config.data.workers, progress=False)
+            setup = EvalSetup.of(labelled_spec(config.data.spec), workers=config.data.workers, progress=False)
             self.data = EvalData(eval_config(config, setup), setup)
             if is_multilabel(self.data.train.labels):
                 raise InputError(f"{self.data.train.name} is multi-label (kNN accuracy needs one label per image)")
