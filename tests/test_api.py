@@ -174,3 +174,11 @@ def test_pretrain_from_python(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="config file not found"):
         simclr.pretrain("digits", tmp_path / "bad", config=tmp_path / "missing.yaml")
     assert not (tmp_path / "bad").exists()
+
+
+def test_load_encoder_takes_a_precision(ckpt: Path) -> None:
+    """None keeps the run's setting; "fp32" computes in fp32 whatever the CPU; a bad name is one InputError."""
+    assert simclr.load_encoder(ckpt, device="cpu", precision="fp32").precision.dtype is None
+    assert simclr.load_encoder(ckpt, device="cpu", precision="bf16").precision.dtype == torch.bfloat16
+    with pytest.raises(InputError, match="precision must be one of"):
+        simclr.load_encoder(ckpt, device="cpu", precision="half")

@@ -41,7 +41,7 @@ def test_wrapped_prefixed_weights_give_torchvisions_h(tmp_path: Path, capsys) ->
     info = json.loads(capsys.readouterr().out)
     assert (info["arch"], info["width"], info["cifar_stem"], info["image_size"]) == ("resnet18", 1.0, False, 224)
     assert (info["features"], info["tensors"], info["ignored"]) == (512, 120, 2)  # fc.weight, fc.bias left out
-    encoder = simclr.load_encoder(tmp_path / "r18.pt", "cpu")
+    encoder = simclr.load_encoder(tmp_path / "r18.pt", "cpu", precision="fp32")
     tv.fc = torch.nn.Identity()
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
@@ -58,14 +58,14 @@ def test_cifar_stem_and_imagenet_standardisation(tmp_path: Path) -> None:
     assert info["cifar_stem"] and info["image_size"] == 32
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(simclr.load_encoder(tmp_path / "cifar.pt", "cpu")(x), small(x), atol=1e-4,
+        torch.testing.assert_close(simclr.load_encoder(tmp_path / "cifar.pt", "cpu", precision="fp32")(x), small(x), atol=1e-4,
                                    rtol=1e-4)
     supervised = _trained_like(torchvision.models.resnet50())
     torch.save(supervised.state_dict(), tmp_path / "r50.pth")
     info = import_weights(tmp_path / "r50.pth", tmp_path / "r50.pt", input_norm="imagenet", image_size=96)
     assert (info["arch"], info["features"], info["input_norm"], info["image_size"]) == ("resnet50", 2048,
                                                                                         "imagenet", 96)
-    encoder = simclr.load_encoder(tmp_path / "r50.pt", "cpu")
+    encoder = simclr.load_encoder(tmp_path / "r50.pt", "cpu", precision="fp32")
     supervised.fc = torch.nn.Identity()
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), supervised(NORMALIZE(x)), atol=1e-3, rtol=1e-3)
@@ -74,7 +74,7 @@ def test_cifar_stem_and_imagenet_standardisation(tmp_path: Path) -> None:
                                    rtol=1e-3)
     plain = import_weights(tmp_path / "r50.pth", tmp_path / "plain.pt")
     assert plain["input_norm"] == "none"
-    assert not torch.allclose(simclr.load_encoder(tmp_path / "plain.pt", "cpu")(x), encoder(x), atol=1e-2)
+    assert not torch.allclose(simclr.load_encoder(tmp_path / "plain.pt", "cpu", precision="fp32")(x), encoder(x), atol=1e-2)
 
 
 def _keys(blocks: tuple[int, ...], bottleneck: bool, stem: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -183,7 +183,7 @@ def test_torchvision_names_fetch_its_supervised_weights(tmp_path: Path, monkeypa
     supervised.fc = torch.nn.Identity()
     x = torch.rand(2, 3, 48, 48)
     with torch.no_grad():
-        torch.testing.assert_close(simclr.load_encoder(tmp_path / "sup.pt", "cpu")(x), supervised(NORMALIZE(x)),
+        torch.testing.assert_close(simclr.load_encoder(tmp_path / "sup.pt", "cpu", precision="fp32")(x), supervised(NORMALIZE(x)),
                                    atol=1e-4, rtol=1e-4)
 
     def offline(self, *args, **kwargs):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.models.resnet import ResNet
 
-from simclr.config import Config
+from simclr.config import PRECISIONS, Config
 from simclr.data.augment import eval_transform, resize_side
 from simclr.data.images import open_rgb, to_rgb
 from simclr.errors import InputError
@@ -121,15 +121,20 @@ class Encoder:
 
 
 def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0,
-                 eval_crop: float | None = None) -> Encoder:
+                 eval_crop: float | None = None, precision: str | None = None) -> Encoder:
     """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
-    images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the shorter
-    side (None: the run's ``data.eval_crop``).
+    images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the
+    shorter side (None: the run's ``data.eval_crop``), computing in ``precision`` (``auto``, ``bf16``,
+    ``fp16``, ``fp32``; None: the run's ``train.precision``, whose ``auto`` means bf16 on CUDA and on CPUs with
+    AVX-512 BF16 or AMX: pass ``"fp32"`` for exact fp32 embeddings there).
 
     Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
     unreadable file raises ``simclr.errors.InputError``.
     """
     check_sizes(image_size, eval_crop)
+    if precision is not None and precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)} or None, got {precision!r}")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
-    return Encoder(model, config, dev, pick_precision(config.train.precision, dev), image_size, eval_crop)
+    chosen = pick_precision(config.train.precision if precision is None else precision, dev)
+    return Encoder(model, config, dev, chosen, image_size, eval_crop)
