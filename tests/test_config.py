@@ -96,7 +96,8 @@ def test_bad_yaml_files(tmp_path) -> None:
     section.write_text("train: 3\n")
     with pytest.raises(InputError, match="must be a section"):
         load_config(section)
-    # a section set to a value is caught even when a later layer sets keys of that section (as the CLI's options do)
+    # a section set to a value is caught even when a later layer sets keys of that section (as the CLI's
+    # options do)
     with pytest.raises(InputError, match="config key train must be a section"):
         load_config(None, ["train=1"], {"train": {"epochs": 2}})
     with pytest.raises(InputError, match="expected a number"):

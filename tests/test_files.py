@@ -50,8 +50,8 @@ def test_only_whole_file_modes(tmp_path: Path) -> None:
 
 
 def test_permissions_follow_the_umask_or_the_file_replaced(tmp_path: Path) -> None:
-    """Not the owner-only permissions of a temporary file: a new file gets what the umask gives any new file, a
-    replaced file keeps its own."""
+    """Not the owner-only permissions of a temporary file: a new file gets what the umask gives any new file,
+    a replaced file keeps its own."""
     old = os.umask(0o027)
     try:
         atomic_write_text(tmp_path / "new.csv", "a\n")

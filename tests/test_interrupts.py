@@ -85,8 +85,8 @@ class _WorkerPids(torch.utils.data.Dataset):
 @pytest.mark.parametrize("init", [None, ignore_stop_signals])
 def test_data_workers_leave_a_stop_signal_to_the_main_process(init) -> None:
     """A SIGTERM sent to the whole job (by `timeout`, a scheduler, not by the workers' parent) kills PyTorch's
-    workers, failing the main process with "killed by signal" wherever it is (while it saves last.pt, say); with
-    ``ignore_stop_signals`` they go on, and the main process stops them as it stops itself."""
+    workers, failing the main process with "killed by signal" wherever it is (while it saves last.pt, say);
+    with ``ignore_stop_signals`` they go on, and the main process stops them as it stops itself."""
     loader = torch.utils.data.DataLoader(_WorkerPids(), batch_size=1, num_workers=1, worker_init_fn=init)
     batches = iter(loader)
     pid = int(next(batches))

@@ -1,12 +1,12 @@
 """SimCLR: contrastive learning of visual representations (Chen et al., ICML 2020).
 
-``simclr.pretrain(data, out, ...)`` trains as the ``simclr pretrain`` command does; ``simclr.load_encoder(run)``
-gives the trained encoder, to embed images from Python; ``simclr.evaluate(run, data, "linear")`` evaluates it as
-``simclr eval`` does; ``simclr.embed(run, data)`` and ``simclr.load_index(f)`` give a collection to ``search`` by
-similarity; ``simclr.import_weights(file, out)`` makes a checkpoint of torchvision-style ResNet weights,
-``simclr.export_weights(run, out)`` writes one's f for torchvision, ``simclr.ablate(study, data, out)`` runs one
-of the paper's ablations (see ``simclr.api``: each command calls its function there).
-"""
+``simclr.pretrain(data, out, ...)`` trains as the ``simclr pretrain`` command does;
+``simclr.load_encoder(run)`` gives the trained encoder, to embed images from Python; ``simclr.evaluate(run,
+data, "linear")`` evaluates it as ``simclr eval`` does; ``simclr.embed(run, data)`` and
+``simclr.load_index(f)`` give a collection to ``search`` by similarity; ``simclr.import_weights(file, out)``
+makes a checkpoint of torchvision-style ResNet weights, ``simclr.export_weights(run, out)`` writes one's f for
+torchvision, ``simclr.ablate(study, data, out)`` runs one of the paper's ablations (see ``simclr.api``: each
+command calls its function there)."""
 
 from __future__ import annotations
 

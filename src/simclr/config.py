@@ -43,11 +43,11 @@ class DataConfig:
         workers: DataLoader worker processes for the file path.
         decode_cache: keep in-memory datasets decoded in ``cache_dir/decoded`` (a memory-mapped uint8 file
             keyed by the dataset's content), so later runs skip decoding.
-        eval_crop: the part of the shorter side that evaluation keeps: images are resized so that their shorter
-            side is ``image_size / eval_crop``, then centre-cropped to ``image_size``. 1.0 = the whole shorter
-            side (the paper's transfer protocol; CIFAR); 0.875 = the reference code's ImageNet evaluation (resize
-            256, crop 224). Training views are not affected, nor are the images an evaluation trains a network on
-            with random crops (fine-tuning), which keep the whole shorter side.
+        eval_crop: the part of the shorter side that evaluation keeps: images are resized so that their
+            shorter side is ``image_size / eval_crop``, then centre-cropped to ``image_size``. 1.0 = the whole
+            shorter side (the paper's transfer protocol; CIFAR); 0.875 = the reference code's ImageNet
+            evaluation (resize 256, crop 224). Training views are not affected, nor are the images an
+            evaluation trains a network on with random crops (fine-tuning), which keep the whole shorter side.
     """
 
     spec: str = ""
@@ -86,8 +86,8 @@ class ModelConfig:
         cifar_stem: 3x3 stride-1 stem without max-pool; ``None`` (YAML ``auto``) = on for images <= 64 px.
         head: the projection head.
         input_norm: ``none`` (SimCLR's: pixels in [0, 1] go in as they are) or ``imagenet`` (f first subtracts
-            ImageNet's channel means and divides by their deviations, as torchvision's supervised weights expect;
-            set by ``simclr import --input-norm imagenet``).
+            ImageNet's channel means and divides by their deviations, as torchvision's supervised weights
+            expect; set by ``simclr import --input-norm imagenet``).
         init: a checkpoint (run folder or file: a run's, ``simclr export --format simclr``'s or ``simclr
             import``'s) whose f and g start pretraining instead of a random initialisation, e.g. to continue
             from ImageNet weights on your own images; its model settings replace the others. ``""`` = random.
@@ -116,15 +116,17 @@ class LossConfig:
 
     Attributes:
         name: ``nt_xent`` (SimCLR's), ``nt_logistic`` or ``margin_triplet`` (the paper's loss ablation).
-        temperature: NT-Xent and NT-Logistic temperature; the paper's default for large batches is 0.1 (Table 5).
+        temperature: NT-Xent and NT-Logistic temperature; the paper's default for large batches is 0.1 (Table
+            5).
         margin: margin of the triplet loss.
         normalize: l2-normalise z (cosine similarity).
         semi_hard: semi-hard negative mining (NT-Logistic and margin triplet only).
         scale: the loss is multiplied by this for the gradient (the logged loss stays the paper's average over
             the 2N views): 2 follows the reference code, whose loss is the sum of both directions' means
-            (``loss_a + loss_b`` in ``objective.py``), twice the paper's average; the paper's learning rates and
-            weight decay were set with it. Under LARS this is not a change of learning rate alone: it halves
-            weight decay's share of each adapted step and doubles the steps of batch-norm parameters and biases.
+            (``loss_a + loss_b`` in ``objective.py``), twice the paper's average; the paper's learning rates
+            and weight decay were set with it. Under LARS this is not a change of learning rate alone: it
+            halves weight decay's share of each adapted step and doubles the steps of batch-norm parameters
+            and biases.
     """
 
     name: str = "nt_xent"
@@ -149,7 +151,8 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and schedule (Section 3, Appendix B.1): LARS, lr = 0.3 x batch/256, wd 1e-6, 10 warm-up epochs.
+    """Optimiser and schedule (Section 3, Appendix B.1): LARS, lr = 0.3 x batch/256, wd 1e-6, 10 warm-up
+    epochs.
 
     Attributes:
         name: ``lars``, ``sgd`` (momentum) or ``adamw``.
@@ -193,7 +196,8 @@ class TrainConfig:
             AVX-512 bf16 or AMX), else fp32.
         compile: ``torch.compile`` the forward and loss: ``off``, ``default`` (Inductor), ``cudagraphs``
             (Inductor plus CUDA graphs, CUDA only) or ``auto`` (``cudagraphs`` on CUDA, ``off`` on CPU).
-        sync_bn: under torchrun (more than one process), global batch norm: statistics over every rank's views.
+        sync_bn: under torchrun (more than one process), global batch norm: statistics over every rank's
+            views.
         gather_negatives: under torchrun, every view is contrasted with the views of all ranks (2N - 2
             negatives for a global batch of N) instead of its own rank's only.
         grad_cache_chunk: views per chunk for memory-bounded gradient caching (0 = off; see
@@ -201,11 +205,11 @@ class TrainConfig:
         dist_timeout: minutes a collective may wait for a peer before the job fails (instead of hanging).
         log_every: steps between metrics.jsonl lines (the only host-device synchronisations).
         checkpoint_every: epochs between kept checkpoints (``epoch_NNNN.pt``).
-        save_minutes: ``last.pt`` (what ``--resume`` continues) is rewritten at the first epoch end after this many
-            minutes (0 = every epoch), at the end, and on Ctrl-C.
+        save_minutes: ``last.pt`` (what ``--resume`` continues) is rewritten at the first epoch end after this
+            many minutes (0 = every epoch), at the end, and on Ctrl-C.
         knn_every: epochs between kNN monitor evaluations on the labelled test split (0 = off).
-        diagnostics_every: epochs between measurements of alignment and uniformity of z and the effective rank of
-            h on a fixed batch of views (0 = off); a collapsing rank prints a warning.
+        diagnostics_every: epochs between measurements of alignment and uniformity of z and the effective rank
+            of h on a fixed batch of views (0 = off); a collapsing rank prints a warning.
     """
 
     epochs: float = 100.0

@@ -1,9 +1,8 @@
 """Building a :class:`~simclr.config.Config`: defaults < YAML file < ``--set`` overrides < named options.
 
-Every key and value is checked: unknown keys, wrong types and out-of-range values raise ``InputError`` with one
-clear line. The resolved config is saved as ``config.yaml`` in the run folder and inside every checkpoint (as a
-plain dict, so checkpoints load with ``weights_only``).
-"""
+Every key and value is checked: unknown keys, wrong types and out-of-range values raise ``InputError`` with
+one clear line. The resolved config is saved as ``config.yaml`` in the run folder and inside every checkpoint
+(as a plain dict, so checkpoints load with ``weights_only``)."""
 
 from __future__ import annotations
 

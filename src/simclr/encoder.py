@@ -44,8 +44,8 @@ def _kind(images: object) -> str:
 
 
 def float_images(images: torch.Tensor) -> torch.Tensor:
-    """Image tensors as given to an :class:`Encoder` (uint8, or float in [0, 1]; [3, H, W] or [B, 3, H, W]) as float
-    [B, 3, H, W] in [0, 1]."""
+    """Image tensors as given to an :class:`Encoder` (uint8, or float in [0, 1]; [3, H, W] or [B, 3, H, W]) as
+    float [B, 3, H, W] in [0, 1]."""
     _check_image_tensor(images)
     x = images.unsqueeze(0) if images.dim() == 3 else images
     return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
@@ -66,8 +66,9 @@ class Encoder:
         self._transform = eval_transform(self.image_size, self.eval_crop)
 
     def digest(self) -> str:
-        """The digest of the network's weights as they are now (:func:`~simclr.runtime.checkpoint.weights_digest`;
-        what an embeddings file records of the network that made it): every weight is read."""
+        """The digest of the network's weights as they are now
+        (:func:`~simclr.runtime.checkpoint.weights_digest`; what an embeddings file records of the network
+        that made it): every weight is read."""
         return weights_digest(self.model)
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
@@ -77,8 +78,8 @@ class Encoder:
         return self._transform(img)
 
     def _batches(self, images: Images, batch_size: int) -> Iterator[torch.Tensor]:
-        """The network's inputs, ``batch_size`` images at a time (files are read one batch at a time, so a long
-        list of paths never sits in memory decoded all at once)."""
+        """The network's inputs, ``batch_size`` images at a time (files are read one batch at a time, so a
+        long list of paths never sits in memory decoded all at once)."""
         if isinstance(images, torch.Tensor):
             _check_image_tensor(images)
             x = images.unsqueeze(0) if images.dim() == 3 else images
@@ -125,8 +126,8 @@ def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int =
     """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
     images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the
     shorter side (None: the run's ``data.eval_crop``), computing in ``precision`` (``auto``, ``bf16``,
-    ``fp16``, ``fp32``; None: the run's ``train.precision``, whose ``auto`` means bf16 on CUDA and on CPUs with
-    AVX-512 BF16 or AMX: pass ``"fp32"`` for exact fp32 embeddings there).
+    ``fp16``, ``fp32``; None: the run's ``train.precision``, whose ``auto`` means bf16 on CUDA and on CPUs
+    with AVX-512 BF16 or AMX: pass ``"fp32"`` for exact fp32 embeddings there).
 
     Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
     unreadable file raises ``simclr.errors.InputError``.

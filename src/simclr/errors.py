@@ -1,5 +1,5 @@
-"""The one exception type that reaches the user as a one-line message with exit code 2, and the checks of values
-given from Python that lead to it."""
+"""The one exception type that reaches the user as a one-line message with exit code 2, and the checks of
+values given from Python that lead to it."""
 
 from typing import Any, TypeGuard
 
@@ -13,8 +13,9 @@ class InputError(Exception):
 
 
 class UpdateRefused(InputError):
-    """``embed --update`` (``simclr.embed(..., update=True)``) refused to bring a file up to date: it was made from
-    other images, or the same folder now reads as another collection. Embedding without update replaces it."""
+    """``embed --update`` (``simclr.embed(..., update=True)``) refused to bring a file up to date: it was made
+    from other images, or the same folder now reads as another collection. Embedding without update replaces
+    it."""
 
 
 def one_line(exc: BaseException) -> str:

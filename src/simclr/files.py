@@ -1,5 +1,5 @@
-"""Writing files so that a crash or Ctrl-C never leaves half of one: a temporary file beside the target, renamed
-over it only once it is complete. What was there before stays until then."""
+"""Writing files so that a crash or Ctrl-C never leaves half of one: a temporary file beside the target,
+renamed over it only once it is complete. What was there before stays until then."""
 
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success it is synced and renamed to ``path``.
 
     On an exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is left as it was.
-    The parent folder is created when missing. The file gets the permissions of the one it replaces, else those a
-    new file gets under the process's umask (not the owner-only ones of a temporary file).
-    """
+    The parent folder is created when missing. The file gets the permissions of the one it replaces, else
+    those a new file gets under the process's umask (not the owner-only ones of a temporary file)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_file writes whole files: mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
@@ -90,8 +89,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def check_output(out: str | Path, flag: str = "--out", reading: tuple[str | Path, ...] = ()) -> Path:
-    """Refuse, before any work, an output path that would fail or destroy something: a folder, a file being read
-    (``reading``), or a run's checkpoint (``last.pt``, ``epoch_N.pt`` beside a ``config.yaml``). Returns the path."""
+    """Refuse, before any work, an output path that would fail or destroy something: a folder, a file being
+    read (``reading``), or a run's checkpoint (``last.pt``, ``epoch_N.pt`` beside a ``config.yaml``). Returns
+    the path."""
     path = Path(out)
     if path.is_dir():
         raise InputError(f"{flag} {out} is a folder: name a file")

@@ -1,19 +1,21 @@
-"""``simclr import``: a ResNet's weights in torchvision's layout as a simclr checkpoint, for every simclr command.
+"""``simclr import``: a ResNet's weights in torchvision's layout as a simclr checkpoint, for every simclr
+command.
 
 Evaluate weights trained elsewhere with the same protocols as your own runs: the paper's released SimCLR
-ResNet-50 (1x, 2x, 4x) converted to PyTorch, torchvision's supervised ImageNet ResNets (the paper's
-supervised baseline of Table 8; ``torchvision:resnet50`` fetches them), or another method's backbone. The file is read with
-``torch.load(weights_only=True)`` (it never runs code); the state dict may be the file itself or sit under
-``state_dict``, ``model`` or ``encoder``, with any common prefix (``module.``, ``backbone.``, ``encoder_q.`` ...).
+ResNet-50 (1x, 2x, 4x) converted to PyTorch, torchvision's supervised ImageNet ResNets (the paper's supervised
+baseline of Table 8; ``torchvision:resnet50`` fetches them), or another method's backbone. The file is read
+with ``torch.load(weights_only=True)`` (it never runs code); the state dict may be the file itself or sit
+under ``state_dict``, ``model`` or ``encoder``, with any common prefix (``module.``, ``backbone.``,
+``encoder_q.`` ...).
 
-The architecture is read from the weights: the blocks per stage and the block type give resnet18 ... resnet152,
-the stem convolution's channels the width (64 x width; the paper's ResNet-50 x2 and x4 widen every layer), and
-its kernel the stem (3x3: the CIFAR stem without max-pool). Weights trained on ImageNet-standardised pixels
-(torchvision's supervised ResNets) need ``input_norm="imagenet"`` (``--input-norm imagenet``): f then
-standardises its input itself, while SimCLR's weights take pixels in [0, 1] as they are (the default). ``fc`` and anything outside the ResNet (a projection
-head, a momentum encoder) are left out. The checkpoint's projection head g is freshly initialised (seeded):
-h is the imported network's, z is not a trained projection (use h: evaluations, ``embed`` and ``search`` do).
-"""
+The architecture is read from the weights: the blocks per stage and the block type give resnet18 ...
+resnet152, the stem convolution's channels the width (64 x width; the paper's ResNet-50 x2 and x4 widen every
+layer), and its kernel the stem (3x3: the CIFAR stem without max-pool). Weights trained on
+ImageNet-standardised pixels (torchvision's supervised ResNets) need ``input_norm="imagenet"`` (``--input-norm
+imagenet``): f then standardises its input itself, while SimCLR's weights take pixels in [0, 1] as they are
+(the default). ``fc`` and anything outside the ResNet (a projection head, a momentum encoder) are left out.
+The checkpoint's projection head g is freshly initialised (seeded): h is the imported network's, z is not a
+trained projection (use h: evaluations, ``embed`` and ``search`` do)."""
 
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ TORCHVISION_PREFIX = "torchvision:"
 
 
 def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
-    """torchvision's default ImageNet weights of ``name`` (resnet18 ... resnet152), downloaded into torch's cache
-    (``$TORCH_HOME``) on first use; the paper's supervised baseline."""
+    """torchvision's default ImageNet weights of ``name`` (resnet18 ... resnet152), downloaded into torch's
+    cache (``$TORCH_HOME``) on first use; the paper's supervised baseline."""
     import torchvision.models
 
     from simclr.models.torchvision_compat import TORCHVISION_ARCHS
@@ -81,8 +83,8 @@ def _tensors(state: dict[Any, Any]) -> bool:
 
 
 def resnet_part(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    """The ResNet's tensors under torchvision's names: the prefix in front of ``conv1.weight`` removed, ``fc`` and
-    everything else dropped."""
+    """The ResNet's tensors under torchvision's names: the prefix in front of ``conv1.weight`` removed, ``fc``
+    and everything else dropped."""
     prefixes = sorted({p for k in state if k.endswith("conv1.weight")
                        and f"{(p := k[: -len('conv1.weight')])}layer1.0.conv1.weight" in state}, key=len)
     if not prefixes:
@@ -125,16 +127,18 @@ def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int
 
     Args:
         weights_path: A torchvision-style ResNet state dict file (``.pth``/``.pt``), or ``torchvision:NAME``
-            (e.g. ``torchvision:resnet50``): torchvision's supervised ImageNet weights, downloaded when missing.
+            (e.g. ``torchvision:resnet50``): torchvision's supervised ImageNet weights, downloaded when
+            missing.
         out: The checkpoint to write (atomically).
         image_size: The side the network is evaluated at by default (0: 32 with the CIFAR stem, else 224).
-        input_norm: ``none`` for weights trained on pixels in [0, 1] (SimCLR's), ``imagenet`` for weights trained
-            on ImageNet-standardised input (torchvision's supervised ResNets and most supervised models); None:
-            ``imagenet`` for ``torchvision:NAME``, else ``none``.
+        input_norm: ``none`` for weights trained on pixels in [0, 1] (SimCLR's), ``imagenet`` for weights
+            trained on ImageNet-standardised input (torchvision's supervised ResNets and most supervised
+            models); None: ``imagenet`` for ``torchvision:NAME``, else ``none``.
         seed: Seed of the untrained projection head.
 
     Returns:
-        What was imported: arch, width, cifar_stem, features (h's size), tensors, ignored (tensors left out), out.
+        What was imported: arch, width, cifar_stem, features (h's size), tensors, ignored (tensors left out),
+        out.
 
     Raises:
         InputError: Unreadable file, not a ResNet of a known shape, or tensors missing or of the wrong shape.

@@ -35,7 +35,8 @@ def _main_thread() -> bool:
 
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` where the program is (as SIGINT raises KeyboardInterrupt).
+    """While inside, SIGTERM raises :class:`Terminated` where the program is (as SIGINT raises
+    KeyboardInterrupt).
 
     Not under torchrun: its agent stops workers with SIGTERM when a peer fails and restarts them from the last
     checkpoint every rank wrote, which a rank-0-only save on the way out would replace.
@@ -83,10 +84,10 @@ def deferred() -> Iterator[None]:
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
-    """A data-loading worker's ``worker_init_fn``: ignore SIGINT and SIGTERM, which a terminal's Ctrl-C, ``timeout``
-    or a scheduler sends to every process of the job. The main process alone decides how to stop (it saves
-    ``last.pt`` and shuts its workers down); a worker killed by the signal would instead fail the main process
-    with "DataLoader worker is killed by signal" while it saves. Workers still end when the main process does
-    (PyTorch's workers watch their parent)."""
+    """A data-loading worker's ``worker_init_fn``: ignore SIGINT and SIGTERM, which a terminal's Ctrl-C,
+    ``timeout`` or a scheduler sends to every process of the job. The main process alone decides how to stop
+    (it saves ``last.pt`` and shuts its workers down); a worker killed by the signal would instead fail the
+    main process with "DataLoader worker is killed by signal" while it saves. Workers still end when the main
+    process does (PyTorch's workers watch their parent)."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)

@@ -112,7 +112,8 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
     del older["base"]["data"]["eval_crop"]
     (out / "study.json").write_text(json.dumps(older))
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
-    # ... but a key whose default changed what runs (LEGACY) was at its old value: the new head would not mix in
+    # ... but a key whose default changed what runs (LEGACY) was at its old value: the new head would not mix
+    # in
     del older["base"]["model"]["head"]["out_bn"], older["base"]["loss"]["scale"]
     (out / "study.json").write_text(json.dumps(older))
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 2

@@ -399,8 +399,9 @@ def test_memory_views_two_distinct_views_per_image_and_reproducible() -> None:
 
 
 def test_real_photos_match_per_image_torchvision_at_224(photos) -> None:
-    """ImageNet photos, the paper's ImageNet augmentation (crop to 224, strength-1 jitter, blur with a 23-pixel
-    kernel on half the views): the batched path equals torchvision's per-image ops, parameters fixed."""
+    """ImageNet photos, the paper's ImageNet augmentation (crop to 224, strength-1 jitter, blur with a
+    23-pixel kernel on half the views): the batched path equals torchvision's per-image ops, parameters
+    fixed."""
     import numpy as np
     from PIL import Image
 

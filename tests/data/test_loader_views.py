@@ -1,5 +1,5 @@
-"""The file path's views (LoaderViews): each image's augmentation has its own seed, whichever worker or rank draws
-it, so ranks never share random numbers and a resumed epoch replays the same views."""
+"""The file path's views (LoaderViews): each image's augmentation has its own seed, whichever worker or rank
+draws it, so ranks never share random numbers and a resumed epoch replays the same views."""
 
 from pathlib import Path
 

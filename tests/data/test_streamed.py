@@ -61,8 +61,8 @@ def test_training_crops_are_seeded_per_image_whatever_the_worker(tmp_path: Path)
 
 
 def test_a_whole_crop_is_the_full_image_resized_or_mirrored(tmp_path: Path) -> None:
-    """With the crop area fixed at 1 a square file's random crop is the whole file: resized (or mirrored), not a
-    square cut out of a smaller copy. Both flips occur."""
+    """With the crop area fixed at 1 a square file's random crop is the whole file: resized (or mirrored), not
+    a square cut out of a smaller copy. Both flips occur."""
     square = [(24, 24), (48, 48)] * 6
     source = load_source(str(_folder(tmp_path, square)), "all")
     stream = StreamedImages(source, 16, workers=0)

@@ -1,7 +1,7 @@
-"""augment.color_ops: tensorflow, the paper's Appendix A colour distortion with TensorFlow's operations, against an
-independent per-pixel NumPy/colorsys version of TensorFlow's formulas (random_brightness adds a delta,
-adjust_contrast pulls each channel towards its own mean, adjust_saturation scales S in HSV and clips it,
-adjust_hue rotates H; the reference code clips to [0, 1] after each op)."""
+"""augment.color_ops: tensorflow, the paper's Appendix A colour distortion with TensorFlow's operations,
+against an independent per-pixel NumPy/colorsys version of TensorFlow's formulas (random_brightness adds a
+delta, adjust_contrast pulls each channel towards its own mean, adjust_saturation scales S in HSV and clips
+it, adjust_hue rotates H; the reference code clips to [0, 1] after each op)."""
 
 from __future__ import annotations
 

@@ -148,8 +148,8 @@ TINY_DIM = build_encoder(TINY).num_features
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: bool, make_checkpoint, tmp_path) -> None:
-    """Fine-tuning starts from the loaded f (channels-last when the run trained so); the from-scratch networks beside
-    it are built the same way, so both train at the same speed."""
+    """Fine-tuning starts from the loaded f (channels-last when the run trained so); the from-scratch networks
+    beside it are built the same way, so both train at the same speed."""
     from simclr.config_io import build_config
     from simclr.evaluation.learned import fresh_encoder, load_model
 

@@ -54,8 +54,8 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def test_streamed_images_train_as_the_same_images_in_memory(splits: dict) -> None:
-    """Without random crops a stream gives the very pixels of the in-memory decode, in the same order: the same
-    network comes out."""
+    """Without random crops a stream gives the very pixels of the in-memory decode, in the same order: the
+    same network comes out."""
     spec = dataclasses.replace(SPEC, epochs=2, augment=False)
     memory = finetune(_encoder(), 64, 3, splits["decoded"].images, splits["decoded"].labels, spec)
     streamed = finetune(_encoder(), 64, 3, StreamedImages(splits["train"], 16, workers=0), None, spec)

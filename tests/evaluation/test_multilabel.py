@@ -1,5 +1,6 @@
 """Multi-label evaluation (VOC2007): 11-point mAP against an independent NumPy version of the VOC devkit's
-VOCevalcls, the masked loss, and the linear and fine-tuned classifiers on a task with several labels per image."""
+VOCevalcls, the masked loss, and the linear and fine-tuned classifiers on a task with several labels per
+image."""
 
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ def _codes_to_devkit(codes: np.ndarray) -> np.ndarray:
 def test_ap11_by_hand() -> None:
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     codes = torch.tensor([PRESENT, ABSENT, PRESENT, DIFFICULT])
-    # without the difficult one: P (precision 1, recall .5), N, P (2/3, recall 1): six levels at 1, five at 2/3
+    # without the difficult one: P (precision 1, recall .5), N, P (2/3, recall 1): six levels at 1, five at
+    # 2/3
     assert ap11(scores, codes) == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
     assert np.isnan(ap11(scores, torch.tensor([ABSENT, ABSENT, DIFFICULT, ABSENT])))  # no positive image
     assert ap11(scores, torch.tensor([PRESENT, PRESENT, ABSENT, ABSENT])) == 1.0

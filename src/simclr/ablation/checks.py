@@ -1,4 +1,5 @@
-"""The paper's findings, checked on a study's rows: each check says what the paper found and whether ours agrees.
+"""The paper's findings, checked on a study's rows: each check says what the paper found and whether ours
+agrees.
 
 A row is one finished cell (see :func:`simclr.ablation.runner.run_study`): its ``params``, its metrics in
 percent (``linear_top1``, ``knn_top1``, ``linear_top1_z`` ...) and ``cell``. A check whose cells are not all
@@ -19,9 +20,9 @@ METRIC = "linear_top1"
 
 
 class Check(NamedTuple):
-    """``claim``: the paper's finding; ``agrees``: True/False, or None while cells are missing or when the study
-    cannot tell; ``detail``: ours; ``caveat``: why a verdict is weak or missing (one run per cell, no cell above
-    the random-init floor)."""
+    """``claim``: the paper's finding; ``agrees``: True/False, or None while cells are missing or when the
+    study cannot tell; ``detail``: ours; ``caveat``: why a verdict is weak or missing (one run per cell, no
+    cell above the random-init floor)."""
 
     claim: str
     agrees: bool | None

@@ -70,8 +70,8 @@ def _lines(ax: Any, study: Study, rows: list[Row]) -> None:
 
 
 def _floor(ax: Any, baseline: Row | None, values: list[float]) -> None:
-    """The random-init encoder's linear top-1 as a dashed line; the y axis starts a little below the lowest value
-    (so that differences of a point or two stay visible; the axis says where it starts)."""
+    """The random-init encoder's linear top-1 as a dashed line; the y axis starts a little below the lowest
+    value (so that differences of a point or two stay visible; the axis says where it starts)."""
     if not baseline:
         return
     floor = baseline["linear_top1"]

@@ -1,4 +1,5 @@
-"""Run a study: pretrain every cell at the given budget, evaluate it on frozen features, keep what is finished.
+"""Run a study: pretrain every cell at the given budget, evaluate it on frozen features, keep what is
+finished.
 
 Layout of ``OUT``::
 
@@ -10,10 +11,9 @@ Layout of ``OUT``::
     baseline.json          the same evaluation of the random-init encoder (the floor pretraining must beat)
 
 A cell interrupted during pretraining continues from its ``last.pt`` when the study is run again; a cell whose
-pretraining finished but whose evaluation did not is only evaluated. Every cell is evaluated the same way: h (and z
-for the head study) of the labelled train and test splits at ``eval_size``, then a weighted kNN (k = 200) and a
-linear classifier (L-BFGS logistic regression, weight decay chosen on held-out train features).
-"""
+pretraining finished but whose evaluation did not is only evaluated. Every cell is evaluated the same way: h
+(and z for the head study) of the labelled train and test splits at ``eval_size``, then a weighted kNN (k =
+200) and a linear classifier (L-BFGS logistic regression, weight decay chosen on held-out train features)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ BASE: dict[str, Any] = {
     "train": {"batch_size": 256, "epochs": 10, "knn_every": 0, "diagnostics_every": 0, "log_every": 10},
     "optim": {"warmup_epochs": 1},
 }
-"""The scaled-down starting point of every cell (under the user's --config and --set): a quarter-width ResNet-18,
-batch 256, warm-up over a tenth of the schedule, no in-run monitors."""
+"""The scaled-down starting point of every cell (under the user's --config and --set): a quarter-width
+ResNet-18, batch 256, warm-up over a tenth of the schedule, no in-run monitors."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class AblateOptions:
     """How to run a study.
 
     Attributes:
-        data: the dataset (as ``simclr pretrain --data``); needs labelled train and test splits for evaluation.
+        data: the dataset (as ``simclr pretrain --data``); needs labelled train and test splits for
+            evaluation.
         out: the study folder.
         config: a YAML config every cell starts from (after :data:`BASE`), or None.
         overrides: ``--set KEY=VALUE`` overrides over it (the study's own keys win over both).
@@ -86,8 +87,9 @@ class AblateOptions:
 
 
 class StudyResult:
-    """Finished rows (in the study's order), the paper's findings checked on them, the cells still missing, and
-    the same evaluation of a random-init encoder (``baseline``, the floor a pretrained cell must beat), if known."""
+    """Finished rows (in the study's order), the paper's findings checked on them, the cells still missing,
+    and the same evaluation of a random-init encoder (``baseline``, the floor a pretrained cell must beat), if
+    known."""
 
     def __init__(self, study: Study, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> None:
         self.study, self.rows, self.baseline = study, rows, baseline
@@ -109,9 +111,8 @@ def _run_layer(options: AblateOptions) -> dict[str, Any]:
 def cell_config(study: Study, cell: Cell, options: AblateOptions, repeat: int = 0) -> Config:
     """BASE < --config < --set < the study's base < the cell's overrides < data spec, device and budget.
 
-    An epoch budget keeps the base config's warm-up share of the schedule (``optim.warmup_epochs / train.epochs``),
-    as a time budget does. ``repeat`` k adds k to the seed.
-    """
+    An epoch budget keeps the base config's warm-up share of the schedule (``optim.warmup_epochs /
+    train.epochs``), as a time budget does. ``repeat`` k adds k to the seed."""
     layers = _base_layers(options) + [study.base, cell.overrides, _run_layer(options)]
     base = build_config(*layers)
     train: dict[str, Any] = {"seed": base.train.seed + repeat}

@@ -1,9 +1,10 @@
-"""The paper's ablation studies as grids of pretraining runs ("cells"), with the paper's numbers beside each cell.
+"""The paper's ablation studies as grids of pretraining runs ("cells"), with the paper's numbers beside each
+cell.
 
 Each :class:`Study` lists its cells (one config layer each, over the user's base config), the paper's ImageNet
 linear-evaluation top-1 where the paper prints it, and the paper's findings as checks that
-:mod:`simclr.ablation.checks` evaluates on our rows. The paper's numbers (Chen et al., ICML 2020) are ResNet-50
-on ImageNet, linear evaluation top-1 in percent:
+:mod:`simclr.ablation.checks` evaluates on our rows. The paper's numbers (Chen et al., ICML 2020) are
+ResNet-50 on ImageNet, linear evaluation top-1 in percent:
 
 * Figure 5 (augmentation pairs, asymmetric: the ops on one branch, the other branch left as is; the heatmap's
   printed values, rows = first op, columns = second op, the diagonal = that op alone);
@@ -54,8 +55,8 @@ class Study:
         title: report title.
         source: where the paper reports it (``Figure 5``).
         finding: the paper's finding, in words.
-        plot: ``heatmap`` (``axes`` = row and column parameter), ``bars`` or ``lines`` (``axes`` = x parameter and
-            the parameter that makes one line each).
+        plot: ``heatmap`` (``axes`` = row and column parameter), ``bars`` or ``lines`` (``axes`` = x parameter
+            and the parameter that makes one line each).
         axes: parameter names the plot uses.
         cells: the runs.
         base: a config layer every cell of the study starts from (over the user's config).

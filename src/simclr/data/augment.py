@@ -15,15 +15,15 @@ The CIFAR-10 recipe (Appendix B.9) uses ``s = 0.5`` and no blur, see :data:`PRES
 float32 tensors in [0, 1] without mean/std normalisation.
 
 The parameter distributions are the paper's; the colour operations are torchvision's by default (as in the
-PyTorch ports), which differ from the TensorFlow reference code in their formulas: brightness multiplies (as the
-reference code's default, ``simclrv2``; the paper's Appendix A listing adds ``tf.image.random_brightness``'s
-delta instead); contrast pulls every channel towards the image's mean luma (TensorFlow: each channel towards its
-own mean); saturation blends with the grayscale image (TensorFlow: scales S in HSV and clips it); hue and the
-grayscale weights agree. ``color_ops="tensorflow"`` uses the listing's TensorFlow formulas instead
-(:class:`TensorFlowColor` here, :func:`~simclr.data.pixel_ops.color_distort_tensorflow` batched). The crop
-draws its area uniformly with 10 tries and a clamped centre crop as the fallback (TensorFlow's
-``sample_distorted_bounding_box``: 100 tries, the whole image as the fallback); the blur pads by reflection
-(TensorFlow: zeros).
+PyTorch ports), which differ from the TensorFlow reference code in their formulas: brightness multiplies (as
+the reference code's default, ``simclrv2``; the paper's Appendix A listing adds
+``tf.image.random_brightness``'s delta instead); contrast pulls every channel towards the image's mean luma
+(TensorFlow: each channel towards its own mean); saturation blends with the grayscale image (TensorFlow:
+scales S in HSV and clips it); hue and the grayscale weights agree. ``color_ops="tensorflow"`` uses the
+listing's TensorFlow formulas instead (:class:`TensorFlowColor` here,
+:func:`~simclr.data.pixel_ops.color_distort_tensorflow` batched). The crop draws its area uniformly with 10
+tries and a clamped centre crop as the fallback (TensorFlow's ``sample_distorted_bounding_box``: 100 tries,
+the whole image as the fallback); the blur pads by reflection (TensorFlow: zeros).
 
 The batched, device-side version of the same distributions lives in
 :mod:`simclr.data.batch_augment`.
@@ -79,8 +79,8 @@ def view_transform(spec: AugmentSpec) -> ImageTransform:
 
 
 def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
-    """What :func:`view_transform` does after its random resized crop: flip, colour distortion, grayscale, to a
-    tensor, blur (validates ``spec``)."""
+    """What :func:`view_transform` does after its random resized crop: flip, colour distortion, grayscale, to
+    a tensor, blur (validates ``spec``)."""
     spec.validate()
     b, c, s, h = spec.jitter_strengths
     steps: list[Any] = [
@@ -100,8 +100,8 @@ def after_crop_transform(spec: AugmentSpec) -> ImageTransform:
 
 class TensorFlowColor:
     """The colour distortion and grayscale of one float image ``[3, H, W]`` with TensorFlow's ops
-    (``color_ops: tensorflow``), its parameters drawn from torch's global generator as the batched path draws them
-    (:func:`~simclr.data.batch_augment.sample_color`)."""
+    (``color_ops: tensorflow``), its parameters drawn from torch's global generator as the batched path draws
+    them (:func:`~simclr.data.batch_augment.sample_color`)."""
 
     def __init__(self, spec: AugmentSpec) -> None:
         self.spec = spec
@@ -116,9 +116,9 @@ def resize_side(size: int, crop: float = 1.0) -> int:
 
 
 def fit_square(img: PIL.Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
-    """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`; the longer side in proportion,
-    rounded) then centre crop to ``size``: uint8 ``[size, size, 3]``. The one geometry of every evaluation image,
-    whether decoded into memory or read from its file batch by batch."""
+    """Bicubic resize of the shorter side to ``size / crop`` (:func:`resize_side`; the longer side in
+    proportion, rounded) then centre crop to ``size``: uint8 ``[size, size, 3]``. The one geometry of every
+    evaluation image, whether decoded into memory or read from its file batch by batch."""
     w, h = img.size
     side = resize_side(size, crop)
     if (w, h) != (size, size) or side != size:
@@ -143,8 +143,8 @@ class _FitSquare:
 
 
 def eval_transform(size: int, crop: float = 1.0) -> ImageTransform:
-    """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop ``S``
-    (:func:`fit_square`: the same pixels as the in-memory decode).
+    """Deterministic evaluation transform: bicubic resize of the shorter side to ``S / crop``, centre crop
+    ``S`` (:func:`fit_square`: the same pixels as the in-memory decode).
 
     Args:
         size: Output side ``S``.

@@ -29,10 +29,10 @@ class AugmentSpec:
         color_strength: Colour distortion strength ``s``; jitter strengths are ``0.8 s``
             (brightness, contrast, saturation) and ``0.2 s`` (hue).
         color_p: Probability of applying the colour jitter.
-        color_ops: ``"torchvision"`` (torchvision's ``ColorJitter`` formulas: brightness multiplies, contrast and
-            saturation blend with the grayscale image) or ``"tensorflow"`` (the paper's Appendix A listing with
-            TensorFlow's ops: brightness adds a delta in [-0.8 s, 0.8 s], contrast pulls each channel towards its
-            own mean, saturation scales S in HSV; clipped after each op, as the reference code).
+        color_ops: ``"torchvision"`` (torchvision's ``ColorJitter`` formulas: brightness multiplies, contrast
+            and saturation blend with the grayscale image) or ``"tensorflow"`` (the paper's Appendix A listing
+            with TensorFlow's ops: brightness adds a delta in [-0.8 s, 0.8 s], contrast pulls each channel
+            towards its own mean, saturation scales S in HSV; clipped after each op, as the reference code).
         gray_p: Probability of converting to grayscale.
         blur_p: Probability of applying the Gaussian blur (0 disables it).
         blur_sigma: Range of the blur standard deviation in pixels (sampled uniformly).
@@ -40,8 +40,8 @@ class AugmentSpec:
         ops: the augmentation ablation (Section 3, Figure 5): when non-empty, these operations (from
             :data:`ABLATION_OPS`, applied in order, each every time) replace the standard pipeline above;
             ``simclr.data.ablation_ops`` implements them. In-memory (device) data only.
-        asymmetric: with ``ops``, transform one branch only and leave the other as the (resized) image, as in the
-            paper's study of transformation pairs.
+        asymmetric: with ``ops``, transform one branch only and leave the other as the (resized) image, as in
+            the paper's study of transformation pairs.
     """
 
     size: int = 224

@@ -127,9 +127,9 @@ def sample_params(
 
 def sample_color(spec: AugmentSpec, batch: int, generator: torch.Generator | None,
                  device: torch.device | str) -> ColorParams:
-    """Per-image colour distortion parameters: applied with ``color_p``, brightness a factor in
-    ``[max(0, 1 - b), 1 + b]`` (``color_ops: torchvision``) or a delta in ``[-b, b]`` (``tensorflow``), contrast
-    and saturation factors, a hue shift, a random op order, grayscale with ``gray_p``."""
+    """Per-image colour distortion parameters: applied with ``color_p``, brightness a factor in ``[max(0, 1 -
+    b), 1 + b]`` (``color_ops: torchvision``) or a delta in ``[-b, b]`` (``tensorflow``), contrast and
+    saturation factors, a hue shift, a random op order, grayscale with ``gray_p``."""
     dev = torch.device(device)
     b, c, s, h = spec.jitter_strengths
     return ColorParams(

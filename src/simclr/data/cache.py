@@ -26,9 +26,9 @@ VERSION = 2  # 2: centre crops placed as torchvision's CenterCrop places them
 
 def content_key(source: ImageSource, size: int, crop: float = 1.0, *, memo_dir: Path | None = None,
                 progress: bool = False) -> str:
-    """sha256 of the decode size (and centre-crop fraction), the image identifiers, labels and the digest of every
-    image's bytes (or the array); file digests come from the memo in ``memo_dir`` for files unchanged since they
-    were last hashed (:func:`~simclr.data.digests.file_digests`)."""
+    """sha256 of the decode size (and centre-crop fraction), the image identifiers, labels and the digest of
+    every image's bytes (or the array); file digests come from the memo in ``memo_dir`` for files unchanged
+    since they were last hashed (:func:`~simclr.data.digests.file_digests`)."""
     h = hashlib.sha256(f"simclr-decoded-v{VERSION}\0{size}\0".encode())
     if crop < 1.0:  # whole-side decodes keep the keys they always had
         h.update(f"crop {crop!r}\0".encode())
@@ -75,9 +75,9 @@ def _store(decoded: Decoded, data_path: Path, meta_path: Path, size: int) -> Non
 
 def decode_cached(source: ImageSource, size: int, cache_dir: Path | None, *, progress: bool = True,
                   workers: int = 0, crop: float = 1.0) -> Decoded:
-    """``decode_source`` (with ``workers`` processes, keeping ``crop`` of the shorter side) through the cache in
-    ``cache_dir`` (no cache when None or not writable). A dataset that would not fit in the memory available is
-    refused first (:func:`~simclr.data.decode.check_fits`)."""
+    """``decode_source`` (with ``workers`` processes, keeping ``crop`` of the shorter side) through the cache
+    in ``cache_dir`` (no cache when None or not writable). A dataset that would not fit in the memory
+    available is refused first (:func:`~simclr.data.decode.check_fits`)."""
     check_fits(len(source), size, source.name)
     if cache_dir is None:
         return decode_source(source, size, progress=progress, workers=workers, crop=crop)

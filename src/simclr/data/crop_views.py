@@ -1,5 +1,5 @@
-"""Training views of a file image (two for pretraining, one for fine-tuning) with every crop drawn before the file is
-decoded.
+"""Training views of a file image (two for pretraining, one for fine-tuning) with every crop drawn before the
+file is decoded.
 
 The view transform (:func:`simclr.data.augment.view_transform`) starts with a random resized crop. Drawing the
 crops first, from the file's full size, tells how much resolution the decoder must deliver: a JPEG is then

@@ -53,8 +53,8 @@ def available_memory() -> int | None:
 
 
 def check_fits(n: int, size: int, name: str) -> None:
-    """Refuse, before decoding, a dataset whose uint8 tensor ``[n, 3, size, size]`` would not fit in the memory
-    available (rather than being killed by the kernel halfway, with nothing said)."""
+    """Refuse, before decoding, a dataset whose uint8 tensor ``[n, 3, size, size]`` would not fit in the
+    memory available (rather than being killed by the kernel halfway, with nothing said)."""
     need, free = n * 3 * size * size, available_memory()
     if free is not None and need > 0.9 * free:
         raise InputError(f"{n} images of {name} decoded at {size}x{size} need {_bytes(need)} of memory, "
@@ -97,12 +97,11 @@ def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tens
 
 def decode_source(source: ImageSource, size: int, *, progress: bool = True, workers: int = 0,
                   crop: float = 1.0) -> Decoded:
-    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop keeping ``crop`` of it, see
-    :func:`fit_square`), skipping corrupt ones.
+    """Decode every image of ``source`` to ``size x size`` (shorter side, centre crop keeping ``crop`` of it,
+    see :func:`fit_square`), skipping corrupt ones.
 
-    Files are decoded by ``workers`` processes when there are enough of them to pay for starting those (in order,
-    so the result is the same), straight into one uint8 ``[N, 3, S, S]`` tensor.
-    """
+    Files are decoded by ``workers`` processes when there are enough of them to pay for starting those (in
+    order, so the result is the same), straight into one uint8 ``[N, 3, S, S]`` tensor."""
     labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
     if source.array is not None:
         return Decoded(_resize_array(source.array, size, crop), labels, list(source.paths), [])

@@ -4,10 +4,9 @@ Keying a decoded cache by content means hashing every byte of a dataset (5 GB fo
 can answer. Like git's index, a memo beside the cache keeps each file's digest together with its size,
 modification and change times and inode; a file whose four are unchanged keeps its digest without being read.
 The change time cannot be set by a user (copying, extracting or rewriting a file always moves it), so a file
-that was replaced while keeping its size and modification time is still read again. A file modified within
-two seconds of being hashed is not remembered (its times may be too coarse to show a second change). Whenever the
-memo is written, the entries of files that no longer exist are dropped.
-"""
+that was replaced while keeping its size and modification time is still read again. A file modified within two
+seconds of being hashed is not remembered (its times may be too coarse to show a second change). Whenever the
+memo is written, the entries of files that no longer exist are dropped."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ class ImageSource:
         name: ``"cifar10"``, ``"digits"``, or the folder / archive path as given.
         paths: One identifier per image: a POSIX path relative to ``root`` for file-backed sources,
             else ``"<name>/<split>/<index>"`` (cifar10) or ``"digits/<index>"``.
-        labels: int64 [N]; -1 for unlabeled images. A multi-label dataset (VOC2007) has int64 [N, C] instead, a
-            code per class (:data:`~simclr.data.named_sets.ABSENT`, ``PRESENT`` or ``DIFFICULT``).
+        labels: int64 [N]; -1 for unlabeled images. A multi-label dataset (VOC2007) has int64 [N, C] instead,
+            a code per class (:data:`~simclr.data.named_sets.ABSENT`, ``PRESENT`` or ``DIFFICULT``).
         classes: Class names, index = label (or column); empty when unlabeled.
         array: uint8 [N, H, W, 3] when the whole dataset is decoded in memory, else None.
         root: Folder that ``paths`` are relative to, for file-backed sources, else None.

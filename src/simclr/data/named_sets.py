@@ -2,29 +2,29 @@
 :class:`ImageSource` splits.
 
 ``simclr ... --data NAME`` with NAME one of :data:`NAMED_SETS`: the dataset is looked for in torchvision's
-layout under ``data_root`` (e.g. ``<data_root>/food-101/``) and downloaded there when missing (online; Stanford
-Cars can no longer be downloaded and must be put there by hand). Splits follow the paper's Appendix B.8:
+layout under ``data_root`` (e.g. ``<data_root>/food-101/``) and downloaded there when missing (online;
+Stanford Cars can no longer be downloaded and must be put there by hand). Splits follow the paper's Appendix
+B.8:
 
 * ``train`` is the dataset's training split joined with its validation split where it has one (the paper picks
   hyperparameters on validation, then trains on both): Flowers train + val, DTD train + val (partition 1),
   Pets and Aircraft trainval;
 * Caltech-101 has no split: a seeded draw of 30 images per class trains, the rest test (as the paper);
 * SUN397 as torchvision reads it has no split files: its first official partition
-  (``Partitions/Training_01.txt`` and ``Testing_01.txt`` from the dataset's site, 50 + 50 per class, as the paper)
-  when those files are in its folder, else a seeded draw of 50 training and 50 test images per class.
+  (``Partitions/Training_01.txt`` and ``Testing_01.txt`` from the dataset's site, 50 + 50 per class, as the
+  paper) when those files are in its folder, else a seeded draw of 50 training and 50 test images per class.
 
-``voc2007`` is PASCAL VOC2007 classification (trainval / test), the paper's multi-label transfer dataset: every
-image has a code per class (:data:`PRESENT`, :data:`ABSENT`, or :data:`DIFFICULT` where the class appears only as
-objects marked difficult), read from the devkit's ``ImageSets/Main/<class>_<split>.txt`` files; its metric is the
-11-point mAP (:mod:`simclr.evaluation.multilabel`).
+``voc2007`` is PASCAL VOC2007 classification (trainval / test), the paper's multi-label transfer dataset:
+every image has a code per class (:data:`PRESENT`, :data:`ABSENT`, or :data:`DIFFICULT` where the class
+appears only as objects marked difficult), read from the devkit's ``ImageSets/Main/<class>_<split>.txt``
+files; its metric is the 11-point mAP (:mod:`simclr.evaluation.multilabel`).
 
-The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers, 11-point mAP for VOC2007
-and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its train
-split adds the 100,000 unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a run
-evaluates on ``stl10``). Images stay files (``root`` = ``data_root``), so large photos are decoded at a reduced
-scale like any folder; STL-10 is held in memory as an array. The paper's Birdsnap (not in torchvision, its
-images only as a list of web addresses) is not included: give a folder of it with class subfolders.
-"""
+The paper reports mean per-class accuracy for Aircraft, Pets, Caltech-101 and Flowers, 11-point mAP for
+VOC2007 and top-1 for the others (:attr:`NamedSet.metric`). ``stl10-unlabeled`` is STL-10 for pretraining: its
+train split adds the 100,000 unlabeled images (label -1) to the 5,000 labelled ones (the kNN monitor of such a
+run evaluates on ``stl10``). Images stay files (``root`` = ``data_root``), so large photos are decoded at a
+reduced scale like any folder; STL-10 is held in memory as an array. The paper's Birdsnap (not in torchvision,
+its images only as a list of web addresses) is not included: give a folder of it with class subfolders."""
 
 from __future__ import annotations
 
@@ -54,10 +54,11 @@ class NamedSet:
             without splits (then ``per_class`` draws them).
         split_arg: The constructor argument that takes them (CIFAR's: ``train``, True or False).
         val: The dataset's own validation split, part of our train split (``load_source(NAME, "val")``): the
-            paper picks transfer hyper-parameters on it where a dataset has one (Aircraft, VOC2007, DTD, Flowers).
+            paper picks transfer hyper-parameters on it where a dataset has one (Aircraft, VOC2007, DTD,
+            Flowers).
         per_class: (train, test) images drawn per class for datasets without splits; test 0 = the rest.
-        partitions: (train, test) files under the dataset's folder that list its official split, used instead of
-            the draw when present (SUN397's ``Partitions/Training_01.txt``, from the dataset's site).
+        partitions: (train, test) files under the dataset's folder that list its official split, used instead
+            of the draw when present (SUN397's ``Partitions/Training_01.txt``, from the dataset's site).
         metric: ``"top1"``, ``"mean_class_top1"`` or ``"map11"`` (multi-label): what the paper reports for it.
         kwargs: Other constructor arguments.
         labelled: For a pretraining set holding unlabeled images, the labelled named set that the kNN monitor
@@ -109,8 +110,8 @@ NAMED_SETS: dict[str, NamedSet] = {
 """``--data`` name -> how to read it."""
 
 ABSENT, PRESENT, DIFFICULT = 0, 1, 2
-"""A multi-label dataset's codes, per image and class: the class is absent, present, or present only as objects
-marked difficult (left out of training and scoring, as VOC's evaluation does)."""
+"""A multi-label dataset's codes, per image and class: the class is absent, present, or present only as
+objects marked difficult (left out of training and scoring, as VOC's evaluation does)."""
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -146,12 +147,12 @@ def labelled_spec(spec: str) -> str:
 
 
 def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSource:
-    """The ``split`` (train, test, all, or val: the dataset's own validation split, a part of train) of the named
-    dataset as an :class:`~simclr.data.sources.ImageSource`.
+    """The ``split`` (train, test, all, or val: the dataset's own validation split, a part of train) of the
+    named dataset as an :class:`~simclr.data.sources.ImageSource`.
 
     Raises:
-        InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split, or
-            has no validation split of its own.
+        InputError: The dataset is neither under ``data_root`` nor downloadable, or too small for its split,
+            or has no validation split of its own.
     """
 
     named = NAMED_SETS[name]
@@ -196,9 +197,9 @@ def _open(named: NamedSet, data_root: Path, split: Any) -> Any:
 
 
 def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, folder: str = "", **kwargs: Any) -> Any:
-    """The torchvision dataset ``cls_name`` from ``data_root``, else downloaded there (its messages go to stderr).
-    When neither works, the dataset's ``folder`` under ``data_root`` is removed again if the attempt created it
-    empty (torchvision makes some before it looks).
+    """The torchvision dataset ``cls_name`` from ``data_root``, else downloaded there (its messages go to
+    stderr). When neither works, the dataset's ``folder`` under ``data_root`` is removed again if the attempt
+    created it empty (torchvision makes some before it looks).
 
     Raises:
         InputError: Neither present nor downloadable; one line naming the failure, then ``remedy``.
@@ -289,8 +290,9 @@ _READERS: dict[str, Callable[[Any], Part]] = {"StanfordCars": _cars, "Caltech101
 
 
 def _listed(whole: Part, named: NamedSet, data_root: Path, split: str) -> Part | None:
-    """The official ``split`` of a dataset without splits in torchvision, from its partition file (one path per
-    line, relative to the dataset's folder, e.g. ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``), or None without one."""
+    """The official ``split`` of a dataset without splits in torchvision, from its partition file (one path
+    per line, relative to the dataset's folder, e.g. ``/a/abbey/sun_aaalbzqrimafwbiv.jpg``), or None without
+    one."""
     name = named.partitions[0 if split == "train" else 1]
     path = data_root / named.folder / name
     if not name or not path.is_file():

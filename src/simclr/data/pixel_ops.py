@@ -6,8 +6,8 @@ per-image choices with ``torch.where``/``torch.lerp`` instead of indexing, so no
 * :func:`resized_crop`: crop + resize + flip as separable bicubic matrices ``Ry @ x @ Rx^T``, equal to
   ``TF.resized_crop(..., antialias=False)``;
 * :func:`color_distort`: brightness, contrast, saturation and hue in a per-image order (torchvision's float
-  formulas, clamped after each op), then grayscale; :func:`color_distort_tensorflow` the same with TensorFlow's
-  formulas (``augment.color_ops: tensorflow``);
+  formulas, clamped after each op), then grayscale; :func:`color_distort_tensorflow` the same with
+  TensorFlow's formulas (``augment.color_ops: tensorflow``);
 * :func:`gaussian_blur`: per-image sigma, reflect padding, as a banded matrix.
 
 :mod:`simclr.data.batch_augment` draws the parameters and chains these ops.
@@ -115,9 +115,9 @@ def adjust_hue(x: Tensor, hue: Tensor, saturation: Tensor | None = None) -> Tens
     ``saturation``, multiply its HSV saturation by ``saturation[i]``, clipped to [0, 1], as TensorFlow's
     ``adjust_saturation``).
 
-    RGB -> HSV follows torchvision's ``_rgb2hsv``; HSV -> RGB uses the equivalent closed form
-    ``c_n = V - V S clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 H) mod 6``, n = 5, 3, 1 for R, G, B; a saturation
-    factor ``f`` makes the chroma ``V S`` into ``min(f V S, V)``.
+    RGB -> HSV follows torchvision's ``_rgb2hsv``; HSV -> RGB uses the equivalent closed form ``c_n = V - V S
+    clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 H) mod 6``, n = 5, 3, 1 for R, G, B; a saturation factor ``f``
+    makes the chroma ``V S`` into ``min(f V S, V)``.
 
     Args:
         x: Float ``[B, 3, H, W]`` in [0, 1].
@@ -146,10 +146,11 @@ def adjust_hue(x: Tensor, hue: Tensor, saturation: Tensor | None = None) -> Tens
 
 def color_distort_tensorflow(x: Tensor, color: ColorParams) -> Tensor:
     """The paper's Appendix A colour distortion with TensorFlow's operations, in each image's own op order
-    (where ``apply``), clipped to [0, 1] after each op as the reference code does, then grayscale (where ``gray``):
-    brightness adds ``color.brightness`` (a delta, ``tf.image.random_brightness``), contrast pulls each channel
-    towards its own mean (``adjust_contrast``), saturation scales S in HSV (``adjust_saturation``), hue rotates
-    as :func:`adjust_hue`. Four positions, each computed for every image and picked per image.
+    (where ``apply``), clipped to [0, 1] after each op as the reference code does, then grayscale (where
+    ``gray``): brightness adds ``color.brightness`` (a delta, ``tf.image.random_brightness``), contrast pulls
+    each channel towards its own mean (``adjust_contrast``), saturation scales S in HSV
+    (``adjust_saturation``), hue rotates as :func:`adjust_hue`. Four positions, each computed for every image
+    and picked per image.
 
     Args:
         x: Float ``[B, 3, H, W]`` in [0, 1].

@@ -4,16 +4,16 @@ SPEC forms accepted by :func:`load_source`:
 
 * ``cifar10``, ``cifar100``: torchvision's CIFAR-10 / CIFAR-100 (python versions, 100 fine labels) under
   ``data_root``, downloaded if missing (online).
-* ``food101``, ``sun397``, ``cars``, ``aircraft``, ``dtd``, ``pets``, ``caltech101``, ``flowers102``, ``voc2007``
-  (multi-label), ``stl10``:
-  the paper's transfer datasets through torchvision under ``data_root``, downloaded if missing (online), with the
-  paper's splits (see :mod:`simclr.data.named_sets`).
+* ``food101``, ``sun397``, ``cars``, ``aircraft``, ``dtd``, ``pets``, ``caltech101``, ``flowers102``,
+  ``voc2007`` (multi-label), ``stl10``: the paper's transfer datasets through torchvision under ``data_root``,
+  downloaded if missing (online), with the paper's splits (see :mod:`simclr.data.named_sets`).
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline); test = every 5th image
   (``i % 5 == 0``), train = the rest.
-* An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks
-  one (``all`` = both). Inside, class subfolders give labels (sorted names; images beside them are left out, with a note on
-  stderr); a flat folder is unlabeled (label -1). Without both subfolders the test split is a seeded, class-stratified ``holdout``
-  fraction and train is the rest. A lone ``train/`` or ``test/`` subfolder is treated as the whole dataset.
+* An image folder. With ``train/`` and ``test/`` (or ``val/``, as in ImageNet) subfolders the split picks one
+  (``all`` = both). Inside, class subfolders give labels (sorted names; images beside them are left out, with
+  a note on stderr); a flat folder is unlabeled (label -1). Without both subfolders the test split is a
+  seeded, class-stratified ``holdout`` fraction and train is the rest. A lone ``train/`` or ``test/``
+  subfolder is treated as the whole dataset.
 * A ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz`` or ``.zip`` archive of such a folder, extracted
   once (safely and atomically) under ``cache_dir/archives/<key>``; a single wrapping top-level folder is
   descended into.
@@ -56,11 +56,12 @@ def load_source(
     """Resolve a dataset SPEC (see the module docstring) into the images of one split.
 
     Args:
-        spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, a name in :data:`NAMED_SETS`, an image folder, or an
-            archive of one.
+        spec: ``"cifar10"``, ``"cifar100"``, ``"digits"``, a name in :data:`NAMED_SETS`, an image folder, or
+            an archive of one.
         split: ``"train"``, ``"test"`` or ``"all"``; for a named set with a validation split of its own also
             ``"val"`` (a part of its train split).
-        data_root: Where CIFAR-10/100 and the named datasets live; default ``$SIMCLR_DATA`` or ``~/.cache/simclr/data``.
+        data_root: Where CIFAR-10/100 and the named datasets live; default ``$SIMCLR_DATA`` or
+            ``~/.cache/simclr/data``.
         cache_dir: Where archives are extracted; default ``$SIMCLR_CACHE`` or ``~/.cache/simclr``.
         holdout: Fraction in [0, 1) of a folder without ``test/`` that forms its test split.
         seed: Seed of the holdout draw (and of the per-class splits of Caltech-101 and SUN397).
@@ -171,8 +172,9 @@ def _load_folder(root: Path, name: str, split: str, holdout: float, seed: int) -
 
 
 def _walk_images(folder: Path) -> list[str]:
-    """Sorted POSIX paths, relative to ``folder``, of its image files (recursive; hidden entries skipped). A folder
-    that cannot be listed is an InputError (its images, perhaps a whole class, would be missing unseen)."""
+    """Sorted POSIX paths, relative to ``folder``, of its image files (recursive; hidden entries skipped). A
+    folder that cannot be listed is an InputError (its images, perhaps a whole class, would be missing
+    unseen)."""
     found: list[str] = []
 
     def refuse(exc: OSError) -> None:
@@ -203,8 +205,9 @@ def _note_beside_splits(root: Path, name: str, what: str) -> None:
 
 
 def _note_loose(files: list[str], classes: tuple[str, ...], folder: Path) -> None:
-    """Say on stderr how many images lie directly in ``folder`` beside its class subfolders: they have no class,
-    and are left out (a folder of mostly loose images with one subfolder would otherwise shrink unseen)."""
+    """Say on stderr how many images lie directly in ``folder`` beside its class subfolders: they have no
+    class, and are left out (a folder of mostly loose images with one subfolder would otherwise shrink
+    unseen)."""
     loose = sum(1 for p in files if "/" not in p) if classes else 0
     if loose:
         print(f"note: {loose} image(s) directly in {folder}, beside its subfolders, are left out: with subfolders, "

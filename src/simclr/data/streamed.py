@@ -1,13 +1,14 @@
 """Labelled images read from their files a batch at a time, for training on more images than memory holds.
 
-Fine-tuning and the augmented linear protocol hold small datasets decoded in one uint8 tensor on the device and
-crop them there. A large split (ImageNet's 10% of labels is 19 GB at 224, its whole train split 190 GB) is streamed
-instead: DataLoader workers decode each batch's files, and a training batch gets, per image, torchvision's random
-resized crop of the *full* file (as the paper's fine-tuning, not of a pre-shrunk square) and a horizontal flip,
-with the crop drawn before decoding so a large JPEG is decoded no larger than the crop needs
-(:class:`~simclr.data.crop_views.CropFirstViews`). Every image's random numbers come from its own seed
-(:func:`~simclr.data.views.image_seed` of the seed, the epoch and the image), whichever worker reads it.
-"""
+Fine-tuning and the augmented linear protocol hold small datasets decoded in one uint8 tensor on the device
+and crop them there. A large split (ImageNet's 10% of labels is 19 GB at 224, its whole train split 190 GB) is
+streamed
+instead: DataLoader workers decode each batch's files, and a training batch gets, per image, torchvision's
+    random resized crop of the *full* file (as the paper's fine-tuning, not of a pre-shrunk square) and a
+    horizontal flip, with the crop drawn before decoding so a large JPEG is decoded no larger than the crop
+    needs (:class:`~simclr.data.crop_views.CropFirstViews`). Every image's random numbers come from its own
+    seed (:func:`~simclr.data.views.image_seed` of the seed, the epoch and the image), whichever worker reads
+    it."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ Item = tuple[torch.Tensor | None, int, str]
 
 
 class _Files(Dataset):
-    """Image ``i`` of a source as a float ``[3, S, S]`` tensor: a random crop and flip (``crop_scale`` set), or the
-    centre crop keeping ``crop`` of the shorter side; None and the reason for an unreadable file."""
+    """Image ``i`` of a source as a float ``[3, S, S]`` tensor: a random crop and flip (``crop_scale`` set),
+    or the centre crop keeping ``crop`` of the shorter side; None and the reason for an unreadable file."""
 
     def __init__(self, source: ImageSource, size: int, crop: float, crop_scale: tuple[float, float] | None,
                  seed: int, epoch: int) -> None:
@@ -88,8 +89,8 @@ class StreamedImages:
         return len(self.source)
 
     def subset(self, rows: Sequence[int] | torch.Tensor) -> StreamedImages:
-        """The images at ``rows`` (in that order) as a stream of their own, read as this one (its unreadable images
-        are listed in this one's ``skipped`` too)."""
+        """The images at ``rows`` (in that order) as a stream of their own, read as this one (its unreadable
+        images are listed in this one's ``skipped`` too)."""
         rows = torch.as_tensor(rows, dtype=torch.int64)
         part = StreamedImages(self.source.subset(rows.numpy()), self.size, self.crop, self.workers, self.pin_memory)
         part.skipped = self.skipped
@@ -98,10 +99,11 @@ class StreamedImages:
     def batches(self, order: Sequence[torch.Tensor] | Sequence[Sequence[int]], *,
                 crop_scale: tuple[float, float] | None = None, seed: int = 0,
                 epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Float ``[B, 3, S, S]`` batches in [0, 1] and the rows ``[B]`` (into the source) of their images, one per
-        entry of ``order`` (rows of the source), in that order; unreadable images are left out (a batch with none
-        left is not given). ``crop_scale``: a random resized crop of that area range of each full image and a
-        horizontal flip, drawn from :func:`~simclr.data.views.image_seed` of ``seed``, ``epoch`` and the row;
+        """Float ``[B, 3, S, S]`` batches in [0, 1] and the rows ``[B]`` (into the source) of their images,
+        one per entry of ``order`` (rows of the source), in that order; unreadable images are left out (a
+        batch with none left is not given). ``crop_scale``: a random resized crop of that area range of each
+        full image and a horizontal flip, drawn from :func:`~simclr.data.views.image_seed` of ``seed``,
+        ``epoch`` and the row;
         None: the centre crop."""
         steps = [[int(i) for i in rows] for rows in order]
         dataset = _Files(self.source, self.size, self.crop, crop_scale, seed, epoch)

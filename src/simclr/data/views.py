@@ -45,9 +45,9 @@ def _check_batch(batch_size: int, images: int, world_size: int) -> None:
 
 def epoch_batches(images: int, batch_size: int, generator: torch.Generator, rank: int = 0,
                   world_size: int = 1) -> torch.Tensor:
-    """One epoch's image indices per step for ``rank``, int64 ``[steps, batch_size / world_size]``: a shared random
-    permutation cut into global batches of ``batch_size`` (the rest dropped), of which this rank takes the
-    ``rank``-th ``1/world_size``."""
+    """One epoch's image indices per step for ``rank``, int64 ``[steps, batch_size / world_size]``: a shared
+    random permutation cut into global batches of ``batch_size`` (the rest dropped), of which this rank takes
+    the ``rank``-th ``1/world_size``."""
     local = batch_size // world_size
     order = torch.randperm(images, generator=generator)[: images // batch_size * batch_size]
     return order.view(-1, world_size, local)[:, rank]
@@ -85,8 +85,9 @@ class MemoryViews:
         self._epoch_state = self._shuffle.get_state()
 
     def probe(self, n: int) -> Pair:
-        """Two views of ``n`` images (at most all) drawn from the seed alone, apart from the training stream: the
-        same batch whenever it is asked for, in a run or after it was resumed (the diagnostics' fixed batch)."""
+        """Two views of ``n`` images (at most all) drawn from the seed alone, apart from the training stream:
+        the same batch whenever it is asked for, in a run or after it was resumed (the diagnostics' fixed
+        batch)."""
         idx = _probe_order(len(self.images), self.seed)[:n].to(self.images.device)
         aug = torch.Generator(device=self.images.device).manual_seed(self.seed + PROBE_SALT)
         if self.ablation is not None:
@@ -127,8 +128,9 @@ _MASK64 = (1 << 64) - 1
 
 
 def image_seed(seed: int, epoch: int, i: int) -> int:
-    """The seed of image ``i``'s two views in ``epoch`` (splitmix64 of the three): independent of which worker or
-    rank draws them, so every image gets its own random numbers and a resumed epoch replays them exactly."""
+    """The seed of image ``i``'s two views in ``epoch`` (splitmix64 of the three): independent of which worker
+    or rank draws them, so every image gets its own random numbers and a resumed epoch replays them
+    exactly."""
     x = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xD1B54A32D192ED03 + (i + 1) * 0xCA5A826395121157) & _MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
@@ -167,10 +169,9 @@ class LoaderViews:
     """Batches of two augmented views decoded and augmented per image in DataLoader workers.
 
     Shuffling comes from ``seed`` and the epoch, and each image's augmentation from its own seed
-    (:func:`image_seed` of ``seed``, the epoch and the image), whichever worker process or torchrun rank draws it:
-    an epoch is reproducible, a resumed run replays it exactly, and ranks never share random numbers;
-    ``skipped`` collects (path, reason) of corrupt images met so far.
-    """
+    (:func:`image_seed` of ``seed``, the epoch and the image), whichever worker process or torchrun rank draws
+    it: an epoch is reproducible, a resumed run replays it exactly, and ranks never share random numbers;
+    ``skipped`` collects (path, reason) of corrupt images met so far."""
 
     def __init__(self, source: ImageSource, spec: AugmentSpec, batch_size: int, seed: int, workers: int,
                  pin_memory: bool = False, *, rank: int = 0, world_size: int = 1) -> None:

@@ -47,8 +47,8 @@ def single_labels(labels: np.ndarray) -> np.ndarray:
 def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: int, workers: int,
                  skipped: list[tuple[str, str]], kept: list[int],
                  decoder: Decoder | None = None, crop: float = 1.0) -> Iterator[torch.Tensor]:
-    """Float [B, 3, S, S] batches in [0, 1] (centre crops keeping ``crop`` of the shorter side); fills ``kept``
-    (indices) and ``skipped`` as it goes.
+    """Float [B, 3, S, S] batches in [0, 1] (centre crops keeping ``crop`` of the shorter side); fills
+    ``kept`` (indices) and ``skipped`` as it goes.
 
     In memory, the whole dataset is decoded first (by ``decoder``, which crops as it was made to; default: no
     cache); otherwise they are read from their files batch by batch (:class:`StreamedImages`).
@@ -71,9 +71,10 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
 
 def model_encoder(model: SimCLRNet, device: torch.device, precision: Precision, channels_last: bool,
                   with_z: bool = False, *, fold: bool = True) -> Encode:
-    """h (and z) of a batch, computed in eval mode (batch-norm running statistics, no updates) by the network as it
-    is now: by default a copy with its batch norms folded into the convolutions (:mod:`simclr.models.fold`), made
-    here, so the encoder does not see later changes to ``model``; ``fold=False`` runs ``model`` itself."""
+    """h (and z) of a batch, computed in eval mode (batch-norm running statistics, no updates) by the network
+    as it is now: by default a copy with its batch norms folded into the convolutions
+    (:mod:`simclr.models.fold`), made here, so the encoder does not see later changes to ``model``;
+    ``fold=False`` runs ``model`` itself."""
     model.eval()
     if fold:
         model = folded_for_inference(model)
@@ -100,8 +101,8 @@ def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
 def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
                      workers: int = 0, progress: bool = True, desc: str = "features",
                      decoder: Decoder | None = None, crop: float = 1.0, allow_empty: bool = False) -> Features:
-    """Run ``encode`` over every readable image of ``source`` (prepared by :func:`eval_batches`); unreadable ones
-    are skipped and listed. None readable is an InputError unless ``allow_empty`` (then h is [0, 0])."""
+    """Run ``encode`` over every readable image of ``source`` (prepared by :func:`eval_batches`); unreadable
+    ones are skipped and listed. None readable is an InputError unless ``allow_empty`` (then h is [0, 0])."""
     skipped: list[tuple[str, str]] = []
     kept: list[int] = []
     hs, zs = [], []

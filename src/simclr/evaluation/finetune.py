@@ -47,8 +47,8 @@ class FinetuneSpec:
 
     Attributes:
         epochs: Passes over the labelled subset (paper: 60 for 1%, 30 for 10% of the labels).
-        steps: Updates in all, when > 0, instead of ``epochs`` passes (the paper's transfer fine-tuning: 20,000
-            at batch 256, Appendix B.8); the last pass may stop part-way.
+        steps: Updates in all, when > 0, instead of ``epochs`` passes (the paper's transfer fine-tuning:
+            20,000 at batch 256, Appendix B.8); the last pass may stop part-way.
         batch_size: Images per update (the last batches of an epoch are evened out, never larger).
         lr: Peak learning rate, used as is (paper: 0.05 x BatchSize/256), cosine-decayed to 0.
         momentum: SGD momentum (paper: 0.9).
@@ -62,11 +62,12 @@ class FinetuneSpec:
         precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA, with a gradient scaler) or ``auto`` (bf16 on
             CUDA and on CPUs with fast bf16, else fp32): the forward passes' autocast; weights stay fp32.
         bn_momentum: The encoder's batch-norm momentum during training, in PyTorch's sense (the weight of the
-            new batch statistics), when set; else the encoder's own (0.1). The paper's transfer fine-tuning uses
-            ``max(1 - 10/s, 0.9)`` in TensorFlow's sense, :func:`transfer_bn_momentum`.
+            new batch statistics), when set; else the encoder's own (0.1). The paper's transfer fine-tuning
+            uses ``max(1 - 10/s, 0.9)`` in TensorFlow's sense, :func:`transfer_bn_momentum`.
         frozen: Train the linear layer only, on h of the frozen encoder (eval mode, no gradient): the
             reference code's linear evaluation, on randomly cropped and flipped images; h is standardised with
-            its mean and deviation over the (uncropped) training images first, as the cached-feature solvers do.
+            its mean and deviation over the (uncropped) training images first, as the cached-feature solvers
+            do.
     """
 
     epochs: int = 30
@@ -114,27 +115,28 @@ Images = Tensor | StreamedImages
 
 def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Images,
              train_labels: Tensor | None, spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
-    """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained (the linear layer
-    alone with ``spec.frozen``: the encoder then stays in eval mode and unchanged, batch-norm statistics included).
+    """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained (the linear
+    layer alone with ``spec.frozen``: the encoder then stays in eval mode and unchanged, batch-norm statistics
+    included).
 
-    Pass the encoder f of a pretrained network (``SimCLRNet.encoder``, output h): like the paper,
-    fine-tuning starts from h, and the projection head g is not used. The encoder is trained in place
-    (batch-norm in train mode, statistics updating); pass a copy to keep the original. SGD (Nesterov) with
-    cosine decay over ``spec.steps`` (else ``epochs x steps_per_epoch``) updates minimises the cross-entropy. With
-    ``spec.augment`` each image is randomly cropped (area in ``spec.crop_scale``) and flipped: images in memory on
-    the device (:class:`BatchAugment` crop sampling; its colour and blur stages, identities at probability 0, are
-    skipped), resized back to their side; streamed images from their full files as they are decoded. Deterministic
-    for a seed on CPU.
+    Pass the encoder f of a pretrained network (``SimCLRNet.encoder``, output h): like the paper, fine-tuning
+    starts from h, and the projection head g is not used. The encoder is trained in place (batch-norm in train
+    mode, statistics updating); pass a copy to keep the original. SGD (Nesterov) with cosine decay over
+    ``spec.steps`` (else ``epochs x steps_per_epoch``) updates minimises the cross-entropy. With
+    ``spec.augment`` each image is randomly cropped (area in ``spec.crop_scale``) and flipped: images in
+    memory on the device (:class:`BatchAugment` crop sampling; its colour and blur stages, identities at
+    probability 0, are skipped), resized back to their side; streamed images from their full files as they are
+    decoded. Deterministic for a seed on CPU.
 
     Args:
         encoder: Maps float images ``[B, 3, S, S]`` in [0, 1] to features ``[B, feature_dim]``.
         feature_dim: Output size of ``encoder``.
         num_classes: Number of classes C; labels must be in ``[0, C)``.
         train_images: uint8 ``[N, 3, S, S]`` (any device; copied to ``spec.device`` once), or
-            :class:`StreamedImages` (read again every epoch; unreadable images are left out of their batches and
-            listed in its ``skipped``).
-        train_labels: int ``[N]``, or multi-label codes ``[N, num_classes]`` (trained with a binary cross-entropy per
-            class that leaves difficult entries out); None: the labels of streamed images.
+            :class:`StreamedImages` (read again every epoch; unreadable images are left out of their batches
+            and listed in its ``skipped``).
+        train_labels: int ``[N]``, or multi-label codes ``[N, num_classes]`` (trained with a binary
+            cross-entropy per class that leaves difficult entries out); None: the labels of streamed images.
         spec: Hyper-parameters.
         progress: Show a tqdm progress bar.
 
@@ -238,9 +240,10 @@ def _shape(images: Images) -> tuple[int, ...] | str:
 
 
 class _Batches:
-    """One epoch's training batches, ``(rows [B], float images [B, 3, S, S])`` on the device, for ``order`` (rows per
-    batch): indexed and cropped on the device from images in memory (one crop generator for the whole training,
-    seeded by ``spec.seed + 2``), or decoded and cropped per image by the workers of :class:`StreamedImages`."""
+    """One epoch's training batches, ``(rows [B], float images [B, 3, S, S])`` on the device, for ``order``
+    (rows per batch): indexed and cropped on the device from images in memory (one crop generator for the
+    whole training, seeded by ``spec.seed + 2``), or decoded and cropped per image by the workers of
+    :class:`StreamedImages`."""
 
     def __init__(self, images: Tensor | StreamedImages, spec: FinetuneSpec, device: torch.device) -> None:
         self.images, self.spec, self.device = images, spec, device
@@ -286,8 +289,8 @@ def _standardizer(encoder: nn.Module, images: Images, batch_size: int, device: t
 
 
 def image_batches(images: Images, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
-    """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops), with
-    their rows."""
+    """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops),
+    with their rows."""
     if isinstance(images, StreamedImages):
         for x, rows in images.all(batch_size):
             yield x.to(device, non_blocking=True), rows
@@ -303,16 +306,18 @@ def evaluate_classifier(model: nn.Module, images: Images, labels: Tensor | None,
 
     Args:
         model: Maps float images in [0, 1] to logits ``[B, C]``; run in eval mode (its mode is restored).
-        images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are), or :class:`StreamedImages`
-            (centre crops; unreadable images are left out and listed in its ``skipped``).
+        images: uint8 ``[N, 3, S, S]`` (float images in [0, 1] are taken as they are), or
+            :class:`StreamedImages` (centre crops; unreadable images are left out and listed in its
+            ``skipped``).
         labels: int ``[N]``, or multi-label codes ``[N, C]``; None: the labels of streamed images.
         batch_size: Images per forward pass.
         device: Where to run; ``None`` = where the model's parameters are (the model is moved otherwise).
         precision: The forward passes' autocast, as :attr:`FinetuneSpec.precision`.
 
     Returns:
-        ``{"top1", "top5", "mean_class_top1"}`` as fractions (NaN for no images); the last is the top-1 of each
-        class averaged over the classes. For multi-label codes ``[N, C]``: ``{"map11"}``, the 11-point mAP.
+        ``{"top1", "top5", "mean_class_top1"}`` as fractions (NaN for no images); the last is the top-1 of
+        each class averaged over the classes. For multi-label codes ``[N, C]``: ``{"map11"}``, the 11-point
+        mAP.
     """
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device

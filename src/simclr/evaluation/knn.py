@@ -54,7 +54,7 @@ def mean_class_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
                  query_labels: torch.Tensor, num_classes: int, k: int = 200,
                  temperature: float = 0.1) -> dict[str, float]:
-    """Top-1 and top-5 accuracy of the weighted kNN classifier, and its mean per-class top-1 (``mean_class_top1``,
-    the paper's metric for some transfer datasets)."""
+    """Top-1 and top-5 accuracy of the weighted kNN classifier, and its mean per-class top-1
+    (``mean_class_top1``, the paper's metric for some transfer datasets)."""
     scores = knn_scores(bank, bank_labels, queries, num_classes, k, temperature)
     return {**topk_accuracy(scores, query_labels), "mean_class_top1": mean_class_accuracy(scores, query_labels)}

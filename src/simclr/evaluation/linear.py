@@ -26,8 +26,8 @@ PAPER_WEIGHT_DECAYS: tuple[float, ...] = tuple(float(10.0 ** e) for e in torch.l
 
 
 def weight_decay_grid(spec: str | float | Sequence[float]) -> tuple[float, ...]:
-    """``"default"`` (:data:`WEIGHT_DECAYS`), ``"paper"`` (:data:`PAPER_WEIGHT_DECAYS`), comma-separated values, or
-    numbers, as a sorted tuple of distinct weight decays >= 0.
+    """``"default"`` (:data:`WEIGHT_DECAYS`), ``"paper"`` (:data:`PAPER_WEIGHT_DECAYS`), comma-separated
+    values, or numbers, as a sorted tuple of distinct weight decays >= 0.
 
     Raises:
         ValueError: Anything else, or an empty grid.
@@ -63,8 +63,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_deca
 
 def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], torch.Tensor], weight_decay: float,
               max_iter: int = 200) -> LinearModel:
-    """A linear layer on standardised ``x [N, D]`` minimising ``loss(logits [N, num_outputs])`` + ``weight_decay``
-    x the squared weights, full batch with L-BFGS from zero weights."""
+    """A linear layer on standardised ``x [N, D]`` minimising ``loss(logits [N, num_outputs])`` +
+    ``weight_decay`` x the squared weights, full batch with L-BFGS from zero weights."""
     x = x.float()
     mean, std = feature_stats(x)
     xs = (x - mean) / std
@@ -94,9 +94,9 @@ def pick_weight_decay(x: torch.Tensor, y: torch.Tensor, weight_decays: Sequence[
                       fit: Callable[[torch.Tensor, torch.Tensor, float], LinearModel],
                       score: Callable[[torch.Tensor, torch.Tensor], float],
                       holdout: torch.Tensor | None = None) -> float:
-    """The weight decay whose ``fit`` on nine tenths of ``(x, y)`` has the best ``score(logits, labels)`` on the
-    other, seeded tenth (the first of equally good ones); or fitted on the rest and scored on the ``holdout`` rows
-    when given (e.g. the dataset's own validation split)."""
+    """The weight decay whose ``fit`` on nine tenths of ``(x, y)`` has the best ``score(logits, labels)`` on
+    the other, seeded tenth (the first of equally good ones); or fitted on the rest and scored on the
+    ``holdout`` rows when given (e.g. the dataset's own validation split)."""
     if holdout is not None:
         val, rest = holdout, rows_besides(holdout, len(x))
     else:
@@ -148,11 +148,10 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     """Fit a linear classifier on frozen training features and report test top-1/top-5 and the mean per-class
     top-1 (``mean_class_top1``).
 
-    ``solver="lbfgs"`` chooses the weight decay among ``weight_decays`` on a held-out tenth of the training set
-    by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), or on the ``holdout`` rows
-    of the training set when given, then refits on all;
-    ``solver="sgd"`` runs :func:`fit_sgd` for ``epochs`` epochs.
-    """
+    ``solver="lbfgs"`` chooses the weight decay among ``weight_decays`` on a held-out tenth of the training
+    set by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), or on the
+    ``holdout`` rows of the training set when given, then refits on all; ``solver="sgd"`` runs :func:`fit_sgd`
+    for ``epochs`` epochs."""
     if solver == "sgd":
         model = fit_sgd(train_x, train_y, num_classes, epochs=epochs, seed=seed)
         return {**_test_accuracy(model, test_x, test_y), "solver": "sgd", "epochs": epochs}

@@ -1,12 +1,11 @@
 """Multi-label classification (PASCAL VOC2007 in the paper's transfer table): targets, loss, and 11-point mAP.
 
-A multi-label dataset gives every image a row of codes, one per class (``ABSENT``, ``PRESENT``, or ``DIFFICULT``:
-the class is there only as objects marked difficult; :mod:`simclr.data.named_sets`). As VOC's own evaluation,
-difficult entries count neither way: they are left out of the loss and of the average precision. The metric is the
-VOC2007 devkit's 11-point interpolated average precision, averaged over the classes (the paper reports it for
-VOC2007, Appendix B.8). The linear classifier is one logistic regression per class on standardised features
-(full batch, L-BFGS, an l2 penalty chosen on held-out images by mAP).
-"""
+A multi-label dataset gives every image a row of codes, one per class (``ABSENT``, ``PRESENT``, or
+``DIFFICULT``: the class is there only as objects marked difficult; :mod:`simclr.data.named_sets`). As VOC's
+own evaluation, difficult entries count neither way: they are left out of the loss and of the average
+precision. The metric is the VOC2007 devkit's 11-point interpolated average precision, averaged over the
+classes (the paper reports it for VOC2007, Appendix B.8). The linear classifier is one logistic regression per
+class on standardised features (full batch, L-BFGS, an l2 penalty chosen on held-out images by mAP)."""
 
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ def multilabel_linear_eval(train_x: Tensor, train_codes: Tensor, test_x: Tensor,
                            weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2),
                            holdout: Tensor | None = None) -> dict[str, Any]:
     """Linear evaluation on frozen features of a multi-label dataset: the weight decay with the best mAP on a
-    held-out tenth of the training features (or their ``holdout`` rows; the smallest of equals), refitted on all;
-    test 11-point mAP."""
+    held-out tenth of the training features (or their ``holdout`` rows; the smallest of equals), refitted on
+    all; test 11-point mAP."""
     best_wd = pick_weight_decay(train_x, train_codes, weight_decays, seed, fit_multilabel, map11, holdout)
     model = fit_multilabel(train_x, train_codes, best_wd)
     return {"map11": map11(model.logits(test_x), test_codes), "weight_decay": best_wd,

@@ -1,4 +1,5 @@
-"""What h keeps that z = g(h) loses (the paper's Table 3): predict the applied transformation from frozen features.
+"""What h keeps that z = g(h) loses (the paper's Table 3): predict the applied transformation from frozen
+features.
 
 Each probe applies one transformation (or not) to every input image, encodes the result with the frozen
 network, and trains a small MLP on h and another on z to recover which transformation was applied. A
@@ -60,9 +61,10 @@ def transform_batch(images: Tensor, name: str, generator: torch.Generator | None
             90*k degrees. The others are binary (p = 0.5 each): 0 = original, 1 = grayscale
             (``color_vs_gray``), + Gaussian noise of std 0.1 clamped to [0, 1] (``noise``), or the
             per-image normalised Sobel gradient magnitude (``sobel``).
-        generator: the source of all randomness (targets and noise) for the batch; its device is used for drawing.
-        seeds: instead of ``generator``, int64 [B]: each image's target and noise from a CPU generator of its own
-            seed, so that an image is transformed the same whatever batch it is in.
+        generator: the source of all randomness (targets and noise) for the batch; its device is used for
+            drawing.
+        seeds: instead of ``generator``, int64 [B]: each image's target and noise from a CPU generator of its
+            own seed, so that an image is transformed the same whatever batch it is in.
 
     Returns:
         (transformed images [B, 3, H, W] in [0, 1], int64 targets [B] on the images' device).
@@ -173,8 +175,8 @@ def train_mlp(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, 
 @torch.no_grad()
 def _encode_transformed(encode: Encode, images: Images, name: str, seed: int, batch_size: int,
                         ids_of: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Transform images batch by batch (each image seeded by ``seed`` and its id: its row, or ``ids_of[row]``),
-    encode them; return h, z (float32, CPU) and targets."""
+    """Transform images batch by batch (each image seeded by ``seed`` and its id: its row, or
+    ``ids_of[row]``), encode them; return h, z (float32, CPU) and targets."""
     hs, zs, ys = [], [], []
     for batch, rows in image_batches(images, batch_size, "cpu"):
         ids = rows if ids_of is None else ids_of[rows]
@@ -203,9 +205,9 @@ def probe(encode: Encode, train_images: Images, test_images: Images,
         spec: the MLP probe; ``spec.seed`` also seeds the transformed datasets.
         batch_size: encoding batch size.
         progress: show a progress bar over the transforms.
-        ids: int64 ids of the train and test images (default: their rows; a stream's rows are its source's): each
-            image's transformation is drawn from ``spec.seed`` and its id alone, so the results do not depend on the
-            batch size, nor on which images of a split could be read.
+        ids: int64 ids of the train and test images (default: their rows; a stream's rows are its source's):
+            each image's transformation is drawn from ``spec.seed`` and its id alone, so the results do not
+            depend on the batch size, nor on which images of a split could be read.
 
     Returns:
         One row per transform: {"transform", "classes", "h_top1", "z_top1", "chance"}, accuracies as

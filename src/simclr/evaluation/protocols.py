@@ -40,15 +40,15 @@ def open_eval(checkpoint: str | Path, setup: EvalSetup) -> tuple[Learned, EvalDa
 
 
 WHOLE_SIDE = 1.0
-"""The centre crop of images a network trains on with random crops: the whole shorter side, so that the crops draw
-from all of it as the paper's do from the full image (images it is scored on keep ``data.eval_crop``)."""
+"""The centre crop of images a network trains on with random crops: the whole shorter side, so that the crops
+draw from all of it as the paper's do from the full image (images it is scored on keep ``data.eval_crop``)."""
 
 
 def draw_subset(path: Path | None, train: ImageSource, fraction: float, seed: int,
             dataset: str) -> tuple[np.ndarray, Path | None, float]:
     """Reuse the subset at ``path`` if it exists (a saved subset or a list of image names), else draw a
-    class-balanced one (and save it there); with the fraction of the train split it holds. Indices are positions in
-    the split's listing (``train.paths``), so a subset is drawn before anything is decoded."""
+    class-balanced one (and save it there); with the fraction of the train split it holds. Indices are
+    positions in the split's listing (``train.paths``), so a subset is drawn before anything is decoded."""
     labels = np.asarray(train.labels)
     if path is not None and path.is_file():
         indices = load_subset(path, len(labels), train.paths)
@@ -64,9 +64,9 @@ def draw_subset(path: Path | None, train: ImageSource, fraction: float, seed: in
 
 def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spec: FinetuneSpec, *,
                   subset_file: Path | None = None, baseline: bool = True) -> dict[str, Any]:
-    """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels (random crops of the whole
-    shorter side, or of the full file where the images are streamed); test top-1/top-5 on centre crops keeping
-    ``data.eval_crop`` of it.
+    """Fine-tune f + a linear layer on a class-balanced ``fraction`` of the train labels (random crops of the
+    whole shorter side, or of the full file where the images are streamed); test top-1/top-5 on centre crops
+    keeping ``data.eval_crop`` of it.
 
     With ``baseline`` the same training from a random initialisation runs on the same subset.
     """
@@ -74,8 +74,8 @@ def finetune_eval(checkpoint: str | Path, setup: EvalSetup, fraction: float, spe
 
 
 class _Split(NamedTuple):
-    """Labelled images as :func:`finetune` and :func:`evaluate_classifier` take them: decoded (uint8 images and their
-    labels) or streamed (the stream, and None: its own labels)."""
+    """Labelled images as :func:`finetune` and :func:`evaluate_classifier` take them: decoded (uint8 images
+    and their labels) or streamed (the stream, and None: its own labels)."""
 
     images: Images
     labels: torch.Tensor | None
@@ -91,9 +91,10 @@ class _Split(NamedTuple):
 
 
 def _labelled_splits(data: EvalData, rows: np.ndarray | None, device: torch.device) -> tuple[_Split, _Split]:
-    """The labelled train images at ``rows`` (default all: their random crops are drawn from the whole shorter side,
-    or from the full files when streamed) and the test split (centre crops keeping ``data.eval_crop``): decoded into
-    memory, or read from the files batch by batch where the data is not held in memory (``data.in_memory``)."""
+    """The labelled train images at ``rows`` (default all: their random crops are drawn from the whole shorter
+    side, or from the full files when streamed) and the test split (centre crops keeping ``data.eval_crop``):
+    decoded into memory, or read from the files batch by batch where the data is not held in memory
+    (``data.in_memory``)."""
     if not data.in_memory:
         pin = device.type == "cuda"
         return _Split(data.streamed("train", rows, WHOLE_SIDE, pin), None), \
@@ -144,13 +145,13 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
 
 def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int = 90) -> dict[str, Any]:
     """The reference code's linear evaluation: a linear layer on h of the frozen encoder, trained on randomly
-    cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256 with
-    cosine decay, no weight decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
+    cropped (from the whole shorter side) and flipped images (SGD with Nesterov momentum, lr 0.1 x batch/256
+    with cosine decay, no weight decay) for ``epochs``; test top-1/top-5 on the centre-cropped test split.
 
-    Every epoch runs the encoder over the whole train split (no cached features; the images read from their files
-    batch by batch, each crop drawn from the full file, where the data is not held in memory): a GPU protocol for
-    large datasets. The encoder is checked to be untouched afterwards (weights and batch-norm statistics).
-    """
+    Every epoch runs the encoder over the whole train split (no cached features; the images read from their
+    files batch by batch, each crop drawn from the full file, where the data is not held in memory): a GPU
+    protocol for large datasets. The encoder is checked to be untouched afterwards (weights and batch-norm
+    statistics)."""
     learned, data = open_eval(checkpoint, setup)
     train, test = _labelled_splits(data, None, learned.device)
     before = fingerprint(learned.model)
@@ -195,8 +196,8 @@ def probe_eval(checkpoint: str | Path, setup: EvalSetup, spec: ProbeSpec,
 
 def _probe_splits(data: EvalData) -> tuple[Images, Images, tuple[torch.Tensor | None, torch.Tensor | None]]:
     """The train and test splits as the probes see them: centre crops keeping ``data.eval_crop``, decoded into
-    memory, or read from their files batch by batch where the data is not held in memory (``data.in_memory``); and
-    the images' ids, their positions in the splits' listings (a stream's rows already are)."""
+    memory, or read from their files batch by batch where the data is not held in memory (``data.in_memory``);
+    and the images' ids, their positions in the splits' listings (a stream's rows already are)."""
     if not data.in_memory:
         return data.streamed("train"), data.streamed("test"), (None, None)
     train, test = data.decoded("train"), data.decoded("test")

@@ -1,13 +1,12 @@
-"""Hyper-parameter selection for transfer by fine-tuning (Chen et al. 2020, Appendix B.8, after Kornblith et al.
-2019): a grid of learning rates and weight decays, each cell trained on most of the train split and scored on a
-held-out part of it with the dataset's metric; the best cell is then trained again on the whole split.
+"""Hyper-parameter selection for transfer by fine-tuning (Chen et al. 2020, Appendix B.8, after Kornblith et
+al. 2019): a grid of learning rates and weight decays, each cell trained on most of the train split and scored
+on a held-out part of it with the dataset's metric; the best cell is then trained again on the whole split.
 
 The paper's grids: fine-tuning from the pretrained weights, 7 log-spaced learning rates from 1e-4 to 0.1 and 7
-log-spaced weight decays from 1e-6 to 1e-3 plus none; training from random initialisation, 7 learning rates from
-1e-3 to 1.0 and 8 weight decays from 1e-5 to 10^-1.5. "We divide these values of weight decay by the learning
-rate": SGD's ``weight_decay`` is ``value / lr``, so each step shrinks the weights by ``value`` (times the cosine
-schedule's fraction of the peak rate).
-"""
+log-spaced weight decays from 1e-6 to 1e-3 plus none; training from random initialisation, 7 learning rates
+from 1e-3 to 1.0 and 8 weight decays from 1e-5 to 10^-1.5. "We divide these values of weight decay by the
+learning rate": SGD's ``weight_decay`` is ``value / lr``, so each step shrinks the weights by ``value`` (times
+the cosine schedule's fraction of the peak rate)."""
 
 from __future__ import annotations
 
@@ -56,9 +55,10 @@ PAPER_SCRATCH_GRID = Grid(_logspace(-3, 0, 7), _logspace(-5, -1.5, 8))
 
 
 def parse_grids(spec: str | None) -> tuple[Grid, Grid] | None:
-    """The grids for fine-tuning and for training from scratch: ``"none"`` (or None/empty: no search, the given
-    learning rate), ``"paper"`` (:data:`PAPER_FINETUNE_GRID`, :data:`PAPER_SCRATCH_GRID`), or ``"LRS/WDS"``,
-    comma-separated learning rates and weight decays used for both (e.g. ``"0.01,0.1/0,1e-5"``).
+    """The grids for fine-tuning and for training from scratch: ``"none"`` (or None/empty: no search, the
+    given learning rate), ``"paper"`` (:data:`PAPER_FINETUNE_GRID`, :data:`PAPER_SCRATCH_GRID`), or
+    ``"LRS/WDS"``, comma-separated learning rates and weight decays used for both (e.g.
+    ``"0.01,0.1/0,1e-5"``).
 
     Raises:
         ValueError: (one line) anything else, a learning rate <= 0 or a weight decay < 0.
@@ -73,9 +73,9 @@ def parse_grids(spec: str | None) -> tuple[Grid, Grid] | None:
 
 
 def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split image indices into a training part and a held-out validation part, class by class: each class gives
-    ``round(fraction x its count)`` images to validation, and keeps at least one for training. Multi-label codes
-    ``[N, C]`` are split as one group.
+    """Split image indices into a training part and a held-out validation part, class by class: each class
+    gives ``round(fraction x its count)`` images to validation, and keeps at least one for training.
+    Multi-label codes ``[N, C]`` are split as one group.
 
     Returns:
         ``(fit, val)``: sorted int64 index arrays.
@@ -108,11 +108,13 @@ def select(grid: Grid, base: FinetuneSpec, score: Callable[[FinetuneSpec], float
     Args:
         grid: The cells.
         base: What the cells share (epochs or steps, batch size, seed, device, ...).
-        score: Trains with a cell's spec on the fitting part and returns its validation score (higher is better).
+        score: Trains with a cell's spec on the fitting part and returns its validation score (higher is
+            better).
         on_cell: Called with each row as it is scored (e.g. to show progress).
 
     Returns:
-        ``(spec, rows)``; each row is ``{"lr", "weight_decay", "val"}`` with ``weight_decay`` in the paper's sense.
+        ``(spec, rows)``; each row is ``{"lr", "weight_decay", "val"}`` with ``weight_decay`` in the paper's
+        sense.
     """
     rows: list[dict[str, Any]] = []
     best: tuple[float, FinetuneSpec] | None = None

@@ -1,5 +1,6 @@
-"""Labelled subsets of a train split: the paper's class-balanced 1% and 10% of the labels (Section 4), saved and read
-again as JSON, or read from a list of image names (google-research/simclr's ``imagenet_subsets/1percent.txt``)."""
+"""Labelled subsets of a train split: the paper's class-balanced 1% and 10% of the labels (Section 4), saved
+and read again as JSON, or read from a list of image names (google-research/simclr's
+``imagenet_subsets/1percent.txt``)."""
 
 from __future__ import annotations
 
@@ -107,9 +108,8 @@ def subset_from_names(lines: Sequence[str], paths: Sequence[str], what: str = "l
     A name matches the path that ends with it, whole components only: a bare file name (as in
     google-research/simclr's ``imagenet_subsets/1percent.txt``: ``n01440764_10026.JPEG``) matches on the file
     name, ``airplane/0001.jpg`` on the last two components. Blank lines and lines starting with ``#`` are
-    ignored. Raises InputError (one line) for a name the split does not have (or an image of it that could not be
-    read), a name that fits two images, or no names at all.
-    """
+    ignored. Raises InputError (one line) for a name the split does not have (or an image of it that could not
+    be read), a name that fits two images, or no names at all."""
     names = [n.strip().strip("/") for n in lines if n.strip() and not n.lstrip().startswith("#")]
     if not names:
         raise InputError(f"{what} names no images")

@@ -1,5 +1,6 @@
-"""The paper's transfer protocol (Appendix B.8): a pretrained encoder on another labelled dataset, by linear evaluation
-on frozen h, fine-tuning from the pretrained f, and the same network trained from random initialisation."""
+"""The paper's transfer protocol (Appendix B.8): a pretrained encoder on another labelled dataset, by linear
+evaluation on frozen h, fine-tuning from the pretrained f, and the same network trained from random
+initialisation."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ from simclr.evaluation.splits import EvalData
 
 
 class _Pool:
-    """Labelled images the transferred networks train on or are scored on, taken by rows: uint8 on the device (moved
-    there once: every cell of a grid trains on part of them), or read from their files (:class:`StreamedImages`)."""
+    """Labelled images the transferred networks train on or are scored on, taken by rows: uint8 on the device
+    (moved there once: every cell of a grid trains on part of them), or read from their files
+    (:class:`StreamedImages`)."""
 
     def __init__(self, images: Images, labels: torch.Tensor, device: torch.device) -> None:
         self.images = images.to(device) if isinstance(images, torch.Tensor) else images
@@ -76,8 +78,8 @@ class _Classifiers:
 
     def search(self, name: str, make: Callable[[], torch.nn.Module], grid: Grid, base: FinetuneSpec,
                metric: str, val_rows: torch.Tensor) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
-        """The best cell of ``grid`` by ``metric`` on the images ``val_rows``, each cell trained on the others;
-        and the rows of every cell."""
+        """The best cell of ``grid`` by ``metric`` on the images ``val_rows``, each cell trained on the
+        others; and the rows of every cell."""
         fit_rows = rows_besides(val_rows, len(self.pool))
         held = self.pool.take(val_rows)
         total = len(grid.cells())
@@ -98,9 +100,10 @@ class _Classifiers:
 
 def _validation(data: EvalData, spec: str, labelled: list[str], labels: torch.Tensor,
                 seed: int) -> tuple[torch.Tensor | None, str]:
-    """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``) and what they are: the
-    dataset's own validation split where it has one (as the paper), else a seeded tenth of each class; None where
-    no class has enough images to spare one (the linear fit then holds out a random tenth)."""
+    """The labelled images that pick transfer's hyper-parameters (positions in ``labelled``) and what they
+    are: the dataset's own validation split where it has one (as the paper), else a seeded tenth of each
+    class; None where no class has enough images to spare one (the linear fit then holds out a random
+    tenth)."""
     own = own_validation(data.config, spec, labelled)
     if own is not None:
         return own, "the dataset's validation split"
@@ -113,24 +116,26 @@ def _validation(data: EvalData, spec: str, labelled: list[str], labels: torch.Te
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
                   solver: str = "lbfgs", weight_decays: Sequence[float] = WEIGHT_DECAYS,
                   grids: tuple[Grid, Grid] | None = None, subset_file: Path | None = None) -> dict[str, Any]:
-    """A pretrained encoder on another labelled dataset (the paper's Appendix B.8): linear evaluation on frozen h,
-    fine-tuning from the pretrained f, and the same network trained from random initialisation for twice as long.
+    """A pretrained encoder on another labelled dataset (the paper's Appendix B.8): linear evaluation on
+    frozen h, fine-tuning from the pretrained f, and the same network trained from random initialisation for
+    twice as long.
 
-    The splits are decoded once for all three (or, where the data is not held in memory, ``data.in_memory``, read
-    from their files batch by batch: features once, the networks' images every epoch), and all three learn from the same labelled images (a class-balanced
-    ``fraction`` of the train split drawn by ``spec.seed``, or the subset in ``subset_file``, saved there when the
-    file does not exist; ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1
-    (multi-label VOC2007: the 11-point mAP); ``paper_metric`` names the one the paper reports for this dataset (its
-    Table 8). Hyper-parameters are chosen by it on held-out labelled images (``validation``: the dataset's own
-    validation split where it has one, as the paper, else a seeded tenth of each class): the linear fit's weight
-    decay among ``weight_decays``, and with ``grids`` (fine-tuning's, training from scratch's; see
-    :mod:`simclr.evaluation.selection`) the learning rate and weight decay of the other two, which are then trained
-    again on all the labelled images. Both fine-tuned networks use the paper's batch-norm momentum for transfer
-    (:func:`transfer_bn_momentum`). Images are prepared as the paper's: the linear evaluation sees the whole shorter
-    side (unless ``setup`` gives an ``eval_crop``), the fine-tuned networks train on random crops of the whole
-    shorter side and are tested on centre crops keeping ``data.eval_crop`` of it (0.875: the paper's 224 of 256;
-    the held-out images of a grid search are scored as they were decoded for training).
-    """
+    The splits are decoded once for all three (or, where the data is not held in memory, ``data.in_memory``,
+    read from their files batch by batch: features once, the networks' images every epoch), and all three
+    learn from the same labelled images (a class-balanced ``fraction`` of the train split drawn by
+    ``spec.seed``, or the subset in ``subset_file``, saved there when the file does not exist;
+    ``labelled_images``). Each accuracy is given as top-1, top-5 and mean per-class top-1 (multi-label
+    VOC2007: the 11-point mAP); ``paper_metric`` names the one the paper reports for this dataset (its Table
+    8). Hyper-parameters are chosen by it on held-out labelled images (``validation``: the dataset's own
+    validation split where it has one, as the paper, else a seeded tenth of each class): the linear fit's
+    weight decay among ``weight_decays``, and with ``grids`` (fine-tuning's, training from scratch's; see
+    :mod:`simclr.evaluation.selection`) the learning rate and weight decay of the other two, which are then
+    trained again on all the labelled images. Both fine-tuned networks use the paper's batch-norm momentum for
+    transfer (:func:`transfer_bn_momentum`). Images are prepared as the paper's: the linear evaluation sees
+    the whole shorter side (unless ``setup`` gives an ``eval_crop``), the fine-tuned networks train on random
+    crops of the whole shorter side and are tested on centre crops keeping ``data.eval_crop`` of it (0.875:
+    the paper's 224 of 256; the held-out images of a grid search are scored as they were decoded for
+    training)."""
     learned, data = open_eval(checkpoint, setup)
     metric = paper_metric(setup.data.spec)
     before = fingerprint(learned.model)
@@ -195,8 +200,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
 def _transfer_pools(data: EvalData, chosen: np.ndarray, labels: torch.Tensor,
                     device: torch.device) -> tuple[_Pool, _Pool]:
     """The labelled train images at ``chosen`` (readable ones, positions in the split's listing; the networks'
-    random crops draw from the whole shorter side, or from the full files when streamed) and the test split (centre
-    crops keeping ``data.eval_crop``), decoded into memory or streamed as :func:`_labelled_splits`."""
+    random crops draw from the whole shorter side, or from the full files when streamed) and the test split
+    (centre crops keeping ``data.eval_crop``), decoded into memory or streamed as :func:`_labelled_splits`."""
     if not data.in_memory:
         pin = device.type == "cuda"
         test = data.streamed("test", pin_memory=pin)

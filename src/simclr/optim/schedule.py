@@ -117,12 +117,12 @@ class LRSchedule:
         total_steps: Length of the schedule, >= 1.
         warmup_steps: Warm-up updates, 0 .. total_steps.
         peak_lr: Learning rate at the end of warm-up.
-        final_lr: Learning rate at ``total_steps`` and beyond (0 in the paper).
-        from_step, from_lr: With ``from_lr`` set, the schedule is refitted from update ``from_step`` on, starting
-            from ``from_lr`` there: within the warm-up, a straight line from it to ``peak_lr`` at the warm-up's last
-            update, then the cosine as above; after the warm-up, a cosine from it to ``final_lr`` at
-            ``total_steps``. A time budget that lengthens or shortens a run midway so keeps its learning rate
-            continuous, rising through the warm-up and then only falling. Before ``from_step``: as above.
+        final_lr: Learning rate at ``total_steps`` and beyond (0 in the paper). from_step, from_lr: With
+            ``from_lr`` set, the schedule is refitted from update ``from_step`` on, starting from ``from_lr``
+            there: within the warm-up, a straight line from it to ``peak_lr`` at the warm-up's last update,
+            then the cosine as above; after the warm-up, a cosine from it to ``final_lr`` at ``total_steps``.
+            A time budget that lengthens or shortens a run midway so keeps its learning rate continuous,
+            rising through the warm-up and then only falling. Before ``from_step``: as above.
     """
 
     total_steps: int
@@ -152,10 +152,10 @@ class LRSchedule:
         return self.final_lr + (self.from_lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def refit(self, total_steps: int, warmup_steps: int, step: int) -> LRSchedule:
-        """The schedule with a new length and warm-up from update ``step`` on, continuing from the learning rate this
-        one gives there (see ``from_step``). A run already past its warm-up stays past it; a run still in its warm-up
-        finishes it (reaching the peak at the next update at the latest, if the new warm-up would already be over):
-        it never decays from a learning rate it was still raising."""
+        """The schedule with a new length and warm-up from update ``step`` on, continuing from the learning
+        rate this one gives there (see ``from_step``). A run already past its warm-up stays past it; a run
+        still in its warm-up finishes it (reaching the peak at the next update at the latest, if the new
+        warm-up would already be over): it never decays from a learning rate it was still raising."""
         if (total_steps, warmup_steps) == (self.total_steps, self.warmup_steps):
             return self
         if step == 0:
