@@ -111,8 +111,10 @@ def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
         simclr.load_encoder(tmp_path / "missing.pt")
     with pytest.raises(InputError, match="torchvision has no"):
         enc.torchvision()  # width 0.125
-    for wrong, kind in ((5, "int"), ([5], "a sequence of int"), ([tmp_path / "a.png", 5], "a sequence of PosixPath, int")):
-        with pytest.raises(InputError, match=f"images must be paths, PIL images or an image tensor, got {kind}$"):
+    for wrong, kind in ((5, "int"), ([5], "a sequence of int"),
+                        ([tmp_path / "a.png", 5], "a sequence of PosixPath, int")):
+        with pytest.raises(InputError,
+                           match=f"images must be paths, PIL images or an image tensor, got {kind}$"):
             enc(wrong)
 
 
@@ -124,11 +126,14 @@ def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_pat
                           ({"label_fraction": "0.1"}, "label_fraction must be in \\(0, 1\\], got '0.1'"),
                           ({"seed": -1}, "seed must be a whole number >= 0"),
                           ({"baseline": "no"}, "baseline must be True or False"),
-                          ({"protocol": "transfer", "finetune_grid": 5}, "finetune_grid must be none, paper or"),
-                          ({"protocol": "probe", "transforms": 5}, "transforms: a comma-separated string or a list"),
+                          ({"protocol": "transfer", "finetune_grid": 5},
+                           "finetune_grid must be none, paper or"),
+                          ({"protocol": "probe", "transforms": 5},
+                           "transforms: a comma-separated string or a list"),
                           ({"eval_crop": "x"}, "eval_crop must be in \\(0, 1\\], got 'x'"),
                           ({"holdout": "0.2"}, "holdout must be a fraction in \\[0, 1\\), got '0.2'"),
-                          ({"image_size": "16"}, "image_size must be 0 \\(the run's\\) or a whole number >= 8")):
+                          ({"image_size": "16"},
+                           "image_size must be 0 \\(the run's\\) or a whole number >= 8")):
         with pytest.raises(InputError, match=says):
             simclr.evaluate(ckpt, "digits", **{"protocol": "finetune", **options})
     with pytest.raises(InputError, match="eval_crop must be in"):
@@ -142,7 +147,8 @@ def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_pat
     with pytest.raises(InputError, match="config must be a path"):
         simclr.pretrain("digits", tmp_path / "run", config=5)
     assert not (tmp_path / "run").exists()
-    index = Index(Embeddings(torch.randn(4, 8), None, np.zeros(4, np.int64), [f"{i}.png" for i in range(4)], {}))
+    index = Index(Embeddings(torch.randn(4, 8), None, np.zeros(4, np.int64),
+                             [f"{i}.png" for i in range(4)], {}))
     for k in ("3", 2.5, 0, True):
         with pytest.raises(InputError, match="k must be a whole number >= 1"):
             index.search(torch.randn(2, 8), k=k)
@@ -152,17 +158,19 @@ def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_pat
 
 
 def test_import_simclr_does_not_load_torch() -> None:
-    code = "import sys, simclr; assert 'torch' not in sys.modules; simclr.load_encoder; assert 'torch' in sys.modules"
+    code = ("import sys, simclr; assert 'torch' not in sys.modules; simclr.load_encoder; "
+            "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_pretrain_from_python(tmp_path: Path) -> None:
-    settings = {"data.image_size": 16, "model": {"arch": "resnet18", "width": 0.125}, "model.head.out_dim": 16,
-                "augment.preset": "cifar10", "train.epochs": 1, "train.batch_size": 128, "train.device": "cpu",
-                "train.precision": "fp32"}
+    settings = {"data.image_size": 16, "model": {"arch": "resnet18", "width": 0.125},
+                "model.head.out_dim": 16, "augment.preset": "cifar10", "train.epochs": 1,
+                "train.batch_size": 128, "train.device": "cpu", "train.precision": "fp32"}
     model = settings["model"]
     run = simclr.pretrain("digits", tmp_path / "run", settings=settings, progress=False)
-    assert settings["model"] is model and model == {"arch": "resnet18", "width": 0.125}  # the caller's dict kept
+    # the caller's dict kept
+    assert settings["model"] is model and model == {"arch": "resnet18", "width": 0.125}
     assert run.step == run.total_steps == 1437 // 128 and run.run_dir == tmp_path / "run"
     enc = simclr.load_encoder(run.run_dir, device="cpu")
     assert enc.config.model.width == 0.125 and enc.config.model.head.out_dim == 16 and enc.num_features == 64
@@ -177,7 +185,8 @@ def test_pretrain_from_python(tmp_path: Path) -> None:
 
 
 def test_load_encoder_takes_a_precision(ckpt: Path) -> None:
-    """None keeps the run's setting; "fp32" computes in fp32 whatever the CPU; a bad name is one InputError."""
+    """None keeps the run's setting; "fp32" computes in fp32 whatever the CPU; a bad name is one
+    InputError."""
     assert simclr.load_encoder(ckpt, device="cpu", precision="fp32").precision.dtype is None
     assert simclr.load_encoder(ckpt, device="cpu", precision="bf16").precision.dtype == torch.bfloat16
     with pytest.raises(InputError, match="precision must be one of"):

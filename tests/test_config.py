@@ -25,7 +25,8 @@ def test_defaults_are_the_papers() -> None:
     assert (c.train.batch_size, c.train.epochs, c.loss.temperature) == (4096, 100, 0.1)
     assert (c.model.arch, c.model.head.kind, c.model.head.out_dim) == ("resnet50", "nonlinear", 128)
     a = c.augment
-    assert (a.crop_scale, a.color_strength, a.color_p, a.gray_p, a.blur_p) == ((0.08, 1.0), 1.0, 0.8, 0.2, 0.5)
+    assert (a.crop_scale, a.color_strength, a.color_p, a.gray_p, a.blur_p) == \
+        ((0.08, 1.0), 1.0, 0.8, 0.2, 0.5)
     assert math.isclose(a.crop_ratio[0], 3 / 4) and math.isclose(a.crop_ratio[1], 4 / 3)
 
 
@@ -123,14 +124,17 @@ def test_numbers_in_exponent_form_without_a_dot(tmp_path) -> None:
 
 def test_yaml_words_on_off_yes_no_stay_words_for_choices_and_mean_booleans_for_flags(tmp_path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  compile: off\n  channels_last: no\n  sync_bn: yes\ndata:\n  in_memory: false\n")
+    path.write_text("train:\n  compile: off\n  channels_last: no\n  sync_bn: yes\n"
+                    "data:\n  in_memory: false\n")
     config = load_config(path)
-    assert config.train.compile == "off" and config.train.channels_last is False and config.train.sync_bn is True
+    assert config.train.compile == "off" and config.train.channels_last is False \
+        and config.train.sync_bn is True
     assert config.data.in_memory == "false"
     assert [load_config(None, [f"data.in_memory={w}"]).data.in_memory for w in ("yes", "off", "true")] == [
         "true", "false", "true"]
     config = load_config(None, ["train.compile=off", "train.channels_last=on", "train.gather_negatives=off"])
-    assert (config.train.compile, config.train.channels_last, config.train.gather_negatives) == ("off", True, False)
+    assert (config.train.compile, config.train.channels_last, config.train.gather_negatives) == \
+        ("off", True, False)
     saved = tmp_path / "saved.yaml"
     save_config(load_config(path), saved)
     assert load_config(saved).train.compile == "off"  # written so that it reads back the same

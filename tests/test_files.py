@@ -1,4 +1,5 @@
-"""Atomic writes: the target appears only complete, an error leaves the earlier file and no temporary behind."""
+"""Atomic writes: the target appears only complete, an error leaves the earlier file and no temporary
+behind."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_writes_text_and_bytes_creating_the_folder(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "héllo\n"
     with atomic_file(tmp_path / "b.npz") as fh:
         np.savez(fh, x=np.arange(3))
-    assert np.load(tmp_path / "b.npz")["x"].tolist() == [0, 1, 2]  # numpy writes to the open file, name as given
+    # numpy writes to the open file, name as given
+    assert np.load(tmp_path / "b.npz")["x"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npz", "new"]
 
 

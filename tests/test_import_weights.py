@@ -39,8 +39,10 @@ def test_wrapped_prefixed_weights_give_torchvisions_h(tmp_path: Path, capsys) ->
     torch.save(wrapped, tmp_path / "r18.pth")
     assert main(["import", str(tmp_path / "r18.pth"), "--out", str(tmp_path / "r18.pt"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert (info["arch"], info["width"], info["cifar_stem"], info["image_size"]) == ("resnet18", 1.0, False, 224)
-    assert (info["features"], info["tensors"], info["ignored"]) == (512, 120, 2)  # fc.weight, fc.bias left out
+    assert (info["arch"], info["width"], info["cifar_stem"], info["image_size"]) == \
+        ("resnet18", 1.0, False, 224)
+    # fc.weight, fc.bias left out
+    assert (info["features"], info["tensors"], info["ignored"]) == (512, 120, 2)
     encoder = simclr.load_encoder(tmp_path / "r18.pt", "cpu", precision="fp32")
     tv.fc = torch.nn.Identity()
     x = torch.rand(3, 3, 64, 64)
@@ -54,12 +56,13 @@ def test_cifar_stem_and_imagenet_standardisation(tmp_path: Path) -> None:
     small = _trained_like(torchvision_skeleton("resnet18", cifar_stem=True))
     torch.save({"model": {"backbone": {f"backbone.{k}": v for k, v in small.state_dict().items()}}},
                tmp_path / "cifar.pth")
-    info = simclr.import_weights(tmp_path / "cifar.pth", tmp_path / "cifar.pt")  # the same function from simclr
+    # the same function from simclr
+    info = simclr.import_weights(tmp_path / "cifar.pth", tmp_path / "cifar.pt")
     assert info["cifar_stem"] and info["image_size"] == 32
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(simclr.load_encoder(tmp_path / "cifar.pt", "cpu", precision="fp32")(x), small(x), atol=1e-4,
-                                   rtol=1e-4)
+        torch.testing.assert_close(simclr.load_encoder(tmp_path / "cifar.pt", "cpu", precision="fp32")(x),
+                                   small(x), atol=1e-4, rtol=1e-4)
     supervised = _trained_like(torchvision.models.resnet50())
     torch.save(supervised.state_dict(), tmp_path / "r50.pth")
     info = import_weights(tmp_path / "r50.pth", tmp_path / "r50.pt", input_norm="imagenet", image_size=96)
@@ -74,7 +77,8 @@ def test_cifar_stem_and_imagenet_standardisation(tmp_path: Path) -> None:
                                    rtol=1e-3)
     plain = import_weights(tmp_path / "r50.pth", tmp_path / "plain.pt")
     assert plain["input_norm"] == "none"
-    assert not torch.allclose(simclr.load_encoder(tmp_path / "plain.pt", "cpu", precision="fp32")(x), encoder(x), atol=1e-2)
+    assert not torch.allclose(simclr.load_encoder(tmp_path / "plain.pt", "cpu", precision="fp32")(x),
+                              encoder(x), atol=1e-2)
 
 
 def _keys(blocks: tuple[int, ...], bottleneck: bool, stem: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -100,9 +104,10 @@ def test_architecture_is_read_from_the_weights() -> None:
     assert infer_model(_keys((2, 2, 2, 2), False, torch.zeros(32, 3, 3, 3)), "f")["width"] == 0.5
     with pytest.raises(InputError, match="2-2-3-2 basic blocks per stage is none of"):
         infer_model(_keys((2, 2, 3, 2), False, imagenet), "f")
-    for stem in (torch.zeros(0, 3, 7, 7), torch.zeros(64, 1, 7, 7), torch.zeros(64, 3, 5, 5), torch.zeros(64, 3)):
-        with pytest.raises(InputError, match=rf"conv1.weight is of shape {re.escape(str(tuple(stem.shape)))}; a "
-                                             r"ResNet's stem is \[C, 3, 7, 7\]"):
+    for stem in (torch.zeros(0, 3, 7, 7), torch.zeros(64, 1, 7, 7), torch.zeros(64, 3, 5, 5),
+                 torch.zeros(64, 3)):
+        with pytest.raises(InputError, match=rf"conv1.weight is of shape {re.escape(str(tuple(stem.shape)))}"
+                                             r"; a ResNet's stem is \[C, 3, 7, 7\]"):
             infer_model(_keys((2, 2, 2, 2), False, stem), "f")
     no_stem = _keys((2, 2, 2, 2), False, imagenet)
     del no_stem["conv1.weight"]
@@ -149,17 +154,20 @@ class _Payload:
 
 def test_loading_never_runs_code_from_the_file(tmp_path: Path, capsys) -> None:
     _Payload.marker = str(tmp_path / "ran")
-    torch.save({"state_dict": _Payload()}, tmp_path / "evil.pth")  # torch.load(weights_only=False) would run it
+    # torch.load(weights_only=False) would run it
+    torch.save({"state_dict": _Payload()}, tmp_path / "evil.pth")
     assert main(["import", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out.pt")]) == 2
     assert "cannot read weights" in capsys.readouterr().err and not (tmp_path / "ran").exists()
 
 
 def test_imported_checkpoint_serves_the_other_commands(tmp_path: Path, capsys) -> None:
-    torch.save(_trained_like(torchvision_skeleton("resnet18", cifar_stem=True)).state_dict(), tmp_path / "w.pth")
-    assert main(["import", str(tmp_path / "w.pth"), "--out", str(tmp_path / "w.pt"), "--image-size", "16"]) == 0
+    torch.save(_trained_like(torchvision_skeleton("resnet18", cifar_stem=True)).state_dict(),
+               tmp_path / "w.pth")
+    assert main(["import", str(tmp_path / "w.pth"), "--out", str(tmp_path / "w.pt"),
+                 "--image-size", "16"]) == 0
     assert "projection head is untrained, so use h" in capsys.readouterr().out
-    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "w.pt"), "--data", "digits", "--json", "--quiet",
-                 "--device", "cpu"]) == 0
+    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "w.pt"), "--data", "digits", "--json",
+                 "--quiet", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["top1"] > 0.5  # random conv features of 8x8 digits at 16 px: far above chance (0.1)
 
@@ -179,12 +187,13 @@ def test_torchvision_names_fetch_its_supervised_weights(tmp_path: Path, monkeypa
     monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_download)
     assert main(["import", "torchvision:resnet18", "--out", str(tmp_path / "sup.pt"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert fetched == ["ResNet18_Weights.IMAGENET1K_V1"] and info["input_norm"] == "imagenet"  # torchvision's input
+    # torchvision's input
+    assert fetched == ["ResNet18_Weights.IMAGENET1K_V1"] and info["input_norm"] == "imagenet"
     supervised.fc = torch.nn.Identity()
     x = torch.rand(2, 3, 48, 48)
     with torch.no_grad():
-        torch.testing.assert_close(simclr.load_encoder(tmp_path / "sup.pt", "cpu", precision="fp32")(x), supervised(NORMALIZE(x)),
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(simclr.load_encoder(tmp_path / "sup.pt", "cpu", precision="fp32")(x),
+                                   supervised(NORMALIZE(x)), atol=1e-4, rtol=1e-4)
 
     def offline(self, *args, **kwargs):
         raise URLError("network unreachable")

@@ -60,7 +60,8 @@ def test_no_signal_no_effect() -> None:
 
 
 def test_default_actions_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under torchrun SIGTERM keeps its default action (the agent ends workers with it); deferred holds no such signal."""
+    """Under torchrun SIGTERM keeps its default action (the agent ends workers with it); deferred holds no
+    such signal."""
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:

@@ -21,7 +21,8 @@ def ablate(archive: Path, out: Path, study: str, *extra: str) -> int:
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES))
-def test_every_cell_is_a_valid_config_that_sets_its_parameters(name: str, mini_archive: Path, tmp_path: Path) -> None:
+def test_every_cell_is_a_valid_config_that_sets_its_parameters(name: str, mini_archive: Path,
+                                                               tmp_path: Path) -> None:
     study = STUDIES[name]
     options = AblateOptions(str(mini_archive), tmp_path, epochs=2)
     configs = [cell_config(study, c, options) for c in study.cells]
@@ -40,8 +41,10 @@ def test_every_cell_is_a_valid_config_that_sets_its_parameters(name: str, mini_a
 
 def test_study_shapes_match_the_paper() -> None:
     pairs = STUDIES["augment-pairs"]
-    assert len(pairs.cells) == 49 and pairs.cell("crop+color").paper == 56.3 and pairs.cell("color+crop").paper == 55.8
-    assert pairs.cell("crop").overrides == {"augment": {"ops": ["crop"]}} and pairs.base["augment"]["asymmetric"]
+    assert len(pairs.cells) == 49 and pairs.cell("crop+color").paper == 56.3 \
+        and pairs.cell("color+crop").paper == 55.8
+    assert pairs.cell("crop").overrides == {"augment": {"ops": ["crop"]}} \
+        and pairs.base["augment"]["asymmetric"]
     assert max(c.paper for c in pairs.cells if c.params["first"] != c.params["second"]) == 56.3
     assert [c.paper for c in STUDIES["temperature"].cells] == [59.7, 64.4, 60.7, 58.0, 57.2, 57.0]
     assert STUDIES["loss"].cell("nt_xent").paper == 63.9
@@ -78,7 +81,8 @@ def test_cells_run_report_and_are_not_recomputed(mini_archive: Path, tmp_path: P
         (docs / "loss.md").read_text()
 
 
-def test_an_interrupted_cell_continues_from_its_checkpoint(mini_archive: Path, tmp_path: Path, capsys) -> None:
+def test_an_interrupted_cell_continues_from_its_checkpoint(mini_archive: Path, tmp_path: Path,
+                                                           capsys) -> None:
     study, out = STUDIES["temperature"], tmp_path / "study"
     options = AblateOptions(str(mini_archive), out, overrides=("data.view_size=16", "train.batch_size=128",
                                                            "train.log_every=1"), epochs=1,
@@ -88,7 +92,8 @@ def test_an_interrupted_cell_continues_from_its_checkpoint(mini_archive: Path, t
     assert ablate(mini_archive, out, "temperature", "--cells", "l2-t0.5", "--json") == 0
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert row["steps"] == 3  # 2 before the interruption, 1 after: the schedule was not restarted
-    steps = [json.loads(x)["step"] for x in (out / "cells" / cell.key / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"]
+             for x in (out / "cells" / cell.key / "metrics.jsonl").read_text().splitlines()
              if "contrastive_acc" in x]
     assert steps == [1, 2, 3]  # one run continued, not restarted from step 1
 
@@ -142,13 +147,13 @@ def test_bad_input_is_one_line_and_exit_2(mini_archive: Path, tmp_path: Path, ca
 def test_a_dataset_at_its_own_side_is_evaluated_at_that_side(tmp_path: Path, capsys) -> None:
     """digits: image_size 0 (the images' own 8 px) and no --eval-size: evaluated at 8 px, not at 0."""
     out = tmp_path / "study"
-    assert main(["ablate", "temperature", "--data", "digits", "--out", str(out), "--cells", "l2-t0.5", "--epochs",
-                 "0.05", "--set", "train.batch_size=32", "--device", "cpu", "--quiet"]) == 0
+    assert main(["ablate", "temperature", "--data", "digits", "--out", str(out), "--cells", "l2-t0.5",
+                 "--epochs", "0.05", "--set", "train.batch_size=32", "--device", "cpu", "--quiet"]) == 0
     assert json.loads((out / "cells" / "l2-t0.5" / "result.json").read_text())["knn_top1"] > 0
 
 
-def test_unlabeled_data_fails_before_training_and_a_corrupt_result_is_redone(mini_archive: Path, tmp_path: Path,
-                                                                             capsys) -> None:
+def test_unlabeled_data_fails_before_training_and_a_corrupt_result_is_redone(mini_archive: Path,
+                                                                             tmp_path: Path, capsys) -> None:
     from PIL import Image
 
     unlabeled = tmp_path / "unlabeled"
@@ -194,7 +199,8 @@ def test_checks_follow_the_rows() -> None:
     assert [c.caveat for c in StudyResult(pairs, two).checks] == ["", "", ""]
     best = max(paper.values())
     at_floor = StudyResult(pairs, two, baseline={"linear_top1": best - 0.5, "knn_top1": 10.0}).checks
-    assert [c.verdict for c in at_floor] == ["inconclusive"] * 3 and "random-init encoder" in at_floor[0].caveat
+    assert [c.verdict for c in at_floor] == ["inconclusive"] * 3 \
+        and "random-init encoder" in at_floor[0].caveat
     above = StudyResult(pairs, two, baseline={"linear_top1": best - 1.5, "knn_top1": 10.0}).checks
     assert [c.verdict for c in above] == ["reproduced"] * 3
 
@@ -202,18 +208,20 @@ def test_checks_follow_the_rows() -> None:
              "nonlinear-128": 41.0, "nonlinear-512": 39.0}
     z = {k: v - 5 for k, v in heads.items()}
     assert [c.agrees for c in _rows("head", heads, linear_top1_z=z).checks] == [True, True]
-    assert [c.agrees for c in _rows("head", {**heads, "none": 45.0}, linear_top1_z={**z, "nonlinear-32": 50.0})
-            .checks] == [False, False]
+    assert [c.agrees for c in _rows("head", {**heads, "none": 45.0},
+                                    linear_top1_z={**z, "nonlinear-32": 50.0}).checks] == [False, False]
 
-    temps = {"l2-t0.05": 30.0, "l2-t0.1": 40.0, "l2-t0.5": 35.0, "l2-t1": 33.0, "no-l2-t10": 20.0, "no-l2-t100": 21.0}
-    acc = {"l2-t0.05": 90.0, "l2-t0.1": 80.0, "l2-t0.5": 60.0, "l2-t1": 50.0, "no-l2-t10": 95.0, "no-l2-t100": 96.0}
+    temps = {"l2-t0.05": 30.0, "l2-t0.1": 40.0, "l2-t0.5": 35.0, "l2-t1": 33.0, "no-l2-t10": 20.0,
+             "no-l2-t100": 21.0}
+    acc = {"l2-t0.05": 90.0, "l2-t0.1": 80.0, "l2-t0.5": 60.0, "l2-t1": 50.0, "no-l2-t10": 95.0,
+           "no-l2-t100": 96.0}
     assert [c.agrees for c in _rows("temperature", temps, contrastive_acc=acc).checks] == [True, True, True]
     acc_up = {**acc, "l2-t1": 99.0, "l2-t0.5": 98.0}
-    assert [c.agrees for c in _rows("temperature", {**temps, "l2-t0.5": 45.0}, contrastive_acc=acc_up).checks] == \
-        [False, True, False]
+    assert [c.agrees for c in _rows("temperature", {**temps, "l2-t0.5": 45.0},
+                                    contrastive_acc=acc_up).checks] == [False, True, False]
 
-    batch = {f"b{b}-x{m}": (b.bit_length() * (5 if m == 1 else 1) + 40 * m) for m in (1, 4) for b in (64, 128, 256,
-                                                                                                   512, 1024)}
+    batch = {f"b{b}-x{m}": (b.bit_length() * (5 if m == 1 else 1) + 40 * m)
+             for m in (1, 4) for b in (64, 128, 256, 512, 1024)}
     assert [c.agrees for c in _rows("batch-size", batch).checks] == [True, True]
 
 
@@ -233,7 +241,8 @@ def test_pairs_heatmap_is_drawn_from_partial_rows(tmp_path: Path) -> None:
     md, png = write_report(result, tmp_path, "context line")
     assert png.read_bytes()[:4] == b"\x89PNG"
     text = md.read_text()
-    assert "context line" in text and "| crop+color | crop | color | 56.3 | 50 |" in text and "47 cell(s) not run yet" in text
+    assert "context line" in text and "| crop+color | crop | color | 56.3 | 50 |" in text \
+        and "47 cell(s) not run yet" in text
 
 
 def test_load_rows_keeps_the_study_order(tmp_path: Path) -> None:
@@ -244,20 +253,21 @@ def test_load_rows_keeps_the_study_order(tmp_path: Path) -> None:
     assert [r["cell"] for r in load_rows(study, tmp_path)] == ["s0.25", "s1+blur"]
     batch = STUDIES["batch-size"]  # the cell's own parameters win over a same-named field of its result
     (tmp_path / "cells" / "b64-x1").mkdir()
-    (tmp_path / "cells" / "b64-x1" / "result.json").write_text(json.dumps({"cell": "b64-x1", "budget": "0.5 epochs",
-                                                                           "linear_top1": 1.0}))
+    (tmp_path / "cells" / "b64-x1" / "result.json").write_text(
+        json.dumps({"cell": "b64-x1", "budget": "0.5 epochs", "linear_top1": 1.0}))
     assert load_rows(batch, tmp_path)[0]["budget"] == "x1"
 
 
 def test_epoch_budgets_keep_the_warmup_share(mini_archive: Path, tmp_path: Path) -> None:
     study = STUDIES["batch-size"]
-    options = AblateOptions(str(mini_archive), tmp_path, overrides=("optim.warmup_epochs=2", "train.epochs=20"),
-                            epochs=0.5)
+    options = AblateOptions(str(mini_archive), tmp_path,
+                            overrides=("optim.warmup_epochs=2", "train.epochs=20"), epochs=0.5)
     short, long = (cell_config(study, study.cell(k), options) for k in ("b256-x1", "b256-x4"))
     assert (short.train.epochs, short.optim.warmup_epochs) == (0.5, pytest.approx(0.05))
     assert (long.train.epochs, long.optim.warmup_epochs) == (2.0, pytest.approx(0.2))
     timed = cell_config(study, study.cell("b256-x4"), AblateOptions(str(mini_archive), tmp_path, minutes=1.5))
-    assert timed.train.time_budget == 6.0 and timed.train.epochs == 10  # BASE's schedule shape, fitted to 6 min
+    # BASE's schedule shape, fitted to 6 min
+    assert timed.train.time_budget == 6.0 and timed.train.epochs == 10
 
 
 def test_seeds_repeat_a_cell_and_report_mean_and_std(mini_archive: Path, tmp_path: Path, capsys) -> None:
@@ -265,7 +275,8 @@ def test_seeds_repeat_a_cell_and_report_mean_and_std(mini_archive: Path, tmp_pat
     assert ablate(mini_archive, out, "loss", "--cells", "nt_xent") == 0
     first = (out / "cells" / "nt_xent" / "result.json").read_text()
     capsys.readouterr()
-    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--seeds", "2", "--json") == 0  # adds one run
+    # adds one run
+    assert ablate(mini_archive, out, "loss", "--cells", "nt_xent", "--seeds", "2", "--json") == 0
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert (out / "cells" / "nt_xent" / "result.json").read_text() == first  # the finished run was kept
     runs = [json.loads((out / "cells" / d / "result.json").read_text()) for d in ("nt_xent", "nt_xent@seed1")]

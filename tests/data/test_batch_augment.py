@@ -305,7 +305,8 @@ def test_flip_is_an_exact_mirror() -> None:
     assert torch.equal(flipped, plain.flip(-1))
 
 
-def _assert_matches_per_image_torchvision(images: torch.Tensor, params: BatchParams, spec: AugmentSpec) -> None:
+def _assert_matches_per_image_torchvision(images: torch.Tensor, params: BatchParams,
+                                          spec: AugmentSpec) -> None:
     """``apply_params`` equals crop, flip, jitter in the drawn order, grayscale and blur, image by image, with
     ``torchvision.transforms.functional`` (to 1e-4)."""
     out = apply_params(images, params, spec)
@@ -329,7 +330,8 @@ def _assert_matches_per_image_torchvision(images: torch.Tensor, params: BatchPar
 def test_apply_params_matches_per_image_torchvision_pipeline() -> None:
     n, height = 24, 36
     spec = AugmentSpec(size=32, blur_p=0.5)
-    _assert_matches_per_image_torchvision(_images(n, height, height), _params(spec, n, height, height, seed=9), spec)
+    _assert_matches_per_image_torchvision(_images(n, height, height),
+                                          _params(spec, n, height, height, seed=9), spec)
 
 
 def test_blur_skipped_when_spec_has_no_blur() -> None:

@@ -99,9 +99,11 @@ def test_a_dataset_too_large_for_memory_is_refused_before_decoding(tmp_path: Pat
     monkeypatch.setattr(decode_mod, "MEMINFO", str(meminfo))
     assert decode_mod.available_memory() == 1000 * 1024
     source = load_source("digits", "test")  # 360 images: 360 x 3 x 32 x 32 bytes = 1.05 MiB > 0.9 x 0.98 MiB
-    with pytest.raises(InputError, match=r"360 images of digits decoded at 32x32 need 1.1 MiB of memory, 1.0 MiB is available"):
+    with pytest.raises(InputError, match=r"360 images of digits decoded at 32x32 need 1.1 MiB of memory, "
+                                         r"1.0 MiB is available"):
         decode_cached(source, 32, tmp_path / "cache", progress=False)
-    assert decode_cached(source, 16, tmp_path / "cache", progress=False).images.shape == (360, 3, 16, 16)  # fits
+    # fits
+    assert decode_cached(source, 16, tmp_path / "cache", progress=False).images.shape == (360, 3, 16, 16)
     monkeypatch.setattr(decode_mod, "MEMINFO", str(tmp_path / "none"))
     assert decode_mod.available_memory() is None  # unknown: no check
     assert decode_cached(source, 32, None, progress=False).images.shape == (360, 3, 32, 32)

@@ -1,4 +1,5 @@
-"""data.eval_crop: evaluation's centre crop keeping a part of the shorter side (resize 256, crop 224 for 0.875)."""
+"""data.eval_crop: evaluation's centre crop keeping a part of the shorter side (resize 256, crop 224 for
+0.875)."""
 
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def test_resize_256_crop_224() -> None:
     assert np.array_equal(fit_square(image, 224, 0.875), centre)
     via_transform = (eval_transform(224, 0.875)(image) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     assert np.array_equal(via_transform, centre)  # the file path and the decode path prepare the same pixels
-    assert fit_square(image, 224).shape == (224, 224, 3) and not np.array_equal(fit_square(image, 224), centre)
+    assert fit_square(image, 224).shape == (224, 224, 3) \
+        and not np.array_equal(fit_square(image, 224), centre)
 
 
 def test_in_memory_arrays_and_files_crop_alike(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Decoding large JPEGs at a reduced scale (the decoder's DCT scaling) when the pipeline shrinks them anyway."""
+"""Decoding large JPEGs at a reduced scale (the decoder's DCT scaling) when the pipeline shrinks them
+anyway."""
 
 from __future__ import annotations
 
@@ -42,4 +43,5 @@ def test_the_network_sees_nearly_the_same_input(big_jpeg: bytes) -> None:
     reduced = eval_transform(224)(open_rgb(big_jpeg, min_side=224))
     assert full.shape == reduced.shape == (3, 224, 224)
     diff = (full - reduced).abs()
-    assert 0 < float(diff.mean()) < 1 / 255 and float(np.percentile(diff.numpy(), 99)) < 5 / 255  # JPEG-noise level
+    # JPEG-noise level
+    assert 0 < float(diff.mean()) < 1 / 255 and float(np.percentile(diff.numpy(), 99)) < 5 / 255

@@ -40,7 +40,8 @@ def test_a_resumed_epoch_replays_the_same_views_whatever_the_workers(copies: Pat
     source = load_source(str(copies), "all")
     whole = _epoch(LoaderViews(source, SPEC, 4, seed=5, workers=2))
     assert len(whole) == 4 and not torch.equal(whole[0], whole[1])
-    resumed = _epoch(LoaderViews(source, SPEC, 4, seed=5, workers=2), start=1)  # batches move to other workers
+    # batches move to other workers
+    resumed = _epoch(LoaderViews(source, SPEC, 4, seed=5, workers=2), start=1)
     assert all(torch.equal(a, b) for a, b in zip(whole[1:], resumed, strict=True))
     one_process = _epoch(LoaderViews(source, SPEC, 4, seed=5, workers=0))
     assert all(torch.equal(a, b) for a, b in zip(whole, one_process, strict=True))
@@ -58,7 +59,8 @@ def test_the_callers_generator_is_untouched_and_epochs_differ(copies: Path) -> N
 
 
 def test_the_probe_is_the_same_images_and_views_whatever_its_size(copies: Path) -> None:
-    """A run without diagnostics draws only views.png's pairs: the same pictures as the diagnostics' larger probe."""
+    """A run without diagnostics draws only views.png's pairs: the same pictures as the diagnostics' larger
+    probe."""
     views = LoaderViews(load_source(str(copies), "all"), SPEC, 8, seed=2, workers=0)
     small, large = views.probe(4), views.probe(12)
     assert small[0].shape[0] == 4 and large[0].shape[0] == 12

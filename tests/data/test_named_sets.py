@@ -1,4 +1,5 @@
-"""The paper's transfer datasets by name: torchvision's own readers on miniature copies of each dataset's layout."""
+"""The paper's transfer datasets by name: torchvision's own readers on miniature copies of each dataset's
+layout."""
 
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ def _stl10(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (np.arange(n, dtype=np.uint8) % 10 + 1).tofile(base / f"{split}_y.bin")
     rng.integers(0, 256, (5, 3, 96, 96), dtype=np.uint8).tofile(base / "unlabeled_X.bin")
     (base / "class_names.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
-    monkeypatch.setattr(torchvision.datasets.STL10, "_check_integrity", lambda self: True)  # no MD5 of the real files
+    # no MD5 of the real files
+    monkeypatch.setattr(torchvision.datasets.STL10, "_check_integrity", lambda self: True)
 
 
 def _flowers102(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,10 +155,12 @@ def _voc2007(root: Path) -> None:
     (base / "ImageSets" / "Main").mkdir(parents=True)
     colour = {"aeroplane": 0, "cat": 1, "person": 2}
     for split in ("train", "val", "trainval", "test"):
-        ids = [i for i, (s, _, _) in VOC_IMAGES.items() if s == split or (split == "trainval" and s != "test")]
+        ids = [i for i, (s, _, _) in VOC_IMAGES.items()
+               if s == split or (split == "trainval" and s != "test")]
         (base / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
         for cls in VOC_CLASSES:
-            flags = ["1" if cls in VOC_IMAGES[i][1] else "0" if cls in VOC_IMAGES[i][2] else "-1" for i in ids]
+            flags = ["1" if cls in VOC_IMAGES[i][1] else "0" if cls in VOC_IMAGES[i][2] else "-1"
+                     for i in ids]
             (base / "ImageSets" / "Main" / f"{cls}_{split}.txt").write_text(
                 "".join(f"{i} {f:>2}\n" for i, f in zip(ids, flags, strict=True)))
         for n, i in enumerate(ids if split in ("trainval", "test") else ()):
@@ -190,8 +194,8 @@ def _cifar(root: Path, monkeypatch: pytest.MonkeyPatch, hundred: bool = False) -
 
 
 def _build(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    builders = {"food101": _food101, "dtd": _dtd, "pets": _pets, "aircraft": _aircraft, "caltech101": _caltech101,
-                "sun397": _sun397, "cars": _cars, "voc2007": _voc2007}
+    builders = {"food101": _food101, "dtd": _dtd, "pets": _pets, "aircraft": _aircraft,
+                "caltech101": _caltech101, "sun397": _sun397, "cars": _cars, "voc2007": _voc2007}
     if name in builders:
         builders[name](root)
     elif name.startswith("cifar"):
@@ -207,7 +211,8 @@ EXPECTED = {  # name: (train images, test images, classes)
     "dtd": (9, 3, ("banded", "dotted", "zigzagged")),  # train + val
     "pets": (6, 2, ("Abyssinian", "Basset Hound")),
     "aircraft": (6, 3, ("707-320", "A300B4", "Cessna 172")),
-    "caltech101": (60, 7, ("accordion", "airplanes")),  # 30 per class; BACKGROUND_Google dropped by torchvision
+    # 30 per class; BACKGROUND_Google dropped by torchvision
+    "caltech101": (60, 7, ("accordion", "airplanes")),
     "sun397": (100, 100, ("abbey", "bedroom")),  # 50 + 50 per class of 100 / 101
     "cars": (4, 4, ("AM General Hummer", "Audi TT")),
     "stl10": (6, 4, tuple(f"class{i}" for i in range(10))),
@@ -240,8 +245,8 @@ def test_named_set_splits(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert set(labelled.tolist()) <= set(range(len(train.classes))) and (labelled >= 0).all()
     assert not set(train.paths) & set(test.paths)
     image = train.load(0)
-    assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "stl10-unlabeled": (96, 96), "caltech101": (4, 4),
-                                                  "sun397": (4, 4), "cifar10": (32, 32),
+    assert image.mode == "RGB" and image.size == {"stl10": (96, 96), "stl10-unlabeled": (96, 96),
+                                                  "caltech101": (4, 4), "sun397": (4, 4), "cifar10": (32, 32),
                                                   "cifar100": (32, 32)}.get(name, (12, 10))
     if train.array is None:  # files stay files, relative to the data root
         assert train.root == tmp_path and (tmp_path / train.paths[0]).is_file()
@@ -278,7 +283,8 @@ def test_too_small_class_is_one_line_error(tmp_path: Path, monkeypatch: pytest.M
     _build("caltech101", tmp_path, monkeypatch)
     for f in sorted((tmp_path / "caltech101" / "101_ObjectCategories" / "accordion").iterdir())[2:]:
         f.unlink()
-    with pytest.raises(InputError, match=r"Caltech-101 class 'accordion' has 2 images, fewer than the 30 train"):
+    with pytest.raises(InputError, match=r"Caltech-101 class 'accordion' has 2 images, "
+                                         r"fewer than the 30 train"):
         load_source("caltech101", "train", data_root=tmp_path)
 
 
@@ -329,12 +335,15 @@ def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: py
         # one test image per class: mean per-class top-1 equals top-1 here
         assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
     assert main(args) == 0
-    assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" in capsys.readouterr().out
+    assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" \
+        in capsys.readouterr().out
     subset = tmp_path / "pets-subset.json"
     assert main([*args, "--json", "--label-fraction", "0.3", "--subset-file", str(subset)]) == 0
     drawn = json.loads(capsys.readouterr().out)
-    assert subset.is_file() and drawn["labelled_images"] == 2 and drawn["subset_file"] == str(subset)  # 1 a class
-    assert main([*args, "--json", "--subset-file", str(subset)]) == 0  # reused, whatever --label-fraction says
+    # 1 a class
+    assert subset.is_file() and drawn["labelled_images"] == 2 and drawn["subset_file"] == str(subset)
+    # reused, whatever --label-fraction says
+    assert main([*args, "--json", "--subset-file", str(subset)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["labelled_images"] == 2 and again["label_fraction"] == pytest.approx(2 / 6, abs=1e-6)
     assert main([*args, "--finetune-grid", "0.1/0"]) == 2  # two images a class: none can be held out
@@ -356,7 +365,8 @@ def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(
     assert "monitor off" not in capsys.readouterr().err
 
 
-def test_voc2007_codes_come_from_the_devkits_class_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_voc2007_codes_come_from_the_devkits_class_files(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from simclr.data.named_sets import ABSENT, DIFFICULT, PRESENT, VOC_CLASSES
 
     _build("voc2007", tmp_path, monkeypatch)
@@ -372,7 +382,8 @@ def test_voc2007_codes_come_from_the_devkits_class_files(tmp_path: Path, monkeyp
         assert {VOC_CLASSES[c] for c in np.flatnonzero(train.labels[i] == DIFFICULT)} == set(difficult)
 
 
-def test_voc2007_incomplete_or_half_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_voc2007_incomplete_or_half_missing_is_one_line(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.datasets.voc
 
     def offline(*args: object, **kwargs: object) -> None:
@@ -416,7 +427,8 @@ def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.Monkey
     assert augmented["solver"] == "augmented" and 0.0 < augmented["map11"] <= 1.0
     assert main(["eval", "transfer", *common, "--epochs", "1"]) == 0
     assert "transfer to voc2007, 11-point mAP (the paper's metric for it): linear" in capsys.readouterr().out
-    for args, message in ((["eval", "knn"], "kNN accuracy needs one label per image, and voc2007 is multi-label"),
+    for args, message in ((["eval", "knn"],
+                           "kNN accuracy needs one label per image, and voc2007 is multi-label"),
                           (["eval", "compare"], "multi-label"),
                           (["eval", "finetune"], "voc2007 is multi-label: semi-supervised fine-tuning"),
                           (["eval", "transfer", "--label-fraction", "0.5"], "transfer uses all its labels"),
@@ -462,7 +474,8 @@ def test_a_failed_open_leaves_no_empty_folder_behind(tmp_path: Path, monkeypatch
 def test_own_validation_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from simclr.data.named_sets import has_validation
 
-    assert [n for n in sorted(NAMED_SETS) if has_validation(n)] == ["aircraft", "dtd", "flowers102", "voc2007"]
+    assert [n for n in sorted(NAMED_SETS) if has_validation(n)] == ["aircraft", "dtd", "flowers102",
+                                                                    "voc2007"]
     for name, expected in (("dtd", 3), ("aircraft", 3), ("voc2007", 3), ("flowers102", 3)):
         _build(name, tmp_path / name, monkeypatch)
         val = load_source(name, "val", data_root=tmp_path / name)
@@ -484,8 +497,9 @@ def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, mon
     _build("dtd", tmp_path / "data", monkeypatch)
     held: list[list[int]] = []
     real = linear.pick_weight_decay
-    monkeypatch.setattr(linear, "pick_weight_decay", lambda x, y, wds, seed, fit, score, holdout=None: held.append(
-        sorted(holdout.tolist())) or real(x, y, wds, seed, fit, score, holdout))
+    monkeypatch.setattr(linear, "pick_weight_decay",
+                        lambda x, y, wds, seed, fit, score, holdout=None:
+                        held.append(sorted(holdout.tolist())) or real(x, y, wds, seed, fit, score, holdout))
     args = ["eval", "transfer", "--checkpoint", str(make_checkpoint(tmp_path / "run.pt")), "--data", "dtd",
             "--data-root", str(tmp_path / "data"), "--quiet", "--epochs", "1", "--json"]
     capsys.readouterr()
@@ -501,7 +515,8 @@ def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, mon
     assert [train.paths[i] for i in held[-1]] == val
 
 
-def test_sun397_uses_its_official_partition_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sun397_uses_its_official_partition_when_present(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     _build("sun397", tmp_path, monkeypatch)
     data = tmp_path / "SUN397"
     listed: dict[str, list[str]] = {"Training_01": [], "Testing_01": []}

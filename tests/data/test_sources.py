@@ -197,16 +197,16 @@ def test_images_beside_class_folders_are_left_out_with_a_note(tmp_path: Path, ca
     assert f"note: 1 image(s) directly in {tmp_path / 'split' / 'train'}," in capsys.readouterr().err
     _write_png(tmp_path / "split" / "beside.png")  # beside the split folders
     load_source(str(tmp_path / "split"), "test", cache_dir=tmp_path)
-    assert "1 image(s) directly in " + str(tmp_path / "split") + ", beside its train/ and test/ folders, are left " \
-        "out" in capsys.readouterr().err
+    assert "1 image(s) directly in " + str(tmp_path / "split") + ", beside its train/ and test/ folders, " \
+        "are left out" in capsys.readouterr().err
     _write_png(tmp_path / "flat" / "a.png")  # a flat folder that gains test/: that is now the whole dataset
     _write_png(tmp_path / "flat" / "test" / "b.png")
     assert load_source(str(tmp_path / "flat"), "all", cache_dir=tmp_path).paths == ("test/b.png",)
     assert "beside its test/ folder (read as the whole dataset), are left out" in capsys.readouterr().err
 
 
-def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_class(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_missing_class(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _make_labeled(tmp_path, {"a": 2, "b": 2})
     real = os.scandir
 
@@ -447,9 +447,11 @@ def test_cifar100_from_local_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert np.array_equal(np.asarray(both.load(32)), expected)
 
 
-@pytest.mark.parametrize(("spec", "folder"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")])
+@pytest.mark.parametrize(("spec", "folder"), [("cifar10", "cifar-10-batches-py"),
+                                              ("cifar100", "cifar-100-python")])
 def test_cifar_offline_failure(
-    spec: str, folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    spec: str, folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torchvision.datasets
 

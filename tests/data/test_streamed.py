@@ -1,4 +1,5 @@
-"""Labelled images streamed from their files batch by batch (fine-tuning and the augmented linear protocol at scale)."""
+"""Labelled images streamed from their files batch by batch (fine-tuning and the augmented linear protocol at
+scale)."""
 
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from simclr.data.streamed import StreamedImages
 
 
 def _folder(root: Path, sizes: list[tuple[int, int]], corrupt: bool = False) -> Path:
-    """Two classes of smooth random RGB images of the given (width, height), PNG; and a corrupt JPEG in class b."""
+    """Two classes of smooth random RGB images of the given (width, height), PNG; and a corrupt JPEG in
+    class b."""
     rng = np.random.default_rng(0)
     for k, (w, h) in enumerate(sizes):
         folder = root / ("a" if k % 2 == 0 else "b")

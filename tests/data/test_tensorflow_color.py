@@ -23,7 +23,8 @@ SPEC = dataclasses.replace(AugmentSpec(**PRESETS["cifar10"]), color_ops="tensorf
 
 
 def _reference(image: np.ndarray, op: int, value: float) -> np.ndarray:
-    """TensorFlow's op ``op`` (0 brightness delta, 1 contrast, 2 saturation, 3 hue) on ``[3, H, W]``, then clip."""
+    """TensorFlow's op ``op`` (0 brightness delta, 1 contrast, 2 saturation, 3 hue) on ``[3, H, W]``, then
+    clip."""
     if op == 0:
         out = image + value
     elif op == 1:
@@ -43,7 +44,8 @@ def _reference(image: np.ndarray, op: int, value: float) -> np.ndarray:
 
 
 def _params(ops: list[list[int]], values: list[list[float]]) -> ColorParams:
-    """Params applying each image's ops in the given order, with the given values (identity for the others)."""
+    """Params applying each image's ops in the given order, with the given values (identity for the
+    others)."""
     n = len(ops)
     brightness, contrast, saturation, hue = (torch.zeros(n), torch.ones(n), torch.ones(n), torch.zeros(n))
     for i, (order, vals) in enumerate(zip(ops, values)):
@@ -67,7 +69,8 @@ def test_a_random_order_of_all_four_matches_the_ops_chained_with_clipping() -> N
     g = torch.Generator().manual_seed(3)
     x = torch.rand(4, 3, 4, 4, generator=g)
     orders = [torch.randperm(4, generator=g).tolist() for _ in range(4)]
-    values = [[{0: 0.3, 1: 1.5, 2: 0.4, 3: 0.2}[op] * (1 if i % 2 else -1 if op in (0, 3) else 1) for op in order]
+    values = [[{0: 0.3, 1: 1.5, 2: 0.4, 3: 0.2}[op] * (1 if i % 2 else -1 if op in (0, 3) else 1)
+               for op in order]
               for i, order in enumerate(orders)]
     got = color_distort_tensorflow(x.clone(), _params(orders, values))
     for i in range(4):

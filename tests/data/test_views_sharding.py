@@ -16,7 +16,8 @@ def test_epoch_batches_shard_each_global_batch() -> None:
     for step in range(5):
         parts = [shards[rank][step] for rank in range(4)]
         assert all(len(p) == 5 for p in parts)
-        assert [i for part in parts for i in part] == whole[step]  # ranks' shares, in rank order, are the global batch
+        # ranks' shares, in rank order, are the global batch
+        assert [i for part in parts for i in part] == whole[step]
     used = [i for batch in whole for i in batch]
     assert len(set(used)) == 100  # no image twice in an epoch; 3 dropped
 

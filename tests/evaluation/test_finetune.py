@@ -83,7 +83,8 @@ def test_supervised_baseline_runs_from_a_fresh_encoder(trained: dict) -> None:
 def test_frozen_trains_the_linear_layer_only(trained: dict) -> None:
     encoder = _encoder()
     before = copy.deepcopy(encoder.state_dict())
-    spec = dataclasses.replace(SPEC, frozen=True, epochs=2)  # h standardised: its small scale does not slow it
+    # h standardised: its small scale does not slow it
+    spec = dataclasses.replace(SPEC, frozen=True, epochs=2)
     model = finetune(encoder, encoder.num_features, 3, *trained["train"], spec)
     h = model[0](trained["train"][0].float() / 255)
     torch.testing.assert_close(model[1].mean, h.mean(0))
@@ -138,7 +139,8 @@ def test_steps_replace_epochs_and_the_batch_norm_momentum_is_set(trained: dict) 
 
 def test_transfer_bn_momentum_is_the_papers() -> None:
     # TensorFlow's max(1 - 10/s, 0.9) with s steps per epoch, as PyTorch's 1 - that
-    assert transfer_bn_momentum(50_000, 256) == pytest.approx(10 / 196)  # s = 196: 0.949 in TensorFlow's sense
+    # s = 196: 0.949 in TensorFlow's sense
+    assert transfer_bn_momentum(50_000, 256) == pytest.approx(10 / 196)
     assert transfer_bn_momentum(1_000, 256) == pytest.approx(0.1)  # s = 4: the 0.9 floor
     assert transfer_bn_momentum(25_600, 256) == pytest.approx(0.1)  # s = 100: both equal
 
@@ -147,7 +149,8 @@ TINY_DIM = build_encoder(TINY).num_features
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: bool, make_checkpoint, tmp_path) -> None:
+def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: bool, make_checkpoint,
+                                                                  tmp_path) -> None:
     """Fine-tuning starts from the loaded f (channels-last when the run trained so); the from-scratch networks
     beside it are built the same way, so both train at the same speed."""
     from simclr.config_io import build_config
@@ -157,6 +160,7 @@ def test_networks_from_scratch_take_the_layout_of_the_loaded_one(channels_last: 
                            "train": {"channels_last": channels_last}})
     conv = next(m for m in fresh_encoder(config).modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
-    loaded, _ = load_model(make_checkpoint(tmp_path / "m.pt"), torch.device("cpu"), channels_last=channels_last)
+    loaded, _ = load_model(make_checkpoint(tmp_path / "m.pt"), torch.device("cpu"),
+                           channels_last=channels_last)
     conv = next(m for m in loaded.encoder.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -1,4 +1,5 @@
-"""Fine-tuning and the augmented linear protocol on images streamed from their files (a split too large for memory)."""
+"""Fine-tuning and the augmented linear protocol on images streamed from their files (a split too large for
+memory)."""
 
 import copy
 import dataclasses
@@ -72,7 +73,8 @@ def test_streamed_fine_tuning_learns_and_is_seeded(splits: dict) -> None:
     assert acc["top1"] > 0.9, acc  # colour survives any crop (chance: 1/3)
     spec = dataclasses.replace(SPEC, epochs=2)
     once = finetune(_encoder(), 64, 3, stream, None, spec)
-    assert _same(once, finetune(_encoder(), 64, 3, StreamedImages(splits["train"], 16, workers=2), None, spec))
+    assert _same(once, finetune(_encoder(), 64, 3, StreamedImages(splits["train"], 16, workers=2), None,
+                                spec))
     assert not _same(once, finetune(_encoder(), 64, 3, stream, None, dataclasses.replace(spec, seed=4)))
 
 
@@ -109,7 +111,8 @@ def test_too_few_images_for_batch_norm_is_said_so(splits: dict, tmp_path: Path) 
     with pytest.raises(InputError, match="batch size 1"):
         finetune(_encoder(), 64, 3, splits["decoded"].images, splits["decoded"].labels,
                  dataclasses.replace(SPEC, batch_size=1))
-    finetune(_encoder(), 64, 3, *one, dataclasses.replace(SPEC, frozen=True, epochs=1))  # no batch-norm trained
+    # no batch-norm trained
+    finetune(_encoder(), 64, 3, *one, dataclasses.replace(SPEC, frozen=True, epochs=1))
     empty = tmp_path / "empty.json"
     empty.write_text('{"format": "simclr-subset-v1", "num_images": 48, "indices": []}')
     with pytest.raises(InputError, match="selects no images"):

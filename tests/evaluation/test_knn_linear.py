@@ -38,7 +38,8 @@ def test_knn_separable_clusters_and_topk() -> None:
     wrong = y[1::2].clone()
     wrong[wrong == 4] = 3  # every query of class 4 labelled 3: class 3 half right, class 4 absent
     acc = knn_accuracy(x[::2], y[::2], x[1::2], wrong, 5, k=10)
-    assert acc["top1"] == pytest.approx(0.8) and acc["mean_class_top1"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+    assert acc["top1"] == pytest.approx(0.8) \
+        and acc["mean_class_top1"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]])
     assert topk_accuracy(scores, torch.tensor([2, 0]), (1, 2)) == {"top1": 0.5, "top2": 1.0}
 
@@ -100,7 +101,8 @@ def test_weight_decay_grids() -> None:
 
     assert weight_decay_grid("default") == WEIGHT_DECAYS
     paper = weight_decay_grid("paper")
-    assert paper == PAPER_WEIGHT_DECAYS and len(paper) == 45  # Appendix B.8: 45 log-spaced values, 1e-6 ... 1e5
+    # Appendix B.8: 45 log-spaced values, 1e-6 ... 1e5
+    assert paper == PAPER_WEIGHT_DECAYS and len(paper) == 45
     assert paper[0] == pytest.approx(1e-6) and paper[-1] == pytest.approx(1e5)
     np.testing.assert_allclose(np.diff(np.log10(paper)), 11 / 44)
     assert weight_decay_grid("0.1, 1e-3,0.1") == (1e-3, 0.1) and weight_decay_grid([0, 2]) == (0.0, 2.0)
@@ -118,7 +120,8 @@ def test_linear_eval_picks_from_the_given_grid() -> None:
     # a grid of one overwhelming penalty leaves weights near zero: the majority class for every test point
     crushed = linear_eval(x[:300], y[:300], x[300:], y[300:], 4, weight_decays=(1e5,))
     assert crushed["weight_decay"] == 1e5
-    assert crushed["top1"] == pytest.approx(float((y[300:] == torch.bincount(y[:300]).argmax()).float().mean()))
+    assert crushed["top1"] == pytest.approx(
+        float((y[300:] == torch.bincount(y[:300]).argmax()).float().mean()))
 
 
 def test_linear_eval_selects_by_the_given_metric(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _devkit_ap11(scores: np.ndarray, gt: np.ndarray) -> float:
-    """VOCevalcls with the devkit's ground truth (1 positive, -1 negative, 0 difficult), as its MATLAB does."""
+    """VOCevalcls with the devkit's ground truth (1 positive, -1 negative, 0 difficult), as its MATLAB
+    does."""
     order = np.argsort(-scores, kind="stable")
     tp = np.cumsum(gt[order] > 0)
     fp = np.cumsum(gt[order] < 0)
@@ -54,7 +55,8 @@ def test_map11_matches_the_devkit(seed: int) -> None:
     expected = [_devkit_ap11(scores[:, k], _codes_to_devkit(codes[:, k])) for k in range(4)]
     got = map11(torch.from_numpy(scores).float(), torch.from_numpy(codes))
     assert got == pytest.approx(float(np.mean(expected)), abs=1e-6)
-    assert all(ap11(torch.from_numpy(scores[:, k]), torch.from_numpy(codes[:, k])) == pytest.approx(expected[k])
+    assert all(ap11(torch.from_numpy(scores[:, k]),
+                    torch.from_numpy(codes[:, k])) == pytest.approx(expected[k])
                for k in range(4))
 
 

@@ -68,7 +68,8 @@ def test_sobel_constant_is_zero_and_edge_is_normalised() -> None:
     step[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
     out, y = transform_batch(step, "sobel", torch.Generator().manual_seed(4))
     edge = out[y == 1]
-    assert torch.equal(edge[:, 0], edge[:, 2]) and torch.allclose(edge.amax(dim=(1, 2, 3)), torch.ones(len(edge)))
+    assert torch.equal(edge[:, 0], edge[:, 2]) \
+        and torch.allclose(edge.amax(dim=(1, 2, 3)), torch.ones(len(edge)))
     assert torch.all(edge[..., :2] == 0) and torch.all(edge[..., 6:] == 0) and torch.all(edge[..., 3:5] > 0)
 
 
@@ -99,8 +100,10 @@ def test_per_image_seeds_give_the_same_draws_in_any_batch(name: str) -> None:
     images, seeds = _images(12), torch.arange(100, 112)
     whole, y = transform_batch(images, name, seeds=seeds)
     parts = [transform_batch(images[i:i + 5], name, seeds=seeds[i:i + 5]) for i in range(0, 12, 5)]
-    assert torch.equal(torch.cat([p[0] for p in parts]), whole) and torch.equal(torch.cat([p[1] for p in parts]), y)
-    again, y_again = transform_batch(images.flip(0), name, seeds=seeds.flip(0))  # another order: the same per image
+    assert torch.equal(torch.cat([p[0] for p in parts]), whole) \
+        and torch.equal(torch.cat([p[1] for p in parts]), y)
+    # another order: the same per image
+    again, y_again = transform_batch(images.flip(0), name, seeds=seeds.flip(0))
     assert torch.equal(again.flip(0), whole) and torch.equal(y_again.flip(0), y)
     counts = torch.bincount(transform_batch(_images(400), name, seeds=torch.arange(400))[1])
     assert len(counts) == NUM_CLASSES[name] and counts.min() > 400 / NUM_CLASSES[name] / 2  # both (all) drawn

@@ -26,7 +26,8 @@ def test_paper_grids() -> None:
     # from random initialisation: 7 learning rates 1e-3..1.0, 8 weight decays 1e-5..10^-1.5
     assert len(sc.lrs) == 7 and sc.lrs[0] == pytest.approx(1e-3) and sc.lrs[-1] == pytest.approx(1.0)
     assert len(sc.weight_decays) == 8 and sc.weight_decays[0] == pytest.approx(1e-5)
-    assert sc.weight_decays[-1] == pytest.approx(10 ** -1.5) and sc.weight_decays[1] == pytest.approx(10 ** -4.5)
+    assert sc.weight_decays[-1] == pytest.approx(10 ** -1.5) \
+        and sc.weight_decays[1] == pytest.approx(10 ** -4.5)
     assert len(ft.cells()) == 56 and len(sc.cells()) == 56
 
 

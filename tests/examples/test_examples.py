@@ -1,4 +1,5 @@
-"""The examples run: examples/product_search.py on 20 real photos (small settings), then again (reusing the run)."""
+"""The examples run: examples/product_search.py on 20 real photos (small settings), then again (reusing the
+run)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def test_product_search(photos: Path, tmp_path: Path, capsys) -> None:
     example = _load("product_search")
     queries = [str(photos / "imagenet_10_541.jpg"), str(photos / "imagenet_01_559.jpg")]
     small = ["--catalogue", str(photos), "--query", *queries, "--out", str(tmp_path / "shop"), "--k", "3",
-             "--epochs", "1", "--batch-size", "10", "--image-size", "64", "--width", "0.125", "--device", "cpu"]
+             "--epochs", "1", "--batch-size", "10", "--image-size", "64", "--width", "0.125",
+             "--device", "cpu"]
     assert example.main(small) == 0
     out = capsys.readouterr().out
     assert "20 catalogue images embedded (0 unreadable skipped)" in out
@@ -34,7 +36,8 @@ def test_product_search(photos: Path, tmp_path: Path, capsys) -> None:
     assert example.main(small) == 0  # the finished run is reused, not trained again
     assert (tmp_path / "shop" / "run" / "last.pt").stat().st_mtime_ns == mtime
     capsys.readouterr()
-    missing = ["--catalogue", str(tmp_path / "missing"), "--query", queries[0], "--out", str(tmp_path / "new")]
+    missing = ["--catalogue", str(tmp_path / "missing"), "--query", queries[0],
+               "--out", str(tmp_path / "new")]
     assert example.main(missing) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("product_search: error: ") and "\n" not in err
@@ -61,6 +64,8 @@ def test_product_search_interrupted(photos: Path, tmp_path: Path, capsys, monkey
         raise KeyboardInterrupt
 
     monkeypatch.setattr(example.simclr, "pretrain", interrupted)
-    args = ["--catalogue", str(photos), "--query", str(photos / "imagenet_10_541.jpg"), "--out", str(tmp_path)]
+    args = ["--catalogue", str(photos), "--query", str(photos / "imagenet_10_541.jpg"),
+            "--out", str(tmp_path)]
     assert example.main(args) == 130
-    assert capsys.readouterr().err.strip() == "product_search: interrupted (the same command continues where it stopped)"
+    assert capsys.readouterr().err.strip() == ("product_search: interrupted "
+                                               "(the same command continues where it stopped)")

@@ -27,7 +27,8 @@ def foreach(request: pytest.FixtureRequest) -> bool:
     return request.param
 
 
-def _optimizer(weight: nn.Parameter, bias: nn.Parameter, nesterov: bool = False, foreach: bool = False) -> LARS:
+def _optimizer(weight: nn.Parameter, bias: nn.Parameter, nesterov: bool = False,
+               foreach: bool = False) -> LARS:
     # The bias group asks for weight decay but is excluded: LARS must apply neither decay nor trust ratio.
     return LARS(
         [{"params": [weight]}, {"params": [bias], "weight_decay": WD, "lars_exclude": True}],

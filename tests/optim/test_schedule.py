@@ -115,7 +115,8 @@ def test_refit_keeps_the_learning_rate_continuous_in_the_decay() -> None:
     for new in (longer, shorter):
         assert new(at) == pytest.approx(old(at))  # no jump where the fit changes
         lrs = [new(s) for s in range(at, new.total_steps + 1)]
-        assert all(b <= a for a, b in itertools.pairwise(lrs)) and lrs[-1] == 0.0  # falls to the end, only falls
+        # falls to the end, only falls
+        assert all(b <= a for a, b in itertools.pairwise(lrs)) and lrs[-1] == 0.0
     assert longer(120) == pytest.approx(old(at) * 0.5 * (1 + math.cos(math.pi * 80 / 160)))
     assert old.refit(100, 10, at) is old
     warm = old.refit(200, 20, 5)  # during the warm-up: on from where it is to the peak, then the new schedule
@@ -126,10 +127,12 @@ def test_refit_keeps_the_learning_rate_continuous_in_the_decay() -> None:
     late = old.refit(300, 80, at)  # a longer warm-up asked for after the warm-up ended: the run stays past it
     assert late(at) == pytest.approx(old(at)) and all(b <= a for a, b in itertools.pairwise(
         [late(s) for s in range(at, 301)]))
-    short = old.refit(30, 3, 5)  # during the warm-up, a new warm-up already over: the peak next, then the decay
+    # during the warm-up, a new warm-up already over: the peak next, then the decay
+    short = old.refit(30, 3, 5)
     assert short(5) == pytest.approx(1.0) and max(short(s) for s in range(31)) == pytest.approx(1.0)
     assert all(b <= a for a, b in itertools.pairwise([short(s) for s in range(5, 31)]))
     assert old.refit(200, 20, 0) == LRSchedule(200, 20, 1.0)
     assert LRSchedule(**dataclasses.asdict(longer)) == longer  # as a checkpoint stores and restores it
-    stored = {"total_steps": 10, "warmup_steps": 1, "peak_lr": 1.0, "final_lr": 0.0}  # before the refit fields
+    # before the refit fields
+    stored = {"total_steps": 10, "warmup_steps": 1, "peak_lr": 1.0, "final_lr": 0.0}
     assert LRSchedule(**stored)(5) == warmup_cosine(5, 10, 1, 1.0)
