@@ -17,6 +17,7 @@ from simclr.data.decode import IN_MEMORY_MAX_SIDE, Decoded, native_side
 from simclr.data.image_source import ImageSource
 from simclr.data.sources import cache_root, load_source
 from simclr.errors import InputError
+from simclr.losses import Objective
 from simclr.models.resnet import EncoderSpec
 from simclr.models.simclr import SimCLRNet
 from simclr.optim import LARS, scale_lr, split_decay_groups
@@ -95,6 +96,13 @@ def peak_lr(config: Config) -> float:
     if o.lr_scaling == "none":
         return o.base_lr
     return scale_lr(o.base_lr, config.train.batch_size, o.lr_scaling)
+
+
+def build_loss(config: Config) -> Objective:
+    """The configured contrastive loss with its temperature, normalisation, margin and mining bound."""
+    lo = config.loss
+    return Objective(lo.name, lo.temperature, normalize=lo.normalize, margin=lo.margin,
+                     semi_hard=lo.semi_hard)
 
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:

@@ -233,7 +233,7 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
 
 def _on_fifth_loss(monkeypatch, action) -> dict[str, int]:
     """Run ``action()`` when the training step computes its fifth loss; returns the call counter."""
-    import simclr.training.step as mod
+    import simclr.losses.objective as mod
 
     calls = {"n": 0}
     real = mod.nt_xent

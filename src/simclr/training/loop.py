@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from simclr.build import (
     augment_spec,
+    build_loss,
     build_model,
     build_optimizer,
     decode,
@@ -52,7 +53,7 @@ from simclr.runtime.metrics import MetricsLog, TrainClock, read_metrics
 from simclr.training.budget import StepBudget
 from simclr.training.diagnostics import collapse_warning, measure, save_view_grid
 from simclr.training.monitor import KnnMonitor
-from simclr.training.step import ContrastiveStep, pick_compile
+from simclr.training.step import ContrastiveStep, StepOptions, pick_compile
 
 
 @dataclass(frozen=True)
@@ -313,12 +314,9 @@ def _pretrain(config: Config, state: dict[str, Any] | None, run_dir: Path, ctx: 
                 "position": pos, "skipped": dict(skipped), "time_s": clock.seconds(), "knn_pending": knn_pending,
             }, run_dir / name)
 
-    train_step = ContrastiveStep(model, optimizer, scaler, precision, device, temperature=config.loss.temperature,
-                                 normalize=config.loss.normalize, channels_last=tr.channels_last,
-                                 compile=compile_mode, gather_negatives=tr.gather_negatives, rank=ctx.rank,
-                                 grad_cache_chunk=tr.grad_cache_chunk, bn_owner=net, loss=config.loss.name,
-                                 margin=config.loss.margin, semi_hard=config.loss.semi_hard,
-                                 loss_scale=config.loss.scale)
+    options = StepOptions(tr.channels_last, compile_mode, tr.gather_negatives, ctx.rank, tr.grad_cache_chunk,
+                          config.loss.scale)
+    train_step = ContrastiveStep(model, optimizer, scaler, precision, device, build_loss(config), options)
     model.train()
     bar = tqdm(total=schedule.total_steps, initial=step, desc="pretrain", unit="step", disable=not progress,
                dynamic_ncols=True)
