@@ -42,6 +42,8 @@ class Progress:
         time_s: training time so far (see :class:`simclr.runtime.metrics.TrainClock`).
         skipped: unreadable images, path -> reason.
         knn_pending: an epoch's kNN evaluation was cut short by an interruption: a resumed run does it first.
+        last_row: the training values (loss, lr, views per second ...) of the last metrics row, which a row of
+            evaluations at a step without new training repeats.
     """
 
     step: int = 0
@@ -50,6 +52,7 @@ class Progress:
     time_s: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
     knn_pending: bool = False
+    last_row: dict[str, float] = field(default_factory=dict)
 
 
 def run_checkpoint(config: Config, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -61,7 +64,7 @@ def run_checkpoint(config: Config, net: torch.nn.Module, optimizer: torch.optim.
         "scaler": scaler.state_dict(), "schedule": dataclasses.asdict(schedule), "views": ranks[0]["views"],
         "rng": ranks[0]["rng"], "ranks": ranks, "world_size": world_size, "step": progress.step,
         "epoch": progress.epoch, "position": progress.position, "skipped": dict(progress.skipped),
-        "time_s": progress.time_s, "knn_pending": progress.knn_pending,
+        "time_s": progress.time_s, "knn_pending": progress.knn_pending, "last_row": dict(progress.last_row),
     }
 
 
@@ -86,8 +89,9 @@ def restore_run(state: dict[str, Any], path: Path, *, net: torch.nn.Module, opti
         views.load_state_dict(mine["views"])
         set_rng_state(mine["rng"], device)
         step, epoch, pos = (int(_non_negative(state[k], k)) for k in ("step", "epoch", "position"))
+        last_row = {str(k): float(v) for k, v in (state.get("last_row") or {}).items()}
         return schedule, Progress(step, epoch, pos, time_s, dict(state.get("skipped", {})),
-                                  bool(state.get("knn_pending")))
+                                  bool(state.get("knn_pending")), last_row)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else one_line(exc)
         raise InputError(f"--resume: {path} is damaged ({what}): resume from another copy, or start a new "

@@ -32,7 +32,7 @@ from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import LAST, load_weights
 from simclr.runtime.device import Precision, pick_precision
 from simclr.runtime.memory import available, check_step_fits, step_memory
-from simclr.runtime.metrics import MetricsLog, TrainClock
+from simclr.runtime.metrics import MetricsLog, TrainClock, last_logged
 from simclr.runtime.resume import Progress, restore_run
 from simclr.training.budget import StepBudget
 from simclr.training.diagnostics import save_view_grid
@@ -172,6 +172,8 @@ def _resume(state: dict[str, Any], run_dir: Path, net: SimCLRNet, optimizer: tor
     schedule, done = restore_run(state, run_dir / LAST, net=net, optimizer=optimizer, scaler=scaler,
                                  views=views, device=device, rank=ctx.rank, world_size=ctx.world_size)
     done.skipped = {**skipped, **done.skipped}
+    if not done.last_row and ctx.is_main:  # a checkpoint from before it was saved: from the run's log
+        done.last_row = last_logged(run_dir / "metrics.jsonl", done.step)
     if ctx.is_main:
         note(f"{run_dir} is already finished ({done.step}/{schedule.total_steps} steps): nothing to do"
              if done.step >= schedule.total_steps else

@@ -4,12 +4,19 @@
 rank runs them in lockstep: the collectives (the window's mean, the gathered view states and skipped images,
 the broadcast budget refits and checkpoint decisions) come at the same steps on every rank, and only rank 0
 evaluates, logs and writes.
+
+Metrics: one row per logged step. The row of an epoch's last step is held until the epoch's diagnostics and
+kNN accuracy join it (a window still open at the epoch's end is closed there when they are due); an evaluation
+at a step whose row is already written (a resumed run finishing the kNN evaluation an interruption cut short)
+repeats that row's training values.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -49,6 +56,17 @@ class Window:
         self.n, self.t = 0, t
 
 
+@dataclass
+class Row:
+    """One metrics line being put together: a step's ``record`` (epoch, step, training values, time) and the
+    groups of values joining it (``diag``, ``knn``). ``fresh``: its training values are new (a repeated record
+    is not sent to TensorBoard again)."""
+
+    record: dict[str, Any]
+    fresh: bool = True
+    extra: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
 class RunState:
     """The moving parts of a run; its methods are the loop's steps (see the module's docstring).
 
@@ -65,12 +83,14 @@ class RunState:
         done = start.progress
         self.step, self.epoch, self.pos = done.step, done.epoch, done.position
         self.skipped, self.knn_pending = dict(done.skipped), done.knn_pending
+        self.last_row = dict(done.last_row)
         self.schedule = self.proposed = start.schedule  # torchrun: rank 0's budget proposes, all adopt it
         self.budget, self.clock, self.stop_after = start.budget, start.clock, stop_after_steps
         self.stop = False
         self.done_before = start.resumed and self.finished  # a finished run resumed: nothing runs
         self.last_loss = math.nan
         self.lr, self.n = 0.0, self.tr.batch_size // parts.ctx.world_size  # of the latest step, this process
+        self.row: Row | None = None  # the row of this step, held until the epoch's evaluations join it
         self.bar = tqdm(total=self.schedule.total_steps, initial=self.step, desc="pretrain", unit="step",
                         disable=not progress, dynamic_ncols=True)
         self.window = Window(parts.device, self.clock.seconds())  # a kNN evaluation inside does not count
@@ -98,9 +118,11 @@ class RunState:
         self.stop = self.finished or (self.stop_after is not None and self.step >= self.stop_after)
 
     def end_epoch(self) -> None:
-        """After an epoch's last step: skipped images, the diagnostics and kNN accuracy when due, and the
-        checkpoints due."""
+        """After an epoch's last step: skipped images, the epoch's row with the diagnostics and kNN accuracy
+        when due, and the checkpoints due."""
         diagnose, knn = self._evaluations_due(self.epoch + 1)
+        if (diagnose or knn) and self.window.n:
+            self._close_window()  # on every rank: its mean is a collective
         self.epoch += 1
         self.pos = 0
         if isinstance(self.parts.views, LoaderViews):
@@ -112,11 +134,12 @@ class RunState:
             self._diagnose()
         if knn:
             self.evaluate_knn()
+        self._write_row()
         self._save_due()
 
     def evaluate_knn(self) -> None:
-        """The kNN monitor's accuracy (rank 0), logged at this step; ``knn_pending`` while it runs, so that an
-        interruption leaves the evaluation to the resumed run."""
+        """The kNN monitor's accuracy (rank 0), joined to this step's row; ``knn_pending`` while it runs, so
+        that an interruption leaves the evaluation to the resumed run."""
         self.knn_pending = True
         monitor = self.parts.monitor
         if monitor is not None:
@@ -124,10 +147,11 @@ class RunState:
             with self.clock.paused():
                 acc = monitor(self.parts.net)
                 self.parts.net.train()
-            if acc is not None and self.parts.log is not None:
-                self.parts.log.write({"epoch": self.epoch, "step": self.step, **acc, "time_s": at}, tag="knn")
+            if acc is not None:
+                self._join("knn", {**acc, "time_s": at})
                 note(f"epoch {self.epoch}: kNN top-1 {acc['knn_top1']:.4f}")
         self.knn_pending = False
+        self._write_row()
 
     def checkpoint(self, name: str = LAST, gather: bool = True) -> None:
         """Save the run to ``run_dir/name`` (rank 0) with every rank's data order and random state
@@ -137,7 +161,7 @@ class RunState:
         ranks = dist.gather_objects(mine) if gather else [mine]
         if p.ctx.is_main:
             done = Progress(self.step, self.epoch, self.pos, self.clock.seconds(), dict(self.skipped),
-                            self.knn_pending)
+                            self.knn_pending, dict(self.last_row))
             save_checkpoint(run_checkpoint(p.config, p.net, p.optimizer, p.scaler, self.schedule, ranks,
                                            p.ctx.world_size, done), p.run_dir / name)
 
@@ -146,6 +170,7 @@ class RunState:
         be gone: no collectives (so under torchrun the open window is not logged)."""
         if self.window.n and not self.parts.ctx.enabled:
             self._close_window()
+        self._write_row()
         self.checkpoint(gather=False)
         self.bar.close()
         if self.parts.log is not None:
@@ -167,18 +192,30 @@ class RunState:
             note(f"skipped {len(self.skipped)} unreadable image(s); see {p.run_dir / 'skipped.txt'}")
 
     def _close_window(self) -> None:
-        """The metrics row of the steps since the last one."""
+        """The row of the steps since the last one; written at once, or held when this step ends an epoch."""
         loss, acc = self.window.means()  # waits for the device: the window's time includes its work
         now = self.clock.seconds()
         views_per_s = 2 * self.n * self.parts.ctx.world_size * self.window.n / max(now - self.window.t, 1e-9)
         self.last_loss = loss
-        if self.parts.log is not None:
-            rec = {"epoch": self.epoch + 1, "step": self.step, "loss": loss, "contrastive_acc": acc,
-                   "lr": self.lr, "views_per_s": views_per_s, "time_s": now}
-            self.parts.log.write(rec)
+        self.last_row = {"loss": loss, "contrastive_acc": acc, "lr": self.lr, "views_per_s": views_per_s}
+        self.row = Row({"epoch": self.epoch + 1, "step": self.step, **self.last_row, "time_s": now})
         self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", lr=f"{self.lr:.3g}",
                              views_s=f"{views_per_s:.0f}", refresh=False)
         self.window.reset(self.clock.seconds())
+        if self.pos < self.parts.views.steps_per_epoch:
+            self._write_row()
+
+    def _join(self, group: str, values: dict[str, float]) -> None:
+        """Add ``values`` to this step's row; without one, a row repeating the last row's training values."""
+        if self.row is None:
+            record = {"epoch": self.epoch, "step": self.step, **self.last_row, "time_s": self.clock.seconds()}
+            self.row = Row(record, fresh=False)
+        self.row.extra[group] = values
+
+    def _write_row(self) -> None:
+        if self.row is not None and self.parts.log is not None:
+            self.parts.log.write(self.row.record, "train" if self.row.fresh else None, self.row.extra)
+        self.row = None
 
     def _evaluations_due(self, epoch: int) -> tuple[bool, bool]:
         """Whether the diagnostics and the kNN monitor run after ``epoch`` (the same on every rank)."""
@@ -187,14 +224,14 @@ class RunState:
         return due[0], due[1]
 
     def _diagnose(self) -> None:
-        """Alignment, uniformity and effective rank on the probe views (rank 0), logged at this step; a
+        """Alignment, uniformity and effective rank on the probe views (rank 0), joined to this step's row; a
         warning when h collapses."""
         p = self.parts
         if p.probe is None or p.log is None:
             return
         with self.clock.paused():
             values, dim = measure(p.net, p.probe, p.precision, p.device, self.tr.channels_last)
-        p.log.write({"epoch": self.epoch, "step": self.step, **values}, tag="diag")
+        self._join("diag", values)
         warning = collapse_warning(values["effective_rank_h"], dim, samples=2 * len(p.probe[0]))
         if warning:
             note(f"epoch {self.epoch}: {warning}")
