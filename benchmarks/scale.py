@@ -42,6 +42,7 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
 
     from simclr.data.augment_spec import AugmentSpec
     from simclr.data.views import MemoryViews
+    from simclr.losses import Objective
     from simclr.models.global_bn import convert_global_bn
     from simclr.models.heads import HeadSpec
     from simclr.models.resnet import EncoderSpec
@@ -49,7 +50,7 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
     from simclr.optim import LARS, split_decay_groups
     from simclr.runtime import distributed as dist
     from simclr.runtime.device import Precision
-    from simclr.training.step import ContrastiveStep
+    from simclr.training.step import ContrastiveStep, StepOptions
 
     ctx = dist.DistContext.from_env()
     cpu = torch.device("cpu")
@@ -64,9 +65,9 @@ def worker(batch: int, chunk: int, steps: int, out: str) -> None:
                            generator=torch.Generator().manual_seed(1))
     views = MemoryViews(images, AugmentSpec(size=16, blur_p=0.0), batch, 0, rank=ctx.rank,
                         world_size=ctx.world_size)
+    options = StepOptions(channels_last=False, rank=ctx.rank, grad_cache_chunk=chunk)
     step = ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), Precision(None, False), cpu,
-                           temperature=0.2, channels_last=False, rank=ctx.rank, grad_cache_chunk=chunk,
-                           bn_owner=net)
+                           Objective(temperature=0.2), options)
     base = _current_rss_mib()
     times = []
     batches = iter(views.batches())

@@ -80,12 +80,13 @@ def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> I
     from simclr.data.decode import decode_source
     from simclr.data.sources import load_source
     from simclr.data.views import LoaderViews, MemoryViews
+    from simclr.losses import Objective
     from simclr.models.heads import HeadSpec
     from simclr.models.resnet import EncoderSpec
     from simclr.models.simclr import SimCLRNet
     from simclr.optim import LARS, split_decay_groups
     from simclr.runtime.device import Precision
-    from simclr.training.step import ContrastiveStep
+    from simclr.training.step import ContrastiveStep, StepOptions
 
     source = load_source(args.data, "train")
     spec = AugmentSpec(size=32, color_strength=0.5, blur_p=0.0)
@@ -102,7 +103,8 @@ def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> I
     opt = LARS(split_decay_groups(model, 1e-6), lr=0.3 * args.batch / 256, weight_decay=1e-6)
     precision = Precision(torch.bfloat16 if device.type == "cuda" else None, False)
     step = ContrastiveStep(model, opt, torch.amp.GradScaler(device.type, enabled=False), precision, device,
-                           temperature=0.5, compile="auto" if path.endswith("+compile") else "off")
+                           Objective(temperature=0.5),
+                           StepOptions(compile="auto" if path.endswith("+compile") else "off"))
     for v1, v2 in _forever(views.batches):
         step(v1, v2)
         yield

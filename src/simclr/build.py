@@ -1,4 +1,4 @@
-"""The one place where a config becomes objects: data, model, optimiser, schedule."""
+"""The one place where a config becomes objects: data, pair streams, model, loss, optimiser, schedule."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from simclr.data.cache import decode_cached
 from simclr.data.decode import IN_MEMORY_MAX_SIDE, Decoded, native_side
 from simclr.data.image_source import ImageSource
 from simclr.data.sources import cache_root, load_source
+from simclr.data.views import LoaderViews, MemoryViews
 from simclr.errors import InputError
+from simclr.losses import Objective
 from simclr.models.resnet import EncoderSpec
 from simclr.models.simclr import SimCLRNet
-from simclr.optim import LARS, scale_lr, split_decay_groups
+from simclr.optim import LARS, LRSchedule, scale_lr, split_decay_groups, warmup_steps_for
 
 
 def open_source(config: Config, split: str, spec: str | None = None) -> ImageSource:
@@ -78,6 +80,46 @@ def resolve(config: Config, plan: DataPlan) -> Config:
     )
 
 
+class TrainData(NamedTuple):
+    """A run's training split: the config with its ``auto`` values resolved for it, the images, and the images
+    decoded into memory (None when they are read from disk batch by batch)."""
+
+    config: Config
+    source: ImageSource
+    decoded: Decoded | None
+
+
+def open_train_data(config: Config, progress: bool = True) -> TrainData:
+    """Open the training split, resolve the config for it (:func:`resolve`) and decode it into memory when
+    ``data.in_memory`` says so."""
+    source = open_source(config, "train")
+    config = resolve(config, plan_data(config, source))
+    decoded = decode(config, source, config.data.image_size, progress=progress) \
+        if config.data.in_memory == "true" else None
+    return TrainData(config, source, decoded)
+
+
+def build_views(data: TrainData, device: torch.device, *, rank: int = 0, world_size: int = 1,
+                compile: bool = False) -> MemoryViews | LoaderViews:
+    """The stream of augmented view pairs of this process (its share of every batch): from the decoded images
+    on ``device`` (``compile``: the augmentation compiled), else from DataLoader workers.
+
+    Raises:
+        InputError: no readable image, or a batch the data (or the processes) cannot fill.
+    """
+    config, tr = data.config, data.config.train
+    try:
+        if data.decoded is not None:
+            if len(data.decoded.images) == 0:
+                raise InputError(f"no readable images in {data.source.name}")
+            return MemoryViews(data.decoded.images.to(device), augment_spec(config), tr.batch_size, tr.seed,
+                               compile=compile, rank=rank, world_size=world_size)
+        return LoaderViews(data.source, augment_spec(config), tr.batch_size, tr.seed, default_workers(config),
+                           pin_memory=device.type == "cuda", rank=rank, world_size=world_size)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def augment_spec(config: Config) -> AugmentSpec:
     """The augmentation, producing views of ``data.view_size`` (or ``data.image_size``)."""
     return dataclasses.replace(config.augment, size=config.data.view_size or config.data.image_size)
@@ -95,6 +137,20 @@ def peak_lr(config: Config) -> float:
     if o.lr_scaling == "none":
         return o.base_lr
     return scale_lr(o.base_lr, config.train.batch_size, o.lr_scaling)
+
+
+def build_loss(config: Config) -> Objective:
+    """The configured contrastive loss with its temperature, normalisation, margin and mining bound."""
+    lo = config.loss
+    return Objective(lo.name, lo.temperature, normalize=lo.normalize, margin=lo.margin,
+                     semi_hard=lo.semi_hard)
+
+
+def build_schedule(config: Config, steps_per_epoch: int) -> LRSchedule:
+    """Warm-up and cosine decay over ``train.epochs`` epochs of ``steps_per_epoch`` steps (at least one)."""
+    total = max(1, round(config.train.epochs * steps_per_epoch))
+    warmup = min(total, warmup_steps_for(config.optim.warmup_epochs, steps_per_epoch))
+    return LRSchedule(total, warmup, peak_lr(config), config.optim.final_lr)
 
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
+from simclr.losses import Objective
 from simclr.models.global_bn import convert_global_bn
 from simclr.models.heads import HeadSpec
 from simclr.models.resnet import EncoderSpec
@@ -17,7 +18,7 @@ from simclr.models.simclr import SimCLRNet
 from simclr.optim import LARS, split_decay_groups
 from simclr.runtime.device import Precision
 from simclr.runtime.distributed import DistContext, data_parallel, gather_with_grad
-from simclr.training.step import ContrastiveStep
+from simclr.training.step import ContrastiveStep, StepOptions
 
 WORLD = 2
 N_GLOBAL = 8  # images; each rank gets 4, i.e. 8 views
@@ -36,8 +37,8 @@ def _global_views() -> tuple[torch.Tensor, torch.Tensor]:
 def _step(model: torch.nn.Module, gather: bool, rank: int) -> ContrastiveStep:
     opt = LARS(split_decay_groups(model, 1e-6), lr=0.1)
     return ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), Precision(None, False),
-                           torch.device("cpu"), temperature=0.5, channels_last=False, gather_negatives=gather,
-                           rank=rank)
+                           torch.device("cpu"), Objective(temperature=0.5),
+                           StepOptions(channels_last=False, gather_negatives=gather, rank=rank))
 
 
 def _bn_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -111,9 +111,9 @@ def test_a_step_that_cannot_fit_is_refused_with_what_fits() -> None:
 
 def test_pretrain_refuses_before_writing_anything(photos: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from simclr.cli import main
-    from simclr.training import loop as pretrain
+    from simclr.training import setup
 
-    monkeypatch.setattr(pretrain, "available", lambda device: 2**30)  # a machine with 1 GiB free
+    monkeypatch.setattr(setup, "available", lambda device: 2**30)  # a machine with 1 GiB free
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(photos), "--out", str(out), "--arch", "resnet50", "--batch-size", "16",
                  "--device", "cpu", "--quiet"]) == 2

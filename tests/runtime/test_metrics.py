@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simclr.runtime.metrics import TrainClock, knn_curve, read_metrics, time_to
+from simclr.runtime.metrics import MetricsLog, TrainClock, knn_curve, last_logged, read_metrics, time_to
 
 
 def test_read_metrics_skips_a_line_cut_short(tmp_path: Path) -> None:
@@ -44,3 +44,40 @@ def test_knn_curve_is_in_step_order_and_the_last_record_of_a_step_wins() -> None
 def test_time_to_is_the_first_record_at_the_target(target: float, step: int | None) -> None:
     rec = time_to(RECORDS, target)
     assert (rec["step"] if rec else None) == step
+
+
+class _Scalars:
+    """Stands in for TensorBoard's writer: records ``(tag, value, step)``."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float, int]] = []
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.added.append((tag, value, step))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_row_with_evaluations_is_one_line_and_keeps_its_tensorboard_tags(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log._tb = scalars = _Scalars()
+    row = {"epoch": 1, "step": 22, "loss": 5.0, "lr": 0.1, "views_per_s": 100.0}
+    log.write(row, extra={"diag": {"alignment": 1.5}, "knn": {"knn_top1": 0.4}})
+    log.write({**row, "step": 23}, tag=None, extra={"knn": {"knn_top1": 0.5}})  # repeated values: not re-sent
+    log.close()
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{**row, "alignment": 1.5, "knn_top1": 0.4},
+                                                       {**row, "step": 23, "knn_top1": 0.5}]
+    assert scalars.added == [("train/loss", 5.0, 22), ("train/lr", 0.1, 22), ("train/views_per_s", 100.0, 22),
+                             ("diag/alignment", 1.5, 22), ("knn/knn_top1", 0.4, 22),
+                             ("knn/knn_top1", 0.5, 23)]
+
+
+def test_last_logged_is_the_last_training_row_up_to_a_step(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": float(s), "contrastive_acc": 0.5, "lr": 0.1, "views_per_s": 9.0}
+            for s in (5, 10)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 12, "loss": null, "contrast')
+    assert last_logged(path, 12) == {"loss": 10.0, "contrastive_acc": 0.5, "lr": 0.1, "views_per_s": 9.0}
+    assert last_logged(path, 7)["loss"] == 5.0
+    assert last_logged(path, 4) == {} and last_logged(tmp_path / "missing.jsonl", 10) == {}

@@ -26,6 +26,7 @@ TINY = {
     "optim": {"base_lr": 8.0, "warmup_epochs": 1},
     "train": {"epochs": 3, "batch_size": 64, "log_every": 1, "device": "cpu", "precision": "fp32"},
 }
+DIAGNOSTICS = ("alignment", "uniformity", "effective_rank_h")
 
 
 def _config(**sections):
@@ -38,7 +39,7 @@ def _losses(run: Path) -> dict[int, float]:
 
 def _diagnostics(run: Path) -> dict[int, dict[str, float]]:
     """The diagnostics by step: measured on a fixed batch of views, so a resumed run measures what a whole one does."""
-    return {r["step"]: {k: v for k, v in r.items() if k not in ("step", "epoch", "time_s")}
+    return {r["step"]: {k: r[k] for k in DIAGNOSTICS}
             for r in read_metrics(run / "metrics.jsonl") if "alignment" in r}
 
 
@@ -233,7 +234,7 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
 
 def _on_fifth_loss(monkeypatch, action) -> dict[str, int]:
     """Run ``action()`` when the training step computes its fifth loss; returns the call counter."""
-    import simclr.training.step as mod
+    import simclr.losses.objective as mod
 
     calls = {"n": 0}
     real = mod.nt_xent

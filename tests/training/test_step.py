@@ -5,14 +5,15 @@ import copy
 import pytest
 import torch
 
-from simclr.losses import nt_xent
+from simclr.losses import Objective, nt_xent
 from simclr.models.simclr import Representations
 from simclr.optim import LARS, split_decay_groups
 from simclr.runtime.device import Precision
-from simclr.training.step import ContrastiveStep, pick_compile
+from simclr.training.step import ContrastiveStep, StepOptions, pick_compile
 
 FP32 = Precision(None, False)
 CPU = torch.device("cpu")
+NT_XENT = Objective(temperature=0.5)
 
 
 class TinyNet(torch.nn.Module):
@@ -41,8 +42,8 @@ def _views() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _stepper(model: TinyNet, compile: str) -> ContrastiveStep:
     opt = LARS(split_decay_groups(model, 1e-6), lr=0.5)
-    return ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
-                           compile=compile)
+    return ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, NT_XENT,
+                           StepOptions(compile=compile))
 
 
 def test_pick_compile() -> None:
@@ -85,8 +86,10 @@ def test_compiled_step_matches_eager() -> None:
 def test_cudagraph_step_matches_eager_on_cuda() -> None:
     dev = torch.device("cuda")
     eager, graphed = _net().to(dev), _net().to(dev)
-    steps = [ContrastiveStep(m, LARS(split_decay_groups(m, 1e-6), lr=0.5), torch.amp.GradScaler("cuda", enabled=False),
-                             FP32, dev, temperature=0.5, compile=c) for m, c in ((eager, "off"), (graphed, "cudagraphs"))]
+    steps = [ContrastiveStep(m, LARS(split_decay_groups(m, 1e-6), lr=0.5),
+                             torch.amp.GradScaler("cuda", enabled=False), FP32, dev, NT_XENT,
+                             StepOptions(compile=c))
+             for m, c in ((eager, "off"), (graphed, "cudagraphs"))]
     for _ in range(4):
         v1, v2 = (v.to(dev) for v in _views())
         losses = [s(v1, v2)[0] for s in steps]
@@ -96,8 +99,9 @@ def test_cudagraph_step_matches_eager_on_cuda() -> None:
 def test_gradient_caching_step_matches_the_plain_step_when_bn_is_frozen() -> None:
     plain, cached = _net().eval(), _net().eval()  # BN on running statistics: independent of the chunking
     opt = [LARS(split_decay_groups(m, 1e-6), lr=0.5) for m in (plain, cached)]
-    steps = [ContrastiveStep(m, o, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
-                             grad_cache_chunk=c) for m, o, c in ((plain, opt[0], 0), (cached, opt[1], 6))]
+    steps = [ContrastiveStep(m, o, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, NT_XENT,
+                             StepOptions(grad_cache_chunk=c))
+             for m, o, c in ((plain, opt[0], 0), (cached, opt[1], 6))]
     for _ in range(2):
         v1, v2 = _views()
         loss_p, acc_p = steps[0](v1, v2)
@@ -109,8 +113,9 @@ def test_gradient_caching_step_matches_the_plain_step_when_bn_is_frozen() -> Non
 
 
 def test_gradient_caching_is_never_compiled() -> None:
-    step = ContrastiveStep(_net(), LARS(_net().parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
-                           FP32, CPU, temperature=0.5, compile="default", grad_cache_chunk=4)
+    step = ContrastiveStep(_net(), LARS(_net().parameters(), lr=0.1),
+                           torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, NT_XENT,
+                           StepOptions(compile="default", grad_cache_chunk=4))
     assert step.compile == "off"
 
 
@@ -123,8 +128,8 @@ def test_loss_scale_multiplies_the_gradient_and_not_the_returned_loss(chunk: int
         model = _net()
         before = [p.detach().clone() for p in model.parameters()]
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        step = ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, temperature=0.5,
-                               grad_cache_chunk=chunk, loss_scale=scale)
+        step = ContrastiveStep(model, opt, torch.amp.GradScaler("cpu", enabled=False), FP32, CPU, NT_XENT,
+                               StepOptions(grad_cache_chunk=chunk, loss_scale=scale))
         loss, _ = step(*_views())
         losses.append(float(loss))
         moved.append([p.detach() - b for p, b in zip(model.parameters(), before)])

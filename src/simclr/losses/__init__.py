@@ -1,5 +1,6 @@
 """Contrastive losses (SimCLR, Section 2.1)."""
 
 from simclr.losses.ntxent import ContrastiveOutput, nt_xent, nt_xent_global
+from simclr.losses.objective import Objective
 
-__all__ = ["ContrastiveOutput", "nt_xent", "nt_xent_global"]
+__all__ = ["ContrastiveOutput", "Objective", "nt_xent", "nt_xent_global"]

@@ -1,15 +1,28 @@
-"""Run logging: one JSON object per line in metrics.jsonl, the same scalars as TensorBoard events."""
+"""Run logging: one JSON object per line in metrics.jsonl, the same scalars as TensorBoard events.
+
+Every line of a run's metrics.jsonl is one logged step and holds at least :data:`ROW_KEYS`; the diagnostics
+(``alignment``, ``uniformity``, ``effective_rank_h``) and the kNN monitor's ``knn_top1``/``knn_top5`` join the
+line of the step they were measured at (TensorBoard keeps them apart, under ``diag/`` and ``knn/``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from simclr.errors import is_number
 from simclr.files import json_text
+
+ROW_KEYS = ("epoch", "step", "loss", "lr", "views_per_s")
+"""What every line of a run's metrics.jsonl holds (besides ``contrastive_acc`` and ``time_s``, and the
+diagnostics and kNN values at the steps they were measured)."""
+TRAIN_VALUES = ("loss", "contrastive_acc", "lr", "views_per_s")
+"""The training values of a row: what a row of evaluations at a step without new training repeats."""
 
 
 class MetricsLog:
@@ -24,14 +37,28 @@ class MetricsLog:
 
             self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    def write(self, record: dict[str, Any], tag: str = "train") -> None:
-        """Write one record; numeric fields also go to TensorBoard under ``tag/<name>`` at ``record['step']``."""
-        self._fh.write(json_text(record) + "\n")
-        if self._tb is not None:
-            step = int(record.get("step", 0))
-            for key, value in record.items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(f"{tag}/{key}", value, step)
+    def write(self, record: dict[str, Any], tag: str | None = "train",
+              extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Write one line: ``record`` and the values of every ``extra`` group (e.g. ``{"knn": {...}}``).
+
+        Numeric fields also go to TensorBoard at ``record['step']``: the record's under ``tag/<name>`` (none
+        when ``tag`` is None: a record that repeats values already sent), each group's under
+        ``<group>/<name>``.
+        """
+        groups = dict(extra or {})
+        line = dict(record)
+        for values in groups.values():
+            line.update(values)
+        self._fh.write(json_text(line) + "\n")
+        if self._tb is None:
+            return
+        step = int(record.get("step", 0))
+        if tag is not None:
+            groups = {tag: record, **groups}
+        for group, values in groups.items():
+            for key, value in values.items():
+                if key not in ("step", "epoch") and is_number(value):
+                    self._tb.add_scalar(f"{group}/{key}", value, step)
 
     def close(self) -> None:
         self._fh.close()
@@ -48,6 +75,18 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def last_logged(path: Path, step: int) -> dict[str, float]:
+    """The :data:`TRAIN_VALUES` of the last record of metrics.jsonl ``path`` at or before ``step`` (empty when
+    it has none or cannot be read)."""
+    try:
+        records = read_metrics(path)
+    except (OSError, ValueError):  # missing, unreadable, not text
+        return {}
+    rows = [r for r in records
+            if all(k in r for k in TRAIN_VALUES) and is_number(r.get("step")) and r["step"] <= step]
+    return {k: float(v) if is_number(v := rows[-1][k]) else math.nan for k in TRAIN_VALUES} if rows else {}
 
 
 class TrainClock:
