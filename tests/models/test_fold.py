@@ -62,8 +62,9 @@ def test_sync_batch_norm_folds_too() -> None:
 
 
 def test_a_python_encoder_runs_the_network_as_it_is_when_called(make_checkpoint, tmp_path) -> None:
-    """Not a folded copy made earlier: weights changed in place, even through .data (no version bump), count; and it
-    works on a network loaded under torch.inference_mode (inference tensors have no version counter)."""
+    """Not a folded copy made earlier: weights changed in place, even through .data (no version bump), count;
+    and it works on a network loaded under torch.inference_mode (inference tensors have no version
+    counter)."""
     encoder = simclr.load_encoder(make_checkpoint(tmp_path / "m.pt"), device="cpu")
     x = torch.rand(3, 3, 16, 16)
     first = encoder(x)

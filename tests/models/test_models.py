@@ -75,8 +75,8 @@ def test_heads(kind: str, expected: int) -> None:
 
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
 def test_heads_end_with_the_reference_codes_batch_norm(kind: str) -> None:
-    """google-research/simclr's projection_head: every dense layer without a bias and followed by batch norm, the
-    last one's with a scale but no shift (center=False), so z has mean 0 per feature over the batch."""
+    """google-research/simclr's projection_head: every dense layer without a bias and followed by batch norm,
+    the last one's with a scale but no shift (center=False), so z has mean 0 per feature over the batch."""
     torch.manual_seed(0)
     head = build_head(HeadSpec(kind=kind, out_dim=8), in_dim=16).train()
     assert all(m.bias is None for m in head.modules() if isinstance(m, torch.nn.Linear))
@@ -107,9 +107,9 @@ def test_encoder_validation() -> None:
 
 
 def test_narrow_strided_shortcuts_compute_the_strided_convolution() -> None:
-    """Below 16 input channels a strided 1x1 shortcut subsamples, then convolves (oneDNN's strided 1x1 backward
-    corrupted memory there on AVX-512 CPUs at batch 7): the same values and gradients as the strided convolution,
-    the same parameter names, and a channels-last training step at that batch runs."""
+    """Below 16 input channels a strided 1x1 shortcut subsamples, then convolves (oneDNN's strided 1x1
+    backward corrupted memory there on AVX-512 CPUs at batch 7): the same values and gradients as the strided
+    convolution, the same parameter names, and a channels-last training step at that batch runs."""
     from simclr.models.resnet import EncoderSpec, SubsampledPointwise, build_encoder
 
     torch.manual_seed(0)

@@ -67,8 +67,8 @@ def _worker(rank: int, store: str, out: str, gather: bool, sync_bn: bool) -> Non
         torch_dist.barrier()  # leave together: a rank tearing gloo down while its peer still works can abort
     finally:
         torch_dist.destroy_process_group()
-    # Skip the interpreter's teardown: gloo's threads racing C++ static destructors at exit have aborted a worker
-    # ("terminate called without an active exception") after its work was done and saved.
+    # Skip the interpreter's teardown: gloo's threads racing C++ static destructors at exit have aborted a
+    # worker ("terminate called without an active exception") after its work was done and saved.
     os._exit(0)
 
 

@@ -49,9 +49,9 @@ def test_a_fast_machine_fits_after_the_first_estimate(monkeypatch: pytest.Monkey
 
 
 def test_a_slow_machine_fits_early_and_still_decays(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One second a step under a 12-second budget: waiting for 15 timed steps would spend the whole budget in the
-    warm-up; the first fit comes after a tenth of the budget instead, the rate still reaches its peak (its fitted
-    warm-up was over by then: on up at once) and the cosine runs to its end."""
+    """One second a step under a 12-second budget: waiting for 15 timed steps would spend the whole budget in
+    the warm-up; the first fit comes after a tenth of the budget instead, the rate still reaches its peak (its
+    fitted warm-up was over by then: on up at once) and the cosine runs to its end."""
     for seconds_per_step in (1.0, 0.3):
         lrs, first_fit = _run(monkeypatch, seconds_per_step, 12.0)
         assert first_fit < SETTLE_STEPS + FIRST_ESTIMATE and len(lrs) >= 0.8 * 12 / seconds_per_step

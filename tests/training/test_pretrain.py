@@ -90,8 +90,8 @@ def test_resume_on_the_file_path_gives_the_same_next_losses(mini_archive: Path, 
 
 
 def test_a_run_from_before_the_heads_output_batch_norm_resumes_as_it_was_trained(tmp_path: Path) -> None:
-    """A checkpoint whose config has no model.head.out_bn and loss.scale was written when z was the last linear
-    layer's output and the gradient the paper's average's: it resumes (and evaluates) so."""
+    """A checkpoint whose config has no model.head.out_bn and loss.scale was written when z was the last
+    linear layer's output and the gradient the paper's average's: it resumes (and evaluates) so."""
     old = _config(model={"head": {"out_bn": False}}, loss={"scale": 1.0}, train={"epochs": 1})
     pretrain(old, tmp_path, progress=False, stop_after_steps=5)
     state = load_checkpoint(tmp_path)
@@ -431,8 +431,9 @@ def test_init_from_an_imported_checkpoint_and_bad_init(tmp_path: Path, make_chec
 
 
 def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path) -> None:
-    """A checkpoint that torch reads but whose content is wrong (what a bad copy, a hand edit or another tool leaves):
-    one plain line naming it, for evaluation, --init and --resume alike; the run folder is left as it was."""
+    """A checkpoint that torch reads but whose content is wrong (what a bad copy, a hand edit or another tool
+    leaves): one plain line naming it, for evaluation, --init and --resume alike; the run folder is left as it
+    was."""
     from simclr.evaluation.learned import load_model
 
     good = torch.load(full_run / "last.pt", weights_only=True)

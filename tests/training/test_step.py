@@ -121,8 +121,8 @@ def test_gradient_caching_is_never_compiled() -> None:
 
 @pytest.mark.parametrize("chunk", [0, 4])
 def test_loss_scale_multiplies_the_gradient_and_not_the_returned_loss(chunk: int) -> None:
-    """loss.scale 2 back-propagates the reference code's loss_a + loss_b (twice the paper's average); plain SGD
-    then takes twice the step, and the step still returns the paper's average."""
+    """loss.scale 2 back-propagates the reference code's loss_a + loss_b (twice the paper's average); plain
+    SGD then takes twice the step, and the step still returns the paper's average."""
     moved, losses = [], []
     for scale in (1.0, 2.0):
         model = _net()

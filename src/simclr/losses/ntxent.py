@@ -12,11 +12,11 @@ Layout convention used throughout this module: the two views are *stacked*, not 
 2N rows are ``[z1; z2]`` and row ``i`` (``i < N``) has its positive at row ``i + N``. The loss is
 invariant to that ordering.
 
-Differences from the reference TF2 code (``tf2/objective.py``): the reference returns
-``mean_over_N(loss_a + loss_b)``, which is twice the paper's average over 2N anchors; this module
-returns the paper's average (training back-propagates it times ``loss.scale``, 2 by default, as the reference). Contrastive accuracy here ranks the positive against all 2N-1 candidates
-(the reference only ranks it against the N views of the other augmentation).
-"""
+Differences from the reference TF2 code (``tf2/objective.py``): the reference returns ``mean_over_N(loss_a +
+loss_b)``, which is twice the paper's average over 2N anchors; this module returns the paper's average
+(training back-propagates it times ``loss.scale``, 2 by default, as the reference). Contrastive accuracy here
+ranks the positive against all 2N-1 candidates (the reference only ranks it against the N views of the other
+augmentation)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def _positive_indices(num_local: int, offset: int, device: torch.device) -> tupl
 
 
 def similarities(z_local: Tensor, z_global: Tensor, offset: int, normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Similarities of each local anchor with every candidate, and where each anchor itself and its positive are.
+    """Similarities of each local anchor with every candidate, and where each anchor itself and its positive
+    are.
 
     Args:
         z_local: [2n, D] anchors, stacked ``[view1; view2]``.

@@ -1,12 +1,11 @@
 """Batch norms folded into the convolutions before them, for inference.
 
-In eval mode a batch norm is a per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, so it can
-be absorbed into the convolution that feeds it (scaled weights and a bias): the network then computes the same
-outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen features, ``embed``,
-``search`` and the kNN monitor run their network this way (1.07-1.23x faster on a CPU; ``benchmarks/inference.py``);
-a Python :class:`~simclr.encoder.Encoder` runs the network as it is (folding a ResNet-50 costs as much as embedding a
-few images, and its weights may be changed between calls).
-"""
+In eval mode a batch norm is a per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, so
+it can be absorbed into the convolution that feeds it (scaled weights and a bias): the network then computes
+the same outputs, to float rounding, with one pass over each activation fewer. Every evaluation on frozen
+features, ``embed``, ``search`` and the kNN monitor run their network this way (1.07-1.23x faster on a CPU;
+``benchmarks/inference.py``); a Python :class:`~simclr.encoder.Encoder` runs the network as it is (folding a
+ResNet-50 costs as much as embedding a few images, and its weights may be changed between calls)."""
 
 from __future__ import annotations
 
@@ -27,8 +26,9 @@ M = TypeVar("M", bound=nn.Module)
 
 
 def _pairs(module: nn.Module) -> list[tuple[str, str]]:
-    """Names of (convolution, batch norm) children where the first feeds the second directly: torchvision's residual
-    blocks (``convN`` then ``bnN``) and consecutive children of an ``nn.Sequential`` (stems, shortcut branches)."""
+    """Names of (convolution, batch norm) children where the first feeds the second directly: torchvision's
+    residual blocks (``convN`` then ``bnN``) and consecutive children of an ``nn.Sequential`` (stems, shortcut
+    branches)."""
     pairs = [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
     if isinstance(module, nn.Sequential):
         keys = list(module._modules)
@@ -44,11 +44,12 @@ def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
 
 def folded_for_inference(model: M) -> M:
     """A copy of ``model`` in eval mode, without gradients, in which each batch norm that directly follows a
-    convolution (see :func:`_pairs`) is folded into it and replaced by an identity; ``model`` is left as it is.
+    convolution (see :func:`_pairs`) is folded into it and replaced by an identity; ``model`` is left as it
+    is.
 
-    Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised, which is
-    every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their memory layout.
-    """
+    Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised,
+    which is every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their
+    memory layout."""
     shared = {id(v): v for m in model.modules() for v in vars(m).values()  # a global batch norm's process group
               if type(v).__name__ == "ProcessGroup"}  # is shared by the copy: it cannot be copied
     folded = copy.deepcopy(model, shared).eval()

@@ -47,10 +47,11 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     In training mode (or when no running statistics are kept) with more than one rank, the per-channel sum,
     sum of squares and element count are all-reduced (in float64) in one collective, and mean / biased
     variance come from the global batch; the running statistics are updated exactly like ``nn.BatchNorm*d``
-    (unbiased variance with the global count). Otherwise (eval mode, torch.distributed not initialised, a single rank) it is
-    ``F.batch_norm``, i.e. exactly ``nn.BatchNorm*d``. Statistics are computed in float32 at least (float64
-    for float64 input); the output has the input dtype (bf16 in, bf16 out, as torch's BN under autocast).
-    Every rank must call forward (and backward) the same number of times, as with any collective.
+    (unbiased variance with the global count). Otherwise (eval mode, torch.distributed not initialised, a
+    single rank) it is ``F.batch_norm``, i.e. exactly ``nn.BatchNorm*d``. Statistics are computed in float32
+    at least (float64 for float64 input); the output has the input dtype (bf16 in, bf16 out, as torch's BN
+    under autocast). Every rank must call forward (and backward) the same number of times, as with any
+    collective.
 
     Args:
         num_features: C, the number of channels.

@@ -19,11 +19,11 @@ class HeadSpec:
         out_dim: output size of z (128 in the paper).
         hidden_dim: hidden size of the non-linear head; 0 means "the size of h" (the paper's choice).
         batch_norm: batch norm after every linear layer, which then has no bias, as in the reference code
-            (``projection_head`` of google-research/simclr: each hidden layer's with a scale and a shift, before
-            the ReLU).
+            (``projection_head`` of google-research/simclr: each hidden layer's with a scale and a shift,
+            before the ReLU).
         out_bn: with ``batch_norm``, the last layer's too (the reference code's, with a scale but no shift,
-            ``center=False``; the linear head's as well); false: z is the last linear layer's output, with a bias
-            (a checkpoint whose config has no ``out_bn`` was written before it existed, and loads so).
+            ``center=False``; the linear head's as well); false: z is the last linear layer's output, with a
+            bias (a checkpoint whose config has no ``out_bn`` was written before it existed, and loads so).
         layers: number of linear layers of the non-linear head (2 in the paper).
     """
 

@@ -1,4 +1,5 @@
-"""ResNet encoders f(.) of the paper (Section 3, Appendix B): torchvision ResNets, wide ResNet-50, width multiplier.
+"""ResNet encoders f(.) of the paper (Section 3, Appendix B): torchvision ResNets, wide ResNet-50, width
+multiplier.
 
 h = f(x) is the output of global average pooling; the classification layer is removed.
 """
@@ -32,10 +33,11 @@ NARROW_SHORTCUT = 16
 
 
 class SubsampledPointwise(nn.Conv2d):
-    """A 1x1 convolution of stride s (no padding) computed as a stride-1 convolution of every s-th pixel: the same
-    values and the same parameters, through another oneDNN kernel. On AVX-512 CPUs, oneDNN's strided 1x1 backward
-    (torch 2.14) corrupts memory for fewer than 16 input channels in channels-last layout at some batch sizes
-    (7, 9: a segfault or "double free"), which the networks narrower than a quarter-width ResNet meet."""
+    """A 1x1 convolution of stride s (no padding) computed as a stride-1 convolution of every s-th pixel: the
+    same values and the same parameters, through another oneDNN kernel. On AVX-512 CPUs, oneDNN's strided 1x1
+    backward (torch 2.14) corrupts memory for fewer than 16 input channels in channels-last layout at some
+    batch sizes (7, 9: a segfault or "double free"), which the networks narrower than a quarter-width ResNet
+    meet."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sh, sw = self.stride
@@ -59,7 +61,8 @@ class EncoderSpec:
         cifar_stem: replace the 7x7 stride-2 convolution and max-pool with a 3x3 stride-1 convolution and
             no max-pool, as the paper does for CIFAR-10 (Appendix B.9).
         input_norm: ``none`` (the paper's: pixels in [0, 1] as they are) or ``imagenet`` (standardise each
-            channel with ImageNet's mean and deviation first, for weights trained that way, e.g. torchvision's).
+            channel with ImageNet's mean and deviation first, for weights trained that way, e.g.
+            torchvision's).
     """
 
     arch: str = "resnet50"

@@ -1,4 +1,5 @@
-"""f as a plain torchvision ResNet: the same weights under torchvision's names, for use in any torchvision code.
+"""f as a plain torchvision ResNet: the same weights under torchvision's names, for use in any torchvision
+code.
 
 simclr's encoder already uses torchvision's residual blocks; only the stem (``stem.0``, ``stem.1`` =
 ``conv1``, ``bn1``) and the stages (``stages.i`` = ``layer{i+1}``) are named differently. The classifier
@@ -59,9 +60,9 @@ def torchvision_skeleton(arch: str, cifar_stem: bool) -> tv.ResNet:
 
 
 def to_torchvision(encoder: ResNetEncoder) -> tv.ResNet:
-    """A torchvision ResNet computing the same h as ``encoder`` (its own copy of the weights); for an encoder with
-    ``input_norm="imagenet"``, from input standardised with ImageNet's mean and deviation, as torchvision's
-    models take it."""
+    """A torchvision ResNet computing the same h as ``encoder`` (its own copy of the weights); for an encoder
+    with ``input_norm="imagenet"``, from input standardised with ImageNet's mean and deviation, as
+    torchvision's models take it."""
     _check(encoder)
     model = torchvision_skeleton(encoder.spec.arch, encoder.spec.cifar_stem)
     model.load_state_dict(torchvision_state_dict(encoder))

@@ -64,8 +64,8 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``, as is one without its
-    ``config`` (a mapping) and ``model`` (names to tensors)."""
+    """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``, as is one without
+    its ``config`` (a mapping) and ``model`` (names to tensors)."""
     p = resolve_checkpoint(path)
     state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -86,8 +86,8 @@ def _kind(name: str, value: Any, expected: str) -> str:
 
 
 LEGACY = {("model", "head", "out_bn"): False, ("loss", "scale"): 1.0}
-"""Settings added since checkpoints were first written, with the value that gives what a checkpoint without them
-was trained with: the head's output batch norm, the loss's scale for the gradient."""
+"""Settings added since checkpoints were first written, with the value that gives what a checkpoint without
+them was trained with: the head's output batch norm, the loss's scale for the gradient."""
 
 
 def _with_legacy(raw: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +105,8 @@ def _with_legacy(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def saved_config(state: dict[str, Any], path: str | Path) -> Config:
-    """The config a checkpoint was saved with (settings it predates take :data:`LEGACY`'s values); a bad one is one
-    ``InputError`` line naming the checkpoint."""
+    """The config a checkpoint was saved with (settings it predates take :data:`LEGACY`'s values); a bad one
+    is one ``InputError`` line naming the checkpoint."""
     try:
         return config_from_dict(_with_legacy(state["config"]))
     except InputError as exc:
@@ -114,8 +114,8 @@ def saved_config(state: dict[str, Any], path: str | Path) -> Config:
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    """``module.load_state_dict(weights)``; weights that do not fit are one ``InputError`` line naming the first
-    missing, unexpected or misshapen one, "{what} does not match its own config: ..."."""
+    """``module.load_state_dict(weights)``; weights that do not fit are one ``InputError`` line naming the
+    first missing, unexpected or misshapen one, "{what} does not match its own config: ..."."""
     mine = module.state_dict()
     missing = [k for k in mine if k not in weights]
     extra = [k for k in weights if k not in mine]

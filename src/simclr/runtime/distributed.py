@@ -1,9 +1,9 @@
 """Running under ``torchrun``: the process group, each rank's device, and the collectives SimCLR needs.
 
 ``torchrun`` starts one process per device and tells each its place through environment variables (``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); a plain ``simclr pretrain`` sees none of them
-and runs as a world of one, where every function here is a no-op. The backend is NCCL for CUDA devices and
-gloo for CPUs.
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); a plain ``simclr pretrain`` sees none of
+them and runs as a world of one, where every function here is a no-op. The backend is NCCL for CUDA devices
+and gloo for CPUs.
 
 Negatives from every device (Section 2.2 of the paper, "Global BN" and the TPU implementation): each rank
 embeds its own 2n views, gathers the 2N = 2n x world views of all ranks with :func:`gather_with_grad`, and
@@ -82,8 +82,8 @@ def init_process_group(ctx: DistContext, device: torch.device, timeout_minutes: 
 
 
 def data_parallel(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``net`` in DistributedDataParallel (gradients averaged over ranks; buffers not synced: global batch norm
-    keeps them equal), or ``net`` itself in a world of one."""
+    """``net`` in DistributedDataParallel (gradients averaged over ranks; buffers not synced: global batch
+    norm keeps them equal), or ``net`` itself in a world of one."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return net
     with warnings.catch_warnings():  # newer torch renames broadcast_buffers; both mean: no buffer syncing
@@ -93,8 +93,8 @@ def data_parallel(net: torch.nn.Module, device: torch.device) -> torch.nn.Module
 
 
 def destroy_process_group(*, wait_for_peers: bool = False) -> None:
-    """Leave the process group; ``wait_for_peers`` first waits for every rank (only on a normal finish: after a
-    failure a peer may never arrive)."""
+    """Leave the process group; ``wait_for_peers`` first waits for every rank (only on a normal finish: after
+    a failure a peer may never arrive)."""
     if dist.is_available() and dist.is_initialized():
         if wait_for_peers:
             dist.barrier()

@@ -1,14 +1,14 @@
 """Whether a training step can fit in memory, checked before the run starts.
 
-The paper's batch of 4096 (8,192 views of 224x224 through a ResNet-50) keeps about 670 GB of activations for the
-backward pass in fp32: 128 TPU cores in the paper, far beyond one machine. Run as is on a workstation, such a step would
-have the kernel kill the process minutes later (or a GPU raise out-of-memory), with nothing said. The size of
-what autograd saves is known before any arithmetic: the network is run on the meta device (shapes only, no memory,
-no computation) and the tensors it saves for the backward pass are added up, per view. That, the weights, their
-gradients and momenta, and the step's input views are a lower bound of the step's peak (the measured peak of CPU
-steps of ResNet-18 and -50 is 1.1-1.3 times it, up to 2 times for small steps); a run whose lower bound exceeds the memory available is refused in
-one line that names a batch size, or a gradient-caching chunk, that fits with room to spare.
-"""
+The paper's batch of 4096 (8,192 views of 224x224 through a ResNet-50) keeps about 670 GB of activations for
+the backward pass in fp32: 128 TPU cores in the paper, far beyond one machine. Run as is on a workstation,
+such a step would have the kernel kill the process minutes later (or a GPU raise out-of-memory), with nothing
+said. The size of what autograd saves is known before any arithmetic: the network is run on the meta device
+(shapes only, no memory, no computation) and the tensors it saves for the backward pass are added up, per
+view. That, the weights, their gradients and momenta, and the step's input views are a lower bound of the
+step's peak (the measured peak of CPU steps of ResNet-18 and -50 is 1.1-1.3 times it, up to 2 times for small
+steps); a run whose lower bound exceeds the memory available is refused in one line that names a batch size,
+or a gradient-caching chunk, that fits with room to spare."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from simclr.data.decode import available_memory
 from simclr.errors import InputError
 
 HEADROOM = 2
-"""The sizes advised leave room for this many times the activations' lower bound (the peak is 1.1-2 times it, and a
-process holds more than its step)."""
+"""The sizes advised leave room for this many times the activations' lower bound (the peak is 1.1-2 times it,
+and a process holds more than its step)."""
 
 
 class StepMemory(NamedTuple):
-    """The memory a training step keeps, in bytes: ``per_view`` activations saved for the backward pass (per view,
-    at the run's precision) and ``fixed`` (weights, gradients, optimiser momenta)."""
+    """The memory a training step keeps, in bytes: ``per_view`` activations saved for the backward pass (per
+    view, at the run's precision) and ``fixed`` (weights, gradients, optimiser momenta)."""
 
     per_view: int
     fixed: int
@@ -64,8 +64,8 @@ def step_memory(make_net: Callable[[], nn.Module], side: int, half: bool) -> Ste
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` on the meta device for :func:`step_memory`, without the forward and backward hooks of the
-    original (which are not meant to see meta tensors)."""
+    """A copy of ``module`` on the meta device for :func:`step_memory`, without the forward and backward hooks
+    of the original (which are not meant to see meta tensors)."""
     twin = copy.deepcopy(module).to("meta")
     for m in twin.modules():
         for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):
@@ -74,8 +74,8 @@ def meta_copy(module: nn.Module) -> nn.Module:
 
 
 def available(device: torch.device) -> int | None:
-    """Bytes free for new allocations on ``device`` (a GPU's free memory, the system's ``MemAvailable``); None when
-    unknown."""
+    """Bytes free for new allocations on ``device`` (a GPU's free memory, the system's ``MemAvailable``); None
+    when unknown."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
@@ -103,8 +103,8 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
     if free is None or need <= free:
         return
     room = max(free - memory.fixed, 0)
-    # what fits with HEADROOM times the lower bound's activations: the peak is above the bound, and the process
-    # holds more than the step (workers, the optimiser's temporaries)
+    # what fits with HEADROOM times the lower bound's activations: the peak is above the bound, and the
+    # process holds more than the step (workers, the optimiser's temporaries)
     batch_fits = room // (2 * (HEADROOM * memory.per_view + per_input))  # pairs of views
     chunk_fits = max(room - per_input * views, 0) // max(HEADROOM * memory.per_view, 1)  # views at once
     cache = 1 << max(int(chunk_fits).bit_length() - 1, 1)  # a power of two
@@ -123,10 +123,10 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
 
 def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, side: int, device: str,
                         extra: int = 0, images: int = 0) -> None:
-    """Refuse fine-tuning whose every step would run out of memory: batches of ``batch`` images of ``side`` pixels
-    through a network keeping ``memory``, with ``extra`` bytes still to be placed on the device (images moved
-    there), against ``free`` bytes (None: unknown). ``images``: the labelled images, when fewer than the batch size
-    asked for (a batch is then all of them)."""
+    """Refuse fine-tuning whose every step would run out of memory: batches of ``batch`` images of ``side``
+    pixels through a network keeping ``memory``, with ``extra`` bytes still to be placed on the device (images
+    moved there), against ``free`` bytes (None: unknown). ``images``: the labelled images, when fewer than the
+    batch size asked for (a batch is then all of them)."""
     per_input = 3 * side * side * 4
     need = (memory.per_view + per_input) * batch + memory.fixed + extra
     if free is None or need <= free:

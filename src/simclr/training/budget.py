@@ -1,14 +1,13 @@
 """``--time-budget``: fit the whole schedule (warm-up and cosine decay) to a wall-clock budget.
 
 The speed is measured over the first steps (:data:`FIRST_ESTIMATE` of them, or fewer when they take more than
-:data:`FIRST_ESTIMATE_SHARE` of the budget: a slow machine must not spend its whole budget before the first fit) and
-re-measured at a few points (25%, 50%, 75%, 90% and 97%
-of the way), each time setting the total number of steps so that the run ends on time; the
-warm-up keeps its configured share of the schedule (``warmup_epochs / epochs``). Until the first measurement the
-learning rate stays in its warm-up (:meth:`StepBudget.provisional`), so it never decays and then jumps back up when
-the first fit stretches the schedule; a re-fit during the decay continues it from where it is
-(:meth:`~simclr.optim.LRSchedule.refit`), so the learning rate rises through the warm-up and then only falls.
-"""
+:data:`FIRST_ESTIMATE_SHARE` of the budget: a slow machine must not spend its whole budget before the first
+fit) and re-measured at a few points (25%, 50%, 75%, 90% and 97% of the way), each time setting the total
+number of steps so that the run ends on time; the warm-up keeps its configured share of the schedule
+(``warmup_epochs / epochs``). Until the first measurement the learning rate stays in its warm-up
+(:meth:`StepBudget.provisional`), so it never decays and then jumps back up when the first fit stretches the
+schedule; a re-fit during the decay continues it from where it is (:meth:`~simclr.optim.LRSchedule.refit`), so
+the learning rate rises through the warm-up and then only falls."""
 
 from __future__ import annotations
 
@@ -40,8 +39,8 @@ class StepBudget:
         self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
 
     def provisional(self, schedule: LRSchedule) -> LRSchedule:
-        """``schedule`` with its warm-up lasting at least until the first measurement (when there is a warm-up):
-        the configured total is only a guess until then."""
+        """``schedule`` with its warm-up lasting at least until the first measurement (when there is a
+        warm-up): the configured total is only a guess until then."""
         if self.warmup_fraction == 0:
             return schedule
         first_fit = min(schedule.total_steps, SETTLE_STEPS + FIRST_ESTIMATE + 1)

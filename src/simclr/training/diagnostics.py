@@ -134,7 +134,8 @@ def _to_uint8(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 def save_view_grid(v1: torch.Tensor, v2: torch.Tensor, path: str | Path, max_images: int = 16, *,
                    gap: int = 2, min_tile: int = 64) -> Path:
-    """Write a PNG of augmented pairs: first views on the top row, second views below, pair ``j`` in column ``j``.
+    """Write a PNG of augmented pairs: first views on the top row, second views below, pair ``j`` in column
+    ``j``.
 
     Each ``H x W`` view is upscaled by the integer factor ``k = ceil(min_tile / min(H, W))`` (at least 1) and
     tiles are separated (and framed) by ``gap`` white pixels, so the picture is

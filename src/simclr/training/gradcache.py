@@ -18,9 +18,10 @@ Batch norm that synchronises across processes (``SyncBatchNorm``, global BN) com
 forward of both passes: all processes must then run the same number of chunks.
 
 Randomness: pass 3 must reproduce pass 1. The CPU RNG state (and that of the CUDA device of ``x``, or the
-current CUDA device if CUDA is initialised) is saved before each chunk of pass 1 and restored before the same
-chunk of pass 3, so dropout and the like draw the same masks twice; the RNG state after the call is the one
-left by the loss. Other nondeterminism (e.g. nondeterministic CUDA kernels) only perturbs the gradient slightly.
+    current CUDA device if CUDA is initialised) is saved before each chunk of pass 1 and restored before the
+    same chunk of pass 3, so dropout and the like draw the same masks twice; the RNG state after the call is
+    the one left by the loss. Other nondeterminism (e.g. nondeterministic CUDA kernels) only perturbs the
+    gradient slightly.
 
 With ``chunk_size >= M`` the call falls back to one plain forward and backward (no second pass).
 """
