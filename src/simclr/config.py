@@ -21,7 +21,8 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "off", "default", "cudagraphs")
 """torch.compile of the training step: see :mod:`simclr.training.step`."""
 MAX_WORKERS = 128
-"""The most DataLoader worker processes a command starts (each is a process with its own copy of the reader)."""
+"""The most DataLoader worker processes a command starts (each is a process with its own copy of the
+reader)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class ModelConfig:
         if not 0.0 < self.width <= 16.0:
             raise ValueError(f"model.width must be in (0, 16], got {self.width}")
         if self.input_norm not in INPUT_NORMS:
-            raise ValueError(f"model.input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
+            raise ValueError(f"model.input_norm must be one of {', '.join(INPUT_NORMS)}, "
+                             f"got {self.input_norm!r}")
         self.head.validate()
 
 
@@ -174,7 +176,8 @@ class OptimConfig:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
         if self.lr_scaling not in LR_SCALINGS:
-            raise ValueError(f"optim.lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}")
+            raise ValueError(f"optim.lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
+                             f"got {self.lr_scaling!r}")
         if self.base_lr <= 0:
             raise ValueError(f"optim.base_lr must be > 0, got {self.base_lr}")
         if not 0.0 <= self.momentum < 1.0:
@@ -240,11 +243,13 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.grad_cache_chunk < 0 or self.grad_cache_chunk == 1:
-            raise ValueError(f"train.grad_cache_chunk must be 0 (off) or >= 2 views, got {self.grad_cache_chunk}")
+            raise ValueError(f"train.grad_cache_chunk must be 0 (off) or >= 2 views, "
+                             f"got {self.grad_cache_chunk}")
         if self.dist_timeout <= 0:
             raise ValueError(f"train.dist_timeout must be > 0 minutes, got {self.dist_timeout}")
         if self.time_budget < 0:
@@ -253,7 +258,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if min(self.checkpoint_every, self.knn_every, self.save_minutes, self.diagnostics_every) < 0:
-            raise ValueError("train.checkpoint_every, save_minutes, knn_every and diagnostics_every must be >= 0")
+            raise ValueError("train.checkpoint_every, save_minutes, knn_every and diagnostics_every "
+                             "must be >= 0")
         if self.knn_temperature <= 0:
             raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
 

@@ -95,7 +95,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
             return "true" if value else "false"
-        if key.endswith("in_memory") and isinstance(value, str) and value.lower() in _WORDS:  # its true and false
+        if (key.endswith("in_memory") and isinstance(value, str)
+                and value.lower() in _WORDS):  # its true and false
             return "true" if _WORDS[value.lower()] else "false"
         if isinstance(value, (str, int, float)):
             return str(value)
@@ -109,7 +110,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         where = f" in section {prefix.rstrip('.')}" if prefix else ""
-        raise InputError(f"unknown config key {prefix}{unknown[0]}{where}; valid keys: {', '.join(sorted(names))}")
+        raise InputError(f"unknown config key {prefix}{unknown[0]}{where}; "
+                         f"valid keys: {', '.join(sorted(names))}")
     if cls is AugmentSpec and "size" in raw:
         raise InputError("config key augment.size: the view size is data.image_size; set that instead")
     kwargs: dict[str, Any] = {}
@@ -148,10 +150,13 @@ def _expand_presets(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"head": {"out_dim": 128}}}`` as ``{"model.head.out_dim": 128}`` (dotted keys, as ``--set``)."""
+    """``{"model": {"head": {"out_dim": 128}}}`` as ``{"model.head.out_dim": 128}`` (dotted keys, as
+    ``--set``).
+    """
     out: dict[str, Any] = {}
     for key, value in nested.items():
-        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict)
+                   else {f"{prefix}{key}": value})
     return out
 
 

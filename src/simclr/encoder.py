@@ -87,7 +87,8 @@ class Encoder:
             return
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
-        if not isinstance(images, Sequence) or not all(isinstance(im, (str, Path, Image.Image)) for im in images):
+        if not isinstance(images, Sequence) or not all(isinstance(im, (str, Path, Image.Image))
+                                                       for im in images):
             raise InputError(f"images must be paths, PIL images or an image tensor, got {_kind(images)}")
         if len(images) == 0:
             raise InputError("no images given")
@@ -98,8 +99,9 @@ class Encoder:
         """h [B, F] (or z [B, D] with ``z=True``) as float32 on the CPU."""
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last, with_z=z,
-                               fold=False)  # the network as it is now: a folded copy would cost more than a few images
+        # the network as it is now: a folded copy would cost more than a few images
+        encode = model_encoder(self.model, self.device, self.precision, self.config.train.channels_last,
+                               with_z=z, fold=False)
         parts = []
         for chunk in self._batches(images, batch_size):
             h, zz = encode(chunk)

@@ -19,7 +19,9 @@ class UpdateRefused(InputError):
 
 
 def one_line(exc: BaseException) -> str:
-    """The exception's message with whitespace runs (newlines included) collapsed, for an :class:`InputError`."""
+    """The exception's message with whitespace runs (newlines included) collapsed, for an
+    :class:`InputError`.
+    """
     return " ".join(str(exc).split())
 
 

@@ -52,8 +52,8 @@ def export(checkpoint: str | Path, out: Path, fmt: str = "torchvision") -> dict[
         atomic_save(state, out)
         load = torchvision_recipe(m.arch, bool(m.cifar_stem), out)
         if m.input_norm == "imagenet":  # f standardised its input itself; torchvision's model does not
-            load += ("  # feed it torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))"
-                     " of pixels in [0, 1]")
+            load += ("  # feed it torchvision.transforms.Normalize((0.485, 0.456, 0.406), "
+                     "(0.229, 0.224, 0.225)) of pixels in [0, 1]")
         return {**info, "tensors": len(state), "input_norm": m.input_norm, "load": load}
     state = model.state_dict()
     save_checkpoint({"config": config_to_dict(config), "model": state}, out)  # no optimizer: not resumable

@@ -60,12 +60,15 @@ def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
     try:
         return dict(weights.get_state_dict(progress=True))
     except Exception as exc:  # noqa: BLE001 - offline, HTTP, checksum: the same remedy
-        raise InputError(f"cannot download torchvision's {weights} ({type(exc).__name__}: {one_line(exc)[:200]}): "
+        raise InputError(f"cannot download torchvision's {weights} "
+                         f"({type(exc).__name__}: {one_line(exc)[:200]}): "
                          f"run once online, or download {weights.url} and import the file") from None
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (never unpickling code), unwrapped from a ``state_dict``-like container."""
+    """The tensors of a weights file (never unpickling code), unwrapped from a ``state_dict``-like
+    container.
+    """
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
     state = load_tensors(path, "weights")
@@ -90,10 +93,11 @@ def resnet_part(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Te
     if not prefixes:
         hint = ": it is a simclr checkpoint, which every command takes as it is" \
             if any(k.endswith("encoder.stem.0.weight") for k in state) else ""
-        raise InputError(f"{name} is not a torchvision-style ResNet: no conv1.weight beside layer1.0.conv1.weight "
-                         f"among its {len(state)} tensors{hint}")
+        raise InputError(f"{name} is not a torchvision-style ResNet: "
+                         f"no conv1.weight beside layer1.0.conv1.weight among its {len(state)} tensors{hint}")
     if len(prefixes) > 1:
-        raise InputError(f"{name} holds several ResNets ({', '.join(p or '(none)' for p in prefixes)} prefixes); "
+        raise InputError(f"{name} holds several ResNets "
+                         f"({', '.join(p or '(none)' for p in prefixes)} prefixes); "
                          "save the one to import on its own")
     prefix = prefixes[0]
     return {k[len(prefix):]: v for k, v in state.items()
@@ -108,10 +112,11 @@ def infer_model(weights: dict[str, torch.Tensor], name: str) -> dict[str, Any]:
     arch = _LAYOUTS.get((blocks, bottleneck))
     if arch is None:
         kind = "bottleneck" if bottleneck else "basic"
-        raise InputError(f"{name}: a ResNet of {'-'.join(map(str, blocks))} {kind} blocks per stage is none of "
-                         "resnet18, 34, 50, 101, 152")
+        raise InputError(f"{name}: a ResNet of {'-'.join(map(str, blocks))} {kind} blocks per stage "
+                         "is none of resnet18, 34, 50, 101, 152")
     stem = weights.get("conv1.weight")
-    if stem is None or stem.ndim != 4 or stem.shape[0] == 0 or stem.shape[1] != 3 or stem.shape[-1] not in (3, 7):
+    if (stem is None or stem.ndim != 4 or stem.shape[0] == 0 or stem.shape[1] != 3
+            or stem.shape[-1] not in (3, 7)):
         shape = "missing" if stem is None else f"of shape {tuple(stem.shape)}"
         raise InputError(f"{name}: conv1.weight is {shape}; a ResNet's stem is [C, 3, 7, 7] (the CIFAR stem "
                          "[C, 3, 3, 3]) with C > 0")
@@ -121,8 +126,8 @@ def infer_model(weights: dict[str, torch.Tensor], name: str) -> dict[str, Any]:
     return {"arch": arch, "width": width, "cifar_stem": stem.shape[-1] == 3}
 
 
-def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int = 0, input_norm: str | None = None,
-                   seed: int = 0) -> dict[str, Any]:
+def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int = 0,
+                   input_norm: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Write a simclr checkpoint holding the ResNet of ``weights_path`` as f (see the module's docstring).
 
     Args:
@@ -168,9 +173,10 @@ def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int
             raise InputError(f"{path}: {theirs} is missing (a {model_cfg['arch']} needs it)")
         value = weights[theirs]
         if value.shape != tensor.shape:
-            raise InputError(f"{path}: {theirs} has shape {tuple(value.shape)}, a {model_cfg['arch']} at width "
-                             f"{model_cfg['width']:g} needs {tuple(tensor.shape)} (torchvision's wide_resnet "
-                             "widens only the bottleneck's inner convolutions and is not supported)")
+            raise InputError(f"{path}: {theirs} has shape {tuple(value.shape)}, a {model_cfg['arch']} "
+                             f"at width {model_cfg['width']:g} needs {tuple(tensor.shape)} "
+                             "(torchvision's wide_resnet widens only the bottleneck's inner convolutions "
+                             "and is not supported)")
         loaded[key] = value.to(tensor.dtype)
     model.encoder.load_state_dict(loaded)
     target = Path(out)

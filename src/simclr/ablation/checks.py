@@ -38,7 +38,9 @@ class Check(NamedTuple):
 
 
 def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman rank correlation (ties get their mean rank); nan for fewer than two points or a constant side."""
+    """Spearman rank correlation (ties get their mean rank); nan for fewer than two points or a constant
+    side.
+    """
     if len(x) < 2:
         return float("nan")
 
@@ -80,7 +82,8 @@ def _pairs(rows: list[Row], total: int) -> list[Check]:
         out.append(Check("compositions beat single transformations on average", mixed > single,
                          f"mean of compositions {mixed:.1f}% vs single transformations {single:.1f}%"))
         rho = spearman([r["paper_top1"] for r in rows], [r[METRIC] for r in rows])
-        out.append(Check(f"the {total} cells rank as in the paper (rank correlation with the paper's top-1 > 0)",
+        out.append(Check(f"the {total} cells rank as in the paper "
+                         "(rank correlation with the paper's top-1 > 0)",
                          rho > 0, f"Spearman {rho:+.2f} over {len(rows)} cells"))
     return out
 
@@ -92,7 +95,8 @@ def _color(rows: list[Row], total: int) -> list[Check]:
         return [_pending(claim, total - len(rows))]
     rho = spearman([r["strength"] for r in plain], [r[METRIC] for r in plain])
     blur, s1 = _by(rows, blur=True)[0], _by(plain, strength=1.0)[0]
-    return [Check(claim, rho > 0, "top-1 by s: " + ", ".join(f"{r['strength']:g}: {r[METRIC]:.1f}%" for r in plain)
+    return [Check(claim, rho > 0,
+                  "top-1 by s: " + ", ".join(f"{r['strength']:g}: {r[METRIC]:.1f}%" for r in plain)
                   + f" (Spearman {rho:+.2f})"),
             Check("adding blur at s = 1 helps", blur[METRIC] > s1[METRIC],
                   f"{blur[METRIC]:.1f}% with blur vs {s1[METRIC]:.1f}% without")]
@@ -108,7 +112,8 @@ def _head(rows: list[Row], total: int) -> list[Check]:
     return [Check(claim, best["nonlinear"] > best["linear"] > best["none"],
                   ", ".join(f"{k}: {v:.1f}%" for k, v in best.items())),
             Check("h is a better representation than z = g(h) (non-linear head, every output size)",
-                  min(gaps) > 0, "h minus z: " + ", ".join(f"{r['out_dim']}: {g:+.1f}" for r, g in zip(nonlinear, gaps)))]
+                  min(gaps) > 0,
+                  "h minus z: " + ", ".join(f"{r['out_dim']}: {g:+.1f}" for r, g in zip(nonlinear, gaps)))]
 
 
 def _loss(rows: list[Row], total: int) -> list[Check]:
@@ -146,7 +151,8 @@ def _temperature(rows: list[Row], total: int) -> list[Check]:
 
 
 def _batch(rows: list[Row], total: int) -> list[Check]:
-    claim = "with the shortest training, larger batches are better (rank correlation of batch size and top-1 > 0)"
+    claim = ("with the shortest training, larger batches are better "
+             "(rank correlation of batch size and top-1 > 0)")
     if len(rows) < total:
         return [_pending(claim, total - len(rows))]
     budgets = sorted({r["budget"] for r in rows}, key=lambda b: float(b.lstrip("x")))
@@ -157,15 +163,16 @@ def _batch(rows: list[Row], total: int) -> list[Check]:
     def spread(line: list[Row]) -> float:
         return max(r[METRIC] for r in line) - min(r[METRIC] for r in line)
 
-    return [Check(claim, rho > 0, f"{budgets[0]}: " + ", ".join(f"{r['batch_size']}: {r[METRIC]:.1f}%" for r in short)
+    return [Check(claim, rho > 0,
+                  f"{budgets[0]}: " + ", ".join(f"{r['batch_size']}: {r[METRIC]:.1f}%" for r in short)
                   + f" (Spearman {rho:+.2f})"),
             Check("the gap between batch sizes shrinks with longer training", spread(long) < spread(short),
                   f"spread {spread(short):.1f} points at {budgets[0]}, {spread(long):.1f} at {budgets[-1]}")]
 
 
 CHECKS: dict[str, Callable[[list[Row], int], list[Check]]] = {
-    "augment-pairs": _pairs, "color-strength": _color, "head": _head, "loss": _loss, "temperature": _temperature,
-    "batch-size": _batch,
+    "augment-pairs": _pairs, "color-strength": _color, "head": _head, "loss": _loss,
+    "temperature": _temperature, "batch-size": _batch,
 }
 
 
@@ -185,8 +192,8 @@ def check_study(name: str, rows: list[Row], total: int, floor: float | None = No
         return checks
     best = max(r[METRIC] for r in rows)
     if floor is not None and best < floor + FLOOR_MARGIN:
-        why = (f"inconclusive: no cell beats the random-init encoder ({floor:.1f}%) by {FLOOR_MARGIN:g} point "
-               f"(best {best:.1f}%); pretrain longer")
+        why = (f"inconclusive: no cell beats the random-init encoder ({floor:.1f}%) "
+               f"by {FLOOR_MARGIN:g} point (best {best:.1f}%); pretrain longer")
         return [c._replace(agrees=None, caveat=why) for c in checks]
     if min(int(r.get("runs", 1)) for r in rows) < 2:
         why = "one run per cell: a gap of a point or two may be run-to-run noise (--seeds 3 measures it)"

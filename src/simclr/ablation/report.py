@@ -1,4 +1,6 @@
-"""A study's report: results.csv, a Markdown page with the paper's numbers beside ours, and a PNG plot beside it."""
+"""A study's report: results.csv, a Markdown page with the paper's numbers beside ours, and a PNG plot beside
+it.
+"""
 
 from __future__ import annotations
 
@@ -76,14 +78,17 @@ def _floor(ax: Any, baseline: Row | None, values: list[float]) -> None:
         return
     floor = baseline["linear_top1"]
     ax.axhline(floor, color="gray", linestyle="--", linewidth=1, zorder=3)
-    ax.annotate("random init (linear)", (0.99, floor), xycoords=("axes fraction", "data"), fontsize=7, color="dimgray",
-                ha="right", va="bottom", zorder=4, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    ax.annotate("random init (linear)", (0.99, floor), xycoords=("axes fraction", "data"), fontsize=7,
+                color="dimgray", ha="right", va="bottom", zorder=4,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     finite = [v for v in values if not math.isnan(v)]
     ax.set_ylim(max(0.0, min(finite + [floor]) - 5.0), ax.get_ylim()[1])
 
 
 def write_plot(result: StudyResult, path: Path) -> None:
-    """The study's figure: a heatmap (ours, paper) for the pairs, bars (ours | paper) or lines for the rest."""
+    """The study's figure: a heatmap (ours, paper) for the pairs, bars (ours | paper) or lines for the
+    rest.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,11 +132,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-TABLE = ("paper_top1", "linear_top1", "linear_top1_std", "linear_top5", "knn_top1", "knn_top1_std", "linear_top1_z",
-         "linear_top1_z_std", "knn_top1_z", "paper_contrastive_acc", "contrastive_acc", "epochs_done", "runs")
-HEADERS = {"cell": "cell", "paper_top1": "paper top-1", "linear_top1": "linear top-1", "linear_top5": "linear top-5",
-           "knn_top1": "kNN top-1", "linear_top1_z": "linear top-1 on z", "knn_top1_z": "kNN top-1 on z",
-           "linear_top1_std": "± (std)", "knn_top1_std": "± (std)", "linear_top1_z_std": "± (std)", "runs": "runs",
+TABLE = ("paper_top1", "linear_top1", "linear_top1_std", "linear_top5", "knn_top1", "knn_top1_std",
+         "linear_top1_z", "linear_top1_z_std", "knn_top1_z", "paper_contrastive_acc", "contrastive_acc",
+         "epochs_done", "runs")
+HEADERS = {"cell": "cell", "paper_top1": "paper top-1", "linear_top1": "linear top-1",
+           "linear_top5": "linear top-5", "knn_top1": "kNN top-1", "linear_top1_z": "linear top-1 on z",
+           "knn_top1_z": "kNN top-1 on z", "linear_top1_std": "± (std)", "knn_top1_std": "± (std)",
+           "linear_top1_z_std": "± (std)", "runs": "runs",
            "paper_contrastive_acc": "paper contrastive acc", "contrastive_acc": "contrastive acc",
            "epochs_done": "epochs"}
 
@@ -151,25 +158,27 @@ def markdown(result: StudyResult, plot_name: str, context: str = "") -> str:
         lines += ["", f"Cells not run yet: {', '.join(result.missing)}."]
     if result.baseline:
         b = result.baseline
-        lines += ["", (f"The floor: the same evaluation of the encoder at its random initialisation (no pretraining) "
-                  f"gives linear top-1 {b['linear_top1']:.2f}% and kNN top-1 {b['knn_top1']:.2f}%.")]
+        lines += ["", (f"The floor: the same evaluation of the encoder at its random initialisation "
+                  f"(no pretraining) gives linear top-1 {b['linear_top1']:.2f}% and kNN top-1 "
+                  f"{b['knn_top1']:.2f}%.")]
     cols = [k for k in TABLE if any(k in r for r in rows) and (k != "runs" or any(r[k] > 1 for r in rows))]
     params = ["cell"] + list(study.cells[0].params)
-    lines += ["", "## Results", "", ("Accuracies in percent on the test split; paper numbers are ResNet-50 on "
-              "ImageNet (linear evaluation), ours are the scaled-down runs described below."), "",
+    lines += ["", "## Results", "",
+              ("Accuracies in percent on the test split; paper numbers are ResNet-50 on ImageNet (linear "
+               "evaluation), ours are the scaled-down runs described below."), "",
               "| " + " | ".join(params + [HEADERS[k] for k in cols]) + " |",
               "|" + "---|" * (len(params) + len(cols))]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in params + cols) + " |")
     lines += ["", f"![{study.name}]({plot_name})", "", "## How these numbers were made", "",
-              ("Each cell is one pretraining run (per seed) with the budget above (times the cell's multiplier in the "
-              "batch-size study), then frozen features of the labelled train and test splits: linear = L-BFGS "
-              "logistic regression on h (weight decay chosen on held-out train features), kNN = weighted kNN "
-              "(k = 200, T = 0.1). With several runs per cell (`--seeds`), values are means and ± is the "
-              "standard deviation over the runs. The epochs column counts the images seen (steps x batch) over the "
-              "train split: the last partial batch of every epoch is dropped, so 1 epoch of 500 images at batch 64 "
-              "shows as 0.9. `results.csv` in the study folder holds every field, including the training loss, "
-              "steps and views/s of each cell.")]
+              ("Each cell is one pretraining run (per seed) with the budget above (times the cell's "
+               "multiplier in the batch-size study), then frozen features of the labelled train and test "
+               "splits: linear = L-BFGS logistic regression on h (weight decay chosen on held-out train "
+               "features), kNN = weighted kNN (k = 200, T = 0.1). With several runs per cell (`--seeds`), "
+               "values are means and ± is the standard deviation over the runs. The epochs column counts "
+               "the images seen (steps x batch) over the train split: the last partial batch of every epoch "
+               "is dropped, so 1 epoch of 500 images at batch 64 shows as 0.9. `results.csv` in the study "
+               "folder holds every field, including the training loss, steps and views/s of each cell.")]
     return "\n".join(lines) + "\n"
 
 

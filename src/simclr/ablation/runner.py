@@ -91,7 +91,8 @@ class StudyResult:
     and the same evaluation of a random-init encoder (``baseline``, the floor a pretrained cell must beat), if
     known."""
 
-    def __init__(self, study: Study, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> None:
+    def __init__(self, study: Study, rows: list[dict[str, Any]],
+                 baseline: dict[str, Any] | None = None) -> None:
         self.study, self.rows, self.baseline = study, rows, baseline
         floor = baseline.get("linear_top1") if baseline else None
         self.checks: list[Check] = check_study(study.name, rows, len(study.cells), floor)
@@ -135,7 +136,9 @@ def _log(options: AblateOptions, text: str) -> None:
 
 
 def _settings(study: Study, options: AblateOptions) -> dict[str, Any]:
-    """What every cell shares: the study, the data, the budget and the base config (before the cells' layers)."""
+    """What every cell shares: the study, the data, the budget and the base config (before the cells'
+    layers).
+    """
     base = build_config(*_base_layers(options), _run_layer(options))
     return {"study": study.name, "data": options.data, "epochs": options.epochs,
             "minutes": 0.0 if options.epochs else options.minutes, "eval_size": options.eval_size,
@@ -152,7 +155,8 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InputError(f"{path} is not valid JSON; move it away or choose another --out") from None
         if not isinstance(saved, dict):
-            raise InputError(f"{path} is not a study file (a JSON object); move it away or choose another --out")
+            raise InputError(f"{path} is not a study file (a JSON object); "
+                             "move it away or choose another --out")
         was, now = flatten(saved), flatten(settings)
         # a key this version added is what the study ran with before the key existed: its LEGACY value where
         # the default changed what runs, else its default
@@ -165,7 +169,8 @@ def _check_folder(study: Study, options: AblateOptions) -> None:
         if diff:
             more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
             raise InputError(f"{options.out} holds a {saved.get('study')} study run with other settings "
-                             f"({', '.join(diff[:3])}{more}); rerun with the same options or choose another --out")
+                             f"({', '.join(diff[:3])}{more}); "
+                             "rerun with the same options or choose another --out")
         return
     if (options.out / "config.yaml").is_file() or (options.out / LAST).is_file():
         raise InputError(f"{options.out} is a pretraining run's folder, not a study's: choose another --out")
@@ -203,7 +208,8 @@ def _evaluate(study: Study, cell: Cell, config: Config, run_dir: Path, setup: Ev
                            **{f"paper_{k}": v for k, v in cell.paper_extra.items()}, **accuracies}
     row.update(_train_stats(run_dir))
     train = config.train
-    row["train_budget"] = f"{train.epochs:g} epochs" if not train.time_budget else f"{train.time_budget:g} min"
+    row["train_budget"] = (f"{train.epochs:g} epochs" if not train.time_budget
+                           else f"{train.time_budget:g} min")
     row["epochs_done"] = round(row.get("steps", 0) * train.batch_size / len(pair.train.h), 2)
     row["eval_images"] = f"{len(pair.train.h)}/{len(pair.test.h)}"
     return {**row, **cell.params}  # the study's variables win over any same-named measurement
@@ -218,7 +224,8 @@ def _baseline(config: Config, setup: EvalSetup, data: EvalData, out: Path) -> di
     torch.manual_seed(config.train.seed)
     device = pick_device(setup.device)
     model = build_model(config).to(device)
-    learned = Learned(model, eval_config(config, setup), device, pick_precision(config.train.precision, device))
+    learned = Learned(model, eval_config(config, setup), device,
+                      pick_precision(config.train.precision, device))
     row = {"encoder": "random init, no pretraining", **_accuracies(learned, data, False)[0]}
     _write_json(row, path)
     return row
@@ -297,7 +304,8 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
         row = {**_evaluate(study, cell, config, folder, setup, data), "seed": config.train.seed}
         _write_json(row, folder / "result.json")
         paper = f" (paper {cell.paper:g}%)" if cell.paper is not None else ""
-        _log(options, f"{name}: linear top-1 {row['linear_top1']:.2f}%, kNN top-1 {row['knn_top1']:.2f}%{paper}")
+        _log(options,
+             f"{name}: linear top-1 {row['linear_top1']:.2f}%, kNN top-1 {row['knn_top1']:.2f}%{paper}")
         if on_cell is not None:
             on_cell(StudyResult(study, load_rows(study, options.out)))
     baseline = _baseline(first, setup, data, options.out)

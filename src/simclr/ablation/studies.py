@@ -104,8 +104,8 @@ def _pairs() -> tuple[Cell, ...]:
 
 def _color() -> tuple[Cell, ...]:
     table1 = ((0.125, 59.6), (0.25, 61.0), (0.5, 62.6), (1.0, 63.2))
-    cells = [Cell(f"s{s:g}", {"strength": s, "blur": False}, {"augment": {"color_strength": s, "blur_p": 0.0}},
-                  paper=top1) for s, top1 in table1]
+    cells = [Cell(f"s{s:g}", {"strength": s, "blur": False},
+                  {"augment": {"color_strength": s, "blur_p": 0.0}}, paper=top1) for s, top1 in table1]
     cells.append(Cell("s1+blur", {"strength": 1.0, "blur": True},
                       {"augment": {"color_strength": 1.0, "blur_p": 0.5}}, paper=64.5))
     return tuple(cells)
@@ -117,7 +117,8 @@ HEAD_DIMS = (32, 128, 512)
 def _heads() -> tuple[Cell, ...]:
     cells = [Cell("none", {"head": "none", "out_dim": 0}, {"model": {"head": {"kind": "none"}}})]
     for kind in ("linear", "nonlinear"):
-        cells += [Cell(f"{kind}-{d}", {"head": kind, "out_dim": d}, {"model": {"head": {"kind": kind, "out_dim": d}}})
+        cells += [Cell(f"{kind}-{d}", {"head": kind, "out_dim": d},
+                       {"model": {"head": {"kind": kind, "out_dim": d}}})
                   for d in HEAD_DIMS]
     return tuple(cells)
 
@@ -130,8 +131,8 @@ def _losses() -> tuple[Cell, ...]:
 
 
 def _temperatures() -> tuple[Cell, ...]:
-    table5 = ((True, 0.05, 59.7, 90.5), (True, 0.1, 64.4, 87.8), (True, 0.5, 60.7, 68.2), (True, 1.0, 58.0, 59.1),
-              (False, 10.0, 57.2, 91.7), (False, 100.0, 57.0, 92.1))
+    table5 = ((True, 0.05, 59.7, 90.5), (True, 0.1, 64.4, 87.8), (True, 0.5, 60.7, 68.2),
+              (True, 1.0, 58.0, 59.1), (False, 10.0, 57.2, 91.7), (False, 100.0, 57.0, 92.1))
     return tuple(Cell(f"{'l2' if l2 else 'no-l2'}-t{t:g}", {"l2_norm": l2, "temperature": t},
                       {"loss": {"normalize": l2, "temperature": t}}, paper=top1,
                       paper_extra={"contrastive_acc": acc}) for l2, t, top1, acc in table5)
@@ -148,28 +149,28 @@ def _batches() -> tuple[Cell, ...]:
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("augment-pairs", "Composition of data augmentations", "Figure 5",
-          "No single transformation suffices; composing transformations helps, and random crop followed by colour "
-          "distortion is by far the strongest pair (56.3% against at most 46.2% for any other pair).",
+          "No single transformation suffices; composing transformations helps, and random crop followed by "
+          "colour distortion is by far the strongest pair (56.3% against at most 46.2% for any other pair).",
           "heatmap", ("first", "second"), _pairs(), base={"augment": {"asymmetric": True}}),
     Study("color-strength", "Colour distortion strength", "Table 1",
-          "Stronger colour distortion improves the unsupervised representation (59.6% at s = 1/8 up to 63.2% at "
-          "s = 1), and adding blur helps further (64.5%).",
+          "Stronger colour distortion improves the unsupervised representation (59.6% at s = 1/8 up to "
+          "63.2% at s = 1), and adding blur helps further (64.5%).",
           "bars", ("strength",), _color()),
     Study("head", "Projection heads (and h versus z)", "Figure 8",
-          "A non-linear projection head is better than a linear one (about +3%) and much better than none (>10%); "
-          "the output size barely matters; and h, the layer before the head, is a much better representation than "
-          "z = g(h) (>10%). The figure prints no values.",
+          "A non-linear projection head is better than a linear one (about +3%) and much better than none "
+          "(>10%); the output size barely matters; and h, the layer before the head, is a much better "
+          "representation than z = g(h) (>10%). The figure prints no values.",
           "bars", ("head", "out_dim"), _heads(), eval_z=True),
     Study("loss", "Loss functions", "Table 4",
-          "NT-Xent beats NT-Logistic and margin triplet, with or without semi-hard negative mining; semi-hard mining "
-          "helps the other two.",
+          "NT-Xent beats NT-Logistic and margin triplet, with or without semi-hard negative mining; "
+          "semi-hard mining helps the other two.",
           "bars", ("loss",), _losses()),
     Study("temperature", "l2 normalisation and temperature", "Table 5",
-          "With l2 normalisation a moderate temperature is best (0.1 of those tried); without it the contrastive "
-          "accuracy is higher but the representation is worse.",
+          "With l2 normalisation a moderate temperature is best (0.1 of those tried); without it the "
+          "contrastive accuracy is higher but the representation is worse.",
           "bars", ("temperature",), _temperatures()),
     Study("batch-size", "Batch size and training length", "Figure 9",
-          "With short training, larger batches are clearly better; with longer training the gap between batch "
-          "sizes shrinks or disappears. The figure prints no values.",
+          "With short training, larger batches are clearly better; with longer training the gap between "
+          "batch sizes shrinks or disappears. The figure prints no values.",
           "lines", ("batch_size", "budget"), _batches()),
 )}

@@ -134,8 +134,8 @@ def sample_color(spec: AugmentSpec, batch: int, generator: torch.Generator | Non
     b, c, s, h = spec.jitter_strengths
     return ColorParams(
         apply=torch.rand(batch, generator=generator, device=dev) < spec.color_p,
-        brightness=_uniform(max(0.0, 1 - b), 1 + b, (batch,), generator, dev) if spec.color_ops == "torchvision"
-        else _uniform(-b, b, (batch,), generator, dev),
+        brightness=_uniform(max(0.0, 1 - b), 1 + b, (batch,), generator, dev)
+        if spec.color_ops == "torchvision" else _uniform(-b, b, (batch,), generator, dev),
         contrast=_uniform(max(0.0, 1 - c), 1 + c, (batch,), generator, dev),
         saturation=_uniform(max(0.0, 1 - s), 1 + s, (batch,), generator, dev),
         hue=_uniform(-h, h, (batch,), generator, dev),

@@ -53,7 +53,8 @@ def _load(data_path: Path, meta_path: Path, size: int) -> Decoded | None:
     try:
         meta = json.loads(meta_path.read_text())
         n = int(meta["n"])
-        if meta.get("version") != VERSION or meta.get("size") != size or data_path.stat().st_size != n * 3 * size * size:
+        if (meta.get("version") != VERSION or meta.get("size") != size
+                or data_path.stat().st_size != n * 3 * size * size):
             return None
         array = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, 3, size, size)) if n else \
             np.zeros((0, 3, size, size), np.uint8)

@@ -37,7 +37,8 @@ class CropFirstViews:
         self.count = count
 
     def boxes(self, width: int, height: int) -> list[Box]:
-        """``count`` crops of a ``width`` x ``height`` image, as torchvision's RandomResizedCrop draws them."""
+        """``count`` crops of a ``width`` x ``height`` image, as torchvision's RandomResizedCrop draws
+        them."""
         shape = torch.zeros(()).expand(3, height, width)  # only the size is read; no pixels allocated
         return [tuple(T.RandomResizedCrop.get_params(shape, self.scale, self.ratio))  # type: ignore[misc]
                 for _ in range(self.count)]

@@ -41,7 +41,8 @@ MEMINFO = "/proc/meminfo"
 
 
 def available_memory() -> int | None:
-    """Bytes of memory a new allocation can have without swapping (Linux's ``MemAvailable``); None when unknown."""
+    """Bytes of memory a new allocation can have without swapping (Linux's ``MemAvailable``); None when
+    unknown."""
     try:
         with open(MEMINFO) as fh:
             for line in fh:
@@ -59,8 +60,8 @@ def check_fits(n: int, size: int, name: str) -> None:
     if free is not None and need > 0.9 * free:
         raise InputError(f"{n} images of {name} decoded at {size}x{size} need {_bytes(need)} of memory, "
                          f"{_bytes(free)} is available: use a smaller image side or fewer images, or "
-                         "read them from their files batch by batch (pretrain --set data.in_memory=false; eval "
-                         "--in-memory false)")
+                         "read them from their files batch by batch (pretrain --set data.in_memory=false; "
+                         "eval --in-memory false)")
 
 
 def _bytes(n: int) -> str:
@@ -90,7 +91,8 @@ def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tens
         return x.contiguous()
     out = []
     for chunk in x.split(4096):
-        y = F.interpolate(chunk.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+        y = F.interpolate(chunk.float(), size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=True)
         out.append(y.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
 
@@ -109,8 +111,8 @@ def decode_source(source: ImageSource, size: int, *, progress: bool = True, work
     pixels = images.numpy()  # the same memory
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
-    with tqdm(total=len(source), desc=f"decoding {source.name}", unit="img", disable=not progress, leave=False,
-              mininterval=1.0) as bar:
+    with tqdm(total=len(source), desc=f"decoding {source.name}", unit="img", disable=not progress,
+              leave=False, mininterval=1.0) as bar:
         for chunk in _decoded_chunks(source, size, workers if len(source) >= _PARALLEL_MIN else 0, crop):
             for i, item in chunk:
                 if isinstance(item, str):
@@ -127,7 +129,8 @@ _CHUNK = 256
 
 
 class _Chunks(torch.utils.data.Dataset):
-    """Chunk ``j`` of a file-backed source: ``(index, uint8 [S, S, 3] or the reason it could not be read)``."""
+    """Chunk ``j`` of a file-backed source: ``(index, uint8 [S, S, 3] or the reason it could not be
+    read)``."""
 
     def __init__(self, source: ImageSource, size: int, crop: float = 1.0) -> None:
         self.source, self.size, self.crop = source, size, crop

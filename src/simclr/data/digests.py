@@ -71,7 +71,8 @@ def file_digests(root: Path, paths: Sequence[str], memo_dir: Path | None = None,
             digests[i] = entry[1]
         else:
             todo.append((i, ident))
-    for i, known in tqdm(todo, desc="hashing", unit="file", disable=not progress or len(todo) < 1000, leave=False):
+    for i, known in tqdm(todo, desc="hashing", unit="file", disable=not progress or len(todo) < 1000,
+                         leave=False):
         rel = paths[i]
         try:
             with open(os.path.join(base, rel), "rb") as fh:

@@ -50,7 +50,8 @@ class ImageSource:
     def subset(self, rows: Sequence[int] | np.ndarray) -> ImageSource:
         """The images at ``rows`` (in that order) as a source of their own."""
         rows = np.asarray(rows, dtype=np.int64)
-        return dataclasses.replace(self, paths=tuple(self.paths[int(i)] for i in rows), labels=self.labels[rows],
+        return dataclasses.replace(self, paths=tuple(self.paths[int(i)] for i in rows),
+                                   labels=self.labels[rows],
                                    array=None if self.array is None else self.array[rows])
 
     def load(self, i: int, min_side: MinSide = 0) -> Image.Image:

@@ -77,7 +77,8 @@ class NamedSet:
     partitions: tuple[str, str] = ("", "")
     metric: str = "top1"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    labelled: str = ""  # for a pretraining set with unlabeled images: the named set to monitor kNN accuracy on
+    # for a pretraining set with unlabeled images: the named set to monitor kNN accuracy on
+    labelled: str = ""
     remedy: str = ""
 
 
@@ -113,8 +114,9 @@ ABSENT, PRESENT, DIFFICULT = 0, 1, 2
 """A multi-label dataset's codes, per image and class: the class is absent, present, or present only as
 objects marked difficult (left out of training and scoring, as VOC's evaluation does)."""
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ class Part:
 
 
 def has_validation(spec: str) -> bool:
-    """Whether dataset ``spec`` is a named set with a validation split of its own (``load_source(spec, "val")``)."""
+    """Whether dataset ``spec`` is a named set with a validation split of its own
+    (``load_source(spec, "val")``)."""
     named = NAMED_SETS.get(spec)
     return bool(named and named.val)
 
@@ -160,10 +163,12 @@ def load_named(name: str, split: str, data_root: Path, seed: int = 0) -> ImageSo
         raise InputError(f"{named.title} has no validation split of its own")
     parts: list[Part] = []
     ids: list[str] = []  # in-memory images: "<name>/<train or test>/<index>", as CIFAR's
-    whole = None if named.train else _part(named, data_root, None)  # a dataset without splits: drawn per class
+    # a dataset without splits: drawn per class
+    whole = None if named.train else _part(named, data_root, None)
     for ours in ("train", "test") if split == "all" else (split,):
         if whole is None:
-            mine = [_part(named, data_root, s) for s in {"train": named.train, "val": named.val}.get(ours, named.test)]
+            mine = [_part(named, data_root, s)
+                    for s in {"train": named.train, "val": named.val}.get(ours, named.test)]
         else:
             mine = [_listed(whole, named, data_root, ours) or _draw(whole, named, ours, seed)]
         parts.extend(mine)
@@ -190,13 +195,15 @@ def _part(named: NamedSet, data_root: Path, split: Any) -> Part:
 
 def _open(named: NamedSet, data_root: Path, split: Any) -> Any:
     return open_torchvision(named.cls, data_root, named.title,
-                            f"put it in {data_root / named.folder} as torchvision lays it out (or point --data-root / "
-                            f"SIMCLR_DATA at its parent), or run once online to download it{named.remedy}",
+                            f"put it in {data_root / named.folder} as torchvision lays it out "
+                            "(or point --data-root / SIMCLR_DATA at its parent), "
+                            f"or run once online to download it{named.remedy}",
                             folder=named.folder, **named.kwargs,
                             **({named.split_arg: split} if split is not None else {}))
 
 
-def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, folder: str = "", **kwargs: Any) -> Any:
+def open_torchvision(cls_name: str, data_root: Path, title: str, remedy: str, folder: str = "",
+                     **kwargs: Any) -> Any:
     """The torchvision dataset ``cls_name`` from ``data_root``, else downloaded there (its messages go to
     stderr). When neither works, the dataset's ``folder`` under ``data_root`` is removed again if the attempt
     created it empty (torchvision makes some before it looks).
@@ -249,12 +256,14 @@ def _cars(dataset: Any) -> Part:
 
 def _caltech(dataset: Any) -> Part:
     root = Path(dataset.root) / "101_ObjectCategories"
-    files = [root / dataset.categories[y] / f"image_{i:04d}.jpg" for i, y in zip(dataset.index, dataset.y, strict=True)]
+    files = [root / dataset.categories[y] / f"image_{i:04d}.jpg"
+             for i, y in zip(dataset.index, dataset.y, strict=True)]
     return Part(files, [int(y) for y in dataset.y], tuple(dataset.categories))
 
 
 def _cifar(dataset: Any) -> Part:
-    """CIFAR-10/100: the ``.data`` array (uint8 NHWC) kept in memory, with ``targets`` (CIFAR-100's fine labels)."""
+    """CIFAR-10/100: the ``.data`` array (uint8 NHWC) kept in memory, with ``targets`` (CIFAR-100's fine
+    labels)."""
     return Part([], [int(y) for y in dataset.targets], tuple(dataset.classes),
                 np.ascontiguousarray(dataset.data, dtype=np.uint8))
 
@@ -304,7 +313,8 @@ def _listed(whole: Part, named: NamedSet, data_root: Path, split: str) -> Part |
         raise InputError(f"cannot read {path}: {one_line(exc)}") from None
     keep = [i for i, f in enumerate(whole.files) if Path(f).relative_to(folder).as_posix() in wanted]
     if len(keep) != len(wanted):
-        raise InputError(f"{path} names {len(wanted)} images, {len(wanted) - len(keep)} of them not in {folder}")
+        raise InputError(f"{path} names {len(wanted)} images, {len(wanted) - len(keep)} of them "
+                         f"not in {folder}")
     return Part([whole.files[i] for i in keep], [whole.labels[i] for i in keep], whole.classes)
 
 
@@ -317,8 +327,8 @@ def _draw(whole: Part, named: NamedSet, split: str, seed: int) -> Part:
     for c in range(len(whole.classes)):
         members = rng.permutation(np.flatnonzero(labels == c))
         if len(members) < n_train + max(n_test, 1):
-            raise InputError(f"{named.title} class {whole.classes[c]!r} has {len(members)} images, fewer than the "
-                             f"{n_train} train + {n_test or 'at least 1'} test the split draws")
+            raise InputError(f"{named.title} class {whole.classes[c]!r} has {len(members)} images, fewer "
+                             f"than the {n_train} train + {n_test or 'at least 1'} test the split draws")
         stop = n_train + n_test if n_test else None
         chosen = members[:n_train] if split == "train" else members[n_train:stop]
         keep.extend(chosen.tolist())

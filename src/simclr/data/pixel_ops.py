@@ -167,7 +167,8 @@ def color_distort_tensorflow(x: Tensor, color: ColorParams) -> Tensor:
         shift = torch.where(op == 0, color.brightness, zero).view(shape)
         mean = x.mean(dim=(2, 3), keepdim=True)
         linear = torch.addcmul(mean * (1 - factor) + shift, factor, x)
-        hsv = adjust_hue(x, torch.where(op == 3, color.hue, zero), torch.where(op == 2, color.saturation, one))
+        hsv = adjust_hue(x, torch.where(op == 3, color.hue, zero),
+                         torch.where(op == 2, color.saturation, one))
         x = select((op == 2) | (op == 3), hsv, linear).clamp_(0.0, 1.0)
     return select(color.gray, rgb_to_grayscale(x).expand_as(x), x)
 

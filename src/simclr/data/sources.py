@@ -88,8 +88,8 @@ def load_source(
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         root = _descend_wrapper(extract_archive(path, cache_root(cache_dir)))
         return _load_folder(root, text, split, holdout, seed)
-    expected = ("(expected cifar10, cifar100, digits, a dataset name such as food101 or pets, an image folder or a "
-                ".tar/.tar.gz/.zip archive)")
+    expected = ("(expected cifar10, cifar100, digits, a dataset name such as food101 or pets, an image "
+                "folder or a .tar/.tar.gz/.zip archive)")
     if path.exists():
         raise InputError(f"not a supported dataset: {text} {expected}")
     raise InputError(f"no such dataset: {text} {expected}")
@@ -197,7 +197,8 @@ def _class_names(file_lists: Iterable[list[str]]) -> tuple[str, ...]:
 def _note_beside_splits(root: Path, name: str, what: str) -> None:
     """Say on stderr how many images lie directly in ``root`` beside its split folders (left out)."""
     try:
-        loose = sum(1 for e in os.scandir(root) if e.is_file() and not e.name.startswith(".") and is_image_file(e.name))
+        loose = sum(1 for e in os.scandir(root)
+                    if e.is_file() and not e.name.startswith(".") and is_image_file(e.name))
     except OSError:
         return
     if loose:
@@ -210,8 +211,9 @@ def _note_loose(files: list[str], classes: tuple[str, ...], folder: Path) -> Non
     unseen)."""
     loose = sum(1 for p in files if "/" not in p) if classes else 0
     if loose:
-        print(f"note: {loose} image(s) directly in {folder}, beside its subfolders, are left out: with subfolders, "
-              f"each one is a class ({some_names(classes)}); put every image in one to use them all", file=sys.stderr)
+        print(f"note: {loose} image(s) directly in {folder}, beside its subfolders, are left out: "
+              f"with subfolders, each one is a class ({some_names(classes)}); "
+              "put every image in one to use them all", file=sys.stderr)
 
 
 def some_names(names: Sequence[str], most: int = 3) -> str:

@@ -40,7 +40,8 @@ class _Files(Dataset):
         self.side = resize_side(size, crop)
         self.centre = eval_transform(size, crop)
         self.views = None if crop_scale is None else CropFirstViews(
-            AugmentSpec(size=size, crop_scale=crop_scale, flip_p=0.5, color_p=0.0, gray_p=0.0, blur_p=0.0), count=1)
+            AugmentSpec(size=size, crop_scale=crop_scale, flip_p=0.5, color_p=0.0, gray_p=0.0, blur_p=0.0),
+            count=1)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -49,7 +50,8 @@ class _Files(Dataset):
         try:
             if self.views is None:
                 return self.centre(self.source.load(i, min_side=self.side)), i, ""
-            with torch.random.fork_rng(devices=[]):  # the image's own stream; the worker's generator is untouched
+            # the image's own stream; the worker's generator is untouched
+            with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(image_seed(self.seed, self.epoch, i))
                 return self.views(self.source, i)[0], i, ""
         except CorruptImageError as exc:
@@ -81,7 +83,8 @@ class StreamedImages:
 
     def __init__(self, source: ImageSource, size: int, crop: float = 1.0, workers: int = 2,
                  pin_memory: bool = False) -> None:
-        self.source, self.size, self.crop, self.workers, self.pin_memory = source, size, crop, workers, pin_memory
+        self.source, self.size, self.crop, self.workers, self.pin_memory = \
+            source, size, crop, workers, pin_memory
         self.labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
         self.skipped: dict[str, str] = {}
 
@@ -92,7 +95,8 @@ class StreamedImages:
         """The images at ``rows`` (in that order) as a stream of their own, read as this one (its unreadable
         images are listed in this one's ``skipped`` too)."""
         rows = torch.as_tensor(rows, dtype=torch.int64)
-        part = StreamedImages(self.source.subset(rows.numpy()), self.size, self.crop, self.workers, self.pin_memory)
+        part = StreamedImages(self.source.subset(rows.numpy()), self.size, self.crop, self.workers,
+                              self.pin_memory)
         part.skipped = self.skipped
         return part
 
@@ -107,7 +111,8 @@ class StreamedImages:
         None: the centre crop."""
         steps = [[int(i) for i in rows] for rows in order]
         dataset = _Files(self.source, self.size, self.crop, crop_scale, seed, epoch)
-        loader: Any = DataLoader(dataset, batch_sampler=steps, num_workers=self.workers if len(steps) > 1 else 0,
+        loader: Any = DataLoader(dataset, batch_sampler=steps,
+                                 num_workers=self.workers if len(steps) > 1 else 0,
                                  collate_fn=_collate, pin_memory=self.pin_memory,
                                  worker_init_fn=ignore_stop_signals)
         for x, rows, bad in loader:

@@ -93,7 +93,8 @@ class MemoryViews:
         if self.ablation is not None:
             return self.ablation(self.images.index_select(0, idx), aug)
         x = self.images.index_select(0, torch.cat([idx, idx]))
-        both = apply_params(x, self.augment.sample(x, aug), self.augment.spec)  # never compiled for this shape
+        # never compiled for this shape
+        both = apply_params(x, self.augment.sample(x, aug), self.augment.spec)
         return both[: len(idx)], both[len(idx):]
 
     @property
@@ -101,7 +102,8 @@ class MemoryViews:
         return len(self.images) // self.batch_size
 
     def batches(self, start: int = 0) -> Iterator[Pair]:
-        """One epoch from step ``start``: the order is drawn when the epoch begins (from saved state on resume)."""
+        """One epoch from step ``start``: the order is drawn when the epoch begins (from saved state on
+        resume)."""
         if start == 0:
             self._epoch_state = self._shuffle.get_state()
         else:
@@ -131,7 +133,8 @@ def image_seed(seed: int, epoch: int, i: int) -> int:
     """The seed of image ``i``'s two views in ``epoch`` (splitmix64 of the three): independent of which worker
     or rank draws them, so every image gets its own random numbers and a resumed epoch replays them
     exactly."""
-    x = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xD1B54A32D192ED03 + (i + 1) * 0xCA5A826395121157) & _MASK64
+    x = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xD1B54A32D192ED03
+         + (i + 1) * 0xCA5A826395121157) & _MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return x ^ (x >> 31)
@@ -149,7 +152,8 @@ class _PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int] | tuple[None, str, int]:
         try:
-            with torch.random.fork_rng(devices=[]):  # the views' own stream; the caller's generator is untouched
+            # the views' own stream; the caller's generator is untouched
+            with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(image_seed(self.seed, self.epoch, i))
                 v1, v2 = self.views(self.source, i)
         except CorruptImageError as exc:
@@ -177,8 +181,8 @@ class LoaderViews:
                  pin_memory: bool = False, *, rank: int = 0, world_size: int = 1) -> None:
         _check_batch(batch_size, len(source), world_size)
         if spec.ops or spec.asymmetric:
-            raise ValueError("augment.ops / augment.asymmetric (the augmentation ablation) need in-memory data: "
-                             "set data.in_memory=true")
+            raise ValueError("augment.ops / augment.asymmetric (the augmentation ablation) need in-memory "
+                             "data: set data.in_memory=true")
         self.source = source
         self.batch_size = batch_size
         self.seed = seed
@@ -197,10 +201,12 @@ class LoaderViews:
         """One epoch from step ``start``. Under torchrun every rank yields the same number of equal-sized
         batches: a corrupt image's place is taken by another image of the same local batch."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank, self.world_size)[start:].tolist()
+        steps = epoch_batches(len(self.source), self.batch_size, gen, self.rank,
+                              self.world_size)[start:].tolist()
         self.dataset.epoch = self.epoch  # before the workers are started with a copy of it
         loader = DataLoader(self.dataset, batch_sampler=steps, num_workers=self.workers, collate_fn=_collate,
-                            pin_memory=self.pin_memory, persistent_workers=False, worker_init_fn=ignore_stop_signals,
+                            pin_memory=self.pin_memory, persistent_workers=False,
+                            worker_init_fn=ignore_stop_signals,
                             generator=gen)  # its worker seeds come from here, not from the caller's generator
         local = self.batch_size // self.world_size
         for v1, v2, bad in loader:

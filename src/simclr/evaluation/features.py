@@ -1,4 +1,6 @@
-"""Frozen features of a dataset: h (and z) from a trained model, or raw pixels, at the evaluation transform."""
+"""Frozen features of a dataset: h (and z) from a trained model, or raw pixels, at the evaluation
+transform.
+"""
 
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ def eval_batches(source: ImageSource, size: int, in_memory: bool, batch_size: in
     cache); otherwise they are read from their files batch by batch (:class:`StreamedImages`).
     """
     if in_memory:
-        decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False, workers=workers,
-                                                                      crop=crop)
+        decoded = decoder(source, size) if decoder else decode_source(source, size, progress=False,
+                                                                      workers=workers, crop=crop)
         skipped.extend(decoded.skipped)
         index = {p: i for i, p in enumerate(source.paths)}
         kept.extend(index[p] for p in decoded.paths)
@@ -98,9 +100,10 @@ def raw_pixels(x: torch.Tensor) -> tuple[torch.Tensor, None]:
     return x.flatten(1), None
 
 
-def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *, batch_size: int = 256,
-                     workers: int = 0, progress: bool = True, desc: str = "features",
-                     decoder: Decoder | None = None, crop: float = 1.0, allow_empty: bool = False) -> Features:
+def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: bool, *,
+                     batch_size: int = 256, workers: int = 0, progress: bool = True, desc: str = "features",
+                     decoder: Decoder | None = None, crop: float = 1.0,
+                     allow_empty: bool = False) -> Features:
     """Run ``encode`` over every readable image of ``source`` (prepared by :func:`eval_batches`); unreadable
     ones are skipped and listed. None readable is an InputError unless ``allow_empty`` (then h is [0, 0])."""
     skipped: list[tuple[str, str]] = []
@@ -116,8 +119,9 @@ def extract_features(encode: Encode, source: ImageSource, size: int, in_memory: 
     if not hs:
         if allow_empty:
             return Features(torch.zeros(0, 0), None, torch.zeros(0, dtype=torch.int64), [], skipped)
-        why = f": {skipped[0][0]} ({skipped[0][1]})" + (f" and {len(skipped) - 1} more" if len(skipped) > 1 else "") \
-            if skipped else ""
+        why = f": {skipped[0][0]} ({skipped[0][1]})" \
+            + (f" and {len(skipped) - 1} more" if len(skipped) > 1 else "") if skipped else ""
         raise InputError(f"no readable images in {source.name}{why}")
     labels = torch.as_tensor(source.labels[kept], dtype=torch.int64)
-    return Features(torch.cat(hs), torch.cat(zs) if zs else None, labels, [source.paths[i] for i in kept], skipped)
+    return Features(torch.cat(hs), torch.cat(zs) if zs else None, labels, [source.paths[i] for i in kept],
+                    skipped)

@@ -160,8 +160,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         raise ValueError(f"need images [N, 3, S, S] and labels [N] (or codes [N, {num_classes}]), got "
                          f"{_shape(train_images)}, {tuple(train_labels.shape)}")
     if not spec.frozen and min(n, spec.batch_size) < 2:
-        raise InputError(f"fine-tuning trains batch-norm statistics: it needs batches of at least 2 images, got "
-                         f"{n} labelled image(s) and batch size {spec.batch_size}")
+        raise InputError(f"fine-tuning trains batch-norm statistics: it needs batches of at least 2 images, "
+                         f"got {n} labelled image(s) and batch size {spec.batch_size}")
     top = 2 if multilabel else num_classes - 1  # codes: absent, present, difficult
     if int(train_labels.min()) < 0 or int(train_labels.max()) > top:
         raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
@@ -170,7 +170,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     precision = pick_precision(spec.precision, device)
     if not spec.frozen:  # before anything is placed on the device
         side = train_images.shape[-1] if isinstance(train_images, Tensor) else train_images.size
-        moved = train_images.nbytes if isinstance(train_images, Tensor) and train_images.device != device else 0
+        moved = (train_images.nbytes if isinstance(train_images, Tensor) and train_images.device != device
+                 else 0)
         check_finetune_fits(step_memory(lambda: meta_copy(encoder), side, precision.dtype is not None),
                             available(device), batch=min(spec.batch_size, n), side=side, device=str(device),
                             extra=moved, images=n if n < spec.batch_size else 0)
@@ -197,8 +198,8 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.steps or spec.epochs * steps_per_epoch
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
-    optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay), lr=spec.lr,
-                                momentum=spec.momentum, nesterov=spec.nesterov)
+    optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay),
+                                lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
     order_gen = torch.Generator().manual_seed(spec.seed + 1)
     batches = _Batches(images, spec, device)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
@@ -248,8 +249,9 @@ class _Batches:
     def __init__(self, images: Tensor | StreamedImages, spec: FinetuneSpec, device: torch.device) -> None:
         self.images, self.spec, self.device = images, spec, device
         self.side = images.shape[-1] if isinstance(images, Tensor) else images.size
-        self.augment = BatchAugment(AugmentSpec(size=self.side, crop_scale=spec.crop_scale, flip_p=0.5, color_p=0.0,
-                                                gray_p=0.0, blur_p=0.0)) if spec.augment else None
+        self.augment = (BatchAugment(AugmentSpec(size=self.side, crop_scale=spec.crop_scale, flip_p=0.5,
+                                                 color_p=0.0, gray_p=0.0, blur_p=0.0))
+                        if spec.augment else None)
         self.generator = torch.Generator(device=device).manual_seed(spec.seed + 2)
 
     def __call__(self, order: Sequence[Tensor], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -288,7 +290,8 @@ def _standardizer(encoder: nn.Module, images: Images, batch_size: int, device: t
     return Standardize(*feature_stats(h))
 
 
-def image_batches(images: Images, batch_size: int, device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
+def image_batches(images: Images, batch_size: int,
+                  device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
     """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops),
     with their rows."""
     if isinstance(images, StreamedImages):
@@ -301,7 +304,8 @@ def image_batches(images: Images, batch_size: int, device: torch.device | str) -
 
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, images: Images, labels: Tensor | None, batch_size: int = 512,
-                        device: str | torch.device | None = None, precision: str = "fp32") -> dict[str, float]:
+                        device: str | torch.device | None = None,
+                        precision: str = "fp32") -> dict[str, float]:
     """Top-1 and top-5 (top-min(5, C)) accuracy of a classifier on uint8 images ``[N, 3, S, S]``.
 
     Args:
@@ -357,8 +361,8 @@ def supervised_baseline(make_encoder: Callable[[], nn.Module], feature_dim: int,
     Returns:
         The trained classifier, in eval mode.
     """
-    return finetune(seeded_init(make_encoder, spec.seed), feature_dim, num_classes, train_images, train_labels, spec,
-                    progress)
+    return finetune(seeded_init(make_encoder, spec.seed), feature_dim, num_classes, train_images,
+                    train_labels, spec, progress)
 
 
 def seeded_init(make_encoder: Callable[[], nn.Module], seed: int) -> nn.Module:

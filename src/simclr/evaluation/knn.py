@@ -31,7 +31,8 @@ def knn_scores(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Ten
     return torch.cat(out) if out else torch.zeros(0, num_classes)
 
 
-def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor,
+                  ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """Fraction of rows whose true label is among the top-k scores, for each k (capped at C)."""
     out = {}
     for k in ks:
@@ -57,4 +58,5 @@ def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.T
     """Top-1 and top-5 accuracy of the weighted kNN classifier, and its mean per-class top-1
     (``mean_class_top1``, the paper's metric for some transfer datasets)."""
     scores = knn_scores(bank, bank_labels, queries, num_classes, k, temperature)
-    return {**topk_accuracy(scores, query_labels), "mean_class_top1": mean_class_accuracy(scores, query_labels)}
+    return {**topk_accuracy(scores, query_labels),
+            "mean_class_top1": mean_class_accuracy(scores, query_labels)}

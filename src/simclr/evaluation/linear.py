@@ -39,7 +39,9 @@ def weight_decay_grid(spec: str | float | Sequence[float]) -> tuple[float, ...]:
 
 
 class LinearModel(NamedTuple):
-    """Standardisation statistics and the classifier weights: logits = ((x - mean) / std) @ weight.T + bias."""
+    """Standardisation statistics and the classifier weights:
+    logits = ((x - mean) / std) @ weight.T + bias.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -61,8 +63,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_deca
     return fit_lbfgs(x, num_classes, lambda logits: F.cross_entropy(logits, y), weight_decay, max_iter)
 
 
-def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], torch.Tensor], weight_decay: float,
-              max_iter: int = 200) -> LinearModel:
+def fit_lbfgs(x: torch.Tensor, num_outputs: int, loss: Callable[[torch.Tensor], torch.Tensor],
+              weight_decay: float, max_iter: int = 200) -> LinearModel:
     """A linear layer on standardised ``x [N, D]`` minimising ``loss(logits [N, num_outputs])`` +
     ``weight_decay`` x the squared weights, full batch with L-BFGS from zero weights."""
     x = x.float()
@@ -160,13 +162,14 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     if metric not in ("top1", "mean_class_top1"):
         raise ValueError(f"metric must be top1 or mean_class_top1, got {metric!r}")
     def score(logits: torch.Tensor, labels: torch.Tensor) -> float:
-        return topk_accuracy(logits, labels, (1,))["top1"] if metric == "top1" else mean_class_accuracy(logits, labels)
+        return (topk_accuracy(logits, labels, (1,))["top1"] if metric == "top1"
+                else mean_class_accuracy(logits, labels))
 
     best_wd = pick_weight_decay(train_x, train_y, weight_decays, seed,
                                 lambda x, y, wd: fit_logistic(x, y, num_classes, wd), score, holdout)
     model = fit_logistic(train_x, train_y, num_classes, best_wd)
-    return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd, "weight_decays_tried": len(weight_decays),
-            "solver": "lbfgs"}
+    return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd,
+            "weight_decays_tried": len(weight_decays), "solver": "lbfgs"}
 
 
 def _test_accuracy(model: LinearModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -69,8 +69,8 @@ def fit_multilabel(x: Tensor, codes: Tensor, weight_decay: float, max_iter: int 
     return fit_lbfgs(x, codes.shape[1], lambda logits: multilabel_loss(logits, codes), weight_decay, max_iter)
 
 
-def multilabel_linear_eval(train_x: Tensor, train_codes: Tensor, test_x: Tensor, test_codes: Tensor, seed: int = 0,
-                           weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2),
+def multilabel_linear_eval(train_x: Tensor, train_codes: Tensor, test_x: Tensor, test_codes: Tensor,
+                           seed: int = 0, weight_decays: Sequence[float] = (1e-6, 1e-4, 1e-2),
                            holdout: Tensor | None = None) -> dict[str, Any]:
     """Linear evaluation on frozen features of a multi-label dataset: the weight decay with the best mAP on a
     held-out tenth of the training features (or their ``holdout`` rows; the smallest of equals), refitted on

@@ -107,7 +107,8 @@ def _drawn_for_batch(generator: torch.Generator, name: str,
 
 
 def _drawn_per_image(seeds: Tensor, name: str, shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
-    """Targets [B] (and the noise [B, 3, H, W] of ``noise``), each image's from a generator seeded by its seed."""
+    """Targets [B] (and the noise [B, 3, H, W] of ``noise``), each image's from a generator seeded by its
+    seed."""
     targets, noises = [], []
     for seed in seeds.tolist():
         gen = torch.Generator().manual_seed(int(seed))
@@ -180,7 +181,8 @@ def _encode_transformed(encode: Encode, images: Images, name: str, seed: int, ba
     hs, zs, ys = [], [], []
     for batch, rows in image_batches(images, batch_size, "cpu"):
         ids = rows if ids_of is None else ids_of[rows]
-        x, y = transform_batch(batch, name, seeds=seed * IMAGE_STRIDE + ids)  # per image: any batching, same draws
+        # per image: any batching, same draws
+        x, y = transform_batch(batch, name, seeds=seed * IMAGE_STRIDE + ids)
         h, z = encode(x)
         hs.append(h.detach().float().cpu())
         zs.append(z.detach().float().cpu())
@@ -218,11 +220,12 @@ def probe(encode: Encode, train_images: Images, test_images: Images,
         if name not in NUM_CLASSES:
             raise InputError(f"unknown probe transform {name!r}; choose from {', '.join(TRANSFORMS)}")
         classes = NUM_CLASSES[name]
-        h_tr, z_tr, y_tr = _encode_transformed(encode, train_images, name, 2 * (1000 * spec.seed + i), batch_size,
-                                               ids[0])
+        h_tr, z_tr, y_tr = _encode_transformed(encode, train_images, name, 2 * (1000 * spec.seed + i),
+                                               batch_size, ids[0])
         h_te, z_te, y_te = _encode_transformed(encode, test_images, name, 2 * (1000 * spec.seed + i) + 1,
                                                batch_size, ids[1])
-        chance = float(torch.bincount(y_te, minlength=classes).max()) / len(y_te) if len(y_te) else float("nan")
+        chance = (float(torch.bincount(y_te, minlength=classes).max()) / len(y_te) if len(y_te)
+                  else float("nan"))
         rows.append({"transform": name, "classes": classes,
                      "h_top1": train_mlp(h_tr, y_tr, h_te, y_te, classes, spec),
                      "z_top1": train_mlp(z_tr, y_tr, z_te, y_te, classes, spec),

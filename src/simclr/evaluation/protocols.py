@@ -103,7 +103,8 @@ def _labelled_splits(data: EvalData, rows: np.ndarray | None, device: torch.devi
     test = data.decoded("test")
     if len(train.images) == 0 or len(test.images) == 0:
         raise InputError(f"no readable labelled images in {data.train.name}")
-    return _Split(train.images, train.labels, len(train.skipped)), _Split(test.images, test.labels, len(test.skipped))
+    return _Split(train.images, train.labels, len(train.skipped)), \
+        _Split(test.images, test.labels, len(test.skipped))
 
 
 def _score(model: torch.nn.Module, test: _Split, learned: Learned, precision: str,
@@ -117,16 +118,18 @@ def _score(model: torch.nn.Module, test: _Split, learned: Learned, precision: st
 def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneSpec, subset_file: Path | None,
               baseline: bool) -> dict[str, Any]:
     if is_multilabel(data.train.labels):
-        raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws class-balanced "
-                         "subsets of single labels; use eval transfer or eval linear")
-    idx, subset_path, fraction = draw_subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
+        raise InputError(f"{data.train.name} is multi-label: semi-supervised fine-tuning draws "
+                         "class-balanced subsets of single labels; use eval transfer or eval linear")
+    idx, subset_path, fraction = draw_subset(subset_file, data.train, fraction, spec.seed,
+                                             data.config.data.spec)
     train, test = _labelled_splits(data, idx, learned.device)  # only the labelled images: 1% of ImageNet
     num_classes = len(data.train.classes)
     precision = learned.config.train.precision  # the run's (auto: bf16 on a GPU)
     spec = dataclasses.replace(spec, device=str(learned.device), precision=precision)
     encoder = copy.deepcopy(learned.model.encoder)
     dim = learned.model.num_features
-    tuned = finetune(encoder, dim, num_classes, train.images, train.labels, spec, progress=data.kw["progress"])
+    tuned = finetune(encoder, dim, num_classes, train.images, train.labels, spec,
+                     progress=data.kw["progress"])
     result: dict[str, Any] = {"protocol": "finetune", "label_fraction": fraction, "epochs": spec.epochs,
                               **_score(tuned, test, learned, precision, spec.batch_size)}
     if baseline:
@@ -137,7 +140,8 @@ def _finetune(learned: Learned, data: EvalData, fraction: float, spec: FinetuneS
         base = _score(scratch, test, learned, precision, spec.batch_size)
         result.update({"baseline_top1": base["top1"], "baseline_top5": base["top5"],
                        "baseline_mean_class_top1": base["mean_class_top1"]})
-    return {**result, "labelled_images": train.readable(), "labelled_share": round(len(idx) / len(data.train), 6),
+    return {**result, "labelled_images": train.readable(),
+            "labelled_share": round(len(idx) / len(data.train), 6),
             "test_images": test.readable(),
             "skipped": train.skipped() + test.skipped(), "streamed": not data.in_memory,
             "subset_file": str(subset_path) if subset_path else None}
@@ -158,8 +162,8 @@ def augmented_linear_eval(checkpoint: str | Path, setup: EvalSetup, epochs: int 
     spec = FinetuneSpec(epochs=epochs, batch_size=setup.batch_size, lr=0.1 * setup.batch_size / 256,
                         seed=learned.config.train.seed, device=str(learned.device),
                         precision=learned.config.train.precision, frozen=True)
-    classifier = finetune(learned.model.encoder, learned.model.num_features, len(data.train.classes), train.images,
-                          train.labels, spec, progress=setup.progress)
+    classifier = finetune(learned.model.encoder, learned.model.num_features, len(data.train.classes),
+                          train.images, train.labels, spec, progress=setup.progress)
     result = _score(classifier, test, learned, spec.precision, spec.batch_size)
     check_frozen(learned.model, before)
     return {"protocol": "linear", **result, "solver": "augmented", "epochs": epochs, "lr": spec.lr,

@@ -100,8 +100,10 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.setdiff1d(np.arange(len(labels)), held).astype(np.int64), held.astype(np.int64)
 
 
-def select(grid: Grid, base: FinetuneSpec, score: Callable[[FinetuneSpec], float],
-           on_cell: Callable[[dict[str, Any]], None] | None = None) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
+def select(
+    grid: Grid, base: FinetuneSpec, score: Callable[[FinetuneSpec], float],
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[FinetuneSpec, list[dict[str, Any]]]:
     """Score every cell of ``grid`` and return the best cell's spec (the first of equal scores, in
     :meth:`Grid.cells` order; NaN scores never win) and one row per cell.
 

@@ -68,7 +68,8 @@ class _Classifiers:
 
     def fit(self, make: Callable[[], torch.nn.Module], spec: FinetuneSpec,
             rows: torch.Tensor | None = None) -> torch.nn.Module:
-        """``make()`` fine-tuned on ``rows`` (default all), with the paper's batch-norm momentum for transfer."""
+        """``make()`` fine-tuned on ``rows`` (default all), with the paper's batch-norm momentum for
+        transfer."""
         x, y = self.pool.take(rows)
         spec = dataclasses.replace(spec, bn_momentum=transfer_bn_momentum(len(y), spec.batch_size))
         return finetune(make(), self.dim, self.num_classes, x, y, spec, progress=self.progress)
@@ -92,7 +93,8 @@ class _Classifiers:
             nonlocal done
             done += 1
             if self.progress:
-                tqdm.write(f"{name} grid {done}/{total}: lr {row['lr']:.3g}, weight decay {row['weight_decay']:.3g}: "
+                tqdm.write(f"{name} grid {done}/{total}: lr {row['lr']:.3g}, "
+                           f"weight decay {row['weight_decay']:.3g}: "
                            f"validation {100 * row['val']:.2f}%", file=sys.stderr)
 
         return select(grid, base, score, on_cell=show)
@@ -143,16 +145,17 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     reused = subset_file is not None and subset_file.is_file()
     if multilabel:
         if fraction < 1 or subset_file is not None:
-            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels (no --label-fraction "
-                             "or --subset-file)")
+            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels "
+                             "(no --label-fraction or --subset-file)")
         chosen = np.arange(len(data.train))
     else:
         chosen, _, fraction = draw_subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
     crop = setup.chosen("eval_crop")
     pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if crop is None else crop)
     check_frozen(learned.model, before)
-    readable = {path: i for i, path in enumerate(pair.train.paths)}  # the linear classifier learns from the same
-    chosen = np.asarray([i for i in chosen if data.train.paths[i] in readable], dtype=np.int64)  # labelled images
+    # the linear classifier learns from the same labelled images
+    readable = {path: i for i, path in enumerate(pair.train.paths)}
+    chosen = np.asarray([i for i in chosen if data.train.paths[i] in readable], dtype=np.int64)
     if len(chosen) == 0:
         raise InputError(f"none of the labelled images of {data.train.name} could be read")
     labelled = [data.train.paths[i] for i in chosen]
@@ -164,14 +167,15 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         raise InputError(f"too few labelled images ({len(chosen)}) to hold out a validation part for the "
                          "hyper-parameter search")
     rows = torch.tensor([readable[path] for path in labelled], dtype=torch.int64)  # in this order
-    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric, rows=rows,
-                         holdout=val_rows)
+    linear = pair.linear(learned.config.train.seed, solver, weight_decays=weight_decays, metric=metric,
+                         rows=rows, holdout=val_rows)
     device, precision = learned.device, learned.config.train.precision
     pool, test = _transfer_pools(data, chosen, labels, device)
     nets = _Classifiers(pool, len(data.train.classes), learned.model.num_features, device, precision,
                         setup.batch_size, setup.progress)
     base = dataclasses.replace(spec, device=str(device), precision=precision)
-    longer = dataclasses.replace(base, epochs=2 * base.epochs, steps=2 * base.steps)  # paper: 40,000 vs 20,000
+    # paper: 40,000 vs 20,000
+    longer = dataclasses.replace(base, epochs=2 * base.epochs, steps=2 * base.steps)
 
     def pretrained() -> torch.nn.Module:
         return copy.deepcopy(learned.model.encoder)
@@ -190,7 +194,8 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
         result.update({f"{name}_{key}": scores[key] for key in keys})
         result.update({f"{name}_lr": cell.lr, f"{name}_weight_decay": cell.weight_decay * cell.lr})
     return {**result, "label_fraction": fraction, "subset_file": str(subset_file) if subset_file else None,
-            "train_images": len(pair.train.h), "labelled_images": len(chosen), "test_images": len(pair.test.h),
+            "train_images": len(pair.train.h), "labelled_images": len(chosen),
+            "test_images": len(pair.test.h),
             "validation": validation, "validation_images": len(val_rows) if val_rows is not None else None,
             "epochs": None if spec.steps else spec.epochs, "steps": spec.steps or None,
             "linear_weight_decay": linear.get("weight_decay"), "streamed": not data.in_memory,
@@ -205,7 +210,8 @@ def _transfer_pools(data: EvalData, chosen: np.ndarray, labels: torch.Tensor,
     if not data.in_memory:
         pin = device.type == "cuda"
         test = data.streamed("test", pin_memory=pin)
-        return _Pool(data.streamed("train", chosen, WHOLE_SIDE, pin), labels, device), _Pool(test, test.labels, device)
+        return _Pool(data.streamed("train", chosen, WHOLE_SIDE, pin), labels, device), \
+            _Pool(test, test.labels, device)
     decoded, scored = data.decoded("train", WHOLE_SIDE), data.decoded("test")
     position = {path: i for i, path in enumerate(decoded.paths)}
     idx = torch.tensor([position[data.train.paths[i]] for i in chosen], dtype=torch.int64)

@@ -64,7 +64,8 @@ def _update_one(group: dict[str, Any], p: Tensor, grad: Tensor, buf: Tensor) -> 
     p.sub_(update)
 
 
-def _update_foreach(group: dict[str, Any], params: list[Tensor], grads: list[Tensor], bufs: list[Tensor]) -> None:
+def _update_foreach(group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    bufs: list[Tensor]) -> None:
     """The same update as :func:`_update_one` for a whole group, with multi-tensor kernels."""
     lr: float = group["lr"]
     if group["lars_exclude"]:

@@ -146,7 +146,8 @@ class LRSchedule:
         if self.from_step < self.warmup_steps:  # refitted during the warm-up: on to the peak, then as usual
             last = self.warmup_steps - 1
             if step < last:
-                return self.from_lr + (self.peak_lr - self.from_lr) * (step - self.from_step) / (last - self.from_step)
+                return (self.from_lr
+                        + (self.peak_lr - self.from_lr) * (step - self.from_step) / (last - self.from_step))
             return warmup_cosine(step, self.total_steps, self.warmup_steps, self.peak_lr, self.final_lr)
         progress = (step - self.from_step) / (self.total_steps - self.from_step)
         return self.final_lr + (self.from_lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -164,7 +165,8 @@ class LRSchedule:
             warmup_steps = min(warmup_steps, step)
         else:
             warmup_steps = max(warmup_steps, min(total_steps, step + 1))
-        return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr, from_step=step, from_lr=self(step))
+        return LRSchedule(total_steps, warmup_steps, self.peak_lr, self.final_lr, from_step=step,
+                          from_lr=self(step))
 
 
 def set_lr(optimizer: Optimizer, lr: float) -> None:
