@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,62 +47,86 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert YAML-friendly forms (lists -> tuples)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and (value is None or (isinstance(value, str)
-                                                     and value.lower() in ("auto", "null", "none"))):
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except InputError:
-                continue
-        raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
+        return _coerce_union(value, tp, key)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, str):  # --set augment.ops=crop,color or augment.crop_scale=0.2,1.0
-            value = [_load_yaml(v) for v in value.split(",") if v.strip()]
-        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
-            if not isinstance(value, (list, tuple)):
-                raise InputError(f"config key {key}: expected a list, got {value!r}")
-            return tuple(_coerce(v, args[0], key) for v in value)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _WORDS:  # YAML 1.1's words for true and false
-            return _WORDS[value.lower()]
-        raise InputError(f"config key {key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise InputError(f"config key {key}: expected an integer, got {value!r}")
-    if tp is float:
-        number: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
-            number = float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
-        if number is None:
-            raise InputError(f"config key {key}: expected a number, got {value!r}")
-        if not math.isfinite(number):
-            raise InputError(f"config key {key}: expected a finite number, got {value!r}")
-        return number
-    if tp is str:
-        if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
-            return "true" if value else "false"
-        if (key.endswith("in_memory") and isinstance(value, str)
-                and value.lower() in _WORDS):  # its true and false
-            return "true" if _WORDS[value.lower()] else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-        raise InputError(f"config key {key}: expected a string, got {value!r}")
-    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+        return _coerce_tuple(value, typing.get_args(tp), key)
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+    return scalar(value, key)
+
+
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    """``X | None`` (``auto``, ``null`` and ``none`` are None) or a union of types: the first that fits."""
+    args = typing.get_args(tp)
+    if type(None) in args and (value is None or (isinstance(value, str)
+                                                 and value.lower() in ("auto", "null", "none"))):
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except InputError:
+            continue
+    raise InputError(f"config key {key}: {value!r} is not a valid {tp}")
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...], key: str) -> tuple[Any, ...]:
+    """``tuple[X, ...]`` (a list of any length) or a fixed-length tuple; a string is a comma list."""
+    if isinstance(value, str):  # --set augment.ops=crop,color or augment.crop_scale=0.2,1.0
+        value = [_load_yaml(v) for v in value.split(",") if v.strip()]
+    if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"config key {key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if not isinstance(value, (list, tuple)) or len(value) != len(args):
+        raise InputError(f"config key {key}: expected a list of {len(args)} numbers, got {value!r}")
+    return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+
+
+def _coerce_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _WORDS:  # YAML 1.1's words for true and false
+        return _WORDS[value.lower()]
+    raise InputError(f"config key {key}: expected true or false, got {value!r}")
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise InputError(f"config key {key}: expected an integer, got {value!r}")
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        number = float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string
+    if number is None:
+        raise InputError(f"config key {key}: expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise InputError(f"config key {key}: expected a finite number, got {value!r}")
+    return number
+
+
+def _coerce_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):  # YAML reads true/false; in_memory accepts them as strings
+        return "true" if value else "false"
+    if (key.endswith("in_memory") and isinstance(value, str)
+            and value.lower() in _WORDS):  # its true and false
+        return "true" if _WORDS[value.lower()] else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise InputError(f"config key {key}: expected a string, got {value!r}")
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:

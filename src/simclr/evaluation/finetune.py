@@ -11,7 +11,7 @@ supervised baseline trained on the same labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,23 +19,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from simclr.data.augment_spec import AugmentSpec
-from simclr.data.batch_augment import BatchAugment
-from simclr.data.pixel_ops import resized_crop
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
+from simclr.evaluation.batches import Images, TrainBatches, describe_shape, image_batches
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
 from simclr.evaluation.linear import feature_stats
 from simclr.evaluation.multilabel import is_multilabel, map11, multilabel_loss
 from simclr.optim import LRSchedule, set_lr, split_decay_groups, warmup_steps_for
-from simclr.runtime.device import pick_device, pick_precision
+from simclr.runtime.device import Precision, pick_device, pick_precision
 from simclr.runtime.memory import available, check_finetune_fits, meta_copy, step_memory
 
 __all__ = [
     "FinetuneSpec",
     "evaluate_classifier",
     "finetune",
-    "image_batches",
     "seeded_init",
     "supervised_baseline",
     "transfer_bn_momentum",
@@ -105,14 +102,6 @@ def transfer_bn_momentum(num_images: int, batch_size: int) -> float:
     return min(10.0 / math.ceil(max(1, num_images) / max(1, batch_size)), 0.1)
 
 
-def _to_float(images: Tensor) -> Tensor:
-    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
-
-
-Images = Tensor | StreamedImages
-"""Labelled images: uint8 ``[N, 3, S, S]`` in memory, or :class:`StreamedImages` decoded batch by batch."""
-
-
 def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_images: Images,
              train_labels: Tensor | None, spec: FinetuneSpec, progress: bool = False) -> nn.Sequential:
     """Fine-tune ``encoder`` and a new linear layer on labelled images, all parameters trained (the linear
@@ -148,6 +137,36 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         ValueError: On an invalid spec, empty data, mismatched shapes or labels out of range.
     """
     spec.validate()
+    labels, multilabel = _checked_labels(train_images, train_labels, num_classes, spec)
+    device = pick_device(spec.device)
+    precision = pick_precision(spec.precision, device)
+    if not spec.frozen:  # before anything is placed on the device
+        _check_memory(encoder, train_images, spec, device, precision)
+    linear = _new_linear(feature_dim, num_classes, spec.seed)
+    images: Images = train_images.to(device) if isinstance(train_images, Tensor) else train_images
+    labels = labels.to(device=device, dtype=torch.int64)
+    if spec.frozen:
+        encoder.to(device).eval().requires_grad_(False)
+        with precision.autocast(device):
+            standardize = _standardizer(encoder, images, spec.batch_size, device)
+        model = nn.Sequential(encoder, standardize, linear).to(device).train()
+        encoder.eval()
+    else:
+        model = nn.Sequential(encoder, linear).to(device).train()
+        if spec.bn_momentum is not None:
+            for module in encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = spec.bn_momentum
+    loss_of = multilabel_loss if multilabel else F.cross_entropy
+    _train(model, images, lambda logits, idx: loss_of(logits.float(), labels[idx]), spec, device, precision,
+           progress)
+    return model.eval()
+
+
+def _checked_labels(train_images: Images, train_labels: Tensor | None, num_classes: int,
+                    spec: FinetuneSpec) -> tuple[Tensor, bool]:
+    """The training labels (a streamed source's own when None) and whether they are multi-label codes;
+    ValueError (InputError for too few images) when they do not fit the images or the classes."""
     streamed = train_images if isinstance(train_images, StreamedImages) else None
     if train_labels is None:
         if streamed is None:
@@ -158,7 +177,7 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     shape_ok = streamed is not None or (isinstance(train_images, Tensor) and train_images.ndim == 4)
     if n == 0 or not shape_ok or train_labels.shape != ((n, num_classes) if multilabel else (n,)):
         raise ValueError(f"need images [N, 3, S, S] and labels [N] (or codes [N, {num_classes}]), got "
-                         f"{_shape(train_images)}, {tuple(train_labels.shape)}")
+                         f"{describe_shape(train_images)}, {tuple(train_labels.shape)}")
     if not spec.frozen and min(n, spec.batch_size) < 2:
         raise InputError(f"fine-tuning trains batch-norm statistics: it needs batches of at least 2 images, "
                          f"got {n} labelled image(s) and batch size {spec.batch_size}")
@@ -166,42 +185,45 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
     if int(train_labels.min()) < 0 or int(train_labels.max()) > top:
         raise ValueError(f"labels must be in [0, {top}], got [{int(train_labels.min())}, "
                          f"{int(train_labels.max())}]")
-    device = pick_device(spec.device)
-    precision = pick_precision(spec.precision, device)
-    if not spec.frozen:  # before anything is placed on the device
-        side = train_images.shape[-1] if isinstance(train_images, Tensor) else train_images.size
-        moved = (train_images.nbytes if isinstance(train_images, Tensor) and train_images.device != device
-                 else 0)
-        check_finetune_fits(step_memory(lambda: meta_copy(encoder), side, precision.dtype is not None),
-                            available(device), batch=min(spec.batch_size, n), side=side, device=str(device),
-                            extra=moved, images=n if n < spec.batch_size else 0)
+    return train_labels, multilabel
+
+
+def _check_memory(encoder: nn.Module, images: Images, spec: FinetuneSpec, device: torch.device,
+                  precision: Precision) -> None:
+    """InputError when a training step of the whole network (and images moved to the device) cannot fit."""
+    n = len(images)
+    side = images.shape[-1] if isinstance(images, Tensor) else images.size
+    moved = images.nbytes if isinstance(images, Tensor) and images.device != device else 0
+    check_finetune_fits(step_memory(lambda: meta_copy(encoder), side, precision.dtype is not None),
+                        available(device), batch=min(spec.batch_size, n), side=side, device=str(device),
+                        extra=moved, images=n if n < spec.batch_size else 0)
+
+
+def _new_linear(feature_dim: int, num_classes: int, seed: int) -> nn.Linear:
+    """The classifier on h, as the reference code's: N(0, 0.01) weights, zero bias (seeded)."""
     linear = nn.Linear(feature_dim, num_classes)
-    init_gen = torch.Generator().manual_seed(spec.seed)
-    with torch.no_grad():  # as the reference code: N(0, 0.01) weights, zero bias
-        linear.weight.copy_(torch.randn(linear.weight.shape, generator=init_gen) * 0.01)
+    with torch.no_grad():
+        init = torch.Generator().manual_seed(seed)
+        linear.weight.copy_(torch.randn(linear.weight.shape, generator=init) * 0.01)
         linear.bias.zero_()
-    images: Images = train_images.to(device) if isinstance(train_images, Tensor) else train_images
-    labels = train_labels.to(device=device, dtype=torch.int64)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
-    if spec.frozen:
-        encoder.to(device).eval().requires_grad_(False)
-        with precision.autocast(device):
-            standardize = _standardizer(encoder, images, spec.batch_size, device)
-        model = nn.Sequential(encoder, standardize, linear).to(device).train()
-        encoder.eval()
-    else:
-        model = nn.Sequential(encoder, linear).to(device).train()
-    if spec.bn_momentum is not None and not spec.frozen:
-        for module in encoder.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = spec.bn_momentum
+    return linear
+
+
+def _train(model: nn.Sequential, images: Images, loss_of: Callable[[Tensor, Tensor], Tensor],
+           spec: FinetuneSpec, device: torch.device, precision: Precision, progress: bool) -> None:
+    """SGD (Nesterov) with the warm-up + cosine schedule over the steps of ``spec``; ``model`` is
+    ``(encoder, linear)`` or, frozen, ``(encoder, standardize, linear)`` of which only the linear layer
+    learns; ``loss_of(logits, rows)`` is the loss of a batch."""
+    n = len(images)
+    frozen = spec.frozen
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.steps or spec.epochs * steps_per_epoch
     schedule = LRSchedule(total, warmup_steps_for(spec.warmup_epochs, steps_per_epoch), spec.lr)
-    optimizer = torch.optim.SGD(split_decay_groups(linear if spec.frozen else model, spec.weight_decay),
+    optimizer = torch.optim.SGD(split_decay_groups(model[-1] if frozen else model, spec.weight_decay),
                                 lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaled)
     order_gen = torch.Generator().manual_seed(spec.seed + 1)
-    batches = _Batches(images, spec, device)
+    batches = TrainBatches(images, device, spec.crop_scale if spec.augment else None, spec.seed + 2)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
     step = epoch = 0
     while step < total:
@@ -209,17 +231,16 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
         order = torch.randperm(n, generator=order_gen).tensor_split(steps_per_epoch)[: total - step]
         before = step
         for idx, x in batches(order, epoch):
-            if len(idx) < 2 and not spec.frozen:
+            if len(idx) < 2 and not frozen:
                 continue  # what is left of a streamed batch of unreadable images: too few for batch-norm
             with precision.autocast(device):
-                if spec.frozen:
+                if frozen:
                     with torch.no_grad():
-                        h = standardize(encoder(x).float())
-                    logits = linear(h)
+                        h = model[1](model[0](x).float())
+                    logits = model[2](h)
                 else:
                     logits = model(x)
-            loss = multilabel_loss(logits.float(), labels[idx]) if multilabel else \
-                F.cross_entropy(logits.float(), labels[idx])
+            loss = loss_of(logits, idx)
             set_lr(optimizer, schedule(step))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -233,40 +254,6 @@ def finetune(encoder: nn.Module, feature_dim: int, num_classes: int, train_image
             raise InputError(f"no readable training images among the {n} given")
         epoch += 1
     bar.close()
-    return model.eval()
-
-
-def _shape(images: Images) -> tuple[int, ...] | str:
-    return tuple(images.shape) if isinstance(images, Tensor) else f"{len(images)} streamed images"
-
-
-class _Batches:
-    """One epoch's training batches, ``(rows [B], float images [B, 3, S, S])`` on the device, for ``order``
-    (rows per batch): indexed and cropped on the device from images in memory (one crop generator for the
-    whole training, seeded by ``spec.seed + 2``), or decoded and cropped per image by the workers of
-    :class:`StreamedImages`."""
-
-    def __init__(self, images: Tensor | StreamedImages, spec: FinetuneSpec, device: torch.device) -> None:
-        self.images, self.spec, self.device = images, spec, device
-        self.side = images.shape[-1] if isinstance(images, Tensor) else images.size
-        self.augment = (BatchAugment(AugmentSpec(size=self.side, crop_scale=spec.crop_scale, flip_p=0.5,
-                                                 color_p=0.0, gray_p=0.0, blur_p=0.0))
-                        if spec.augment else None)
-        self.generator = torch.Generator(device=device).manual_seed(spec.seed + 2)
-
-    def __call__(self, order: Sequence[Tensor], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        if isinstance(self.images, StreamedImages):
-            scale = self.spec.crop_scale if self.spec.augment else None
-            for x, rows in self.images.batches(order, crop_scale=scale, seed=self.spec.seed + 2, epoch=epoch):
-                yield rows.to(self.device), x.to(self.device, non_blocking=True)
-            return
-        for idx in order:
-            idx = idx.to(self.device)
-            batch = self.images[idx]
-            x = _to_float(batch)
-            if self.augment is not None:
-                x = resized_crop(x, self.augment.sample(batch, self.generator).crop, self.side)
-            yield idx, x
 
 
 class Standardize(nn.Module):
@@ -288,18 +275,6 @@ def _standardizer(encoder: nn.Module, images: Images, batch_size: int, device: t
     """The mean and deviation of each feature of ``encoder`` over ``images`` (not augmented)."""
     h = torch.cat([encoder(x).float() for x, _ in image_batches(images, batch_size, device)])
     return Standardize(*feature_stats(h))
-
-
-def image_batches(images: Images, batch_size: int,
-                  device: torch.device | str) -> Iterator[tuple[Tensor, Tensor]]:
-    """Float batches on ``device`` of every (readable) image in order, as they are (streamed: centre crops),
-    with their rows."""
-    if isinstance(images, StreamedImages):
-        for x, rows in images.all(batch_size):
-            yield x.to(device, non_blocking=True), rows
-        return
-    for rows in torch.arange(len(images)).split(batch_size):
-        yield _to_float(images[rows.to(images.device)].to(device)), rows
 
 
 @torch.no_grad()

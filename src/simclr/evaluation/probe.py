@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from simclr.errors import InputError
-from simclr.evaluation.finetune import Images, image_batches
+from simclr.evaluation.batches import Images, image_batches
 from simclr.evaluation.knn import topk_accuracy
 from simclr.evaluation.options import TRANSFORMS
 

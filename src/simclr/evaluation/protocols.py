@@ -19,9 +19,9 @@ import torch
 from simclr.data.image_source import ImageSource
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
+from simclr.evaluation.batches import Images
 from simclr.evaluation.finetune import (
     FinetuneSpec,
-    Images,
     evaluate_classifier,
     finetune,
     supervised_baseline,

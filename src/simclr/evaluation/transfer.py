@@ -18,9 +18,9 @@ from tqdm import tqdm
 from simclr.data.named_sets import paper_metric
 from simclr.data.streamed import StreamedImages
 from simclr.errors import InputError
+from simclr.evaluation.batches import Images
 from simclr.evaluation.finetune import (
     FinetuneSpec,
-    Images,
     evaluate_classifier,
     finetune,
     seeded_init,
@@ -115,6 +115,19 @@ def _validation(data: EvalData, spec: str, labelled: list[str], labels: torch.Te
         return None, "a random tenth"
 
 
+def _labelled(data: EvalData, subset_file: Path | None, fraction: float,
+              seed: int) -> tuple[np.ndarray, float]:
+    """The train split's labelled images (positions) and their share: a class-balanced ``fraction`` drawn by
+    ``seed`` or the subset in ``subset_file``; all of a multi-label dataset (which takes neither)."""
+    if is_multilabel(data.train.labels):
+        if fraction < 1 or subset_file is not None:
+            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels "
+                             "(no --label-fraction or --subset-file)")
+        return np.arange(len(data.train)), fraction
+    chosen, _, fraction = draw_subset(subset_file, data.train, fraction, seed, data.config.data.spec)
+    return chosen, fraction
+
+
 def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, *, fraction: float = 1.0,
                   solver: str = "lbfgs", weight_decays: Sequence[float] = WEIGHT_DECAYS,
                   grids: tuple[Grid, Grid] | None = None, subset_file: Path | None = None) -> dict[str, Any]:
@@ -143,13 +156,7 @@ def transfer_eval(checkpoint: str | Path, setup: EvalSetup, spec: FinetuneSpec, 
     before = fingerprint(learned.model)
     multilabel = is_multilabel(data.train.labels)
     reused = subset_file is not None and subset_file.is_file()
-    if multilabel:
-        if fraction < 1 or subset_file is not None:
-            raise InputError(f"{data.train.name} is multi-label: transfer uses all its labels "
-                             "(no --label-fraction or --subset-file)")
-        chosen = np.arange(len(data.train))
-    else:
-        chosen, _, fraction = draw_subset(subset_file, data.train, fraction, spec.seed, data.config.data.spec)
+    chosen, fraction = _labelled(data, subset_file, fraction, spec.seed)
     crop = setup.chosen("eval_crop")
     pair = FeaturePair(learned.encoder(), data, WHOLE_SIDE if crop is None else crop)
     check_frozen(learned.model, before)
