@@ -31,7 +31,8 @@ def photos(tmp_path_factory) -> Path:
         pytest.skip(f"shared test data missing: {archive}")
     root = tmp_path_factory.mktemp("extras")
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith("./foolbox-samples/imagenet/") and m.isfile()]
+        members = [m for m in tar.getmembers()
+                   if m.name.startswith("./foolbox-samples/imagenet/") and m.isfile()]
         tar.extractall(root, members=members, filter="data")
     folder = root / "foolbox-samples" / "imagenet"
     assert len(list(folder.glob("*.jpg"))) == 20
@@ -48,7 +49,8 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _make_checkpoint(path: Path, width: float = 0.125) -> Path:
-    """An untrained simclr checkpoint (config + weights, 16x16 images, CIFAR stem) with non-trivial BN statistics."""
+    """An untrained simclr checkpoint (config + weights, 16x16 images, CIFAR stem) with non-trivial BN
+    statistics."""
     config = build_config({"data": {"spec": "digits", "image_size": 16},
                            "model": {"arch": "resnet18", "width": width, "cifar_stem": True,
                                      "head": {"out_dim": 24}},

@@ -38,7 +38,8 @@ def _anchors(z_local: np.ndarray, z_global: np.ndarray, offset: int, normalize: 
         yield s[i, positive], negatives
 
 
-def _select(s_pos: float, negatives: list[float], semi_hard: bool, margin: float | None) -> tuple[list[float], bool]:
+def _select(s_pos: float, negatives: list[float], semi_hard: bool,
+            margin: float | None) -> tuple[list[float], bool]:
     """Schroff-style semi-hard selection; returns (chosen negatives, whether the fallback was used)."""
     if not semi_hard:
         return negatives, False
@@ -103,7 +104,8 @@ def test_unnormalized_and_float32_match_numpy(semi_hard: bool) -> None:
     got = nt_logistic(z, z, 0, 0.5, normalize=False, semi_hard=semi_hard).loss.item()
     assert got == pytest.approx(reference_nt_logistic(zn, zn, 0, 0.5, semi_hard, normalize=False), rel=1e-10)
     got = margin_triplet(z, z, 0, 0.5, normalize=False, semi_hard=semi_hard).loss.item()
-    assert got == pytest.approx(reference_margin_triplet(zn, zn, 0, 0.5, semi_hard, normalize=False), rel=1e-10)
+    assert got == pytest.approx(reference_margin_triplet(zn, zn, 0, 0.5, semi_hard, normalize=False),
+                                rel=1e-10)
 
     z32 = z.float()
     assert nt_logistic(z32, z32, 0, 0.5, semi_hard=semi_hard).loss.item() == pytest.approx(
@@ -144,9 +146,12 @@ def test_fallback_to_hardest_negative() -> None:
     for s_pos, negatives in _anchors(z.numpy(), z.numpy(), 0, True):
         assert _select(s_pos, negatives, True, margin)[1] and _select(s_pos, negatives, True, None)[1]
     expected_triplet = (hardest + 1 + margin).mean().item()
-    expected_logistic = math.log1p(math.exp(1 / tau)) - torch.nn.functional.logsigmoid(-hardest / tau).mean().item()
-    assert margin_triplet(z, z, 0, margin, semi_hard=True).loss.item() == pytest.approx(expected_triplet, rel=1e-10)
-    assert nt_logistic(z, z, 0, tau, semi_hard=True).loss.item() == pytest.approx(expected_logistic, rel=1e-10)
+    expected_logistic = (math.log1p(math.exp(1 / tau))
+                         - torch.nn.functional.logsigmoid(-hardest / tau).mean().item())
+    assert (margin_triplet(z, z, 0, margin, semi_hard=True).loss.item()
+            == pytest.approx(expected_triplet, rel=1e-10))
+    assert (nt_logistic(z, z, 0, tau, semi_hard=True).loss.item()
+            == pytest.approx(expected_logistic, rel=1e-10))
     assert margin_triplet(z, z, 0, margin).loss.item() < expected_triplet  # plain averages easier ones too
 
 

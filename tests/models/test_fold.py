@@ -1,4 +1,5 @@
-"""Batch norms folded into convolutions for inference: the same outputs, no batch norm left, the model untouched."""
+"""Batch norms folded into convolutions for inference: the same outputs, no batch norm left, the model
+untouched."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def _trained_like(arch: str, width: float, cifar_stem: bool) -> nn.Module:
                            "model": {"arch": arch, "width": width, "cifar_stem": cifar_stem}})
     torch.manual_seed(0)
     net = build_model(config)
-    with torch.no_grad():  # statistics and scales as after training (zero-initialised residual scales included)
+    # statistics and scales as after training (zero-initialised residual scales included)
+    with torch.no_grad():
         for name, t in net.state_dict().items():
             if "running_var" in name or (name.endswith("weight") and t.ndim == 1):
                 t.uniform_(0.5, 1.5)
@@ -29,7 +31,8 @@ def _trained_like(arch: str, width: float, cifar_stem: bool) -> nn.Module:
 
 
 @pytest.mark.parametrize("arch,width,cifar_stem,side,channels_last", [
-    ("resnet18", 0.25, True, 16, False), ("resnet18", 0.25, True, 16, True), ("resnet50", 0.125, False, 64, True)])
+    ("resnet18", 0.25, True, 16, False), ("resnet18", 0.25, True, 16, True),
+    ("resnet50", 0.125, False, 64, True)])
 def test_folded_network_computes_the_same_h_and_z(arch, width, cifar_stem, side, channels_last) -> None:
     net = _trained_like(arch, width, cifar_stem)
     if channels_last:

@@ -73,13 +73,14 @@ def test_equals_batchnorm_without_distributed(shape: tuple[int, ...], kwargs: di
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kwargs", OPTIONS)
-def test_global_code_path_on_one_rank_equals_batchnorm(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...],
-                                                       kwargs: dict) -> None:
+def test_global_code_path_on_one_rank_equals_batchnorm(monkeypatch: pytest.MonkeyPatch,
+                                                       shape: tuple[int, ...], kwargs: dict) -> None:
     # Pretend to be one of 2 ranks whose all-reduce is the identity: the sum/sum-of-squares path then
     # has to reproduce nn.BatchNorm exactly (outputs, gradients, running statistics).
     calls = []
     monkeypatch.setattr(global_bn, "_world_size", lambda group: 2)
-    monkeypatch.setattr(global_bn.dist, "all_reduce", lambda tensor, op=None, group=None: calls.append(tensor))
+    monkeypatch.setattr(global_bn.dist, "all_reduce",
+                        lambda tensor, op=None, group=None: calls.append(tensor))
     torch.manual_seed(0)
     _steps(*_bn_pair(shape, **kwargs), shape)
     # One collective per forward and one per backward that use batch statistics: the 3 training steps, and
@@ -122,8 +123,9 @@ def test_rejects_bad_inputs() -> None:
 
 def _make_model() -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 5), nn.BatchNorm1d(5, momentum=None))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5),
+                          nn.BatchNorm1d(5, momentum=None))
     return _randomise(model.double())
 
 
@@ -179,7 +181,8 @@ def _worker(rank: int, world: int, tmp: str) -> None:
             model.load_state_dict(data["state"])
             if mode == "global":
                 model = convert_global_bn(model)
-            results[mode] = _train(model, [b[part] for b in data["batches"]], [t[part] for t in data["targets"]])
+            results[mode] = _train(model, [b[part] for b in data["batches"]],
+                                   [t[part] for t in data["targets"]])
             for grad in results[mode]["grads"].values():
                 dist.all_reduce(grad)
         torch.save(results, tmp_path / f"rank{rank}.pt")
@@ -192,7 +195,8 @@ def _worker(rank: int, world: int, tmp: str) -> None:
 def _spawn(world: int, tmp_path: Path, timeout: float = 90.0) -> None:
     """Run ``_worker`` on ``world`` spawned processes; fail (never hang) if one fails or times out."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(rank, world, str(tmp_path)), daemon=True) for rank in range(world)]
+    procs = [ctx.Process(target=_worker, args=(rank, world, str(tmp_path)), daemon=True)
+             for rank in range(world)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + timeout

@@ -31,7 +31,8 @@ def test_full_width_feature_dim_and_size(arch: str) -> None:
 def test_wide_resnets_match_the_paper_sizes() -> None:
     # The paper (Table 8/B.1) gives 24M, 94M and 375M parameters for ResNet-50 (1x, 2x, 4x).
     with torch.device("meta"):
-        sizes = {a: _params(build_encoder(EncoderSpec(a))) / 1e6 for a in ("resnet50", "resnet50x2", "resnet50x4")}
+        sizes = {a: _params(build_encoder(EncoderSpec(a))) / 1e6
+                 for a in ("resnet50", "resnet50x2", "resnet50x4")}
     assert 23 < sizes["resnet50"] < 25
     assert 93 < sizes["resnet50x2"] < 95
     assert 373 < sizes["resnet50x4"] < 376
@@ -90,7 +91,8 @@ def test_heads_end_with_the_reference_codes_batch_norm(kind: str) -> None:
     old = build_head(HeadSpec(kind=kind, out_dim=8, out_bn=False), in_dim=16)  # as before out_bn existed
     assert not any(isinstance(m, ScaleBatchNorm) for m in old.modules())
     assert old(torch.randn(4, 16)).shape == (4, 8)
-    assert not any(isinstance(m, ScaleBatchNorm) for m in build_head(HeadSpec(kind=kind, batch_norm=False), 16).modules())
+    assert not any(isinstance(m, ScaleBatchNorm)
+                   for m in build_head(HeadSpec(kind=kind, batch_norm=False), 16).modules())
 
 
 @pytest.mark.parametrize("bad", [HeadSpec(kind="mlp"), HeadSpec(out_dim=0), HeadSpec(layers=1)])
@@ -124,9 +126,11 @@ def test_narrow_strided_shortcuts_compute_the_strided_convolution() -> None:
     torch.testing.assert_close(x.grad, ref_x.grad)
     narrow = build_encoder(EncoderSpec("resnet18", 0.125, True))
     wide = build_encoder(EncoderSpec("resnet18", 0.25, True))
-    assert sum(isinstance(m, SubsampledPointwise) for m in narrow.modules()) == 1  # 8 -> 16 channels, stride 2
+    # 8 -> 16 channels, stride 2
+    assert sum(isinstance(m, SubsampledPointwise) for m in narrow.modules()) == 1
     assert not any(isinstance(m, SubsampledPointwise) for m in wide.modules())
-    assert narrow.state_dict().keys() == build_encoder(EncoderSpec("resnet18", 0.125, True)).state_dict().keys()
+    assert (narrow.state_dict().keys()
+            == build_encoder(EncoderSpec("resnet18", 0.125, True)).state_dict().keys())
     assert "stages.1.0.downsample.0.weight" in narrow.state_dict()
     narrow = narrow.to(memory_format=torch.channels_last)
     v = torch.rand(7, 3, 32, 32).contiguous(memory_format=torch.channels_last)

@@ -14,7 +14,8 @@ from simclr.models.torchvision_compat import (
 
 
 def _trained_looking(spec: EncoderSpec) -> torch.nn.Module:
-    """An encoder whose weights and batch-norm statistics are all non-trivial (zero-init BN gammas included)."""
+    """An encoder whose weights and batch-norm statistics are all non-trivial (zero-init BN gammas
+    included)."""
     torch.manual_seed(0)
     enc = build_encoder(spec)
     with torch.no_grad():

@@ -75,8 +75,8 @@ def _worker(rank: int, store: str, out: str, gather: bool, sync_bn: bool) -> Non
 def _run_two(tmp_path: Path, gather: bool = True, sync_bn: bool = True) -> dict:
     out = tmp_path / f"rank0-{gather}-{sync_bn}.pt"
     store = tmp_path / f"store-{gather}-{sync_bn}"
-    mp.start_processes(_worker, args=(str(store), str(out), gather, sync_bn), nprocs=WORLD, start_method="spawn",
-                       join=True)
+    mp.start_processes(_worker, args=(str(store), str(out), gather, sync_bn), nprocs=WORLD,
+                       start_method="spawn", join=True)
     return torch.load(out, weights_only=True)
 
 
@@ -87,8 +87,8 @@ def single() -> dict:
     v1, v2 = _global_views()
     loss, acc = _step(net, True, 0)._forward_loss(torch.cat([v1, v2]))
     loss.backward()
-    return {"loss": loss.detach(), "acc": acc, "grads": {k: p.grad.clone() for k, p in net.named_parameters()},
-            "bn": _bn_stats(net)}
+    return {"loss": loss.detach(), "acc": acc,
+            "grads": {k: p.grad.clone() for k, p in net.named_parameters()}, "bn": _bn_stats(net)}
 
 
 def test_two_processes_equal_one_on_the_global_batch(tmp_path: Path, single: dict) -> None:

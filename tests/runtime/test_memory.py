@@ -1,4 +1,5 @@
-"""The memory of a training step, known before the run: a lower bound of the real peak; runs that cannot fit refused."""
+"""The memory of a training step, known before the run: a lower bound of the real peak; runs that cannot fit
+refused."""
 
 import re
 import subprocess
@@ -45,7 +46,8 @@ def test_the_meta_device_count_is_what_a_real_pass_saves(settings: dict) -> None
     assert step_memory(lambda: build_model(config), side, half=True).per_view == real // 2
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc peak-memory counters")
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
+                    reason="needs Linux's /proc peak-memory counters")
 def test_the_estimate_is_below_a_real_steps_peak(tmp_path: Path) -> None:
     """Measured in a fresh process (VmHWM after a reset), one forward and backward pass of 512 views."""
     code = textwrap.dedent(f"""
@@ -89,9 +91,9 @@ def test_a_step_that_cannot_fit_is_refused_with_what_fits() -> None:
     with pytest.raises(InputError) as refused:
         check_step_fits(mem, free, views=8192, chunk=0, batch=4096, **kw)
     message = str(refused.value)
-    assert message.startswith("a training step of 8,192 views (batch 4096) of 224x224 through resnet50 keeps about "
-                              "805.6 GiB for the backward pass, and cpu has 8.0 GiB available: lower --batch-size to "
-                              "about ")
+    assert message.startswith("a training step of 8,192 views (batch 4096) of 224x224 through resnet50 "
+                              "keeps about 805.6 GiB for the backward pass, and cpu has 8.0 GiB available: "
+                              "lower --batch-size to about ")
     batch = int(re.search(r"--batch-size to about (\d+), or", message).group(1))
     chunk = int(re.search(r"train.grad_cache_chunk=(\d+) \(gradient caching", message).group(1))
     assert fits(2 * batch) and fits(8192, chunk)  # the advice fits ...
@@ -115,11 +117,11 @@ def test_pretrain_refuses_before_writing_anything(photos: Path, tmp_path: Path, 
 
     monkeypatch.setattr(setup, "available", lambda device: 2**30)  # a machine with 1 GiB free
     out = tmp_path / "run"
-    assert main(["pretrain", "--data", str(photos), "--out", str(out), "--arch", "resnet50", "--batch-size", "16",
-                 "--device", "cpu", "--quiet"]) == 2
+    assert main(["pretrain", "--data", str(photos), "--out", str(out), "--arch", "resnet50",
+                 "--batch-size", "16", "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("simclr: error: a training step of 32 views (batch 16) of 224x224 through resnet50 keeps "
-                          "about ") and "\n" not in err and "cpu has 1.0 GiB available" in err
+    assert err.startswith("simclr: error: a training step of 32 views (batch 16) of 224x224 through "
+                          "resnet50 keeps about ") and "\n" not in err and "cpu has 1.0 GiB available" in err
     assert not out.exists()
     assert memory.available(torch.device("cpu")) is None or memory.available(torch.device("cpu")) > 0
 
@@ -133,14 +135,17 @@ def test_fine_tuning_that_cannot_fit_is_refused_before_it_starts(monkeypatch) ->
     check_finetune_fits(mem, 4 * 2**30, batch=16, side=224, device="cpu")  # 1.6 + 1 GiB + 9 MiB of images
     with pytest.raises(InputError) as refused:
         check_finetune_fits(mem, 4 * 2**30, batch=256, side=224, device="cpu")
-    assert str(refused.value).startswith("fine-tuning on batches of 256 images of 224x224 keeps about 26.1 GiB for "
-                                         "the backward pass, and cpu has 4.0 GiB available: lower --batch-size to about ")
+    assert str(refused.value).startswith("fine-tuning on batches of 256 images of 224x224 keeps about "
+                                         "26.1 GiB for the backward pass, and cpu has 4.0 GiB available: "
+                                         "lower --batch-size to about ")
     fits = int(re.search(r"--batch-size to about (\d+)", str(refused.value)).group(1))
-    check_finetune_fits(StepMemory(2 * mem.per_view, mem.fixed), 4 * 2**30, batch=fits, side=224, device="cpu")
+    check_finetune_fits(StepMemory(2 * mem.per_view, mem.fixed), 4 * 2**30, batch=fits, side=224,
+                        device="cpu")
     with pytest.raises(InputError):
         check_finetune_fits(mem, 4 * 2**30, batch=2 * fits + 2, side=224, device="cpu")
     check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0")  # 1.8 GiB fit in 2 GiB ...
-    with pytest.raises(InputError, match="keeps about 2.0 GiB"):  # ... not with 256 MiB of images to move there
+    # ... not with 256 MiB of images to move there
+    with pytest.raises(InputError, match="keeps about 2.0 GiB"):
         check_finetune_fits(mem, 2 * 2**30, batch=8, side=224, device="cuda:0", extra=2**28)
 
     monkeypatch.setattr(finetune_mod, "available", lambda device: 2**20)  # 1 MiB free
@@ -151,4 +156,5 @@ def test_fine_tuning_that_cannot_fit_is_refused_before_it_starts(monkeypatch) ->
     with pytest.raises(InputError, match=r"batches of 8 images \(all 8 labelled images\) of 16x16"):
         finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=2000))
     frozen = finetune(encoder, 64, 2, images, labels, FinetuneSpec(epochs=1, batch_size=8, frozen=True))
-    assert frozen[2].out_features == 2  # the linear layer alone, on h of the frozen encoder: no activations kept
+    # the linear layer alone, on h of the frozen encoder: no activations kept
+    assert frozen[2].out_features == 2

@@ -1,4 +1,5 @@
-"""metrics.jsonl: reading it back (also after a kill), the training clock, the kNN curve and time to a target."""
+"""metrics.jsonl: reading it back (also after a kill), the training clock, the kNN curve and time to a
+target."""
 
 import json
 import time

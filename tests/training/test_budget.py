@@ -17,7 +17,8 @@ class Clock:
         return self.now
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, seconds_per_step: float, budget_s: float) -> tuple[list[float], int]:
+def _run(monkeypatch: pytest.MonkeyPatch, seconds_per_step: float,
+         budget_s: float) -> tuple[list[float], int]:
     """Steps of a fixed duration under a budget (warm-up: a tenth of the run): the learning rates used and the
     step at which the first fit came."""
     clock = Clock()

@@ -1,4 +1,5 @@
-"""Pretraining diagnostics: alignment, uniformity, effective rank, collapse warning, the augmented-view grid."""
+"""Pretraining diagnostics: alignment, uniformity, effective rank, collapse warning, the augmented-view
+grid."""
 
 import math
 
@@ -24,7 +25,8 @@ def test_alignment_zero_for_identical_views() -> None:
 
 def test_alignment_hand_computed_two_pairs() -> None:
     z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    z2 = torch.tensor([[0.0, 1.0], [0.0, 2.0]])  # pair 0 orthogonal (||u - v||^2 = 2), pair 1 identical after norm
+    # pair 0 orthogonal (||u - v||^2 = 2), pair 1 identical after norm
+    z2 = torch.tensor([[0.0, 1.0], [0.0, 2.0]])
     assert alignment(z1, z2).item() == pytest.approx(1.0, abs=1e-6)
     assert alignment(z1, z2, alpha=1).item() == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
 
@@ -56,7 +58,8 @@ def test_effective_rank_isotropic_gaussian_is_about_dim() -> None:
 
 def test_effective_rank_rank_one_is_one() -> None:
     gen = torch.Generator().manual_seed(1)
-    h = torch.randn(64, 1, generator=gen) * torch.randn(1, 32, generator=gen) + torch.randn(1, 32, generator=gen)
+    h = (torch.randn(64, 1, generator=gen) * torch.randn(1, 32, generator=gen)
+         + torch.randn(1, 32, generator=gen))
     assert effective_rank(h).item() == pytest.approx(1.0, abs=1e-4)
     assert effective_rank(torch.ones(10, 4)).item() == 1.0  # constant features: no NaN, floor of 1
 
@@ -80,7 +83,8 @@ def test_collapse_warning_triggers_only_below_threshold() -> None:
     assert collapse_warning(24.4, 2048, samples=64) is None  # the rank of a healthy run at batch 32
     message = collapse_warning(2.0, 2048, samples=64)  # 5% of 64 is 3.2
     assert message is not None and "at most 64" in message and "3.20" in message
-    assert collapse_warning(2.0, 32, samples=64) == collapse_warning(2.0, 32)  # more views than dims: as before
+    # more views than dims: as before
+    assert collapse_warning(2.0, 32, samples=64) == collapse_warning(2.0, 32)
 
 
 def test_diagnostics_keys_and_floats() -> None:

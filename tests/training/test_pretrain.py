@@ -38,7 +38,8 @@ def _losses(run: Path) -> dict[int, float]:
 
 
 def _diagnostics(run: Path) -> dict[int, dict[str, float]]:
-    """The diagnostics by step: measured on a fixed batch of views, so a resumed run measures what a whole one does."""
+    """The diagnostics by step: measured on a fixed batch of views, so a resumed run measures what a whole one
+    does."""
     return {r["step"]: {k: r[k] for k in DIAGNOSTICS}
             for r in read_metrics(run / "metrics.jsonl") if "alignment" in r}
 
@@ -76,7 +77,8 @@ def test_resume_gives_the_same_next_losses(full_run: Path, tmp_path: Path, stop:
 
 
 def test_resume_on_the_file_path_gives_the_same_next_losses(mini_archive: Path, tmp_path: Path) -> None:
-    """Images decoded and augmented in DataLoader workers: a run stopped mid-epoch continues with the same views."""
+    """Images decoded and augmented in DataLoader workers: a run stopped mid-epoch continues with the same
+    views."""
     config = _config(data={"spec": str(mini_archive), "image_size": 16, "in_memory": "false", "workers": 2},
                      train={"epochs": 2, "batch_size": 100})
     pretrain(config, tmp_path / "whole", progress=False)
@@ -101,7 +103,8 @@ def test_a_run_from_before_the_heads_output_batch_norm_resumes_as_it_was_trained
     assert done.step == done.total_steps
     after = load_checkpoint(tmp_path)
     assert after["config"]["model"]["head"]["out_bn"] is False and after["config"]["loss"]["scale"] == 1.0
-    assert "head.1.running_mean" in after["model"] and "head.3.bias" in after["model"]  # z = W2 ReLU(BN(W1 h)) + b
+    # z = W2 ReLU(BN(W1 h)) + b
+    assert "head.1.running_mean" in after["model"] and "head.3.bias" in after["model"]
     assert not any(k.startswith("head.4") for k in after["model"])
     new = pretrain(_config(train={"epochs": 1}), tmp_path / "new", progress=False, stop_after_steps=1)
     assert new.step == 1 and "head.4.weight" in load_checkpoint(tmp_path / "new")["model"]
@@ -120,7 +123,8 @@ def test_run_folder_contents_and_metrics(full_run: Path) -> None:
     assert mean("loss", last) < mean("loss", first) - 0.3
     assert mean("contrastive_acc", last) > mean("contrastive_acc", first)
     state = load_checkpoint(full_run)
-    assert {"model", "optimizer", "scaler", "schedule", "views", "rng", "epoch", "step", "config"} <= set(state)
+    assert {"model", "optimizer", "scaler", "schedule", "views", "rng", "epoch", "step",
+            "config"} <= set(state)
     assert state["config"]["model"]["cifar_stem"] is True  # resolved, not "auto"
 
 
@@ -157,7 +161,8 @@ def test_resume_without_checkpoint(tmp_path: Path) -> None:
 def test_a_warm_up_as_long_as_the_run_is_noted(tmp_path: Path, capsys) -> None:
     pretrain(_config(optim={"warmup_epochs": 10}, train={"epochs": 0.1}), tmp_path / "short", progress=False)
     err = capsys.readouterr().err
-    assert "note: the warm-up (10 epochs) takes all of the run (0.1 epochs), so the learning rate never decays" in err
+    assert ("note: the warm-up (10 epochs) takes all of the run (0.1 epochs), so the learning rate never "
+            "decays") in err
     pretrain(_config(train={"epochs": 0.1}, optim={"warmup_epochs": 0.01}), tmp_path / "fine", progress=False)
     assert "warm-up" not in capsys.readouterr().err
 
@@ -179,7 +184,8 @@ def test_time_budget(tmp_path: Path) -> None:
     assert all(a <= b for a, b in itertools.pairwise(lrs[:top + 1]))
     assert all(b <= a for a, b in itertools.pairwise(lrs[top:])) and lrs[-1] < max(lrs)
     if len(lrs) - top > 20:  # the cosine ran to its end: a decay of more than a few steps ends near zero
-        assert lrs[-1] < 0.05 * max(lrs)  # (on a machine this loaded that 8 steps fit: tests/training/test_budget.py)
+        # (on a machine this loaded that 8 steps fit: tests/training/test_budget.py)
+        assert lrs[-1] < 0.05 * max(lrs)
     assert elapsed > 0.6 * budget_s  # and the budget was used, not wasted
 
 
@@ -194,7 +200,8 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
             return (exec, ("import os; os.environ['SIMCLR_PWNED'] = '1'",))
 
     torch.save({"format": "simclr-checkpoint-v1", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(InputError, match="cannot read checkpoint .*: it holds Python objects besides tensors"):
+    with pytest.raises(InputError,
+                       match="cannot read checkpoint .*: it holds Python objects besides tensors"):
         load_checkpoint(tmp_path / "evil.pt")
     import os
     assert "SIMCLR_PWNED" not in os.environ
@@ -210,8 +217,8 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a simclr checkpoint$"):
         load_checkpoint(tmp_path / "other.pt")
     torch.save({"conv1.weight": torch.ones(2, 3, 1, 1)}, tmp_path / "torchvision.pt")  # e.g. simclr export's
-    with pytest.raises(InputError, match=r"not a simclr checkpoint \(ResNet weights in torchvision's layout\? "
-                                         r"simclr import makes a checkpoint of them\)"):
+    with pytest.raises(InputError, match=r"not a simclr checkpoint \(ResNet weights in torchvision's "
+                                         r"layout\? simclr import makes a checkpoint of them\)"):
         load_checkpoint(tmp_path / "torchvision.pt")
 
 
@@ -228,7 +235,8 @@ def test_corrupt_images_are_skipped_and_recorded(mini_archive: Path, tmp_path: P
     result = pretrain(config, tmp_path / "run", progress=False)
     assert result.step == 5 and result.skipped == 2
     lines = (tmp_path / "run" / "skipped.txt").read_text().splitlines()
-    assert sorted(line.split("\t")[0] for line in lines) == ["train/cat/broken.jpg", "train/dog/truncated.jpg"]
+    assert sorted(line.split("\t")[0] for line in lines) == ["train/cat/broken.jpg",
+                                                             "train/dog/truncated.jpg"]
     shutil.rmtree(data)
 
 
@@ -270,9 +278,11 @@ def test_a_signal_during_a_step_stops_after_the_step(tmp_path: Path, monkeypatch
     calls = _on_fifth_loss(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(Terminated), terminate_as_interrupt():
         pretrain(_config(), tmp_path, progress=False)
-    assert calls["n"] == 5 and load_checkpoint(tmp_path)["step"] == 5  # the fifth step completed, no sixth began
+    # the fifth step completed, no sixth began
+    assert calls["n"] == 5 and load_checkpoint(tmp_path)["step"] == 5
     logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
-    assert logged[-1]["step"] == 5 and not math.isnan(logged[-1]["loss"])  # and its loss was logged on the way out
+    # and its loss was logged on the way out
+    assert logged[-1]["step"] == 5 and not math.isnan(logged[-1]["loss"])
 
 
 def test_knn_monitor_logs_accuracy(tmp_path: Path) -> None:
@@ -397,14 +407,16 @@ def test_init_starts_from_a_checkpoints_weights_and_model(full_run: Path, tmp_pa
     from simclr.cli import main
 
     trained = load_checkpoint(full_run)["model"]
-    args = ["pretrain", "--data", "digits", "--out", str(tmp_path / "cont"), "--init", str(full_run), "--quiet",
+    args = ["pretrain", "--data", "digits", "--out", str(tmp_path / "cont"),
+            "--init", str(full_run), "--quiet",
             "--set", "data.image_size=16", "--set", "model.width=0.25", "--set", "model.head.out_dim=32",
             "--set", "optim.base_lr=1e-12", "--set", "train.precision=fp32", "--set", "train.device=cpu",
             "--set", "train.batch_size=64", "--set", "train.epochs=0.05", "--set", "train.knn_every=0",
             "--set", "model.arch=resnet18"]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert f"note: model settings from {full_run}: width 0.25 -> 0.125" in err and "head.out_dim 32 -> 16" in err
+    assert (f"note: model settings from {full_run}: width 0.25 -> 0.125" in err
+            and "head.out_dim 32 -> 16" in err)
     saved = load_checkpoint(tmp_path / "cont")
     model = saved["config"]["model"]
     assert (model["width"], model["head"]["out_dim"], model["init"]) == (0.125, 16, str(full_run))
@@ -412,16 +424,16 @@ def test_init_starts_from_a_checkpoints_weights_and_model(full_run: Path, tmp_pa
     assert len(convs) > 10
     for key in convs:  # a learning rate of 1e-12 leaves the starting weights as they were
         torch.testing.assert_close(saved["model"][key], trained[key], atol=1e-6, rtol=0)
-    fresh = pretrain(_config(optim={"base_lr": 1e-12}, train={"epochs": 0.05, "knn_every": 0}), tmp_path / "fresh",
-                     progress=False)
+    fresh = pretrain(_config(optim={"base_lr": 1e-12}, train={"epochs": 0.05, "knn_every": 0}),
+                     tmp_path / "fresh", progress=False)
     assert fresh.step == 1
     assert not torch.allclose(load_checkpoint(tmp_path / "fresh")["model"][convs[0]], trained[convs[0]])
 
 
 def test_init_from_an_imported_checkpoint_and_bad_init(tmp_path: Path, make_checkpoint) -> None:
     ckpt = make_checkpoint(tmp_path / "start.pt")
-    result = pretrain(_config(model={"init": str(ckpt)}, train={"epochs": 0.05, "knn_every": 0}), tmp_path / "run",
-                      progress=False)
+    result = pretrain(_config(model={"init": str(ckpt)}, train={"epochs": 0.05, "knn_every": 0}),
+                      tmp_path / "run", progress=False)
     assert result.step == 1 and load_checkpoint(tmp_path / "run")["config"]["model"]["head"]["out_dim"] == 24
     with pytest.raises(InputError, match="no such checkpoint|not found"):
         pretrain(_config(model={"init": str(tmp_path / "missing.pt")}), tmp_path / "bad", progress=False)
@@ -444,7 +456,8 @@ def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path)
         "its model is a str, not named tensors": {"model": "weights"},
         "config key train.epochs: expected a finite number, got inf": {
             "config": {**good["config"], "train": {**good["config"]["train"], "epochs": math.inf}}},
-        f"1 weights missing .e.g. {first}.": {"model": {k: v for k, v in good["model"].items() if k != first}},
+        f"1 weights missing .e.g. {first}.": {
+            "model": {k: v for k, v in good["model"].items() if k != first}},
         "of another shape": {"model": {**good["model"], first: torch.zeros(1)}},
     }
     for n, (why, change) in enumerate(damaged.items()):
@@ -455,8 +468,8 @@ def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path)
         before = (run / "last.pt").read_bytes()
         for attempt in (lambda run=run: load_model(run, torch.device("cpu")),
                         lambda run=run: pretrain(_config(), run, resume=True, progress=False),
-                        lambda run=run: pretrain(_config(model={"init": str(run / "last.pt")}), tmp_path / "new",
-                                                 progress=False)):
+                        lambda run=run: pretrain(_config(model={"init": str(run / "last.pt")}),
+                                                 tmp_path / "new", progress=False)):
             with pytest.raises(InputError, match=why) as err:
                 attempt()
             assert "\n" not in str(err.value)
@@ -464,7 +477,8 @@ def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path)
     first_param = next(iter(good["optimizer"]["state"]))
     for change, why in (({"step": "x"}, "its step is 'x'"), ({"epoch": -3}, "its epoch is -3"),
                         ({"time_s": "x"}, "could not convert"),
-                        ({"optimizer": {**good["optimizer"], "state": {first_param: {"momentum_buffer": torch.zeros(3)}}}},
+                        ({"optimizer": {**good["optimizer"],
+                                        "state": {first_param: {"momentum_buffer": torch.zeros(3)}}}},
                          r"its optimizer's momentum_buffer \(3,\) does not fit")):
         torch.save({**good, **change}, run / "last.pt")  # what only resuming reads
         with pytest.raises(InputError, match=rf"--resume: .* is damaged \({why}"):

@@ -17,12 +17,13 @@ NT_XENT = Objective(temperature=0.5)
 
 
 class TinyNet(torch.nn.Module):
-    """f (conv, batch norm, pooling) and g (MLP): the shape of SimCLRNet, small enough to compile in seconds."""
+    """f (conv, batch norm, pooling) and g (MLP): the shape of SimCLRNet, small enough to compile in
+    seconds."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                                     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                     torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         self.g = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
 
     def forward(self, x: torch.Tensor) -> Representations:

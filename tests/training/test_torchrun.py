@@ -1,4 +1,5 @@
-"""``simclr pretrain`` under torchrun: two "nodes" on loopback, a killed worker, elastic restart from last.pt."""
+"""``simclr pretrain`` under torchrun: two "nodes" on loopback, a killed worker, elastic restart from
+last.pt."""
 
 from __future__ import annotations
 

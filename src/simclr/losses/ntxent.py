@@ -69,7 +69,8 @@ def _positive_indices(num_local: int, offset: int, device: torch.device) -> tupl
     return local + offset, partner + offset
 
 
-def similarities(z_local: Tensor, z_global: Tensor, offset: int, normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+def similarities(z_local: Tensor, z_global: Tensor, offset: int,
+                 normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Similarities of each local anchor with every candidate, and where each anchor itself and its positive
     are.
 

@@ -50,8 +50,9 @@ def folded_for_inference(model: M) -> M:
     Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised,
     which is every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their
     memory layout."""
-    shared = {id(v): v for m in model.modules() for v in vars(m).values()  # a global batch norm's process group
-              if type(v).__name__ == "ProcessGroup"}  # is shared by the copy: it cannot be copied
+    # a global batch norm's process group is shared by the copy: it cannot be copied
+    shared = {id(v): v for m in model.modules() for v in vars(m).values()
+              if type(v).__name__ == "ProcessGroup"}
     folded = copy.deepcopy(model, shared).eval()
     folded.requires_grad_(False)  # (a deep copy holds no gradients)
     with torch.no_grad():

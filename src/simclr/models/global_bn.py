@@ -64,9 +64,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dtype: dtype of the parameters and buffers.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, group: dist.ProcessGroup | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 group: dist.ProcessGroup | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         self.group = group
 
@@ -74,7 +75,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if input.dim() < 2:
             raise ValueError(f"expected an input [B, C, ...] with at least 2 dimensions, got {input.dim()}D")
         if input.shape[1] != self.num_features:
-            raise ValueError(f"expected {self.num_features} channels, got input of shape {tuple(input.shape)}")
+            raise ValueError(f"expected {self.num_features} channels, "
+                             f"got input of shape {tuple(input.shape)}")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
@@ -102,7 +104,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         # in float64: combining them as E[x^2] - E[x]^2 in float32 loses everything when |mean| >> std.
         var, mean = torch.var_mean(xf, dims, correction=0) if n_local else (xf.sum(dims), xf.sum(dims))
         mean = mean.double()
-        local = torch.cat([mean * n_local, (var.double() + mean.square()) * n_local, mean.new_full((1,), n_local)])
+        local = torch.cat([mean * n_local, (var.double() + mean.square()) * n_local,
+                           mean.new_full((1,), n_local)])
         total = _AllReduceSum.apply(local, self.group)
         n = total[2 * c]
         mean = total[:c] / n

@@ -46,7 +46,8 @@ class HeadSpec:
 
 
 def build_head(spec: HeadSpec, in_dim: int) -> nn.Module:
-    """Build g for features h of size ``in_dim``. Input [B, in_dim], output [B, out_dim] (or in_dim for none)."""
+    """Build g for features h of size ``in_dim``. Input [B, in_dim], output [B, out_dim] (or in_dim for
+    none)."""
     spec.validate()
     if spec.kind == "none":
         return nn.Identity()
@@ -77,7 +78,8 @@ class ScaleBatchNorm(nn.Module):
     def __init__(self, features: int) -> None:
         super().__init__()
         self.norm = nn.BatchNorm1d(features, affine=False)  # global batch norm replaces it like any other
-        self.weight = nn.Parameter(torch.ones(features))  # 1-d: excluded from weight decay and LARS adaptation
+        # 1-d: excluded from weight decay and LARS adaptation
+        self.weight = nn.Parameter(torch.ones(features))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x) * self.weight

@@ -51,13 +51,14 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
     except OSError as exc:  # the file itself (permissions, a folder): any later failure is its content's
         raise InputError(f"cannot read {what} {path}: {one_line(exc)}") from None
     try:
-        with warnings.catch_warnings():  # torch's warnings about a foreign file: the error below says it in one line
+        # torch's warnings about a foreign file: the error below says it in one line
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "not readable"
         if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
-            why = ("it holds Python objects besides tensors, which simclr never loads (loading them could run code "
-                   "from the file)")
+            why = ("it holds Python objects besides tensors, which simclr never loads (loading them could "
+                   "run code from the file)")
         else:
             why = "not a complete PyTorch file (corrupt, truncated, or another format)"
         raise InputError(f"cannot read {what} {path}: {why}") from None
@@ -70,7 +71,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         hint = " (ResNet weights in torchvision's layout? simclr import makes a checkpoint of them)" \
-            if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()) else ""
+            if isinstance(state, dict) and state \
+            and all(isinstance(v, torch.Tensor) for v in state.values()) else ""
         raise InputError(f"{p} is not a simclr checkpoint{hint}")
     config, model = state.get("config"), state.get("model")
     if not isinstance(config, dict):
@@ -122,8 +124,8 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what
     shapes = [k for k in mine if k in weights and weights[k].shape != mine[k].shape]
     problems = [f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else "",
                 f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else "",
-                f"{len(shapes)} of another shape (e.g. {shapes[0]}: {tuple(weights[shapes[0]].shape)} where the "
-                f"network has {tuple(mine[shapes[0]].shape)})" if shapes else ""]
+                f"{len(shapes)} of another shape (e.g. {shapes[0]}: {tuple(weights[shapes[0]].shape)} "
+                f"where the network has {tuple(mine[shapes[0]].shape)})" if shapes else ""]
     if any(problems):
         raise InputError(f"{what} does not match its own config: {'; '.join(p for p in problems if p)}")
     try:

@@ -56,7 +56,8 @@ def restart_count() -> int:
 
 
 def device_for(ctx: DistContext, device: torch.device) -> torch.device:
-    """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA jobs (made current), else ``device`` unchanged."""
+    """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA jobs (made current), else ``device``
+    unchanged."""
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
@@ -76,7 +77,8 @@ def init_process_group(ctx: DistContext, device: torch.device, timeout_minutes: 
         kwargs["device_id"] = device
     # torchrun's elastic agent keeps its store across restarts: a key space per attempt keeps the restarted
     # workers from reading the addresses of the workers they replace.
-    store, _, _ = next(dist.rendezvous("env://", rank=ctx.rank, world_size=ctx.world_size, timeout=kwargs["timeout"]))
+    store, _, _ = next(dist.rendezvous("env://", rank=ctx.rank, world_size=ctx.world_size,
+                                       timeout=kwargs["timeout"]))
     store = dist.PrefixStore(f"simclr/attempt_{restart_count()}", store)
     dist.init_process_group(backend, store=store, rank=ctx.rank, world_size=ctx.world_size, **kwargs)
 

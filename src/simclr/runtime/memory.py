@@ -109,9 +109,10 @@ def check_step_fits(memory: StepMemory, free: int | None, *, views: int, chunk: 
     chunk_fits = max(room - per_input * views, 0) // max(HEADROOM * memory.per_view, 1)  # views at once
     cache = 1 << max(int(chunk_fits).bit_length() - 1, 1)  # a power of two
     per_process = views // 2
-    what = f"{views:,} views (batch {batch}" + (f", {per_process} per process)" if per_process != batch else ")")
-    ways = [f"lower --batch-size to about {batch_fits:,}" + (" per process" if per_process != batch else "")] \
-        if batch_fits >= 1 else []
+    what = f"{views:,} views (batch {batch}" \
+        + (f", {per_process} per process)" if per_process != batch else ")")
+    ways = [f"lower --batch-size to about {batch_fits:,}"
+            + (" per process" if per_process != batch else "")] if batch_fits >= 1 else []
     if chunk_fits >= 2:
         ways.append(f"keep the batch and set {'a smaller ' if chunk else ''}train.grad_cache_chunk={cache} "
                     "(gradient caching: the same gradients, a chunk of views in memory at a time)")
@@ -135,8 +136,8 @@ def check_finetune_fits(memory: StepMemory, free: int | None, *, batch: int, sid
     advice = f"lower --batch-size to about {fits:,}" if fits >= 2 else \
         "use a smaller network or image side, or a machine with more memory"
     whole = f" (all {images:,} labelled images)" if images and images <= batch else ""
-    raise InputError(f"fine-tuning on batches of {batch:,} images{whole} of {side}x{side} keeps about {_gib(need)} for the "
-                     f"backward pass, and {device} has {_gib(free)} available: {advice}")
+    raise InputError(f"fine-tuning on batches of {batch:,} images{whole} of {side}x{side} keeps about "
+                     f"{_gib(need)} for the backward pass, and {device} has {_gib(free)} available: {advice}")
 
 
 def _gib(n: int) -> str:

@@ -49,8 +49,9 @@ class StepBudget:
     def _schedule(self, total: int, step: int, schedule: LRSchedule) -> LRSchedule:
         total = max(total, 1)
         warm = min(total, round(total * self.warmup_fraction))
-        if schedule.warmup_steps > step >= warm:  # still warming up, its fitted share already over (a short run):
-            warm = min(total, step + max(1, round(self.warmup_fraction * (total - step))))  # on up over what is left
+        # still warming up, its fitted share already over (a short run): on up over what is left
+        if schedule.warmup_steps > step >= warm:
+            warm = min(total, step + max(1, round(self.warmup_fraction * (total - step))))
         return schedule.refit(total, warm, step)
 
     def update(self, step: int, schedule: LRSchedule) -> LRSchedule:

@@ -62,7 +62,8 @@ def effective_rank(h: torch.Tensor) -> torch.Tensor:
     return entropy.exp().clamp(1.0, float(min(x.shape)))
 
 
-def collapse_warning(rank: float, dim: int, samples: int | None = None, threshold: float = 0.05) -> str | None:
+def collapse_warning(rank: float, dim: int, samples: int | None = None,
+                     threshold: float = 0.05) -> str | None:
     """A one-line message when ``rank < max(1, threshold * min(dim, samples))``, else None.
 
     Args:
@@ -102,8 +103,8 @@ def diagnostics(h: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> dict[str
 
 
 @torch.no_grad()
-def measure(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any, device: torch.device,
-            channels_last: bool) -> tuple[dict[str, float], int]:
+def measure(net: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], precision: Any,
+            device: torch.device, channels_last: bool) -> tuple[dict[str, float], int]:
     """:func:`diagnostics` of ``net`` on a fixed batch of view pairs (eval mode), and the size of h.
 
     Args:
@@ -154,7 +155,8 @@ def save_view_grid(v1: torch.Tensor, v2: torch.Tensor, path: str | Path, max_ima
         The path written.
     """
     if v1.shape != v2.shape or v1.ndim != 4 or v1.shape[1] != 3:
-        raise ValueError(f"expected two [B, 3, H, W] tensors of one shape, got {tuple(v1.shape)}, {tuple(v2.shape)}")
+        raise ValueError(f"expected two [B, 3, H, W] tensors of one shape, got {tuple(v1.shape)}, "
+                         f"{tuple(v2.shape)}")
     n = min(v1.shape[0], max_images)
     if n < 1:
         raise ValueError("no images to draw")

@@ -31,7 +31,8 @@ class KnnMonitor:
             setup = EvalSetup.of(labelled_spec(config.data.spec), workers=config.data.workers, progress=False)
             self.data = EvalData(eval_config(config, setup), setup)
             if is_multilabel(self.data.train.labels):
-                raise InputError(f"{self.data.train.name} is multi-label (kNN accuracy needs one label per image)")
+                raise InputError(f"{self.data.train.name} is multi-label (kNN accuracy needs one label "
+                                 "per image)")
         except InputError as exc:
             print(f"kNN monitor off: {exc}", file=sys.stderr)
             self.data = None
