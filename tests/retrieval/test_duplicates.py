@@ -10,8 +10,8 @@ import torch
 
 from simclr.errors import InputError
 from simclr.retrieval.duplicates import duplicate_groups, duplicate_rows
+from simclr.retrieval.embeddings import Embeddings
 from simclr.retrieval.index import Index
-from simclr.retrieval.search import Embeddings
 
 
 def _at_angles(degrees: list[float], dim: int = 8) -> torch.Tensor:

@@ -16,7 +16,7 @@ from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup
 from simclr.retrieval import embed as embed_module
 from simclr.retrieval.embed import embed
-from simclr.retrieval.search import Embeddings, load_embeddings, save_embeddings
+from simclr.retrieval.embeddings import Embeddings, load_embeddings, save_embeddings
 from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 
 

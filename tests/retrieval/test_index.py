@@ -13,8 +13,8 @@ from PIL import Image
 import simclr
 from simclr.cli import main
 from simclr.errors import InputError
+from simclr.retrieval.embeddings import Embeddings, load_embeddings
 from simclr.retrieval.index import Hit, Index
-from simclr.retrieval.search import Embeddings, load_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ whose first image (the lower row) is the one to keep; an ungrouped image joins t
 to only when it is as similar to that group's first image too. So every member of a group is within the threshold
 of the image kept, and groups never grow by chains of small steps into one giant group (on the compressed
 similarities of a weak encoder, connected components of the links would join most of a collection). The
-nearest-neighbour search runs in bounded memory (:func:`~simclr.retrieval.search.nearest`), so any collection size
+nearest-neighbour search runs in bounded memory (:func:`~simclr.retrieval.nearest.nearest`), so any collection size
 works; ``k`` bounds how many links one image can have.
 """
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.search import Embeddings, load_embeddings, nearest, unit_rows
+from simclr.retrieval.embeddings import Embeddings, load_embeddings
+from simclr.retrieval.nearest import nearest, unit_rows
 from simclr.retrieval.sheet import draw_sheet
 from simclr.runtime.device import pick_device
 

@@ -21,7 +21,14 @@ from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, single_labels
 from simclr.evaluation.run import EvalSetup, Learned, load_learned
 from simclr.files import check_output
-from simclr.retrieval.search import DIGEST_BYTES, Embeddings, load_embeddings, save_embeddings
+from simclr.retrieval.embeddings import (
+    DIGEST_BYTES,
+    Embeddings,
+    digest_rows,
+    label_names,
+    load_embeddings,
+    save_embeddings,
+)
 from simclr.runtime.checkpoint import resolve_checkpoint, weights_digest
 
 MADE_KEYS = ("network", "image_size", "eval_crop", "input_norm", "precision", "z")
@@ -63,11 +70,6 @@ def image_digests(source: ImageSource, memo_dir: Path | None, progress: bool = F
             for d in file_digests(source.root, source.paths, memo_dir, progress=progress)]
 
 
-def _digest_rows(digests: list[bytes | None]) -> np.ndarray:
-    """uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it was hashed."""
-    return np.frombuffer(b"".join(d or bytes(DIGEST_BYTES) for d in digests), np.uint8).reshape(-1, DIGEST_BYTES)
-
-
 def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool = False,
                 previous: Embeddings | None = None) -> Embedded:
     """h (and z) of every readable image of a dataset split, with the ``meta`` that says how they were made
@@ -98,16 +100,10 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
     if previous is None or fresh is not None:
         feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)
         rows = {p: i for i, p in enumerate(source.paths)}
-        kept = _digest_rows([digests[rows[p]] for p in feats.paths])
+        kept = digest_rows([digests[rows[p]] for p in feats.paths])
         emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept, label_names(source))
         return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), fresh)
     return _update(learned, source, setup, with_z, previous, digests, meta)
-
-
-def label_names(source: ImageSource) -> tuple[str, ...] | None:
-    """The names the labels of an embeddings file number: the split's classes (none for a multi-label dataset,
-    whose images are all labelled -1)."""
-    return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
 
 
 def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
@@ -201,7 +197,7 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
     at = torch.tensor([row + (len(h_old) if which else 0) for which, row in order], dtype=torch.int64)
     labels = single_labels(np.asarray(source.labels)[kept])
     emb = Embeddings(h[at], None if z is None else z[at], labels, [source.paths[i] for i in kept], meta,
-                     _digest_rows([digests[i] for i in kept]), label_names(source))
+                     digest_rows([digests[i] for i in kept]), label_names(source))
     reused = sum(1 for t in take if t is not None)
     return Embedded(emb, skipped, reused, len(previous.paths) - reused)
 

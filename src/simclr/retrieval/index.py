@@ -15,14 +15,8 @@ from simclr.data.images import open_rgb
 from simclr.encoder import Encoder, Images, float_images, load_encoder
 from simclr.errors import InputError, is_number, is_whole
 from simclr.retrieval.duplicates import default_threshold, duplicate_groups
-from simclr.retrieval.search import (
-    Embeddings,
-    check_same_network,
-    load_embeddings,
-    nearest,
-    save_embeddings,
-    unit_rows,
-)
+from simclr.retrieval.embeddings import Embeddings, check_same_network, load_embeddings, save_embeddings
+from simclr.retrieval.nearest import nearest, unit_rows
 from simclr.retrieval.sheet import draw_sheet
 from simclr.runtime.device import pick_device
 

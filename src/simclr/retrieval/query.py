@@ -22,15 +22,10 @@ from simclr.data.images import CorruptImageError, is_image_file
 from simclr.data.sources import load_source
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
-from simclr.retrieval.embed import embed_source, label_names
-from simclr.retrieval.search import (
-    Embeddings,
-    as_index_labels,
-    check_same_network,
-    load_embeddings,
-    nearest,
-    retrieval_scores,
-)
+from simclr.retrieval.embed import embed_source
+from simclr.retrieval.embeddings import Embeddings, check_same_network, label_names, load_embeddings
+from simclr.retrieval.nearest import nearest
+from simclr.retrieval.scores import search_scores
 from simclr.retrieval.sheet import SheetRow, draw_sheet
 from simclr.runtime.checkpoint import weights_digest
 from simclr.runtime.device import pick_device
@@ -188,16 +183,8 @@ def search(index_file: str | Path, query: list[str], k: int, setup: EvalSetup, o
     exclude = None if queries.exclude is None else queries.exclude.to(device)
     scores, rows = nearest(index_vectors.to(device), queries.vectors.to(device), k, exclude)
     scores, rows = scores.cpu(), rows.cpu()
-    labels = as_index_labels(queries.labels, queries.classes, index.classes)  # compared by class name
-    other = int(((queries.labels >= 0) & (labels < 0)).sum())
+    labels, metrics = search_scores(index.labels, index.classes, queries.labels, queries.classes, rows, k)
     queries = queries._replace(labels=labels, classes=queries.classes if index.classes is None else index.classes)
-    metrics: dict[str, Any] | None = None
-    if (labels >= 0).any() and (index.labels >= 0).any():
-        metrics = retrieval_scores(index.labels, labels, rows)
-    elif other:  # labelled queries, none of a class the index has
-        metrics = {"k": k, "queries": 0}
-    if other and metrics is not None:
-        metrics["queries_of_other_classes"] = other  # not scored: no result can have their class
     return SearchResult(queries, index, scores, rows, metrics)
 
 

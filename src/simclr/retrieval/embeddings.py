@@ -1,7 +1,6 @@
-"""Search by similarity: the nearest index images of each query by cosine similarity of their embeddings.
-
-Pure functions on tensors (:func:`nearest`, :func:`retrieval_scores`) and the reader of the ``.npz`` files that
-``simclr embed`` writes (:func:`load_embeddings`, which never unpickles).
+"""The embeddings file that ``simclr embed`` writes and ``simclr search`` reads: a ``.npz`` of h (and z), labels,
+image paths, image digests, class names and ``meta`` (how it was made), read without ever unpickling
+(:func:`load_embeddings`) and written atomically (:func:`save_embeddings`).
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from simclr.data.image_source import ImageSource
 from simclr.errors import InputError
 from simclr.files import atomic_file, check_output
 
@@ -134,49 +133,8 @@ def save_embeddings(emb: Embeddings, out: str | Path) -> None:
         np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
 
 
-SIMILARITY_BLOCK = 2**26
-"""Similarities held at once (256 MiB of float32): queries are taken in chunks of this over the index size."""
-
-
-def unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit l2 norm, float32 (cosine similarity becomes a dot product)."""
-    return F.normalize(x.float(), dim=1)
-
-
-def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
-            chunk: int | None = None, index_is_unit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarities [Q, k'] and index rows [Q, k'] of each query's k' = min(k, N) nearest rows, best first.
-
-    ``exclude`` [Q] (optional): one index row per query that may not be returned (the query itself when the
-    queries are the index), -1 for none. Works in chunks of queries (default: as many as keep the chunk's
-    similarities within :data:`SIMILARITY_BLOCK`), so memory stays bounded for any collection size.
-    ``index_is_unit``: the rows of ``index`` are already :func:`unit_rows` (a caller searching one collection
-    many times normalises it once).
-    """
-    if index.shape[1] != queries.shape[1]:
-        raise InputError(f"the queries have {queries.shape[1]} dimensions, the index {index.shape[1]}: "
-                         "embed both with the same checkpoint (and both h, or both z)")
-    kk = min(k, len(index) - (exclude is not None))
-    if kk < 1:
-        raise InputError("the index has too few images to return any result")
-    a = index if index_is_unit else unit_rows(index)
-    chunk = chunk or max(1, SIMILARITY_BLOCK // len(index))
-    sims, rows = [], []
-    for start in range(0, len(queries), chunk):
-        q = unit_rows(queries[start:start + chunk])
-        s = q @ a.T
-        if exclude is not None:
-            ex = exclude[start:start + chunk]
-            hit = ex >= 0
-            s[hit.nonzero().squeeze(1), ex[hit]] = float("-inf")
-        top = s.topk(kk, dim=1)
-        sims.append(top.values)
-        rows.append(top.indices)
-    return torch.cat(sims), torch.cat(rows)
-
-
 def check_same_network(index_meta: dict[str, Any], digest: str | None, what: str) -> None:
-    """InputError unless ``digest`` (a network's :func:`~simclr.retrieval.embed.weights_digest`, or the one an
+    """InputError unless ``digest`` (a network's :func:`~simclr.runtime.checkpoint.weights_digest`, or the one an
     embeddings file records) is the network the index was embedded with: vectors of two networks are not
     comparable, and a search across them returns plausible-looking nonsense. Files that record no digest (older
     ones) pass."""
@@ -188,27 +146,13 @@ def check_same_network(index_meta: dict[str, Any], digest: str | None, what: str
                      "(simclr embed ... --update), or use the checkpoint the index was made with")
 
 
-def as_index_labels(query_labels: np.ndarray, query_classes: tuple[str, ...] | None,
-                    index_classes: tuple[str, ...] | None) -> np.ndarray:
-    """The queries' labels in the index's numbering, matched by class name (-1 for a class the index does not
-    have, and for unlabeled queries); unchanged when either side's class names are not known."""
-    if query_classes is None or index_classes is None or query_classes == index_classes:
-        return query_labels
-    at = {name: i for i, name in enumerate(index_classes)}
-    table = np.asarray([at.get(name, -1) for name in query_classes] + [-1], dtype=np.int64)
-    return table[np.where(query_labels >= 0, query_labels, len(query_classes))]
+def digest_rows(digests: list[bytes | None]) -> np.ndarray:
+    """The ``digests`` entry: uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it was
+    hashed."""
+    return np.frombuffer(b"".join(d or bytes(DIGEST_BYTES) for d in digests), np.uint8).reshape(-1, DIGEST_BYTES)
 
 
-def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray, rows: torch.Tensor) -> dict[str, float]:
-    """Precision@1, precision@k (share of the k results in the query's class) and recall@k (at least one is).
-
-    Only labelled queries count; every result's label is compared, an unlabeled result never matches.
-    """
-    labelled = query_labels >= 0
-    if not labelled.any():
-        raise InputError("retrieval scores need labelled queries")
-    found = torch.as_tensor(index_labels)[rows[torch.as_tensor(labelled)]]
-    same = found == torch.as_tensor(query_labels[labelled]).unsqueeze(1)
-    k = rows.shape[1]
-    return {"k": k, "queries": int(labelled.sum()), "precision_at_1": float(same[:, 0].float().mean()),
-            f"precision_at_{k}": float(same.float().mean()), f"recall_at_{k}": float(same.any(1).float().mean())}
+def label_names(source: ImageSource) -> tuple[str, ...] | None:
+    """The ``classes`` entry, the names the labels number: the split's classes (none for a multi-label dataset,
+    whose images are all labelled -1)."""
+    return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
