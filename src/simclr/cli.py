@@ -458,46 +458,32 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from simclr.retrieval.duplicates import (
-        default_threshold,
-        duplicate_rows,
-        find_duplicates,
-        save_duplicates_sheet,
-    )
-    from simclr.retrieval.query import source_from_meta
+    from simclr.retrieval.index import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    on = "z" if args.z else "h"
-    threshold = default_threshold(on) if args.threshold is None else args.threshold
-    index, found = find_duplicates(args.index, threshold, args.k, on, args.device)
-    groups, rows = found.groups, duplicate_rows(index, found.groups)
-    pictures = source_from_meta(index.meta, args.images, paths=index.paths) if args.sheet else None  # first
+    index = load_index(args.index)
+    groups = index.duplicates(args.threshold, k=args.k, z=args.z, device=args.device)
+    if args.sheet:  # first: a collection no longer there fails before any file is written
+        index.duplicates_sheet(groups, args.sheet, images=args.images)
     if args.out:
-        write_csv(rows, args.out)
-    if args.sheet:
-        save_duplicates_sheet(index, groups, args.sheet, source=pictures)
-    spare = sum(len(g.rows) - 1 for g in groups)
-    nearest = found.nearest.numpy()
-    spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)} \
-        if len(index.paths) > 1 else None  # one image has no nearest other
+        write_csv(groups.rows(), args.out)
+    summary = groups.summary(str(args.index))
     if args.json:
-        print(json_text({"index": str(args.index), "images": len(index.paths), "threshold": threshold,
-                          "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
-                          "rows": rows}))
+        print(json_text(summary))
         return 0
     for g, group in enumerate(groups[:10]):
-        print(f"group {g + 1} ({len(group.rows)} images):")
-        for r, (i, score) in enumerate(zip(group.rows, group.scores)):
-            print(f"  {'keep' if r == 0 else f'{score:.4f}':>6}  {index.paths[i]}")
+        print(f"group {g + 1} ({len(group)} images):")
+        for hit in group:
+            print(f"  {'keep' if hit.rank == 1 else f'{hit.score:.4f}':>6}  {hit.path}")
     if len(groups) > 10:
         print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {threshold:.10g}): "
-          f"{spare} images could go. " + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
-                                          f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
-                                          if spread else "(one image: nothing to compare it with)"))
+    spread = summary["nearest_similarity"]
+    print(f"{len(groups)} groups of near-duplicates among {len(index)} images (cosine >= {groups.threshold:.10g}): "
+          f"{summary['duplicates']} images could go. "
+          + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
+             f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
+             if spread else "(one image: nothing to compare it with)"))
     for path, what in ((args.out, "groups"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")

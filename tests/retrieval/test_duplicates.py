@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.duplicates import duplicate_groups, duplicate_rows
+from simclr.retrieval.duplicates import duplicate_groups
 from simclr.retrieval.embeddings import Embeddings
 from simclr.retrieval.index import Index
 
@@ -74,6 +74,6 @@ def test_index_duplicates_and_csv_rows() -> None:
     assert [hit.rank for hit in groups[0]] == [1, 2, 3] and [hit.label for hit in groups[0]] == [2, 2, 3]
     with pytest.raises(InputError, match="no z"):
         Index(emb).duplicates(z=True, device="cpu")
-    rows = duplicate_rows(emb, duplicate_groups(h, 0.999).groups)
+    rows = Index(emb).duplicates(0.999, device="cpu").rows()
     assert [(r["group"], r["rank"], r["keep"], r["path"]) for r in rows] == [
         (1, 1, 1, "im3.jpg"), (1, 2, 0, "im4.jpg"), (1, 3, 0, "im5.jpg"), (2, 1, 1, "im0.jpg"), (2, 2, 0, "im1.jpg")]

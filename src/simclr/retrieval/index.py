@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,21 +13,12 @@ from PIL import Image
 from simclr.data.images import open_rgb
 from simclr.encoder import Encoder, Images, float_images, load_encoder
 from simclr.errors import InputError, is_number, is_whole
-from simclr.retrieval.duplicates import default_threshold, duplicate_groups
+from simclr.retrieval.duplicates import NearDuplicates, default_threshold, group_rows, near_duplicates
 from simclr.retrieval.embeddings import Embeddings, check_same_network, load_embeddings, save_embeddings
 from simclr.retrieval.nearest import nearest, unit_rows
-from simclr.retrieval.sheet import draw_sheet
+from simclr.retrieval.results import Hit
+from simclr.retrieval.sheet import Pictures, draw_sheet, picture_loader, source_from_meta
 from simclr.runtime.device import pick_device
-
-
-class Hit(NamedTuple):
-    """One search result: its rank (1 = most similar), the image's path in the collection, its label (-1 when
-    unlabeled) and the cosine similarity."""
-
-    rank: int
-    path: str
-    label: int
-    score: float
 
 
 class Index:
@@ -124,19 +114,27 @@ class Index:
                  for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
 
     def duplicates(self, threshold: float | None = None, *, k: int = 10, z: bool = False,
-                   device: str = "auto") -> list[list[Hit]]:
-        """Groups of near-duplicate images in the collection, largest first: images linked when one is among the
-        other's ``k`` most similar with a cosine similarity of at least ``threshold`` (default 0.99 on h, 0.95 on z), each member of a group as
-        similar to its first image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of
-        :class:`Hit`, the first the one to keep, each scored by its cosine similarity to that one."""
-        _whole("k", k)
+                   device: str = "auto") -> NearDuplicates:
+        """Groups of near-duplicate images in the collection, largest first: what ``simclr duplicates`` runs.
+
+        Images are linked when one is among the other's ``k`` most similar with a cosine similarity of at least
+        ``threshold`` (default 0.99 on h, 0.95 on z), each member of a group as similar to its first image
+        (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of :class:`Hit`, the first
+        the one to keep, each scored by its cosine similarity to that one.
+        """
+        if not is_whole(k):
+            raise InputError(f"k must be a whole number >= 1, got {k!r}")
         on = "z" if z else "h"
         threshold = default_threshold(on) if threshold is None else threshold
         if not is_number(threshold):
             raise InputError(f"threshold must be a number, got {threshold!r}")
         vectors = self.embeddings.vectors(on).to(pick_device(device))
-        return [[Hit(r + 1, self.paths[i], int(self.labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
-                for g in duplicate_groups(vectors, threshold, k).groups]
+        return near_duplicates(vectors, self.paths, self.labels, threshold, k)
+
+    def pictures(self, images: str | Path | None = None) -> Pictures:
+        """The collection's images by path, for contact sheets: from where it was embedded, or ``images``, where
+        its folder or archive lies now if it has moved since (InputError now if they are not there)."""
+        return picture_loader(source_from_meta(self.meta, images, paths=self.paths))
 
     def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96,
               images: str | Path | None = None) -> Path:
@@ -144,11 +142,16 @@ class Index:
         (PNG, JPEG or WebP by the suffix of ``out``). ``queries`` and ``hits`` as given to and returned by
         :meth:`search`; vector queries are drawn as empty frames, and so are images no longer readable.
         ``images``: where the collection's folder or archive lies now, if it has moved since it was embedded."""
-        from simclr.retrieval.query import picture_loader, source_from_meta
-
-        load = picture_loader(source_from_meta(self.meta, images, paths=self.paths))
+        load = self.pictures(images)
         draw_sheet([(q, [(load(h.path), f"{h.rank}: {h.score:.3f}") for h in row])
                     for q, row in zip(_pictures(queries, len(hits)), hits)], out, cell)
+        return Path(out)
+
+    def duplicates_sheet(self, groups: list[list[Hit]], out: str | Path, cell: int = 96,
+                         images: str | Path | None = None, *, max_groups: int = 8, most: int = 8) -> Path:
+        """Save a contact sheet of near-duplicates (:meth:`duplicates`): the ``max_groups`` largest groups, each
+        the image kept then up to ``most`` others with their similarity to it. ``images`` as for :meth:`sheet`."""
+        draw_sheet(group_rows(groups, self.pictures(images), max_groups, most), out, cell, first="keep")
         return Path(out)
 
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 from simclr.data.image_source import ImageSource
-from simclr.data.images import CorruptImageError, is_image_file
+from simclr.data.images import is_image_file
 from simclr.data.sources import load_source
 from simclr.errors import InputError
 from simclr.evaluation.run import EvalSetup, load_learned
@@ -26,7 +24,7 @@ from simclr.retrieval.embed import embed_source
 from simclr.retrieval.embeddings import Embeddings, check_same_network, label_names, load_embeddings
 from simclr.retrieval.nearest import nearest
 from simclr.retrieval.scores import search_scores
-from simclr.retrieval.sheet import SheetRow, draw_sheet
+from simclr.retrieval.sheet import SheetRow, draw_sheet, picture_loader, source_from_meta
 from simclr.runtime.checkpoint import weights_digest
 from simclr.runtime.device import pick_device
 
@@ -68,31 +66,6 @@ class SearchResult:
                  "score": round(float(s), 4)} for r, (s, j) in enumerate(zip(self.scores[i], self.rows[i]))]
 
 
-def source_from_meta(meta: dict[str, Any], images: str | Path | None = None, *,
-                     paths: list[str] | None = None, movable: bool = True) -> ImageSource:
-    """The images an embeddings file was made from (for showing results); needs the file's ``meta``. ``images``:
-    where they lie now, if the folder or archive has moved since (the same layout); ``paths``, the file's, are
-    checked to be there. ``movable``: the message for a moved collection suggests ``--images``."""
-    file = meta.get("file", "the embeddings file")
-    if "data" not in meta:
-        raise InputError(f"{file} does not say which images it holds (made by an older simclr embed): embed again "
-                         "to show images")
-    data = str(images) if images is not None else meta["data"]
-    if images is None and Path(data).is_absolute() and not Path(data).exists():
-        where = ("--images (images= in Python) says where they are now" if movable else
-                 "embed them again where they are now")
-        raise InputError(f"the images of {file} are no longer at {data}, where pictures of them are drawn from: "
-                         f"{where}")
-    source = load_source(data, meta.get("split", "train"),
-                         data_root=Path(meta["root"]) if meta.get("root") else None,
-                         cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
-                         holdout=float(meta.get("holdout", 0.0)), seed=int(meta.get("seed", 0)))
-    if images is not None and paths and not set(paths[:1000]) & set(source.paths):
-        raise InputError(f"{images} holds none of the images of {file} (e.g. {paths[0]}): give the folder or "
-                         "archive it was embedded from, wherever it lies now")
-    return source
-
-
 def sheet_sources(result: SearchResult, images: str | Path | None = None) -> tuple[ImageSource, ImageSource]:
     """Where a search's contact sheet draws its results and its queries from (``images``: where the index's
     collection lies now, if moved); found before anything is written, so a missing collection fails first."""
@@ -103,20 +76,6 @@ def sheet_sources(result: SearchResult, images: str | Path | None = None) -> tup
     if made and all(made.get(k) == result.index.meta.get(k) for k in ("data", "split")):
         return index_source, index_source
     return index_source, source_from_meta(made, movable=False)
-
-
-def picture_loader(source: ImageSource) -> Callable[[str], Image.Image | None]:
-    """Load an image of ``source`` by its path, for a contact sheet: None (drawn as an empty frame) when the path is
-    not in ``source`` or its file can no longer be decoded."""
-    at = {p: i for i, p in enumerate(source.paths)}
-
-    def load(path: str) -> Image.Image | None:
-        try:
-            return source.load(at[path]) if path in at else None
-        except CorruptImageError:
-            return None
-
-    return load
 
 
 def files_source(files: list[str]) -> ImageSource:
