@@ -414,35 +414,36 @@ def _check_result_files(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search, sheet_sources
+    from simclr.retrieval.index import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
-    queries = result.queries.names
-    if result.queries.skipped:
-        (name, why), more = result.queries.skipped[0], len(result.queries.skipped) - 1
-        print(f"note: {len(result.queries.skipped)} query image(s) could not be read and were left out: {name} "
+    setup = _setup(args)
+    if args.k < 1:
+        raise InputError(f"--k must be >= 1, got {args.k}")
+    index = load_index(args.index, choose_checkpoint="give --checkpoint")
+    found = index.search(args.query, args.k, z=args.z, device=args.device, checkpoint=args.checkpoint, setup=setup)
+    if found.skipped:
+        (name, why), more = found.skipped[0], len(found.skipped) - 1
+        print(f"note: {len(found.skipped)} query image(s) could not be read and were left out: {name} "
               f"({why})" + (f" and {more} more" if more else ""), file=sys.stderr)
-    pictures = sheet_sources(result, args.images) if args.sheet else None  # before any file is written
+    if args.sheet:  # first: a collection no longer there fails before any file is written
+        index.sheet(args.query, found, args.sheet, images=args.images, most=8)
     if args.out:
-        write_csv(result.rows_for_csv(), args.out)
-    if args.sheet:
-        save_sheet(result, args.sheet, sources=pictures)
+        write_csv(found.csv_rows(), args.out)
     if args.json:
-        print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
-                         "skipped": [{"query": name, "reason": why} for name, why in result.queries.skipped],
-                         "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
+        print(json_text(found.summary(str(args.index))))
         return 0
+    queries = found.names
     shown = queries if len(queries) <= 20 else queries[:3]
     for i, q in enumerate(shown):
         print(f"{q}:")
-        for hit in result.results(i):
+        for hit in found.results(i):
             print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['path']}")
     if len(shown) < len(queries):
         print(f"... {len(queries) - len(shown)} more queries" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    if result.metrics:
-        m, k = result.metrics, result.metrics["k"]
+    if found.metrics:
+        m, k = found.metrics, found.metrics["k"]
         if not m["queries"]:
             print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries of "
                   "other classes): nothing to score")

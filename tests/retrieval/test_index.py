@@ -14,7 +14,8 @@ import simclr
 from simclr.cli import main
 from simclr.errors import InputError
 from simclr.retrieval.embeddings import Embeddings, load_embeddings
-from simclr.retrieval.index import Hit, Index
+from simclr.retrieval.index import Index
+from simclr.retrieval.results import Hit
 
 
 @pytest.fixture(scope="module")

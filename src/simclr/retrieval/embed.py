@@ -17,9 +17,10 @@ from simclr.config import Config
 from simclr.data.digests import file_digests
 from simclr.data.image_source import ImageSource
 from simclr.data.sources import some_names
+from simclr.encoder import Encoder
 from simclr.errors import InputError, UpdateRefused
-from simclr.evaluation.features import Encode, Features, extract_features, single_labels
-from simclr.evaluation.run import EvalSetup, Learned, load_learned
+from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, single_labels
+from simclr.evaluation.run import EvalSetup, Learned, eval_config, load_learned
 from simclr.files import check_output
 from simclr.retrieval.embeddings import (
     DIGEST_BYTES,
@@ -58,6 +59,27 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
                             workers=setup.workers, progress=setup.progress, desc="embedding",
                             decoder=functools.partial(decode, config, progress=False, crop=crop), crop=crop,
                             allow_empty=allow_empty)
+
+
+def embed_images(encoder: Encoder, source: ImageSource, setup: EvalSetup, with_z: bool = False,
+                 in_memory: bool | None = None) -> Features:
+    """Features of every readable image of ``source`` by ``encoder``'s network, read as :func:`embed_source` reads
+    a dataset.
+
+    Args:
+        encoder: The network, and how it prepares images (image side, centre crop).
+        source: The images.
+        setup: How they are read: batch size, workers, progress, cache folder, in memory or not.
+        with_z: Also z.
+        in_memory: Decode them all into memory first (None: as the data plan decides).
+
+    Returns:
+        h (and z) of the readable images; the unreadable ones skipped and listed.
+    """
+    sized = dataclasses.replace(setup, image_size=encoder.image_size, eval_crop=encoder.eval_crop)
+    config = eval_config(encoder.config, sized)
+    encode = model_encoder(encoder.model, encoder.device, encoder.precision, config.train.channels_last, with_z)
+    return embed_source(encode, config, source, setup, in_memory)
 
 
 def image_digests(source: ImageSource, memo_dir: Path | None, progress: bool = False) -> list[bytes | None]:
