@@ -40,7 +40,8 @@ def test_load_embeddings_refuses_bad_files(tmp_path: Path) -> None:
                                paths=np.array(["a", "b"])))
     good = {"features": np.ones((2, 3)), "labels": np.zeros(2), "paths": np.array(["a", "b"])}
     for n, (change, why) in enumerate([
-            ({"features": np.zeros((0, 3)), "labels": np.zeros(0), "paths": np.array([], dtype=str)}, "holds no images"),
+            ({"features": np.zeros((0, 3)), "labels": np.zeros(0), "paths": np.array([], dtype=str)},
+             "holds no images"),
             ({"features": np.array([[1.0, np.nan, 0], [1, 2, 3]])}, "features are not all finite"),
             ({"z": np.full((2, 4), np.inf)}, "z are not all finite"),
             ({"meta": np.asarray("[1, 2]")}, "meta entry is not a JSON object"),

@@ -28,7 +28,7 @@ def test_nearest_matches_brute_force(chunk: int) -> None:
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
     assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
     unit = nearest(unit_rows(torch.tensor(index)), torch.tensor(queries), 4, chunk=chunk, index_is_unit=True)
-    np.testing.assert_array_equal(unit[1].numpy(), ref_rows)  # an index normalised beforehand: the same answer
+    np.testing.assert_array_equal(unit[1].numpy(), ref_rows)  # an index normalised beforehand: the same
     np.testing.assert_allclose(unit[0].numpy(), ref_scores, rtol=1e-5)
 
 

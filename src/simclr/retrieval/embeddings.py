@@ -1,5 +1,5 @@
-"""The embeddings file that ``simclr embed`` writes and ``simclr search`` reads: a ``.npz`` of h (and z), labels,
-image paths, image digests, class names and ``meta`` (how it was made), read without ever unpickling
+"""The embeddings file that ``simclr embed`` writes and ``simclr search`` reads: a ``.npz`` of h (and z),
+labels, image paths, image digests, class names and ``meta`` (how it was made), read without ever unpickling
 (:func:`load_embeddings`) and written atomically (:func:`save_embeddings`).
 """
 
@@ -19,10 +19,10 @@ from simclr.files import atomic_file, check_output
 
 
 class Embeddings(NamedTuple):
-    """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, how it was made, and
-    each image's digest (uint8 [N, 16], the first bytes of the sha256 of its file; None in files written before
-    simclr kept them): what ``simclr embed --update`` compares to find the images that changed; and the names of
-    the classes the labels number (None in older files)."""
+    """One embedding file: h (``features``), z or None, labels (-1 unlabeled), image paths, how it was made,
+    and each image's digest (uint8 [N, 16], the first bytes of the sha256 of its file; None in files written
+    before simclr kept them): what ``simclr embed --update`` compares to find the images that changed; and the
+    names of the classes the labels number (None in older files)."""
 
     features: torch.Tensor
     z: torch.Tensor | None
@@ -37,7 +37,8 @@ class Embeddings(NamedTuple):
         if on == "h":
             return self.features
         if self.z is None:
-            raise InputError(f"{self.meta.get('file', 'the embeddings')} holds no z: make it with simclr embed --z")
+            file = self.meta.get("file", "the embeddings")
+            raise InputError(f"{file} holds no z: make it with simclr embed --z")
         return self.z
 
 
@@ -54,8 +55,8 @@ def load_embeddings(path: str | Path) -> Embeddings:
     except PermissionError as exc:
         raise InputError(f"cannot read {p}: {' '.join(str(exc).split())}") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        raise InputError(f"{p} is not a readable .npz embeddings file (corrupt, truncated, or another format; "
-                         "it is never unpickled)") from None
+        raise InputError(f"{p} is not a readable .npz embeddings file (corrupt, truncated, or another "
+                         "format; it is never unpickled)") from None
     missing = [k for k in ("features", "labels", "paths") if k not in arrays]
     if missing:
         raise InputError(f"{p} is not a simclr embed file: no {', '.join(missing)}")
@@ -74,7 +75,8 @@ def load_embeddings(path: str | Path) -> Embeddings:
             raise InputError(f"{p}: its {name} are not all finite numbers")
     digests = arrays.get("digests")
     if digests is not None and (digests.dtype != np.uint8 or digests.shape != (n, DIGEST_BYTES)):
-        raise InputError(f"{p}: digests {digests.dtype} {tuple(digests.shape)} are not {n} x {DIGEST_BYTES} bytes")
+        shape = tuple(digests.shape)
+        raise InputError(f"{p}: digests {digests.dtype} {shape} are not {n} x {DIGEST_BYTES} bytes")
     classes = arrays.get("classes")
     labels = arrays["labels"].astype(np.int64)
     if classes is not None and (classes.ndim != 1 or (labels >= len(classes)).any()):
@@ -90,10 +92,10 @@ def load_embeddings(path: str | Path) -> Embeddings:
 DIGEST_BYTES = 16
 """Bytes kept of each image's sha256 in an embeddings file."""
 
-_META_TYPES: dict[str, tuple[type, ...]] = {"image_size": (int,), "eval_crop": (float, int), "checkpoint": (str,),
-                                            "data": (str,), "split": (str,), "root": (str,), "cache_dir": (str,),
-                                            "holdout": (float, int), "seed": (int,), "network": (str,),
-                                            "input_norm": (str,), "precision": (str,)}
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "image_size": (int,), "eval_crop": (float, int), "checkpoint": (str,), "data": (str,), "split": (str,),
+    "root": (str,), "cache_dir": (str,), "holdout": (float, int), "seed": (int,), "network": (str,),
+    "input_norm": (str,), "precision": (str,)}
 
 
 _KIND = {int: "a whole number", float: "a number", str: "a string"}
@@ -134,25 +136,27 @@ def save_embeddings(emb: Embeddings, out: str | Path) -> None:
 
 
 def check_same_network(index_meta: dict[str, Any], digest: str | None, what: str) -> None:
-    """InputError unless ``digest`` (a network's :func:`~simclr.runtime.checkpoint.weights_digest`, or the one an
-    embeddings file records) is the network the index was embedded with: vectors of two networks are not
-    comparable, and a search across them returns plausible-looking nonsense. Files that record no digest (older
-    ones) pass."""
+    """InputError unless ``digest`` (a network's :func:`~simclr.runtime.checkpoint.weights_digest`, or the one
+    an embeddings file records) is the network the index was embedded with: vectors of two networks are not
+    comparable, and a search across them returns plausible-looking nonsense. Files that record no digest
+    (older ones) pass."""
     made = index_meta.get("network")
     if made is None or digest is None or made == digest:
         return
-    raise InputError(f"{what} is not the network {index_meta.get('file', 'the index')} was embedded with (other "
+    file = index_meta.get("file", "the index")
+    raise InputError(f"{what} is not the network {file} was embedded with (other "
                      "weights: a run trained further, or another run): embed the collection again with it "
                      "(simclr embed ... --update), or use the checkpoint the index was made with")
 
 
 def digest_rows(digests: list[bytes | None]) -> np.ndarray:
-    """The ``digests`` entry: uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it was
-    hashed."""
-    return np.frombuffer(b"".join(d or bytes(DIGEST_BYTES) for d in digests), np.uint8).reshape(-1, DIGEST_BYTES)
+    """The ``digests`` entry: uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it
+    was hashed."""
+    joined = b"".join(d or bytes(DIGEST_BYTES) for d in digests)
+    return np.frombuffer(joined, np.uint8).reshape(-1, DIGEST_BYTES)
 
 
 def label_names(source: ImageSource) -> tuple[str, ...] | None:
-    """The ``classes`` entry, the names the labels number: the split's classes (none for a multi-label dataset,
-    whose images are all labelled -1)."""
+    """The ``classes`` entry, the names the labels number: the split's classes (none for a multi-label
+    dataset, whose images are all labelled -1)."""
     return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)

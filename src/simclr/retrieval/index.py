@@ -1,10 +1,11 @@
-"""An embedded collection of images searched by cosine similarity: the ``.npz`` that ``simclr embed`` writes, held
-in memory with the one ``search`` (what ``simclr search`` runs, and ``simclr.load_index(...).search`` from Python)
-and ``duplicates`` (what ``simclr duplicates`` runs). The checkpoint a search embeds its queries with, and that
-it is the network the collection was embedded with, are checked here."""
+"""An embedded collection of images searched by cosine similarity: the ``.npz`` that ``simclr embed`` writes,
+held in memory with the one ``search`` (what ``simclr search`` runs, and ``simclr.load_index(...).search``
+from Python) and ``duplicates`` (what ``simclr duplicates`` runs). The checkpoint a search embeds its queries
+with, and that it is the network the collection was embedded with, are checked here."""
 
 from __future__ import annotations
 
+import functools
 import weakref
 from pathlib import Path
 
@@ -24,15 +25,16 @@ from simclr.retrieval.sheet import Pictures, draw_sheet, picture_loader, source_
 from simclr.runtime.device import pick_device
 
 CHOOSE_ENCODER = "pass encoder=simclr.load_encoder(...)"
-"""What a message tells a Python caller to do to embed queries with another checkpoint than the index names."""
+"""What a message tells a Python caller to do to embed queries with another checkpoint than the index
+names."""
 
 
 class Index:
     """A collection's h (and z), image paths, labels and ``meta`` (which checkpoint and image side made them).
 
-    ``search`` embeds query images with that checkpoint at that side, as ``simclr search`` does, so an image of
-    the collection finds itself with similarity 1. ``choose_checkpoint``: what messages tell the user to do to
-    name another checkpoint (a command names its option).
+    ``search`` embeds query images with that checkpoint at that side, as ``simclr search`` does, so an image
+    of the collection finds itself with similarity 1. ``choose_checkpoint``: what messages tell the user to do
+    to name another checkpoint (a command names its option).
     """
 
     def __init__(self, embeddings: Embeddings, skipped: list[tuple[str, str]] | None = None, *,
@@ -41,8 +43,8 @@ class Index:
         self.skipped = list(skipped or [])  # images that could not be read when the collection was embedded
         self.choose_checkpoint = choose_checkpoint
         self._encoders: dict[tuple[str, str], Encoder] = {}  # (device, checkpoint) -> its encoder there
-        self._checked: weakref.WeakSet[Encoder] = weakref.WeakSet()  # encoders given, found to be the index's network
-        self._unit: dict[tuple[str, str], torch.Tensor] = {}  # (h or z, device) -> normalised once for all searches
+        self._checked: weakref.WeakSet[Encoder] = weakref.WeakSet()  # encoders given, the index's network
+        self._unit: dict[tuple[str, str], torch.Tensor] = {}  # (h or z, device) -> normalised once for all
 
     @property
     def paths(self) -> list[str]:
@@ -69,10 +71,12 @@ class Index:
 
     def __repr__(self) -> str:
         z = f", z {self.z.shape[1]}" if self.z is not None else ""
-        return f"Index({len(self)} images, h {self.h.shape[1]}{z}, checkpoint {self.meta.get('checkpoint')!r})"
+        checkpoint = self.meta.get("checkpoint")
+        return f"Index({len(self)} images, h {self.h.shape[1]}{z}, checkpoint {checkpoint!r})"
 
     def save(self, path: str | Path) -> Path:
-        """Write the collection as ``simclr embed`` does (``simclr search --index`` reads it); returns the path."""
+        """Write the collection as ``simclr embed`` does (``simclr search --index`` reads it); returns the
+        path."""
         save_embeddings(self.embeddings, path)
         return Path(path)
 
@@ -102,7 +106,8 @@ class Index:
         check_same_network(self.meta, digest, what)
 
     def _query_encoder(self, encoder: Encoder | None, device: str, checkpoint: str | Path | None) -> Encoder:
-        """``encoder``, checked the first time it is given (a digest reads every weight), else :meth:`encoder`."""
+        """``encoder``, checked the first time it is given (a digest reads every weight), else
+        :meth:`encoder`."""
         if encoder is None:
             return self.encoder(device, checkpoint)
         if encoder not in self._checked:
@@ -122,26 +127,26 @@ class Index:
                 image against the others, none finding itself).
             k: Results per query.
             z: Compare z instead of h (the collection must hold z: ``simclr.embed(..., z=True)``).
-            encoder: Embeds image queries (default: the collection's own network, or ``checkpoint``'s); it must
-                hold the weights the collection was embedded with, checked the first time it is given.
+            encoder: Embeds image queries (default: the collection's own network, or ``checkpoint``'s); it
+                must hold the weights the collection was embedded with, checked the first time it is given.
             device: Where the encoder and the similarity search run (auto: CUDA when present).
             checkpoint: Embed image queries with this run instead of the one the collection names.
             setup: Read paths as ``simclr search`` reads them (where datasets are, batch size, workers,
                 progress): image files, or one folder, archive or dataset name (every split, labelled by its
-                class folders), in batches, unreadable images skipped. Without it paths are pictures, each read
-                here by the encoder.
+                class folders), in batches, unreadable images skipped. Without it paths are pictures, each
+                read here by the encoder.
 
         Returns:
-            One list of :class:`Hit` per query, with the queries' names and labels, the images skipped, and the
-            retrieval scores of labelled queries (:class:`~simclr.retrieval.results.SearchResult`).
+            One list of :class:`Hit` per query, with the queries' names and labels, the images skipped, and
+            the retrieval scores of labelled queries (:class:`~simclr.retrieval.results.SearchResult`).
         """
         _whole("k", k)
         on = "z" if z else "h"
         dev = pick_device(device)  # the similarities are computed there (a GPU for a large collection)
         if (on, str(dev)) not in self._unit:
             self._unit[on, str(dev)] = unit_rows(self.embeddings.vectors(on).to(dev))
-        asked = read_queries(queries, self.embeddings, on, lambda: self._query_encoder(encoder, device, checkpoint),
-                             self._same_network, setup)
+        network = functools.partial(self._query_encoder, encoder, device, checkpoint)  # loaded only if needed
+        asked = read_queries(queries, self.embeddings, on, network, self._same_network, setup)
         exclude = None if asked.exclude is None else asked.exclude.to(dev)
         scores, rows = nearest(self._unit[on, str(dev)], asked.vectors.detach().to(dev), k, exclude,
                                index_is_unit=True)
@@ -149,18 +154,18 @@ class Index:
         classes = self.embeddings.classes
         labels, metrics = search_scores(self.labels, classes, asked.labels, asked.classes, rows, k)
         asked = asked._replace(labels=labels, classes=asked.classes if classes is None else classes)
-        return SearchResult([[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
-                              for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)],
-                            asked, metrics)
+        hits = [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
+                 for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
+        return SearchResult(hits, asked, metrics)
 
     def duplicates(self, threshold: float | None = None, *, k: int = 10, z: bool = False,
                    device: str = "auto") -> NearDuplicates:
         """Groups of near-duplicate images in the collection, largest first: what ``simclr duplicates`` runs.
 
-        Images are linked when one is among the other's ``k`` most similar with a cosine similarity of at least
-        ``threshold`` (default 0.99 on h, 0.95 on z), each member of a group as similar to its first image
-        (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of :class:`Hit`, the first
-        the one to keep, each scored by its cosine similarity to that one.
+        Images are linked when one is among the other's ``k`` most similar with a cosine similarity of at
+        least ``threshold`` (default 0.99 on h, 0.95 on z), each member of a group as similar to its first
+        image (:func:`~simclr.retrieval.duplicates.duplicate_groups`). Each group is a list of :class:`Hit`,
+        the first the one to keep, each scored by its cosine similarity to that one.
         """
         if not is_whole(k):
             raise InputError(f"k must be a whole number >= 1, got {k!r}")
@@ -172,13 +177,14 @@ class Index:
         return near_duplicates(vectors, self.paths, self.labels, threshold, k)
 
     def pictures(self, images: str | Path | None = None) -> Pictures:
-        """The collection's images by path, for contact sheets: from where it was embedded, or ``images``, where
-        its folder or archive lies now if it has moved since (InputError now if they are not there)."""
+        """The collection's images by path, for contact sheets: from where it was embedded, or ``images``,
+        where its folder or archive lies now if it has moved since (InputError now if they are not there)."""
         return picture_loader(source_from_meta(self.meta, images, paths=self.paths))
 
     def sheet(self, queries: Images, hits: list[list[Hit]], out: str | Path, cell: int = 96,
               images: str | Path | None = None, *, most: int | None = None) -> Path:
-        """Save a contact sheet of a search: each query's picture beside its results' pictures and similarities.
+        """Save a contact sheet of a search: each query's picture beside its results' pictures and
+        similarities.
 
         Args:
             queries: The queries as given to :meth:`search` (drawn when ``hits`` is not its result).
@@ -200,8 +206,9 @@ class Index:
 
     def duplicates_sheet(self, groups: list[list[Hit]], out: str | Path, cell: int = 96,
                          images: str | Path | None = None, *, max_groups: int = 8, most: int = 8) -> Path:
-        """Save a contact sheet of near-duplicates (:meth:`duplicates`): the ``max_groups`` largest groups, each
-        the image kept then up to ``most`` others with their similarity to it. ``images`` as for :meth:`sheet`."""
+        """Save a contact sheet of near-duplicates (:meth:`duplicates`): the ``max_groups`` largest groups,
+        each the image kept then up to ``most`` others with their similarity to it. ``images`` as for
+        :meth:`sheet`."""
         draw_sheet(group_rows(groups, self.pictures(images), max_groups, most), out, cell, first="keep")
         return Path(out)
 

@@ -18,7 +18,8 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 def nearest(index: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
             chunk: int | None = None, index_is_unit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarities [Q, k'] and index rows [Q, k'] of each query's k' = min(k, N) nearest rows, best first.
+    """Cosine similarities [Q, k'] and index rows [Q, k'] of each query's k' = min(k, N) nearest rows, best
+    first.
 
     ``exclude`` [Q] (optional): one index row per query that may not be returned (the query itself when the
     queries are the index), -1 for none. Works in chunks of queries (default: as many as keep the chunk's

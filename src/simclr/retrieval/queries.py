@@ -1,4 +1,5 @@
-"""The queries of a search: what the user gave turned into query vectors, with their names, labels and pictures.
+"""The queries of a search: what the user gave turned into query vectors, with their names, labels and
+pictures.
 
 Queries are vectors [Q, F] (or one [F]) already embedded; a ``simclr embed`` file (``.npz``; the index's own
 file: every image against the others, none finding itself); image files, or one folder, archive or dataset
@@ -32,9 +33,9 @@ CheckNetwork = Callable[[str | None, str], None]
 
 
 class Queries(NamedTuple):
-    """Query vectors, labels (-1 unlabeled), names (as given, else ``paths``), the index row each may not return
-    (or None), and where their pictures are: ``paths`` in the embedded ``source``, or in the dataset named by the
-    ``meta`` of the embeddings file they were read from, or the pictures ``given``."""
+    """Query vectors, labels (-1 unlabeled), names (as given, else ``paths``), the index row each may not
+    return (or None), and where their pictures are: ``paths`` in the embedded ``source``, or in the dataset
+    named by the ``meta`` of the embeddings file they were read from, or the pictures ``given``."""
 
     vectors: torch.Tensor
     labels: np.ndarray
@@ -48,8 +49,8 @@ class Queries(NamedTuple):
     given: Images | None = None  # pictures embedded by the encoder, as given
 
 
-def read_queries(given: Images, index: Embeddings, on: str, encoder: Callable[[], Encoder], check: CheckNetwork,
-                 setup: EvalSetup | None = None) -> Queries:
+def read_queries(given: Images, index: Embeddings, on: str, encoder: Callable[[], Encoder],
+                 check: CheckNetwork, setup: EvalSetup | None = None) -> Queries:
     """What the user gave, as query vectors comparable with ``index``'s (see the module's docstring).
 
     Args:
@@ -101,7 +102,8 @@ def _names(given: Images, n: int) -> list[str]:
 
 
 def _embeddings_file(path: str, index: Embeddings, on: str, check: CheckNetwork) -> Queries:
-    """The vectors of a ``simclr embed`` file; the index's own file excludes each image from its own results."""
+    """The vectors of a ``simclr embed`` file; the index's own file excludes each image from its own
+    results."""
     emb = load_embeddings(path)
     check(emb.meta.get("network"), f"the network {path} was embedded with")
     same = "file" in index.meta and Path(path).resolve() == Path(index.meta["file"]).resolve()
@@ -110,8 +112,8 @@ def _embeddings_file(path: str, index: Embeddings, on: str, check: CheckNetwork)
 
 
 def _embedded(paths: list[str], on: str, encoder: Callable[[], Encoder], setup: EvalSetup) -> Queries:
-    """Image files, or one folder, archive or dataset, embedded as ``simclr embed`` embeds a dataset (unreadable
-    images skipped and listed); image files are named as given."""
+    """Image files, or one folder, archive or dataset, embedded as ``simclr embed`` embeds a dataset
+    (unreadable images skipped and listed); image files are named as given."""
     source, given = _source(paths, setup)
     feats = embed_images(encoder(), source, setup, with_z=on == "z",
                          in_memory=False if given else None)  # a few files: no dataset-sized decode
@@ -119,8 +121,8 @@ def _embedded(paths: list[str], on: str, encoder: Callable[[], Encoder], setup: 
     assert vectors is not None
     names = [given[p] for p in feats.paths] if given else feats.paths
     skipped = tuple((given[p] if given else p, why) for p, why in feats.skipped)
-    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None, label_names(source),
-                   skipped)
+    return Queries(vectors, feats.single_labels(), names, feats.paths, None, source, None,
+                   label_names(source), skipped)
 
 
 def _source(paths: list[str], setup: EvalSetup) -> tuple[ImageSource, dict[str, str] | None]:
@@ -162,12 +164,13 @@ def query_pictures(queries: Queries, index_meta: dict[str, Any],
 
 
 def given_pictures(given: Images | None) -> Callable[[int], Image.Image | None]:
-    """The pictures of queries given as images (paths, PIL images, image tensors) by number; None for vectors."""
+    """The pictures of queries given as images (paths, PIL images, image tensors) by number; None for
+    vectors."""
     if given is None or (isinstance(given, torch.Tensor) and given.dim() <= 2):
         return lambda i: None
     if isinstance(given, torch.Tensor):
-        tensors = float_images(given)
-        return lambda i: Image.fromarray((tensors[i].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+        pixels = (float_images(given).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        return lambda i: Image.fromarray(pixels[i])
     items = [given] if isinstance(given, (str, Path, Image.Image)) else list(given)
 
     def picture(i: int) -> Image.Image:

@@ -1,5 +1,6 @@
-"""What a search returns: each query's hits, best first, with the queries' names, labels and retrieval scores, as
-rows of a CSV file, a JSON object and rows of a contact sheet (``simclr search`` writes these; so can Python)."""
+"""What a search returns: each query's hits, best first, with the queries' names, labels and retrieval scores,
+as rows of a CSV file, a JSON object and rows of a contact sheet (``simclr search`` writes these; so can
+Python)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ class Hit(NamedTuple):
 
 
 class SearchResult(list[list[Hit]]):
-    """Each query's hits, best first (a list of lists of :class:`Hit`), with ``queries`` (their names, labels in
-    the index's numbering, the images that could not be read) and ``metrics``: precision@1, precision@k and
+    """Each query's hits, best first (a list of lists of :class:`Hit`), with ``queries`` (their names, labels
+    in the index's numbering, the images that could not be read) and ``metrics``: precision@1, precision@k and
     recall@k of the labelled queries (None when nothing can be scored; see
     :func:`~simclr.retrieval.scores.search_scores`)."""
 
@@ -35,7 +36,8 @@ class SearchResult(list[list[Hit]]):
 
     @property
     def names(self) -> list[str]:
-        """Each query's name: as given (image files, pictures' paths), else its image's path, or its number."""
+        """Each query's name: as given (image files, pictures' paths), else its image's path, or its
+        number."""
         return self.queries.names
 
     @property
@@ -45,7 +47,8 @@ class SearchResult(list[list[Hit]]):
 
     def results(self, i: int) -> list[dict[str, Any]]:
         """Query ``i``'s results, best first: rank, path, label, score (rounded to 4 decimals)."""
-        return [{"rank": h.rank, "path": h.path, "label": h.label, "score": round(h.score, 4)} for h in self[i]]
+        return [{"rank": h.rank, "path": h.path, "label": h.label, "score": round(h.score, 4)}
+                for h in self[i]]
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """Every result of every query, one row each: query, query_label, rank, path, label, score."""
@@ -61,6 +64,7 @@ class SearchResult(list[list[Hit]]):
 
 def sheet_rows(hits: Sequence[list[Hit]], query_picture: Callable[[int], Image.Image | None],
                pictures: Pictures) -> list[SheetRow]:
-    """A contact sheet's rows: each query's picture, then its hits' pictures captioned with rank and similarity."""
+    """A contact sheet's rows: each query's picture, then its hits' pictures captioned with rank and
+    similarity."""
     return [(query_picture(i), [(pictures(h.path), f"{h.rank}: {round(h.score, 4):.3f}") for h in row])
             for i, row in enumerate(hits)]  # the similarity as the results show it

@@ -1,5 +1,5 @@
-"""Retrieval scores of a search whose queries are labelled: precision@1, precision@k and recall@k, the queries'
-labels matched to the index's by class name."""
+"""Retrieval scores of a search whose queries are labelled: precision@1, precision@k and recall@k, the
+queries' labels matched to the index's by class name."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def as_index_labels(query_labels: np.ndarray, query_classes: tuple[str, ...] | N
     return table[np.where(query_labels >= 0, query_labels, len(query_classes))]
 
 
-def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray, rows: torch.Tensor) -> dict[str, float]:
+def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray,
+                     rows: torch.Tensor) -> dict[str, float]:
     """Precision@1, precision@k (share of the k results in the query's class) and recall@k (at least one is).
 
     Only labelled queries count; every result's label is compared, an unlabeled result never matches.
@@ -34,17 +35,19 @@ def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray, rows: t
     same = found == torch.as_tensor(query_labels[labelled]).unsqueeze(1)
     k = rows.shape[1]
     return {"k": k, "queries": int(labelled.sum()), "precision_at_1": float(same[:, 0].float().mean()),
-            f"precision_at_{k}": float(same.float().mean()), f"recall_at_{k}": float(same.any(1).float().mean())}
+            f"precision_at_{k}": float(same.float().mean()),
+            f"recall_at_{k}": float(same.any(1).float().mean())}
 
 
 def search_scores(index_labels: np.ndarray, index_classes: tuple[str, ...] | None, query_labels: np.ndarray,
                   query_classes: tuple[str, ...] | None, rows: torch.Tensor,
                   k: int) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """The queries' labels in the index's numbering (:func:`as_index_labels`) and the scores of their search for
-    ``k`` results (``rows`` [Q, k'], k' <= k): None when nothing can be scored (unlabeled queries or index).
+    """The queries' labels in the index's numbering (:func:`as_index_labels`) and the scores of their search
+    for ``k`` results (``rows`` [Q, k'], k' <= k): None when nothing can be scored (unlabeled queries or
+    index).
 
-    Labelled queries of classes the index does not have are counted (``queries_of_other_classes``), not scored:
-    no result can have their class.
+    Labelled queries of classes the index does not have are counted (``queries_of_other_classes``), not
+    scored: no result can have their class.
     """
     labels = as_index_labels(query_labels, query_classes, index_classes)
     other = int(((query_labels >= 0) & (labels < 0)).sum())

@@ -1,5 +1,5 @@
-"""Contact sheets of search results and near-duplicate groups: one row per query (or group), its picture then its
-results' pictures with captions, drawn from the collection an embeddings file was made from."""
+"""Contact sheets of search results and near-duplicate groups: one row per query (or group), its picture then
+its results' pictures with captions, drawn from the collection an embeddings file was made from."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ Pictures = Callable[[str], Image.Image | None]
 
 
 def sheet_format(out: str | Path, what: str = "contact sheet") -> str:
-    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError naming ``what``, e.g.
-    the command's option, when unknown)."""
+    """The image format a contact sheet is written in, from the suffix of ``out`` (InputError naming ``what``,
+    e.g. the command's option, when unknown)."""
     fmt = SHEET_FORMATS.get(Path(out).suffix.lower())
     if fmt is None:
         raise InputError(f"{what} {out}: name a {', '.join(SHEET_FORMATS)} file")
@@ -34,12 +34,13 @@ def sheet_format(out: str | Path, what: str = "contact sheet") -> str:
 
 
 def draw_sheet(rows: list[SheetRow], out: str | Path, cell: int = 96, first: str = "query") -> None:
-    """Draw ``rows`` (each picture resized to ``cell`` x ``cell``, captioned below; the first of each row captioned
-    ``first``) and write ``out`` atomically in the format its suffix names."""
+    """Draw ``rows`` (each picture resized to ``cell`` x ``cell``, captioned below; the first of each row
+    captioned ``first``) and write ``out`` atomically in the format its suffix names."""
     fmt = sheet_format(out)
     k = max((len(hits) for _, hits in rows), default=0)
     label_h = 14
-    sheet = Image.new("RGB", ((k + 1) * (cell + 4) + 4, max(1, len(rows)) * (cell + label_h + 6) + 4), "white")
+    size = ((k + 1) * (cell + 4) + 4, max(1, len(rows)) * (cell + label_h + 6) + 4)
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
 
     def paste(img: Image.Image | None, col: int, row: int, text: str) -> None:
@@ -60,19 +61,19 @@ def draw_sheet(rows: list[SheetRow], out: str | Path, cell: int = 96, first: str
 
 def source_from_meta(meta: dict[str, Any], images: str | Path | None = None, *,
                      paths: list[str] | None = None, movable: bool = True) -> ImageSource:
-    """The images an embeddings file was made from (for showing results); needs the file's ``meta``. ``images``:
-    where they lie now, if the folder or archive has moved since (the same layout); ``paths``, the file's, are
-    checked to be there. ``movable``: the message for a moved collection suggests ``--images``."""
+    """The images an embeddings file was made from (for showing results); needs the file's ``meta``.
+    ``images``: where they lie now, if the folder or archive has moved since (the same layout); ``paths``, the
+    file's, are checked to be there. ``movable``: the message for a moved collection suggests ``--images``."""
     file = meta.get("file", "the embeddings file")
     if "data" not in meta:
-        raise InputError(f"{file} does not say which images it holds (made by an older simclr embed): embed again "
-                         "to show images")
+        raise InputError(f"{file} does not say which images it holds (made by an older simclr embed): "
+                         "embed again to show images")
     data = str(images) if images is not None else meta["data"]
     if images is None and Path(data).is_absolute() and not Path(data).exists():
         where = ("--images (images= in Python) says where they are now" if movable else
                  "embed them again where they are now")
-        raise InputError(f"the images of {file} are no longer at {data}, where pictures of them are drawn from: "
-                         f"{where}")
+        raise InputError(f"the images of {file} are no longer at {data}, where pictures of them are drawn "
+                         f"from: {where}")
     source = load_source(data, meta.get("split", "train"),
                          data_root=Path(meta["root"]) if meta.get("root") else None,
                          cache_dir=Path(meta["cache_dir"]) if meta.get("cache_dir") else None,
@@ -84,8 +85,8 @@ def source_from_meta(meta: dict[str, Any], images: str | Path | None = None, *,
 
 
 def picture_loader(source: ImageSource) -> Pictures:
-    """Load an image of ``source`` by its path, for a contact sheet: None (drawn as an empty frame) when the path is
-    not in ``source`` or its file can no longer be decoded."""
+    """Load an image of ``source`` by its path, for a contact sheet: None (drawn as an empty frame) when the
+    path is not in ``source`` or its file can no longer be decoded."""
     at = {p: i for i, p in enumerate(source.paths)}
 
     def load(path: str) -> Image.Image | None:
