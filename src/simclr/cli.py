@@ -422,7 +422,8 @@ def run_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError(f"--k must be >= 1, got {args.k}")
     index = load_index(args.index, choose_checkpoint="give --checkpoint")
-    found = index.search(args.query, args.k, z=args.z, device=args.device, checkpoint=args.checkpoint, setup=setup)
+    found = index.search(args.query, args.k, z=args.z, device=args.device, checkpoint=args.checkpoint,
+                         setup=setup)
     if found.skipped:
         (name, why), more = found.skipped[0], len(found.skipped) - 1
         print(f"note: {len(found.skipped)} query image(s) could not be read and were left out: {name} "
@@ -441,17 +442,18 @@ def run_search(args: argparse.Namespace) -> int:
         for hit in found.results(i):
             print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['path']}")
     if len(shown) < len(queries):
-        print(f"... {len(queries) - len(shown)} more queries" + ("" if args.out else " (--out FILE.csv keeps all)"))
+        print(f"... {len(queries) - len(shown)} more queries"
+              + ("" if args.out else " (--out FILE.csv keeps all)"))
     if found.metrics:
         m, k = found.metrics, found.metrics["k"]
         if not m["queries"]:
-            print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries of "
-                  "other classes): nothing to score")
+            print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries "
+                  "of other classes): nothing to score")
         else:
             print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
                   f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}"
-                  + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not scored)"
-                     if m.get("queries_of_other_classes") else ""))
+                  + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not "
+                     "scored)" if m.get("queries_of_other_classes") else ""))
     for path, what in ((args.out, "results"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")
@@ -480,8 +482,8 @@ def run_duplicates(args: argparse.Namespace) -> int:
     if len(groups) > 10:
         print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
     spread = summary["nearest_similarity"]
-    print(f"{len(groups)} groups of near-duplicates among {len(index)} images (cosine >= {groups.threshold:.10g}): "
-          f"{summary['duplicates']} images could go. "
+    print(f"{len(groups)} groups of near-duplicates among {len(index)} images "
+          f"(cosine >= {groups.threshold:.10g}): {summary['duplicates']} images could go. "
           + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
              f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
              if spread else "(one image: nothing to compare it with)"))

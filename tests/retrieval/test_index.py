@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 import simclr
+from simclr.api import eval_setup
 from simclr.cli import main
 from simclr.errors import InputError
 from simclr.retrieval.embeddings import Embeddings, load_embeddings
@@ -208,3 +210,77 @@ def test_encoders_are_kept_per_device_and_tensors_taken_as_the_encoder_takes_the
     with Image.open(out) as sheet:
         pixels = np.asarray(sheet.convert("RGB"))
     np.testing.assert_array_equal(pixels[4:100, 4:100], pixels[4:100, 104:200])  # drawn as the file is
+
+
+def test_the_command_and_python_search_through_one_path(ckpt: Path, shop: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """`simclr search` runs Index.search: for image files (one unreadable), a labelled folder, an embeddings
+    file and the index itself (all against all), Python given the command's reading setup returns the same
+    hits, scores, skipped images, CSV rows and JSON object as the command prints and writes."""
+    index_file = str(tmp_path / "shop.npz")
+    simclr.embed(ckpt, shop, device="cpu", progress=False, out=index_file)
+    simclr.embed(ckpt, shop, split="test", holdout=0.5, device="cpu", progress=False,
+                 out=tmp_path / "test.npz")
+    setup = eval_setup("", 0, "cpu", 256, 0, False)  # as the command builds it from its flags
+    files = [str(shop / "bags" / "3.png"), str(shop / "shoes" / "broken.png"),
+             str(shop / "shoes" / "0.png")]
+    for query in (files, [str(shop)], [str(tmp_path / "test.npz")], [index_file]):
+        capsys.readouterr()
+        assert main(["search", "--index", index_file, "--query", *query, "--k", "3", "--json", "--device",
+                     "cpu", "--workers", "0", "--quiet", "--out", str(tmp_path / "hits.csv")]) == 0
+        cli = json.loads(capsys.readouterr().out)
+        found = simclr.load_index(index_file).search(query, 3, device="cpu", setup=setup)
+        assert found.summary(index_file) == cli
+        with (tmp_path / "hits.csv").open() as f:
+            rows = [{k: str(v) for k, v in row.items()} for row in found.csv_rows()]
+            assert list(csv.DictReader(f)) == rows
+        if query == files:
+            assert [s["query"] for s in cli["skipped"]] == [files[1]] and cli["metrics"] is None
+            readable = simclr.load_index(index_file).search([files[0], files[2]], 3, device="cpu")
+            assert [[h.path for h in row] for row in readable] == [[r["path"] for r in q["results"]]
+                                                                   for q in cli["results"]]
+        else:
+            assert cli["metrics"]["queries"] == cli["queries"] > 1  # labelled by class folders: scored
+    assert all(r["path"] != q["query"] for q in cli["results"] for r in q["results"])  # the index itself
+
+
+def test_a_query_of_another_network_is_refused_once_alike(ckpt: Path, shop: Path, tmp_path: Path, capsys,
+                                                          make_checkpoint, monkeypatch) -> None:
+    """Image queries embedded with another network's checkpoint, or an embeddings file of another network: the
+    command and Python refuse them in the one check, once, with the same one-line message."""
+    from simclr.retrieval import index as index_module
+    from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    index_file = str(tmp_path / "shop.npz")
+    simclr.embed(ckpt, shop, device="cpu", progress=False, out=index_file)
+    other = make_checkpoint(tmp_path / "other.pt")
+    state = load_checkpoint(other)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(state, other)  # the same architecture, other weights
+    simclr.embed(other, shop, device="cpu", progress=False, out=tmp_path / "other.npz")
+    checks: list[str] = []
+    check = index_module.check_same_network
+
+    def counted(meta: dict, digest: str | None, what: str) -> None:
+        checks.append(what)
+        check(meta, digest, what)
+
+    monkeypatch.setattr(index_module, "check_same_network", counted)
+    image = str(shop / "bags" / "1.png")
+    setup = eval_setup("", 0, "cpu", 256, 0, False)
+    for query, options, flags in (([image], {"checkpoint": str(other)}, ["--checkpoint", str(other)]),
+                                  ([str(tmp_path / "other.npz")], {}, [])):
+        said = []
+        for reading in (setup, None):  # as the command reads paths, and Python's own way
+            checks.clear()
+            with pytest.raises(InputError, match="is not the network") as refused:
+                simclr.load_index(index_file).search(query, 2, device="cpu", setup=reading, **options)
+            assert len(checks) == 1
+            said.append(str(refused.value))
+        checks.clear()
+        capsys.readouterr()
+        assert main(["search", "--index", index_file, "--query", *query, *flags, "--device", "cpu",
+                     "--workers", "0", "--quiet"]) == 2
+        assert len(checks) == 1
+        err = capsys.readouterr().err
+        assert err == f"simclr: error: {said[0]}\n" and said[0] == said[1] and "\n" not in said[0]
