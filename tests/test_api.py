@@ -119,8 +119,8 @@ def test_bad_input(ckpt: Path, tmp_path: Path) -> None:
 
 
 def test_api_arguments_of_the_wrong_type_are_one_line_errors(ckpt: Path, tmp_path: Path) -> None:
+    from simclr.retrieval.embeddings import Embeddings
     from simclr.retrieval.index import Index
-    from simclr.retrieval.search import Embeddings
 
     for options, says in (({"subset_file": 5}, "subset_file must be a path, got 5"),
                           ({"label_fraction": "0.1"}, "label_fraction must be in \\(0, 1\\], got '0.1'"),

@@ -34,9 +34,9 @@ from simclr.export import export
 from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
 from simclr.retrieval.embed import Embedded, embed_split
+from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import Index
 from simclr.retrieval.index import load_index as _load_index
-from simclr.retrieval.search import load_embeddings
 from simclr.runtime.checkpoint import resolve_checkpoint
 from simclr.training.loop import PretrainResult
 from simclr.training.loop import pretrain as _run_pretrain

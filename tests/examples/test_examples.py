@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from simclr.retrieval.search import load_embeddings
+from simclr.retrieval.embeddings import load_embeddings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.duplicates import duplicate_groups, duplicate_rows
+from simclr.retrieval.duplicates import duplicate_groups
+from simclr.retrieval.embeddings import Embeddings
 from simclr.retrieval.index import Index
-from simclr.retrieval.search import Embeddings
 
 
 def _at_angles(degrees: list[float], dim: int = 8) -> torch.Tensor:
-    """Unit vectors in one plane at the given angles (cosine of two = cos of their difference), other rows of the
-    remaining dimensions far from them all."""
+    """Unit vectors in one plane at the given angles (cosine of two = cos of their difference), other rows of
+    the remaining dimensions far from them all."""
     v = torch.zeros(len(degrees), dim)
     for i, a in enumerate(degrees):
         v[i, 0], v[i, 1] = math.cos(math.radians(a)), math.sin(math.radians(a))
@@ -41,15 +41,15 @@ def test_copies_are_grouped_with_the_first_kept_and_loners_left_out() -> None:
 
 
 def test_groups_do_not_grow_by_chains() -> None:
-    """a-b and b-c are within the threshold, a-c is not: c stays out of a's group (it is not as close to the image
-    kept), so small steps never join far-apart images."""
+    """a-b and b-c are within the threshold, a-c is not: c stays out of a's group (it is not as close to the
+    image kept), so small steps never join far-apart images."""
     v = _at_angles([0, 10, 20, 90, 92])
     t = math.cos(math.radians(12))  # 10 degrees apart: linked; 20 apart: not
     groups = duplicate_groups(v, t).groups
     assert [g.rows for g in groups] == [[0, 1], [3, 4]]
     assert groups[0].scores == [pytest.approx(1.0), pytest.approx(math.cos(math.radians(10)), abs=1e-4)]
-    # the most similar pair starts a group and the lower of the two is kept: here 1-2 (5 degrees), then 0 joins
-    # (10 degrees from 1)
+    # the most similar pair starts a group and the lower of the two is kept: here 1-2 (5 degrees), then 0
+    # joins (10 degrees from 1)
     groups = duplicate_groups(_at_angles([0, 10, 15]), t).groups
     assert [g.rows for g in groups] == [[1, 0, 2]]
 
@@ -70,10 +70,12 @@ def test_index_duplicates_and_csv_rows() -> None:
     h = _at_angles([0, 1, 45, 90, 90.5, 91])
     emb = Embeddings(h, None, np.array([0, 0, 1, 2, 2, 3]), [f"im{i}.jpg" for i in range(6)], {})
     groups = Index(emb).duplicates(0.999, device="cpu")
-    assert [[hit.path for hit in g] for g in groups] == [["im3.jpg", "im4.jpg", "im5.jpg"], ["im0.jpg", "im1.jpg"]]
+    assert [[hit.path for hit in g] for g in groups] == [["im3.jpg", "im4.jpg", "im5.jpg"],
+                                                         ["im0.jpg", "im1.jpg"]]
     assert [hit.rank for hit in groups[0]] == [1, 2, 3] and [hit.label for hit in groups[0]] == [2, 2, 3]
     with pytest.raises(InputError, match="no z"):
         Index(emb).duplicates(z=True, device="cpu")
-    rows = duplicate_rows(emb, duplicate_groups(h, 0.999).groups)
+    rows = Index(emb).duplicates(0.999, device="cpu").rows()
     assert [(r["group"], r["rank"], r["keep"], r["path"]) for r in rows] == [
-        (1, 1, 1, "im3.jpg"), (1, 2, 0, "im4.jpg"), (1, 3, 0, "im5.jpg"), (2, 1, 1, "im0.jpg"), (2, 2, 0, "im1.jpg")]
+        (1, 1, 1, "im3.jpg"), (1, 2, 0, "im4.jpg"), (1, 3, 0, "im5.jpg"), (2, 1, 1, "im0.jpg"),
+        (2, 2, 0, "im1.jpg")]

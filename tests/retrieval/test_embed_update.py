@@ -1,4 +1,5 @@
-"""simclr embed --update: only new and changed images are embedded; the result is what a fresh embedding gives."""
+"""simclr embed --update: only new and changed images are embedded; the result is what a fresh embedding
+gives."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from simclr.errors import InputError
 from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval import embed as embed_module
 from simclr.retrieval.embed import embed
-from simclr.retrieval.search import Embeddings, load_embeddings, save_embeddings
+from simclr.retrieval.embeddings import Embeddings, load_embeddings, save_embeddings
 from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 
 
@@ -143,13 +144,14 @@ def test_a_flat_folder_that_gains_a_subfolder_is_refused_and_the_file_kept(ckpt:
     before = out.read_bytes()
     (shop / "thumbs").mkdir()
     shutil.copy(shop / "bags_0.png", shop / "thumbs" / "small.png")
-    with pytest.raises(InputError, match=r"without classes, which now has class subfolders \(thumbs\): read as "
-                                         r"classes, only their 1 image\(s\) would be kept of 10"):
+    with pytest.raises(InputError, match=r"without classes, which now has class subfolders \(thumbs\): "
+                                         r"read as classes, only their 1 image\(s\) would be kept of 10"):
         embed(ckpt, _setup(shop), "all", out, update=True)
     assert out.read_bytes() == before
     assert "note: 10 image(s) directly in" in capsys.readouterr().err
     (shop / "thumbs").rename(shop / "test")  # a test/ folder: now the whole collection
-    with pytest.raises(InputError, match=r"read as the folder itself, which now reads as test/ \(a train/, test/"):
+    with pytest.raises(InputError,
+                       match=r"read as the folder itself, which now reads as test/ \(a train/, test/"):
         embed(ckpt, _setup(shop), "all", out, update=True)
     assert out.read_bytes() == before
     shutil.rmtree(shop / "test")

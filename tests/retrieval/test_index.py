@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import torch
 from PIL import Image
 
 import simclr
+from simclr.api import eval_setup
 from simclr.cli import main
 from simclr.errors import InputError
-from simclr.retrieval.index import Hit, Index
-from simclr.retrieval.search import Embeddings, load_embeddings
+from simclr.retrieval.embeddings import Embeddings, load_embeddings
+from simclr.retrieval.index import Index
+from simclr.retrieval.results import Hit
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +39,21 @@ def shop(tmp_path_factory) -> Path:
     return root
 
 
-def test_embed_matches_the_command_and_saves_its_format(ckpt: Path, shop: Path, tmp_path: Path, capsys) -> None:
+def test_embed_matches_the_command_and_saves_its_format(ckpt: Path, shop: Path, tmp_path: Path,
+                                                        capsys) -> None:
     index = simclr.embed(ckpt, shop, device="cpu", progress=False, out=tmp_path / "api.npz")
     assert len(index) == 12 and index.h.shape == (12, 64) and index.z is None
     assert [p for p, _ in index.skipped] == ["shoes/broken.png"]
-    assert sorted(set(index.labels.tolist())) == [0, 1] and "checkpoint" in index.meta and "12 images" in repr(index)
+    assert sorted(set(index.labels.tolist())) == [0, 1] and "checkpoint" in index.meta
+    assert "12 images" in repr(index)
     assert main(["embed", "--checkpoint", str(ckpt), "--data", str(shop), "--split", "all", "--out",
                  str(tmp_path / "cli.npz"), "--device", "cpu", "--quiet"]) == 0
     capsys.readouterr()
     cli, api = load_embeddings(tmp_path / "cli.npz"), load_embeddings(tmp_path / "api.npz")
     assert api.paths == cli.paths == index.paths and (api.labels == cli.labels).all()
     torch.testing.assert_close(api.features, cli.features)
-    assert {k: v for k, v in api.meta.items() if k != "file"} == {k: v for k, v in cli.meta.items() if k != "file"}
+    made = {k: v for k, v in cli.meta.items() if k != "file"}
+    assert {k: v for k, v in api.meta.items() if k != "file"} == made
 
 
 def test_an_image_of_the_collection_finds_itself_as_the_command_does(ckpt: Path, shop: Path, tmp_path: Path,
@@ -106,7 +112,8 @@ def test_image_side_and_encoder_come_from_the_index(ckpt: Path, shop: Path) -> N
     index = simclr.embed(ckpt, shop, image_size=24, device="cpu", progress=False)
     assert index.meta["image_size"] == 24 and index.encoder().image_size == 24
     assert index.search(shop / "bags" / "1.png", k=1)[0][0].score == pytest.approx(1.0, abs=1e-4)
-    assert simclr.load_encoder(ckpt, "cpu", image_size=24).preprocess(shop / "bags" / "1.png").shape == (3, 24, 24)
+    encoder = simclr.load_encoder(ckpt, "cpu", image_size=24)
+    assert encoder.preprocess(shop / "bags" / "1.png").shape == (3, 24, 24)
 
 
 def test_the_eval_crop_comes_from_the_index(ckpt: Path, shop: Path, tmp_path: Path, capsys) -> None:
@@ -119,7 +126,8 @@ def test_the_eval_crop_comes_from_the_index(ckpt: Path, shop: Path, tmp_path: Pa
     index.save(tmp_path / "crop.npz")
     assert main(["search", "--index", str(tmp_path / "crop.npz"), "--query", str(query), "--k", "1", "--json",
                  "--device", "cpu", "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["results"][0]["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    best = json.loads(capsys.readouterr().out)["results"][0]["results"][0]
+    assert best["score"] == pytest.approx(1.0, abs=1e-4)
     # a 20 px image kept at half its side for 10 px: resized to 20 (as it is), the central 10 x 10
     central = simclr.load_encoder(ckpt, "cpu", image_size=10, eval_crop=0.5).preprocess(query)
     pixels = torch.from_numpy(np.array(Image.open(query).convert("RGB"))[5:15, 5:15]).permute(2, 0, 1)
@@ -153,11 +161,12 @@ def test_search_on_the_gpu_matches_the_cpu(ckpt: Path, shop: Path) -> None:
     cpu = index.search(index.h[:4], k=3, device="cpu")
     gpu = index.search(index.h[:4], k=3, device="cuda")
     assert [[h.path for h in row] for row in gpu] == [[h.path for h in row] for row in cpu]
-    assert [h.score for row in gpu for h in row] == pytest.approx([h.score for row in cpu for h in row], abs=1e-4)
+    cpu_scores = [h.score for row in cpu for h in row]
+    assert [h.score for row in gpu for h in row] == pytest.approx(cpu_scores, abs=1e-4)
 
 
-def test_an_image_damaged_after_embedding_is_an_empty_frame_on_both_sheets(ckpt: Path, shop: Path, tmp_path: Path,
-                                                                            capsys) -> None:
+def test_an_image_damaged_after_embedding_is_an_empty_frame_on_both_sheets(ckpt: Path, shop: Path,
+                                                                            tmp_path: Path, capsys) -> None:
     import shutil
 
     collection = tmp_path / "shop"
@@ -172,8 +181,8 @@ def test_an_image_damaged_after_embedding_is_an_empty_frame_on_both_sheets(ckpt:
     assert (pixels[6:98, 106:198] == 255).all()  # the damaged best hit: an empty (white) frame
     assert not (pixels[6:98, 206:298] == 255).all()  # the second hit is drawn
     query = str(shop / "bags" / "0.png")  # the undamaged original
-    assert main(["search", "--index", str(tmp_path / "shop.npz"), "--query", query, "--k", "2", "--device", "cpu",
-                 "--quiet", "--sheet", str(tmp_path / "cli.png")]) == 0
+    assert main(["search", "--index", str(tmp_path / "shop.npz"), "--query", query, "--k", "2", "--device",
+                 "cpu", "--quiet", "--sheet", str(tmp_path / "cli.png")]) == 0
     capsys.readouterr()
     with Image.open(tmp_path / "cli.png") as sheet:
         cli = np.asarray(sheet.convert("RGB"))
@@ -195,8 +204,83 @@ def test_encoders_are_kept_per_device_and_tensors_taken_as_the_encoder_takes_the
         float_images(torch.zeros(2, 4, 8, 8))
     uint8_hit = index.search(image, k=1)[0][0]
     float_hit = index.search(image.float() / 255, k=1)[0][0]
-    assert uint8_hit.path == float_hit.path == "bags/1.png" and uint8_hit.score == pytest.approx(float_hit.score)
+    assert uint8_hit.path == float_hit.path == "bags/1.png"
+    assert uint8_hit.score == pytest.approx(float_hit.score)
     out = index.sheet(image, [[uint8_hit]], tmp_path / "t.png")
     with Image.open(out) as sheet:
         pixels = np.asarray(sheet.convert("RGB"))
-    np.testing.assert_array_equal(pixels[4:100, 4:100], pixels[4:100, 104:200])  # tensor query drawn as the file
+    np.testing.assert_array_equal(pixels[4:100, 4:100], pixels[4:100, 104:200])  # drawn as the file is
+
+
+def test_the_command_and_python_search_through_one_path(ckpt: Path, shop: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """`simclr search` runs Index.search: for image files (one unreadable), a labelled folder, an embeddings
+    file and the index itself (all against all), Python given the command's reading setup returns the same
+    hits, scores, skipped images, CSV rows and JSON object as the command prints and writes."""
+    index_file = str(tmp_path / "shop.npz")
+    simclr.embed(ckpt, shop, device="cpu", progress=False, out=index_file)
+    simclr.embed(ckpt, shop, split="test", holdout=0.5, device="cpu", progress=False,
+                 out=tmp_path / "test.npz")
+    setup = eval_setup("", 0, "cpu", 256, 0, False)  # as the command builds it from its flags
+    files = [str(shop / "bags" / "3.png"), str(shop / "shoes" / "broken.png"),
+             str(shop / "shoes" / "0.png")]
+    for query in (files, [str(shop)], [str(tmp_path / "test.npz")], [index_file]):
+        capsys.readouterr()
+        assert main(["search", "--index", index_file, "--query", *query, "--k", "3", "--json", "--device",
+                     "cpu", "--workers", "0", "--quiet", "--out", str(tmp_path / "hits.csv")]) == 0
+        cli = json.loads(capsys.readouterr().out)
+        found = simclr.load_index(index_file).search(query, 3, device="cpu", setup=setup)
+        assert found.summary(index_file) == cli
+        with (tmp_path / "hits.csv").open() as f:
+            rows = [{k: str(v) for k, v in row.items()} for row in found.csv_rows()]
+            assert list(csv.DictReader(f)) == rows
+        if query == files:
+            assert [s["query"] for s in cli["skipped"]] == [files[1]] and cli["metrics"] is None
+            readable = simclr.load_index(index_file).search([files[0], files[2]], 3, device="cpu")
+            assert [[h.path for h in row] for row in readable] == [[r["path"] for r in q["results"]]
+                                                                   for q in cli["results"]]
+        else:
+            assert cli["metrics"]["queries"] == cli["queries"] > 1  # labelled by class folders: scored
+    assert all(r["path"] != q["query"] for q in cli["results"] for r in q["results"])  # the index itself
+
+
+def test_a_query_of_another_network_is_refused_once_alike(ckpt: Path, shop: Path, tmp_path: Path, capsys,
+                                                          make_checkpoint, monkeypatch) -> None:
+    """Image queries embedded with another network's checkpoint, or an embeddings file of another network: the
+    command and Python refuse them in the one check, once, with the same one-line message."""
+    from simclr.retrieval import index as index_module
+    from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    index_file = str(tmp_path / "shop.npz")
+    simclr.embed(ckpt, shop, device="cpu", progress=False, out=index_file)
+    other = make_checkpoint(tmp_path / "other.pt")
+    state = load_checkpoint(other)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(state, other)  # the same architecture, other weights
+    simclr.embed(other, shop, device="cpu", progress=False, out=tmp_path / "other.npz")
+    checks: list[str] = []
+    check = index_module.check_same_network
+
+    def counted(meta: dict, digest: str | None, what: str) -> None:
+        checks.append(what)
+        check(meta, digest, what)
+
+    monkeypatch.setattr(index_module, "check_same_network", counted)
+    image = str(shop / "bags" / "1.png")
+    setup = eval_setup("", 0, "cpu", 256, 0, False)
+    for query, options, flags in (([image], {"checkpoint": str(other)}, ["--checkpoint", str(other)]),
+                                  ([str(tmp_path / "other.npz")], {}, [])):
+        said = []
+        for reading in (setup, None):  # as the command reads paths, and Python's own way
+            checks.clear()
+            with pytest.raises(InputError, match="is not the network") as refused:
+                simclr.load_index(index_file).search(query, 2, device="cpu", setup=reading, **options)
+            assert len(checks) == 1
+            said.append(str(refused.value))
+        checks.clear()
+        capsys.readouterr()
+        assert main(["search", "--index", index_file, "--query", *query, *flags, "--device", "cpu",
+                     "--workers", "0", "--quiet"]) == 2
+        assert len(checks) == 1
+        err = capsys.readouterr().err
+        assert err == f"simclr: error: {said[0]}\n" and said[0] == said[1] and "\n" not in said[0]

@@ -71,43 +71,46 @@ def _check_result_files(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.query import save_sheet, search, sheet_sources
+    from simclr.retrieval.index import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    result = search(args.index, args.query, args.k, _setup(args), on="z" if args.z else "h", checkpoint=args.checkpoint)
-    queries = result.queries.names
-    if result.queries.skipped:
-        (name, why), more = result.queries.skipped[0], len(result.queries.skipped) - 1
-        print(f"note: {len(result.queries.skipped)} query image(s) could not be read and were left out: {name} "
+    setup = _setup(args)
+    if args.k < 1:
+        raise InputError(f"--k must be >= 1, got {args.k}")
+    index = load_index(args.index, choose_checkpoint="give --checkpoint")
+    found = index.search(args.query, args.k, z=args.z, device=args.device, checkpoint=args.checkpoint,
+                         setup=setup)
+    if found.skipped:
+        (name, why), more = found.skipped[0], len(found.skipped) - 1
+        print(f"note: {len(found.skipped)} query image(s) could not be read and were left out: {name} "
               f"({why})" + (f" and {more} more" if more else ""), file=sys.stderr)
-    pictures = sheet_sources(result, args.images) if args.sheet else None  # before any file is written
+    if args.sheet:  # first: a collection no longer there fails before any file is written
+        index.sheet(args.query, found, args.sheet, images=args.images, most=8)
     if args.out:
-        write_csv(result.rows_for_csv(), args.out)
-    if args.sheet:
-        save_sheet(result, args.sheet, sources=pictures)
+        write_csv(found.csv_rows(), args.out)
     if args.json:
-        print(json_text({"index": str(args.index), "queries": len(queries), "metrics": result.metrics,
-                         "skipped": [{"query": name, "reason": why} for name, why in result.queries.skipped],
-                         "results": [{"query": q, "results": result.results(i)} for i, q in enumerate(queries)]}))
+        print(json_text(found.summary(str(args.index))))
         return 0
+    queries = found.names
     shown = queries if len(queries) <= 20 else queries[:3]
     for i, q in enumerate(shown):
         print(f"{q}:")
-        for hit in result.results(i):
+        for hit in found.results(i):
             print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['path']}")
     if len(shown) < len(queries):
-        print(f"... {len(queries) - len(shown)} more queries" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    if result.metrics:
-        m, k = result.metrics, result.metrics["k"]
+        print(f"... {len(queries) - len(shown)} more queries"
+              + ("" if args.out else " (--out FILE.csv keeps all)"))
+    if found.metrics:
+        m, k = found.metrics, found.metrics["k"]
         if not m["queries"]:
-            print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries of "
-                  "other classes): nothing to score")
+            print(f"no query is of a class the index has ({m['queries_of_other_classes']} labelled queries "
+                  "of other classes): nothing to score")
         else:
             print(f"{m['queries']} labelled queries: precision@1 {m['precision_at_1']:.4f}, precision@{k} "
                   f"{m[f'precision_at_{k}']:.4f}, recall@{k} {m[f'recall_at_{k}']:.4f}"
-                  + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not scored)"
-                     if m.get("queries_of_other_classes") else ""))
+                  + (f" ({m['queries_of_other_classes']} queries of classes the index does not have not "
+                     "scored)" if m.get("queries_of_other_classes") else ""))
     for path, what in ((args.out, "results"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")
@@ -115,47 +118,35 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from simclr.retrieval.duplicates import (
-        default_threshold,
-        duplicate_rows,
-        find_duplicates,
-        save_duplicates_sheet,
-    )
-    from simclr.retrieval.query import source_from_meta
+    from simclr.retrieval.index import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
-    on = "z" if args.z else "h"
-    threshold = default_threshold(on) if args.threshold is None else args.threshold
-    index, found = find_duplicates(args.index, threshold, args.k, on, args.device)
-    groups, rows = found.groups, duplicate_rows(index, found.groups)
-    pictures = source_from_meta(index.meta, args.images, paths=index.paths) if args.sheet else None  # first
+    index = load_index(args.index)
+    groups = index.duplicates(args.threshold, k=args.k, z=args.z, device=args.device)
+    if args.sheet:  # first: a collection no longer there fails before any file is written
+        index.duplicates_sheet(groups, args.sheet, images=args.images)
     if args.out:
-        write_csv(rows, args.out)
-    if args.sheet:
-        save_duplicates_sheet(index, groups, args.sheet, source=pictures)
-    spare = sum(len(g.rows) - 1 for g in groups)
-    nearest = found.nearest.numpy()
-    spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)} \
-        if len(index.paths) > 1 else None  # one image has no nearest other
+        write_csv(groups.rows(), args.out)
+    summary = groups.summary(str(args.index))
     if args.json:
-        print(json_text({"index": str(args.index), "images": len(index.paths), "threshold": threshold,
-                          "groups": len(groups), "duplicates": spare, "nearest_similarity": spread,
-                          "rows": rows}))
+        print(json_text(summary))
         return 0
     for g, group in enumerate(groups[:10]):
-        print(f"group {g + 1} ({len(group.rows)} images):")
-        for r, (i, score) in enumerate(zip(group.rows, group.scores)):
-            print(f"  {'keep' if r == 0 else f'{score:.4f}':>6}  {index.paths[i]}")
+        print(f"group {g + 1} ({len(group)} images):")
+        for hit in group:
+            print(f"  {'keep' if hit.rank == 1 else f'{hit.score:.4f}':>6}  {hit.path}")
     if len(groups) > 10:
         print(f"... {len(groups) - 10} more groups" + ("" if args.out else " (--out FILE.csv keeps all)"))
-    print(f"{len(groups)} groups of near-duplicates among {len(index.paths)} images (cosine >= {threshold:.10g}): "
-          f"{spare} images could go. " + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
-                                          f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
-                                          if spread else "(one image: nothing to compare it with)"))
+    spread = summary["nearest_similarity"]
+    print(f"{len(groups)} groups of near-duplicates among {len(index)} images "
+          f"(cosine >= {groups.threshold:.10g}): {summary['duplicates']} images could go. "
+          + (f"Each image's similarity to its nearest other: median {spread['q50']:.4f}, "
+             f"90th percentile {spread['q90']:.4f}, 99th {spread['q99']:.4f}"
+             if spread else "(one image: nothing to compare it with)"))
     for path, what in ((args.out, "groups"), (args.sheet, "contact sheet")):
         if path:
             print(f"{what}: {path}")
     return 0
+
+

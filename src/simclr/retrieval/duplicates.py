@@ -2,35 +2,33 @@
 
 Two images are linked when one is among the other's ``k`` nearest (cosine similarity of h, or z) with a
 similarity of at least ``threshold``. Links are taken most similar first: two ungrouped images start a group,
-whose first image (the lower row) is the one to keep; an ungrouped image joins the group of the image it is linked
-to only when it is as similar to that group's first image too. So every member of a group is within the threshold
-of the image kept, and groups never grow by chains of small steps into one giant group (on the compressed
-similarities of a weak encoder, connected components of the links would join most of a collection). The
-nearest-neighbour search runs in bounded memory (:func:`~simclr.retrieval.search.nearest`), so any collection size
-works; ``k`` bounds how many links one image can have.
+whose first image (the lower row) is the one to keep; an ungrouped image joins the group of the image it is
+linked to only when it is as similar to that group's first image too. So every member of a group is within the
+threshold of the image kept, and groups never grow by chains of small steps into one giant group (on the
+compressed similarities of a weak encoder, connected components of the links would join most of a collection).
+The nearest-neighbour search runs in bounded memory (:func:`~simclr.retrieval.nearest.nearest`), so any
+collection size works; ``k`` bounds how many links one image can have.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from simclr.errors import InputError
-from simclr.retrieval.search import Embeddings, load_embeddings, nearest, unit_rows
-from simclr.retrieval.sheet import draw_sheet
-from simclr.runtime.device import pick_device
-
-if TYPE_CHECKING:
-    from simclr.data.image_source import ImageSource
+from simclr.retrieval.nearest import nearest, unit_rows
+from simclr.retrieval.results import Hit
+from simclr.retrieval.sheet import Pictures, SheetRow
 
 DEFAULT_THRESHOLD = 0.99
-"""The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h (the
-average of non-negative activations) crowd near 1; with a CIFAR-10 encoder this finds three in four edited copies
-while few images are grouped with another class (BENCHMARKS.md)."""
+"""The least cosine similarity of h that makes two images near-duplicates by default: the similarities of h
+(the average of non-negative activations) crowd near 1; with a CIFAR-10 encoder this finds three in four
+edited copies while few images are grouped with another class (BENCHMARKS.md)."""
 DEFAULT_Z_THRESHOLD = 0.95
-"""The default on z, which spreads wider: about as few images grouped with another class as h at 0.99 (BENCHMARKS.md)."""
+"""The default on z, which spreads wider: about as few images grouped with another class as h at 0.99
+(BENCHMARKS.md)."""
 
 
 def default_threshold(on: str) -> float:
@@ -63,8 +61,8 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
         k: How many nearest neighbours of each image are considered for links.
 
     Returns:
-        Every group of two or more linked images (images without a near-duplicate are in none), and each image's
-        similarity to its nearest other image.
+        Every group of two or more linked images (images without a near-duplicate are in none), and each
+        image's similarity to its nearest other image.
     """
     if not -1 < threshold <= 1:
         raise InputError(f"the similarity threshold must be in (-1, 1], got {threshold}")
@@ -90,7 +88,7 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
             members[first] = [first, max(i, j)]
             continue
         new, old = (j, keeper[i]) if i in keeper else (i, keeper[j])
-        if float(unit[new] @ unit[old]) >= threshold:  # joins only a group whose first image it is as close to
+        if float(unit[new] @ unit[old]) >= threshold:  # joins only a group whose first image is as close
             keeper[new] = old
             members[old].append(new)
     groups = []
@@ -101,32 +99,48 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
     return Duplicates(groups, scores[:, 0].float().cpu())
 
 
-def find_duplicates(index_file: str | Path, threshold: float | None = None, k: int = 10, on: str = "h",
-                    device: str = "auto") -> tuple[Embeddings, Duplicates]:
-    """``simclr duplicates``: the near-duplicates of a ``simclr embed`` file by h (or z, ``on="z"``), the
-    similarities computed on ``device``; ``threshold`` None is :func:`default_threshold`."""
-    index = load_embeddings(index_file)
-    threshold = default_threshold(on) if threshold is None else threshold
-    return index, duplicate_groups(index.vectors(on).to(pick_device(device)), threshold, k)
+class NearDuplicates(list[list[Hit]]):
+    """The groups of near-duplicates of a collection, largest first, each a list of :class:`Hit` (the first
+    the one to keep, each scored by its cosine similarity to that one), with the ``threshold`` that made them,
+    the number of ``images`` and every image's similarity to its most similar other image (``nearest``
+    [N])."""
+
+    def __init__(self, groups: list[list[Hit]], threshold: float, nearest: torch.Tensor) -> None:
+        super().__init__(groups)
+        self.threshold = threshold
+        self.nearest = nearest
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every grouped image, one row each (group, rank, keep, path, label, score): the rows of the CSV
+        file."""
+        return [{"group": g + 1, "rank": h.rank, "keep": int(h.rank == 1), "path": h.path, "label": h.label,
+                 "score": h.score} for g, group in enumerate(self) for h in group]
+
+    def summary(self, index: str) -> dict[str, Any]:
+        """The JSON object of ``simclr duplicates --json`` (``index``: the collection's file as named): the
+        counts, the median, 90th and 99th percentile of ``nearest`` (None for one image) and :meth:`rows`."""
+        images = len(self.nearest)
+        nearest = self.nearest.numpy()
+        spread = {f"q{q}": round(float(np.quantile(nearest, q / 100)), 4) for q in (50, 90, 99)} \
+            if images > 1 else None  # one image has no nearest other
+        return {"index": index, "images": images, "threshold": self.threshold, "groups": len(self),
+                "duplicates": sum(len(g) - 1 for g in self), "nearest_similarity": spread,
+                "rows": self.rows()}
 
 
-def duplicate_rows(index: Embeddings, groups: list[Group]) -> list[dict[str, Any]]:
-    """Every grouped image, one row each (group, rank, keep, path, label, score): the rows of the CSV file."""
-    return [{"group": g + 1, "rank": r + 1, "keep": int(r == 0), "path": index.paths[i], "label": int(index.labels[i]),
-             "score": s} for g, group in enumerate(groups) for r, (i, s) in enumerate(zip(group.rows, group.scores))]
+def near_duplicates(vectors: torch.Tensor, paths: list[str], labels: np.ndarray, threshold: float,
+                    k: int = 10) -> NearDuplicates:
+    """:func:`duplicate_groups` of a collection's ``vectors`` as :class:`Hit` of its ``paths`` and
+    ``labels``."""
+    found = duplicate_groups(vectors, threshold, k)
+    groups = [[Hit(r + 1, paths[i], int(labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
+              for g in found.groups]
+    return NearDuplicates(groups, threshold, found.nearest)
 
 
-def save_duplicates_sheet(index: Embeddings, groups: list[Group], out: Path, max_groups: int = 8,
-                          most: int = 8, source: ImageSource | None = None) -> int:
-    """A contact sheet: one row per group (the ``max_groups`` largest), the image kept then up to ``most`` others
-    with their similarity to it, drawn from ``source`` (default: the images where ``index`` says they are).
-    Returns the number of rows drawn."""
-    # the dataset is opened only to draw
-    from simclr.retrieval.query import picture_loader, source_from_meta
-
-    picture = picture_loader(source if source is not None else source_from_meta(index.meta))
-    rows = [(picture(index.paths[g.rows[0]]), [(picture(index.paths[i]), f"{s:.3f}")
-                                               for i, s in zip(g.rows[1:most + 1], g.scores[1:most + 1])])
+def group_rows(groups: list[list[Hit]], pictures: Pictures, max_groups: int = 8,
+               most: int = 8) -> list[SheetRow]:
+    """A contact sheet's rows: the ``max_groups`` largest groups, each the image kept then up to ``most``
+    others captioned with their similarity to it."""
+    return [(pictures(g[0].path), [(pictures(h.path), f"{h.score:.3f}") for h in g[1:most + 1]])
             for g in groups[:max_groups]]
-    draw_sheet(rows, out, first="keep")
-    return len(rows)

@@ -1,5 +1,5 @@
-"""Export embeddings: h (and optionally z) of every image of a dataset split to a .npz file, or bring an earlier
-file up to date (only new and changed images embedded, those gone dropped)."""
+"""Export embeddings: h (and optionally z) of every image of a dataset split to a .npz file, or bring an
+earlier file up to date (only new and changed images embedded, those gone dropped)."""
 
 from __future__ import annotations
 
@@ -17,23 +17,31 @@ from simclr.config import Config
 from simclr.data.digests import file_digests
 from simclr.data.image_source import ImageSource
 from simclr.data.sources import some_names
+from simclr.encoder import Encoder
 from simclr.errors import InputError, UpdateRefused
-from simclr.evaluation.features import Encode, Features, extract_features, single_labels
+from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, single_labels
 from simclr.evaluation.learned import Learned, load_learned
-from simclr.evaluation.setup import EvalSetup
+from simclr.evaluation.setup import EvalSetup, eval_config
 from simclr.files import check_output
-from simclr.retrieval.search import DIGEST_BYTES, Embeddings, load_embeddings, save_embeddings
+from simclr.retrieval.embeddings import (
+    DIGEST_BYTES,
+    Embeddings,
+    digest_rows,
+    label_names,
+    load_embeddings,
+    save_embeddings,
+)
 from simclr.runtime.checkpoint import resolve_checkpoint, weights_digest
 
 MADE_KEYS = ("network", "image_size", "eval_crop", "input_norm", "precision", "z")
-"""What an embedding depends on besides its image (``meta``): rows of an earlier file are reused only where all
-of these match."""
+"""What an embedding depends on besides its image (``meta``): rows of an earlier file are reused only where
+all of these match."""
 
 
 class Embedded(NamedTuple):
-    """The embeddings of a split, the images that could not be read (path, reason), and for an update how many rows
-    of the earlier file were kept (``reused``) and left out (``dropped``: images gone or changed), or why none
-    could be kept (``fresh``)."""
+    """The embeddings of a split, the images that could not be read (path, reason), and for an update how many
+    rows of the earlier file were kept (``reused``) and left out (``dropped``: images gone or changed), or why
+    none could be kept (``fresh``)."""
 
     embeddings: Embeddings
     skipped: list[tuple[str, str]]
@@ -54,19 +62,36 @@ def embed_source(encode: Encode, config: Config, source: ImageSource, setup: Eva
                             allow_empty=allow_empty)
 
 
+def embed_images(encoder: Encoder, source: ImageSource, setup: EvalSetup, with_z: bool = False,
+                 in_memory: bool | None = None) -> Features:
+    """Features of every readable image of ``source`` by ``encoder``'s network, read as :func:`embed_source`
+    reads a dataset.
+
+    Args:
+        encoder: The network, and how it prepares images (image side, centre crop).
+        source: The images.
+        setup: How they are read: batch size, workers, progress, cache folder, in memory or not.
+        with_z: Also z.
+        in_memory: Decode them all into memory first (None: as the data plan decides).
+
+    Returns:
+        h (and z) of the readable images; the unreadable ones skipped and listed.
+    """
+    sized = setup.with_data(image_size=encoder.image_size, eval_crop=encoder.eval_crop)
+    config = eval_config(encoder.config, sized)
+    channels_last = config.train.channels_last
+    encode = model_encoder(encoder.model, encoder.device, encoder.precision, channels_last, with_z)
+    return embed_source(encode, config, source, setup, in_memory)
+
+
 def image_digests(source: ImageSource, memo_dir: Path | None, progress: bool = False) -> list[bytes | None]:
-    """The first :data:`DIGEST_BYTES` of the sha256 of each image's file (None: it cannot be read; unchanged files
-    not read again where ``memo_dir`` remembers them) or, for images held in memory, of its pixels."""
+    """The first :data:`DIGEST_BYTES` of the sha256 of each image's file (None: it cannot be read; unchanged
+    files not read again where ``memo_dir`` remembers them) or, for images held in memory, of its pixels."""
     if source.array is not None:
         return [hashlib.sha256(np.ascontiguousarray(a).data).digest()[:DIGEST_BYTES] for a in source.array]
     assert source.root is not None
     return [None if d is None else bytes.fromhex(d)[:DIGEST_BYTES]
             for d in file_digests(source.root, source.paths, memo_dir, progress=progress)]
-
-
-def _digest_rows(digests: list[bytes | None]) -> np.ndarray:
-    """uint8 [N, DIGEST_BYTES]; zeros for an image whose file could not be read when it was hashed."""
-    return np.frombuffer(b"".join(d or bytes(DIGEST_BYTES) for d in digests), np.uint8).reshape(-1, DIGEST_BYTES)
 
 
 def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool = False,
@@ -75,9 +100,9 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
     (the checkpoint, its weights' digest, the dataset and split, the image side, crop and precision, so that
     queries can be embedded the same way and the images shown) and each image's digest.
 
-    With ``previous`` (an earlier file's embeddings) the rows of the images whose path and content are unchanged
-    are taken from it when they were made the same way (:data:`MADE_KEYS`); only the others are embedded. The
-    result is in the split's order with its current labels, as a fresh embedding would be.
+    With ``previous`` (an earlier file's embeddings) the rows of the images whose path and content are
+    unchanged are taken from it when they were made the same way (:data:`MADE_KEYS`); only the others are
+    embedded. The result is in the split's order with its current labels, as a fresh embedding would be.
     """
     learned = load_learned(checkpoint, setup)
     config = learned.config
@@ -85,7 +110,8 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
     d = config.data
     spec = str(Path(d.spec).resolve()) if Path(d.spec).exists() else d.spec  # usable from any folder
     meta: dict[str, Any] = {
-        "checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split, "root": d.root,
+        "checkpoint": str(resolve_checkpoint(checkpoint).resolve()), "data": spec, "split": split,
+        "root": d.root,
         "cache_dir": d.cache_dir, "holdout": d.holdout, "seed": config.train.seed, "image_size": d.image_size,
         "eval_crop": d.eval_crop, "z": with_z, "network": weights_digest(learned.model),
         "input_norm": config.model.input_norm,
@@ -94,54 +120,53 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
         _check_same_collection(previous, meta)
         _check_same_layout(previous, source)
     cache = cache_folder(config)
-    digests = image_digests(source, cache / "digests" if cache else None, setup.progress)  # decode_cached's memo
+    memo = cache / "digests" if cache else None  # beside decode_cached's
+    digests = image_digests(source, memo, setup.progress)
     fresh = None if previous is None else _not_reusable(previous, meta)
     if previous is None or fresh is not None:
         feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)
         rows = {p: i for i, p in enumerate(source.paths)}
-        kept = _digest_rows([digests[rows[p]] for p in feats.paths])
-        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept, label_names(source))
+        kept = digest_rows([digests[rows[p]] for p in feats.paths])
+        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept,
+                         label_names(source))
         return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), fresh)
     return _update(learned, source, setup, with_z, previous, digests, meta)
 
 
-def label_names(source: ImageSource) -> tuple[str, ...] | None:
-    """The names the labels of an embeddings file number: the split's classes (none for a multi-label dataset,
-    whose images are all labelled -1)."""
-    return None if np.asarray(source.labels).ndim == 2 else tuple(source.classes)
-
-
 def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
-    """InputError unless ``previous`` was embedded from the same dataset and split: an update with another would
-    replace the collection (its rows dropped) rather than bring it up to date."""
+    """InputError unless ``previous`` was embedded from the same dataset and split: an update with another
+    would replace the collection (its rows dropped) rather than bring it up to date."""
     made = {k: previous.meta.get(k) for k in ("data", "split")}
     if all(made[k] is None or made[k] == meta[k] for k in made):
         return
-    raise UpdateRefused(f"{previous.meta.get('file', 'the embeddings file')} holds {made['data']} ({made['split']}), "
-                        f"not {meta['data']} ({meta['split']}): --update takes the --data and --split it was made "
-                        "with (without --update the file is replaced)")
+    file = previous.meta.get("file", "the embeddings file")
+    raise UpdateRefused(f"{file} holds {made['data']} ({made['split']}), not {meta['data']} "
+                        f"({meta['split']}): --update takes the --data and --split it was made with (without "
+                        "--update the file is replaced)")
 
 
 def _check_same_layout(previous: Embeddings, source: ImageSource) -> None:
-    """InputError if a flat (unlabeled) folder has gained class subfolders since ``previous`` was embedded, or lost
-    them: the update would drop every image outside them (or relabel all), where a new subfolder was likely meant
-    as more images of the collection."""
+    """InputError if a flat (unlabeled) folder has gained class subfolders since ``previous`` was embedded, or
+    lost them: the update would drop every image outside them (or relabel all), where a new subfolder was
+    likely meant as more images of the collection."""
     labels = np.asarray(source.labels)
     was_flat = len(previous.paths) > 0 and bool((previous.labels == -1).all())
     is_flat = labels.ndim == 2 or bool((labels == -1).all())
     file = previous.meta.get("file", "the embeddings file")
     before, now = _split_folders(previous.paths), _split_folders(source.paths)
     if previous.paths and source.paths and before != now:
-        raise UpdateRefused(f"{file} was embedded from {source.name} read as {before}, which now reads as {now} (a "
-                            "train/, test/ or val/ folder came or went): without --update the file is replaced")
+        raise UpdateRefused(f"{file} was embedded from {source.name} read as {before}, which now reads as "
+                            f"{now} (a train/, test/ or val/ folder came or went): without --update the file "
+                            "is replaced")
     if was_flat == is_flat or not len(previous.paths):
         return
     if was_flat:
-        raise UpdateRefused(f"{file} was embedded from {source.name} without classes, which now has class subfolders "
-                            f"({some_names(source.classes)}): read as classes, only their {len(source.paths)} "
-                            f"image(s) would be kept of {len(previous.paths)}; without --update the file is replaced")
-    raise UpdateRefused(f"{file} was embedded from {source.name} with classes, which now has none (a flat folder): "
-                        "without --update the file is replaced")
+        raise UpdateRefused(f"{file} was embedded from {source.name} without classes, which now has class "
+                            f"subfolders ({some_names(source.classes)}): read as classes, only their "
+                            f"{len(source.paths)} image(s) would be kept of {len(previous.paths)}; without "
+                            "--update the file is replaced")
+    raise UpdateRefused(f"{file} was embedded from {source.name} with classes, which now has none (a flat "
+                        "folder): without --update the file is replaced")
 
 
 def _split_folders(paths: list[str] | tuple[str, ...]) -> str:
@@ -185,7 +210,7 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
             h_new, z_new = feats.h, feats.z
         new = {p: i for i, p in enumerate(feats.paths)}
         skipped = feats.skipped
-    order: list[tuple[int, int]] = []  # (0: earlier file, 1: new; row) for each readable image in listing order
+    order: list[tuple[int, int]] = []  # (0: earlier file, 1: new; row) of each readable image, listing order
     kept: list[int] = []
     for i, (path, t) in enumerate(zip(source.paths, take)):
         if t is not None:
@@ -202,7 +227,7 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
     at = torch.tensor([row + (len(h_old) if which else 0) for which, row in order], dtype=torch.int64)
     labels = single_labels(np.asarray(source.labels)[kept])
     emb = Embeddings(h[at], None if z is None else z[at], labels, [source.paths[i] for i in kept], meta,
-                     _digest_rows([digests[i] for i in kept]), label_names(source))
+                     digest_rows([digests[i] for i in kept]), label_names(source))
     reused = sum(1 for t in take if t is not None)
     return Embedded(emb, skipped, reused, len(previous.paths) - reused)
 
@@ -210,9 +235,10 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
 def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False,
           update: bool = False) -> dict[str, Any]:
     """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``),
-    ``digests`` [N, 16] uint8 and ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file is
-    never left half-written; a folder, the checkpoint or another run's checkpoint is refused before any work).
-    With ``update`` an existing ``out`` is brought up to date: only new and changed images are embedded."""
+    ``digests`` [N, 16] uint8 and ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file
+    is never left half-written; a folder, the checkpoint or another run's checkpoint is refused before any
+    work). With ``update`` an existing ``out`` is brought up to date: only new and changed images are
+    embedded."""
     check_output(out, reading=(resolve_checkpoint(checkpoint),))
     previous = load_embeddings(out) if update and Path(out).exists() else None
     done = embed_split(checkpoint, setup, split, with_z, previous)
