@@ -1,4 +1,5 @@
-"""simclr export: torchvision weights that give the run's h, a slim simclr file every command takes, bad input."""
+"""simclr export: torchvision weights that give the run's h, a slim simclr file every command takes, bad
+input."""
 
 import json
 from pathlib import Path
