@@ -1,5 +1,5 @@
-"""`simclr search` end to end on the CIFAR-10 subset: embed a collection, query it with images, a dataset or an
-embeddings file; results, scores, CSV, contact sheet, and bad input (one line, exit code 2)."""
+"""`simclr search` end to end on the CIFAR-10 subset: embed a collection, query it with images, a dataset or
+an embeddings file; results, scores, CSV, contact sheet, and bad input (one line, exit code 2)."""
 
 import csv
 import json
@@ -43,14 +43,16 @@ def test_an_indexed_image_finds_itself_first(index: dict, capsys) -> None:
     (only,) = out["results"]
     assert only["query"] == str(query) and len(only["results"]) == 4
     first = only["results"][0]
-    assert first["path"].endswith("train/dog/" + query.name) and first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert first["path"].endswith("train/dog/" + query.name)
+    assert first["score"] == pytest.approx(1.0, abs=1e-4)
     scores = [r["score"] for r in only["results"]]
     assert scores == sorted(scores, reverse=True) and out["metrics"] is None  # an unlabeled query: no scores
 
 
 def test_test_split_against_train_scores_and_writes_csv(index: dict, tmp_path: Path, capsys) -> None:
     out_csv = tmp_path / "r.csv"
-    out = _json(["--index", str(index["train"]), "--query", str(index["test"]), "--k", "5", "--out", str(out_csv)],
+    out = _json(["--index", str(index["train"]), "--query", str(index["test"]), "--k", "5",
+                 "--out", str(out_csv)],
                 capsys)
     m = out["metrics"]
     assert m["queries"] == 200 and m["k"] == 5
@@ -100,17 +102,19 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
     assert "dimensions" in bad("--index", train, "--query", str(other))  # another encoder's vectors: refused
     csv = tmp_path / "kept.csv"
     csv.write_text("earlier results\n")
-    assert "--sheet" in bad("--index", train, "--query", train, "--out", str(csv), "--sheet", str(tmp_path / "s.gif"))
-    assert csv.read_text() == "earlier results\n" and not (tmp_path / "s.gif").exists()  # refused before writing
+    assert "--sheet" in bad("--index", train, "--query", train, "--out", str(csv),
+                            "--sheet", str(tmp_path / "s.gif"))
+    # refused before writing
+    assert csv.read_text() == "earlier results\n" and not (tmp_path / "s.gif").exists()
     both = tmp_path / "both.png"
     assert "both name" in bad("--index", train, "--query", train, "--out", str(both), "--sheet", str(both))
     assert not both.exists()
 
 
 def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path, capsys) -> None:
-    """`simclr duplicates` on real images with planted copies: an identical file and a lossless PNG of another image
-    are grouped with their originals (a two-epoch encoder is too weak to be trusted with edited copies: see
-    benchmarks/duplicates.py); the CSV, the JSON and the contact sheet agree."""
+    """`simclr duplicates` on real images with planted copies: an identical file and a lossless PNG of another
+    image are grouped with their originals (a two-epoch encoder is too weak to be trusted with edited copies:
+    see benchmarks/duplicates.py); the CSV, the JSON and the contact sheet agree."""
     folder = tmp_path / "shop"
     folder.mkdir()
     originals = sorted((index["images"] / "test").rglob("*.jpg"))[::5]  # 40 images, 4 of each class
@@ -120,7 +124,8 @@ def test_duplicates_groups_planted_copies(index: dict, env: dict, tmp_path: Path
     with Image.open(originals[7]) as img:
         img.save(folder / "07_png.png")
     emb = tmp_path / "shop.npz"
-    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--split", "all", "--out", str(emb),
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--split", "all",
+                 "--out", str(emb),
                  "--quiet", "--cache-dir", env["cache"]]) == 0
     capsys.readouterr()
     groups, sheet = tmp_path / "groups.csv", tmp_path / "dups.png"
@@ -155,7 +160,8 @@ def test_duplicates_of_a_single_image(env: dict, tmp_path: Path, capsys) -> None
     folder.mkdir()
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "only.png")
     emb = tmp_path / "one.npz"
-    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--out", str(emb), "--quiet"]) == 0
+    assert main(["embed", "--checkpoint", str(env["run"]), "--data", str(folder), "--out", str(emb),
+                 "--quiet"]) == 0
     capsys.readouterr()
     assert main(["duplicates", "--index", str(emb)]) == 0
     out = capsys.readouterr().out
@@ -198,7 +204,8 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
     run = tmp_path / "run"
     shutil.copytree(env["run"], run)
     own = tmp_path / "own.npz"
-    assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test", "--out", str(own),
+    assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test",
+                 "--out", str(own),
                  "--quiet", "--cache-dir", env["cache"]]) == 0
     query = str(min(index["images"].rglob("test/cat/*.jpg")))
     assert main(["search", "--index", str(own), "--query", query, "--quiet"]) == 0
@@ -209,10 +216,12 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
     assert main(["search", "--index", str(own), "--query", query, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not the network" in err and "--update" in err and "\n" not in err
-    assert main(["search", "--index", str(index["train"]), "--query", str(own), "--quiet"]) == 0  # same weights
+    # same weights
+    assert main(["search", "--index", str(index["train"]), "--query", str(own), "--quiet"]) == 0
     assert main(["embed", "--checkpoint", str(run), "--data", env["archive"], "--split", "test", "--out",
                  str(tmp_path / "moved.npz"), "--quiet", "--cache-dir", env["cache"]]) == 0
-    assert main(["search", "--index", str(index["train"]), "--query", str(tmp_path / "moved.npz"), "--quiet"]) == 2
+    assert main(["search", "--index", str(index["train"]), "--query", str(tmp_path / "moved.npz"),
+                 "--quiet"]) == 2
     assert "is not the network" in capsys.readouterr().err
     collection = simclr.load_index(own)
     with pytest.raises(InputError, match="is not the network"):
@@ -227,7 +236,8 @@ def test_a_network_other_than_the_index_s_is_refused(index: dict, env: dict, tmp
 
 
 def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> None:
-    """Query folders with only some of the index's classes: their labels number other classes, the names match."""
+    """Query folders with only some of the index's classes: their labels number other classes, the names
+    match."""
     import shutil
 
     queries = index["images"].parent / "dogs-and-others"
@@ -246,11 +256,13 @@ def test_queries_are_scored_by_class_name_not_number(index: dict, capsys) -> Non
     assert m["precision_at_5"] == pytest.approx(sum(same) / len(same), abs=1e-6) and m["precision_at_5"] > 0.1
     capsys.readouterr()
     assert main(["search", "--index", str(index["train"]), "--query", str(queries / "zebra"), "--quiet"]) == 0
-    assert "no query is of a class the index has" not in capsys.readouterr().out  # a folder of files: unlabeled
+    # a folder of files: unlabeled
+    assert "no query is of a class the index has" not in capsys.readouterr().out
     zebras = queries.parent / "zebras-only"
     shutil.copytree(queries / "zebra", zebras / "zebra")
     assert main(["search", "--index", str(index["train"]), "--query", str(zebras), "--quiet"]) == 0
-    assert "no query is of a class the index has (1 labelled queries of other classes)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no query is of a class the index has (1 labelled queries of other classes)" in printed
 
 
 def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, capsys) -> None:
@@ -264,7 +276,8 @@ def test_an_unreadable_query_image_is_reported(index: dict, tmp_path: Path, caps
     assert good in captured.out and str(broken) + ":" not in captured.out
     out = _json(["--index", str(index["train"]), "--query", str(broken), good], capsys)
     assert out["queries"] == 1 and [s["query"] for s in out["skipped"]] == [str(broken)]
-    assert main(["search", "--index", str(index["train"]), "--query", str(broken), "--quiet"]) == 2  # it alone
+    # it alone
+    assert main(["search", "--index", str(index["train"]), "--query", str(broken), "--quiet"]) == 2
     assert "no readable images in query images: broken.jpg (cannot decode image" in capsys.readouterr().err
 
 

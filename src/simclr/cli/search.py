@@ -13,43 +13,51 @@ from simclr.cli.common import setup as _setup
 from simclr.errors import InputError
 from simclr.files import check_output, json_text
 
-IMAGES_HELP = ("where the collection's folder or archive lies now, if it has moved since it was embedded (the "
-               "sheet draws its images)")
+IMAGES_HELP = ("where the collection's folder or archive lies now, if it has moved since it was embedded "
+               "(the sheet draws its images)")
 
 
 def _search_parser(sub: Any) -> None:
-    p = sub.add_parser("search", help="find the most similar images of an embedded collection (cosine similarity)")
-    p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
+    p = sub.add_parser("search",
+                       help="find the most similar images of an embedded collection (cosine similarity)")
+    p.add_argument("--index", required=True, type=Path,
+                   help="the collection: a .npz file from simclr embed")
     p.add_argument("--query", required=True, nargs="+",
-                   help="image file(s), or one folder, archive or dataset, or one .npz file from simclr embed "
-                        "(the index file itself: every image against the others)")
+                   help="image file(s), or one folder, archive or dataset, or one .npz file from simclr "
+                        "embed (the index file itself: every image against the others)")
     p.add_argument("--k", type=int, default=5, help="results per query (default 5)")
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (both files need z)")
-    p.add_argument("--checkpoint", help="embed the queries with this run (default: the one named in the index)")
+    p.add_argument("--checkpoint",
+                   help="embed the queries with this run (default: the one named in the index)")
     p.add_argument("--out", type=Path, help="write every result to this CSV file")
-    p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): each query (up to 8) beside its results")
+    p.add_argument("--sheet", type=Path,
+                   help="save a picture (PNG, JPEG or WebP by the suffix): each query (up to 8) beside its "
+                        "results")
     p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _reading_options(p)
 
 
 DUPLICATES_THRESHOLD, DUPLICATES_Z_THRESHOLD = 0.99, 0.95
-"""simclr.retrieval.duplicates.DEFAULT_THRESHOLD and DEFAULT_Z_THRESHOLD, named here so that parsing arguments never
-imports torch."""
+"""simclr.retrieval.duplicates.DEFAULT_THRESHOLD and DEFAULT_Z_THRESHOLD, named here so that parsing arguments
+never imports torch."""
 
 
 def _duplicates_parser(sub: Any) -> None:
     p = sub.add_parser("duplicates", help="group the near-duplicate images of an embedded collection")
-    p.add_argument("--index", required=True, type=Path, help="the collection: a .npz file from simclr embed")
+    p.add_argument("--index", required=True, type=Path,
+                   help="the collection: a .npz file from simclr embed")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"least cosine similarity of near-duplicates (default {DUPLICATES_THRESHOLD} on h, "
                         f"{DUPLICATES_Z_THRESHOLD} with --z)")
-    p.add_argument("--k", type=int, default=10, help="nearest neighbours of each image considered (default 10)")
+    p.add_argument("--k", type=int, default=10,
+                   help="nearest neighbours of each image considered (default 10)")
     p.add_argument("--z", action="store_true", help="compare z = g(h) instead of h (the file needs z)")
-    p.add_argument("--out", type=Path, help="write every grouped image to this CSV file (group, rank, keep, path, "
-                                            "label, score)")
-    p.add_argument("--sheet", type=Path, help="save a picture (PNG, JPEG or WebP by the suffix): the largest groups "
-                                              "(up to 8), the image kept beside the others")
+    p.add_argument("--out", type=Path,
+                   help="write every grouped image to this CSV file (group, rank, keep, path, label, score)")
+    p.add_argument("--sheet", type=Path,
+                   help="save a picture (PNG, JPEG or WebP by the suffix): the largest groups (up to 8), the "
+                        "image kept beside the others")
     p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
