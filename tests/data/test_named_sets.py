@@ -1,5 +1,5 @@
 """The paper's transfer datasets by name: torchvision's own readers on miniature copies of each dataset's
-layout."""
+layout (VOC2007: test_voc2007.py; evaluation on them: test_named_set_evaluation.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from simclr.config_io import build_config
-from simclr.data.named_sets import NAMED_SETS, paper_metric
+from simclr.data.named_sets import NAMED_SETS
 from simclr.data.sources import load_source
 from simclr.errors import InputError
-from simclr.evaluation.knn import mean_class_accuracy
 from simclr.evaluation.splits import labelled_split
 
 
@@ -304,156 +302,6 @@ def test_missing_dataset_names_where_to_put_it(tmp_path: Path, monkeypatch: pyte
         load_source("cars", "test", data_root=tmp_path)  # torchvision no longer offers it
 
 
-def test_paper_metric() -> None:
-    assert [n for n in sorted(NAMED_SETS) if paper_metric(n) == "mean_class_top1"] == \
-        ["aircraft", "caltech101", "flowers102", "pets"]
-    assert paper_metric("food101") == "top1" and paper_metric("some/folder") == "top1"
-
-
-def test_mean_class_accuracy() -> None:
-    labels = torch.tensor([0, 0, 0, 0, 1, 2, 2])
-    predicted = torch.tensor([0, 0, 0, 1, 1, 0, 2])
-    scores = torch.nn.functional.one_hot(predicted, 4).float()
-    # class 0: 3/4, class 1: 1/1, class 2: 1/2 (class 3 absent from the labels): mean 0.75; plain top-1 5/7
-    assert mean_class_accuracy(scores, labels) == pytest.approx((0.75 + 1.0 + 0.5) / 3)
-    assert np.isnan(mean_class_accuracy(scores[:0], labels[:0]))
-
-
-def test_eval_transfer_reports_the_papers_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
-                                                 make_checkpoint) -> None:
-    from simclr.cli import main
-
-    _build("pets", tmp_path / "data", monkeypatch)
-    checkpoint = make_checkpoint(tmp_path / "run.pt")
-    args = ["eval", "transfer", "--checkpoint", str(checkpoint), "--data", "pets", "--data-root",
-            str(tmp_path / "data"), "--quiet", "--epochs", "1"]
-    capsys.readouterr()
-    assert main([*args, "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["paper_metric"] == "mean_class_top1" and (out["train_images"], out["test_images"]) == (6, 2)
-    for name in ("linear", "finetune", "scratch"):
-        # one test image per class: mean per-class top-1 equals top-1 here
-        assert out[f"{name}_mean_class_top1"] == pytest.approx(out[f"{name}_top1"])
-    assert main(args) == 0
-    assert "transfer to pets, mean per-class top-1 (the paper's metric for it): linear" \
-        in capsys.readouterr().out
-    subset = tmp_path / "pets-subset.json"
-    assert main([*args, "--json", "--label-fraction", "0.3", "--subset-file", str(subset)]) == 0
-    drawn = json.loads(capsys.readouterr().out)
-    # 1 a class
-    assert subset.is_file() and drawn["labelled_images"] == 2 and drawn["subset_file"] == str(subset)
-    # reused, whatever --label-fraction says
-    assert main([*args, "--json", "--subset-file", str(subset)]) == 0
-    again = json.loads(capsys.readouterr().out)
-    assert again["labelled_images"] == 2 and again["label_fraction"] == pytest.approx(2 / 6, abs=1e-6)
-    assert main([*args, "--finetune-grid", "0.1/0"]) == 2  # two images a class: none can be held out
-    assert "too few labelled images (6) to hold out a validation part" in capsys.readouterr().err
-
-
-def test_knn_monitor_of_an_unlabeled_pretraining_set_uses_its_labelled_twin(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from simclr.data.named_sets import labelled_spec
-    from simclr.runtime.device import pick_precision
-    from simclr.training.monitor import KnnMonitor
-
-    assert labelled_spec("stl10-unlabeled") == "stl10" and labelled_spec("pets") == "pets"
-    assert labelled_spec("my/folder") == "my/folder"
-    _build("stl10", tmp_path, monkeypatch)
-    config = build_config({"data": {"spec": "stl10-unlabeled", "root": str(tmp_path), "image_size": 16}})
-    monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
-    assert monitor.data is not None and monitor.data.train.name == "stl10" and len(monitor.data.train) == 6
-    assert "monitor off" not in capsys.readouterr().err
-
-
-def test_voc2007_codes_come_from_the_devkits_class_files(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from simclr.data.named_sets import ABSENT, DIFFICULT, PRESENT, VOC_CLASSES
-
-    _build("voc2007", tmp_path, monkeypatch)
-    train = load_source("voc2007", "train", data_root=tmp_path)
-    assert train.classes == VOC_CLASSES and paper_metric("voc2007") == "map11"
-    assert train.paths[1] == "VOCdevkit/VOC2007/JPEGImages/000007.jpg"  # trainval.txt's order
-    row = dict(zip(VOC_CLASSES, train.labels[1].tolist(), strict=True))
-    assert (row["person"], row["cat"]) == (PRESENT, DIFFICULT)
-    assert all(v == ABSENT for k, v in row.items() if k not in ("person", "cat"))
-    for i, path in enumerate(train.paths):  # every image's codes as built
-        present, difficult = VOC_IMAGES[Path(path).stem][1:]
-        assert {VOC_CLASSES[c] for c in np.flatnonzero(train.labels[i] == PRESENT)} == set(present)
-        assert {VOC_CLASSES[c] for c in np.flatnonzero(train.labels[i] == DIFFICULT)} == set(difficult)
-
-
-def test_voc2007_incomplete_or_half_missing_is_one_line(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.datasets.voc
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", offline)
-    _build("voc2007", tmp_path, monkeypatch)
-    main_sets = tmp_path / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
-    (main_sets / "cow_test.txt").unlink()
-    with pytest.raises(InputError, match=r"PASCAL VOC2007 in .* is incomplete: .*cow_test.txt"):
-        load_source("voc2007", "test", data_root=tmp_path)
-    (main_sets / "test.txt").unlink()  # the test archive not unpacked: torchvision's FileNotFoundError
-    with pytest.raises(InputError, match="PASCAL VOC2007 not found in .* network unreachable"):
-        load_source("voc2007", "test", data_root=tmp_path)
-
-
-def test_voc2007_through_the_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
-                                      make_checkpoint) -> None:
-    from simclr.cli import main
-
-    _build("voc2007", tmp_path / "data", monkeypatch)
-    checkpoint = make_checkpoint(tmp_path / "run.pt")
-    common = ["--checkpoint", str(checkpoint), "--data", "voc2007", "--data-root", str(tmp_path / "data"),
-              "--quiet"]
-    capsys.readouterr()
-    assert main(["eval", "transfer", *common, "--epochs", "2", "--json", "--finetune-grid", "0.05/0"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["paper_metric"] == "map11" and (out["train_images"], out["test_images"]) == (10, 4)
-    assert all(0.0 < out[f"{name}_map11"] <= 1.0 for name in ("linear", "finetune", "scratch"))
-    assert "finetune_top1" not in out and len(out["finetune_grid"]) == 1
-    assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)  # val.txt
-    assert main(["eval", "transfer", *common, "--epochs", "2", "--json", "--finetune-grid", "0.05/0",
-                 "--in-memory", "false"]) == 0
-    streamed = json.loads(capsys.readouterr().out)  # the networks read their images from the files
-    assert streamed["streamed"] and streamed["linear_map11"] == out["linear_map11"]
-    assert all(0.0 < streamed[f"{name}_map11"] <= 1.0 for name in ("finetune", "scratch"))
-    assert main(["eval", "linear", *common]) == 0
-    assert "linear: 11-point mAP" in capsys.readouterr().out
-    assert main(["eval", "linear", *common, "--solver", "augmented", "--epochs", "1", "--json"]) == 0
-    augmented = json.loads(capsys.readouterr().out)
-    assert augmented["solver"] == "augmented" and 0.0 < augmented["map11"] <= 1.0
-    assert main(["eval", "transfer", *common, "--epochs", "1"]) == 0
-    assert "transfer to voc2007, 11-point mAP (the paper's metric for it): linear" in capsys.readouterr().out
-    for args, message in ((["eval", "knn"],
-                           "kNN accuracy needs one label per image, and voc2007 is multi-label"),
-                          (["eval", "compare"], "multi-label"),
-                          (["eval", "finetune"], "voc2007 is multi-label: semi-supervised fine-tuning"),
-                          (["eval", "transfer", "--label-fraction", "0.5"], "transfer uses all its labels"),
-                          (["eval", "linear", "--solver", "sgd"], "lbfgs solver only")):
-        assert main([*args, *common]) == 2
-        err = capsys.readouterr().err
-        assert message in err and "Traceback" not in err
-    assert main(["embed", *common, "--split", "test", "--out", str(tmp_path / "voc.npz")]) == 0
-    with np.load(tmp_path / "voc.npz") as f:  # no one class per image: unlabeled for search
-        assert f["labels"].tolist() == [-1] * 4 and f["features"].shape[0] == 4
-
-
-def test_pretraining_on_voc2007_turns_the_knn_monitor_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           capsys) -> None:
-    from simclr.runtime.device import pick_precision
-    from simclr.training.monitor import KnnMonitor
-
-    _build("voc2007", tmp_path, monkeypatch)
-    config = build_config({"data": {"spec": "voc2007", "root": str(tmp_path), "image_size": 16}})
-    monitor = KnnMonitor(config, torch.device("cpu"), pick_precision("fp32", torch.device("cpu")))
-    assert monitor.data is None
-    assert "kNN monitor off: voc2007 is multi-label" in capsys.readouterr().err
-    assert len(load_source("voc2007", "all", data_root=tmp_path)) == 14  # its images still pretrain
-
-
 def test_a_failed_open_leaves_no_empty_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.datasets
 
@@ -469,50 +317,6 @@ def test_a_failed_open_leaves_no_empty_folder_behind(tmp_path: Path, monkeypatch
     with pytest.raises(InputError, match="Caltech-101 not found"):
         load_source("caltech101", "train", data_root=tmp_path)
     assert (tmp_path / "caltech101" / "notes.txt").read_text() == "mine"  # what was there stays
-
-
-def test_own_validation_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from simclr.data.named_sets import has_validation
-
-    assert [n for n in sorted(NAMED_SETS) if has_validation(n)] == ["aircraft", "dtd", "flowers102",
-                                                                    "voc2007"]
-    for name, expected in (("dtd", 3), ("aircraft", 3), ("voc2007", 3), ("flowers102", 3)):
-        _build(name, tmp_path / name, monkeypatch)
-        val = load_source(name, "val", data_root=tmp_path / name)
-        train = load_source(name, "train", data_root=tmp_path / name)
-        assert len(val) == expected and set(val.paths) < set(train.paths)  # a part of our train split
-    assert all("_2.jpg" in p for p in load_source("dtd", "val", data_root=tmp_path / "dtd").paths)
-    _build("pets", tmp_path / "pets", monkeypatch)
-    with pytest.raises(InputError, match="Oxford-IIIT Pets has no validation split of its own"):
-        load_source("pets", "val", data_root=tmp_path / "pets")
-    with pytest.raises(InputError, match="unknown split 'val'"):
-        load_source("digits", "val")
-
-
-def test_transfer_picks_on_the_datasets_own_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys, make_checkpoint) -> None:
-    from simclr.cli import main
-    from simclr.evaluation import linear
-
-    _build("dtd", tmp_path / "data", monkeypatch)
-    held: list[list[int]] = []
-    real = linear.pick_weight_decay
-    monkeypatch.setattr(linear, "pick_weight_decay",
-                        lambda x, y, wds, seed, fit, score, holdout=None:
-                        held.append(sorted(holdout.tolist())) or real(x, y, wds, seed, fit, score, holdout))
-    args = ["eval", "transfer", "--checkpoint", str(make_checkpoint(tmp_path / "run.pt")), "--data", "dtd",
-            "--data-root", str(tmp_path / "data"), "--quiet", "--epochs", "1", "--json"]
-    capsys.readouterr()
-    assert main([*args, "--finetune-grid", "0.05/0"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert (out["validation"], out["validation_images"]) == ("the dataset's validation split", 3)
-    train = load_source("dtd", "train", data_root=tmp_path / "data")
-    val = sorted(load_source("dtd", "val", data_root=tmp_path / "data").paths)
-    assert [train.paths[i] for i in held[0]] == val
-    linear_args = [a for a in args[2:] if a not in ("--epochs", "1")]  # the lbfgs fit takes no epochs
-    assert main(["eval", "linear", *linear_args]) == 0  # eval linear: the same split picks the weight decay
-    assert json.loads(capsys.readouterr().out)["validation"] == "the dataset's validation split"
-    assert [train.paths[i] for i in held[-1]] == val
 
 
 def test_sun397_uses_its_official_partition_when_present(tmp_path: Path,
