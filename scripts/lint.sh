@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static checks: ruff (lint), mypy (types) and import-linter (the layer contracts in pyproject.toml) on the
+# Static checks: ruff (lint, line length, statements per function), mypy (types), import-linter (the layer
+# contracts in pyproject.toml) and module sizes (scripts/module_sizes.py) on the
 # package, tests, benchmarks and examples. Run after setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,3 +8,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/mypy
 .venv/bin/lint-imports
+.venv/bin/python scripts/module_sizes.py
