@@ -1,10 +1,11 @@
-"""Fixtures shared by the pretraining tests (test_pretrain.py, test_resume.py)."""
+"""Fixtures shared by the pretraining tests (test_pretrain.py, test_resume.py, test_metrics_rows.py)."""
 
 from pathlib import Path
 
 import pytest
 
 from simclr.training.loop import pretrain
+from simclr.training.monitor import KnnMonitor
 
 
 @pytest.fixture(scope="package")
@@ -16,3 +17,19 @@ def full_run(tmp_path_factory) -> Path:
     result = pretrain(_config(), run, progress=False)
     assert result.step == result.total_steps == 3 * (1437 // 64)
     return run
+
+
+@pytest.fixture
+def knn_cut_once(monkeypatch) -> list[int]:
+    """A kNN monitor whose first evaluation is cut short by Ctrl-C; later ones give top-1 0.5. Returns its
+    calls."""
+    calls: list[int] = []
+
+    def interrupted_once(self, net):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return {"knn_top1": 0.5, "knn_top5": 0.9}
+
+    monkeypatch.setattr(KnnMonitor, "__call__", interrupted_once)
+    return calls

@@ -11,15 +11,10 @@ from simclr.runtime.metrics import ROW_KEYS, knn_curve, read_metrics
 from simclr.training.loop import pretrain
 from simclr.training.monitor import KnnMonitor
 
-TINY = {
-    "data": {"spec": "digits", "image_size": 16},
-    "model": {"arch": "resnet18", "width": 0.125, "head": {"out_dim": 16}},
-    "augment": {"preset": "cifar10", "crop_scale": [0.3, 1.0]},
-    "loss": {"temperature": 0.5},
-    "optim": {"base_lr": 8.0, "warmup_epochs": 1},
-    "train": {"epochs": 2, "batch_size": 64, "log_every": 5, "device": "cpu", "precision": "fp32",
-              "knn_every": 1, "diagnostics_every": 1},
-}
+from .test_pretrain import TINY as PRETRAIN_TINY
+
+TINY = {**PRETRAIN_TINY, "train": {**PRETRAIN_TINY["train"], "epochs": 2, "log_every": 5, "knn_every": 1,
+                                    "diagnostics_every": 1}}
 PER_EPOCH = 1437 // 64  # 22 steps
 DIAGNOSTICS = ("alignment", "uniformity", "effective_rank_h")
 TRAIN_VALUES = ("loss", "contrastive_acc", "lr", "views_per_s")
@@ -64,18 +59,9 @@ def test_every_row_has_the_training_keys_and_evaluations_join_their_step(tmp_pat
     assert [(r["step"], r["knn_top1"]) for r in knn_curve(rows)] == [(22, 0.51), (44, 0.52)]
 
 
-def test_an_interrupted_and_resumed_run_keeps_the_contract(tmp_path: Path, monkeypatch) -> None:
+def test_an_interrupted_and_resumed_run_keeps_the_contract(tmp_path: Path, knn_cut_once) -> None:
     """Ctrl-C during the first kNN evaluation: the epoch's row is written without it (with its diagnostics);
     the resumed run evaluates first, in a row at the same step repeating the training values."""
-    calls: list[int] = []
-
-    def interrupted_once(self, net):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return {"knn_top1": 0.5, "knn_top5": 0.9}
-
-    monkeypatch.setattr(KnnMonitor, "__call__", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         pretrain(build_config(TINY), tmp_path, progress=False)
     first = _rows(tmp_path)

@@ -175,18 +175,7 @@ def test_a_signal_during_a_step_stops_after_the_step(tmp_path: Path, monkeypatch
     assert logged[-1]["step"] == 5 and not math.isnan(logged[-1]["loss"])
 
 
-def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, monkeypatch) -> None:
-    from simclr.training.monitor import KnnMonitor
-
-    calls = []
-
-    def interrupted_once(self, net):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return {"knn_top1": 0.5, "knn_top5": 0.9}
-
-    monkeypatch.setattr(KnnMonitor, "__call__", interrupted_once)
+def test_an_evaluation_cut_short_is_done_on_resume(tmp_path: Path, knn_cut_once) -> None:
     with pytest.raises(KeyboardInterrupt):
         pretrain(_config(train={"epochs": 2, "knn_every": 1}), tmp_path, progress=False)
     assert load_checkpoint(tmp_path)["knn_pending"] is True
