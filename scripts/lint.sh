@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[lint]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff check src tests benchmarks examples scripts
 .venv/bin/mypy
 .venv/bin/lint-imports
 .venv/bin/python scripts/module_sizes.py

@@ -35,7 +35,7 @@ from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
 from simclr.retrieval.embed import Embedded, embed_split
 from simclr.retrieval.embeddings import load_embeddings
-from simclr.retrieval.index import Index
+from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.index import load_index as _load_index
 from simclr.runtime.checkpoint import resolve_checkpoint
 from simclr.training.loop import PretrainResult
@@ -156,10 +156,12 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
     return index
 
 
-def load_index(path: str | Path) -> Index:
-    """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``."""
+def load_index(path: str | Path, *, choose_checkpoint: str = CHOOSE_ENCODER) -> Index:
+    """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``
+    (``choose_checkpoint``: what an error tells the user to do when the index's checkpoint is gone; the
+    command says "give --checkpoint")."""
     _path_like(path, "path")
-    return _load_index(path)
+    return _load_index(path, choose_checkpoint=choose_checkpoint)
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, *, format: str = "torchvision") -> dict[str, Any]:

@@ -30,7 +30,7 @@ from simclr.config_io import build_config, config_to_dict
 from simclr.errors import InputError, one_line
 from simclr.files import check_output
 from simclr.models.resnet import INPUT_NORMS
-from simclr.models.torchvision_compat import torchvision_key
+from simclr.models.torchvision_compat import TORCHVISION_ARCHS, torchvision_key
 from simclr.runtime.checkpoint import load_tensors, save_checkpoint
 
 _CONTAINERS = ("state_dict", "model", "encoder", "backbone", "net")
@@ -50,8 +50,6 @@ def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
     """torchvision's default ImageNet weights of ``name`` (resnet18 ... resnet152), downloaded into torch's
     cache (``$TORCH_HOME``) on first use; the paper's supervised baseline."""
     import torchvision.models
-
-    from simclr.models.torchvision_compat import TORCHVISION_ARCHS
 
     if name not in TORCHVISION_ARCHS:
         raise InputError(f"{TORCHVISION_PREFIX}{name}: choose from "

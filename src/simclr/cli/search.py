@@ -79,7 +79,7 @@ def _check_result_files(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from simclr.retrieval.index import load_index
+    from simclr.api import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
@@ -126,7 +126,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
-    from simclr.retrieval.index import load_index
+    from simclr.api import load_index
     from simclr.tables import write_csv
 
     _check_result_files(args)
