@@ -11,8 +11,6 @@ from PIL import Image
 
 import simclr
 from simclr.errors import InputError
-from simclr.evaluation.setup import EvalSetup
-from simclr.retrieval.embed import embed
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +35,7 @@ def test_same_h_as_simclr_embed(ckpt: Path, images: list[Path], tmp_path: Path) 
     assert (enc.image_size, enc.num_features) == (16, 64)
     h = enc(images)
     out = tmp_path / "e.npz"
-    embed(ckpt, EvalSetup.of(str(images[0].parent), device="cpu", progress=False), "all", out)
+    simclr.embed(ckpt, images[0].parent, device="cpu", progress=False, out=out)
     with np.load(out) as f:
         order = [Path(p).name for p in f["paths"]]
         ref = torch.from_numpy(f["features"])

@@ -16,7 +16,6 @@ from simclr.cli import main
 from simclr.errors import InputError
 from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval import embed as embed_module
-from simclr.retrieval.embed import embed
 from simclr.retrieval.embeddings import Embeddings, load_embeddings, save_embeddings
 from simclr.runtime.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 
@@ -38,6 +37,16 @@ def _catalogue(root: Path, seed: int = 0) -> Path:
 
 def _setup(data: Path, **kw) -> EvalSetup:
     return EvalSetup.of(str(data), device="cpu", progress=False, batch_size=4, **kw)
+
+
+def embed(ckpt: Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False,
+          update: bool = False) -> dict:
+    """What ``simclr embed`` runs (``simclr.embed``), reading as ``setup`` says; its counts as a dict."""
+    d = setup.data
+    r = simclr.embed(ckpt, d.spec, split=split, z=with_z, out=out, update=update, device=setup.device,
+                     batch_size=setup.batch_size, progress=setup.progress, image_size=d.image_size)
+    return {"images": len(r), "skipped": len(r.skipped), "dim": int(r.h.shape[1]), "reused": r.reused,
+            "embedded": r.embedded, "dropped": r.dropped, "fresh": r.fresh, "updated": r.updated}
 
 
 @pytest.fixture()

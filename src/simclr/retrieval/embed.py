@@ -22,14 +22,11 @@ from simclr.errors import InputError, UpdateRefused
 from simclr.evaluation.features import Encode, Features, extract_features, model_encoder, single_labels
 from simclr.evaluation.learned import Learned, load_learned
 from simclr.evaluation.setup import EvalSetup, eval_config
-from simclr.files import check_output
 from simclr.retrieval.embeddings import (
     DIGEST_BYTES,
     Embeddings,
     digest_rows,
     label_names,
-    load_embeddings,
-    save_embeddings,
 )
 from simclr.runtime.checkpoint import resolve_checkpoint, weights_digest
 
@@ -230,20 +227,3 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
                      digest_rows([digests[i] for i in kept]), label_names(source))
     reused = sum(1 for t in take if t is not None)
     return Embedded(emb, skipped, reused, len(previous.paths) - reused)
-
-
-def embed(checkpoint: str | Path, setup: EvalSetup, split: str, out: Path, with_z: bool = False,
-          update: bool = False) -> dict[str, Any]:
-    """Write ``features`` [N, F] float32, ``labels`` [N] int64 (-1 unlabeled), ``paths`` [N] (and ``z``),
-    ``digests`` [N, 16] uint8 and ``meta`` (see :func:`embed_split`) to ``out`` (atomically: an existing file
-    is never left half-written; a folder, the checkpoint or another run's checkpoint is refused before any
-    work). With ``update`` an existing ``out`` is brought up to date: only new and changed images are
-    embedded."""
-    check_output(out, reading=(resolve_checkpoint(checkpoint),))
-    previous = load_embeddings(out) if update and Path(out).exists() else None
-    done = embed_split(checkpoint, setup, split, with_z, previous)
-    save_embeddings(done.embeddings, out)
-    emb = done.embeddings
-    return {"images": len(emb.paths), "skipped": len(done.skipped), "dim": int(emb.features.shape[1]),
-            "reused": done.reused, "embedded": len(emb.paths) - done.reused, "dropped": done.dropped,
-            "fresh": done.fresh, "updated": previous is not None}
