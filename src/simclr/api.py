@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from simclr.ablation import STUDIES, AblateOptions, StudyResult, run_study
 from simclr.ablation.report import write_csv, write_report
 from simclr.config import Config
-from simclr.config_io import build_config, config_to_dict, parse_override, read_yaml, unflatten
+from simclr.config_io import load_config, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
 from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.options import protocol_options
@@ -60,15 +60,13 @@ def pretrain_config(data: str | Path | None = None, *, config: str | Path | Conf
         raise InputError(f"overrides must be KEY=VALUE strings (as --set), got {overrides!r}")
     if config is not None and not isinstance(config, Config):
         _path_like(config, "config")
-    layers = [config_to_dict(config) if isinstance(config, Config) else read_yaml(config)] if config else []
-    layers += [parse_override(o) for o in overrides]
     for key in settings or {}:
         if not isinstance(key, str):
             raise InputError(f"settings keys are config keys such as 'train.epochs', got {key!r}")
-    layers += [unflatten(key, value) for key, value in (settings or {}).items()]  # in order, later wins
+    extra = [unflatten(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
-        layers.append({"data": {"spec": os.path.expanduser(str(data))}})
-    return build_config(*layers)
+        extra.append({"data": {"spec": os.path.expanduser(str(data))}})
+    return load_config(config, overrides, *extra)
 
 
 def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | Config | None = None,

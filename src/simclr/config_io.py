@@ -11,7 +11,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,14 +244,13 @@ def build_config(*layers: dict[str, Any]) -> Config:
     return config
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                extra: dict[str, Any] | None = None) -> Config:
-    """Defaults < YAML file < ``--set`` overrides < ``extra`` (the named CLI options)."""
-    layers = [read_yaml(path)] if path else []
+def load_config(source: str | Path | Config | None = None, overrides: Sequence[str] = (),
+                *extra: dict[str, Any]) -> Config:
+    """Defaults < ``source`` (a YAML file, or a :class:`Config`) < ``--set`` overrides < each of ``extra`` in
+    order (nested dicts: the named CLI options, Python's settings)."""
+    layers = [config_to_dict(source) if isinstance(source, Config) else read_yaml(source)] if source else []
     layers += [parse_override(o) for o in overrides]
-    if extra:
-        layers.append(extra)
-    return build_config(*layers)
+    return build_config(*layers, *extra)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
