@@ -33,6 +33,10 @@ from simclr.evaluation.setup import eval_setup
 from simclr.export import export
 from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
+from simclr.retrieval.catalogue import Catalogue, open_catalogue
+from simclr.retrieval.collect import Collected, embed_collection
+from simclr.retrieval.collection import is_collection
+from simclr.retrieval.collection_write import check_collection_output
 from simclr.retrieval.embed import Embedded, embed_split
 from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
@@ -123,17 +127,39 @@ class EmbedResult(Index):
         return len(self) - self.reused
 
 
+class EmbedCatalogue(Catalogue):
+    """:func:`embed`'s collection folder, a :class:`~simclr.retrieval.catalogue.Catalogue`, with what an
+    update did, as :class:`EmbedResult` says."""
+
+    def __init__(self, done: Collected, updated: bool) -> None:
+        super().__init__(done.collection.folder)
+        self.skipped = list(done.skipped)
+        self.updated, self.reused, self.dropped, self.fresh = updated, done.reused, done.dropped, done.fresh
+
+    @property
+    def embedded(self) -> int:
+        return len(self) - self.reused
+
+
+def is_npz(path: str | Path) -> bool:
+    """Whether ``simclr embed --out`` writes ``path`` as one ``.npz`` file (else as a collection folder)."""
+    return Path(path).suffix.lower() == ".npz"
+
+
 def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bool = False,
           out: str | Path | None = None, image_size: int = 0, device: str = "auto", batch_size: int = 256,
           workers: int = 2, progress: bool = True, holdout: float | None = None,
           eval_crop: float | None = None, update: bool = False, data_root: str = "", cache_dir: str = "",
-          in_memory: str | bool | None = None) -> EmbedResult:
+          in_memory: str | bool | None = None) -> Index:
     """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
-    :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given. With ``update``
+    :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given: a ``.npz`` file,
+    or any other path a collection folder (memory-mapped, for millions of images; ``simclr index build`` and
+    ``simclr serve`` take it), returned as a :class:`~simclr.retrieval.catalogue.Catalogue`. With ``update``
     (``simclr embed --update``) an existing ``out`` is brought up to date: its rows of images unchanged since
     are kept, only new and changed images are embedded, and those no longer there are dropped (the result says
-    how many: :class:`EmbedResult`). Unreadable images are skipped and listed in ``Index.skipped``.
+    how many: :class:`EmbedResult`); a collection folder is updated in place, nothing unchanged rewritten.
+    Unreadable images are skipped and listed in ``Index.skipped``.
     ``holdout``: the fraction of a folder without ``train/`` and ``test/`` that is its test split (default:
     the run's ``data.holdout``); ``eval_crop``: the part of the shorter side the centre crop keeps (default:
     the run's ``data.eval_crop``); ``data_root``, ``cache_dir`` and ``in_memory`` as for :func:`evaluate`."""
@@ -144,6 +170,10 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
         raise InputError("update=True needs out=: the embeddings file to bring up to date")
     setup = eval_setup(data, image_size, device, batch_size, workers, progress, data_root, cache_dir, holdout,
                        eval_crop, in_memory)
+    if out is not None and not is_npz(out):
+        check_collection_output(out, (resolve_checkpoint(checkpoint),))
+        updated = update and is_collection(out)
+        return EmbedCatalogue(embed_collection(checkpoint, setup, split, z, out, update), updated)
     previous = None
     if out is not None:
         check_output(out, "out", (resolve_checkpoint(checkpoint),))  # before the work, not after
@@ -155,10 +185,13 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
 
 
 def load_index(path: str | Path, *, choose_checkpoint: str = CHOOSE_ENCODER) -> Index:
-    """An embeddings file written by ``simclr embed`` (or ``Index.save``), ready to ``search``
+    """A collection to ``search``: an embeddings file written by ``simclr embed`` (or ``Index.save``), or a
+    collection folder (a :class:`~simclr.retrieval.catalogue.Catalogue`, searched through its index)
     (``choose_checkpoint``: what an error tells the user to do when the index's checkpoint is gone; the
     command says "give --checkpoint")."""
     _path_like(path, "path")
+    if Path(path).is_dir():
+        return open_catalogue(path, choose_checkpoint=choose_checkpoint)
     return _load_index(path, choose_checkpoint=choose_checkpoint)
 
 

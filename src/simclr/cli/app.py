@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from simclr.cli import commands, search
+from simclr.cli import commands, index, search, serve
 from simclr.cli.parser import build_parser
 from simclr.errors import InputError
 from simclr.interrupts import Terminated, terminate_as_interrupt
@@ -18,7 +18,8 @@ from simclr.interrupts import Terminated, terminate_as_interrupt
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return {"pretrain": commands.run_pretrain, "eval": commands.run_eval, "embed": commands.run_embed,
             "export": commands.run_export, "import": commands.run_import, "search": search.run_search,
-            "duplicates": search.run_duplicates, "ablate": commands.run_ablate}[name]
+            "duplicates": search.run_duplicates, "index": index.run_index, "serve": serve.run_serve,
+            "ablate": commands.run_ablate}[name]
 
 
 def main(argv: list[str] | None = None) -> int:

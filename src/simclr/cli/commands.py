@@ -51,10 +51,14 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_embed(args: argparse.Namespace) -> int:
     from simclr import api
     from simclr.files import check_output
+    from simclr.retrieval.collection_write import check_collection_output
     from simclr.runtime.checkpoint import resolve_checkpoint
 
     setup(args)  # the flags' checks, in the order of simclr.embed's, before --out's (named as the flag)
-    check_output(args.out, reading=(resolve_checkpoint(args.checkpoint),))
+    if api.is_npz(args.out):
+        check_output(args.out, reading=(resolve_checkpoint(args.checkpoint),))
+    else:
+        check_collection_output(args.out, (resolve_checkpoint(args.checkpoint),))
     index = api.embed(args.checkpoint, args.data, split=args.split, z=args.z, out=args.out,
                       update=args.update, **reading(args))
     if index.fresh:

@@ -10,7 +10,9 @@ from typing import Any, NoReturn
 
 from simclr import __version__
 from simclr.cli.common import SPEC_HELP, reading_options
+from simclr.cli.index import index_parser
 from simclr.cli.search import _duplicates_parser, _search_parser
+from simclr.cli.serve import serve_parser
 from simclr.evaluation.options import PROTOCOLS
 
 STUDY_NAMES = ("augment-pairs", "color-strength", "head", "loss", "temperature", "batch-size")
@@ -130,11 +132,14 @@ def _import_parser(sub: Any) -> None:
 
 
 def _embed_parser(sub: Any) -> None:
-    p = sub.add_parser("embed", help="write h (optionally z) of a dataset to .npz")
+    p = sub.add_parser("embed", help="write h (optionally z) of a dataset to a collection folder or a .npz")
     _reading_a_dataset(p)
     p.add_argument("--split", default="all", choices=("train", "test", "all"),
                    help="which images: all (default: every image of the dataset), or its train or test split")
-    p.add_argument("--out", required=True, type=Path, help="output .npz file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="a collection folder (memory-mapped, for millions of images; simclr index build and "
+                        "simclr serve take it), or a .npz file (one file numpy reads: features, labels, "
+                        "paths)")
     p.add_argument("--z", action="store_true", help="also store z = g(h)")
     p.add_argument("--update", action="store_true",
                    help="bring an existing --out up to date: keep its rows of images unchanged since (same "
@@ -186,5 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _import_parser(sub)
     _search_parser(sub)
     _duplicates_parser(sub)
+    index_parser(sub)
+    serve_parser(sub)
     _ablate_parser(sub)
     return parser

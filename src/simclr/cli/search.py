@@ -21,7 +21,7 @@ def _search_parser(sub: Any) -> None:
     p = sub.add_parser("search",
                        help="find the most similar images of an embedded collection (cosine similarity)")
     p.add_argument("--index", required=True, type=Path,
-                   help="the collection: a .npz file from simclr embed")
+                   help="the collection: a folder or a .npz file from simclr embed")
     p.add_argument("--query", required=True, nargs="+",
                    help="image file(s), or one folder, archive or dataset, or one .npz file from simclr "
                         "embed (the index file itself: every image against the others)")
@@ -46,7 +46,7 @@ never imports torch."""
 def _duplicates_parser(sub: Any) -> None:
     p = sub.add_parser("duplicates", help="group the near-duplicate images of an embedded collection")
     p.add_argument("--index", required=True, type=Path,
-                   help="the collection: a .npz file from simclr embed")
+                   help="the collection: a folder or a .npz file from simclr embed")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"least cosine similarity of near-duplicates (default {DUPLICATES_THRESHOLD} on h, "
                         f"{DUPLICATES_Z_THRESHOLD} with --z)")

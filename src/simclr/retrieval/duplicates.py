@@ -12,6 +12,7 @@ collection size works; ``k`` bounds how many links one image can have.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,19 +65,36 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
         Every group of two or more linked images (images without a near-duplicate are in none), and each
         image's similarity to its nearest other image.
     """
-    if not -1 < threshold <= 1:
-        raise InputError(f"the similarity threshold must be in (-1, 1], got {threshold}")
-    if k < 1:
-        raise InputError(f"k must be >= 1, got {k}")
+    _check(threshold, k)
     n = len(vectors)
     if n < 2:
         return Duplicates([], torch.full((n,), float("nan")))
     unit = unit_rows(vectors)
     scores, rows = nearest(unit, unit, k, exclude=torch.arange(n, device=vectors.device), index_is_unit=True)
-    sims, neighbours = scores.tolist(), rows.tolist()
-    links = sorted(((sims[i][j], i, neighbours[i][j]) for i, j in (scores >= threshold).nonzero().tolist()),
-                   key=lambda link: (-link[0], min(link[1:]), max(link[1:])))
     unit = unit.cpu()
+
+    def similarity(row: int, others: list[int]) -> list[float]:
+        return (unit[others] @ unit[row]).tolist()
+
+    return link_groups(torch.arange(n), scores.cpu(), rows.cpu(), threshold, similarity)
+
+
+def _check(threshold: float, k: int) -> None:
+    if not -1 < threshold <= 1:
+        raise InputError(f"the similarity threshold must be in (-1, 1], got {threshold}")
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+
+
+def link_groups(ids: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor, threshold: float,
+                similarity: Callable[[int, list[int]], list[float]]) -> Duplicates:
+    """:func:`duplicate_groups` from each image's nearest neighbours: image ``ids[i]``'s neighbours are
+    ``rows[i]`` (ids, -1 none) with cosine similarities ``scores[i]``, best first; ``similarity(id, ids)``
+    compares one image with others."""
+    sims, neighbours, owners = scores.tolist(), rows.tolist(), ids.tolist()
+    links = sorted(((sims[i][j], owners[i], neighbours[i][j])
+                    for i, j in (scores >= threshold).nonzero().tolist() if neighbours[i][j] >= 0),
+                   key=lambda link: (-link[0], min(link[1:]), max(link[1:])))
     keeper: dict[int, int] = {}  # image -> the first image of its group
     members: dict[int, list[int]] = {}  # first image -> its group
     for _, i, j in links:  # most similar first
@@ -88,15 +106,16 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
             members[first] = [first, max(i, j)]
             continue
         new, old = (j, keeper[i]) if i in keeper else (i, keeper[j])
-        if float(unit[new] @ unit[old]) >= threshold:  # joins only a group whose first image is as close
+        if similarity(new, [old])[0] >= threshold:  # joins only a group whose first image is as close
             keeper[new] = old
             members[old].append(new)
     groups = []
     for first, group in members.items():
         group = [first, *sorted(group[1:])]
-        groups.append(Group(group, [round(float(x), 4) for x in (unit[group] @ unit[first]).tolist()]))
+        groups.append(Group(group, [round(float(x), 4) for x in similarity(first, group)]))
     groups.sort(key=lambda g: (-len(g.rows), g.rows[0]))
-    return Duplicates(groups, scores[:, 0].float().cpu())
+    nearest = scores[:, 0].float() if scores.shape[1] else torch.full((len(ids),), float("nan"))
+    return Duplicates(groups, nearest)
 
 
 class NearDuplicates(list[list[Hit]]):
@@ -133,7 +152,7 @@ def near_duplicates(vectors: torch.Tensor, paths: list[str], labels: np.ndarray,
     """:func:`duplicate_groups` of a collection's ``vectors`` as :class:`Hit` of its ``paths`` and
     ``labels``."""
     found = duplicate_groups(vectors, threshold, k)
-    groups = [[Hit(r + 1, paths[i], int(labels[i]), s) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
+    groups = [[Hit(r + 1, paths[i], int(labels[i]), s, i) for r, (i, s) in enumerate(zip(g.rows, g.scores))]
               for g in found.groups]
     return NearDuplicates(groups, threshold, found.nearest)
 

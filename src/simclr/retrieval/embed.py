@@ -101,6 +101,28 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
     unchanged are taken from it when they were made the same way (:data:`MADE_KEYS`); only the others are
     embedded. The result is in the split's order with its current labels, as a fresh embedding would be.
     """
+    job = embed_job(checkpoint, setup, split, with_z, previous)
+    if previous is None or job.fresh is not None:
+        return embed_all(job, setup, previous)
+    return _update(job.learned, job.source, setup, with_z, previous, job.digests, job.meta)
+
+
+class EmbedJob(NamedTuple):
+    """What embedding a split takes: the network, the images, the ``meta`` the result records, each image's
+    digest, and for an update, why none of the earlier rows can be kept (None: they can)."""
+
+    learned: Learned
+    source: ImageSource
+    meta: dict[str, Any]
+    digests: list[bytes | None]
+    with_z: bool
+    fresh: str | None
+
+
+def embed_job(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool,
+              previous: Embeddings | None) -> EmbedJob:
+    """The network, images, meta and digests of :func:`embed_split`, ``previous`` checked to be an earlier
+    embedding of the same split."""
     learned = load_learned(checkpoint, setup)
     config = learned.config
     source = open_source(config, split)
@@ -120,14 +142,28 @@ def embed_split(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bo
     memo = cache / "digests" if cache else None  # beside decode_cached's
     digests = image_digests(source, memo, setup.progress)
     fresh = None if previous is None else _not_reusable(previous, meta)
-    if previous is None or fresh is not None:
-        feats = embed_source(learned.encoder(with_z=with_z), config, source, setup)
-        rows = {p: i for i, p in enumerate(source.paths)}
-        kept = digest_rows([digests[rows[p]] for p in feats.paths])
-        emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, meta, kept,
-                         label_names(source))
-        return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), fresh)
-    return _update(learned, source, setup, with_z, previous, digests, meta)
+    return EmbedJob(learned, source, meta, digests, with_z, fresh)
+
+
+def embed_all(job: EmbedJob, setup: EvalSetup, previous: Embeddings | None) -> Embedded:
+    """Every readable image of the job's split embedded."""
+    feats = embed_source(job.learned.encoder(with_z=job.with_z), job.learned.config, job.source, setup)
+    rows = {p: i for i, p in enumerate(job.source.paths)}
+    kept = digest_rows([job.digests[rows[p]] for p in feats.paths])
+    emb = Embeddings(feats.h, feats.z, feats.single_labels(), feats.paths, job.meta, kept,
+                     label_names(job.source))
+    return Embedded(emb, feats.skipped, 0, 0 if previous is None else len(previous.paths), job.fresh)
+
+
+def embed_some(job: EmbedJob, setup: EvalSetup, todo: list[int]) -> Features:
+    """The readable images among ``todo`` (positions in the job's split) embedded, without a decoded-dataset
+    cache entry for a few images."""
+    learned = job.learned
+    config = learned.config
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, decode_cache=False))
+    in_memory = plan_data(learned.config, job.source).in_memory
+    return embed_source(learned.encoder(with_z=job.with_z), config, job.source.subset(todo), setup, in_memory,
+                        allow_empty=True)
 
 
 def _check_same_collection(previous: Embeddings, meta: dict[str, Any]) -> None:
@@ -198,11 +234,7 @@ def _update(learned: Learned, source: ImageSource, setup: EvalSetup, with_z: boo
     new: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
     if todo:
-        config = learned.config  # the few images to embed are not worth an entry in the decoded-dataset cache
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, decode_cache=False))
-        in_memory = plan_data(learned.config, source).in_memory
-        feats = embed_source(learned.encoder(with_z=with_z), config, source.subset(todo), setup, in_memory,
-                             allow_empty=True)
+        feats = embed_some(EmbedJob(learned, source, meta, digests, with_z, None), setup, todo)
         if len(feats.paths):
             h_new, z_new = feats.h, feats.z
         new = {p: i for i, p in enumerate(feats.paths)}

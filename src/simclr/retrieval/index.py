@@ -142,21 +142,34 @@ class Index:
         """
         _whole("k", k)
         on = "z" if z else "h"
+        network = functools.partial(self._query_encoder, encoder, device, checkpoint)  # loaded only if needed
+        asked = read_queries(queries, self.meta, on, network, self._same_network, setup)
+        scores, rows = self._nearest(asked.vectors.detach(), k, asked.exclude, on, device)
+        classes = self.classes
+        labels, metrics = search_scores(self.labels, classes, asked.labels, asked.classes, rows, k)
+        asked = asked._replace(labels=labels, classes=asked.classes if classes is None else classes)
+        return SearchResult(self.hits(scores, rows), asked, metrics)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The names the labels number (None: not recorded)."""
+        return self.embeddings.classes
+
+    def _nearest(self, vectors: torch.Tensor, k: int, exclude: torch.Tensor | None, on: str,
+                 device: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine similarities and rows [Q, k'] of each query's nearest images (best first, on the CPU)."""
         dev = pick_device(device)  # the similarities are computed there (a GPU for a large collection)
         if (on, str(dev)) not in self._unit:
             self._unit[on, str(dev)] = unit_rows(self.embeddings.vectors(on).to(dev))
-        network = functools.partial(self._query_encoder, encoder, device, checkpoint)  # loaded only if needed
-        asked = read_queries(queries, self.embeddings, on, network, self._same_network, setup)
-        exclude = None if asked.exclude is None else asked.exclude.to(dev)
-        scores, rows = nearest(self._unit[on, str(dev)], asked.vectors.detach().to(dev), k, exclude,
-                               index_is_unit=True)
-        scores, rows = scores.cpu(), rows.cpu()
-        classes = self.embeddings.classes
-        labels, metrics = search_scores(self.labels, classes, asked.labels, asked.classes, rows, k)
-        asked = asked._replace(labels=labels, classes=asked.classes if classes is None else classes)
-        hits = [[Hit(r + 1, self.paths[int(j)], int(self.labels[int(j)]), float(s))
-                 for r, (s, j) in enumerate(zip(srow, jrow))] for srow, jrow in zip(scores, rows)]
-        return SearchResult(hits, asked, metrics)
+        exclude = None if exclude is None else exclude.to(dev)
+        scores, rows = nearest(self._unit[on, str(dev)], vectors.to(dev), k, exclude, index_is_unit=True)
+        return scores.cpu(), rows.cpu()
+
+    def hits(self, scores: torch.Tensor, rows: torch.Tensor) -> list[list[Hit]]:
+        """Each query's hits from its similarities and rows (-1: none) [Q, k]."""
+        return [[Hit(r + 1, self.paths[j], int(self.labels[j]), float(s), j)
+                 for r, (s, j) in enumerate(zip(srow.tolist(), jrow.tolist())) if j >= 0]
+                for srow, jrow in zip(scores, rows)]
 
     def duplicates(self, threshold: float | None = None, *, k: int = 10, z: bool = False,
                    device: str = "auto") -> NearDuplicates:

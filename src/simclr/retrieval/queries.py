@@ -25,7 +25,7 @@ from simclr.encoder import Encoder, Images, float_images
 from simclr.errors import InputError
 from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval.embed import embed_images
-from simclr.retrieval.embeddings import Embeddings, label_names, load_embeddings
+from simclr.retrieval.embeddings import label_names, load_embeddings
 from simclr.retrieval.sheet import Pictures, picture_loader, source_from_meta
 
 CheckNetwork = Callable[[str | None, str], None]
@@ -49,13 +49,14 @@ class Queries(NamedTuple):
     given: Images | None = None  # pictures embedded by the encoder, as given
 
 
-def read_queries(given: Images, index: Embeddings, on: str, encoder: Callable[[], Encoder],
+def read_queries(given: Images, index: dict[str, Any], on: str, encoder: Callable[[], Encoder],
                  check: CheckNetwork, setup: EvalSetup | None = None) -> Queries:
     """What the user gave, as query vectors comparable with ``index``'s (see the module's docstring).
 
     Args:
         given: Vectors, a ``simclr embed`` file, paths, PIL images or image tensors.
-        index: The collection searched (its own file given as queries excludes each image from its results).
+        index: The ``meta`` of the collection searched (its own file given as queries excludes each image from
+            its results).
         on: ``"h"`` or ``"z"``: which vectors.
         encoder: Gives the network that embeds images, checked to be the index's; called only when there are
             images to embed.
@@ -101,12 +102,12 @@ def _names(given: Images, n: int) -> list[str]:
     return [str(q) if isinstance(q, (str, Path)) else name for q, name in zip(items, _numbered(n))]
 
 
-def _embeddings_file(path: str, index: Embeddings, on: str, check: CheckNetwork) -> Queries:
+def _embeddings_file(path: str, index: dict[str, Any], on: str, check: CheckNetwork) -> Queries:
     """The vectors of a ``simclr embed`` file; the index's own file excludes each image from its own
     results."""
     emb = load_embeddings(path)
     check(emb.meta.get("network"), f"the network {path} was embedded with")
-    same = "file" in index.meta and Path(path).resolve() == Path(index.meta["file"]).resolve()
+    same = "file" in index and Path(path).resolve() == Path(index["file"]).resolve()
     exclude = torch.arange(len(emb.paths)) if same else None  # a file searched against itself
     return Queries(emb.vectors(on), emb.labels, emb.paths, emb.paths, exclude, None, emb.meta, emb.classes)
 

@@ -15,12 +15,13 @@ from simclr.retrieval.sheet import Pictures, SheetRow
 
 class Hit(NamedTuple):
     """One search result: its rank (1 = most similar), the image's path in the collection, its label (-1 when
-    unlabeled) and the cosine similarity."""
+    unlabeled), the cosine similarity and its id in the collection (its row)."""
 
     rank: int
     path: str
     label: int
     score: float
+    id: int = -1
 
 
 class SearchResult(list[list[Hit]]):

@@ -31,7 +31,8 @@ def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray,
     labelled = query_labels >= 0
     if not labelled.any():
         raise InputError("retrieval scores need labelled queries")
-    found = torch.as_tensor(index_labels)[rows[torch.as_tensor(labelled)]]
+    # the labels may be memory-mapped: only the results' are read
+    found = torch.from_numpy(np.asarray(index_labels)[rows[torch.as_tensor(labelled)].numpy()])
     same = found == torch.as_tensor(query_labels[labelled]).unsqueeze(1)
     k = rows.shape[1]
     return {"k": k, "queries": int(labelled.sum()), "precision_at_1": float(same[:, 0].float().mean()),

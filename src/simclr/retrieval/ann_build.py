@@ -1,0 +1,162 @@
+"""Building a collection's index (``simclr index build``): exact, HNSW or IVF-PQ (faiss), its search effort
+tuned on a sample of the collection's own images to reach a recall@10 target against exact search, written
+beside the collection and named by its manifest; and opening the searcher of a collection."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simclr.errors import InputError
+from simclr.retrieval.ann import (
+    BLOCK,
+    KINDS,
+    Searcher,
+    choose_kind,
+    faiss_module,
+    fit_centre,
+    memory_bytes,
+    prepare,
+)
+from simclr.retrieval.collection import Collection
+from simclr.retrieval.collection_write import CollectionWriter
+
+RECALL_TARGET = 0.95
+SAMPLE = 200
+"""Images of the collection whose search is compared with exact search to measure recall@10."""
+TRAIN_SAMPLE = 100_000
+"""Images an IVF-PQ index is trained on (a random sample)."""
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+EFFORT = {"hnsw": (16, 32, 64, 128, 256, 512, 1024), "ivfpq": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
+"""The search efforts tried, least first: HNSW's efSearch, IVF's nprobe."""
+RERANKS = (10, 25, 60, 150)
+"""IVF-PQ: candidates re-ranked per result, tried least first."""
+
+
+def _ivfpq(faiss: Any, dim: int, rows: int) -> tuple[Any, dict[str, int]]:
+    """An untrained IVF-PQ index: about 4 sqrt(rows) lists, product codes of 4 bits per 4 dimensions
+    (faiss's fast-scan layout), searched by inner product."""
+    nlist = int(2 ** round(math.log2(max(64, min(65536, 4 * math.sqrt(rows))))))
+    m = next(m for m in (128, 64, 32, 16, 8, 4, 2) if dim % m == 0 and m <= max(2, dim // 4))
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}x4fs", faiss.METRIC_INNER_PRODUCT)
+    return index, {"nlist": nlist, "pq_bytes": m // 2}
+
+
+def _train_sample(vectors: np.ndarray, live: np.ndarray, size: int, seed: int) -> np.ndarray:
+    rows = np.flatnonzero(live)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(rows, min(size, len(rows)), replace=False))
+    return np.asarray(vectors[pick], np.float32)
+
+
+def recall_at_10(searcher: Searcher, queries: np.ndarray) -> float:
+    """The share of each query's 10 nearest images (exact search) that ``searcher`` returns, on average."""
+    k = min(10, len(searcher.collection))
+    truth = searcher._exact(prepare(queries, searcher.centre), k, 0, None)[1]
+    found = searcher.search(queries, k)[1]
+    hits = sum(len(set(t.tolist()) & set(f.tolist()) - {-1}) for t, f in zip(truth, found))
+    return hits / max(1, int((truth >= 0).sum()))
+
+
+def _tune(searcher: Searcher, queries: np.ndarray, target: float) -> tuple[int, float]:
+    """The least search effort that reaches ``target`` recall@10 on ``queries`` (else the most), and its
+    recall; for IVF-PQ, with the fewest candidates re-ranked per result (:data:`RERANKS`) that can."""
+    recall = 0.0
+    for rerank in RERANKS if searcher.kind == "ivfpq" else (1,):
+        searcher.rerank = rerank
+        for effort in EFFORT[searcher.kind]:
+            searcher.param = effort
+            recall = recall_at_10(searcher, queries)
+            if recall >= target:
+                return effort, recall
+    return searcher.param, recall
+
+
+def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", centre: bool = True,
+                target: float = RECALL_TARGET, seed: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Build ``collection``'s index over its current rows, write it beside it and commit it; returns what
+    the manifest records of it: kind, images, rows covered, centre, tuned search effort, recall@10 on a
+    sample, build seconds. ``progress(done, total)`` is told of the rows added."""
+    if kind not in KINDS:
+        raise InputError(f"unknown index kind {kind!r}: choose from {', '.join(KINDS)}")
+    if not 0 < target <= 1:
+        raise InputError(f"the recall target must be in (0, 1], got {target}")
+    if len(collection) == 0:
+        raise InputError(f"{collection.folder} holds no images")
+    began = time.perf_counter()
+    vectors = collection.vectors(on)
+    rows, dim = collection.rows, int(vectors.shape[1])
+    chosen = choose_kind(len(collection), dim, memory_bytes()) if kind == "auto" else kind
+    mean = fit_centre(vectors, collection.live) if centre else None
+    info: dict[str, Any] = {"kind": chosen, "asked": kind, "on": on, "rows": rows, "images": len(collection),
+                            "centre": None if mean is None else [float(x) for x in mean], "file": None,
+                            "network": collection.meta.get("network")}
+    index = None
+    if chosen != "exact":
+        faiss = faiss_module()
+        if chosen == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            info["params"] = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
+        else:
+            index, info["params"] = _ivfpq(faiss, dim, rows)
+            train = _train_sample(vectors, collection.live, TRAIN_SAMPLE, seed)
+            index.train(prepare(train, mean).numpy())
+        for start in range(0, rows, BLOCK):
+            index.add(prepare(vectors[start:start + BLOCK], mean).numpy())
+            if progress is not None:
+                progress(min(rows, start + BLOCK), rows)
+    searcher = Searcher(collection, on, index, info)
+    sample = _train_sample(vectors, collection.live, SAMPLE, seed + 1)
+    if index is None:
+        info["param"], info["recall_at_10"] = None, 1.0
+    else:
+        info["param"], recall = _tune(searcher, sample, target)
+        info["rerank"] = searcher.rerank
+        info["recall_at_10"] = round(recall, 4)
+    info["build_s"] = round(time.perf_counter() - began, 2)
+    return _commit(collection.folder, index, info)
+
+
+def _commit(folder: Path, index: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Write the index file (if any) and name it in the next generation's manifest."""
+    with CollectionWriter(folder) as writer:
+        if writer.manifest.get("meta", {}).get("network") != info["network"]:
+            raise InputError(f"{folder} was embedded again while its index was built: build it again")
+        if index is not None:
+            name = f"index-{time.time_ns()}.faiss"
+            tmp = folder / f".{name}.tmp"
+            faiss_module().write_index(index, str(tmp))
+            tmp.rename(folder / name)
+            info["file"] = name
+        writer.set_index(info)
+        writer.commit()
+    return info
+
+
+def open_searcher(collection: Collection, on: str = "h") -> Searcher:
+    """The searcher of ``collection`` on h or z: through its index when it has one for them, else exact
+    (centred on its mean, as an index would be)."""
+    info = collection.index_info
+    if info is not None and info.get("on", "h") == on:
+        if info.get("file") is None:
+            return Searcher(collection, on, None, info)
+        path = collection.folder / info["file"]
+        faiss = faiss_module()
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise InputError(f"{path} is not a readable faiss index: {str(exc).splitlines()[0]}") from None
+        if index.d != collection.vectors(on).shape[1] or index.ntotal != info.get("rows"):
+            raise InputError(f"{path} does not match its collection: build it again (simclr index build)")
+        return Searcher(collection, on, index, info)
+    mean = fit_centre(collection.vectors(on), collection.live)
+    return Searcher(collection, on, None, {"kind": "exact", "rows": 0, "centre": [float(x) for x in mean]})
+
