@@ -90,7 +90,7 @@ def test_bad_search_input_one_line_exit_2(index: dict, env: dict, tmp_path: Path
 
     train = str(index["train"])
     assert "not found" in bad("--index", str(tmp_path / "none.npz"), "--query", train)
-    assert "is a folder, not an embeddings file" in bad("--index", str(tmp_path), "--query", train)
+    assert "is a folder, not a simclr collection" in bad("--index", str(tmp_path), "--query", train)
     assert "must be >= 1" in bad("--index", train, "--query", train, "--k", "0")
     assert "query image not found" in bad("--index", train, "--query", str(tmp_path / "x.jpg"))
     plain = tmp_path / "plain.npz"

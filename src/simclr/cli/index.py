@@ -29,8 +29,10 @@ def index_parser(sub: Any) -> None:
     b.add_argument("--recall", type=float, default=0.95,
                    help="the recall@10 the search effort is tuned to reach (default 0.95)")
     b.add_argument("--z", action="store_true", help="index z instead of h (the collection needs z)")
-    b.add_argument("--no-centre", action="store_true",
-                   help="compare the vectors as they are, not centred on the collection's mean")
+    b.add_argument("--transform", default="whiten", choices=("whiten", "centre", "none"),
+                   help="what the vectors go through before their cosine similarity, fitted on the "
+                        "collection: whiten (default: centred, then PCA whitening with shrinkage; the best "
+                        "in BENCHMARKS.md), centre (the mean subtracted), none")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     c = ix.add_parser("convert", help="a .npz from simclr embed as a collection folder")
@@ -58,12 +60,11 @@ def _build(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        info = build_index(collection, args.kind, on="z" if args.z else "h", centre=not args.no_centre,
+        info = build_index(collection, args.kind, on="z" if args.z else "h", transform=args.transform,
                            target=args.recall, progress=progress)
     finally:
         bar.close()
-    shown = {k: v for k, v in info.items() if k != "centre"}
-    shown["centred"] = info["centre"] is not None
+    shown = dict(info, transform=info["transform"]["kind"])
     text = (f"built a {info['kind']} index of {info['images']} images in {info['build_s']:.1f} s "
             f"({args.embeddings}): recall@10 {info['recall_at_10']:.3f} against exact search"
             + (f" on {min(200, info['images'])} of its images" if info["kind"] != "exact" else ""))

@@ -4,15 +4,16 @@ are re-ranked exactly from the memory-mapped vectors.
 
 An index covers the rows the collection had when it was built; rows added since (the "tail") are searched
 exactly, and deleted rows are never returned, so the index stays in step with the collection until it is
-rebuilt. Vectors are compared after :func:`prepare`: the collection's mean (stored with the index)
-subtracted, then scaled to unit length.
+rebuilt. Vectors are compared after :func:`prepare`: by default whitened (:func:`fit_transform`: the
+collection's mean subtracted, then PCA whitening with shrinkage, fitted on the collection and stored with its
+index; BENCHMARKS.md measured it against plain and centred cosine similarity), then scaled to unit length.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,21 +46,64 @@ def faiss_module() -> Any:
     return faiss
 
 
-def prepare(x: np.ndarray | torch.Tensor, centre: np.ndarray | None) -> torch.Tensor:
-    """Vectors as compared: float32, ``centre`` subtracted (if any), unit length."""
-    t = torch.from_numpy(np.array(x, np.float32))  # a copy: memory-mapped rows are read-only
-    if centre is not None:
-        t = t - torch.as_tensor(centre, dtype=torch.float32)
+TRANSFORMS = ("whiten", "centre", "none")
+WHITEN_EPS = 0.1
+"""Whitening's shrinkage, relative to the largest eigenvalue of the collection's covariance: the best of
+BENCHMARKS.md's study on every collection of 1,000 images or more..."""
+WHITEN_EPS_SMALL = 1.0
+"""...and below that (it never lost to plain cosine similarity there)."""
+SMALL = 1000
+
+
+class Transform(NamedTuple):
+    """What vectors go through before their cosine similarity: ``(x - mean) @ projection`` (either None:
+    left out), ``kind`` whiten, centre or none."""
+
+    kind: str
+    mean: np.ndarray | None = None
+    projection: np.ndarray | None = None
+    eps: float | None = None
+
+
+def prepare(x: np.ndarray | torch.Tensor, transform: Transform | None) -> torch.Tensor:
+    """Vectors as compared: float32, through ``transform`` (None: as they are), unit length."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu", torch.float32)
+    else:
+        t = torch.from_numpy(np.array(x, np.float32))  # a copy: memory-mapped rows are read-only
+    if transform is not None and transform.mean is not None:
+        t = t - torch.from_numpy(transform.mean)
+    if transform is not None and transform.projection is not None:
+        t = t @ torch.from_numpy(transform.projection)
     return torch.nn.functional.normalize(t, dim=1)
 
 
-def fit_centre(vectors: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """The mean of the live rows of ``vectors`` (read block by block), float32."""
-    total = np.zeros(vectors.shape[1], np.float64)
+def fit_transform(vectors: np.ndarray, live: np.ndarray, kind: str = "whiten") -> Transform:
+    """``kind`` fitted on the live rows of ``vectors`` (read block by block): their mean, and for whiten the
+    projection whose column i is ``v_i / sqrt(l_i + eps * l_1)`` (``v_i`` the unit eigenvectors of their
+    covariance, ``l_1 >= ... >= l_F`` its eigenvalues; eps :data:`WHITEN_EPS`, or :data:`WHITEN_EPS_SMALL`
+    for fewer than :data:`SMALL` images)."""
+    if kind not in TRANSFORMS:
+        raise InputError(f"unknown transform {kind!r}: choose from {', '.join(TRANSFORMS)}")
+    if kind == "none":
+        return Transform("none")
+    dim, n = vectors.shape[1], max(1, int(live.sum()))
+    total = np.zeros(dim, np.float64)
+    moments = np.zeros((dim, dim), np.float64)
     for start in range(0, len(vectors), BLOCK):
-        block = np.asarray(vectors[start:start + BLOCK], np.float64)
-        total += block[live[start:start + BLOCK]].sum(0)
-    return (total / max(1, int(live.sum()))).astype(np.float32)
+        block = np.asarray(vectors[start:start + BLOCK], np.float64)[live[start:start + BLOCK]]
+        total += block.sum(0)
+        if kind == "whiten":
+            moments += block.T @ block
+    mean = total / n
+    if kind == "centre":
+        return Transform("centre", mean.astype(np.float32))
+    values, axes = np.linalg.eigh(moments / n - np.outer(mean, mean))
+    values, axes = np.clip(values[::-1], 0, None), axes[:, ::-1]
+    eps = WHITEN_EPS if n >= SMALL else WHITEN_EPS_SMALL
+    shrink = eps * values[0] if values[0] > 0 else 1.0
+    projection = axes / np.sqrt(values + shrink)
+    return Transform("whiten", mean.astype(np.float32), projection.astype(np.float32), eps)
 
 
 def choose_kind(rows: int, dim: int, memory: int) -> str:
@@ -83,14 +127,13 @@ class Searcher:
     """
 
     def __init__(self, collection: Collection, on: str = "h", index: Any = None,
-                 info: dict[str, Any] | None = None) -> None:
+                 info: dict[str, Any] | None = None, transform: Transform | None = None) -> None:
         self.collection = collection
         self.on = on
         self.vectors = collection.vectors(on)
         self.index = index
-        self.info = info or {"kind": "exact", "rows": 0, "centre": None}
-        centre = self.info.get("centre")
-        self.centre = None if centre is None else np.asarray(centre, np.float32)
+        self.info = info or {"kind": "exact", "rows": 0}
+        self.transform: Transform = transform or Transform("none")
         self.kind: str = self.info["kind"]
         self.covered = int(self.info.get("rows", 0)) if index is not None else 0
         self.param = int(self.info.get("param") or 64)
@@ -109,10 +152,11 @@ class Searcher:
         best_s = torch.full((len(q), k), -torch.inf)
         best_r = torch.full((len(q), k), -1, dtype=torch.int64)
         if start == 0 and self._cache is None and n * self.dim * 4 <= CACHE_BYTES:
-            self._cache = prepare(self.vectors, self.centre)
+            self._cache = prepare(self.vectors, self.transform)
         for lo in range(start, n, BLOCK):
             hi = min(n, lo + BLOCK)
-            x = self._cache[lo:hi] if self._cache is not None else prepare(self.vectors[lo:hi], self.centre)
+            cached = self._cache
+            x = cached[lo:hi] if cached is not None else prepare(self.vectors[lo:hi], self.transform)
             sims = q @ x.T
             dead = torch.as_tensor(~self.collection.live[lo:hi])
             sims[:, dead] = -torch.inf
@@ -145,7 +189,7 @@ class Searcher:
         flat = np.unique(rows[rows >= 0])
         if len(flat) == 0:
             return torch.full((len(q), k), -torch.inf), torch.full((len(q), k), -1, dtype=torch.int64)
-        x = prepare(self.vectors[flat], self.centre)  # sorted rows: the reads go forward through the file
+        x = prepare(self.vectors[flat], self.transform)  # sorted rows: the reads go forward through the file
         at = torch.as_tensor(np.searchsorted(flat, np.maximum(rows, 0)))
         sims = (q.unsqueeze(1) * x[at]).sum(-1)
         sims[torch.as_tensor(rows < 0)] = -torch.inf
@@ -166,7 +210,7 @@ class Searcher:
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise InputError(f"the queries have {q.shape[-1]} dimensions, the collection {self.dim}: embed "
                              "both with the same checkpoint (and both h, or both z)")
-        q = prepare(q, self.centre)
+        q = prepare(q, self.transform)
         want = min(k, len(self.collection) - (exclude is not None))
         if want < 1:
             raise InputError("the collection has too few images to return any result")
@@ -187,15 +231,22 @@ class Searcher:
             r[s == -torch.inf] = -1
         return s, r
 
-    def neighbours(self, k: int, progress: Callable[[int], None] | None = None,
-                   batch: int = 4096) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def neighbours(self, k: int, progress: Callable[[int], None] | None = None, batch: int = 4096,
+                   plain: bool = False) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Every live image's ``k`` most similar other images: (its rows [N], scores [N, k], rows [N, k]),
-        through the index (all against all)."""
+        through the index (all against all); ``plain``: scored (and ordered) by the plain cosine similarity
+        of the vectors as they are."""
         live = self.collection.live_rows()
         scores, rows = [], []
         for start in range(0, len(live), batch):
             part = live[start:start + batch]
             s, r = self.search(self.vectors[part], k, exclude=part)
+            if plain:
+                saved, self.transform = self.transform, Transform("none")
+                try:
+                    s, r = self._rerank(prepare(self.vectors[part], None), r.numpy(), r.shape[1])
+                finally:
+                    self.transform = saved
             scores.append(s)
             rows.append(r)
             if progress is not None:
@@ -203,7 +254,8 @@ class Searcher:
         return live, torch.cat(scores), torch.cat(rows)
 
     def similarity(self, row: int, others: list[int]) -> list[float]:
-        """Cosine similarities of one row to others, as searches compare them."""
-        x = prepare(self.vectors[sorted({row, *others})], self.centre)
+        """Plain cosine similarities of one row to others (not transformed: the similarity of
+        near-duplicates, whose threshold is set on plain h)."""
+        x = prepare(self.vectors[sorted({row, *others})], None)
         at = {r: i for i, r in enumerate(sorted({row, *others}))}
         return [float(x[at[row]] @ x[at[o]]) for o in others]

@@ -13,13 +13,16 @@ from typing import Any
 import numpy as np
 
 from simclr.errors import InputError
+from simclr.files import atomic_file
 from simclr.retrieval.ann import (
     BLOCK,
     KINDS,
+    TRANSFORMS,
     Searcher,
+    Transform,
     choose_kind,
     faiss_module,
-    fit_centre,
+    fit_transform,
     memory_bytes,
     prepare,
 )
@@ -48,23 +51,22 @@ def _ivfpq(faiss: Any, dim: int, rows: int) -> tuple[Any, dict[str, int]]:
     return index, {"nlist": nlist, "pq_bytes": m // 2}
 
 
-def _train_sample(vectors: np.ndarray, live: np.ndarray, size: int, seed: int) -> np.ndarray:
+def _sample_rows(live: np.ndarray, size: int, seed: int) -> np.ndarray:
     rows = np.flatnonzero(live)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(rows, min(size, len(rows)), replace=False))
-    return np.asarray(vectors[pick], np.float32)
+    return np.sort(np.random.default_rng(seed).choice(rows, min(size, len(rows)), replace=False))
 
 
-def recall_at_10(searcher: Searcher, queries: np.ndarray) -> float:
-    """The share of each query's 10 nearest images (exact search) that ``searcher`` returns, on average."""
-    k = min(10, len(searcher.collection))
-    truth = searcher._exact(prepare(queries, searcher.centre), k, 0, None)[1]
-    found = searcher.search(queries, k)[1]
+def recall_at_10(searcher: Searcher, queries: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """The share of each query's 10 nearest images (exact search) that ``searcher`` returns, on average;
+    ``rows``: the queries' own rows in the collection, left out of both (as if they were new images)."""
+    k = min(10, len(searcher.collection) - (rows is not None))
+    truth = searcher._exact(prepare(queries, searcher.transform), k, 0, rows)[1]
+    found = searcher.search(queries, k, rows)[1]
     hits = sum(len(set(t.tolist()) & set(f.tolist()) - {-1}) for t, f in zip(truth, found))
     return hits / max(1, int((truth >= 0).sum()))
 
 
-def _tune(searcher: Searcher, queries: np.ndarray, target: float) -> tuple[int, float]:
+def _tune(searcher: Searcher, queries: np.ndarray, rows: np.ndarray, target: float) -> tuple[int, float]:
     """The least search effort that reaches ``target`` recall@10 on ``queries`` (else the most), and its
     recall; for IVF-PQ, with the fewest candidates re-ranked per result (:data:`RERANKS`) that can."""
     recall = 0.0
@@ -72,20 +74,23 @@ def _tune(searcher: Searcher, queries: np.ndarray, target: float) -> tuple[int, 
         searcher.rerank = rerank
         for effort in EFFORT[searcher.kind]:
             searcher.param = effort
-            recall = recall_at_10(searcher, queries)
+            recall = recall_at_10(searcher, queries, rows)
             if recall >= target:
                 return effort, recall
     return searcher.param, recall
 
 
-def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", centre: bool = True,
+def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", transform: str = "whiten",
                 target: float = RECALL_TARGET, seed: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Build ``collection``'s index over its current rows, write it beside it and commit it; returns what
-    the manifest records of it: kind, images, rows covered, centre, tuned search effort, recall@10 on a
+    the manifest records of it: kind, images, rows covered, the transform (whiten, centre or none: fitted on
+    the collection, :func:`~simclr.retrieval.ann.fit_transform`), tuned search effort, recall@10 on a
     sample, build seconds. ``progress(done, total)`` is told of the rows added."""
     if kind not in KINDS:
         raise InputError(f"unknown index kind {kind!r}: choose from {', '.join(KINDS)}")
+    if transform not in TRANSFORMS:
+        raise InputError(f"unknown transform {transform!r}: choose from {', '.join(TRANSFORMS)}")
     if not 0 < target <= 1:
         raise InputError(f"the recall target must be in (0, 1], got {target}")
     if len(collection) == 0:
@@ -94,9 +99,9 @@ def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", ce
     vectors = collection.vectors(on)
     rows, dim = collection.rows, int(vectors.shape[1])
     chosen = choose_kind(len(collection), dim, memory_bytes()) if kind == "auto" else kind
-    mean = fit_centre(vectors, collection.live) if centre else None
+    fitted = fit_transform(vectors, collection.live, transform)
     info: dict[str, Any] = {"kind": chosen, "asked": kind, "on": on, "rows": rows, "images": len(collection),
-                            "centre": None if mean is None else [float(x) for x in mean], "file": None,
+                            "transform": {"kind": transform, "eps": fitted.eps, "file": None}, "file": None,
                             "network": collection.meta.get("network")}
     index = None
     if chosen != "exact":
@@ -107,35 +112,42 @@ def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", ce
             info["params"] = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
         else:
             index, info["params"] = _ivfpq(faiss, dim, rows)
-            train = _train_sample(vectors, collection.live, TRAIN_SAMPLE, seed)
-            index.train(prepare(train, mean).numpy())
+            train = vectors[_sample_rows(collection.live, TRAIN_SAMPLE, seed)]
+            index.train(prepare(train, fitted).numpy())
         for start in range(0, rows, BLOCK):
-            index.add(prepare(vectors[start:start + BLOCK], mean).numpy())
+            index.add(prepare(vectors[start:start + BLOCK], fitted).numpy())
             if progress is not None:
                 progress(min(rows, start + BLOCK), rows)
-    searcher = Searcher(collection, on, index, info)
-    sample = _train_sample(vectors, collection.live, SAMPLE, seed + 1)
+    searcher = Searcher(collection, on, index, info, fitted)
+    sample = _sample_rows(collection.live, SAMPLE, seed + 1)  # searched as new images: themselves left out
     if index is None:
         info["param"], info["recall_at_10"] = None, 1.0
     else:
-        info["param"], recall = _tune(searcher, sample, target)
+        info["param"], recall = _tune(searcher, vectors[sample], sample, target)
         info["rerank"] = searcher.rerank
         info["recall_at_10"] = round(recall, 4)
     info["build_s"] = round(time.perf_counter() - began, 2)
-    return _commit(collection.folder, index, info)
+    return _commit(collection.folder, index, info, fitted)
 
 
-def _commit(folder: Path, index: Any, info: dict[str, Any]) -> dict[str, Any]:
-    """Write the index file (if any) and name it in the next generation's manifest."""
+def _commit(folder: Path, index: Any, info: dict[str, Any], transform: Transform) -> dict[str, Any]:
+    """Write the index and transform files (if any) and name them in the next generation's manifest."""
     with CollectionWriter(folder) as writer:
         if writer.manifest.get("meta", {}).get("network") != info["network"]:
             raise InputError(f"{folder} was embedded again while its index was built: build it again")
+        stamp = time.time_ns()
         if index is not None:
-            name = f"index-{time.time_ns()}.faiss"
+            name = f"index-{stamp}.faiss"
             tmp = folder / f".{name}.tmp"
             faiss_module().write_index(index, str(tmp))
             tmp.rename(folder / name)
             info["file"] = name
+        if transform.mean is not None:
+            name = f"transform-{stamp}.npy"
+            rows = [transform.mean[None]] + ([] if transform.projection is None else [transform.projection])
+            with atomic_file(folder / name) as fh:
+                np.save(fh, np.concatenate(rows).astype(np.float32), allow_pickle=False)
+            info["transform"]["file"] = name
         writer.set_index(info)
         writer.commit()
     return info
@@ -146,8 +158,9 @@ def open_searcher(collection: Collection, on: str = "h") -> Searcher:
     (centred on its mean, as an index would be)."""
     info = collection.index_info
     if info is not None and info.get("on", "h") == on:
+        transform = read_transform(collection, info)
         if info.get("file") is None:
-            return Searcher(collection, on, None, info)
+            return Searcher(collection, on, None, info, transform)
         path = collection.folder / info["file"]
         faiss = faiss_module()
         try:
@@ -156,7 +169,25 @@ def open_searcher(collection: Collection, on: str = "h") -> Searcher:
             raise InputError(f"{path} is not a readable faiss index: {str(exc).splitlines()[0]}") from None
         if index.d != collection.vectors(on).shape[1] or index.ntotal != info.get("rows"):
             raise InputError(f"{path} does not match its collection: build it again (simclr index build)")
-        return Searcher(collection, on, index, info)
-    mean = fit_centre(collection.vectors(on), collection.live)
-    return Searcher(collection, on, None, {"kind": "exact", "rows": 0, "centre": [float(x) for x in mean]})
+        return Searcher(collection, on, index, info, transform)
+    transform = fit_transform(collection.vectors(on), collection.live)
+    return Searcher(collection, on, None, {"kind": "exact", "rows": 0}, transform)
+
+
+def read_transform(collection: Collection, info: dict[str, Any]) -> Transform:
+    """The transform an index was built with (its file: the mean, then the projection's rows, if any)."""
+    spec = info.get("transform") or {"kind": "none"}
+    if spec.get("file") is None:
+        return Transform(str(spec.get("kind", "none")))
+    path = collection.folder / str(spec["file"])
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable transform: {exc}") from None
+    dim = collection.vectors(info.get("on", "h")).shape[1]
+    shape_ok = values.ndim == 2 and values.shape[1] == dim and len(values) in (1, dim + 1)
+    if values.dtype != np.float32 or not shape_ok:
+        raise InputError(f"{path} does not match its collection: build the index again (simclr index build)")
+    projection = values[1:] if len(values) > 1 else None
+    return Transform(str(spec["kind"]), values[0], projection, spec.get("eps"))
 

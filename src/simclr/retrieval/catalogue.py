@@ -195,7 +195,7 @@ class Catalogue(Index):
         searcher = self.searcher(on)
         key = (searcher.collection.generation, on, float(threshold), k)
         if key not in self._duplicates:
-            live, scores, rows = searcher.neighbours(min(k, max(1, len(searcher.collection) - 1)))
+            live, scores, rows = searcher.neighbours(min(k, max(1, len(searcher.collection) - 1)), plain=True)
             found = link_groups(torch.as_tensor(live), scores, rows, threshold, searcher.similarity)
             hits = [self.hits(torch.tensor([g.scores]), torch.tensor([g.rows]), searcher.collection)[0]
                     for g in found.groups]
@@ -206,7 +206,11 @@ class Catalogue(Index):
     def duplicates_of(self, id: int, threshold: float | None = None, k: int = 10) -> list[Hit]:
         """The images of the collection at least ``threshold`` similar to image ``id`` (at most ``k``)."""
         threshold = default_threshold("h") if threshold is None else threshold
-        return [h for h in self.search_ids([id], k)[0] if h.score >= threshold]
+        hits = self.search_ids([id], k)[0]
+        scores = self.searcher().similarity(id, [h.id for h in hits])  # plain cosine, as the threshold
+        found = sorted((h._replace(score=s) for h, s in zip(hits, scores) if s >= threshold),
+                       key=lambda h: -h.score)
+        return [h._replace(rank=r + 1) for r, h in enumerate(found)]
 
     def pictures(self, images: str | Path | None = None) -> Pictures:
         def load(path: str) -> Image.Image | None:

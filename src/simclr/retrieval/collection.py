@@ -163,7 +163,7 @@ class Collection:
 
     def has(self, row: Any) -> bool:
         """Whether ``row`` is the id of an image of the collection (not deleted)."""
-        return isinstance(row, (int, np.integer)) and 0 <= row < self.rows and bool(self.live[row])
+        return bool(isinstance(row, (int, np.integer)) and 0 <= row < self.rows and self.live[row])
 
     def items(self, rows: Sequence[int]) -> list[tuple[str, bool]]:
         """(path, uploaded) of each row: the path in the data the collection was embedded from, or for an

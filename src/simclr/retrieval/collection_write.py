@@ -29,7 +29,8 @@ from simclr.retrieval.collection import (
 )
 
 LOCK = ".lock"
-_GENERATED = re.compile(r"(h|z|labels|digests)-\d+\.npy|items-\d+\.sqlite(-journal)?|index-\d+\.faiss")
+_GENERATED = re.compile(r"(h|z|labels|digests|transform)-\d+\.npy|items-\d+\.sqlite(-journal)?"
+                        r"|index-\d+\.faiss")
 _SCHEMA = ("CREATE TABLE items (row INTEGER PRIMARY KEY, path TEXT NOT NULL, uploaded INTEGER NOT NULL)",
            "CREATE INDEX items_path ON items(path)",
            "CREATE TABLE deleted (row INTEGER PRIMARY KEY, generation INTEGER NOT NULL)")
@@ -48,12 +49,14 @@ class CollectionWriter:
         self.manifest: dict[str, Any] = {}
         self.rows = 0
         self._deleted: list[int] = []
+        self._index: dict[str, Any] = {}
 
     def __enter__(self) -> CollectionWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
         self._lock = _lock(self.folder)
         try:
             self.manifest = read_manifest(self.folder)
             self.rows = self.manifest["rows"]
+            self._index = self.manifest.get("index") or {}  # the index readers may be opening now
             _recover(self.folder, self.manifest)
         except BaseException:
             self.__exit__()
@@ -114,7 +117,9 @@ class CollectionWriter:
 
     def commit(self) -> Collection:
         """Make the changes visible: the manifest of the next generation, replaced atomically. Returns it."""
-        previous = dict(self.manifest["files"], index=(self.manifest.get("index") or {}).get("file"))
+        index = self._index
+        previous = dict(self.manifest["files"], index=index.get("file"),
+                        transform=(index.get("transform") or {}).get("file"))
         self.manifest.update(generation=self.generation + 1, rows=self.rows)
         self.manifest["previous_files"] = [f for f in previous.values() if f]
         _write_manifest(self.folder, self.manifest)
@@ -151,8 +156,8 @@ def _remove_unnamed(folder: Path, manifest: dict[str, Any]) -> None:
     """Remove the files of generations before the previous one (a reader may still be opening those of the
     previous one), and temporary files left by interrupted writes."""
     keep = {f for f in manifest["files"].values() if f} | set(manifest.get("previous_files", []))
-    if manifest.get("index"):
-        keep.add(manifest["index"]["file"])
+    index = manifest.get("index") or {}
+    keep |= {index.get("file"), (index.get("transform") or {}).get("file")} - {None}
     for path in folder.iterdir():
         name = path.name
         if (_GENERATED.fullmatch(name) and name not in keep and name.removesuffix("-journal") not in keep) \
@@ -165,16 +170,18 @@ def check_collection_output(out: str | Path, reading: tuple[str | Path, ...] = (
     """Refuse, before any work, a collection folder that cannot be written: a file, a folder holding
     anything but a collection, a folder being read, or one in a folder that is not writable."""
     path = Path(out)
+    for source in reading:
+        read = Path(source).resolve()
+        if Path(source).exists() and path.resolve() == read:
+            raise InputError(f"{flag} {out} is the file being read: name another file")
+        if Path(source).exists() and path.resolve() in read.parents:
+            raise InputError(f"{flag} {out} holds what is being read: name another folder")
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {out} is a file: a collection is a folder (name a .npz file for the "
                          "single-file form)")
     if path.is_dir() and any(path.iterdir()) and not is_collection(path):
         raise InputError(f"{flag} {out} is a folder that is not a simclr collection: name a new or empty "
                          "folder")
-    for source in reading:
-        read = Path(source).resolve()
-        if Path(source).exists() and path.resolve() in (read, *read.parents):
-            raise InputError(f"{flag} {out} holds what is being read: name another folder")
     folder = next((p for p in path.absolute().parents if p.exists()), None) if not path.exists() else path
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise InputError(f"{flag} {out} cannot be written: {folder} is not a writable folder")
@@ -206,12 +213,12 @@ def create_collection(folder: str | Path, columns: dict[str, np.ndarray], paths:
             if values is None:
                 files[name] = None
                 continue
-            files[name] = f"{name}-{generation}.npy"
+            file = files[name] = f"{name}-{generation}.npy"
             w = DIGEST_BYTES if width_key == "digests" else (None if width_key is None else width[width_key])
-            rowfile.create(folder / files[name], dtype, w)
-            rowfile.append(folder / files[name], values, 0)
-        files["items"] = f"items-{generation}.sqlite"
-        db = folder / files["items"]
+            rowfile.create(folder / file, dtype, w)
+            rowfile.append(folder / file, values, 0)
+        db_name = files["items"] = f"items-{generation}.sqlite"
+        db = folder / db_name
         db.unlink(missing_ok=True)
         with connect(db, write=True) as con:
             for statement in _SCHEMA:
