@@ -150,7 +150,7 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
           out: str | Path | None = None, image_size: int = 0, device: str = "auto", batch_size: int = 256,
           workers: int = 2, progress: bool = True, holdout: float | None = None,
           eval_crop: float | None = None, update: bool = False, data_root: str = "", cache_dir: str = "",
-          in_memory: str | bool | None = None) -> Index:
+          in_memory: str | bool | None = None) -> EmbedResult | EmbedCatalogue:
     """``simclr embed`` from Python: h (and z with ``z=True``) of every readable image of ``data`` (a folder,
     archive or dataset name; ``split`` train, test or all) with the network of ``checkpoint``, as an
     :class:`~simclr.retrieval.index.Index` to ``search``; also written to ``out`` when given: a ``.npz`` file,

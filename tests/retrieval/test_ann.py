@@ -115,7 +115,7 @@ def test_plain_neighbours_and_similarity(tmp_path):
     h[5] = h[4]  # an exact copy
     coll = collection_of(tmp_path / "c", h)
     searcher = open_searcher(coll)
-    live, scores, rows = searcher.neighbours(3, plain=True)
+    _live, scores, rows = searcher.neighbours(3, plain=True)
     assert rows[4, 0] == 5 and rows[5, 0] == 4 and abs(float(scores[4, 0]) - 1) < 1e-6
     assert searcher.similarity(4, [5]) == pytest.approx([1.0], abs=1e-6)
     expected = float(torch.nn.functional.cosine_similarity(torch.tensor(h[0:1]), torch.tensor(h[1:2])))

@@ -128,8 +128,8 @@ def test_damaged_and_foreign_folders_are_refused(tmp_path, made):
     with pytest.raises(InputError, match="is a file"):
         check_collection_output(tmp_path / "file")
     manifest = json.loads((coll.folder / MANIFEST).read_text())
-    for change, match in ((dict(version=99), "version 99"), (dict(rows=80), "damaged"),
-                          (dict(files=dict(manifest["files"], h="../../etc/passwd")), "plain name")):
+    for change, match in (({"version": 99}, "version 99"), ({"rows": 80}, "damaged"),
+                          ({"files": dict(manifest["files"], h="../../etc/passwd")}, "plain name")):
         (coll.folder / MANIFEST).write_text(json.dumps(dict(manifest, **change)))
         with pytest.raises(InputError, match=match):
             Collection(coll.folder)

@@ -34,8 +34,9 @@ class Collected(NamedTuple):
 def columns_of(emb: Embeddings) -> dict[str, np.ndarray]:
     """The row files' values of in-memory embeddings."""
     n = len(emb.paths)
-    columns: dict[str, np.ndarray] = {"h": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
-               "digests": np.zeros((n, 16), np.uint8) if emb.digests is None else np.asarray(emb.digests)}
+    columns: dict[str, np.ndarray] = {
+        "h": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
+        "digests": np.zeros((n, 16), np.uint8) if emb.digests is None else np.asarray(emb.digests)}
     if emb.z is not None:
         columns["z"] = emb.z.numpy().astype(np.float32)
     return columns
