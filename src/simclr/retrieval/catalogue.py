@@ -9,6 +9,7 @@ once, so it sees the old or the new collection, never a mixture."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import threading
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 
 from simclr.data.image_source import ImageSource
+from simclr.data.images import to_rgb
 from simclr.errors import InputError
 from simclr.retrieval.ann import Searcher
 from simclr.retrieval.ann_build import open_searcher
@@ -61,6 +63,7 @@ class Catalogue(Index):
         self._state = self._open()
         self._duplicates: dict[tuple[int, str, float, int], NearDuplicates] = {}
         self._source: tuple[int, ImageSource, dict[str, int]] | None = None
+        self._pinned = False
 
     def _open(self) -> _State:
         self._stamp = _stamp(self.folder)
@@ -69,7 +72,7 @@ class Catalogue(Index):
     def refresh(self) -> bool:
         """Move to the newest committed generation of the collection if it changed on disk (a cheap check
         otherwise); returns whether it did."""
-        if _stamp(self.folder) == self._stamp:
+        if self._pinned or _stamp(self.folder) == self._stamp:
             return False
         with self._lock:
             stamp = _stamp(self.folder)
@@ -80,6 +83,14 @@ class Catalogue(Index):
                 return False
             self._state = state  # one assignment: a call sees the old state or the new, never a mixture
             return True
+
+    def snapshot(self) -> Catalogue:
+        """This catalogue pinned to its current generation (:meth:`refresh` does nothing on it): for work
+        that must see one generation from start to end, such as a request of ``simclr serve``. It shares the
+        loaded encoders, the lock and the kept near-duplicate groups."""
+        pinned = copy.copy(self)
+        pinned._pinned = True
+        return pinned
 
     @property
     def collection(self) -> Collection:
@@ -172,10 +183,9 @@ class Catalogue(Index):
 
     def search_pictures(self, pictures: list[Image.Image], k: int = 10) -> list[list[Hit]]:
         """The ``k`` most similar images of the collection for each picture, embedded with its network."""
-        state = self._state
-        vectors = self.encoder(self.device)(pictures)
         searcher = self.searcher()
-        return self.hits(*searcher.search(vectors, k), collection=state.collection)
+        vectors = self.encoder(self.device)(pictures)
+        return self.hits(*searcher.search(vectors, k), collection=searcher.collection)
 
     def search_ids(self, ids: list[int], k: int = 10) -> list[list[Hit]]:
         """The ``k`` most similar images of the collection to each of its images ``ids`` (each left out of its
@@ -195,6 +205,8 @@ class Catalogue(Index):
         searcher = self.searcher(on)
         key = (searcher.collection.generation, on, float(threshold), k)
         if key not in self._duplicates:
+            for old in [k for k in self._duplicates if k[0] != key[0]][:] + list(self._duplicates)[:-7]:
+                self._duplicates.pop(old, None)  # other generations', and all but the 7 latest thresholds
             live, scores, rows = searcher.neighbours(min(k, max(1, len(searcher.collection) - 1)), plain=True)
             found = link_groups(torch.as_tensor(live), scores, rows, threshold, searcher.similarity)
             hits = [self.hits(torch.tensor([g.scores]), torch.tensor([g.rows]), searcher.collection)[0]
@@ -248,7 +260,7 @@ class Catalogue(Index):
         pictures = []
         for name, data in files:
             with Image.open(io.BytesIO(data)) as img:
-                pictures.append(img.convert("RGB"))
+                pictures.append(to_rgb(img))  # as the collection's own images are read
         with self._lock:
             encoder = self.encoder(self.device)
             h = encoder(pictures).numpy()

@@ -1,0 +1,4 @@
+"""``simclr serve``: a web service (FastAPI) and page over an embedded collection (a catalogue): search by an
+uploaded photo or by an item, the near-duplicate groups, the catalogue's images, and adding or deleting items
+with a token. :mod:`~simclr.service.uploads` reads uploaded images safely; :mod:`~simclr.service.app` builds
+the application."""
