@@ -146,3 +146,14 @@ def test_cli_refusals(ckpt, shop, tmp_path, capsys, make_checkpoint):
     assert code == 2 and "not the network" in capsys.readouterr().err
     with pytest.raises(InputError, match="index convert"):
         Catalogue(tmp_path / "coll").save(tmp_path / "x.npz")
+
+
+def test_sheets_of_a_moved_collection(ckpt, shop, tmp_path):
+    cat = embed(ckpt, shop, tmp_path / "coll")
+    moved = tmp_path / "moved"
+    shop.rename(moved)
+    found = cat.search([moved / "bags" / "2.png"], k=2)
+    assert cat.pictures()("bags/2.png") is None  # no longer where it was embedded
+    assert cat.pictures(moved)("bags/2.png").size == (20, 20)
+    out = cat.sheet([moved / "bags" / "2.png"], found, tmp_path / "s.png", images=moved)
+    assert Image.open(out).size[0] > 20

@@ -225,9 +225,19 @@ class Catalogue(Index):
         return [h._replace(rank=r + 1) for r, h in enumerate(found)]
 
     def pictures(self, images: str | Path | None = None) -> Pictures:
+        """The collection's images by path, for contact sheets (None: no longer readable): uploaded ones
+        from its ``uploads/``, the others from where it was embedded, or ``images``, where that folder or
+        archive lies now."""
+        collection = self.collection
+        moved = None
+        if images is not None:
+            some = collection.paths(collection.live_rows()[:1000].tolist())
+            source = source_from_meta(collection.meta, images, paths=some)
+            moved = (source, {p: i for i, p in enumerate(source.paths)})
+
         def load(path: str) -> Image.Image | None:
             try:
-                return self._picture_of(path, self.collection)
+                return self._picture_of(path, collection, moved)
             except InputError:
                 return None
         return load
@@ -239,13 +249,19 @@ class Catalogue(Index):
         self._check([id], collection)
         return self._picture_of(collection.paths([id])[0], collection)
 
-    def _picture_of(self, path: str, collection: Collection) -> Image.Image:
+    def _picture_of(self, path: str, collection: Collection,
+                    moved: tuple[ImageSource, dict[str, int]] | None = None) -> Image.Image:
         if path.startswith(UPLOADS + "/"):
             try:
                 with Image.open(collection.folder / path) as img:
                     return img.convert("RGB")
             except OSError as exc:
                 raise InputError(f"cannot read {path}: {exc}") from None
+        if moved is not None:
+            source, at = moved
+            if path not in at:
+                raise InputError(f"{path} is not in {source.name}")
+            return source.load(at[path])
         if self._source is None or self._source[0] != collection.generation:
             source = source_from_meta(collection.meta)
             self._source = (collection.generation, source, {p: i for i, p in enumerate(source.paths)})
