@@ -127,6 +127,8 @@ def test_duplicates_computed_in_the_background(catalogue):
             seen.append(first.status_code)
         assert seen[-1] == 200 and first.json()["groups_total"] >= 1
         assert set(seen) <= {200, 202}
+        # one computation however many requests asked while it ran (each request has its own snapshot)
+        assert len(client.app.state.service.duplicates.jobs) == 1
 
 
 def test_images(client):

@@ -65,7 +65,7 @@ def _build(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     shown = dict(info, transform=info["transform"]["kind"])
-    text = (f"built a {info['kind']} index of {info['images']} images in {info['build_s']:.1f} s "
+    text = (f"built the {info['kind']} index of {info['images']} images in {info['build_s']:.1f} s "
             f"({args.embeddings}): recall@10 {info['recall_at_10']:.3f} against exact search"
             + (f" on {min(200, info['images'])} of its images" if info["kind"] != "exact" else ""))
     report(args, shown, text)

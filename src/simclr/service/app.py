@@ -61,13 +61,13 @@ class _Duplicates:
 
     def __init__(self, sync_below: int) -> None:
         self.sync_below = sync_below
-        self.jobs: OrderedDict[tuple[int, int, float | None], Future[Any]] = OrderedDict()
+        self.jobs: OrderedDict[tuple[int, float | None], Future[Any]] = OrderedDict()
         self.lock = threading.Lock()
 
     def groups(self, cat: Catalogue, threshold: float | None) -> Any:
         if len(cat) <= self.sync_below:
             return cat.duplicates(threshold)
-        key = (id(cat), cat.generation, threshold)
+        key = (cat.generation, threshold)  # not the object: every request has its own snapshot of it
         with self.lock:
             job = self.jobs.get(key)
             if job is None:
