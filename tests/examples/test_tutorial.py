@@ -1,5 +1,5 @@
-"""docs/search/service.md: its commands 2-5 run as written on a folder of 20 real photos (with a few seconds of
-training instead of 30 minutes), and the page they serve finds a catalogue photo by itself."""
+"""docs/search/service.md: its commands 2-5 run as written on a folder of 20 real photos (with a few seconds
+of training instead of 30 minutes), and the page they serve finds a catalogue photo by itself."""
 
 from __future__ import annotations
 
