@@ -158,8 +158,9 @@ class Searcher:
             cached = self._cache
             x = cached[lo:hi] if cached is not None else prepare(self.vectors[lo:hi], self.transform)
             sims = q @ x.T
-            dead = torch.as_tensor(~self.collection.live[lo:hi])
-            sims[:, dead] = -torch.inf
+            live = self.collection.live[lo:hi]
+            if not live.all():
+                sims[:, torch.from_numpy(~live)] = -torch.inf
             if exclude is not None:
                 hit = torch.as_tensor((exclude >= lo) & (exclude < hi))
                 rows_hit = torch.nonzero(hit).flatten()
