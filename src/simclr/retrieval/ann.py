@@ -31,6 +31,8 @@ BLOCK = 1 << 16
 """Rows read from the vectors at a time."""
 CACHE_BYTES = 1 << 30
 """Exact search holds the prepared vectors in memory up to this size (else reads them block by block)."""
+RERANK_BLOCK = 1 << 24
+"""Candidate vector values held at once while re-ranking (64 MiB of float32)."""
 RERANK = 10
 """IVF-PQ re-ranks this many candidates per result (exactly, from the vectors) unless its build tuned
 another number."""
@@ -185,14 +187,18 @@ class Searcher:
         _, rows = self.index.search(q.numpy(), c, params=params)
         return rows
 
-    def _rerank(self, q: torch.Tensor, rows: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rerank(self, q: torch.Tensor, rows: np.ndarray, k: int,
+                transform: Transform | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The best ``k`` of each query's candidate ``rows``, scored exactly from the vectors."""
         flat = np.unique(rows[rows >= 0])
         if len(flat) == 0:
             return torch.full((len(q), k), -torch.inf), torch.full((len(q), k), -1, dtype=torch.int64)
-        x = prepare(self.vectors[flat], self.transform)  # sorted rows: the reads go forward through the file
+        # sorted rows: the reads go forward through the file
+        x = prepare(self.vectors[flat], self.transform if transform is None else transform)
         at = torch.as_tensor(np.searchsorted(flat, np.maximum(rows, 0)))
-        sims = (q.unsqueeze(1) * x[at]).sum(-1)
+        step = max(1, RERANK_BLOCK // max(1, rows.shape[1] * x.shape[1]))  # bounded memory: [step, c, D]
+        sims = torch.cat([torch.bmm(x[at[i:i + step]], q[i:i + step].unsqueeze(2)).squeeze(2)
+                          for i in range(0, len(q), step)])
         sims[torch.as_tensor(rows < 0)] = -torch.inf
         kk = min(k, rows.shape[1])
         s, order = sims.topk(kk, dim=1)
@@ -243,11 +249,8 @@ class Searcher:
             part = live[start:start + batch]
             s, r = self.search(self.vectors[part], k, exclude=part)
             if plain:
-                saved, self.transform = self.transform, Transform("none")
-                try:
-                    s, r = self._rerank(prepare(self.vectors[part], None), r.numpy(), r.shape[1])
-                finally:
-                    self.transform = saved
+                plain_q = prepare(self.vectors[part], None)
+                s, r = self._rerank(plain_q, r.numpy(), r.shape[1], Transform("none"))
             scores.append(s)
             rows.append(r)
             if progress is not None:
