@@ -133,6 +133,7 @@ def test_cli_refusals(ckpt, shop, tmp_path, capsys, make_checkpoint):
         (["index", "build", "--embeddings", str(tmp_path / "none")], "not a simclr collection"),
         (["index", "convert", str(tmp_path / "none.npz"), "--out", str(tmp_path / "c")], "not found"),
         (["index", "build", "--embeddings", str(shop), "--recall", "2"], "--recall"),
+        (["index", "build", "--embeddings", str(shop / "bags" / "0.png")], "simclr index convert"),
         (["embed", "--checkpoint", str(ckpt), "--data", str(shop), "--out", str(shop)], "not a simclr"),
     ]
     for argv, message in cases:
