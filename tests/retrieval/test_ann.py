@@ -137,3 +137,14 @@ def test_empty_searcher_refuses(tmp_path):
         empty = w.commit()
     with pytest.raises(InputError, match="holds no images"):
         Searcher(empty).search(np.zeros((1, 8), np.float32), 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_exact_search_on_a_gpu_matches_the_cpu(tmp_path):
+    h = clustered(5000, 32)
+    coll = collection_of(tmp_path / "c", h)
+    cpu, gpu = open_searcher(coll, device="cpu"), open_searcher(coll, device="cuda")
+    q = h[:50] + 0.01
+    (s1, r1), (s2, r2) = cpu.search(q, 10, exclude=np.arange(50)), gpu.search(q, 10, exclude=np.arange(50))
+    assert gpu._cache is not None and gpu._cache.is_cuda and r2.device.type == "cpu"
+    assert (r1 == r2).float().mean() > 0.99 and torch.allclose(s1, s2, atol=1e-4)

@@ -129,8 +129,10 @@ class Searcher:
     """
 
     def __init__(self, collection: Collection, on: str = "h", index: Any = None,
-                 info: dict[str, Any] | None = None, transform: Transform | None = None) -> None:
+                 info: dict[str, Any] | None = None, transform: Transform | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.collection = collection
+        self.device = torch.device(device)  # where exact search runs (the faiss indexes run on the CPU)
         self.on = on
         self.vectors = collection.vectors(on)
         self.index = index
@@ -147,31 +149,45 @@ class Searcher:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    def _cache_limit(self) -> int:
+        """The most bytes of prepared vectors exact search keeps: :data:`CACHE_BYTES` in memory, half the
+        free memory of a GPU."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.mem_get_info(self.device)[0] // 2)
+        return CACHE_BYTES
+
+    def _prepared(self) -> torch.Tensor:
+        """Every row prepared, on the searcher's device (built block by block: never a second copy of the
+        collection in memory)."""
+        return torch.cat([prepare(self.vectors[lo:lo + BLOCK], self.transform).to(self.device)
+                          for lo in range(0, self.collection.rows, BLOCK)])
+
     def _exact(self, q: torch.Tensor, k: int, start: int, exclude: np.ndarray | None) -> tuple[torch.Tensor,
                                                                                              torch.Tensor]:
         """The best ``k`` of rows ``start``.. for prepared queries ``q``: scores and rows (-1: none)."""
-        n = self.collection.rows
-        best_s = torch.full((len(q), k), -torch.inf)
-        best_r = torch.full((len(q), k), -1, dtype=torch.int64)
-        if start == 0 and self._cache is None and n * self.dim * 4 <= CACHE_BYTES:
-            self._cache = prepare(self.vectors, self.transform)
+        n, dev = self.collection.rows, self.device
+        q = q.to(dev)
+        best_s = torch.full((len(q), k), -torch.inf, device=dev)
+        best_r = torch.full((len(q), k), -1, dtype=torch.int64, device=dev)
+        if start == 0 and self._cache is None and n * self.dim * 4 <= self._cache_limit():
+            self._cache = self._prepared()
         for lo in range(start, n, BLOCK):
             hi = min(n, lo + BLOCK)
             cached = self._cache
-            x = cached[lo:hi] if cached is not None else prepare(self.vectors[lo:hi], self.transform)
+            x = cached[lo:hi] if cached is not None else prepare(self.vectors[lo:hi], self.transform).to(dev)
             sims = q @ x.T
             live = self.collection.live[lo:hi]
             if not live.all():
-                sims[:, torch.from_numpy(~live)] = -torch.inf
+                sims[:, torch.from_numpy(~live).to(dev)] = -torch.inf
             if exclude is not None:
-                hit = torch.as_tensor((exclude >= lo) & (exclude < hi))
-                rows_hit = torch.nonzero(hit).flatten()
-                sims[rows_hit, torch.as_tensor(exclude[hit.numpy()] - lo)] = -torch.inf
+                hit = (exclude >= lo) & (exclude < hi)
+                rows_hit = torch.from_numpy(np.flatnonzero(hit)).to(dev)
+                sims[rows_hit, torch.from_numpy(exclude[hit] - lo).to(dev)] = -torch.inf
             s, r = sims.topk(min(k, hi - lo), dim=1)
             best_s, order = torch.cat([best_s, s], 1).topk(k, dim=1)
             best_r = torch.cat([best_r, r + lo], 1).gather(1, order)
         best_r[best_s == -torch.inf] = -1
-        return best_s, best_r
+        return best_s.cpu(), best_r.cpu()
 
     def _candidates(self, q: torch.Tensor, c: int) -> np.ndarray:
         """The index's ``c`` candidates (rows, -1 none) for prepared queries ``q``, deleted rows excluded."""

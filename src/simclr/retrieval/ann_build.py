@@ -153,14 +153,15 @@ def _commit(folder: Path, index: Any, info: dict[str, Any], transform: Transform
     return info
 
 
-def open_searcher(collection: Collection, on: str = "h") -> Searcher:
+def open_searcher(collection: Collection, on: str = "h", device: str = "cpu") -> Searcher:
     """The searcher of ``collection`` on h or z: through its index when it has one for them, else exact
-    (centred on its mean, as an index would be)."""
+    (whitened as an index would be). Exact search runs on ``device`` (a GPU: torch there, the vectors held
+    in its memory when they fit in half of what is free); faiss indexes on the CPU."""
     info = collection.index_info
     if info is not None and info.get("on", "h") == on:
         transform = read_transform(collection, info)
         if info.get("file") is None:
-            return Searcher(collection, on, None, info, transform)
+            return Searcher(collection, on, None, info, transform, device)
         path = collection.folder / info["file"]
         faiss = faiss_module()
         try:
@@ -171,7 +172,7 @@ def open_searcher(collection: Collection, on: str = "h") -> Searcher:
             raise InputError(f"{path} does not match its collection: build it again (simclr index build)")
         return Searcher(collection, on, index, info, transform)
     transform = fit_transform(collection.vectors(on), collection.live)
-    return Searcher(collection, on, None, {"kind": "exact", "rows": 0}, transform)
+    return Searcher(collection, on, None, {"kind": "exact", "rows": 0}, transform, device)
 
 
 def read_transform(collection: Collection, info: dict[str, Any]) -> Transform:

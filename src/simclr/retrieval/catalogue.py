@@ -32,6 +32,7 @@ from simclr.retrieval.duplicates import NearDuplicates, default_threshold, link_
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.results import Hit
 from simclr.retrieval.sheet import Pictures, source_from_meta
+from simclr.runtime.device import pick_device
 
 UPLOADS = "uploads"
 """The folder of a collection that holds the images added to it (``simclr serve``'s POST /api/items)."""
@@ -100,7 +101,7 @@ class Catalogue(Index):
         """The searcher of the current generation, on h or z (opened once)."""
         state = self._state
         if on not in state.searchers:
-            state.searchers[on] = open_searcher(state.collection, on)
+            state.searchers[on] = open_searcher(state.collection, on, str(pick_device(self.device)))
         return state.searchers[on]
 
     @property

@@ -53,8 +53,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """The folder's manifest, checked; InputError if missing, unreadable or of another format."""
     path = folder / MANIFEST
     if folder.is_file():
-        raise InputError(f"{folder} is a file, not a collection folder: convert a .npz from simclr embed with "
-                         f"simclr index convert {folder} --out FOLDER")
+        raise InputError(f"{folder} is a file, not a collection folder: convert a .npz from simclr embed "
+                         f"with simclr index convert {folder} --out FOLDER")
     if not path.is_file():
         what = "a folder" if folder.is_dir() else "not found"
         raise InputError(f"{folder} is {what}, not a simclr collection (no {MANIFEST}): make one with simclr "
