@@ -158,3 +158,21 @@ def test_sheets_of_a_moved_collection(ckpt, shop, tmp_path):
     assert cat.pictures(moved)("bags/2.png").size == (20, 20)
     out = cat.sheet([moved / "bags" / "2.png"], found, tmp_path / "s.png", images=moved)
     assert Image.open(out).size[0] > 20
+
+
+def test_update_keeps_uploaded_images(ckpt, shop, tmp_path, make_checkpoint):
+    out = tmp_path / "coll"
+    cat = embed(ckpt, shop, out)
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (10, 120, 240)).save(buf, "PNG")
+    added = cat.add_pictures([("blue.png", buf.getvalue())])[0]
+    embed(ckpt, shop, out, update=True)  # the data's images are unchanged: the upload is not "gone"
+    assert Collection(out).has(added.id)
+    other = make_checkpoint(tmp_path / "other.pt", width=0.25)  # another network: every image embedded again
+    result = embed(other, shop, out, update=True)
+    assert result.fresh and len(result) == 18
+    coll = Collection(out)
+    [row] = coll.uploaded_rows().tolist()
+    assert coll.paths([row]) == [added.path] and coll.labels[row] == -1
+    expected = simclr.load_encoder(other, "cpu")([Image.open(out / added.path)])[0].numpy()
+    np.testing.assert_allclose(coll.h[row], expected, atol=1e-4)  # embedded by the new network

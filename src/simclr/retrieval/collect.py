@@ -5,6 +5,7 @@ converted to a collection (``simclr index convert``)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,8 +17,9 @@ from simclr.evaluation.features import single_labels
 from simclr.evaluation.setup import EvalSetup
 from simclr.retrieval.collection import Collection, is_collection
 from simclr.retrieval.collection_write import CollectionWriter, create_collection
-from simclr.retrieval.embed import embed_all, embed_job, embed_some
+from simclr.retrieval.embed import EmbedJob, embed_all, embed_job, embed_some, embed_source
 from simclr.retrieval.embeddings import Embeddings, digest_rows, label_names, load_embeddings
+from simclr.retrieval.queries import files_source
 
 
 class Collected(NamedTuple):
@@ -54,14 +56,36 @@ def convert_embeddings(npz: str | Path, folder: str | Path) -> Collection:
     return write_collection(load_embeddings(npz), folder)
 
 
+def data_rows(collection: Collection) -> np.ndarray:
+    """The live rows embedded from the collection's data (not uploaded to it): what an update compares."""
+    return np.setdiff1d(collection.live_rows(), collection.uploaded_rows())
+
+
 def as_embeddings(collection: Collection) -> Embeddings:
-    """The live images of a collection without their vectors (paths, labels, digests, meta, classes): what
-    an update compares with the images of the split now."""
-    live = collection.live_rows()
+    """The images of a collection embedded from its data, without their vectors (paths, labels, digests,
+    meta, classes): what an update compares with the images of the split now."""
+    rows = data_rows(collection)
     digests = collection.digests
-    return Embeddings(torch.zeros(0, collection.h.shape[1]), None, np.asarray(collection.labels[live]),
-                      collection.paths(), collection.meta,
-                      None if digests is None else np.asarray(digests[live]), collection.classes)
+    return Embeddings(torch.zeros(0, collection.h.shape[1]), None, np.asarray(collection.labels[rows]),
+                      collection.paths(rows.tolist()), collection.meta,
+                      None if digests is None else np.asarray(digests[rows]), collection.classes)
+
+
+def _add_uploads(job: EmbedJob, setup: EvalSetup, collection: Collection, uploads: list[str]) -> Collection:
+    """``collection`` with its ``uploads`` (paths in its folder) embedded by the job's network and added."""
+    source = files_source([str(collection.folder / p) for p in uploads])
+    feats = embed_source(job.learned.encoder(with_z=job.with_z), job.learned.config, source, setup,
+                         in_memory=False, allow_empty=True)
+    named = dict(zip(source.paths, uploads))  # the source's paths are relative to the uploads folder
+    assert source.root is not None
+    digests = [hashlib.sha256((source.root / f).read_bytes()).digest()[:16] for f in feats.paths]
+    columns = {"h": feats.h.numpy(), "labels": np.full(len(feats.paths), -1, np.int64),
+               "digests": digest_rows(list(digests))}
+    if feats.z is not None and collection.z is not None:
+        columns["z"] = feats.z.numpy()
+    with CollectionWriter(collection.folder) as writer:
+        writer.add(columns, [named[f] for f in feats.paths], uploaded=True)
+        return writer.commit()
 
 
 def embed_collection(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool, folder: str | Path,
@@ -77,9 +101,12 @@ def embed_collection(checkpoint: str | Path, setup: EvalSetup, split: str, with_
     job = embed_job(checkpoint, setup, split, with_z, previous)
     if job.fresh is not None:
         done = embed_all(job, setup, previous)
-        return Collected(write_collection(done.embeddings, folder), done.skipped, 0, len(collection),
-                         job.fresh)
-    live = collection.live_rows()
+        uploads = collection.paths(collection.uploaded_rows().tolist())
+        written = write_collection(done.embeddings, folder)
+        if uploads:  # images uploaded to the collection, embedded again with the new network
+            written = _add_uploads(job, setup, written, uploads)
+        return Collected(written, done.skipped, 0, len(collection), job.fresh)
+    live = data_rows(collection)  # images uploaded to the collection stay: they are not in its data
     assert previous.digests is not None
     before = {(p, bytes(d)): int(r) for p, d, r in zip(previous.paths, previous.digests, live)}
     take = [None if d is None else before.get((p, d)) for p, d in zip(job.source.paths, job.digests)]

@@ -195,6 +195,14 @@ class Collection:
             found = dict(con.execute("SELECT row, path FROM items WHERE row < ?", (self.rows,)))
         return [found[int(r)] for r in self.live_rows()]
 
+    def uploaded_rows(self) -> np.ndarray:
+        """The rows of the live images that were uploaded to the collection (not embedded from its data)."""
+        with connect(self.db) as con:
+            rows = [r for (r,) in con.execute("SELECT row FROM items WHERE uploaded = 1 AND row < ?",
+                                              (self.rows,))]
+        rows_array = np.asarray(rows, np.int64)
+        return rows_array[self.live[rows_array]] if len(rows_array) else rows_array
+
     def upload_file(self, path: str) -> Path:
         """Where an uploaded image of ``path`` (``uploads/NAME``) lies."""
         return self.folder / path
