@@ -176,3 +176,28 @@ def test_update_keeps_uploaded_images(ckpt, shop, tmp_path, make_checkpoint):
     assert coll.paths([row]) == [added.path] and coll.labels[row] == -1
     expected = simclr.load_encoder(other, "cpu")([Image.open(out / added.path)])[0].numpy()
     np.testing.assert_allclose(coll.h[row], expected, atol=1e-4)  # embedded by the new network
+
+
+def test_update_takes_in_what_a_server_did_meanwhile(ckpt, shop, tmp_path, monkeypatch):
+    out = tmp_path / "coll"
+    cat = embed(ckpt, shop, out)
+    Image.new("RGB", (20, 20), (9, 200, 9)).save(shop / "shoes" / "new.png")
+    (shop / "aprons").mkdir()  # new class names: every label renumbered too
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(shop / "aprons" / "a.png")
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), (50, 50, 50)).save(buf, "PNG")
+    from simclr.retrieval import collect
+
+    real = collect.embed_some
+
+    def slow_embed(*args, **kwargs):  # while the update embeds, the server adds an image and deletes one
+        cat.add_pictures([("up.png", buf.getvalue())])
+        cat.delete(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collect, "embed_some", slow_embed)
+    embed(ckpt, shop, out, update=True)
+    coll = Collection(out)  # readable, with both writers' changes
+    assert len(coll) == 17 + 2 - 1 + 1 and any(p.startswith("uploads/") for p in coll.paths())
+    assert "aprons/a.png" in coll.paths() and coll.classes == ("aprons", "bags", "shoes")
+    assert not coll.has(0)

@@ -145,3 +145,41 @@ def test_commit_leaves_no_temporary_files(made):
         w.delete([1])
         w.commit()
     assert not [p for p in os.listdir(coll.folder) if p.endswith(".tmp")]
+
+
+def test_replaced_files_stay_readable_for_the_previous_generation(made):
+    coll, _ = made
+    with CollectionWriter(coll.folder) as w:
+        w.replace_labels(np.zeros(50, np.int64), ("x",))
+        w.set_index({"kind": "exact", "file": None, "transform": {"kind": "none", "file": None}})
+        after = w.commit()
+    assert (coll.folder / coll.manifest["files"]["labels"]).exists()  # generation 1's, still read
+    assert Collection(coll.folder).classes == ("x",) and after.labels.sum() == 0
+    with CollectionWriter(coll.folder) as w, pytest.raises(ValueError, match="labels for"):
+        w.replace_labels(np.zeros(3, np.int64), None)
+    (coll.folder / "index-7.faiss").write_bytes(b"i")
+    (coll.folder / "transform-7.npy").write_bytes(b"t")
+    with CollectionWriter(coll.folder) as w:
+        w.set_index({"kind": "hnsw", "file": "index-7.faiss", "transform": {"kind": "whiten",
+                                                                             "file": "transform-7.npy"}})
+        w.commit()
+    create_collection(coll.folder, columns(3), ["a", "b", "c"], {}, None)  # replaced: the old index stays
+    assert (coll.folder / "index-7.faiss").exists() and (coll.folder / "transform-7.npy").exists()
+
+
+def test_a_commit_that_would_name_short_files_is_refused(made):
+    coll, _ = made
+    with CollectionWriter(coll.folder) as w:
+        w.rows += 5  # as if rows had been added to the items but not to the row files
+        with pytest.raises(InputError, match="damaged"):
+            w.commit()
+    assert Collection(coll.folder).rows == 50  # nothing committed
+
+
+def test_an_interrupted_first_write_does_not_block_the_next(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / ".lock").write_text("")
+    rowfile.create(folder / "h-1.npy", np.float32, 8)  # what a killed first write leaves, no manifest
+    check_collection_output(folder)
+    assert len(create_collection(folder, columns(4), list("abcd"), {}, None)) == 4

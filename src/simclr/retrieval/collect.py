@@ -71,67 +71,95 @@ def as_embeddings(collection: Collection) -> Embeddings:
                       None if digests is None else np.asarray(digests[rows]), collection.classes)
 
 
-def _add_uploads(job: EmbedJob, setup: EvalSetup, collection: Collection, uploads: list[str]) -> Collection:
-    """``collection`` with its ``uploads`` (paths in its folder) embedded by the job's network and added."""
+def _uploads(job: EmbedJob, setup: EvalSetup, collection: Collection) -> tuple[Embeddings | None,
+                                                                                 list[tuple[str, str]]]:
+    """The images uploaded to ``collection`` (files in its folder) embedded by the job's network, and those
+    that could not be read (path, reason)."""
+    uploads = collection.paths(collection.uploaded_rows().tolist())
+    if not uploads:
+        return None, []
     source = files_source([str(collection.folder / p) for p in uploads])
     feats = embed_source(job.learned.encoder(with_z=job.with_z), job.learned.config, source, setup,
                          in_memory=False, allow_empty=True)
     named = dict(zip(source.paths, uploads))  # the source's paths are relative to the uploads folder
     assert source.root is not None
     digests = [hashlib.sha256((source.root / f).read_bytes()).digest()[:16] for f in feats.paths]
-    columns = {"h": feats.h.numpy(), "labels": np.full(len(feats.paths), -1, np.int64),
-               "digests": digest_rows(list(digests))}
-    if feats.z is not None and collection.z is not None:
-        columns["z"] = feats.z.numpy()
-    with CollectionWriter(collection.folder) as writer:
-        writer.add(columns, [named[f] for f in feats.paths], uploaded=True)
-        return writer.commit()
+    emb = Embeddings(feats.h, feats.z, np.full(len(feats.paths), -1, np.int64),
+                     [named[f] for f in feats.paths], job.meta, digest_rows(list(digests)), None)
+    return emb, [(named[f], why) for f, why in feats.skipped]
+
+
+def _afresh(job: EmbedJob, setup: EvalSetup, collection: Collection) -> Collected:
+    """The collection written anew by the job's network (its data, and the images uploaded to it), in one
+    generation."""
+    done = embed_all(job, setup, as_embeddings(collection))
+    uploads, unread = _uploads(job, setup, collection)
+    emb = done.embeddings
+    uploaded = [False] * len(emb.paths)
+    if uploads is not None and len(uploads.paths):
+        z = None if emb.z is None or uploads.z is None else torch.cat([emb.z, uploads.z])
+        assert emb.digests is not None and uploads.digests is not None
+        emb = emb._replace(features=torch.cat([emb.features, uploads.features]), z=z,
+                           labels=np.concatenate([emb.labels, uploads.labels]),
+                           paths=emb.paths + uploads.paths,
+                           digests=np.concatenate([emb.digests, uploads.digests]))
+        uploaded += [True] * len(uploads.paths)
+    written = create_collection(collection.folder, columns_of(emb), emb.paths, emb.meta, emb.classes,
+                                uploaded)
+    return Collected(written, done.skipped + unread, 0, len(collection), job.fresh)
 
 
 def embed_collection(checkpoint: str | Path, setup: EvalSetup, split: str, with_z: bool, folder: str | Path,
                      update: bool) -> Collected:
     """Embed the split into the collection ``folder``: written anew, or with ``update`` (and a collection
-    there) brought up to date."""
+    there) brought up to date. The embedding is done before the collection is locked; what changed in it
+    meanwhile (images uploaded or deleted by a server) is taken into account when the changes are made."""
     if not (update and is_collection(folder)):
         job = embed_job(checkpoint, setup, split, with_z, None)
         done = embed_all(job, setup, None)
         return Collected(write_collection(done.embeddings, folder), done.skipped)
     collection = Collection(folder)
-    previous = as_embeddings(collection)
-    job = embed_job(checkpoint, setup, split, with_z, previous)
+    job = embed_job(checkpoint, setup, split, with_z, as_embeddings(collection))
     if job.fresh is not None:
-        done = embed_all(job, setup, previous)
-        uploads = collection.paths(collection.uploaded_rows().tolist())
-        written = write_collection(done.embeddings, folder)
-        if uploads:  # images uploaded to the collection, embedded again with the new network
-            written = _add_uploads(job, setup, written, uploads)
-        return Collected(written, done.skipped, 0, len(collection), job.fresh)
-    live = data_rows(collection)  # images uploaded to the collection stay: they are not in its data
-    assert previous.digests is not None
-    before = {(p, bytes(d)): int(r) for p, d, r in zip(previous.paths, previous.digests, live)}
-    take = [None if d is None else before.get((p, d)) for p, d in zip(job.source.paths, job.digests)]
-    kept = {t for t in take if t is not None}
-    gone = [int(r) for r in live if int(r) not in kept]
-    todo = [i for i, t in enumerate(take) if t is None]
+        return _afresh(job, setup, collection)
+    known = _keys(collection)
+    keys = list(zip(job.source.paths, job.digests))
+    todo = [i for i, key in enumerate(keys) if key[1] is None or key not in known]
     feats = embed_some(job, setup, todo) if todo else None
-    classes = label_names(job.source)
     with CollectionWriter(folder) as writer:
+        now = Collection(folder)  # the generation this writer changes: what others did meanwhile included
+        known = _keys(now)
+        kept = {known[key] for key in keys if key in known}
+        gone = [int(r) for r in data_rows(now) if int(r) not in kept]
         if gone:
             writer.delete(gone)
-        if classes != collection.classes:
-            labels = np.array(collection.labels)  # the class names changed: renumber every row's label
-            now = {p: lab for p, lab in zip(job.source.paths, single_labels(np.asarray(job.source.labels)))}
-            rows = np.flatnonzero(collection.live)
-            labels[rows] = [now.get(p, -1) for p in collection.paths()]
-            writer.replace_labels(labels, classes)
+        classes = label_names(job.source)
+        if classes != now.classes:  # the class names changed: every row's label renumbered
+            labels = dict(zip(job.source.paths, single_labels(np.asarray(job.source.labels))))
+            renumbered = np.full(now.rows, -1, np.int64)
+            rows = now.live_rows()
+            renumbered[rows] = [labels.get(p, -1) for p in now.paths(rows.tolist())]
+            writer.replace_labels(renumbered, classes)
+        added = 0
         if feats is not None and len(feats.paths):
             at = {p: i for i, p in enumerate(job.source.paths)}
-            columns = {"h": feats.h.numpy(), "labels": feats.single_labels(),
-                       "digests": digest_rows([job.digests[at[p]] for p in feats.paths])}
-            if feats.z is not None and collection.z is not None:
-                columns["z"] = feats.z.numpy()
-            writer.add(columns, feats.paths)
+            new = [i for i, p in enumerate(feats.paths) if (p, job.digests[at[p]]) not in known]
+            columns = {"h": feats.h.numpy()[new], "labels": feats.single_labels()[new],
+                       "digests": digest_rows([job.digests[at[feats.paths[i]]] for i in new])}
+            if feats.z is not None and now.z is not None:
+                columns["z"] = feats.z.numpy()[new]
+            writer.add(columns, [feats.paths[i] for i in new])
+            added = len(new)
         result = writer.commit()
     if len(result) == 0:
         raise InputError(f"no readable images in {job.source.name}")
-    return Collected(result, [] if feats is None else feats.skipped, len(kept), len(gone))
+    return Collected(result, [] if feats is None else feats.skipped, len(result) - added, len(gone))
+
+
+def _keys(collection: Collection) -> dict[tuple[str, bytes], int]:
+    """(path, digest) -> row of the images of a collection embedded from its data."""
+    rows = data_rows(collection)
+    digests = collection.digests
+    if digests is None:
+        return {}
+    return {(p, bytes(d)): int(r) for p, d, r in zip(collection.paths(rows.tolist()), digests[rows], rows)}

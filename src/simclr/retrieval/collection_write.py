@@ -50,6 +50,7 @@ class CollectionWriter:
         self.rows = 0
         self._deleted: list[int] = []
         self._index: dict[str, Any] = {}
+        self._files: dict[str, Any] = {}
 
     def __enter__(self) -> CollectionWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
         self._lock = _lock(self.folder)
@@ -57,6 +58,7 @@ class CollectionWriter:
             self.manifest = read_manifest(self.folder)
             self.rows = self.manifest["rows"]
             self._index = self.manifest.get("index") or {}  # the index readers may be opening now
+            self._files = dict(self.manifest["files"])  # and the files
             _recover(self.folder, self.manifest)
         except BaseException:
             self.__exit__()
@@ -104,6 +106,8 @@ class CollectionWriter:
 
     def replace_labels(self, labels: np.ndarray, classes: Sequence[str] | None) -> None:
         """Every row's label anew (the class names changed), in a new labels file; call before :meth:`add`."""
+        if len(labels) != self.rows:
+            raise ValueError(f"{len(labels)} labels for {self.rows} rows")
         name = f"labels-{self.generation + 1}.npy"
         rowfile.create(self.folder / name, np.int64, None)
         rowfile.append(self.folder / name, np.asarray(labels[:self.rows], np.int64), 0)
@@ -116,15 +120,31 @@ class CollectionWriter:
         self.manifest["index"] = info
 
     def commit(self) -> Collection:
-        """Make the changes visible: the manifest of the next generation, replaced atomically. Returns it."""
-        index = self._index
-        previous = dict(self.manifest["files"], index=index.get("file"),
-                        transform=(index.get("transform") or {}).get("file"))
+        """Make the changes visible: the manifest of the next generation, replaced atomically, once every file
+        it names is checked to hold its rows. Returns it."""
         self.manifest.update(generation=self.generation + 1, rows=self.rows)
-        self.manifest["previous_files"] = [f for f in previous.values() if f]
+        self.manifest["previous_files"] = _named(self._files, self._index)
+        _check_files(self.folder, self.manifest)
         _write_manifest(self.folder, self.manifest)
         _remove_unnamed(self.folder, self.manifest)
         return Collection(self.folder)
+
+
+def _named(files: dict[str, Any], index: dict[str, Any] | None) -> list[str]:
+    """The files a manifest names: its row files and items table, its index and the index's transform."""
+    index = index or {}
+    named = [*files.values(), index.get("file"), (index.get("transform") or {}).get("file")]
+    return [f for f in named if f]
+
+
+def _check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """InputError unless every row file of ``manifest`` holds its rows (checked before it is committed)."""
+    rows, files = manifest["rows"], manifest["files"]
+    for name, (dtype, width_key) in COLUMNS.items():
+        if files.get(name):
+            width = DIGEST_BYTES if width_key == "digests" else (None if width_key is None
+                                                                 else manifest["width"][width_key])
+            rowfile.read(folder / files[name], rows, dtype, width)
 
 
 def _lock(folder: Path) -> int:
@@ -155,14 +175,19 @@ def _recover(folder: Path, manifest: dict[str, Any]) -> None:
 def _remove_unnamed(folder: Path, manifest: dict[str, Any]) -> None:
     """Remove the files of generations before the previous one (a reader may still be opening those of the
     previous one), and temporary files left by interrupted writes."""
-    keep = {f for f in manifest["files"].values() if f} | set(manifest.get("previous_files", []))
-    index = manifest.get("index") or {}
-    keep |= {index.get("file"), (index.get("transform") or {}).get("file")} - {None}
+    keep = set(_named(manifest["files"], manifest.get("index"))) | set(manifest.get("previous_files", []))
     for path in folder.iterdir():
         name = path.name
         if (_GENERATED.fullmatch(name) and name not in keep and name.removesuffix("-journal") not in keep) \
                 or (name.startswith(".") and name.endswith(".tmp")):
             path.unlink(missing_ok=True)
+
+
+def _empty(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but what a first write of a collection, interrupted before its
+    manifest, leaves (its lock, row files, items table, temporary files)."""
+    return all(p.name == LOCK or _GENERATED.fullmatch(p.name) or (p.name.startswith(".") and
+               p.name.endswith(".tmp")) for p in folder.iterdir())
 
 
 def check_collection_output(out: str | Path, reading: tuple[str | Path, ...] = (),
@@ -179,7 +204,7 @@ def check_collection_output(out: str | Path, reading: tuple[str | Path, ...] = (
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {out} is a file: a collection is a folder (name a .npz file for the "
                          "single-file form)")
-    if path.is_dir() and any(path.iterdir()) and not is_collection(path):
+    if path.is_dir() and not _empty(path) and not is_collection(path):
         raise InputError(f"{flag} {out} is a folder that is not a simclr collection: name a new or empty "
                          "folder")
     folder = next((p for p in path.absolute().parents if p.exists()), None) if not path.exists() else path
@@ -189,7 +214,8 @@ def check_collection_output(out: str | Path, reading: tuple[str | Path, ...] = (
 
 
 def create_collection(folder: str | Path, columns: dict[str, np.ndarray], paths: Sequence[str],
-                      meta: dict[str, Any], classes: Sequence[str] | None) -> Collection:
+                      meta: dict[str, Any], classes: Sequence[str] | None,
+                      uploaded: Sequence[bool] | None = None) -> Collection:
     """Write ``folder`` as a new collection of these images (h, labels and digests, z optional), or replace
     the collection in it (a new generation of every file; readers of the old one are not disturbed). A folder
     that holds anything but a collection is refused."""
@@ -197,7 +223,7 @@ def create_collection(folder: str | Path, columns: dict[str, np.ndarray], paths:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file: a collection is a folder (name a .npz file for the "
                          "single-file form)")
-    if folder.is_dir() and any(folder.iterdir()) and not is_collection(folder):
+    if folder.is_dir() and not _empty(folder) and not is_collection(folder):
         raise InputError(f"{folder} is a folder that is not a simclr collection: name a new or empty "
                          "folder")
     folder.mkdir(parents=True, exist_ok=True)
@@ -223,13 +249,14 @@ def create_collection(folder: str | Path, columns: dict[str, np.ndarray], paths:
         with connect(db, write=True) as con:
             for statement in _SCHEMA:
                 con.execute(statement)
-            con.executemany("INSERT INTO items (row, path, uploaded) VALUES (?, ?, 0)",
-                            [(i, str(p)) for i, p in enumerate(paths)])
+            marks = uploaded or [False] * len(paths)
+            con.executemany("INSERT INTO items (row, path, uploaded) VALUES (?, ?, ?)",
+                            [(i, str(p), int(u)) for i, (p, u) in enumerate(zip(paths, marks))])
         meta = {k: v for k, v in meta.items() if k != "file"}
         manifest = {"format": FORMAT, "version": VERSION, "generation": generation, "rows": len(paths),
                     "files": files, "width": width, "meta": meta,
                     "classes": None if classes is None else list(classes), "index": None,
-                    "previous_files": [] if old is None else [f for f in old["files"].values() if f]}
+                    "previous_files": [] if old is None else _named(old["files"], old.get("index"))}
         _write_manifest(folder, manifest)
         _remove_unnamed(folder, manifest)
     finally:
