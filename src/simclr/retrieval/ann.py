@@ -144,6 +144,22 @@ class Searcher:
         self.rerank = int(self.info.get("rerank") or RERANK)
         self._cache: torch.Tensor | None = None
         self._selector: Any = None
+        if index is not None and not collection.live[:self.covered].all():  # deleted rows the index holds
+            faiss = faiss_module()
+            live = np.packbits(collection.live[:self.covered], bitorder="little")
+            self._selector = (faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(live)), live)  # keeps `live`
+
+    def successor(self, collection: Collection) -> Searcher:
+        """This searcher for a later generation of its collection, with the same index and transform and
+        the same vectors file (rows added and deleted since): what it has loaded and prepared is kept."""
+        after = Searcher(collection, self.on, self.index, self.info, self.transform, self.device)
+        after.param, after.rerank = self.param, self.rerank
+        cache = self._cache
+        if cache is not None and collection.rows > len(cache):
+            added = prepare(after.vectors[len(cache):], self.transform).to(self.device)
+            cache = torch.cat([cache, added])
+        after._cache = cache
+        return after
 
     @property
     def dim(self) -> int:
@@ -192,9 +208,6 @@ class Searcher:
     def _candidates(self, q: torch.Tensor, c: int) -> np.ndarray:
         """The index's ``c`` candidates (rows, -1 none) for prepared queries ``q``, deleted rows excluded."""
         faiss = faiss_module()
-        if self._selector is None and len(self.collection.deleted):
-            live = np.packbits(self.collection.live[:self.covered], bitorder="little")
-            self._selector = (faiss.IDSelectorBitmap(self.covered, faiss.swig_ptr(live)), live)
         sel = None if self._selector is None else self._selector[0]
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.param, c), sel=sel)
@@ -229,11 +242,11 @@ class Searcher:
         return (-1: none)."""
         if len(self.collection) == 0:
             raise InputError(f"{self.collection.folder} holds no images")
-        q = torch.as_tensor(np.asarray(queries, np.float32))
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise InputError(f"the queries have {q.shape[-1]} dimensions, the collection {self.dim}: embed "
+        shape = tuple(queries.shape)
+        if len(shape) != 2 or shape[1] != self.dim:
+            raise InputError(f"the queries have {shape[-1]} dimensions, the collection {self.dim}: embed "
                              "both with the same checkpoint (and both h, or both z)")
-        q = prepare(q, self.transform)
+        q = prepare(queries, self.transform)
         want = min(k, len(self.collection) - (exclude is not None))
         if want < 1:
             raise InputError("the collection has too few images to return any result")

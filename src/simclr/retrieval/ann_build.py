@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from simclr.errors import InputError
 from simclr.files import atomic_file
@@ -173,6 +174,20 @@ def open_searcher(collection: Collection, on: str = "h", device: str = "cpu") ->
         return Searcher(collection, on, index, info, transform)
     transform = fit_transform(collection.vectors(on), collection.live)
     return Searcher(collection, on, None, {"kind": "exact", "rows": 0}, transform, device)
+
+
+def reopen_searcher(previous: Searcher | None, collection: Collection, on: str = "h",
+                    device: str = "cpu") -> Searcher:
+    """The searcher of ``collection``: ``previous`` (a searcher of an earlier generation) carried over when
+    the index, its transform and the vectors file are the same (rows only added or deleted since), else
+    opened afresh."""
+    if previous is None or previous.on != on or previous.device != torch.device(device):
+        return open_searcher(collection, on, device)
+    before = previous.collection
+    same = (before.index_info == collection.index_info and before.folder == collection.folder
+            and before.manifest["files"].get(on) == collection.manifest["files"].get(on)
+            and collection.rows >= before.rows)
+    return previous.successor(collection) if same else open_searcher(collection, on, device)
 
 
 def read_transform(collection: Collection, info: dict[str, Any]) -> Transform:

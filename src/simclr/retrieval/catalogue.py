@@ -10,7 +10,6 @@ once, so it sees the old or the new collection, never a mixture."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import threading
 import weakref
@@ -25,17 +24,14 @@ from simclr.data.image_source import ImageSource
 from simclr.data.images import to_rgb
 from simclr.errors import InputError
 from simclr.retrieval.ann import Searcher
-from simclr.retrieval.ann_build import open_searcher
+from simclr.retrieval.ann_build import reopen_searcher
+from simclr.retrieval.collect import UPLOADS, add_uploads, delete_rows
 from simclr.retrieval.collection import MANIFEST, Collection
-from simclr.retrieval.collection_write import CollectionWriter
-from simclr.retrieval.duplicates import NearDuplicates, default_threshold, link_groups
+from simclr.retrieval.duplicates import NearDuplicates, check_links, default_threshold, link_groups
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.results import Hit
 from simclr.retrieval.sheet import Pictures, source_from_meta
 from simclr.runtime.device import pick_device
-
-UPLOADS = "uploads"
-"""The folder of a collection that holds the images added to it (``simclr serve``'s POST /api/items)."""
 
 
 class UnknownItem(InputError):
@@ -45,6 +41,20 @@ class UnknownItem(InputError):
 class _State(NamedTuple):
     collection: Collection
     searchers: dict[str, Searcher]
+
+
+class _Shared:
+    """What a catalogue and all its snapshots share: the latest searcher on h and z (carried over to the
+    next generation), each generation's nearest neighbours and near-duplicate groups, and the data source
+    its pictures are read from; with the locks that open and compute them once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # opening searchers
+        self.computing = threading.Lock()  # the all-against-all neighbours: one computation at a time
+        self.searchers: dict[str, Searcher] = {}
+        self.neighbours: dict[tuple[int, str, int], tuple[np.ndarray, torch.Tensor, torch.Tensor]] = {}
+        self.groups: dict[tuple[int, str, float, int], NearDuplicates] = {}
+        self.source: tuple[int, ImageSource, dict[str, int]] | None = None
 
 
 class Catalogue(Index):
@@ -62,8 +72,7 @@ class Catalogue(Index):
         self._lock = threading.Lock()  # writes, and the moves to a new generation
         self._stamp: tuple[int, int] | None = None
         self._state = self._open()
-        self._duplicates: dict[tuple[int, str, float, int], NearDuplicates] = {}
-        self._source: tuple[int, ImageSource, dict[str, int]] | None = None
+        self._shared = _Shared()
         self._pinned = False
 
     def _open(self) -> _State:
@@ -101,7 +110,13 @@ class Catalogue(Index):
         """The searcher of the current generation, on h or z (opened once)."""
         state = self._state
         if on not in state.searchers:
-            state.searchers[on] = open_searcher(state.collection, on, str(pick_device(self.device)))
+            with self._shared.lock:
+                if on not in state.searchers:
+                    latest = self._shared.searchers.get(on)
+                    opened = reopen_searcher(latest, state.collection, on, str(pick_device(self.device)))
+                    state.searchers[on] = opened
+                    if latest is None or opened.collection.generation >= latest.collection.generation:
+                        self._shared.searchers[on] = opened
         return state.searchers[on]
 
     @property
@@ -203,18 +218,26 @@ class Catalogue(Index):
         collection's index; kept for the generation."""
         on = "z" if z else "h"
         threshold = default_threshold(on) if threshold is None else threshold
+        check_links(threshold, k)
         searcher = self.searcher(on)
-        key = (searcher.collection.generation, on, float(threshold), k)
-        if key not in self._duplicates:
-            for old in [k for k in self._duplicates if k[0] != key[0]][:] + list(self._duplicates)[:-7]:
-                self._duplicates.pop(old, None)  # other generations', and all but the 7 latest thresholds
-            live, scores, rows = searcher.neighbours(min(k, max(1, len(searcher.collection) - 1)), plain=True)
-            found = link_groups(torch.as_tensor(live), scores, rows, threshold, searcher.similarity)
-            hits = [self.hits(torch.tensor([g.scores]), torch.tensor([g.rows]), searcher.collection)[0]
-                    for g in found.groups]
-            nearest = torch.full((len(live),), float("nan")) if len(live) < 2 else found.nearest
-            self._duplicates[key] = NearDuplicates(hits, threshold, nearest)
-        return self._duplicates[key]
+        generation, shared = searcher.collection.generation, self._shared
+        key = (generation, on, float(threshold), k)
+        if key in shared.groups:
+            return shared.groups[key]
+        if len(searcher.collection) < 2:
+            return NearDuplicates([], threshold, torch.full((len(searcher.collection),), float("nan")))
+        with shared.computing:  # the neighbours once a generation, whatever the thresholds asked
+            if (generation, on, k) not in shared.neighbours:
+                found = searcher.neighbours(min(k, len(searcher.collection) - 1), plain=True)
+                shared.neighbours = {(generation, on, k): found}  # only the latest generation's kept
+        live, scores, rows = shared.neighbours[generation, on, k]
+        groups_found = link_groups(torch.as_tensor(live), scores, rows, threshold, searcher.similarity)
+        hits = [self.hits(torch.tensor([g.scores]), torch.tensor([g.rows]), searcher.collection)[0]
+                for g in groups_found.groups]
+        groups = {key: v for key, v in shared.groups.items() if key[0] == generation}
+        made = NearDuplicates(hits, threshold, groups_found.nearest)
+        shared.groups = dict(list(groups.items())[-7:]) | {key: made}
+        return shared.groups[key]
 
     def duplicates_of(self, id: int, threshold: float | None = None, k: int = 10) -> list[Hit]:
         """The images of the collection at least ``threshold`` similar to image ``id`` (at most ``k``)."""
@@ -263,10 +286,12 @@ class Catalogue(Index):
             if path not in at:
                 raise InputError(f"{path} is not in {source.name}")
             return source.load(at[path])
-        if self._source is None or self._source[0] != collection.generation:
+        shared = self._shared
+        kept = shared.source
+        if kept is None or kept[0] != collection.generation:
             source = source_from_meta(collection.meta)
-            self._source = (collection.generation, source, {p: i for i, p in enumerate(source.paths)})
-        _, source, at = self._source
+            kept = shared.source = (collection.generation, source, {p: i for i, p in enumerate(source.paths)})
+        _, source, at = kept
         if path not in at:
             raise InputError(f"{path} is no longer in {source.name}")
         return source.load(at[path])
@@ -282,22 +307,7 @@ class Catalogue(Index):
             encoder = self.encoder(self.device)
             h = encoder(pictures).numpy()
             z = encoder(pictures, z=True).numpy() if self.collection.z is not None else None
-            uploads = self.folder / UPLOADS
-            uploads.mkdir(exist_ok=True)
-            paths, digests = [], []
-            for name, data in files:
-                digest = hashlib.sha256(data).digest()
-                suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in _SUFFIXES else ".img"
-                path = f"{UPLOADS}/{digest.hex()[:32]}{suffix}"
-                (self.folder / path).write_bytes(data)
-                paths.append(path)
-                digests.append(np.frombuffer(digest[:16], np.uint8))
-            columns = {"h": h, "labels": np.full(len(files), -1, np.int64), "digests": np.stack(digests)}
-            if z is not None:
-                columns["z"] = z
-            with CollectionWriter(self.folder) as writer:
-                rows = writer.add(columns, paths, uploaded=True)
-                writer.commit()
+            rows = add_uploads(self.folder, files, h, z)
             self._state = self._open()
         return [self.item(int(r)) for r in rows]
 
@@ -305,13 +315,8 @@ class Catalogue(Index):
         """Remove image ``id`` from the collection (one new generation)."""
         with self._lock:
             self._check([id], self.collection)
-            with CollectionWriter(self.folder) as writer:
-                writer.delete([id])
-                writer.commit()
+            delete_rows(self.folder, [id])
             self._state = self._open()
-
-
-_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def _stamp(folder: Path) -> tuple[int, int]:

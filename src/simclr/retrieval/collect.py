@@ -15,11 +15,16 @@ import torch
 from simclr.errors import InputError
 from simclr.evaluation.features import single_labels
 from simclr.evaluation.setup import EvalSetup
+from simclr.files import atomic_file
 from simclr.retrieval.collection import Collection, is_collection
 from simclr.retrieval.collection_write import CollectionWriter, create_collection
 from simclr.retrieval.embed import EmbedJob, embed_all, embed_job, embed_some, embed_source
 from simclr.retrieval.embeddings import Embeddings, digest_rows, label_names, load_embeddings
 from simclr.retrieval.queries import files_source
+
+UPLOADS = "uploads"
+"""The folder of a collection that holds the images added to it (``simclr serve``'s POST /api/items)."""
+_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 class Collected(NamedTuple):
@@ -163,3 +168,38 @@ def _keys(collection: Collection) -> dict[tuple[str, bytes], int]:
     if digests is None:
         return {}
     return {(p, bytes(d)): int(r) for p, d, r in zip(collection.paths(rows.tolist()), digests[rows], rows)}
+
+
+def add_uploads(folder: Path, files: list[tuple[str, bytes]], h: np.ndarray,
+                z: np.ndarray | None) -> np.ndarray:
+    """Store image files (name, bytes) in the collection's ``uploads/`` (named by their content) and add them
+    with their vectors, in one generation; returns their rows."""
+    (folder / UPLOADS).mkdir(exist_ok=True)
+    paths, digests = [], []
+    for name, data in files:
+        digest = hashlib.sha256(data).digest()
+        suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in _SUFFIXES else ".img"
+        path = f"{UPLOADS}/{digest.hex()[:32]}{suffix}"
+        with atomic_file(folder / path) as fh:
+            fh.write(data)
+        paths.append(path)
+        digests.append(digest[:16])
+    columns = {"h": h, "labels": np.full(len(files), -1, np.int64), "digests": digest_rows(list(digests))}
+    if z is not None:
+        columns["z"] = z
+    with CollectionWriter(folder) as writer:
+        rows = writer.add(columns, paths, uploaded=True)
+        writer.commit()
+    return rows
+
+
+def delete_rows(folder: Path, rows: list[int]) -> None:
+    """Mark ``rows`` deleted (one generation), and remove the files of uploaded images no image names any
+    more."""
+    with CollectionWriter(folder) as writer:
+        writer.delete(rows)
+        after = writer.commit()
+    named = set(after.paths())
+    for path, uploaded in after.items(rows):
+        if uploaded and path not in named:
+            (folder / path).unlink(missing_ok=True)

@@ -65,7 +65,7 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
         Every group of two or more linked images (images without a near-duplicate are in none), and each
         image's similarity to its nearest other image.
     """
-    _check(threshold, k)
+    check_links(threshold, k)
     n = len(vectors)
     if n < 2:
         return Duplicates([], torch.full((n,), float("nan")))
@@ -79,7 +79,8 @@ def duplicate_groups(vectors: torch.Tensor, threshold: float, k: int = 10) -> Du
     return link_groups(torch.arange(n), scores.cpu(), rows.cpu(), threshold, similarity)
 
 
-def _check(threshold: float, k: int) -> None:
+def check_links(threshold: float, k: int) -> None:
+    """InputError unless ``threshold`` is in (-1, 1] and ``k`` >= 1."""
     if not -1 < threshold <= 1:
         raise InputError(f"the similarity threshold must be in (-1, 1], got {threshold}")
     if k < 1:
