@@ -10,6 +10,7 @@ once, so it sees the old or the new collection, never a mixture."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import threading
 import weakref
@@ -265,6 +266,15 @@ class Catalogue(Index):
             except InputError:
                 return None
         return load
+
+    def etag(self, id: int) -> str:
+        """What changes when image ``id`` does: a digest of its path and content digest (UnknownItem for ids
+        not in the collection)."""
+        collection = self.collection
+        self._check([id], collection)
+        digests = collection.digests
+        content = b"" if digests is None else bytes(digests[id])
+        return hashlib.sha256(collection.paths([id])[0].encode() + content).hexdigest()[:24]
 
     def picture(self, id: int) -> Image.Image:
         """Image ``id`` of the collection (RGB); UnknownItem for ids not in it, InputError when its file is

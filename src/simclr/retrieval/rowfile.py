@@ -1,7 +1,8 @@
 """Append-only ``.npy`` files: the columns of a collection (vectors, labels, digests), read memory-mapped and
 grown by writing rows at the end, never rewriting the rows already there.
 
-Each file is an ordinary ``.npy`` (``np.load`` reads it) whose header is padded to :data:`HEADER` bytes, so
+Each file is an ordinary ``.npy`` (``np.load`` reads it, except in the moment between a writer cutting off
+rows an interrupted writer left and rewriting the header) whose header is padded to :data:`HEADER` bytes, so
 that the header can be rewritten in place when rows are added. The number of rows that count is kept by the
 caller (the collection's manifest): rows written past it by an interrupted writer are ignored by readers and
 cut off by the next writer (:func:`append`).

@@ -32,7 +32,8 @@ def retrieval_scores(index_labels: np.ndarray, query_labels: np.ndarray,
     if not labelled.any():
         raise InputError("retrieval scores need labelled queries")
     # the labels may be memory-mapped: only the results' are read
-    found = torch.from_numpy(np.asarray(index_labels)[rows[torch.as_tensor(labelled)].numpy()])
+    chosen = rows[torch.as_tensor(labelled)].numpy()
+    found = torch.from_numpy(np.where(chosen >= 0, np.asarray(index_labels)[np.maximum(chosen, 0)], -2))
     same = found == torch.as_tensor(query_labels[labelled]).unsqueeze(1)
     k = rows.shape[1]
     return {"k": k, "queries": int(labelled.sum()), "precision_at_1": float(same[:, 0].float().mean()),

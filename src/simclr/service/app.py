@@ -70,6 +70,8 @@ class _Duplicates:
         key = (cat.generation, threshold)  # not the object: every request has its own snapshot of it
         with self.lock:
             job = self.jobs.get(key)
+            if job is None and any(not j.done() for j in self.jobs.values()):
+                return None  # one computation at a time: asked again once it is done
             if job is None:
                 job = self.jobs[key] = Future()
                 while len(self.jobs) > 4:
@@ -251,15 +253,21 @@ def near_duplicates(request: Request, cat: Snapshot, page: Annotated[int, Query(
 
 
 @router.get("/api/images/{id}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def image(id: int, cat: Snapshot, size: Annotated[int | None, Query(ge=1, le=1024)] = None) -> Response:
+def image(id: int, cat: Snapshot, request: Request,
+          size: Annotated[int | None, Query(ge=1, le=1024)] = None) -> Response:
     """Item ``id``'s image as JPEG, its longest side at most ``size`` when given."""
+    tag = f'"{cat.etag(id)}-{size or 0}"'
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
     picture = cat.picture(id)
     if size is not None:
         picture.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.convert("RGB").save(out, "JPEG", quality=90)
+    # revalidated each time (304 while unchanged): an id may name another image once the collection is
+    # embedded anew
     return Response(out.getvalue(), media_type="image/jpeg",
-                    headers={"Cache-Control": "public, max-age=3600"})
+                    headers={"ETag": tag, "Cache-Control": "no-cache"})
 
 
 @router.post("/api/items", status_code=201, openapi_extra=MULTIPART)
