@@ -148,3 +148,33 @@ def test_exact_search_on_a_gpu_matches_the_cpu(tmp_path):
     (s1, r1), (s2, r2) = cpu.search(q, 10, exclude=np.arange(50)), gpu.search(q, 10, exclude=np.arange(50))
     assert gpu._cache is not None and gpu._cache.is_cuda and r2.device.type == "cpu"
     assert (r1 == r2).float().mean() > 0.99 and torch.allclose(s1, s2, atol=1e-4)
+
+
+def test_index_refusals(tmp_path):
+    few = collection_of(tmp_path / "few", clustered(300, 8))
+    with pytest.raises(InputError, match="at least 1,000 images"):
+        build_index(few, "ivfpq")
+    odd = collection_of(tmp_path / "odd", clustered(1200, 7))
+    with pytest.raises(InputError, match="even number of dimensions"):
+        build_index(odd, "ivfpq")
+    manifest = json.loads((few.folder / MANIFEST).read_text())
+    for index in ("hnsw", {"kind": "hnsw", "file": "../x.faiss"}, {"kind": "hnsw", "transform": 3}):
+        (few.folder / MANIFEST).write_text(json.dumps(dict(manifest, index=index)))
+        with pytest.raises(InputError):
+            Collection(few.folder)
+
+
+def test_an_index_built_while_the_collection_was_replaced_is_not_committed(tmp_path, monkeypatch):
+    coll = collection_of(tmp_path / "c", clustered(400, 8))
+    from simclr.retrieval import ann_build
+
+    real = ann_build._tune
+
+    def replaced_meanwhile(*args):
+        collection_of(tmp_path / "c", clustered(400, 8, seed=9))  # simclr embed --out, during the build
+        return real(*args)
+
+    monkeypatch.setattr(ann_build, "_tune", replaced_meanwhile)
+    with pytest.raises(InputError, match="embedded anew"):
+        build_index(coll, "hnsw")
+    assert Collection(coll.folder).index_info is None

@@ -44,9 +44,10 @@ def test_bad_settings_and_indexes(collection, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SIMCLR_TOKEN", raising=False)
     _refused(capsys, ["serve", "--index", str(tmp_path / "missing")], "missing")
     (tmp_path / "file.npz").write_bytes(b"x")
-    _refused(capsys, ["serve", "--index", str(tmp_path / "file.npz")], "file.npz")
+    _refused(capsys, ["serve", "--index", str(tmp_path / "file.npz")], "simclr index convert")
     index = ["serve", "--index", str(collection)]
-    _refused(capsys, [*index, "--max-upload-mb", "0"], "--max-upload-mb")
+    for size in ("0", "inf", "nan"):
+        _refused(capsys, [*index, "--max-upload-mb", size], "--max-upload-mb")
     _refused(capsys, [*index, "--max-pixels", "-1"], "--max-pixels")
     _refused(capsys, [*index, "--port", "70000"], "--port")
     _refused(capsys, [*index, "--token", "two words"], "token")

@@ -59,8 +59,8 @@ def _settings(args: argparse.Namespace) -> tuple[str | None, int, int]:
                          f"${TOKEN_VARIABLE}), or listen on 127.0.0.1")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be 0..65535, got {args.port}")
-    if not args.max_upload_mb > 0:
-        raise InputError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not 0 < args.max_upload_mb < 2**20:  # nan and inf refused too
+        raise InputError(f"--max-upload-mb must be > 0 and < {2**20}, got {args.max_upload_mb}")
     if args.max_pixels < 1:
         raise InputError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     return token, int(args.max_upload_mb * 2**20), args.max_pixels

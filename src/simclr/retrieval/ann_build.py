@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,8 @@ from simclr.retrieval.collection_write import CollectionWriter
 RECALL_TARGET = 0.95
 SAMPLE = 200
 """Images of the collection whose search is compared with exact search to measure recall@10."""
+IVFPQ_LEAST = 1000
+"""Fewest images an IVF-PQ index is built for (its lists and codes are trained on them)."""
 TRAIN_SAMPLE = 100_000
 """Images an IVF-PQ index is trained on (a random sample)."""
 HNSW_M = 32
@@ -47,7 +48,9 @@ def _ivfpq(faiss: Any, dim: int, rows: int) -> tuple[Any, dict[str, int]]:
     """An untrained IVF-PQ index: about 4 sqrt(rows) lists, product codes of 4 bits per 4 dimensions
     (faiss's fast-scan layout), searched by inner product."""
     nlist = int(2 ** round(math.log2(max(64, min(65536, 4 * math.sqrt(rows))))))
-    m = next(m for m in (128, 64, 32, 16, 8, 4, 2) if dim % m == 0 and m <= max(2, dim // 4))
+    m = next((m for m in (128, 64, 32, 16, 8, 4, 2) if dim % m == 0 and m <= max(2, dim // 4)), None)
+    if m is None:
+        raise InputError(f"an IVF-PQ index needs an even number of dimensions, not {dim}: use --kind hnsw")
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}x4fs", faiss.METRIC_INNER_PRODUCT)
     return index, {"nlist": nlist, "pq_bytes": m // 2}
 
@@ -81,6 +84,28 @@ def _tune(searcher: Searcher, queries: np.ndarray, rows: np.ndarray, target: flo
     return searcher.param, recall
 
 
+def _fill(collection: Collection, kind: str, vectors: np.ndarray, fitted: Transform, info: dict[str, Any],
+          seed: int, progress: Callable[[int, int], None] | None) -> Any:
+    """The faiss index of ``kind`` (None for exact) over every row of ``vectors``, trained and filled."""
+    if kind == "exact":
+        return None
+    rows, dim = collection.rows, int(vectors.shape[1])
+    faiss = faiss_module()
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        info["params"] = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
+    else:
+        index, info["params"] = _ivfpq(faiss, dim, rows)
+        train = vectors[_sample_rows(collection.live, TRAIN_SAMPLE, seed)]
+        index.train(prepare(train, fitted).numpy())
+    for start in range(0, rows, BLOCK):
+        index.add(prepare(vectors[start:start + BLOCK], fitted).numpy())
+        if progress is not None:
+            progress(min(rows, start + BLOCK), rows)
+    return index
+
+
 def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", transform: str = "whiten",
                 target: float = RECALL_TARGET, seed: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -104,21 +129,13 @@ def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", tr
     info: dict[str, Any] = {"kind": chosen, "asked": kind, "on": on, "rows": rows, "images": len(collection),
                             "transform": {"kind": transform, "eps": fitted.eps, "file": None}, "file": None,
                             "network": collection.meta.get("network")}
-    index = None
-    if chosen != "exact":
-        faiss = faiss_module()
-        if chosen == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            info["params"] = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
-        else:
-            index, info["params"] = _ivfpq(faiss, dim, rows)
-            train = vectors[_sample_rows(collection.live, TRAIN_SAMPLE, seed)]
-            index.train(prepare(train, fitted).numpy())
-        for start in range(0, rows, BLOCK):
-            index.add(prepare(vectors[start:start + BLOCK], fitted).numpy())
-            if progress is not None:
-                progress(min(rows, start + BLOCK), rows)
+    if chosen == "ivfpq" and len(collection) < IVFPQ_LEAST:
+        raise InputError(f"an IVF-PQ index needs at least {IVFPQ_LEAST:,} images to train on, not "
+                         f"{len(collection):,}: use --kind exact or hnsw (auto chooses)")
+    try:
+        index = _fill(collection, chosen, vectors, fitted, info, seed, progress)
+    except RuntimeError as exc:  # faiss's own refusals
+        raise InputError(f"faiss could not build the {chosen} index: {str(exc).splitlines()[0]}") from None
     searcher = Searcher(collection, on, index, info, fitted)
     sample = _sample_rows(collection.live, SAMPLE, seed + 1)  # searched as new images: themselves left out
     if index is None:
@@ -128,14 +145,17 @@ def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", tr
         info["rerank"] = searcher.rerank
         info["recall_at_10"] = round(recall, 4)
     info["build_s"] = round(time.perf_counter() - began, 2)
-    return _commit(collection.folder, index, info, fitted)
+    return _commit(collection, index, info, fitted)
 
 
-def _commit(folder: Path, index: Any, info: dict[str, Any], transform: Transform) -> dict[str, Any]:
-    """Write the index and transform files (if any) and name them in the next generation's manifest."""
+def _commit(collection: Collection, index: Any, info: dict[str, Any], transform: Transform) -> dict[str, Any]:
+    """Write the index and transform files (if any) and name them in the next generation's manifest, unless
+    the collection was written anew since the build began (rows added or deleted since are fine)."""
+    folder, on = collection.folder, info["on"]
     with CollectionWriter(folder) as writer:
-        if writer.manifest.get("meta", {}).get("network") != info["network"]:
-            raise InputError(f"{folder} was embedded again while its index was built: build it again")
+        anew = writer.manifest["files"].get(on) != collection.manifest["files"].get(on)
+        if anew or writer.rows < info["rows"]:
+            raise InputError(f"{folder} was embedded anew while its index was built: build it again")
         stamp = time.time_ns()
         if index is not None:
             name = f"index-{stamp}.faiss"

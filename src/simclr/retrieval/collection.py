@@ -71,7 +71,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     for key, kind in (("generation", int), ("rows", int), ("files", dict), ("width", dict), ("meta", dict)):
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise InputError(f"{path}: its {key!r} is missing or of the wrong type")
-    for name, file in manifest["files"].items():
+    index = manifest.get("index")
+    if index is not None and not (isinstance(index, dict) and isinstance(index.get("kind"), str)
+                                  and isinstance(index.get("transform"), (dict, type(None)))):
+        raise InputError(f"{path}: its index entry is not an index of simclr index build")
+    transform = (index or {}).get("transform") or {}
+    named = {**manifest["files"], "index": (index or {}).get("file"), "transform": transform.get("file")}
+    for name, file in named.items():
         if file is not None and (not isinstance(file, str) or "/" in file or file.startswith(".")):
             raise InputError(f"{path}: file {name!r} is not a plain name in the folder")
     return manifest
