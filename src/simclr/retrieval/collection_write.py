@@ -194,22 +194,21 @@ def check_collection_output(out: str | Path, reading: tuple[str | Path, ...] = (
                             flag: str = "--out") -> Path:
     """Refuse, before any work, a collection folder that cannot be written: a file, a folder holding
     anything but a collection, a folder being read, or one in a folder that is not writable."""
-    path = Path(out)
+    path, out = Path(out), f"{flag} {out}".strip()  # the folder as the message names it
     for source in reading:
         read = Path(source).resolve()
         if Path(source).exists() and path.resolve() == read:
-            raise InputError(f"{flag} {out} is the file being read: name another file")
+            raise InputError(f"{out} is the file being read: name another file")
         if Path(source).exists() and path.resolve() in read.parents:
-            raise InputError(f"{flag} {out} holds what is being read: name another folder")
+            raise InputError(f"{out} holds what is being read: name another folder")
     if path.exists() and not path.is_dir():
-        raise InputError(f"{flag} {out} is a file: a collection is a folder (name a .npz file for the "
-                         "single-file form)")
+        raise InputError(f"{out} is a file: a collection is a folder (name a .npz file for the single-file "
+                         "form)")
     if path.is_dir() and not _empty(path) and not is_collection(path):
-        raise InputError(f"{flag} {out} is a folder that is not a simclr collection: name a new or empty "
-                         "folder")
+        raise InputError(f"{out} is a folder that is not a simclr collection: name a new or empty folder")
     folder = next((p for p in path.absolute().parents if p.exists()), None) if not path.exists() else path
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
-        raise InputError(f"{flag} {out} cannot be written: {folder} is not a writable folder")
+        raise InputError(f"{out} cannot be written: {folder} is not a writable folder")
     return path
 
 
@@ -219,13 +218,7 @@ def create_collection(folder: str | Path, columns: dict[str, np.ndarray], paths:
     """Write ``folder`` as a new collection of these images (h, labels and digests, z optional), or replace
     the collection in it (a new generation of every file; readers of the old one are not disturbed). A folder
     that holds anything but a collection is refused."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder} is a file: a collection is a folder (name a .npz file for the "
-                         "single-file form)")
-    if folder.is_dir() and not _empty(folder) and not is_collection(folder):
-        raise InputError(f"{folder} is a folder that is not a simclr collection: name a new or empty "
-                         "folder")
+    folder = check_collection_output(folder, flag="")
     folder.mkdir(parents=True, exist_ok=True)
     fd = _lock(folder)
     try:
