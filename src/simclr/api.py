@@ -172,6 +172,9 @@ def embed(checkpoint: str | Path, data: str | Path, *, split: str = "all", z: bo
                        eval_crop, in_memory)
     if out is not None and not is_npz(out):
         check_collection_output(out, (resolve_checkpoint(checkpoint),))
+        if is_collection(out) and not update:
+            raise InputError(f"{out} is a collection already: bring it up to date with --update (update=True "
+                             "in Python; images uploaded to it are kept, its index too), or delete it first")
         updated = update and is_collection(out)
         return EmbedCatalogue(embed_collection(checkpoint, setup, split, z, out, update), updated)
     previous = None

@@ -141,6 +141,14 @@ def test_cli_refusals(ckpt, shop, tmp_path, capsys, make_checkpoint):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and err.count("\n") == 1
     embed(ckpt, shop, tmp_path / "coll")
+    generation = Collection(tmp_path / "coll").generation
+    assert main(["embed", "--checkpoint", str(ckpt), "--data", str(shop), "--out", str(tmp_path / "coll"),
+                 "--quiet"]) == 2  # replacing a collection would lose its uploads and index: --update
+    assert "--update" in capsys.readouterr().err and Collection(tmp_path / "coll").generation == generation
+    (shop / "shoes" / "broken.png").write_bytes(b"not a png")
+    assert main(["embed", "--checkpoint", str(ckpt), "--data", str(shop), "--out", str(tmp_path / "coll"),
+                 "--update", "--quiet"]) == 0
+    assert "1 unreadable images skipped: shoes/broken.png (" in capsys.readouterr().out
     other = make_checkpoint(tmp_path / "other.pt", width=0.25)
     code = main(["search", "--index", str(tmp_path / "coll"), "--query", str(shop / "bags" / "2.png"),
                  "--checkpoint", str(other), "--quiet"])

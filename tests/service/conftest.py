@@ -39,10 +39,13 @@ def checkpoint(tmp_path_factory, make_checkpoint) -> Path:
 
 
 def embed_collection(checkpoint: Path, data: Path, out: Path, split: str = "test") -> Path:
-    """A collection folder of ``data``'s ``split`` at ``out`` (replacing what is there)."""
-    from simclr.api import embed
+    """A collection folder of ``data``'s ``split`` at ``out`` (replacing what is there, as the library's
+    collect.embed_collection can: ``simclr embed`` asks for --update)."""
+    from simclr.evaluation.setup import eval_setup
+    from simclr.retrieval.collect import embed_collection as embed_into
 
-    embed(checkpoint, data, split=split, out=out, progress=False, workers=0)
+    setup = eval_setup(data, image_size=0, device="auto", batch_size=256, workers=0, progress=False)
+    embed_into(checkpoint, setup, split, False, out, update=False)
     return out
 
 

@@ -77,8 +77,12 @@ def import_text(info: dict[str, Any]) -> str:
 
 def embed_text(index: Any, out: Path, update: bool) -> str:
     """``simclr embed``'s line, from ``simclr.embed``'s :class:`~simclr.api.EmbedResult`."""
-    skipped = f" ({len(index.skipped)} unreadable images skipped)" if index.skipped else ""
-    dim = int(index.h.shape[1])
+    skipped = ""
+    if index.skipped:
+        (path, why), more = index.skipped[0], len(index.skipped) - 1
+        skipped = (f" ({len(index.skipped)} unreadable images skipped: {path} ({why})"
+                   + (f" and {more} more" if more else "") + ")")
+    dim = index.dim  # not index.h: a collection's vectors stay on disk
     if update and index.updated and not index.fresh:
         return (f"updated {out}: {len(index)} embeddings of dim {dim}; {index.reused} unchanged kept, "
                 f"{index.embedded} new or changed embedded, {index.dropped} gone or changed dropped"

@@ -53,7 +53,8 @@ def _settings(args: argparse.Namespace) -> tuple[str | None, int, int]:
     """The token, the largest upload in bytes and the most pixels, checked."""
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
     if token is not None and (not token or not token.isascii() or not token.isprintable() or " " in token):
-        raise InputError("the token must be printable ASCII without spaces")
+        raise InputError("the token must be printable ASCII without spaces" + (", and not empty" if not token
+                                                                                else ""))
     if token is None and not is_loopback(args.host):
         raise InputError(f"--host {args.host} reaches beyond this machine: give --token (or "
                          f"${TOKEN_VARIABLE}), or listen on 127.0.0.1")

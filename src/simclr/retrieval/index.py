@@ -63,6 +63,11 @@ class Index:
         return self.embeddings.z
 
     @property
+    def dim(self) -> int:
+        """The width of h."""
+        return int(self.embeddings.features.shape[1])
+
+    @property
     def meta(self) -> dict:
         return self.embeddings.meta
 

@@ -121,7 +121,8 @@ class Service:
 
     def check_token(self, request: Request) -> None:
         if self.token is None:
-            raise HTTPException(403, "started without --token: read-only")
+            raise HTTPException(403, "this server is read-only: it was started without a token (--token or "
+                                     "$SIMCLR_TOKEN)")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         right = secrets.compare_digest(given.strip().encode(), self.token.encode())
         if scheme.lower() != "bearer" or not right:
