@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--upload-requests", type=int, default=300)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--k", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS of the server (default: as the environment says)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     folder = collection(args.work, args.checkpoint)
@@ -116,8 +118,9 @@ def main() -> None:
     ids = np.arange(info["rows"])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     server = subprocess.Popen([*SIMCLR, "serve", "--index", str(folder), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         for _ in range(600):
             try:
