@@ -44,8 +44,12 @@ def faiss_module() -> Any:
         import faiss
     except ImportError:
         raise InputError("approximate indexes need faiss: pip install faiss-cpu (or faiss-gpu)") from None
-    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     return faiss
+
+
+FEW_QUERIES = 16
+"""Up to this many queries, a faiss index searches on one thread (starting a team of threads for one query
+costs more than it saves: 8 ms against 0.9 ms a query at 10M x 128 in BENCHMARKS.md); more use every core."""
 
 
 TRANSFORMS = ("whiten", "centre", "none")
@@ -213,6 +217,8 @@ class Searcher:
             params = faiss.SearchParametersHNSW(efSearch=max(self.param, c), sel=sel)
         else:
             params = faiss.SearchParametersIVF(nprobe=self.param, sel=sel)
+        # per calling thread: a server's concurrent requests each search on one
+        faiss.omp_set_num_threads(1 if len(q) <= FEW_QUERIES else len(os.sched_getaffinity(0)))
         _, rows = self.index.search(q.numpy(), c, params=params)
         return rows
 

@@ -60,11 +60,14 @@ def _sample_rows(live: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, min(size, len(rows)), replace=False))
 
 
-def recall_at_10(searcher: Searcher, queries: np.ndarray, rows: np.ndarray | None = None) -> float:
-    """The share of each query's 10 nearest images (exact search) that ``searcher`` returns, on average;
-    ``rows``: the queries' own rows in the collection, left out of both (as if they were new images)."""
+def recall_at_10(searcher: Searcher, queries: np.ndarray, rows: np.ndarray | None = None,
+                 truth: torch.Tensor | None = None) -> float:
+    """The share of each query's 10 nearest images (exact search; ``truth``, if already known) that
+    ``searcher`` returns, on average; ``rows``: the queries' own rows in the collection, left out of both (as
+    if they were new images)."""
     k = min(10, len(searcher.collection) - (rows is not None))
-    truth = searcher._exact(prepare(queries, searcher.transform), k, 0, rows)[1]
+    if truth is None:
+        truth = searcher._exact(prepare(queries, searcher.transform), k, 0, rows)[1]
     found = searcher.search(queries, k, rows)[1]
     hits = sum(len(set(t.tolist()) & set(f.tolist()) - {-1}) for t, f in zip(truth, found))
     return hits / max(1, int((truth >= 0).sum()))
@@ -74,11 +77,13 @@ def _tune(searcher: Searcher, queries: np.ndarray, rows: np.ndarray, target: flo
     """The least search effort that reaches ``target`` recall@10 on ``queries`` (else the most), and its
     recall; for IVF-PQ, with the fewest candidates re-ranked per result (:data:`RERANKS`) that can."""
     recall = 0.0
+    k = min(10, len(searcher.collection) - 1)
+    truth = searcher._exact(prepare(queries, searcher.transform), k, 0, rows)[1]  # once for every effort
     for rerank in RERANKS if searcher.kind == "ivfpq" else (1,):
         searcher.rerank = rerank
         for effort in EFFORT[searcher.kind]:
             searcher.param = effort
-            recall = recall_at_10(searcher, queries, rows)
+            recall = recall_at_10(searcher, queries, rows, truth)
             if recall >= target:
                 return effort, recall
     return searcher.param, recall
