@@ -410,9 +410,9 @@ def bare_exact(searcher: Any, queries: np.ndarray) -> dict[str, float]:
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Searches on one thread: torch's, and faiss's OpenMP (``faiss_module``, which sets faiss to every core at
-    each call, wrapped to set one). On a busy machine a parallel region of one small query waits for a second
-    core (here in steps of about 16 ms); one thread never waits."""
+    """Searches on one thread: torch's, and faiss's OpenMP (``faiss_module`` wrapped to set one thread; since
+    fb314c0 the searcher itself puts faiss on one thread for up to 16 queries, after this). On this VM a parallel
+    region of one small query can wait for the second core (in steps of about 8-16 ms); one thread never waits."""
     import torch
 
     from simclr.retrieval import ann
