@@ -66,7 +66,7 @@ def test_round_trip_through_plain_dict() -> None:
     ("train.epochs=0", "train.epochs must be > 0"),
     ("loss.temperature=-1", "loss.temperature must be > 0"),
     ("optim.name=adam", "optim.name must be one of"),
-    ("model.arch=vgg", "model.arch must be one of"),
+    ("model.arch=vgg", "model.arch: unknown architecture"),
     ("augment.gray_p=1.5", "gray_p"),
     ("augment.crop_scale=0.5", "expected a list of 2 numbers"),
     ("augment.preset=svhn", "unknown augment.preset"),

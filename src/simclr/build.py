@@ -128,7 +128,8 @@ def augment_spec(config: Config) -> AugmentSpec:
 def build_model(config: Config) -> SimCLRNet:
     """f and g from a resolved config (``cifar_stem`` decided)."""
     m = config.model
-    return SimCLRNet(EncoderSpec(m.arch, m.width, bool(m.cifar_stem), m.input_norm), m.head)
+    return SimCLRNet(EncoderSpec(m.arch, m.width, bool(m.cifar_stem), m.input_norm,
+                                 config.data.image_size or 224), m.head)
 
 
 def peak_lr(config: Config) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from simclr.data.augment_spec import AugmentSpec
 from simclr.losses.alternatives import LOSSES
 from simclr.models.heads import HeadSpec
-from simclr.models.resnet import ARCHITECTURES, INPUT_NORMS
+from simclr.models.resnet import INPUT_NORMS, EncoderSpec
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
@@ -82,9 +82,13 @@ class ModelConfig:
     """Encoder f and projection head g (Sections 2.1, 4.2; Appendix B.9 for the CIFAR stem).
 
     Attributes:
-        arch: ``resnet18`` ... ``resnet152``, ``resnet50x2``, ``resnet50x4``.
-        width: channel multiplier of every layer.
-        cifar_stem: 3x3 stride-1 stem without max-pool; ``None`` (YAML ``auto``) = on for images <= 64 px.
+        arch: ``resnet18`` ... ``resnet152``, ``resnet50x2``, ``resnet50x4`` (simclr's), ``timm:NAME`` (any
+            timm model; the ``timm`` extra) or ``torchvision:NAME`` (any torchvision classification model): h
+            is the network's pooled features.
+        width: channel multiplier of every layer (simclr's ResNets only).
+        cifar_stem: 3x3 stride-1 stem without max-pool; ``None`` (YAML ``auto``) = on for images <= 64 px. For
+            timm and torchvision networks the small-image option: a vision transformer gets patches of side/8,
+            a convolutional network a stride-1 3x3 first convolution and no stem max-pool.
         head: the projection head.
         input_norm: ``none`` (SimCLR's: pixels in [0, 1] go in as they are) or ``imagenet`` (f first subtracts
             ImageNet's channel means and divides by their deviations, as torchvision's supervised weights
@@ -102,10 +106,11 @@ class ModelConfig:
     init: str = ""
 
     def validate(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        if not 0.0 < self.width <= 16.0:
-            raise ValueError(f"model.width must be in (0, 16], got {self.width}")
+        try:
+            EncoderSpec(self.arch, self.width).validate()
+        except ValueError as exc:
+            what = "model.width" if str(exc).startswith("width") else "model.arch"
+            raise ValueError(f"{what}: {exc}") from None
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"model.input_norm must be one of {', '.join(INPUT_NORMS)}, "
                              f"got {self.input_norm!r}")

@@ -26,7 +26,8 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.base_lr=0.5 (repeatable)")
-    p.add_argument("--arch", help="encoder: resnet18 ... resnet152, resnet50x2, resnet50x4")
+    p.add_argument("--arch", help="encoder: resnet18 ... resnet152, resnet50x2, resnet50x4, timm:NAME "
+                   "(any timm model) or torchvision:NAME")
     p.add_argument("--epochs", type=float, help="passes over the data (fractions allowed)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--time-budget", type=float, metavar="MINUTES",

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from simclr.models.global_bn import GlobalBatchNorm
 from simclr.models.resnet import SubsampledPointwise
 
 __all__ = ["folded_for_inference"]
@@ -25,11 +26,18 @@ __all__ = ["folded_for_inference"]
 M = TypeVar("M", bound=nn.Module)
 
 
+_NAMED_BLOCKS = ("torchvision.models.resnet", "timm.models.resnet")
+"""Modules whose ``convN`` feeds ``bnN`` directly: the residual blocks of torchvision's and timm's ResNets."""
+_PLAIN_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, GlobalBatchNorm)
+"""Batch norms that are only the affine map (a subclass that adds an activation, as timm's BatchNormAct2d,
+is left as it is)."""
+
+
 def _pairs(module: nn.Module) -> list[tuple[str, str]]:
-    """Names of (convolution, batch norm) children where the first feeds the second directly: torchvision's
-    residual blocks (``convN`` then ``bnN``) and consecutive children of an ``nn.Sequential`` (stems, shortcut
-    branches)."""
-    pairs = [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
+    """Names of (convolution, batch norm) children where the first feeds the second directly: the residual
+    blocks of torchvision's and timm's ResNets (``convN`` then ``bnN``) and consecutive children of an
+    ``nn.Sequential`` (stems, shortcut branches, torchvision's ``Conv2dNormActivation``)."""
+    pairs = [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)] if type(module).__module__ in _NAMED_BLOCKS else []
     if isinstance(module, nn.Sequential):
         keys = list(module._modules)
         pairs += list(itertools.pairwise(keys))
@@ -38,7 +46,7 @@ def _pairs(module: nn.Module) -> list[tuple[str, str]]:
 
 def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
     return (isinstance(conv, nn.Conv2d) and type(conv) in (nn.Conv2d, SubsampledPointwise)
-            and isinstance(bn, _BatchNorm) and bn.running_mean is not None
+            and isinstance(bn, _BatchNorm) and type(bn) in _PLAIN_BATCH_NORMS and bn.running_mean is not None
             and bn.running_var is not None and conv.out_channels == bn.num_features)
 
 
@@ -47,9 +55,11 @@ def folded_for_inference(model: M) -> M:
     convolution (see :func:`_pairs`) is folded into it and replaced by an identity; ``model`` is left as it
     is.
 
-    Only ``nn.Sequential`` children and torchvision's ``BasicBlock``/``Bottleneck`` naming are recognised,
-    which is every convolution of simclr's ResNets; any other module is copied unchanged. Weights keep their
-    memory layout."""
+    Only ``nn.Sequential`` children and the ``BasicBlock``/``Bottleneck`` naming of torchvision's and timm's
+    ResNets are recognised, which is every convolution of simclr's ResNets and of timm's and torchvision's
+    ResNets, and the ``Conv2dNormActivation`` layers of torchvision's other networks; any other module (timm's
+    EfficientNets, whose batch norms carry their activation; layer norms) is copied unchanged, so the copy
+    computes what the model does either way. Weights keep their memory layout."""
     # a global batch norm's process group is shared by the copy: it cannot be copied
     shared = {id(v): v for m in model.modules() for v in vars(m).values()
               if type(v).__name__ == "ProcessGroup"}

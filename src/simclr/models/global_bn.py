@@ -126,8 +126,58 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return (x * scale.view(shape) + shift.view(shape)).to(x.dtype)
 
 
+class GlobalBatchNormAct(GlobalBatchNorm):
+    """:class:`GlobalBatchNorm` followed by the dropout and activation of a batch norm that carries them
+    (timm's ``BatchNormAct2d``: ``act(drop(bn(x)))``); the same state dict."""
+
+    def __init__(self, num_features: int, eps: float, momentum: float | None, affine: bool,
+                 track_running_stats: bool, drop: nn.Module, act: nn.Module,
+                 group: dist.ProcessGroup | None = None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, group=group)
+        self.drop = drop
+        self.act = act
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(input)))
+
+
+def _carries_activation(module: nn.Module) -> bool:
+    """A batch norm subclass that applies ``drop`` then ``act`` after normalising (timm's BatchNormAct2d)."""
+    return (isinstance(module, nn.modules.batchnorm._BatchNorm) and type(module) not in _CONVERTIBLE
+            and isinstance(getattr(module, "act", None), nn.Module)
+            and isinstance(getattr(module, "drop", None), nn.Module))
+
+
+def _global_twin(module: nn.modules.batchnorm._BatchNorm, group: dist.ProcessGroup | None) -> GlobalBatchNorm:
+    args = (module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+    if _carries_activation(module):
+        out: GlobalBatchNorm = GlobalBatchNormAct(*args, module.drop, module.act, group=group)  # type: ignore[arg-type]
+    else:
+        out = GlobalBatchNorm(*args, group=group)
+    if module.affine:
+        out.weight, out.bias = module.weight, module.bias
+    out.running_mean, out.running_var = module.running_mean, module.running_var
+    out.num_batches_tracked = module.num_batches_tracked
+    out.train(module.training)
+    if hasattr(module, "qconfig"):
+        out.qconfig = module.qconfig
+    return out
+
+
+def other_batch_norms(module: nn.Module) -> list[str]:
+    """Names of the batch-norm layers of ``module`` that :func:`convert_global_bn` leaves per device:
+    subclasses whose forward it does not know."""
+    return [name for name, m in module.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not isinstance(m, GlobalBatchNorm) and type(m) not in _CONVERTIBLE
+            and not _carries_activation(m)]
+
+
 def convert_global_bn(module: nn.Module, group: dist.ProcessGroup | None = None) -> nn.Module:
-    """Replace every BatchNorm1d/2d/3d and SyncBatchNorm in ``module`` by a :class:`GlobalBatchNorm`.
+    """Replace every BatchNorm1d/2d/3d and SyncBatchNorm in ``module`` by a :class:`GlobalBatchNorm`, and
+    every batch norm that carries an activation (timm's BatchNormAct2d) by a :class:`GlobalBatchNormAct`;
+    layer, group and other norms are left alone (they need no statistics across devices), as are batch-norm
+    subclasses of unknown behaviour (:func:`other_batch_norms` names them).
 
     Like ``nn.SyncBatchNorm.convert_sync_batchnorm``, the new layers share the original parameters and
     buffers (same tensors, so same device, dtype and requires_grad) and keep the train / eval mode.
@@ -140,19 +190,14 @@ def convert_global_bn(module: nn.Module, group: dist.ProcessGroup | None = None)
         ``module`` with its batch norms replaced, or the new layer if ``module`` itself is a batch norm.
     """
     out = module
-    if isinstance(module, _CONVERTIBLE):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats, group=group)
-        if module.affine:
-            out.weight, out.bias = module.weight, module.bias
-        out.running_mean, out.running_var = module.running_mean, module.running_var
-        out.num_batches_tracked = module.num_batches_tracked
-        out.train(module.training)
-        if hasattr(module, "qconfig"):
-            out.qconfig = module.qconfig
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm) \
+            and (type(module) in _CONVERTIBLE or _carries_activation(module)):
+        out = _global_twin(module, group)
     for name, child in module.named_children():
+        if out is not module and name in ("drop", "act"):
+            continue  # already the twin's
         out.add_module(name, convert_global_bn(child, group))
     return out
 
 
-__all__ = ["GlobalBatchNorm", "convert_global_bn"]
+__all__ = ["GlobalBatchNorm", "GlobalBatchNormAct", "convert_global_bn", "other_batch_norms"]

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
+from simclr.models.backbones import LIBRARIES, parse_arch
+
 # name -> (block, layers, width factor of the paper's wide ResNet-50 (x2, x4))
 _ARCHS: dict[str, tuple[type[nn.Module], list[int], int]] = {
     "resnet18": (tv.BasicBlock, [2, 2, 2, 2], 1),
@@ -55,24 +57,38 @@ class EncoderSpec:
     """What encoder to build.
 
     Attributes:
-        arch: one of ``ARCHITECTURES``.
+        arch: one of ``ARCHITECTURES``, or ``timm:NAME`` / ``torchvision:NAME``
+            (:mod:`simclr.models.backbones`).
         width: channel multiplier applied to every layer (1.0 = the paper's network); small widths make
-            CPU training practical.
+            CPU training practical. simclr's ResNets only: other backbones come in the sizes their library
+            names.
         cifar_stem: replace the 7x7 stride-2 convolution and max-pool with a 3x3 stride-1 convolution and
-            no max-pool, as the paper does for CIFAR-10 (Appendix B.9).
+            no max-pool, as the paper does for CIFAR-10 (Appendix B.9); for other backbones the small-image
+            option of :mod:`simclr.models.backbones`.
         input_norm: ``none`` (the paper's: pixels in [0, 1] as they are) or ``imagenet`` (standardise each
             channel with ImageNet's mean and deviation first, for weights trained that way, e.g.
             torchvision's).
+        image_size: the side of the images the network is built for (vision transformers' position
+            embeddings; ignored by convolutional networks).
     """
 
     arch: str = "resnet50"
     width: float = 1.0
     cifar_stem: bool = False
     input_norm: str = "none"
+    image_size: int = 224
 
     def validate(self) -> None:
-        if self.arch not in _ARCHS:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        library, name = parse_arch(self.arch)
+        if library != "simclr":
+            if not name:
+                raise ValueError(f"{library}: needs a model name, e.g. {library}:resnet50")
+            if self.width != 1.0:
+                raise ValueError(f"width {self.width:g} scales simclr's own ResNets only; {self.arch} comes "
+                                 "in the size its library names (pick a smaller model instead)")
+        elif self.arch not in _ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)} "
+                             f"or {' / '.join(f'{lib}:NAME' for lib in LIBRARIES)}")
         if not 0.0 < self.width <= 16.0:
             raise ValueError(f"width must be in (0, 16], got {self.width}")
         if self.input_norm not in INPUT_NORMS:
@@ -160,5 +176,6 @@ class ResNetEncoder(nn.Module):
 
 
 def build_encoder(spec: EncoderSpec) -> ResNetEncoder:
-    """Build the encoder f for ``spec``; see ``EncoderSpec``."""
+    """Build simclr's ResNet encoder f for ``spec``; see ``EncoderSpec``
+    (:func:`simclr.models.simclr.make_encoder` builds any backbone)."""
     return ResNetEncoder(spec)

@@ -25,7 +25,8 @@ from simclr.build import (
 from simclr.config import Config
 from simclr.config_io import save_config
 from simclr.data.views import LoaderViews, MemoryViews
-from simclr.models.global_bn import convert_global_bn
+from simclr.errors import one_line
+from simclr.models.global_bn import convert_global_bn, other_batch_norms
 from simclr.models.simclr import SimCLRNet
 from simclr.optim import LRSchedule
 from simclr.runtime import distributed as dist
@@ -126,7 +127,7 @@ def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch
         save_config(config, run_dir / "config.yaml")
         write_skipped(run_dir, skipped)
     if ctx.enabled and tr.sync_bn:
-        convert_global_bn(net)  # in place (only a batch norm itself is replaced by a new layer)
+        _global_bn(net, ctx)
     net = net.to(device)
     if tr.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -153,16 +154,31 @@ def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch
                  probe), start
 
 
+def _global_bn(net: SimCLRNet, ctx: dist.DistContext) -> None:
+    """Batch norms over every process's batch (Section 2.2), in place; a note names those left per device."""
+    convert_global_bn(net)  # in place (only a batch norm itself is replaced by a new layer)
+    left = other_batch_norms(net)
+    if left and ctx.is_main:
+        note(f"note: global batch norm leaves {len(left)} batch-norm layers of unknown kinds per device "
+             f"({', '.join(left[:3])}{' ...' if len(left) > 3 else ''})")
+
+
 def _check_memory(config: Config, views: MemoryViews | LoaderViews, precision: Precision,
                   ctx: dist.DistContext, device: torch.device) -> None:
     """InputError before anything is written when a training step cannot fit in the device's memory."""
     tr = config.train
     side = config.data.view_size or config.data.image_size
     ahead = 2 * views.workers if isinstance(views, LoaderViews) and device.type == "cpu" else 0  # prefetched
-    check_step_fits(step_memory(lambda: build_model(config), side, precision.dtype is not None),
-                    available(device), views=2 * tr.batch_size // ctx.world_size, chunk=tr.grad_cache_chunk,
-                    side=side, arch=config.model.arch, batch=tr.batch_size, device=str(device),
-                    batches_held=1 + ahead)
+    try:
+        memory = step_memory(lambda: build_model(config), side, precision.dtype is not None)
+    except (NotImplementedError, RuntimeError, TypeError) as exc:  # a layer that cannot run on meta tensors
+        if ctx.is_main:
+            note(f"note: the memory pre-check steps aside for {config.model.arch} "
+                 f"({type(exc).__name__}: {one_line(exc)[:120]})")
+        return
+    check_step_fits(memory, available(device), views=2 * tr.batch_size // ctx.world_size,
+                    chunk=tr.grad_cache_chunk, side=side, arch=config.model.arch, batch=tr.batch_size,
+                    device=str(device), batches_held=1 + ahead)
 
 
 def _resume(state: dict[str, Any], run_dir: Path, net: SimCLRNet, optimizer: torch.optim.Optimizer,
