@@ -94,3 +94,14 @@ def test_time_budget_fits_a_timm_backbone(mini_archive: Path, recipe: Path, tmp_
     steps = [r for r in _rows(run) if "loss" in r]
     assert 0 < len(steps) < 100 * 20  # far fewer than 100 epochs' steps: the schedule fitted the budget
     assert state["time_s"] < 0.15 * 60 * 1.5
+
+
+def test_views_too_small_for_the_network_are_one_line(mini_archive: Path, recipe: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    run = tmp_path / "run"
+    code = main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", str(recipe),
+                 "--arch", "timm:test_convnext", "--set", "model.cifar_stem=false",
+                 "--set", "data.view_size=16", "--device", "cpu", "--epochs", "0.1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "timm:test_convnext cannot take 16x16 views" in err and "Traceback" not in err
+    assert not run.exists()  # refused before anything was written

@@ -25,7 +25,7 @@ from simclr.build import (
 from simclr.config import Config
 from simclr.config_io import save_config
 from simclr.data.views import LoaderViews, MemoryViews
-from simclr.errors import one_line
+from simclr.errors import InputError, one_line
 from simclr.models.global_bn import convert_global_bn, other_batch_norms
 from simclr.models.simclr import SimCLRNet
 from simclr.optim import LRSchedule
@@ -171,11 +171,13 @@ def _check_memory(config: Config, views: MemoryViews | LoaderViews, precision: P
     ahead = 2 * views.workers if isinstance(views, LoaderViews) and device.type == "cpu" else 0  # prefetched
     try:
         memory = step_memory(lambda: build_model(config), side, precision.dtype is not None)
-    except (NotImplementedError, RuntimeError, TypeError) as exc:  # a layer that cannot run on meta tensors
+    except NotImplementedError as exc:  # a layer that cannot run on meta tensors
         if ctx.is_main:
-            note(f"note: the memory pre-check steps aside for {config.model.arch} "
-                 f"({type(exc).__name__}: {one_line(exc)[:120]})")
+            note(f"note: the memory pre-check steps aside for {config.model.arch} ({one_line(exc)[:120]})")
         return
+    except (RuntimeError, ValueError, AssertionError) as exc:  # shapes: views too small for the network
+        raise InputError(f"{config.model.arch} cannot take {side}x{side} views: {one_line(exc)[:160]} "
+                         "(set data.view_size, or model.cifar_stem: true for small images)") from None
     check_step_fits(memory, available(device), views=2 * tr.batch_size // ctx.world_size,
                     chunk=tr.grad_cache_chunk, side=side, arch=config.model.arch, batch=tr.batch_size,
                     device=str(device), batches_held=1 + ahead)
