@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+"""The one place of the version: setuptools reads it (pyproject.toml), `simclr --version` prints it."""
 __all__ = ["Encoder", "__version__", "ablate", "embed", "evaluate", "export_weights", "import_weights",
            "load_encoder", "load_index", "pretrain", "pretrain_config"]
 

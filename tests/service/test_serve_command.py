@@ -95,4 +95,4 @@ def test_without_fastapi_or_uvicorn(collection, capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else
                         find_spec(name, *a))
     _refused(capsys, ["serve", "--index", str(collection)],
-             "simclr serve needs fastapi and uvicorn: pip install fastapi uvicorn python-multipart")
+             "simclr serve needs the 'serve' extra: pip install 'simclr-kit[serve]'")

@@ -10,6 +10,7 @@ from typing import Any
 
 from simclr.ablation.runner import StudyResult
 from simclr.ablation.studies import Study
+from simclr.errors import missing_extra
 from simclr.files import atomic_file, atomic_write_text
 from simclr.tables import write_csv
 
@@ -89,8 +90,10 @@ def write_plot(result: StudyResult, path: Path) -> None:
     """The study's figure: a heatmap (ours, paper) for the pairs, bars (ours | paper) or lines for the
     rest.
     """
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise missing_extra("the ablation report's figure", "plots") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -31,7 +31,7 @@ from simclr.ablation.studies import Cell, Study
 from simclr.build import build_model
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, flatten, parse_override, read_yaml
-from simclr.errors import InputError
+from simclr.errors import InputError, require
 from simclr.evaluation.frozen import FeaturePair
 from simclr.evaluation.learned import Learned, check_frozen, fingerprint, load_learned
 from simclr.evaluation.setup import EvalSetup, eval_config
@@ -279,7 +279,9 @@ def run_study(study: Study, options: AblateOptions, on_cell: Any = None) -> Stud
     """Pretrain and evaluate every (selected) unfinished cell of ``study``; returns every finished row.
 
     ``on_cell(result)`` is called after each cell (e.g. to rewrite the report), with the rows so far.
+    Refused at once without matplotlib (the 'plots' extra), which the report's figure needs.
     """
+    require(("matplotlib",), "simclr ablate (its report's figure)", "plots")
     unknown = [k for k in options.cells if k not in {c.key for c in study.cells}]
     if unknown:
         raise InputError(f"--cells: {unknown[0]!r} is not a cell of {study.name}; its cells: "

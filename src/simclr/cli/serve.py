@@ -1,5 +1,6 @@
 """``simclr serve``: the web page and JSON API of an embedded collection (:mod:`simclr.service`), through
-uvicorn. fastapi and uvicorn are imported only when the command runs, so ``simclr --help`` stays fast."""
+uvicorn. fastapi and uvicorn (the 'serve' extra) are imported only when the command runs, so ``simclr --help``
+stays fast and works without them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.errors import InputError
+from simclr.errors import InputError, missing_extra
 from simclr.interrupts import terminate_as_interrupt
 
 TOKEN_VARIABLE = "SIMCLR_TOKEN"
-NEEDS = "simclr serve needs fastapi and uvicorn: pip install fastapi uvicorn python-multipart"
+EXTRA = "serve"
+"""The extra that installs fastapi, uvicorn and python-multipart."""
 
 
 def serve_parser(sub: Any) -> None:
@@ -86,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
     token, max_bytes, max_pixels = _settings(args)
     found = importlib.util.find_spec
     if not (found("fastapi") and found("uvicorn") and (found("python_multipart") or found("multipart"))):
-        raise InputError(NEEDS)
+        raise missing_extra("simclr serve", EXTRA)
     import uvicorn
 
     from simclr.retrieval.catalogue import open_catalogue

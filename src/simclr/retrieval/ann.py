@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from simclr.errors import InputError
+from simclr.errors import InputError, missing_extra
 from simclr.retrieval.collection import Collection
 
 KINDS = ("auto", "exact", "hnsw", "ivfpq")
@@ -39,11 +39,12 @@ another number."""
 
 
 def faiss_module() -> Any:
-    """faiss, or an InputError saying how to install it."""
+    """faiss, or a :class:`~simclr.errors.MissingExtra` naming the 'index' extra (exact search needs no
+    faiss)."""
     try:
         import faiss
     except ImportError:
-        raise InputError("approximate indexes need faiss: pip install faiss-cpu (or faiss-gpu)") from None
+        raise missing_extra("an HNSW or IVF-PQ index (faiss)", "index") from None
     return faiss
 
 

@@ -130,6 +130,8 @@ def build_index(collection: Collection, kind: str = "auto", *, on: str = "h", tr
     vectors = collection.vectors(on)
     rows, dim = collection.rows, int(vectors.shape[1])
     chosen = choose_kind(len(collection), dim, memory_bytes()) if kind == "auto" else kind
+    if chosen != "exact":
+        faiss_module()  # the 'index' extra, before any work
     fitted = fit_transform(vectors, collection.live, transform)
     info: dict[str, Any] = {"kind": chosen, "asked": kind, "on": on, "rows": rows, "images": len(collection),
                             "transform": {"kind": transform, "eps": fitted.eps, "file": None}, "file": None,

@@ -1,4 +1,6 @@
-"""Run logging: one JSON object per line in metrics.jsonl, the same scalars as TensorBoard events.
+"""Run logging: one JSON object per line in metrics.jsonl, the same scalars as TensorBoard events (when
+tensorboard, the 'tensorboard' extra, is installed; without it a run notes once that it writes metrics.jsonl
+only).
 
 Every line of a run's metrics.jsonl is one logged step and holds at least :data:`ROW_KEYS`; the diagnostics
 (``alignment``, ``uniformity``, ``effective_rank_h``) and the kNN monitor's ``knn_top1``/``knn_top5`` join the
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,19 +26,34 @@ ROW_KEYS = ("epoch", "step", "loss", "lr", "views_per_s")
 diagnostics and kNN values at the steps they were measured)."""
 TRAIN_VALUES = ("loss", "contrastive_acc", "lr", "views_per_s")
 """The training values of a row: what a row of evaluations at a step without new training repeats."""
+WITHOUT_TENSORBOARD = ("simclr: note: tensorboard is not installed, so the run writes metrics.jsonl only "
+                       "(pip install 'simclr-kit[tensorboard]' for TensorBoard events)")
+_noted: list[bool] = []  # whether this process has printed WITHOUT_TENSORBOARD
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    """TensorBoard's SummaryWriter for ``log_dir``, or None (noted on stderr once a process) without
+    tensorboard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch's module imports tensorboard
+        if not _noted:
+            _noted.append(True)
+            print(WITHOUT_TENSORBOARD, file=sys.stderr)
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl plus TensorBoard scalars (``tensorboard --logdir RUN_DIR``)."""
+    """Append-only metrics.jsonl plus TensorBoard scalars (``tensorboard --logdir RUN_DIR``; none without
+    tensorboard installed)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
         self._fh = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed by close())
         self._tb: Any = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            self._tb = _summary_writer(run_dir / "tensorboard")
 
     def write(self, record: dict[str, Any], tag: str | None = "train",
               extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
