@@ -95,3 +95,11 @@ def test_pretraining_without_tensorboard_writes_metrics_and_says_so_once(tmp_pat
     assert (run / "last.pt").is_file() and not (run / "tensorboard").exists()
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) >= 5 and "loss" in json.loads(lines[0])
+
+
+def test_a_timm_backbone_without_timm_names_the_timm_extra_before_writing(tmp_path: Path) -> None:
+    argv = ["pretrain", "--data", "digits", "--out", tmp_path / "run", "--arch", "timm:test_vit",
+            "--epochs", "0.1", "--batch-size", "4096", "--device", "cpu"]  # said before the data is read
+    done = _simclr(argv, ("timm",), tmp_path)
+    _refused(done, "timm", "model.arch timm:NAME")
+    assert not (tmp_path / "run").exists()

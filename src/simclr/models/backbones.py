@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from simclr.errors import InputError
+from simclr.errors import InputError, missing_extra
 
 LIBRARIES = ("timm", "torchvision")
 SMALL_GRID = 8
@@ -54,8 +54,7 @@ def _import_timm() -> Any:
     try:
         import timm
     except ImportError:
-        raise InputError("model.arch timm:NAME needs timm: pip install timm "
-                         "(or the 'timm' extra of simclr)") from None
+        raise missing_extra("model.arch timm:NAME", "timm") from None
     return timm
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
+from simclr.errors import require
 from simclr.models.backbones import LIBRARIES, parse_arch
 
 # name -> (block, layers, width factor of the paper's wide ResNet-50 (x2, x4))
@@ -83,6 +84,8 @@ class EncoderSpec:
         if library != "simclr":
             if not name:
                 raise ValueError(f"{library}: needs a model name, e.g. {library}:resnet50")
+            if library == "timm":  # said with the configuration, before any data is read
+                require(("timm",), "model.arch timm:NAME", "timm")
             if self.width != 1.0:
                 raise ValueError(f"width {self.width:g} scales simclr's own ResNets only; {self.arch} comes "
                                  "in the size its library names (pick a smaller model instead)")
