@@ -105,6 +105,21 @@ def test_bad_yaml_files(tmp_path) -> None:
         load_config(None, ["optim.base_lr=x"], {"optim": {"base_lr": 0.5}})
 
 
+def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path) -> None:
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("optim:\n  base_lr: 0.5\n  weight_decay: 1.0e-6\n  base_lr: 5.0\n")
+    with pytest.raises(InputError, match=r"not valid YAML: duplicate key 'base_lr' \(line 4\)"):
+        load_config(twice)
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("train: {epochs: 2}\noptim: {base_lr: 0.5}\ntrain: {batch_size: 8}\n")
+    with pytest.raises(InputError, match="duplicate key 'train' \\(line 3\\)"):
+        load_config(sections)
+    same_name = tmp_path / "ok.yaml"  # the same key in two sections is no duplicate
+    same_name.write_text("optim: {name: sgd}\nloss: {name: nt_logistic}\n")
+    config = load_config(same_name)
+    assert (config.optim.name, config.loss.name) == ("sgd", "nt_logistic")
+
+
 def test_parse_override_reads_yaml_values() -> None:
     assert parse_override("a.b=0.5") == {"a": {"b": 0.5}}
     assert parse_override("a=[1, 2]") == {"a": [1, 2]}

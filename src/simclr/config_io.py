@@ -27,7 +27,20 @@ _EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 class _Loader(yaml.SafeLoader):
     """YAML with only true and false as booleans (YAML 1.2): 1.1's on/off/yes/no stay words, so that
-    ``train.compile: off`` means the word off."""
+    ``train.compile: off`` means the word off; a key given twice in one mapping is an error (YAML says keys
+    are unique; PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # unhashable keys: PyYAML's own error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", None)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _BOOL = "tag:yaml.org,2002:bool"
