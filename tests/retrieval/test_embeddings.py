@@ -53,3 +53,24 @@ def test_load_embeddings_refuses_bad_files(tmp_path: Path) -> None:
                      paths=np.array([{"code": 1}], dtype=object))
     with pytest.raises(InputError, match="not a readable"):  # object arrays would need unpickling: refused
         load_embeddings(pickled)
+
+
+def test_features_whose_width_disagrees_with_the_meta_are_refused(tmp_path: Path) -> None:
+    """The widths are recorded on writing; a file whose vectors were cut or replaced afterwards is refused."""
+    from simclr.retrieval.embeddings import Embeddings, save_embeddings
+
+    torch = pytest.importorskip("torch")
+    emb = Embeddings(torch.ones(2, 5), torch.ones(2, 3), np.array([0, 1]), ["a.png", "b.png"],
+                     {"image_size": 32}, None, None)
+    save_embeddings(emb, tmp_path / "e.npz")
+    back = load_embeddings(tmp_path / "e.npz")
+    assert back.meta["width"] == 5 and back.meta["z_width"] == 3
+    arrays = dict(np.load(tmp_path / "e.npz"))
+    with pytest.raises(InputError, match="features are 4 wide, its meta entry says 5: the file was altered"):
+        load_embeddings(_write(tmp_path / "cut.npz", **{**arrays, "features": arrays["features"][:, :4]}))
+    with pytest.raises(InputError, match="its z are 2 wide, its meta entry says 3"):
+        load_embeddings(_write(tmp_path / "cutz.npz", **{**arrays, "z": arrays["z"][:, :2]}))
+    meta = json.loads(str(arrays["meta"]))
+    del meta["width"], meta["z_width"]  # a file from before the widths were recorded: read as it is
+    old = load_embeddings(_write(tmp_path / "old.npz", **{**arrays, "meta": np.asarray(json.dumps(meta))}))
+    assert old.features.shape == (2, 5)

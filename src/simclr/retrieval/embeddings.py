@@ -82,6 +82,7 @@ def load_embeddings(path: str | Path) -> Embeddings:
     if classes is not None and (classes.ndim != 1 or (labels >= len(classes)).any()):
         raise InputError(f"{p}: its labels do not fit its {len(classes)} class names")
     meta = _meta(arrays, p)
+    _check_widths(meta, feats, z, p)
     meta["file"] = str(p)
     return Embeddings(torch.from_numpy(feats.astype(np.float32)),
                       None if z is None else torch.from_numpy(z.astype(np.float32)),
@@ -95,10 +96,19 @@ DIGEST_BYTES = 16
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "image_size": (int,), "eval_crop": (float, int), "checkpoint": (str,), "data": (str,), "split": (str,),
     "root": (str,), "cache_dir": (str,), "holdout": (float, int), "seed": (int,), "network": (str,),
-    "input_norm": (str,), "precision": (str,)}
+    "input_norm": (str,), "precision": (str,), "width": (int,), "z_width": (int,)}
 
 
 _KIND = {int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_widths(meta: dict[str, Any], features: np.ndarray, z: np.ndarray | None, p: Path) -> None:
+    """The vectors' widths against those the meta recorded when the file was written (files from before issue
+    24 record none)."""
+    for key, what, values in (("width", "features", features), ("z_width", "z", z)):
+        if values is not None and meta.get(key, values.shape[1]) != values.shape[1]:
+            raise InputError(f"{p}: its {what} are {values.shape[1]} wide, its meta entry says {meta[key]}: "
+                             "the file was altered")
 
 
 def _meta(arrays: dict[str, np.ndarray], p: Path) -> dict[str, Any]:
@@ -122,6 +132,9 @@ def save_embeddings(emb: Embeddings, out: str | Path) -> None:
     """Write ``emb`` as :func:`load_embeddings` reads it (the ``simclr embed`` format), atomically."""
     check_output(out, "the embeddings file", (emb.meta["checkpoint"],) if "checkpoint" in emb.meta else ())
     meta = {k: v for k, v in emb.meta.items() if k != "file"}  # where it was read from is not part of it
+    meta["width"] = int(emb.features.shape[1])
+    if emb.z is not None:
+        meta["z_width"] = int(emb.z.shape[1])
     arrays: dict[str, np.ndarray] = {
         "features": emb.features.numpy().astype(np.float32), "labels": np.asarray(emb.labels, np.int64),
         "paths": np.asarray(emb.paths, dtype=str), "meta": np.asarray(json.dumps(meta))}
