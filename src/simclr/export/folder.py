@@ -17,7 +17,7 @@ from simclr.data.augment import resize_side
 from simclr.errors import InputError
 from simclr.export.card import evaluation_summary, model_card, run_evaluations
 from simclr.export.recipes import STANDARDISE, plain_recipe
-from simclr.files import atomic_file, json_text, umask
+from simclr.files import atomic_file, check_output, json_text, umask
 from simclr.models.backbones import LibraryEncoder, parse_arch
 from simclr.models.simclr import SimCLRNet
 from simclr.runtime.exported import (
@@ -34,6 +34,7 @@ def check_folder(out: Path, source: Path) -> None:
     """Refuse, before any work, an ``--out`` the folder format cannot take: a file, a folder with other
     contents than an earlier export (which is replaced), or the export being read."""
     if out.exists() and not out.is_dir():
+        check_output(out, reading=(source,))  # a run's checkpoint, the file being read: said as for any file
         raise InputError(f"--out {out} is a file: --format safetensors writes a folder (name a new one)")
     if out.is_dir():
         if source.resolve().is_relative_to(out.resolve()):
