@@ -3,10 +3,10 @@
     import simclr
     run = simclr.pretrain("~/photos", "runs/photos", config="configs/cifar10_cpu.yaml",
                           settings={"train.epochs": 20, "model.arch": "resnet18"})   # as `simclr pretrain`
-    enc = simclr.load_encoder(run.run_dir)          # a run folder or a checkpoint file; loads weights only
+    enc = simclr.load_encoder(run.run_dir)          # a run folder, checkpoint file or exported folder
     h = enc(["cat.jpg", "dog.png"])                  # [2, F] float32: files, PIL images or image tensors
     z = enc(images, z=True)                          # the projection head's output instead
-    resnet = enc.torchvision()                       # the same f as a torchvision ResNet (fc = Identity)
+    resnet = enc.torchvision()                       # the same f as a torchvision model (fc = Identity)
     index = simclr.embed(run.run_dir, "~/catalogue")  # as `simclr embed`: h of every image, to search
     hits = index.search(["new.jpg"], k=10)[0]        # [Hit(rank, path, label, score), ...] best first
 
@@ -198,10 +198,13 @@ def load_index(path: str | Path, *, choose_checkpoint: str = CHOOSE_ENCODER) -> 
     return _load_index(path, choose_checkpoint=choose_checkpoint)
 
 
-def export_weights(checkpoint: str | Path, out: str | Path, *, format: str = "torchvision") -> dict[str, Any]:
-    """``simclr export`` from Python: ``checkpoint``'s network written to ``out``, as f's weights under
-    torchvision's ResNet names (``format="torchvision"``) or as a slim simclr checkpoint (``"simclr"``: config
-    and the weights of f and g, no training state). Returns what was written and how to load it."""
+def export_weights(checkpoint: str | Path, out: str | Path, *, format: str = "safetensors") -> dict[str, Any]:
+    """``simclr export`` from Python: ``checkpoint``'s network written to ``out`` in ``format``:
+    ``"safetensors"`` (a folder of model.safetensors, config.json and a README.md model card, which
+    :func:`load_encoder` and every command read back), ``"onnx"`` (f, batch norms folded), ``"torchvision"``
+    or ``"timm"`` (f's state dict for that library's model) or ``"simclr"`` (a slim checkpoint: config and the
+    weights of f and g, no training state); see :mod:`simclr.export`. Returns what was written and how to load
+    it (``load``); a format that cannot hold the network raises InputError naming those that can."""
     _path_like(checkpoint, "checkpoint")
     _path_like(out, "out")
     return export(checkpoint, Path(out), format)

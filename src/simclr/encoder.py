@@ -8,12 +8,13 @@ The network runs in eval mode (batch-norm running statistics) without gradients.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.models.resnet import ResNet
+from torch import nn
 
 from simclr.config import PRECISIONS, Config
 from simclr.data.augment import eval_transform, resize_side
@@ -22,6 +23,8 @@ from simclr.errors import InputError
 from simclr.evaluation.features import model_encoder
 from simclr.evaluation.learned import load_model
 from simclr.evaluation.setup import check_sizes
+from simclr.models.backbones import LibraryEncoder, parse_arch
+from simclr.models.resnet import ResNetEncoder
 from simclr.models.simclr import SimCLRNet
 from simclr.models.torchvision_compat import to_torchvision
 from simclr.runtime.checkpoint import weights_digest
@@ -110,29 +113,42 @@ class Encoder:
             parts.append(out)
         return torch.cat(parts)
 
-    def torchvision(self) -> ResNet:
-        """f as a torchvision ResNet with the same weights (``fc = Identity``: its output is h), in eval mode.
+    def torchvision(self) -> nn.Module:
+        """f as a torchvision model with the same weights (its own copy, classifier = Identity: its output is
+        h), in eval mode: a torchvision ResNet for simclr's ResNets at width 1 (resnet18 ... resnet152), the
+        library's model itself for a ``torchvision:NAME`` backbone (with the small-image option's stem, as
+        trained).
 
-        Only torchvision's architectures at width 1 (resnet18 ... resnet152); others raise InputError. With
-        ``model.input_norm: imagenet`` (weights imported with ``--input-norm imagenet``) it takes standardised
-        input, as torchvision's models do.
+        simclr's ResNets at other widths (and the wide ResNet-50s) and ``timm:NAME`` backbones raise
+        InputError (``simclr export --format timm`` and ``--format safetensors`` hold those). With
+        ``model.input_norm: imagenet`` the model takes standardised input, as torchvision's models do (f
+        standardised it itself).
         """
+        encoder = self.model.encoder
+        if isinstance(encoder, LibraryEncoder):
+            if parse_arch(encoder.arch).library != "torchvision":
+                raise InputError(f"f is {encoder.arch}, not a torchvision model: use f itself "
+                                 "(encoder.model.encoder.model is the timm model)")
+            return copy.deepcopy(encoder.model).eval()
+        if not isinstance(encoder, ResNetEncoder):
+            raise InputError(f"f is a {type(encoder).__name__}, which has no torchvision equivalent")
         try:
-            return to_torchvision(self.model.encoder).eval()
+            return to_torchvision(encoder).eval()
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
 
 def load_encoder(checkpoint: str | Path, device: str = "auto", image_size: int = 0,
                  eval_crop: float | None = None, precision: str | None = None) -> Encoder:
-    """The network of a run folder or checkpoint file, on ``device`` (auto: CUDA when available), preparing
-    images at ``image_size`` (0: the side the run trained at) as a centre crop keeping ``eval_crop`` of the
-    shorter side (None: the run's ``data.eval_crop``), computing in ``precision`` (``auto``, ``bf16``,
-    ``fp16``, ``fp32``; None: the run's ``train.precision``, whose ``auto`` means bf16 on CUDA and on CPUs
-    with AVX-512 BF16 or AMX: pass ``"fp32"`` for exact fp32 embeddings there).
+    """The network of a run folder, checkpoint file or exported folder (``simclr export``'s default
+    safetensors format: rebuilt from its config.json, images prepared as it says), on ``device`` (auto: CUDA
+    when available), preparing images at ``image_size`` (0: the side the run trained at) as a centre crop
+    keeping ``eval_crop`` of the shorter side (None: the run's ``data.eval_crop``), computing in ``precision``
+    (``auto``, ``bf16``, ``fp16``, ``fp32``; None: the run's ``train.precision``, whose ``auto`` means bf16 on
+    CUDA and on CPUs with AVX-512 BF16 or AMX: pass ``"fp32"`` for exact fp32 embeddings there).
 
-    Reading the checkpoint never executes code from it (``torch.load(weights_only=True)``); a missing or
-    unreadable file raises ``simclr.errors.InputError``.
+    Reading never executes code from the files (``torch.load(weights_only=True)``; safetensors and JSON for an
+    exported folder); a missing or unreadable file raises ``simclr.errors.InputError``.
     """
     check_sizes(image_size, eval_crop)
     if precision is not None and precision not in PRECISIONS:

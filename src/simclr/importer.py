@@ -3,10 +3,11 @@ command.
 
 Evaluate weights trained elsewhere with the same protocols as your own runs: the paper's released SimCLR
 ResNet-50 (1x, 2x, 4x) converted to PyTorch, torchvision's supervised ImageNet ResNets (the paper's supervised
-baseline of Table 8; ``torchvision:resnet50`` fetches them), or another method's backbone. The file is read
-with ``torch.load(weights_only=True)`` (it never runs code); the state dict may be the file itself or sit
-under ``state_dict``, ``model`` or ``encoder``, with any common prefix (``module.``, ``backbone.``,
-``encoder_q.`` ...).
+baseline of Table 8; ``torchvision:resnet50`` fetches them), or another method's backbone. A ``.safetensors``
+file is read with safetensors, any other with ``torch.load(weights_only=True)``: neither runs code; the state
+dict may be the file itself or sit under ``state_dict``, ``model`` or ``encoder``, with any common prefix
+(``module.``, ``backbone.``, ``encoder_q.`` ...). ``simclr export --format torchvision`` (or ``timm``) of a
+width-1 ResNet writes such a file.
 
 The architecture is read from the weights: the blocks per stage and the block type give resnet18 ...
 resnet152, the stem convolution's channels the width (64 x width; the paper's ResNet-50 x2 and x4 widen every
@@ -32,6 +33,7 @@ from simclr.files import check_output
 from simclr.models.resnet import INPUT_NORMS
 from simclr.models.torchvision_compat import TORCHVISION_ARCHS, torchvision_key
 from simclr.runtime.checkpoint import load_tensors, save_checkpoint
+from simclr.runtime.exported import read_safetensors
 
 _CONTAINERS = ("state_dict", "model", "encoder", "backbone", "net")
 _LAYOUTS: dict[tuple[tuple[int, ...], bool], str] = {  # (blocks per stage, bottleneck) -> arch
@@ -64,12 +66,13 @@ def torchvision_weights(name: str) -> dict[str, torch.Tensor]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (never unpickling code), unwrapped from a ``state_dict``-like
-    container.
+    """The tensors of a weights file, never unpickling code: a ``.safetensors`` file, or a torch file read
+    with ``weights_only=True`` and unwrapped from a ``state_dict``-like container.
     """
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
-    state = load_tensors(path, "weights")
+    state: Any = read_safetensors(path, "weights") if path.suffix == ".safetensors" \
+        else load_tensors(path, "weights")
     for _ in range(3):  # e.g. {"state_dict": {...}} or {"model": {"encoder": {...}}}
         if not isinstance(state, dict) or _tensors(state):
             break
@@ -129,7 +132,8 @@ def import_weights(weights_path: str | Path, out: str | Path, *, image_size: int
     """Write a simclr checkpoint holding the ResNet of ``weights_path`` as f (see the module's docstring).
 
     Args:
-        weights_path: A torchvision-style ResNet state dict file (``.pth``/``.pt``), or ``torchvision:NAME``
+        weights_path: A torchvision-style ResNet state dict file (``.pth``/``.pt``/``.safetensors``), or
+            ``torchvision:NAME``
             (e.g. ``torchvision:resnet50``): torchvision's supervised ImageNet weights, downloaded when
             missing.
         out: The checkpoint to write (atomically).

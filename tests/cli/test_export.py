@@ -14,7 +14,8 @@ from simclr.models.torchvision_compat import torchvision_skeleton
 def test_torchvision_format_loads_into_torchvision(tmp_path: Path, make_checkpoint, capsys) -> None:
     ckpt = make_checkpoint(tmp_path / "w1.pt", width=1.0)
     out = tmp_path / "resnet18.pt"
-    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--json"]) == 0
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "torchvision",
+                 "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "torchvision" and info["arch"] == "resnet18" and info["cifar_stem"] is True
     model = torchvision_skeleton("resnet18", cifar_stem=True).eval()
@@ -49,9 +50,63 @@ def test_simclr_format_is_a_checkpoint_for_every_command(env: dict, tmp_path: Pa
 def test_refusals(env: dict, tmp_path: Path, capsys) -> None:
     out = tmp_path / "x.pt"
     out.write_bytes(b"keep me")
-    assert main(["export", "--checkpoint", str(env["run"]), "--out", str(out)]) == 2  # width 0.125
+    assert main(["export", "--checkpoint", str(env["run"]), "--out", str(out),
+                 "--format", "torchvision"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("simclr: error: torchvision has no resnet18 at width 0.125") and "\n" not in err
+    assert err.endswith("use --format safetensors or onnx")
     assert out.read_bytes() == b"keep me"  # nothing already written is lost
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+    # the folder format: never over a file, a run's folder or any folder but an earlier export
+    for target in (out, env["run"], env["root"]):
+        assert main(["export", "--checkpoint", str(env["run"]), "--out", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and ("is a file" in err or "holds the checkpoint" in err
+                                     or "not an earlier export" in err), err
+    assert out.read_bytes() == b"keep me"
+
+
+def test_safetensors_folder_is_a_checkpoint_and_carries_a_model_card(env: dict, tmp_path: Path,
+                                                                     capsys) -> None:
+    out = tmp_path / "exported"
+    assert main(["export", "--checkpoint", str(env["run"]), "--out", str(out), "--json"]) == 0  # the default
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "safetensors" and sorted(p.name for p in out.iterdir()) == \
+        ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["format"], config["model"]["arch"], config["model"]["width"]) == \
+        ("simclr-export", "resnet18", 0.125)
+    assert config["preprocessing"]["center_crop"] == 32 and config["training"]["step"] > 0
+    card = (out / "README.md").read_text()
+    assert f"simclr.load_encoder({str(out)!r})" in card and "10 steps, 2 epochs done" in card
+    images = torch.rand(6, 3, 40, 48)  # resized and cropped as the run's images are
+    run_enc, folder_enc = (simclr.load_encoder(p, "cpu", precision="fp32") for p in (env["run"], out))
+    torch.testing.assert_close(folder_enc(images), run_enc(images), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folder_enc(images, z=True), run_enc(images, z=True), atol=1e-5, rtol=1e-5)
+    # exporting again replaces the earlier export; any command takes the folder as --checkpoint
+    assert main(["export", "--checkpoint", str(env["run"]), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "knn", "--checkpoint", str(out), "--data", env["archive"],
+                 "--cache-dir", env["cache"], "--json", "--quiet"]) == 0
+    assert 0.0 < json.loads(capsys.readouterr().out)["top1"] <= 1.0
+    (out / "config.json").write_text("{not json")
+    assert main(["export", "--checkpoint", str(out), "--out", str(tmp_path / "x.onnx"),
+                 "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config.json" in err and "\n" not in err
+
+
+def test_import_reads_safetensors(make_checkpoint, tmp_path: Path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "w1.pt", width=1.0)
+    weights = tmp_path / "r18.safetensors"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(weights), "--format", "torchvision"]) == 0
+    assert main(["import", str(weights), "--out", str(tmp_path / "back.pt"), "--image-size", "16"]) == 0
+    x = torch.rand(3, 3, 16, 16)
+    torch.testing.assert_close(simclr.load_encoder(tmp_path / "back.pt", "cpu", precision="fp32")(x),
+                               simclr.load_encoder(ckpt, "cpu", precision="fp32")(x), atol=1e-5, rtol=1e-5)
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["import", str(weights), "--out", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot read weights" in err and "\n" not in err

@@ -105,23 +105,29 @@ def _eval_parser(sub: Any) -> None:
 
 
 def _export_parser(sub: Any) -> None:
-    p = sub.add_parser("export",
-                       help="write the trained network for use elsewhere (torchvision ResNet weights)")
-    p.add_argument("--checkpoint", required=True, help="run folder (uses last.pt) or checkpoint file")
-    p.add_argument("--out", required=True, type=Path, help="file to write")
-    p.add_argument("--format", default="torchvision", choices=("torchvision", "simclr"),
-                   help="torchvision: f's weights under torchvision's ResNet names (default); simclr: config "
-                        "and weights of f and g without the training state, for every simclr command")
+    p = sub.add_parser("export", help="write the trained network for use elsewhere (a safetensors folder "
+                                      "with a model card, ONNX, torchvision or timm weights)")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder (uses last.pt), checkpoint file or exported folder")
+    p.add_argument("--out", required=True, type=Path,
+                   help="the folder (safetensors) or file (the other formats) to write")
+    p.add_argument("--format", default="safetensors", choices=("safetensors", "onnx", "torchvision", "timm",
+                                                               "simclr"),
+                   help="safetensors: a folder of model.safetensors, config.json and a README.md model "
+                        "card, for simclr.load_encoder and every command (default); onnx: f as an ONNX "
+                        "graph, batch norms folded; torchvision / timm: f's state dict for that library's "
+                        "model (a "
+                        ".safetensors --out writes safetensors); simclr: a slim simclr checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _import_parser(sub: Any) -> None:
     p = sub.add_parser("import", help="a ResNet's weights in torchvision's layout (e.g. the paper's released "
                                       "SimCLR, torchvision's supervised) as a checkpoint for every command")
-    p.add_argument("weights", help=".pth/.pt file: a torchvision-style ResNet state dict (read without "
-                                   "running code; fc and other parts left out), or torchvision:NAME (e.g. "
-                                   "torchvision:resnet50, torchvision's supervised ImageNet weights, "
-                                   "downloaded when missing)")
+    p.add_argument("weights", help=".pth/.pt/.safetensors file: a torchvision-style ResNet state dict "
+                                   "(read without running code; fc and other parts left out), or "
+                                   "torchvision:NAME (e.g. torchvision:resnet50, torchvision's supervised "
+                                   "ImageNet weights, downloaded when missing)")
     p.add_argument("--out", required=True, type=Path, help="the checkpoint to write")
     p.add_argument("--image-size", type=int, default=0,
                    help="the side it is evaluated at by default (default: 32 with the CIFAR stem, else 224)")

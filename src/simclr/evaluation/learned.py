@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -21,14 +21,21 @@ def load_model(checkpoint: str | Path, device: torch.device, *,
     """Rebuild the network saved in a checkpoint (run folder or file) and load its weights, in the
     channels-last layout where the run used it (``train.channels_last``, or ``channels_last``): its inputs are
     then channels-last too, and weights left in the default layout would be reordered at every convolution
-    (1.5-2x slower on a CPU)."""
-    state = load_checkpoint(checkpoint)
-    config = saved_config(state, checkpoint)
-    model = build_model(config)
-    load_weights(model, state["model"], f"checkpoint {checkpoint}")
+    (1.5-2x slower on a CPU). ``checkpoint`` may also be an exported folder (``simclr export --format
+    safetensors``): its config.json rebuilds the network."""
+    model, config = model_from_state(load_checkpoint(checkpoint), checkpoint)
     model = model.to(device)
     if config.train.channels_last if channels_last is None else channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model, config
+
+
+def model_from_state(state: dict[str, Any], checkpoint: str | Path) -> tuple[SimCLRNet, Config]:
+    """The network of a loaded checkpoint ``state`` (:func:`~simclr.runtime.checkpoint.load_checkpoint`)
+    rebuilt from its config, its weights loaded, on the CPU."""
+    config = saved_config(state, checkpoint)
+    model = build_model(config)
+    load_weights(model, state["model"], f"checkpoint {checkpoint}")
     return model, config
 
 

@@ -15,6 +15,7 @@ from simclr.config import Config
 from simclr.config_io import config_from_dict
 from simclr.errors import InputError, one_line
 from simclr.files import atomic_file
+from simclr.runtime.exported import WEIGHTS_FILE, is_export_folder, read_export
 
 FORMAT = "simclr-checkpoint-v1"
 LAST = "last.pt"
@@ -32,12 +33,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder means its ``last.pt``; a file is taken as is."""
+    """A run folder means its ``last.pt``, an exported folder (``simclr export --format safetensors``) its
+    ``model.safetensors``; a file is taken as is."""
     p = Path(path)
     if p.is_dir():
+        if is_export_folder(p) and not (p / LAST).is_file():
+            return p / WEIGHTS_FILE
         p = p / LAST
         if not p.is_file():
-            raise InputError(f"no checkpoint in run folder {path} (expected {LAST})")
+            raise InputError(f"no checkpoint in run folder {path} (expected {LAST}, or {WEIGHTS_FILE} and "
+                             "config.json in an exported folder)")
     elif not p.is_file():
         raise InputError(f"checkpoint not found: {path}")
     return p
@@ -66,8 +71,14 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a simclr checkpoint safely; anything unreadable or foreign is an ``InputError``, as is one without
-    its ``config`` (a mapping) and ``model`` (names to tensors)."""
+    its ``config`` (a mapping) and ``model`` (names to tensors). An exported folder (or its
+    ``model.safetensors``) reads as a checkpoint of its config and weights, with ``exported`` (its
+    config.json) beside them (:func:`~simclr.runtime.exported.read_export`)."""
     p = resolve_checkpoint(path)
+    if p.name == WEIGHTS_FILE and is_export_folder(p.parent):
+        exported = read_export(p)
+        exported["model"] = {k: v.to(map_location) for k, v in exported["model"].items()}
+        return {"format": FORMAT, **exported}
     state = load_tensors(p, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         hint = " (ResNet weights in torchvision's layout? simclr import makes a checkpoint of them)" \
