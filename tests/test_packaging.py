@@ -63,7 +63,7 @@ def test_the_wheel_names_the_command_the_distribution_its_version_and_extras(whe
     for wanted in ("torch>=2.1", "safetensors>=0.4", "scikit-learn>=1.2", 'fastapi>=0.110; extra == "serve"',
                    'faiss-cpu>=1.8; extra == "index"', 'matplotlib>=3.6; extra == "plots"',
                    'tensorboard>=2.12; extra == "tensorboard"', 'timm>=0.9; extra == "timm"',
-                   'onnxruntime>=1.17; extra == "onnx"', 'simclr-kit[all,docs]; extra == "test"'):
+                   'onnxruntime>=1.18; extra == "onnx"', 'simclr-kit[all,docs]; extra == "test"'):
         assert wanted in requires, (wanted, requires)
     core = [r for r in requires if "extra ==" not in r]
     assert not any(r.startswith(("fastapi", "faiss", "matplotlib", "tensorboard", "uvicorn")) for r in core)

@@ -66,12 +66,13 @@ def test_timm_backbone_end_to_end(name: str, mini_archive: Path, recipe: Path, t
     with np.load(out) as f:
         h = f["features"] if "features" in f else f["h"]
     assert h.shape == (200, BACKBONES[name]) and np.isfinite(h).all()
-    exported = tmp_path / "exported.pt"
-    assert main(["export", "--checkpoint", str(run), "--format", "simclr", "--out", str(exported)]) == 0
-    encoder = load_encoder(exported, device="cpu")
-    assert encoder.num_features == BACKBONES[name]
-    assert encoder(np_images := _images(mini_archive)).shape == (len(np_images), BACKBONES[name])
-
+    exported = tmp_path / "exported"  # the default format: a safetensors folder read back by load_encoder
+    assert main(["export", "--checkpoint", str(run), "--out", str(exported)]) == 0
+    assert {p.name for p in exported.iterdir()} == {"model.safetensors", "config.json", "README.md"}
+    images = _images(mini_archive)
+    h = load_encoder(exported, device="cpu")(images)
+    assert h.shape == (len(images), BACKBONES[name])
+    torch.testing.assert_close(h, load_encoder(run, device="cpu")(images), rtol=1e-5, atol=1e-5)
 
 def _images(archive: Path) -> list:
     import tarfile
