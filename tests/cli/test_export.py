@@ -80,6 +80,8 @@ def test_safetensors_folder_is_a_checkpoint_and_carries_a_model_card(env: dict, 
     assert config["preprocessing"]["center_crop"] == 32 and config["training"]["step"] > 0
     card = (out / "README.md").read_text()
     assert f"simclr.load_encoder({str(out)!r})" in card and "10 steps, 2 epochs done" in card
+    assert f"Exported by simclr {simclr.__version__} " in card
+    assert config["versions"]["simclr"] == simclr.__version__
     images = torch.rand(6, 3, 40, 48)  # resized and cropped as the run's images are
     run_enc, folder_enc = (simclr.load_encoder(p, "cpu", precision="fp32") for p in (env["run"], out))
     torch.testing.assert_close(folder_enc(images), run_enc(images), atol=1e-5, rtol=1e-5)

@@ -14,7 +14,7 @@ import torch
 from simclr.config import Config
 from simclr.config_io import config_to_dict
 from simclr.data.augment import resize_side
-from simclr.errors import InputError
+from simclr.errors import DISTRIBUTION, InputError
 from simclr.export.card import evaluation_summary, model_card, run_evaluations
 from simclr.export.recipes import STANDARDISE, plain_recipe
 from simclr.files import atomic_file, check_output, json_text, umask
@@ -73,7 +73,7 @@ def _simclr_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("simclr")
+        return version(DISTRIBUTION)  # simclr.__version__ sits above this layer: the installed metadata
     except PackageNotFoundError:  # run from a source tree
         return "unknown"
 
