@@ -25,6 +25,14 @@ MAX_WORKERS = 128
 reader)."""
 
 
+def check_range(key: str, value: float, low: float, high: float, *, above: bool = False) -> None:
+    """ValueError unless ``low <= value <= high`` (``low < value`` with ``above``): the bounds keep values
+    that are finite but absurd (1e308 epochs, a temperature of 1e308) out of the arithmetic they would
+    overflow."""
+    if not ((value > low if above else value >= low) and value <= high):
+        raise ValueError(f"{key} must be {'>' if above else '>='} {low:g} and <= {high:g}, got {value:g}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are fed.
@@ -146,8 +154,7 @@ class LossConfig:
     def validate(self) -> None:
         if self.name not in LOSSES:
             raise ValueError(f"loss.name must be one of {', '.join(LOSSES)}, got {self.name!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+        check_range("loss.temperature", self.temperature, 0, 100, above=True)
         if self.margin <= 0:
             raise ValueError(f"loss.margin must be > 0, got {self.margin}")
         if not 0 < self.scale < float("inf"):
@@ -183,12 +190,12 @@ class OptimConfig:
         if self.lr_scaling not in LR_SCALINGS:
             raise ValueError(f"optim.lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
                              f"got {self.lr_scaling!r}")
-        if self.base_lr <= 0:
-            raise ValueError(f"optim.base_lr must be > 0, got {self.base_lr}")
+        check_range("optim.base_lr", self.base_lr, 0, 1e4, above=True)
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.final_lr < 0:
-            raise ValueError("optim.weight_decay, optim.warmup_epochs and optim.final_lr must be >= 0")
+        check_range("optim.weight_decay", self.weight_decay, 0, 10)
+        check_range("optim.warmup_epochs", self.warmup_epochs, 0, 1e5)
+        check_range("optim.final_lr", self.final_lr, 0, 1e4)
         if self.trust_coefficient <= 0:
             raise ValueError(f"optim.trust_coefficient must be > 0, got {self.trust_coefficient}")
 
@@ -241,8 +248,7 @@ class TrainConfig:
     knn_temperature: float = 0.1
 
     def validate(self) -> None:
-        if not self.epochs > 0:
-            raise ValueError(f"train.epochs must be > 0, got {self.epochs}")
+        check_range("train.epochs", self.epochs, 0, 1e5, above=True)
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2, got {self.batch_size}")
         if self.device not in DEVICES:
@@ -255,16 +261,13 @@ class TrainConfig:
         if self.grad_cache_chunk < 0 or self.grad_cache_chunk == 1:
             raise ValueError(f"train.grad_cache_chunk must be 0 (off) or >= 2 views, "
                              f"got {self.grad_cache_chunk}")
-        if self.dist_timeout <= 0:
-            raise ValueError(f"train.dist_timeout must be > 0 minutes, got {self.dist_timeout}")
-        if self.time_budget < 0:
-            raise ValueError(f"train.time_budget must be >= 0 minutes, got {self.time_budget}")
+        check_range("train.dist_timeout (minutes)", self.dist_timeout, 0, 1e5, above=True)
+        check_range("train.time_budget (minutes)", self.time_budget, 0, 1e6)
         for name in ("log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if min(self.checkpoint_every, self.knn_every, self.save_minutes, self.diagnostics_every) < 0:
-            raise ValueError("train.checkpoint_every, save_minutes, knn_every and diagnostics_every "
-                             "must be >= 0")
+        for name in ("checkpoint_every", "knn_every", "save_minutes", "diagnostics_every"):
+            check_range(f"train.{name}", getattr(self, name), 0, 1e6)
         if self.knn_temperature <= 0:
             raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
 

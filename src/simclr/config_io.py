@@ -181,7 +181,7 @@ def _expand_presets(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     augment = dict(augment)
     name = augment.pop("preset")
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise InputError(f"unknown augment.preset {name!r}; choose from {', '.join(PRESETS)}")
     preset = {k: v for k, v in PRESETS[name].items() if k != "size"}  # the view size is data.image_size
     return {**raw, "augment": {**preset, **augment}}
