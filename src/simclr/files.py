@@ -3,6 +3,7 @@ renamed over it only once it is complete. What was there before stays until then
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -106,3 +107,59 @@ def check_output(out: str | Path, flag: str = "--out", reading: tuple[str | Path
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise InputError(f"{flag} {out} cannot be written: {folder} is not a writable folder")
     return path
+
+
+LOCK = ".lock"
+"""The lock file of a folder one process writes at a time (a run folder)."""
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]+\.tmp")
+"""The names :func:`atomic_file` gives its temporary files (``.NAME.RANDOM.tmp``)."""
+
+
+def lock_folder(folder: Path, what: str) -> int:
+    """Hold ``folder/.lock`` exclusively for this process (``flock``, not waiting); the lock is released when
+    the returned descriptor is closed or the process ends, however it ends (kill -9 included). The file holds
+    the holder's PID, which a refusal names.
+
+    Raises:
+        InputError: another process holds the lock ("FOLDER is in use by WHAT (PID N) ...").
+    """
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise InputError(f"{folder} is in use by another {what} (PID {holder}): wait for it to end, or "
+                         "choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class FolderLock:
+    """:func:`lock_folder` taken by :meth:`acquire` (once the folder exists) and given back by :meth:`release`
+    (safe to call when never acquired), so the caller that opened it also closes it on every path."""
+
+    def __init__(self, folder: Path, what: str) -> None:
+        self.folder, self.what = folder, what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is None:
+            self._fd = lock_folder(self.folder, self.what)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_temporaries(folder: Path) -> list[str]:
+    """Remove the temporary files that writers killed mid-write left in ``folder`` (not its subfolders); only
+    while holding the folder's lock (:func:`lock_folder`), so no live writer's file is taken. Returns their
+    names."""
+    gone = sorted(p.name for p in folder.iterdir() if p.is_file() and _TEMPORARY.fullmatch(p.name))
+    for name in gone:
+        (folder / name).unlink(missing_ok=True)
+    return gone
+

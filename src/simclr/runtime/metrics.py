@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.errors import is_number
-from simclr.files import json_text
+from simclr.files import atomic_write_text, json_text
 
 ROW_KEYS = ("epoch", "step", "loss", "lr", "views_per_s")
 """What every line of a run's metrics.jsonl holds (besides ``contrastive_acc`` and ``time_s``, and the
@@ -93,6 +93,30 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def drop_rows_after(path: Path, step: int) -> int:
+    """Remove from ``metrics.jsonl`` the rows logged after ``step`` (by a run killed after its last
+    checkpoint, whose resumed run logs those steps again); returns how many. The file is rewritten
+    atomically."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if _step_of(line) <= step]
+    if len(keep) < len(lines):
+        atomic_write_text(path, "".join(keep))
+    return len(lines) - len(keep)
+
+
+def _step_of(line: str) -> float:
+    """A metrics row's step (rows without one count as step 0: kept; a line a kill cut short as infinity:
+    dropped)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return float("inf")
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, (int, float)) else 0
 
 
 def last_logged(path: Path, step: int) -> dict[str, float]:

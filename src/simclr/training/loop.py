@@ -20,6 +20,7 @@ from simclr.config import Config
 from simclr.config_io import config_to_dict, flatten
 from simclr.data.named_sets import NAMED_SETS
 from simclr.errors import InputError, is_number
+from simclr.files import FolderLock
 from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import LAST, load_checkpoint, saved_config
 from simclr.runtime.device import pick_device
@@ -64,13 +65,16 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     device = dist.device_for(ctx, pick_device(config.train.device))
     dist.init_process_group(ctx, device, config.train.dist_timeout)
     progress = progress and ctx.is_main  # only rank 0 shows progress bars
+    lock = FolderLock(run_dir, "simclr pretrain")
     try:
         parts, start = assemble(config, run_dir, ctx, device, t_start=t_start, state=state, init=init,
-                                progress=progress)
+                                progress=progress, lock=lock)
         result = _train(parts, start, progress, stop_after_steps)
     except BaseException:
         dist.destroy_process_group()
         raise
+    finally:
+        lock.release()
     dist.destroy_process_group(wait_for_peers=True)
     return result
 

@@ -26,6 +26,7 @@ from simclr.config import Config
 from simclr.config_io import save_config
 from simclr.data.views import LoaderViews, MemoryViews
 from simclr.errors import InputError, one_line
+from simclr.files import FolderLock, remove_temporaries
 from simclr.models.global_bn import convert_global_bn, other_batch_norms
 from simclr.models.simclr import SimCLRNet
 from simclr.optim import LRSchedule
@@ -33,7 +34,7 @@ from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import LAST, load_weights
 from simclr.runtime.device import Precision, pick_precision
 from simclr.runtime.memory import available, check_step_fits, step_memory
-from simclr.runtime.metrics import MetricsLog, TrainClock, last_logged
+from simclr.runtime.metrics import MetricsLog, TrainClock, drop_rows_after, last_logged
 from simclr.runtime.resume import Progress, restore_run
 from simclr.training.budget import StepBudget
 from simclr.training.diagnostics import save_view_grid
@@ -106,10 +107,11 @@ class Start:
 
 def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch.device, *, t_start: float,
              state: dict[str, Any] | None = None, init: dict[str, torch.Tensor] | None = None,
-             progress: bool = True) -> tuple[Parts, Start]:
+             progress: bool = True, lock: FolderLock | None = None) -> tuple[Parts, Start]:
     """The parts of a run and where it starts: a new run (from ``model.init``'s weights ``init`` if given), or
     the one whose checkpoint ``state`` is resumed. ``t_start``: when ``pretrain`` was called (the clock and
-    the time budget count from it)."""
+    the time budget count from it). ``lock``: the run folder's, acquired (by rank 0) before anything is
+    written there; the caller releases it."""
     precision = pick_precision(config.train.precision, device)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
     with dist.main_first(ctx):  # rank 0 extracts archives and fills the decode cache; the others reuse them
@@ -123,9 +125,7 @@ def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch
     if init is not None:  # model.init: its weights, not a random start (its model settings were adopted)
         load_weights(net, init, f"model.init {config.model.init}")
     if ctx.is_main:  # the run folder is written only once the input has passed every check
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        write_skipped(run_dir, skipped)
+        _open_run_folder(config, run_dir, skipped, lock)
     if ctx.enabled and tr.sync_bn:
         _global_bn(net, ctx)
     net = net.to(device)
@@ -152,6 +152,20 @@ def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch
     probe = _probe(config, views, run_dir, new=state is None) if ctx.is_main else None
     return Parts(config, run_dir, ctx, device, precision, net, optimizer, scaler, views, step, log, monitor,
                  probe), start
+
+
+def _open_run_folder(config: Config, run_dir: Path, skipped: dict[str, str], lock: FolderLock | None) -> None:
+    """Create the run folder, hold its lock (a second run on it is refused, naming this one's PID), remove the
+    temporary files a killed writer left, and write the config and the skipped files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire()
+        gone = remove_temporaries(run_dir)
+        if gone:
+            note(f"removed {len(gone)} temporary file(s) a stopped run left in {run_dir} "
+                 f"({', '.join(gone[:3])})")
+    save_config(config, run_dir / "config.yaml")
+    write_skipped(run_dir, skipped)
 
 
 def _global_bn(net: SimCLRNet, ctx: dist.DistContext) -> None:
@@ -190,6 +204,8 @@ def _resume(state: dict[str, Any], run_dir: Path, net: SimCLRNet, optimizer: tor
     schedule, done = restore_run(state, run_dir / LAST, net=net, optimizer=optimizer, scaler=scaler,
                                  views=views, device=device, rank=ctx.rank, world_size=ctx.world_size)
     done.skipped = {**skipped, **done.skipped}
+    if ctx.is_main:  # the rows a run killed after this checkpoint logged: the resumed run logs them again
+        drop_rows_after(run_dir / "metrics.jsonl", done.step)
     if not done.last_row and ctx.is_main:  # a checkpoint from before it was saved: from the run's log
         done.last_row = last_logged(run_dir / "metrics.jsonl", done.step)
     if ctx.is_main:
