@@ -126,9 +126,15 @@ def saved_config(state: dict[str, Any], path: str | Path) -> Config:
         raise InputError(f"checkpoint {path} is damaged: {exc}") from None
 
 
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
     """``module.load_state_dict(weights)``; weights that do not fit are one ``InputError`` line naming the
-    first missing, unexpected or misshapen one, "{what} does not match its own config: ..."."""
+    first missing, unexpected or misshapen one, "{what} does not match its own config: ...", and non-finite
+    weights (a diverged run's) are refused too."""
     mine = module.state_dict()
     missing = [k for k in mine if k not in weights]
     extra = [k for k in weights if k not in mine]
@@ -139,6 +145,11 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], what
                 f"where the network has {tuple(mine[shapes[0]].shape)})" if shapes else ""]
     if any(problems):
         raise InputError(f"{what} does not match its own config: {'; '.join(p for p in problems if p)}")
+    bad = non_finite(weights)
+    if bad:
+        raise InputError(f"{what} holds non-finite weights (NaN or infinity in {len(bad)} tensors, e.g. "
+                         f"{bad[0]}): its run diverged; use an earlier checkpoint (epoch_NNNN.pt) or retrain "
+                         "with a lower learning rate")
     try:
         module.load_state_dict(weights)
     except RuntimeError as exc:

@@ -26,7 +26,7 @@ from simclr.runtime.checkpoint import LAST, load_checkpoint, saved_config
 from simclr.runtime.device import pick_device
 from simclr.runtime.metrics import read_metrics
 from simclr.training.setup import GRID_PAIRS, PROBE_VIEWS, Parts, Start, assemble, note
-from simclr.training.state import RunState
+from simclr.training.state import Diverged, RunState
 
 __all__ = ["GRID_PAIRS", "PROBE_VIEWS", "PretrainResult", "check_out_of_data", "pretrain"]
 
@@ -95,8 +95,12 @@ def _train(parts: Parts, start: Start, progress: bool, stop_after_steps: int | N
                 break  # mid-epoch: the checkpoint run.close() writes records the position
             run.end_epoch()
     except KeyboardInterrupt:
-        run.save_interrupted()
+        run.save_interrupted()  # (a diverged network is not saved: see RunState.checkpoint)
         raise
+    except Diverged:
+        run.abandon()
+        raise
+    run.check_finite()
     run.close()
     loss = _logged_loss(parts.run_dir) if run.done_before else run.last_loss
     return PretrainResult(parts.run_dir, run.step, run.schedule.total_steps, run.epoch, loss,

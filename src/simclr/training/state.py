@@ -22,10 +22,11 @@ import torch
 from tqdm import tqdm
 
 from simclr.data.views import LoaderViews
+from simclr.errors import InputError
 from simclr.interrupts import deferred
 from simclr.optim import set_lr
 from simclr.runtime import distributed as dist
-from simclr.runtime.checkpoint import LAST, rng_state, save_checkpoint
+from simclr.runtime.checkpoint import LAST, non_finite, rng_state, save_checkpoint
 from simclr.runtime.resume import Progress, run_checkpoint
 from simclr.training.diagnostics import collapse_warning, measure
 from simclr.training.setup import Parts, Start, note, write_skipped
@@ -65,6 +66,11 @@ class Row:
     record: dict[str, Any]
     fresh: bool = True
     extra: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Diverged(InputError):
+    """The loss became NaN or infinite: the run stops without saving (its last checkpoint is its last good
+    state)."""
 
 
 class RunState:
@@ -120,6 +126,7 @@ class RunState:
     def end_epoch(self) -> None:
         """After an epoch's last step: skipped images, the epoch's row with the diagnostics and kNN accuracy
         when due, and the checkpoints due."""
+        self.check_finite()  # before anything measures or saves the network
         diagnose, knn = self._evaluations_due(self.epoch + 1)
         if (diagnose or knn) and self.window.n:
             self._close_window()  # on every rank: its mean is a collective
@@ -157,6 +164,8 @@ class RunState:
         """Save the run to ``run_dir/name`` (rank 0) with every rank's data order and random state
         (``gather``: from the peers; an interrupted run, whose peers may be gone, saves its own only)."""
         p = self.parts
+        if non_finite(dict(p.net.named_parameters())):  # not saved: the last checkpoint stays the good one
+            raise self._diverged(math.nan)
         mine = {"views": p.views.state_dict(), "rng": rng_state(p.device)}
         ranks = dist.gather_objects(mine) if gather else [mine]
         if p.ctx.is_main:
@@ -191,9 +200,34 @@ class RunState:
         if self.skipped and not self.done_before:
             note(f"skipped {len(self.skipped)} unreadable image(s); see {p.run_dir / 'skipped.txt'}")
 
+    def _diverged(self, loss: float) -> Diverged:
+        """The one line that stops a run whose loss is ``loss`` (not finite)."""
+        last = self.parts.run_dir / LAST
+        kept = f"{last} (its last good state) is kept" if last.is_file() else "nothing was saved"
+        first = self.step - self.window.n + 1
+        return Diverged(f"training diverged: the loss is {loss} by step {self.step} (steps {first}-"
+                        f"{self.step}, learning rate {self.lr:.4g}); {kept}. Lower optim.base_lr "
+                        f"({self.parts.config.optim.base_lr:g}) or lengthen optim.warmup_epochs")
+
+    def check_finite(self) -> None:
+        """Raise :class:`Diverged` when a step since the last row had a non-finite loss (every rank agrees:
+        the check is a collective)."""
+        if self.window.n:
+            loss = float(dist.all_mean(self.window.loss.detach().clone().reshape(1))[0])
+            if not math.isfinite(loss):
+                raise self._diverged(loss)
+
+    def abandon(self) -> None:
+        """After divergence: the progress bar and the log closed, nothing saved."""
+        self.bar.close()
+        if self.parts.log is not None:
+            self.parts.log.close()
+
     def _close_window(self) -> None:
         """The row of the steps since the last one; written at once, or held when this step ends an epoch."""
         loss, acc = self.window.means()  # waits for the device: the window's time includes its work
+        if not math.isfinite(loss):
+            raise self._diverged(loss)
         now = self.clock.seconds()
         views_per_s = 2 * self.n * self.parts.ctx.world_size * self.window.n / max(now - self.window.t, 1e-9)
         self.last_loss = loss
