@@ -28,8 +28,48 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state``, tagged as a simclr checkpoint, to ``path`` atomically."""
-    atomic_save({"format": FORMAT, **state}, path)
+    """Write ``state``, tagged as a simclr checkpoint with the :func:`state_digest` of its contents, to
+    ``path`` atomically."""
+    state = {"format": FORMAT, **{k: v for k, v in state.items() if k not in ("format", DIGEST)}}
+    atomic_save({**state, DIGEST: state_digest(state)}, path)
+
+
+DIGEST = "digest"
+"""The checkpoint entry holding :func:`state_digest` of the rest (checkpoints from before it have none)."""
+
+
+def state_digest(state: Any) -> str:
+    """sha256 (hex) of everything in a checkpoint's ``state``: every tensor's bytes, dtype and shape and every
+    other value, with the keys that lead to each, in a fixed order. A byte flipped inside a tensor (which
+    unpickling would not notice) changes it."""
+    h = hashlib.sha256()
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value, key=repr):
+                walk(value[key], f"{path}/{key!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f"{path}/{i}")
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{path}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        else:
+            h.update(f"{path}\0{value!r}\0".encode())
+
+    walk(state, "")
+    return h.hexdigest()
+
+
+def check_digest(state: dict[str, Any], path: Path) -> None:
+    """InputError unless ``state`` matches the digest it was saved with (none recorded: accepted)."""
+    saved = state.get(DIGEST)
+    if saved is None:
+        return
+    if saved != state_digest({k: v for k, v in state.items() if k != DIGEST}):
+        raise InputError(f"checkpoint {path} is damaged: its contents do not match the digest they were "
+                         "saved with (bytes changed on disk or in transit); use another copy")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -80,6 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         exported["model"] = {k: v.to(map_location) for k, v in exported["model"].items()}
         return {"format": FORMAT, **exported}
     state = load_tensors(p, "checkpoint", map_location)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        check_digest(state, p)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         hint = " (ResNet weights in torchvision's layout? simclr import makes a checkpoint of them)" \
             if isinstance(state, dict) and state \
