@@ -48,8 +48,13 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.replace(tmp, path)
         except OSError as exc:  # e.g. a folder of that name: say so of the user's path, not the temporary one
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        # a full disk, a quota or a file-size limit while writing (torch.save reports it as a RuntimeError
+        # whose context is the OSError): one line naming the user's file, which is left as it was
+        cause = exc.__context__ if isinstance(exc, RuntimeError) else exc
+        if isinstance(cause, OSError):
+            raise InputError(f"cannot write {path}: {cause.strerror or cause}") from None
         raise
 
 
