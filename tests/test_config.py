@@ -12,6 +12,7 @@ from simclr.config_io import (
     config_to_dict,
     load_config,
     parse_override,
+    read_yaml,
     save_config,
 )
 from simclr.errors import InputError
@@ -121,6 +122,10 @@ def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path) -> None:
     sections.write_text("train: {epochs: 2}\noptim: {base_lr: 0.5}\ntrain: {batch_size: 8}\n")
     with pytest.raises(InputError, match="duplicate key 'train' \\(line 3\\)"):
         load_config(sections)
+    merged = tmp_path / "merged.yaml"  # a YAML merge key: its keys may be overridden, as YAML says
+    merged.write_text("base: &b {name: sgd, base_lr: 0.5}\noptim:\n  <<: *b\n  base_lr: 0.7\n")
+    raw = read_yaml(merged)
+    assert raw["optim"] == {"name": "sgd", "base_lr": 0.7}
     same_name = tmp_path / "ok.yaml"  # the same key in two sections is no duplicate
     same_name.write_text("optim: {name: sgd}\nloss: {name: nt_logistic}\n")
     config = load_config(same_name)

@@ -17,6 +17,7 @@ command calls the function here that does its job (:mod:`simclr.cli`), so the tw
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 from simclr.ablation import STUDIES, AblateOptions, StudyResult, run_study
 from simclr.ablation.report import write_csv, write_report
 from simclr.config import Config
-from simclr.config_io import load_config, unflatten
+from simclr.config_io import build_config, flatten, load_config, parse_override, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
 from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.options import protocol_options
@@ -33,6 +34,7 @@ from simclr.evaluation.setup import eval_setup
 from simclr.export import export
 from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
+from simclr.planner.plan import plan_recipe, render
 from simclr.retrieval.catalogue import Catalogue, open_catalogue
 from simclr.retrieval.collect import Collected, embed_collection
 from simclr.retrieval.collection import is_collection
@@ -42,7 +44,7 @@ from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.index import load_index as _load_index
 from simclr.runtime.checkpoint import resolve_checkpoint
-from simclr.training.loop import PretrainResult
+from simclr.training.loop import PretrainResult, check_new_run
 from simclr.training.loop import pretrain as _run_pretrain
 
 
@@ -75,16 +77,61 @@ def pretrain_config(data: str | Path | None = None, *, config: str | Path | Conf
 
 def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | Config | None = None,
              overrides: Sequence[str] = (), settings: dict[str, Any] | None = None, resume: bool = False,
-             progress: bool = True) -> PretrainResult:
+             progress: bool = True, recipe: str | None = None) -> PretrainResult:
     """``simclr pretrain`` from Python: the paper's defaults < the YAML ``config`` (or a ``Config``) <
     ``overrides`` (``--set``'s ``KEY=VALUE``) < ``settings`` (keys as in ``--set``, e.g. ``{"train.epochs":
     10}``, or nested dicts) < ``data`` (:func:`pretrain_config`). ``resume=True`` continues the run in ``out``
     with its saved config (``data`` may be None). Returns the run's folder, steps, epochs and last loss.
 
+    ``recipe``: ``"auto"`` (the default without ``config``) plans a recipe for the data, the device and the
+    time budget from timed trial steps (:mod:`simclr.planner`; the settings given keep their values),
+    ``"paper"`` runs the paper's defaults as they are.
+
     Unknown keys or bad values raise ``simclr.errors.InputError``; Ctrl-C saves ``last.pt`` and re-raises.
     """
+    recipe = _recipe(recipe, config, resume)
     run_config = pretrain_config(data, config=config, overrides=overrides, settings=settings)
+    if recipe == "auto":
+        check_new_run(Path(out))  # before the trial steps, not after
+        run_config = _planned(run_config, data, overrides, settings, progress)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
+
+
+RECIPES = ("auto", "paper")
+_NOT_PINNED = {"data.spec", "data.root", "data.cache_dir", "data.workers", "data.decode_cache",
+               "data.holdout", "train.device", "train.seed", "train.time_budget", "train.log_every",
+               "train.knn_every", "train.diagnostics_every", "train.checkpoint_every", "train.save_minutes"}
+"""Settings that say where and how to run, not what to train: they do not pin the planned shapes."""
+
+
+def _recipe(recipe: str | None, config: object, resume: bool) -> str:
+    """``auto`` (plan one) when neither a recipe nor a config is given, ``paper`` (the defaults), or the
+    config's."""
+    if recipe is not None and recipe not in RECIPES:
+        raise InputError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    if recipe is not None and config is not None:
+        raise InputError(f"--recipe {recipe} and --config both name the recipe: give one of them")
+    if resume or config is not None:
+        return "config"
+    return recipe or "auto"
+
+
+def _planned(config: Config, data: str | Path | None, overrides: Sequence[str],
+             settings: dict[str, Any] | None, progress: bool) -> Config:
+    """``config`` with the planned recipe (:mod:`simclr.planner`) in place of the defaults: the settings
+    given (``overrides``, ``settings``) keep their values and pin the shapes tried."""
+    given: dict[str, Any] = {}
+    layers = [parse_override(o) for o in overrides] + [unflatten(k, v) for k, v in (settings or {}).items()]
+    for layer in layers:
+        given.update(flatten(layer))
+    yours = {k: v for k, v in given.items() if k not in _NOT_PINNED}
+    tell = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
+    plan, facts = plan_recipe(config, yours, tell)
+    base = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
+    planned = pretrain_config(data, config=base, overrides=overrides, settings=settings)
+    if progress:
+        print(render(plan, facts, yours), file=sys.stderr)
+    return planned
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, protocol: str = "knn", *, image_size: int = 0,

@@ -120,10 +120,11 @@ _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]+\.tmp")
 """The names :func:`atomic_file` gives its temporary files (``.NAME.RANDOM.tmp``)."""
 
 
-def lock_folder(folder: Path, what: str) -> int:
+def lock_folder(folder: Path, what: str) -> int | None:
     """Hold ``folder/.lock`` exclusively for this process (``flock``, not waiting); the lock is released when
     the returned descriptor is closed or the process ends, however it ends (kill -9 included). The file holds
-    the holder's PID, which a refusal names.
+    the holder's PID, which a refusal names. None when the folder's filesystem has no locks (some network file
+    systems): nothing is held.
 
     Raises:
         InputError: another process holds the lock ("FOLDER is in use by WHAT (PID N) ...").
@@ -136,6 +137,9 @@ def lock_folder(folder: Path, what: str) -> int:
         os.close(fd)
         raise InputError(f"{folder} is in use by another {what} (PID {holder}): wait for it to end, or "
                          "choose another --out") from None
+    except OSError:  # ENOLCK, EOPNOTSUPP: no locks on this filesystem
+        os.close(fd)
+        return None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -148,15 +152,21 @@ class FolderLock:
     def __init__(self, folder: Path, what: str) -> None:
         self.folder, self.what = folder, what
         self._fd: int | None = None
+        self.tried = False
+        self.unsupported = False
 
     def acquire(self) -> None:
-        if self._fd is None:
-            self._fd = lock_folder(self.folder, self.what)
+        if self.tried:
+            return
+        self._fd = lock_folder(self.folder, self.what)
+        self.tried, self.unsupported = True, self._fd is None
 
     def release(self) -> None:
         if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # (forked data-loading workers share the descriptor)
             os.close(self._fd)
             self._fd = None
+        self.tried = False
 
 
 def remove_temporaries(folder: Path) -> list[str]:

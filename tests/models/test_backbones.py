@@ -153,3 +153,27 @@ def test_memory_precheck_measures_every_backbone(arch: str) -> None:
     mem = step_memory(lambda: SimCLRNet(spec, HeadSpec(hidden_dim=32, out_dim=16)), 32, half=False)
     params = sum(p.numel() for p in _encoder(arch).parameters())
     assert mem.per_view > 0 and mem.fixed >= 3 * 4 * params
+
+
+@pytest.mark.parametrize("arch,width", [("timm:mobilenetv3_small_050", 1024),
+                                        ("torchvision:regnet_x_400mf", 400), ("torchvision:googlenet", 1024)])
+def test_h_width_is_measured_and_awkward_networks_build(arch: str, width: int) -> None:
+    """timm's MobileNetV3 reports num_features 960/576 but returns its head convolution's width; RegNets
+    cannot be built on the meta device; GoogLeNet's auxiliary classifiers would make its training output a
+    tuple."""
+    enc = _encoder(arch).train()
+    h = enc(torch.rand(2, 3, 32, 32))
+    assert enc.num_features == width and h.shape == (2, width)
+    h.sum().backward()  # trains
+
+
+def test_classifiers_that_are_not_linear_are_refused_in_one_line() -> None:
+    with pytest.raises(InputError, match="has no linear classifier to remove"):
+        _encoder("torchvision:squeezenet1_0")
+
+
+def test_vit_position_embedding_and_class_token_are_not_decayed() -> None:
+    enc = _encoder("timm:test_vit")
+    decay, excluded = split_decay_groups(enc, 1e-6)
+    spared = {id(enc.model.pos_embed), id(enc.model.cls_token)}
+    assert spared <= {id(p) for p in excluded["params"]} and not spared & {id(p) for p in decay["params"]}

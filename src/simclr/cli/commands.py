@@ -27,11 +27,12 @@ def run_pretrain(args: argparse.Namespace) -> int:
     named = {f"train.{k}": v for k, v in train.items()}
     named.update({f"model.{k}": v for k, v in (("arch", args.arch), ("init", args.init)) if v})
     named.update({"data.spec": args.data} if args.data else {})  # as given: no ~ expanded
-    config = api.pretrain_config(config=args.config or None, overrides=args.set, settings=named)
-    if args.resume and (args.config or args.set or args.arch or args.init or train.keys() - {"device"}):
-        print("simclr: note: --resume continues with the run's saved config; --config, --set and other "
-              "options are ignored", file=sys.stderr)
-    result = api.pretrain(None, args.out, config=config, resume=args.resume, progress=not args.quiet)
+    if args.resume and (args.config or args.set or args.arch or args.init or args.recipe
+                        or train.keys() - {"device"}):
+        print("simclr: note: --resume continues with the run's saved config; --config, --recipe, --set and "
+              "other options are ignored", file=sys.stderr)
+    result = api.pretrain(None, args.out, config=args.config or None, overrides=args.set, settings=named,
+                          resume=args.resume, progress=not args.quiet, recipe=args.recipe)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     print(render.pretrain_text(result))

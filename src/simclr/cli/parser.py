@@ -23,7 +23,10 @@ def _pretrain_parser(sub: Any) -> None:
     p = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR on unlabeled images")
     p.add_argument("--data", help=SPEC_HELP + " (required unless --resume)")
     p.add_argument("--out", required=True, type=Path, help="run folder (config, metrics, checkpoints)")
-    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("--config", help="YAML config file (see configs/); without one, --recipe auto")
+    p.add_argument("--recipe", choices=("auto", "paper"),
+                   help="auto (the default without --config): plan a recipe for the data, this device and "
+                        "the time budget from timed trial steps; paper: the paper's settings as they are")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.base_lr=0.5 (repeatable)")
     p.add_argument("--arch", help="encoder: resnet18 ... resnet152, resnet50x2, resnet50x4, timm:NAME "

@@ -12,6 +12,7 @@ removed."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -71,14 +72,42 @@ def _create(make: Callable[..., nn.Module], what: str, **kwargs: Any) -> nn.Modu
         raise InputError(f"cannot build {what} with {kwargs or 'its defaults'}: {detail}") from None
 
 
+def _probe(make: Callable[[], nn.Module]) -> nn.Module:
+    """The network ``make`` builds, on the meta device when it can be built there (no weights allocated), else
+    as it is (RegNets compute their widths with tensors)."""
+    with warnings.catch_warnings():  # (torchvision's notes on default initialisations: not ours to show)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            with torch.device("meta"):
+                return make()
+        except (NotImplementedError, RuntimeError):
+            return make()
+
+
+def feature_width(model: nn.Module, image_size: int, what: str) -> int:
+    """The width of what ``model`` returns for one image of ``image_size`` (one forward pass in eval mode, on
+    the model's device; on the meta device it computes shapes only)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    mode = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(1, 3, image_size, image_size, device=device))
+    except (RuntimeError, ValueError, AssertionError, TypeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{what} cannot take {image_size}x{image_size} images: {detail}") from None
+    finally:
+        model.train(mode)
+    return int(torch.flatten(out, 1).shape[1])
+
+
 def _timm_model(name: str, small: bool, image_size: int) -> tuple[nn.Module, dict[str, Any]]:
     """A timm model without classifier, and the keyword arguments it was created with (besides
     ``num_classes=0``)."""
     timm = _import_timm()
     if not timm.is_model(name):
         raise InputError(f"unknown timm model {name!r}: timm.list_models('*{name[:6]}*') lists similar names")
-    with torch.device("meta"):  # what kind of network it is, without building its weights
-        probe = timm.create_model(name, num_classes=0)
+    probe = _probe(lambda: timm.create_model(name, num_classes=0))
     kwargs: dict[str, Any] = {}
     if hasattr(probe, "patch_embed") and _accepts(probe, "img_size"):
         kwargs["img_size"] = image_size
@@ -98,10 +127,11 @@ def _torchvision_model(name: str, small: bool, image_size: int) -> tuple[nn.Modu
     if name not in tvm.list_models(module=tvm):
         raise InputError(f"unknown torchvision classification model {name!r}: "
                          "torchvision.models.list_models(torchvision.models) lists them")
-    with torch.device("meta"):
-        probe = tvm.get_model(name, weights=None)
+    probe = _probe(lambda: tvm.get_model(name, weights=None))
     if not isinstance(probe, VisionTransformer):
-        return _create(tvm.get_model, f"torchvision:{name}", name=name, weights=None), {}
+        # Inception-style networks: no auxiliary classifiers (their training output would be a tuple)
+        extra = {k: v for k, v in (("aux_logits", False), ("init_weights", True)) if _accepts(probe, k)}
+        return _create(tvm.get_model, f"torchvision:{name}", name=name, weights=None, **extra), extra
     layer = probe.encoder.layers[0].self_attention
     kwargs = {"image_size": image_size,
               "patch_size": small_patch(image_size) if small else probe.patch_size,
@@ -112,7 +142,8 @@ def _torchvision_model(name: str, small: bool, image_size: int) -> tuple[nn.Modu
 
 def strip_classifier(model: nn.Module) -> int:
     """Replace the last linear layer of ``model`` (a classification model's classifier) and the dropouts
-    beside it by identities; returns the width of the features that reached it."""
+    beside it by identities; returns the width of the features that reached it. A network whose classifier is
+    not a linear layer (SqueezeNet's convolution) is refused."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise InputError(f"{type(model).__name__} has no linear classifier to remove")
@@ -169,13 +200,14 @@ class LibraryEncoder(nn.Module):
         library, name = parse_arch(arch)
         build = _timm_model if library == "timm" else _torchvision_model
         self.model, self.created_with = build(name, small, image_size)
-        if library == "timm":
-            self.num_features = int(self.model.num_features)  # type: ignore[arg-type]
-        else:
-            self.num_features = strip_classifier(self.model)
+        if library == "torchvision":
+            strip_classifier(self.model)
         self.stem = ""
         if small and "patch_size" not in self.created_with:
             self.stem = small_image_stem(self.model)
+        # measured, not read: timm's num_features is not the pooled width of every model (MobileNetV3's 960
+        # against 1280 after its head convolution)
+        self.num_features = feature_width(self.model, image_size, arch)
         self.arch = arch
         self.normalize = input_norm == "imagenet"
         self.mean: torch.Tensor

@@ -3,7 +3,8 @@
 SimCLR, Appendix B.1: "... we exclude batch normalization and bias parameters from weight decay and
 LARS adaptation". The reference code does this by name regexes; here the rule is structural: every
 parameter with ``ndim <= 1`` (batch-norm / layer-norm weights and biases, every bias vector) is excluded,
-every matrix or convolution kernel is decayed and trust-scaled.
+every matrix or convolution kernel is decayed and trust-scaled; so are those a timm module lists in its
+``no_weight_decay()`` (a vision transformer's position embedding and class token), as timm's training does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from typing import Any
 from torch import nn
 
 __all__ = ["split_decay_groups"]
+
+
+def _no_weight_decay(model: nn.Module) -> set[str]:
+    """Names (in ``model``) of the parameters its modules list in timm's ``no_weight_decay()`` (a vision
+    transformer's position embedding and class token), which timm's own training leaves undecayed."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        listed = getattr(module, "no_weight_decay", None)
+        if callable(listed):
+            names |= {f"{prefix}.{n}" if prefix else n for n in listed()}
+    return names
 
 
 def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -38,10 +50,11 @@ def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, 
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    for _, param in model.named_parameters():
+    spared = _no_weight_decay(model)
+    for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
+        (no_decay if param.ndim <= 1 or name in spared else decay).append(param)
     groups: list[dict[str, Any]] = [
         {"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
         {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},

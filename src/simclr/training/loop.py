@@ -61,22 +61,31 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     ctx = dist.DistContext.from_env()
     if ctx.enabled and not resume and dist.restart_count() > 0 and (run_dir / LAST).is_file():
         resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
-    config, state, init = _start(config, run_dir, resume, main=ctx.is_main)
-    device = dist.device_for(ctx, pick_device(config.train.device))
-    dist.init_process_group(ctx, device, config.train.dist_timeout)
-    progress = progress and ctx.is_main  # only rank 0 shows progress bars
     lock = FolderLock(run_dir, "simclr pretrain")
     try:
-        parts, start = assemble(config, run_dir, ctx, device, t_start=t_start, state=state, init=init,
-                                progress=progress, lock=lock)
-        result = _train(parts, start, progress, stop_after_steps)
-    except BaseException:
-        dist.destroy_process_group()
-        raise
+        if ctx.is_main and run_dir.is_dir():  # before its checkpoint is read: another run may be writing it
+            lock.acquire()
+        result = _locked(config, run_dir, ctx, resume, t_start, lock, progress, stop_after_steps)
     finally:
         lock.release()
     dist.destroy_process_group(wait_for_peers=True)
     return result
+
+
+def _locked(config: Config, run_dir: Path, ctx: dist.DistContext, resume: bool, t_start: float,
+            lock: FolderLock, progress: bool, stop_after_steps: int | None) -> PretrainResult:
+    """The run, its folder locked (rank 0: taken here once the folder exists, if not already)."""
+    config, state, init = _start(config, run_dir, resume, main=ctx.is_main)
+    device = dist.device_for(ctx, pick_device(config.train.device))
+    dist.init_process_group(ctx, device, config.train.dist_timeout)
+    progress = progress and ctx.is_main  # only rank 0 shows progress bars
+    try:
+        parts, start = assemble(config, run_dir, ctx, device, t_start=t_start, state=state, init=init,
+                                progress=progress, lock=lock)
+        return _train(parts, start, progress, stop_after_steps)
+    except BaseException:
+        dist.destroy_process_group()
+        raise
 
 
 def _train(parts: Parts, start: Start, progress: bool, stop_after_steps: int | None) -> PretrainResult:
@@ -94,17 +103,26 @@ def _train(parts: Parts, start: Start, progress: bool, stop_after_steps: int | N
             if run.stop and run.pos < per_epoch:
                 break  # mid-epoch: the checkpoint run.close() writes records the position
             run.end_epoch()
+        run.check_finite()
+        run.close()
     except KeyboardInterrupt:
         run.save_interrupted()  # (a diverged network is not saved: see RunState.checkpoint)
         raise
     except Diverged:
         run.abandon()
         raise
-    run.check_finite()
-    run.close()
     loss = _logged_loss(parts.run_dir) if run.done_before else run.last_loss
     return PretrainResult(parts.run_dir, run.step, run.schedule.total_steps, run.epoch, loss,
                           len(run.skipped), run.step / per_epoch)
+
+
+def check_new_run(run_dir: Path) -> None:
+    """InputError unless ``run_dir`` can hold a new run: not a file, no run's last.pt in it."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
+    if (run_dir / LAST).exists():
+        raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
+                         "another --out")
 
 
 def check_out_of_data(out: Path, spec: str) -> None:
@@ -131,9 +149,9 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
         Config, dict[str, Any] | None, dict[str, Any] | None]:
     """The config to run and, when resuming, the checkpoint to continue, else ``model.init``'s weights."""
     last = run_dir / LAST
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
     if resume:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
         if not last.is_file():
             raise InputError(f"--resume: no checkpoint {last} to resume from")
         state = load_checkpoint(last)
@@ -141,9 +159,7 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
             raise InputError(f"--resume: {last} holds a model exported by simclr export, not a run's "
                              "checkpoint")
         return saved_config(state, last), state, None
-    if last.exists():
-        raise InputError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
-                         "another --out")
+    check_new_run(run_dir)
     check_out_of_data(run_dir, config.data.spec)
     if not config.model.init:
         return config, None, None

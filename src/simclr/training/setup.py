@@ -160,6 +160,8 @@ def _open_run_folder(config: Config, run_dir: Path, skipped: dict[str, str], loc
     run_dir.mkdir(parents=True, exist_ok=True)
     if lock is not None:
         lock.acquire()
+        if lock.unsupported:
+            note(f"note: {run_dir}'s filesystem has no file locks: a second run on it would not be refused")
         gone = remove_temporaries(run_dir)
         if gone:
             note(f"removed {len(gone)} temporary file(s) a stopped run left in {run_dir} "
@@ -184,7 +186,15 @@ def _check_memory(config: Config, views: MemoryViews | LoaderViews, precision: P
     side = config.data.view_size or config.data.image_size
     ahead = 2 * views.workers if isinstance(views, LoaderViews) and device.type == "cpu" else 0  # prefetched
     try:
-        memory = step_memory(lambda: build_model(config), side, precision.dtype is not None)
+        with torch.device("meta"):  # shapes only: no weights allocated
+            net = build_model(config)
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as exc:  # a network built with tensors
+        if ctx.is_main:
+            note(f"note: the memory pre-check steps aside for {config.model.arch}: it cannot be built on "
+                 f"PyTorch's meta device ({one_line(exc)[:100]})")
+        return
+    try:
+        memory = step_memory(lambda: net, side, precision.dtype is not None)
     except NotImplementedError as exc:  # a layer that cannot run on meta tensors
         if ctx.is_main:
             note(f"note: the memory pre-check steps aside for {config.model.arch} ({one_line(exc)[:120]})")

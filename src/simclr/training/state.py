@@ -164,7 +164,10 @@ class RunState:
         """Save the run to ``run_dir/name`` (rank 0) with every rank's data order and random state
         (``gather``: from the peers; an interrupted run, whose peers may be gone, saves its own only)."""
         p = self.parts
-        if non_finite(dict(p.net.named_parameters())):  # not saved: the last checkpoint stays the good one
+        bad = torch.tensor([float(bool(non_finite(p.net.state_dict())))], device=p.device)  # and BN stats
+        if gather:  # every rank decides alike (batch-norm statistics differ between ranks without sync_bn)
+            bad = dist.all_mean(bad)
+        if float(bad[0]) > 0:  # not saved: the last checkpoint stays the last good one
             raise self._diverged(math.nan)
         mine = {"views": p.views.state_dict(), "rng": rng_state(p.device)}
         ranks = dist.gather_objects(mine) if gather else [mine]
@@ -180,7 +183,11 @@ class RunState:
         if self.window.n and not self.parts.ctx.enabled:
             self._close_window()
         self._write_row()
-        self.checkpoint(gather=False)
+        try:
+            self.checkpoint(gather=False)
+        except Diverged:
+            self.abandon()
+            raise
         self.bar.close()
         if self.parts.log is not None:
             self.parts.log.close()
@@ -206,8 +213,9 @@ class RunState:
         kept = f"{last} (its last good state) is kept" if last.is_file() else "nothing was saved"
         first = self.step - self.window.n + 1
         return Diverged(f"training diverged: the loss is {loss} by step {self.step} (steps {first}-"
-                        f"{self.step}, learning rate {self.lr:.4g}); {kept}. Lower optim.base_lr "
-                        f"({self.parts.config.optim.base_lr:g}) or lengthen optim.warmup_epochs")
+                        f"{self.step}, learning rate {self.lr:.4g}); {kept}. Start a new run with a lower "
+                        f"rate (now optim.base_lr={self.parts.config.optim.base_lr:g}) or a longer "
+                        "optim.warmup_epochs, from it with --init if you like (--resume keeps the settings)")
 
     def check_finite(self) -> None:
         """Raise :class:`Diverged` when a step since the last row had a non-finite loss (every rank agrees:

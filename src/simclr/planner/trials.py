@@ -1,0 +1,113 @@
+"""Timed trial steps: the measured cost of each candidate shape on this device, within a stated share of the
+budget.
+
+A trial is the real training step (:class:`~simclr.training.step.ContrastiveStep`: the shape's network, loss,
+optimiser, precision and memory layout) on random views of the shape's side: one untimed step, then timed
+ones. On a CPU the step's cost grows with the batch in proportion, so trials run a smaller batch and scale it;
+on a GPU they run the shape's batch. Shapes are measured cheapest first, and measuring stops at the first
+one that could not get :data:`~simclr.planner.choose.MIN_EPOCHS` epochs within the budget (larger ones get
+fewer) or when the trials' allowance is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from simclr.build import build_loss, build_model, build_optimizer
+from simclr.config import Config
+from simclr.config_io import build_config, config_to_dict, unflatten
+from simclr.planner.choose import MIN_EPOCHS, Cost, DataProfile, DeviceProfile, Shape, recipe_settings
+from simclr.runtime.device import pick_precision
+from simclr.runtime.memory import step_memory
+from simclr.training.step import ContrastiveStep, StepOptions
+
+CPU_TRIAL_PAIRS = 64
+"""Pairs of views a CPU trial step runs (the cost is scaled to the shape's batch: an overestimate of about 1.2
+times for 256 pairs, measured)."""
+STEADY = 0.25
+MAX_STEPS = 10
+
+
+def shape_config(base: Config, shape: Shape, data: DataProfile, device: DeviceProfile) -> Config:
+    """``base`` with ``shape``'s recipe settings (what its trial and its run use)."""
+    raw = config_to_dict(base)
+    for key, value in recipe_settings(shape, data, device, 10.0).items():
+        section = unflatten(key, value)
+        for name, part in section.items():
+            _merge(raw.setdefault(name, {}), part)
+    return build_config(raw)
+
+
+def _merge(into: dict, update: dict) -> None:
+    for k, v in update.items():
+        if isinstance(v, dict):
+            _merge(into.setdefault(k, {}), v)
+        else:
+            into[k] = v
+
+
+def time_step(config: Config, device: torch.device, pairs: int, limit_s: float = 30.0) -> float:
+    """Seconds of one training step of ``pairs`` pairs of views under ``config``: steps run until two in a row
+    agree within :data:`STEADY` (the first steps of a new shape are several times slower while kernels are
+    built: 4 s against 0.08 s for a quarter-width ResNet-18 in bf16 here), :data:`MAX_STEPS` or ``limit_s``;
+    the faster of the last two counts (noise from other processes only slows steps down)."""
+    torch.manual_seed(0)
+    net = build_model(config).to(device).train()
+    channels_last = config.train.channels_last
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    precision = pick_precision(config.train.precision, device)
+    step = ContrastiveStep(net, build_optimizer(config, net), torch.amp.GradScaler(device.type,
+                           enabled=precision.scaled), precision, device, build_loss(config),
+                           StepOptions(channels_last=channels_last, loss_scale=config.loss.scale))
+    side = config.data.view_size or config.data.image_size
+    v1, v2 = (torch.rand(pairs, 3, side, side, device=device) for _ in range(2))
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < MAX_STEPS:
+        _sync(device)
+        t = time.perf_counter()
+        loss, _ = step(v1, v2)
+        float(loss)  # waits for the device
+        times.append(time.perf_counter() - t)
+        steady = len(times) >= 3 and max(times[-2:]) <= (1 + STEADY) * min(times[-2:])
+        if steady or time.perf_counter() - started > limit_s:
+            break
+    return min(times[-2:])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile: DeviceProfile,
+            device: torch.device, budget_s: float | None, allowance_s: float,
+            tell: Callable[[str], None] = lambda _: None) -> dict[Shape, Cost]:
+    """The :class:`Cost` of ``shapes`` (cheapest first), measured until one could not get the epochs worth
+    it or ``allowance_s`` seconds are spent; shapes whose step cannot fit in memory are left out."""
+    costs: dict[Shape, Cost] = {}
+    started = time.perf_counter()
+    for shape in shapes:
+        config = shape_config(base, shape, data, device_profile)
+        side = config.data.view_size or config.data.image_size
+        half = pick_precision(config.train.precision, device).dtype is not None
+        mem = step_memory(lambda c=config: build_model(c), side, half)  # type: ignore[misc]
+        per_process = shape.batch_size // device_profile.count
+        memory = mem.fixed + mem.per_view * 2 * per_process
+        if memory > device_profile.memory:
+            tell(f"  {shape.describe()}: needs about {memory / 2**30:.1f} GiB, more than the device has")
+            continue
+        pairs = min(per_process, CPU_TRIAL_PAIRS) if device.type == "cpu" else per_process
+        left = allowance_s - (time.perf_counter() - started)
+        seconds = time_step(config, device, pairs, max(left, 5.0)) * per_process / pairs
+        costs[shape] = Cost(seconds, memory)
+        tell(f"  {shape.describe()}: {seconds:.3g} s a step")
+        epochs = (budget_s or 0) / seconds / max(1, data.images // shape.batch_size)
+        if (budget_s is not None and epochs < MIN_EPOCHS) or time.perf_counter() - started > allowance_s:
+            break
+    return costs
+
