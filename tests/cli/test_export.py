@@ -1,13 +1,16 @@
 """simclr export: torchvision weights that give the run's h, a slim simclr file every command takes, bad
 input."""
 
+import hashlib
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import simclr
 from simclr.cli import main
+from simclr.errors import InputError
 from simclr.models.torchvision_compat import torchvision_skeleton
 
 
@@ -62,8 +65,8 @@ def test_refusals(env: dict, tmp_path: Path, capsys) -> None:
     for target in (out, env["run"], env["root"]):
         assert main(["export", "--checkpoint", str(env["run"]), "--out", str(target)]) == 2
         err = capsys.readouterr().err.strip()
-        assert "\n" not in err and ("is a file" in err or "holds the checkpoint" in err
-                                     or "not an earlier export" in err), err
+        refusals = ("is a file", "holds the checkpoint", "names a file", "not an earlier export")
+        assert "\n" not in err and any(r in err for r in refusals), err
     assert out.read_bytes() == b"keep me"
 
 
@@ -112,3 +115,22 @@ def test_import_reads_safetensors(make_checkpoint, tmp_path: Path, capsys) -> No
     assert main(["import", str(weights), "--out", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot read weights" in err and "\n" not in err
+
+
+def test_the_folder_records_its_weights_digest_and_a_file_name_is_refused(env: dict, tmp_path: Path,
+                                                                          capsys) -> None:
+    out = tmp_path / "exported"
+    assert main(["export", "--checkpoint", str(env["run"]), "--out", str(out)]) == 0
+    weights = out / "model.safetensors"
+    assert json.loads((out / "config.json").read_text())["tensors"]["sha256"] == \
+        hashlib.sha256(weights.read_bytes()).hexdigest()
+    raw = bytearray(weights.read_bytes())
+    raw[-3] ^= 0x10  # inside the last tensor's bytes: safetensors itself would not notice
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="model.safetensors is damaged: its bytes do not match the sha256"):
+        simclr.load_encoder(out, "cpu")
+    capsys.readouterr()
+    for name in ("f.pt", "model.onnx"):  # the earlier default wrote a file: a script's --out names one
+        assert main(["export", "--checkpoint", str(env["run"]), "--out", str(tmp_path / name)]) == 2
+        assert "names a file, and the safetensors format writes a folder" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()

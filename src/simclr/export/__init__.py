@@ -39,6 +39,7 @@ from simclr.files import check_output
 from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 FORMATS = ("safetensors", "onnx", "torchvision", "timm", "simclr")
+FILE_SUFFIXES = (".pt", ".pth", ".onnx", ".safetensors", ".bin", ".ckpt")
 DEFAULT_FORMAT = "safetensors"
 
 
@@ -49,6 +50,9 @@ def export(checkpoint: str | Path, out: Path, fmt: str = DEFAULT_FORMAT) -> dict
         raise InputError(f"--format: choose from {', '.join(FORMATS)}, got {fmt!r}")
     source = resolve_checkpoint(checkpoint)
     if fmt == "safetensors":
+        if Path(out).suffix.lower() in FILE_SUFFIXES:  # a script written for the earlier default (a file)
+            raise InputError(f"--out {out} names a file, and the safetensors format writes a folder: name a "
+                             "folder, or pass --format onnx, torchvision, timm or simclr for a file")
         check_folder(out, source)
     else:
         check_output(out, reading=(source,))

@@ -8,27 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from simclr.errors import is_number
+from simclr.runtime.metrics import read_metrics
 
 EVAL_KEYS = ("knn_top1", "knn_top5")
 """The evaluation figures a run's metrics.jsonl records (the kNN monitor, ``train.knn_every``)."""
 
 
-def run_evaluations(checkpoint: Path) -> list[dict[str, Any]]:
+def run_evaluations(checkpoint: Path, step: int | None = None) -> list[dict[str, Any]]:
     """The rows of the run's ``metrics.jsonl`` (beside ``checkpoint``) that hold evaluation figures, oldest
-    first; [] when there is none or it cannot be read."""
+    first, up to ``step`` (the checkpoint's: an earlier epoch's checkpoint is not credited with later
+    figures); [] when there is none or it cannot be read."""
     try:
-        lines = (checkpoint.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        records = read_metrics(checkpoint.parent / "metrics.jsonl")
     except (OSError, UnicodeDecodeError):
         return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if isinstance(row, dict) and any(is_number(row.get(k)) for k in EVAL_KEYS):
-            rows.append({k: row[k] for k in ("epoch", "step", *EVAL_KEYS) if k in row})
-    return rows
+    return [{k: row[k] for k in ("epoch", "step", *EVAL_KEYS) if k in row} for row in records
+            if isinstance(row, dict) and any(is_number(row.get(k)) for k in EVAL_KEYS)
+            and (step is None or not is_number(row.get("step")) or row["step"] <= step)]
 
 
 def evaluation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ card (see :mod:`simclr.runtime.exported` for what the files hold and how simclr 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -117,7 +118,7 @@ def export_config(model: SimCLRNet, config: Config, state: dict[str, Any], sourc
                           "note": "f standardises its input itself (ImageNet mean and std)"
                           if m.input_norm == "imagenet" else "f takes pixels in [0, 1] as they are"},
         "training": done,
-        "evaluation": evaluation_summary(run_evaluations(source)),
+        "evaluation": evaluation_summary(run_evaluations(source, done.get("step"))),
         "source": str(source),
         "versions": _versions(m.arch),
         "simclr_config": config_to_dict(config),
@@ -135,7 +136,9 @@ def write_folder(model: SimCLRNet, config: Config, state: dict[str, Any], source
     plain = plain_recipe(model.encoder, out / WEIGHTS_FILE)
     if plain and config.model.input_norm == "imagenet":
         plain += STANDARDISE
-    files = {WEIGHTS_FILE: save(tensors, metadata={"format": EXPORT_FORMAT}),
+    weights = save(tensors, metadata={"format": EXPORT_FORMAT})
+    meta["tensors"]["sha256"] = hashlib.sha256(weights).hexdigest()  # read_export checks it
+    files = {WEIGHTS_FILE: weights,
              CONFIG_FILE: (json_text(meta, indent=2) + "\n").encode(),
              CARD_FILE: model_card(meta, load, plain).encode()}
     replace_folder(out, files)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simclr.errors import InputError, one_line
+from simclr.errors import InputError, missing_extra, one_line
 from simclr.files import atomic_file
 from simclr.models.fold import folded_for_inference
 
@@ -47,8 +47,7 @@ def onnx_bytes(encoder: nn.Module, image_size: int, metadata: dict[str, str]) ->
     try:
         import onnx
     except ImportError:
-        raise InputError("--format onnx needs onnx and onnxscript: pip install onnx onnxscript "
-                         "(and onnxruntime to run it)") from None
+        raise missing_extra("--format onnx", "onnx") from None
     model = folded_for_inference(encoder).float()
     x = torch.rand(2, 3, image_size, image_size)
     with warnings.catch_warnings():  # the exporters' notes on deprecations and torch.export's internals

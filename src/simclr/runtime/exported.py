@@ -9,6 +9,7 @@ code: the tensors are safetensors, the rest JSON. Writing it is :mod:`simclr.exp
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -76,6 +77,15 @@ def read_export(path: Path) -> dict[str, Any]:
     ``exported`` (its ``config.json``) and the ``step`` and ``epoch`` it records."""
     folder = path if path.is_dir() else path.parent
     raw = read_export_config(folder)
+    expected = raw["tensors"].get("sha256") if isinstance(raw.get("tensors"), dict) else None
+    if expected is not None:  # (exports from before the digest have none)
+        try:
+            actual = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"cannot read {folder / WEIGHTS_FILE}: {one_line(exc)}") from None
+        if actual != expected:
+            raise InputError(f"{folder / WEIGHTS_FILE} is damaged: its bytes do not match the sha256 in "
+                             f"{CONFIG_FILE} (changed on disk or in transit); export it again")
     tensors = read_safetensors(folder / WEIGHTS_FILE, "exported model")
     done: dict[str, Any] = raw["training"] if isinstance(raw.get("training"), dict) else {}
     extra = {k: done[k] for k in ("step", "epoch") if isinstance(done.get(k), int)}
