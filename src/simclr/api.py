@@ -16,6 +16,7 @@ command calls the function here that does its job (:mod:`simclr.cli`), so the tw
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -129,6 +130,11 @@ def _planned(config: Config, data: str | Path | None, overrides: Sequence[str],
     plan, facts = plan_recipe(config, yours, tell)
     base = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
     planned = pretrain_config(data, config=base, overrides=overrides, settings=settings)
+    if planned.train.time_budget > 0:  # the trial steps came out of the budget (and a plan may need less)
+        left = max(planned.train.time_budget - facts["trial_s"] / 60, planned.train.time_budget / 2)
+        minutes = min(left, plan.settings.get("train.time_budget", left))
+        planned = dataclasses.replace(planned, train=dataclasses.replace(planned.train,
+                                                                          time_budget=round(minutes, 3)))
     if progress:
         print(render(plan, facts, yours), file=sys.stderr)
     return planned

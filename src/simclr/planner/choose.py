@@ -16,6 +16,9 @@ from typing import Any
 MIN_EPOCHS = 40
 """A larger shape is chosen only when the budget buys it this many epochs (the CPU recipe does ~30 in 15
 minutes and beat larger shapes given fewer)."""
+MAX_EPOCHS = 1000
+"""A budget that would buy more epochs than this (the longest CIFAR-10 runs of the paper's Appendix B.9) is
+not used up: the plan does this many and ends early."""
 NO_BUDGET_EPOCHS = 100
 """Epochs of a plan without a time budget (the paper's shortest schedules are 100 epochs)."""
 REASONABLE_HOURS = 24.0
@@ -163,11 +166,19 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
     steps, got = steps_in(budget_s, costs[chosen]), epochs[chosen]
     reasons = [(f"measured {costs[chosen].step_s:.3g} s a step: {steps:,} steps ({got:.1f} epochs) fit "
                f"{budget_s / 60:.3g} minutes")]
+    if got > MAX_EPOCHS:
+        steps, got = MAX_EPOCHS * per_epoch[chosen], float(MAX_EPOCHS)
+        budget_s = steps * costs[chosen].step_s
+        reasons = [(f"measured {costs[chosen].step_s:.3g} s a step: {MAX_EPOCHS} epochs ({steps:,} steps) "
+                    f"take {_duration(budget_s)}, less than the budget: the run ends then")]
     larger = [s for s in fitting if s > chosen]
     if larger:
         reasons.append(f"a larger shape ({larger[0].describe()}) would get {epochs[larger[0]]:.1f} epochs, "
                        f"fewer than the {MIN_EPOCHS} that make it worth more than epochs of this one")
-    return Plan(chosen, recipe_settings(chosen, data, device, got), steps, got, budget_s, reasons)
+    plan = Plan(chosen, recipe_settings(chosen, data, device, got), steps, got, budget_s, reasons)
+    if got == MAX_EPOCHS:
+        plan.settings["train.time_budget"] = round(budget_s / 60, 3)  # less than the budget given
+    return plan
 
 
 def _no_budget(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost], fitting: list[Shape],

@@ -97,6 +97,6 @@ def render(plan: Plan, facts: dict[str, Any], yours: dict[str, Any]) -> str:
              f"  measured   trial steps took {facts['trial_s']:.0f} s"]
     lines += [f"  why        {r}" for r in plan.reasons]
     if yours:
-        given = ", ".join(f"{k}={v}" for k, v in yours.items())
+        given = ", ".join(f"{k}={v}" for k, v in sorted(yours.items()))
         lines.append(f"  yours      {given} (replace the plan's)")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,26 @@ class Row:
     extra: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+class BudgetBar(tqdm):
+    """A progress bar that never promises more than the time budget leaves: until the budget's fit settles
+    the total (a slow first step would otherwise predict hours), the total shown is at most the steps that
+    fit in the time left at the speed so far, so the time-left estimate is at most the time left."""
+
+    def __init__(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> None:
+        self.deadline = deadline  # time.perf_counter() at which the budget ends; None without one
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self) -> MutableMapping[str, Any]:
+        shown = super().format_dict
+        total, n, elapsed = shown.get("total"), shown.get("n", 0), shown.get("elapsed", 0.0)
+        rate = shown.get("rate") or ((n - shown.get("initial", 0)) / elapsed if elapsed else None)
+        if self.deadline is not None and rate and total:
+            left = max(self.deadline - time.perf_counter(), 0.0)
+            shown["total"] = max(n, min(total, n + int(left * rate)))
+        return shown
+
+
 class Diverged(InputError):
     """The loss became NaN or infinite: the run stops without saving (its last checkpoint is its last good
     state)."""
@@ -97,8 +118,9 @@ class RunState:
         self.last_loss = math.nan
         self.lr, self.n = 0.0, self.tr.batch_size // parts.ctx.world_size  # of the latest step, this process
         self.row: Row | None = None  # the row of this step, held until the epoch's evaluations join it
-        self.bar = tqdm(total=self.schedule.total_steps, initial=self.step, desc="pretrain", unit="step",
-                        disable=not progress, dynamic_ncols=True)
+        deadline = None if start.budget is None else start.budget.t_start + start.budget.seconds
+        self.bar = BudgetBar(total=self.schedule.total_steps, initial=self.step, desc="pretrain", unit="step",
+                             disable=not progress, dynamic_ncols=True, deadline=deadline)
         self.window = Window(parts.device, self.clock.seconds())  # a kNN evaluation inside does not count
         self.saved_at = time.perf_counter()
 

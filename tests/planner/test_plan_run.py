@@ -1,0 +1,105 @@
+"""``simclr pretrain`` without a recipe plans one from timed trial steps, says it, saves it in the run's
+config (so --resume and a rerun with that config reproduce it), keeps the settings given, and fits the budget;
+the paper's settings stay one flag away."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from simclr.cli import main
+from simclr.config import Config
+from simclr.config_io import config_to_dict, load_config
+from simclr.planner.choose import DataProfile, DeviceProfile, Shape
+from simclr.planner.trials import measure, time_step
+
+
+def _steps(run: Path) -> list[int]:
+    return [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()
+            if "loss" in json.loads(x)]
+
+
+def test_a_bare_run_plans_says_and_saves_its_recipe(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", "0.4",
+                 "--device", "cpu", "--set", "train.precision=fp32"]) == 0
+    err = capsys.readouterr().err
+    block = err[err.index("plan (--recipe auto):"):]
+    assert "500 images of 32 px" in block and "resnet18 x0.25, 16-px views of 32-px images" in block
+    assert "  why        measured" in block and "yours      train.precision=fp32" in block
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["model"]["width"], saved["data"]["view_size"], saved["optim"]["base_lr"],
+            saved["loss"]["temperature"]) == (0.25, 16, 3.0, 0.1)
+    assert 0 < saved["train"]["time_budget"] < 0.4  # the trial steps came out of the budget
+    assert saved["train"]["precision"] == "fp32"  # a setting given is kept
+    # the saved config reproduces the plan: a rerun with it trains the same first steps
+    again = tmp_path / "again"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(again), "--config",
+                 str(run / "config.yaml"), "--set", "train.time_budget=0", "--epochs", "0.2", "--quiet"]) == 0
+    assert load_config(again / "config.yaml").model == load_config(run / "config.yaml").model
+
+
+def test_the_plan_keeps_a_given_network_and_the_paper_is_one_flag_away(mini_archive: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--arch", "resnet34",
+                 "--set", "model.width=0.125", "--epochs", "0.1", "--device", "cpu"]) == 0
+    saved = load_config(run / "config.yaml")
+    assert (saved.model.arch, saved.model.width, saved.train.epochs) == ("resnet34", 0.125, 0.1)
+    assert "yours      model.arch=resnet34, model.width=0.125, train.epochs=0.1" in capsys.readouterr().err
+    paper = tmp_path / "paper"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(paper), "--recipe", "paper",
+                 "--set", "model.width=0.125", "--batch-size", "25", "--epochs", "0.1",
+                 "--device", "cpu"]) == 0
+    assert "plan (" not in capsys.readouterr().err
+    defaults = config_to_dict(Config())
+    got = config_to_dict(load_config(paper / "config.yaml"))
+    assert got["optim"] == defaults["optim"] and got["loss"] == defaults["loss"]  # the paper's, as they are
+    assert got["model"]["arch"] == "resnet50" and got["augment"] == defaults["augment"]
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(tmp_path / "x"), "--recipe", "auto",
+                 "--config", str(paper / "config.yaml")]) == 2
+    assert "--recipe auto and --config both name the recipe" in capsys.readouterr().err
+
+
+def test_trials_measure_cheapest_first_and_stop_when_epochs_run_out() -> None:
+    cpu = DeviceProfile("cpu", "test", 2, False, 16 * 2**30)
+    data = DataProfile(500, 16)
+    shapes = [Shape(0, "resnet18", 0.125, 16, 8, 64), Shape(1, "resnet18", 0.25, 16, 16, 64),
+              Shape(2, "resnet18", 1.0, 16, 16, 64)]
+    base = load_config(None, ["train.precision=fp32"])
+    lines: list[str] = []
+    costs = measure(base, shapes, data, cpu, torch.device("cpu"), budget_s=0.5, allowance_s=30,
+                    tell=lines.append)
+    assert list(costs) == [shapes[0]]  # half a second buys no shape 40 epochs: the cheapest only
+    assert costs[shapes[0]].step_s > 0 and lines and "s a step" in lines[0]
+    costs = measure(base, shapes[:2], data, cpu, torch.device("cpu"), budget_s=None, allowance_s=30)
+    assert list(costs) == shapes[:2] and costs[shapes[0]].step_s < costs[shapes[1]].step_s * 1.5
+
+
+def test_a_trial_step_is_timed_once_steady() -> None:
+    config = load_config(None, ["train.precision=fp32", "model.arch=resnet18", "model.width=0.125",
+                                "data.image_size=16", "train.batch_size=16"])
+    seconds = time_step(config, torch.device("cpu"), pairs=8)
+    assert 0 < seconds < 5
+
+
+@pytest.mark.parametrize("budget", ["0.4"])
+def test_the_progress_bar_never_promises_more_than_the_budget(mini_archive: Path, tmp_path: Path, capsys,
+                                                              budget: str) -> None:
+    """The bar's total is the plan's from the first step: no ETA beyond the budget is ever printed."""
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", budget,
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    etas = [part.split("<")[1].split(",")[0] for part in err.split("pretrain:")[1:] if "<" in part]
+    assert etas and all(_seconds(eta) <= float(budget) * 60 for eta in etas if eta != "?"), etas
+    assert _steps(run)
+
+
+def _seconds(text: str) -> float:
+    parts = [float(p) for p in text.split(":")]
+    return sum(p * 60**i for i, p in enumerate(reversed(parts)))
