@@ -155,10 +155,8 @@ class LossConfig:
         if self.name not in LOSSES:
             raise ValueError(f"loss.name must be one of {', '.join(LOSSES)}, got {self.name!r}")
         check_range("loss.temperature", self.temperature, 0, 100, above=True)
-        if self.margin <= 0:
-            raise ValueError(f"loss.margin must be > 0, got {self.margin}")
-        if not 0 < self.scale < float("inf"):
-            raise ValueError(f"loss.scale must be > 0, got {self.scale}")
+        check_range("loss.margin", self.margin, 0, 100, above=True)
+        check_range("loss.scale", self.scale, 0, 1e4, above=True)
         if self.semi_hard and self.name == "nt_xent":
             raise ValueError("loss.semi_hard applies to nt_logistic and margin_triplet, not nt_xent")
 
@@ -196,8 +194,7 @@ class OptimConfig:
         check_range("optim.weight_decay", self.weight_decay, 0, 10)
         check_range("optim.warmup_epochs", self.warmup_epochs, 0, 1e5)
         check_range("optim.final_lr", self.final_lr, 0, 1e4)
-        if self.trust_coefficient <= 0:
-            raise ValueError(f"optim.trust_coefficient must be > 0, got {self.trust_coefficient}")
+        check_range("optim.trust_coefficient", self.trust_coefficient, 0, 1e3, above=True)
 
 
 @dataclass(frozen=True)
@@ -268,8 +265,7 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "knn_every", "save_minutes", "diagnostics_every"):
             check_range(f"train.{name}", getattr(self, name), 0, 1e6)
-        if self.knn_temperature <= 0:
-            raise ValueError(f"train.knn_temperature must be > 0, got {self.knn_temperature}")
+        check_range("train.knn_temperature", self.knn_temperature, 0, 100, above=True)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,13 @@ DIGEST = "digest"
 """The checkpoint entry holding :func:`state_digest` of the rest (checkpoints from before it have none)."""
 
 
+def hash_tensor(h: Any, name: str, tensor: torch.Tensor) -> None:
+    """Feed ``tensor``'s name, dtype, shape and bytes to the hash ``h``."""
+    t = tensor.detach().cpu().contiguous()
+    h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+
+
 def state_digest(state: Any) -> str:
     """sha256 (hex) of everything in a checkpoint's ``state``: every tensor's bytes, dtype and shape and every
     other value, with the keys that lead to each, in a fixed order. A byte flipped inside a tensor (which
@@ -52,9 +59,7 @@ def state_digest(state: Any) -> str:
             for i, item in enumerate(value):
                 walk(item, f"{path}/{i}")
         elif isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous()
-            h.update(f"{path}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+            hash_tensor(h, path, value)
         else:
             h.update(f"{path}\0{value!r}\0".encode())
 
@@ -217,7 +222,5 @@ def weights_digest(model: torch.nn.Module) -> str:
     """sha256 (hex, 32 digits) of every parameter and buffer of ``model``: names, types, shapes and values."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensor(h, name, tensor)
     return h.hexdigest()[:32]
