@@ -114,6 +114,10 @@ def _recipe(recipe: str | None, config: object, resume: bool) -> str:
         raise InputError(f"--recipe {recipe} and --config both name the recipe: give one of them")
     if resume or config is not None:
         return "config"
+    if (recipe or "auto") == "auto" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise InputError("under torchrun every process would plan on its own: plan on one process first "
+                         "(simclr pretrain ... --epochs 0.01 writes the plan to RUN/config.yaml) and give "
+                         "that file as --config, or --recipe paper")
     return recipe or "auto"
 
 
