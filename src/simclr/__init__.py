@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.2.0"
 """The one place of the version: setuptools reads it (pyproject.toml), `simclr --version` prints it."""
 __all__ = ["Encoder", "__version__", "ablate", "embed", "evaluate", "export_weights", "import_weights",
-           "load_encoder", "load_index", "pretrain", "pretrain_config"]
+           "load_encoder", "load_index", "planned_config", "pretrain", "pretrain_config"]
 
 
 def __getattr__(name: str) -> Any:

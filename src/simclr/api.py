@@ -94,7 +94,8 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
     run_config = pretrain_config(data, config=config, overrides=overrides, settings=settings)
     if recipe == "auto":
         check_new_run(Path(out))  # before the trial steps, not after
-        run_config = _planned(run_config, data, overrides, settings, progress)
+        run_config = planned_config(data, overrides=overrides, settings=settings, progress=progress,
+                                    base=run_config)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
 
 
@@ -121,10 +122,14 @@ def _recipe(recipe: str | None, config: object, resume: bool) -> str:
     return recipe or "auto"
 
 
-def _planned(config: Config, data: str | Path | None, overrides: Sequence[str],
-             settings: dict[str, Any] | None, progress: bool) -> Config:
-    """``config`` with the planned recipe (:mod:`simclr.planner`) in place of the defaults: the settings
-    given (``overrides``, ``settings``) keep their values and pin the shapes tried."""
+def planned_config(data: str | Path | None = None, *, overrides: Sequence[str] = (),
+                   settings: dict[str, Any] | None = None, progress: bool = True,
+                   base: Config | None = None) -> Config:
+    """The config ``pretrain`` runs with ``recipe="auto"``: the recipe planned (:mod:`simclr.planner`) for
+    ``data``, this device and the time budget, with the settings given (``overrides``, ``settings``, as in
+    :func:`pretrain_config`) keeping their values and pinning the shapes tried; the plan is printed on stderr
+    with ``progress``. ``base``: the config of the settings given, when already built."""
+    config = base or pretrain_config(data, overrides=overrides, settings=settings)
     given: dict[str, Any] = {}
     layers = [parse_override(o) for o in overrides] + [unflatten(k, v) for k, v in (settings or {}).items()]
     for layer in layers:
@@ -132,8 +137,8 @@ def _planned(config: Config, data: str | Path | None, overrides: Sequence[str],
     yours = {k: v for k, v in given.items() if k not in _NOT_PINNED}
     tell = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
     plan, facts = plan_recipe(config, yours, tell)
-    base = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
-    planned = pretrain_config(data, config=base, overrides=overrides, settings=settings)
+    recipe = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
+    planned = pretrain_config(data, config=recipe, overrides=overrides, settings=settings)
     if planned.train.time_budget > 0:  # the trial steps came out of the budget (and a plan may need less)
         left = max(planned.train.time_budget - facts["trial_s"] / 60, planned.train.time_budget / 2)
         minutes = min(left, plan.settings.get("train.time_budget", left))

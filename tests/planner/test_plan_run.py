@@ -103,3 +103,20 @@ def test_the_progress_bar_never_promises_more_than_the_budget(mini_archive: Path
 def _seconds(text: str) -> float:
     parts = [float(p) for p in text.split(":")]
     return sum(p * 60**i for i, p in enumerate(reversed(parts)))
+
+
+def test_a_planned_run_resumes_exactly(mini_archive: Path, tmp_path: Path) -> None:
+    from simclr.api import planned_config
+    from simclr.training.loop import pretrain
+
+    config = planned_config(mini_archive, settings={"train.device": "cpu", "train.precision": "fp32",
+                                                    "train.epochs": 0.15}, progress=False)
+    assert config.model.width == 0.25 and config.data.view_size == 16  # the CPU plan for 32-px images
+    pretrain(config, tmp_path / "whole", progress=False)
+    assert pretrain(config, tmp_path / "parts", progress=False, stop_after_steps=1).step == 1
+    pretrain(config, tmp_path / "parts", progress=False, resume=True)
+    whole = {r: json.loads(x)["loss"] for r, x in zip(_steps(tmp_path / "whole"),
+             [x for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines() if "loss" in x])}
+    parts = {r: json.loads(x)["loss"] for r, x in zip(_steps(tmp_path / "parts"),
+             [x for x in (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines() if "loss" in x])}
+    assert sorted(whole) == sorted(parts) and whole == pytest.approx(parts, rel=1e-6, abs=1e-6)
