@@ -110,7 +110,7 @@ def test_a_planned_run_resumes_exactly(mini_archive: Path, tmp_path: Path) -> No
     from simclr.training.loop import pretrain
 
     config = planned_config(mini_archive, settings={"train.device": "cpu", "train.precision": "fp32",
-                                                    "train.epochs": 0.15}, progress=False)
+                                                    "train.epochs": 3}, progress=False)
     assert config.model.width == 0.25 and config.data.view_size == 16  # the CPU plan for 32-px images
     pretrain(config, tmp_path / "whole", progress=False)
     assert pretrain(config, tmp_path / "parts", progress=False, stop_after_steps=1).step == 1
