@@ -21,10 +21,9 @@ from collections.abc import Callable
 
 import onnxruntime
 import torch
+from inference import _encoder  # benchmarks/inference.py: an encoder with trained-looking batch norms
 from machine import machine  # benchmarks/machine.py
 
-from simclr.build import build_model
-from simclr.config_io import build_config
 from simclr.export.onnx_format import onnx_bytes
 from simclr.models.fold import folded_for_inference
 
@@ -32,20 +31,6 @@ CASES = (("resnet18", 0.25, 32, 256, 4, "ResNet-18 x0.25, CIFAR stem, 32 px"),
          ("resnet18", 1.0, 224, 16, 2, "ResNet-18, 224 px"),
          ("resnet50", 1.0, 224, 8, 2, "ResNet-50, 224 px"))
 """(arch, width, image side, batch, batches per timing, label)."""
-
-
-def _encoder(arch: str, width: float, size: int) -> torch.nn.Module:
-    config = build_config({"data": {"spec": "digits", "image_size": size},
-                           "model": {"arch": arch, "width": width, "cifar_stem": size <= 64}})
-    torch.manual_seed(0)
-    net = build_model(config).encoder.eval()
-    with torch.no_grad():  # batch-norm statistics and scales as after training
-        for name, t in net.state_dict().items():
-            if "running_var" in name or name.endswith(".weight") and t.ndim == 1:
-                t.uniform_(0.5, 2.0)
-            elif "running_mean" in name:
-                t.normal_(0.0, 0.1)
-    return net
 
 
 def _time(run: Callable[[], object], batch: int, batches: int) -> float:

@@ -48,12 +48,13 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.undo()
 
 
-def _make_checkpoint(path: Path, width: float = 0.125) -> Path:
-    """An untrained simclr checkpoint (config + weights, 16x16 images, CIFAR stem) with non-trivial BN
-    statistics."""
-    config = build_config({"data": {"spec": "digits", "image_size": 16},
-                           "model": {"arch": "resnet18", "width": width, "cifar_stem": True,
-                                     "head": {"out_dim": 24}},
+def _make_checkpoint(path: Path, width: float = 0.125, *, arch: str = "resnet18", size: int = 16,
+                     input_norm: str = "none") -> Path:
+    """An untrained simclr checkpoint (config + weights, ``size``-px images, CIFAR stem or the small-image
+    option) with non-trivial BN statistics."""
+    config = build_config({"data": {"spec": "digits", "image_size": size},
+                           "model": {"arch": arch, "width": width, "cifar_stem": True,
+                                     "input_norm": input_norm, "head": {"out_dim": 24}},
                            "train": {"precision": "fp32", "device": "cpu"}})
     torch.manual_seed(0)
     model = build_model(config)
@@ -69,5 +70,6 @@ def _make_checkpoint(path: Path, width: float = 0.125) -> Path:
 
 @pytest.fixture(scope="session")
 def make_checkpoint():
-    """``make_checkpoint(path, width=0.125)`` writes an untrained checkpoint (see ``_make_checkpoint``)."""
+    """``make_checkpoint(path, width=0.125, arch=..., size=..., input_norm=...)`` writes an untrained
+    checkpoint (see ``_make_checkpoint``)."""
     return _make_checkpoint

@@ -13,40 +13,21 @@ import torch
 import torchvision
 
 import simclr
-from simclr.build import build_model
 from simclr.cli import main
-from simclr.config_io import build_config, config_to_dict
 from simclr.errors import InputError
 from simclr.export import export
-from simclr.runtime.checkpoint import save_checkpoint
-
-
-def _checkpoint(path: Path, arch: str, width: float = 1.0, size: int = 32, input_norm: str = "none") -> Path:
-    """An untrained checkpoint of ``arch`` (small-image option on) with non-trivial batch-norm statistics."""
-    config = build_config({"data": {"spec": "digits", "image_size": size},
-                           "model": {"arch": arch, "width": width, "cifar_stem": True,
-                                     "input_norm": input_norm, "head": {"out_dim": 16}},
-                           "train": {"precision": "fp32", "device": "cpu"}})
-    torch.manual_seed(0)
-    model = build_model(config)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if "running_var" in name:
-                t.uniform_(0.5, 2.0)
-            elif "running_mean" in name:
-                t.normal_(0.0, 0.1)
-    save_checkpoint({"config": config_to_dict(config), "model": model.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
-def nets(tmp_path_factory) -> dict[str, Path]:
+def nets(tmp_path_factory, make_checkpoint) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("nets")
-    return {"r18": _checkpoint(root / "r18.pt", "resnet18"),
-            "r18w025": _checkpoint(root / "r18w025.pt", "resnet18", width=0.25),
-            "vit": _checkpoint(root / "vit.pt", "timm:test_vit"),
-            "convnext": _checkpoint(root / "convnext.pt", "timm:test_convnext", input_norm="imagenet"),
-            "mobilenet": _checkpoint(root / "mobilenet.pt", "torchvision:mobilenet_v3_small")}
+    def make(name: str, arch: str, width: float = 1.0, input_norm: str = "none") -> Path:
+        return make_checkpoint(root / f"{name}.pt", width, arch=arch, size=32, input_norm=input_norm)
+
+    return {"r18": make("r18", "resnet18"), "r18w025": make("r18w025", "resnet18", width=0.25),
+            "vit": make("vit", "timm:test_vit"),
+            "convnext": make("convnext", "timm:test_convnext", input_norm="imagenet"),
+            "mobilenet": make("mobilenet", "torchvision:mobilenet_v3_small")}
 
 
 def _h(checkpoint: Path, x: torch.Tensor) -> torch.Tensor:
