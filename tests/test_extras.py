@@ -84,7 +84,8 @@ def test_ablate_without_matplotlib_names_the_plots_extra_before_training(tmp_pat
 
 def test_pretraining_without_tensorboard_writes_metrics_and_says_so_once(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    done = _simclr(["pretrain", "--data", "digits", "--out", run, "--arch", "resnet18", "--epochs", "0.5",
+    done = _simclr(["pretrain", "--data", "digits", "--out", run, "--recipe", "paper", "--arch", "resnet18",
+                    "--epochs", "0.5",
                     "--batch-size", "64", "--device", "cpu", "--set", "model.width=0.125", "--set",
                     "data.image_size=16", "--set", "train.precision=fp32", "--set", "train.log_every=1",
                     "--set", "train.knn_every=0", "--quiet"], ("tensorboard",), tmp_path)

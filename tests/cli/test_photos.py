@@ -14,7 +14,8 @@ from simclr.runtime.checkpoint import load_checkpoint
 
 def test_folder_of_photos_end_to_end(photos: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["pretrain", "--data", str(photos), "--out", str(run), "--arch", "resnet18", "--epochs", "2",
+    assert main(["pretrain", "--data", str(photos), "--out", str(run), "--recipe", "paper",
+                 "--arch", "resnet18", "--epochs", "2",
                  "--batch-size", "10", "--device", "cpu", "--quiet", "--set", "model.width=0.125",
                  "--set", "data.image_size=96", "--set", "data.workers=0", "--set",
                  "train.precision=fp32"]) == 0

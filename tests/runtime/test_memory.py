@@ -118,7 +118,7 @@ def test_pretrain_refuses_before_writing_anything(photos: Path, tmp_path: Path, 
     monkeypatch.setattr(setup, "available", lambda device: 2**30)  # a machine with 1 GiB free
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(photos), "--out", str(out), "--arch", "resnet50",
-                 "--batch-size", "16", "--device", "cpu", "--quiet"]) == 2
+                 "--recipe", "paper", "--batch-size", "16", "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("simclr: error: a training step of 32 views (batch 16) of 224x224 through "
                           "resnet50 keeps about ") and "\n" not in err and "cpu has 1.0 GiB available" in err

@@ -190,7 +190,7 @@ def test_init_starts_from_a_checkpoints_weights_and_model(full_run: Path, tmp_pa
 
     trained = load_checkpoint(full_run)["model"]
     args = ["pretrain", "--data", "digits", "--out", str(tmp_path / "cont"),
-            "--init", str(full_run), "--quiet",
+            "--init", str(full_run), "--quiet", "--recipe", "paper",
             "--set", "data.image_size=16", "--set", "model.width=0.25", "--set", "model.head.out_dim=32",
             "--set", "optim.base_lr=1e-12", "--set", "train.precision=fp32", "--set", "train.device=cpu",
             "--set", "train.batch_size=64", "--set", "train.epochs=0.05", "--set", "train.knn_every=0",
