@@ -104,3 +104,11 @@ def test_a_timm_backbone_without_timm_names_the_timm_extra_before_writing(tmp_pa
     done = _simclr(argv, ("timm",), tmp_path)
     _refused(done, "timm", "model.arch timm:NAME")
     assert not (tmp_path / "run").exists()
+
+
+def test_onnx_export_without_onnx_names_the_onnx_extra(tmp_path: Path, make_checkpoint) -> None:
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    done = _simclr(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", tmp_path / "f.onnx"],
+                   ("onnx",), tmp_path)
+    _refused(done, "onnx", "--format onnx")
+    assert not (tmp_path / "f.onnx").exists()
