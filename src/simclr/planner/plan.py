@@ -69,10 +69,17 @@ def plan_recipe(config: Config, pinned: dict[str, Any] | None = None,
     tell(f"planning: timing trial steps on {profile.describe()} (at most {allowance:.0f} s"
          + (f", {100 * allowance / budget_s:.0f}% of the budget)" if budget_s else ")"))
     candidates = pin(shapes(data, profile), pinned or {})
-    costs = measure(config, candidates, data, profile, device, budget_s, allowance, tell)
+    said: list[str] = []
+
+    def both(line: str) -> None:
+        said.append(line.strip())
+        tell(line)
+
+    costs = measure(config, candidates, data, profile, device, budget_s, allowance, both)
     if not costs:
-        raise InputError(f"no candidate shape fits {profile.describe()}: its memory is too small for a "
-                         "quarter-width ResNet-18; give a config instead (--config)")
+        why = said[-1] if said else "none was measured"
+        raise InputError(f"no candidate shape can be trained on {profile.describe()} ({why}); give a recipe "
+                         "instead (--config or --recipe paper)")
     spent = time.perf_counter() - t0
     left = None if budget_s is None else max(budget_s - spent, 0.5 * budget_s) * 0.95  # setup and decoding
     plan = choose(data, profile, costs, left)

@@ -19,6 +19,7 @@ import torch
 from simclr.build import build_loss, build_model, build_optimizer
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, unflatten
+from simclr.errors import one_line
 from simclr.planner.choose import MIN_EPOCHS, Cost, DataProfile, DeviceProfile, Shape, recipe_settings
 from simclr.runtime.device import pick_precision
 from simclr.runtime.memory import step_memory
@@ -95,15 +96,22 @@ def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile
         config = shape_config(base, shape, data, device_profile)
         side = config.data.view_size or config.data.image_size
         half = pick_precision(config.train.precision, device).dtype is not None
-        mem = step_memory(lambda c=config: build_model(c), side, half)  # type: ignore[misc]
         per_process = shape.batch_size // device_profile.count
-        memory = mem.fixed + mem.per_view * 2 * per_process
+        try:
+            mem = step_memory(lambda c=config: build_model(c), side, half)  # type: ignore[misc]
+            memory = mem.fixed + mem.per_view * 2 * per_process
+        except (NotImplementedError, RuntimeError, TypeError, ValueError):  # not on the meta device: unknown
+            memory = 0
         if memory > device_profile.memory:
             tell(f"  {shape.describe()}: needs about {memory / 2**30:.1f} GiB, more than the device has")
             continue
         pairs = min(per_process, CPU_TRIAL_PAIRS) if device.type == "cpu" else per_process
         left = allowance_s - (time.perf_counter() - started)
-        seconds = time_step(config, device, pairs, max(left, 5.0)) * per_process / pairs
+        try:
+            seconds = time_step(config, device, pairs, max(left, 5.0)) * per_process / pairs
+        except (RuntimeError, ValueError, AssertionError) as exc:  # out of memory, views too small ...
+            tell(f"  {shape.describe()}: cannot train here ({one_line(exc)[:100]})")
+            continue
         costs[shape] = Cost(seconds, memory)
         tell(f"  {shape.describe()}: {seconds:.3g} s a step")
         epochs = (budget_s or 0) / seconds / max(1, data.images // shape.batch_size)
