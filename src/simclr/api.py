@@ -44,7 +44,7 @@ from simclr.retrieval.embed import Embedded, embed_split
 from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.index import load_index as _load_index
-from simclr.runtime.checkpoint import resolve_checkpoint
+from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
 from simclr.training.loop import PretrainResult, check_new_run
 from simclr.training.loop import pretrain as _run_pretrain
 
@@ -135,8 +135,12 @@ def planned_config(data: str | Path | None = None, *, overrides: Sequence[str] =
     for layer in layers:
         given.update(flatten(layer))
     yours = {k: v for k, v in given.items() if k not in _NOT_PINNED}
+    pinned = dict(yours)
+    if config.model.init:  # the network of --init's checkpoint is the run's: only it is tried
+        network = saved_config(load_checkpoint(config.model.init), config.model.init).model
+        pinned.update({"model.arch": network.arch, "model.width": network.width})
     tell = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
-    plan, facts = plan_recipe(config, yours, tell)
+    plan, facts = plan_recipe(config, pinned, tell)
     recipe = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
     planned = pretrain_config(data, config=recipe, overrides=overrides, settings=settings)
     if planned.train.time_budget > 0:  # the trial steps came out of the budget (and a plan may need less)
