@@ -50,10 +50,10 @@ def export(checkpoint: str | Path, out: Path, fmt: str = DEFAULT_FORMAT) -> dict
         raise InputError(f"--format: choose from {', '.join(FORMATS)}, got {fmt!r}")
     source = resolve_checkpoint(checkpoint)
     if fmt == "safetensors":
+        check_folder(out, source)  # (an existing file: said as for any output, a run's checkpoint above all)
         if Path(out).suffix.lower() in FILE_SUFFIXES:  # a script written for the earlier default (a file)
             raise InputError(f"--out {out} names a file, and the safetensors format writes a folder: name a "
                              "folder, or pass --format onnx, torchvision, timm or simclr for a file")
-        check_folder(out, source)
     else:
         check_output(out, reading=(source,))
     state = load_checkpoint(checkpoint)
