@@ -231,6 +231,7 @@ def test_damaged_checkpoints_are_one_line_errors(full_run: Path, tmp_path: Path)
     from simclr.evaluation.learned import load_model
 
     good = torch.load(full_run / "last.pt", weights_only=True)
+    del good["digest"]  # hand edits below: the checks behind the digest (which alone would refuse them all)
     first = next(iter(good["model"]))
     damaged = {
         "it has no config": {"config": None},
