@@ -7,7 +7,8 @@ Runs, from the repository root:
 and prints the kNN top-1 (k=200, T=0.1, cosine; bank = the 50k train images) of raw pixels, a random-init
 encoder and the learned h, plus the run's throughput, as a Markdown block for BENCHMARKS.md.
 
-Usage: python benchmarks/cifar10_budget.py [--minutes 15] [--config configs/cifar10_cpu.yaml] [--out DIR]
+Usage: python benchmarks/cifar10_budget.py [--minutes 15] [--config configs/cifar10_cpu.yaml | --config none]
+       [--out DIR]   (--config none: no config, the recipe planned by simclr pretrain, whose plan is printed)
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def main() -> int:
         import shutil
 
         shutil.rmtree(out)
-    pre = simclr + ["pretrain", "--data", args.data, "--config", args.config, "--time-budget", str(args.minutes),
-                    "--out", str(out), "--device", args.device, "--quiet"]
+    recipe = ["--recipe", "auto"] if args.config == "none" else ["--config", args.config]
+    pre = simclr + ["pretrain", "--data", args.data, *recipe, "--time-budget", str(args.minutes),
+                    "--out", str(out), "--device", args.device]
+    if args.config != "none":
+        pre.append("--quiet")  # (a planned run prints its plan, with the progress bar)
     # Extract the archive into the cache once, outside the budget (a one-off per machine, ~20 s here);
     # decoding the 50,000 JPEGs stays inside the budget.
     from simclr.data.sources import load_source
@@ -60,6 +64,15 @@ def main() -> int:
     print(f"\n### CIFAR-10, {args.minutes:g}-minute pretraining budget ({args.config})\n")
     print(f"- machine: {cpu_name()}, {os.cpu_count()} cores; torch threads default; device {args.device}")
     print(f"- command: `python benchmarks/cifar10_budget.py --minutes {args.minutes:g} --config {args.config}`")
+    if args.config == "none":
+        import yaml
+
+        saved = yaml.safe_load((ROOT / out / "config.yaml").read_text())
+        m, d, o, t = saved["model"], saved["data"], saved["optim"], saved["train"]
+        print(f"- plan: {m['arch']} x{m['width']:g}, {d['view_size'] or d['image_size']}-px views of "
+              f"{d['image_size']}-px images, batch {t['batch_size']}, {o['name']} {o['base_lr']:g} "
+              f"({o['lr_scaling']}), temperature {saved['loss']['temperature']:g}, "
+              f"budget left after the trial steps {t['time_budget']:g} min")
     print(f"- pretraining: {train[-1]['step']} steps, {train[-1]['epoch']} epochs (last partial), "
           f"wall {wall / 60:.2f} min incl. decoding; median {views[len(views) // 2]:.0f} views/s; "
           f"final loss {train[-1]['loss']:.3f}")
