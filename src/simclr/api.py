@@ -35,6 +35,7 @@ from simclr.evaluation.setup import eval_setup
 from simclr.export import export
 from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
+from simclr.planner.choose import warmup_for
 from simclr.planner.plan import plan_recipe, render
 from simclr.retrieval.catalogue import Catalogue, open_catalogue
 from simclr.retrieval.collect import Collected, embed_collection
@@ -141,6 +142,8 @@ def planned_config(data: str | Path | None = None, *, overrides: Sequence[str] =
         pinned.update({"model.arch": network.arch, "model.width": network.width})
     tell = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
     plan, facts = plan_recipe(config, pinned, tell)
+    if "train.epochs" in given and "optim.warmup_epochs" not in given:  # the warm-up of the epochs given
+        plan.settings["optim.warmup_epochs"] = warmup_for(float(given["train.epochs"]))
     recipe = build_config(*[unflatten(k, v) for k, v in plan.settings.items()])
     planned = pretrain_config(data, config=recipe, overrides=overrides, settings=settings)
     if planned.train.time_budget > 0:  # the trial steps came out of the budget (and a plan may need less)
@@ -150,6 +153,8 @@ def planned_config(data: str | Path | None = None, *, overrides: Sequence[str] =
                                                                           time_budget=round(minutes, 3)))
     if progress:
         print(render(plan, facts, yours), file=sys.stderr)
+    elif not plan.fits and "train.epochs" not in given:  # said even with --quiet
+        print(f"simclr: note: {plan.reasons[-1]}", file=sys.stderr)
     return planned
 
 

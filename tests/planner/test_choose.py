@@ -29,7 +29,7 @@ DEVICES = {
     "80 GiB GPU": (DeviceProfile("cuda", "H100", 16, True, 78 * GiB), 400.0),
     "8 GPUs": (DeviceProfile("cuda", "H100", 16, True, 78 * GiB, count=8), 3200.0),
 }
-DATA = [DataProfile(500, 32), DataProfile(50_000, 32), DataProfile(20_000, 64), DataProfile(100_000, 96),
+DATA = [DataProfile(100, 32), DataProfile(500, 32), DataProfile(50_000, 32), DataProfile(20_000, 64), DataProfile(100_000, 96),
         DataProfile(1_000_000, 224), DataProfile(10_000_000, 512)]
 BUDGETS = [None, 5 * 60.0, 15 * 60.0, 60 * 60.0, 24 * 3600.0]
 
@@ -57,6 +57,9 @@ def test_every_plan_fits_memory_and_budget(device_name: str, data: DataProfile, 
     costs = _costs(data, device, speed)
     plan = choose(data, device, costs, budget)
     assert costs[plan.shape].memory <= device.memory
+    assert 2 <= plan.shape.batch_size <= data.images  # a batch the dataset fills
+    warmup = plan.settings["optim.warmup_epochs"]
+    assert warmup < plan.epochs or plan.epochs >= 100  # the learning rate decays: never all warm-up
     if budget is not None:
         assert plan.steps * costs[plan.shape].step_s <= budget + 1e-6 and plan.fits
     else:
@@ -131,5 +134,8 @@ def test_pinned_settings_replace_the_candidates() -> None:
     pinned = pin(shapes(data, cpu), {"model.arch": "resnet18", "train.batch_size": 128})
     assert pinned and all(s.batch_size == 128 for s in pinned)
     assert [s.rank for s in pinned] == list(range(len(pinned)))
+    big_views = pin(shapes(data, cpu), {"data.view_size": 96})  # views are cut from 32-px images
+    assert {s.view_size for s in big_views} == {32}
+    assert pin(shapes(data, cpu), {"data.image_size": 0}) == shapes(data, cpu)  # 0 = auto: not pinned
     timm = pin(shapes(data, cpu), {"model.arch": "timm:convnext_atto", "data.view_size": 32})
     assert {(s.arch, s.width, s.view_size) for s in timm} == {("timm:convnext_atto", 1.0, 32)}  # one left

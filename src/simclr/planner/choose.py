@@ -77,8 +77,18 @@ class Shape:
                 f"batch {self.batch_size}")
 
 
+def fitted_batch(batch: int, images: int) -> int:
+    """``batch``, or the largest power of two the dataset fills (at least 2)."""
+    return batch if images >= batch else max(2, 1 << (max(images, 2).bit_length() - 1))
+
+
 def shapes(data: DataProfile, device: DeviceProfile) -> list[Shape]:
-    """The candidate shapes for ``data`` on ``device``, cheapest first."""
+    """The candidate shapes for ``data`` on ``device``, cheapest first (batches the dataset can fill)."""
+    return [dataclasses.replace(s, batch_size=fitted_batch(s.batch_size, data.images))
+            for s in _shapes(data, device)]
+
+
+def _shapes(data: DataProfile, device: DeviceProfile) -> list[Shape]:
     small = data.side <= SMALL_SIDE
     if device.kind == "cpu":
         side = data.side if small else CPU_TRAIN_SIDE
@@ -104,13 +114,14 @@ def pin(candidates: list[Shape], pinned: dict[str, Any]) -> list[Shape]:
     network has width 1; a view side 0 is the image side), duplicates dropped, cheapest first."""
     out: list[Shape] = []
     for shape in candidates:
-        fields = {attr: pinned[key] for key, attr in PINNABLE.items() if key in pinned}
+        fields = {attr: pinned[key] for key, attr in PINNABLE.items()
+                  if key in pinned and not (attr in ("image_size", "view_size") and not pinned[key])}
         if ":" in str(fields.get("arch", shape.arch)):
             fields["width"] = 1.0
         new = dataclasses.replace(shape, **fields)
         if "data.image_size" in pinned and "data.view_size" not in pinned:
             new = dataclasses.replace(new, view_size=min(new.view_size, new.image_size))
-        if new.view_size == 0:
+        if new.view_size == 0 or new.view_size > new.image_size:  # views are cut from the images
             new = dataclasses.replace(new, view_size=new.image_size)
         if all((n.arch, n.width, n.image_size, n.view_size, n.batch_size)
                != (new.arch, new.width, new.image_size, new.view_size, new.batch_size) for n in out):
@@ -170,14 +181,14 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
         steps, got = MAX_EPOCHS * per_epoch[chosen], float(MAX_EPOCHS)
         budget_s = steps * costs[chosen].step_s
         reasons = [(f"measured {costs[chosen].step_s:.3g} s a step: {MAX_EPOCHS} epochs ({steps:,} steps) "
-                    f"take {_duration(budget_s)}, less than the budget: the run ends then")]
+                    f"take {duration(budget_s)}, less than the budget: the run ends then")]
     larger = [s for s in fitting if s > chosen]
     if larger:
         reasons.append(f"a larger shape ({larger[0].describe()}) would get {epochs[larger[0]]:.1f} epochs, "
                        f"fewer than the {MIN_EPOCHS} that make it worth more than epochs of this one")
     plan = Plan(chosen, recipe_settings(chosen, data, device, got), steps, got, budget_s, reasons)
     if got == MAX_EPOCHS:
-        plan.settings["train.time_budget"] = round(budget_s / 60, 3)  # less than the budget given
+        plan.settings["train.time_budget"] = 0  # its epochs, not the budget: the run ends after them
     return plan
 
 
@@ -189,7 +200,7 @@ def _no_budget(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost
     within = [s for s in fitting if hours[s] <= REASONABLE_HOURS]
     chosen = within[-1] if within else fitting[0]
     steps = NO_BUDGET_EPOCHS * per_epoch[chosen]
-    took = _duration(hours[chosen] * 3600)
+    took = duration(hours[chosen] * 3600)
     reasons = [(f"no time budget: {NO_BUDGET_EPOCHS} epochs ({steps:,} steps at a measured "
                f"{costs[chosen].step_s:.3g} s) take about {took}")]
     if not within:
@@ -199,10 +210,16 @@ def _no_budget(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost
                 hours[chosen] * 3600, reasons, fits=bool(within))
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} minutes"
     return f"{seconds / 3600:.1f} hours"
+
+
+def warmup_for(epochs: float) -> float:
+    """The warm-up of a run of ``epochs``: a thirtieth of it (the CPU recipe's 1 of ~30), 10 from 100 epochs
+    on (the paper's)."""
+    return 10.0 if epochs >= 100 else round(min(10.0, epochs / 30), 4)
 
 
 def recipe_settings(shape: Shape, data: DataProfile, device: DeviceProfile, epochs: float) -> dict[str, Any]:
@@ -226,5 +243,5 @@ def recipe_settings(shape: Shape, data: DataProfile, device: DeviceProfile, epoc
         settings.update({"loss.temperature": 0.1, "optim.base_lr": 0.075, "optim.lr_scaling": "sqrt",
                          "optim.weight_decay": 1e-6})
     # the warm-up: the CPU recipe's 1 epoch of ~30, the paper's 10 of 100 or more
-    settings["optim.warmup_epochs"] = round(min(10.0, max(epochs / 30, 0.1)), 2) if epochs < 100 else 10.0
+    settings["optim.warmup_epochs"] = warmup_for(epochs)
     return settings

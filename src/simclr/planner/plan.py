@@ -16,7 +16,7 @@ from simclr.build import open_source
 from simclr.config import Config
 from simclr.data.decode import native_side
 from simclr.errors import InputError
-from simclr.planner.choose import DataProfile, DeviceProfile, Plan, choose, pin, shapes
+from simclr.planner.choose import DataProfile, DeviceProfile, Plan, choose, duration, pin, shapes
 from simclr.planner.trials import measure
 from simclr.runtime.device import cpu_has_fast_bf16, pick_device
 from simclr.runtime.memory import available
@@ -24,7 +24,7 @@ from simclr.runtime.memory import available
 TRIAL_SHARE = 0.05
 """The share of a time budget the trial steps may take (at most :data:`TRIAL_MAX_S`); without a budget,
 :data:`TRIAL_MAX_S`."""
-TRIAL_MIN_S, TRIAL_MAX_S = 10.0, 60.0
+TRIAL_MIN_S, TRIAL_MAX_S = 2.0, 60.0
 
 
 def _cpu_name() -> str:
@@ -40,7 +40,7 @@ def _cpu_name() -> str:
 def device_profile(device: torch.device) -> DeviceProfile:
     """This machine's device as the planner sees it (processes under torchrun: ``WORLD_SIZE``)."""
     count = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    memory = available(device) or 0
+    memory = available(device) or 1 << 50  # unknown (no /proc/meminfo): nothing is refused for it
     if device.type == "cuda":
         return DeviceProfile("cuda", torch.cuda.get_device_name(device), os.cpu_count() or 1,
                              torch.cuda.is_bf16_supported(), memory, count)
@@ -53,6 +53,8 @@ def data_profile(config: Config) -> DataProfile:
     side = native_side(source)
     if side == 0 or len(source) == 0:
         raise InputError(f"no readable images in {source.name}")
+    if len(source) < 2:
+        raise InputError(f"{source.name} holds one image: contrastive learning needs at least two")
     return DataProfile(len(source), side, bool(source.classes))
 
 
@@ -75,13 +77,13 @@ def plan_recipe(config: Config, pinned: dict[str, Any] | None = None,
         said.append(line.strip())
         tell(line)
 
-    costs = measure(config, candidates, data, profile, device, budget_s, allowance, both)
+    costs = measure(config, candidates, data, profile, device, budget_s, allowance, both, pinned or {})
     if not costs:
         why = said[-1] if said else "none was measured"
         raise InputError(f"no candidate shape can be trained on {profile.describe()} ({why}); give a recipe "
                          "instead (--config or --recipe paper)")
     spent = time.perf_counter() - t0
-    left = None if budget_s is None else max(budget_s - spent, 0.5 * budget_s) * 0.95  # setup and decoding
+    left = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s) * 0.95  # setup and decoding
     plan = choose(data, profile, costs, left)
     return plan, {"data": data, "device": profile, "trial_s": spent, "budget_s": budget_s}
 
@@ -100,7 +102,7 @@ def render(plan: Plan, facts: dict[str, Any], yours: dict[str, Any]) -> str:
              f"  network    {plan.shape.describe()}{stem}",
              f"  optimiser  {optimiser}",
              (f"  length     {plan.steps:,} steps, {plan.epochs:.1f} epochs, "
-             f"about {plan.seconds / 60:.1f} min"),
+             f"about {duration(plan.seconds)}"),
              f"  measured   trial steps took {facts['trial_s']:.0f} s"]
     lines += [f"  why        {r}" for r in plan.reasons]
     if yours:

@@ -11,8 +11,10 @@ fewer) or when the trials' allowance is spent.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -32,10 +34,13 @@ STEADY = 0.25
 MAX_STEPS = 10
 
 
-def shape_config(base: Config, shape: Shape, data: DataProfile, device: DeviceProfile) -> Config:
-    """``base`` with ``shape``'s recipe settings (what its trial and its run use)."""
+def shape_config(base: Config, shape: Shape, data: DataProfile, device: DeviceProfile,
+                 pinned: dict[str, Any] | None = None) -> Config:
+    """``base`` with ``shape``'s recipe settings, then the settings given (``pinned``) over them: the network
+    its run trains."""
     raw = config_to_dict(base)
-    for key, value in recipe_settings(shape, data, device, 10.0).items():
+    given = {k: v for k, v in (pinned or {}).items() if v or k not in ("data.image_size", "data.view_size")}
+    for key, value in {**recipe_settings(shape, data, device, 10.0), **given}.items():
         section = unflatten(key, value)
         for name, part in section.items():
             _merge(raw.setdefault(name, {}), part)
@@ -75,8 +80,12 @@ def time_step(config: Config, device: torch.device, pairs: int, limit_s: float =
         float(loss)  # waits for the device
         times.append(time.perf_counter() - t)
         steady = len(times) >= 3 and max(times[-2:]) <= (1 + STEADY) * min(times[-2:])
-        if steady or time.perf_counter() - started > limit_s:
+        if steady or (len(times) >= 2 and time.perf_counter() - started > limit_s):
             break
+    del step, net, v1, v2
+    gc.collect()
+    if device.type == "cuda":  # what the trial held is the run's again
+        torch.cuda.empty_cache()
     return min(times[-2:])
 
 
@@ -87,13 +96,16 @@ def _sync(device: torch.device) -> None:
 
 def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile: DeviceProfile,
             device: torch.device, budget_s: float | None, allowance_s: float,
-            tell: Callable[[str], None] = lambda _: None) -> dict[Shape, Cost]:
+            tell: Callable[[str], None] = lambda _: None,
+            pinned: dict[str, Any] | None = None) -> dict[Shape, Cost]:
     """The :class:`Cost` of ``shapes`` (cheapest first), measured until one could not get the epochs worth
     it or ``allowance_s`` seconds are spent; shapes whose step cannot fit in memory are left out."""
     costs: dict[Shape, Cost] = {}
     started = time.perf_counter()
     for shape in shapes:
-        config = shape_config(base, shape, data, device_profile)
+        if costs and time.perf_counter() - started > allowance_s:  # (the cheapest is always measured)
+            break
+        config = shape_config(base, shape, data, device_profile, pinned)
         side = config.data.view_size or config.data.image_size
         half = pick_precision(config.train.precision, device).dtype is not None
         per_process = shape.batch_size // device_profile.count
@@ -108,7 +120,7 @@ def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile
         pairs = min(per_process, CPU_TRIAL_PAIRS) if device.type == "cpu" else per_process
         left = allowance_s - (time.perf_counter() - started)
         try:
-            seconds = time_step(config, device, pairs, max(left, 5.0)) * per_process / pairs
+            seconds = time_step(config, device, pairs, max(left, 1.0)) * per_process / pairs
         except (RuntimeError, ValueError, AssertionError) as exc:  # out of memory, views too small ...
             tell(f"  {shape.describe()}: cannot train here ({one_line(exc)[:100]})")
             continue
