@@ -29,8 +29,8 @@ DEVICES = {
     "80 GiB GPU": (DeviceProfile("cuda", "H100", 16, True, 78 * GiB), 400.0),
     "8 GPUs": (DeviceProfile("cuda", "H100", 16, True, 78 * GiB, count=8), 3200.0),
 }
-DATA = [DataProfile(100, 32), DataProfile(500, 32), DataProfile(50_000, 32), DataProfile(20_000, 64), DataProfile(100_000, 96),
-        DataProfile(1_000_000, 224), DataProfile(10_000_000, 512)]
+DATA = [DataProfile(100, 32), DataProfile(500, 32), DataProfile(50_000, 32), DataProfile(20_000, 64),
+        DataProfile(100_000, 96), DataProfile(1_000_000, 224), DataProfile(10_000_000, 512)]
 BUDGETS = [None, 5 * 60.0, 15 * 60.0, 60 * 60.0, 24 * 3600.0]
 
 
