@@ -38,21 +38,9 @@ def shape_config(base: Config, shape: Shape, data: DataProfile, device: DevicePr
                  pinned: dict[str, Any] | None = None) -> Config:
     """``base`` with ``shape``'s recipe settings, then the settings given (``pinned``) over them: the network
     its run trains."""
-    raw = config_to_dict(base)
     given = {k: v for k, v in (pinned or {}).items() if v or k not in ("data.image_size", "data.view_size")}
-    for key, value in {**recipe_settings(shape, data, device, 10.0), **given}.items():
-        section = unflatten(key, value)
-        for name, part in section.items():
-            _merge(raw.setdefault(name, {}), part)
-    return build_config(raw)
-
-
-def _merge(into: dict, update: dict) -> None:
-    for k, v in update.items():
-        if isinstance(v, dict):
-            _merge(into.setdefault(k, {}), v)
-        else:
-            into[k] = v
+    settings = {**recipe_settings(shape, data, device, 10.0), **given}
+    return build_config(config_to_dict(base), *[unflatten(k, v) for k, v in settings.items()])
 
 
 def time_step(config: Config, device: torch.device, pairs: int, limit_s: float = 30.0) -> float:
