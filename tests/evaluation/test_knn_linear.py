@@ -148,3 +148,35 @@ def test_a_single_training_row_is_standardised_without_nan() -> None:
     x, y = torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1])
     out = linear_eval(x, y, x, y, 2)  # the weight decay is picked fitting one row, scoring the other
     assert 0.0 <= out["top1"] <= 1.0
+
+
+def test_raw_pixels_are_area_averaged_to_32_a_side() -> None:
+    from simclr.evaluation.features import RAW_SIDE, raw_pixels
+
+    small = torch.rand(2, 3, 32, 32)
+    assert torch.equal(raw_pixels(small)[0], small.flatten(1))  # CIFAR-sized: the pixels as they are
+    big = torch.rand(2, 3, 64, 64)
+    got = raw_pixels(big)[0]
+    assert got.shape == (2, 3 * RAW_SIDE * RAW_SIDE)
+    # each value is the mean of a 2 x 2 block
+    torch.testing.assert_close(got.view(2, 3, 32, 32)[1, 2, 5, 7], big[1, 2, 10:12, 14:16].mean())
+
+
+def test_linear_eval_shows_one_step_per_fit(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from simclr.evaluation import linear
+
+    bars = []
+
+    class Recorded(linear.tqdm):  # type: ignore[name-defined,misc]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(linear, "tqdm", Recorded)
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(60, 4, generator=gen), torch.arange(60) % 3
+    linear_eval(x[:40], y[:40], x[40:], y[40:], 3, weight_decays=(1e-4, 1e-2), progress=True,
+                desc="fits (raw)")
+    assert [(b.desc, b.n, b.total) for b in bars] == [("fits (raw)", 3, 3)]  # two weight decays, the refit
+    assert "fits (raw)" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def compare(checkpoint: str | Path, setup: EvalSetup, k: int = 200, temperature:
                                                 ("learned h", learned.encoder()))
     rows = []
     for name, encode in encoders:
-        pair = FeaturePair(encode, data)
+        pair = FeaturePair(encode, data, label=name)
         knn = pair.knn(k, temperature)
         lin = pair.linear(config.train.seed) if linear else {"top1": float("nan"), "top5": float("nan")}
         rows.append({"features": name, "dim": int(pair.train.h.shape[1]), "knn_top1": knn["top1"],

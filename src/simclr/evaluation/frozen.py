@@ -24,15 +24,18 @@ from simclr.evaluation.splits import EvalData
 
 class FeaturePair:
     """Bank (train) and query (test) features of one encoder (h, and z when ``encode`` returns it), of centre
-    crops keeping ``crop`` of the shorter side (default ``data.eval_crop``)."""
+    crops keeping ``crop`` of the shorter side (default ``data.eval_crop``); ``label`` names the encoder in
+    the progress bars (e.g. ``raw pixels``)."""
 
-    def __init__(self, encode: Encode, data: EvalData, crop: float | None = None) -> None:
+    def __init__(self, encode: Encode, data: EvalData, crop: float | None = None, label: str = "") -> None:
         self.num_classes, self.name = len(data.train.classes), data.train.name
         kw = data.features_kw(crop)
+        self.progress: bool = kw["progress"]
+        self.label = f"{label}: " if label else ""
         self.train: Features = extract_features(encode, data.train, data.size, data.in_memory,
-                                                desc="train features", **kw)
+                                                desc=f"{self.label}train features", **kw)
         self.test: Features = extract_features(encode, data.test, data.size, data.in_memory,
-                                               desc="test features", **kw)
+                                               desc=f"{self.label}test features", **kw)
         data.note_unreadable(self.train, self.test)
 
     def _features(self, on: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +67,7 @@ class FeaturePair:
                                  "only")
             return multilabel_linear_eval(train, labels, test, self.test.labels, seed, weight_decays, holdout)
         return linear_eval(train, labels, test, self.test.labels, self.num_classes, seed, solver, epochs,
-                           weight_decays, metric, holdout)
+                           weight_decays, metric, holdout, self.progress, f"{self.label}linear fits")
 
 
 def frozen_eval(checkpoint: str | Path, setup: EvalSetup, protocol: str, k: int = 200,

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from simclr.evaluation.grids import weight_decay_values
 from simclr.evaluation.knn import mean_class_accuracy, topk_accuracy
@@ -146,14 +147,15 @@ def fit_sgd(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int =
 def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                 num_classes: int, seed: int = 0, solver: str = "lbfgs", epochs: int = 90,
                 weight_decays: Sequence[float] = WEIGHT_DECAYS, metric: str = "top1",
-                holdout: torch.Tensor | None = None) -> dict[str, Any]:
+                holdout: torch.Tensor | None = None, progress: bool = False,
+                desc: str = "linear fits") -> dict[str, Any]:
     """Fit a linear classifier on frozen training features and report test top-1/top-5 and the mean per-class
     top-1 (``mean_class_top1``).
 
     ``solver="lbfgs"`` chooses the weight decay among ``weight_decays`` on a held-out tenth of the training
     set by ``metric`` (``top1`` or ``mean_class_top1``; the smallest of equally good ones), or on the
-    ``holdout`` rows of the training set when given, then refits on all; ``solver="sgd"`` runs :func:`fit_sgd`
-    for ``epochs`` epochs."""
+    ``holdout`` rows of the training set when given, then refits on all (``progress``: a bar over the fits,
+    named ``desc``); ``solver="sgd"`` runs :func:`fit_sgd` for ``epochs`` epochs."""
     if solver == "sgd":
         model = fit_sgd(train_x, train_y, num_classes, epochs=epochs, seed=seed)
         return {**_test_accuracy(model, test_x, test_y), "solver": "sgd", "epochs": epochs}
@@ -165,9 +167,14 @@ def linear_eval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         return (topk_accuracy(logits, labels, (1,))["top1"] if metric == "top1"
                 else mean_class_accuracy(logits, labels))
 
-    best_wd = pick_weight_decay(train_x, train_y, weight_decays, seed,
-                                lambda x, y, wd: fit_logistic(x, y, num_classes, wd), score, holdout)
-    model = fit_logistic(train_x, train_y, num_classes, best_wd)
+    with tqdm(total=len(weight_decays) + 1, desc=desc, unit="fit", disable=not progress, leave=False) as bar:
+        def fit(x: torch.Tensor, y: torch.Tensor, wd: float) -> LinearModel:
+            model = fit_logistic(x, y, num_classes, wd)
+            bar.update()
+            return model
+
+        best_wd = pick_weight_decay(train_x, train_y, weight_decays, seed, fit, score, holdout)
+        model = fit(train_x, train_y, best_wd)
     return {**_test_accuracy(model, test_x, test_y), "weight_decay": best_wd,
             "weight_decays_tried": len(weight_decays), "solver": "lbfgs"}
 
