@@ -135,3 +135,19 @@ def test_input_errors(tmp_path: Path) -> None:
     (tmp_path / "data.npz").write_bytes(b"x")
     with pytest.raises(InputError, match="not a supported dataset"):
         load_source(str(tmp_path / "data.npz"), cache_dir=tmp_path)
+
+
+def test_the_native_side_is_the_median_of_images_spread_over_the_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from simclr.data.decode import native_side
+
+    for i in range(30):  # the first image is an odd one out; most are 48 px; one is corrupt
+        size = (200, 120) if i == 0 else (48, 40) if i % 3 else (96, 96)
+        Image.new("RGB", size, (i, i, i)).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "15.png").write_bytes(b"not a png")
+    src = load_source(str(tmp_path), "all", cache_dir=tmp_path)
+    assert native_side(src) == 48  # not the first image's 200
+    for p in tmp_path.glob("*.png"):
+        p.write_bytes(b"broken")
+    assert native_side(load_source(str(tmp_path), "all", cache_dir=tmp_path)) == 0

@@ -10,13 +10,16 @@ import pytest
 
 from simclr.config_io import build_config, unflatten
 from simclr.planner.choose import (
-    MIN_EPOCHS,
+    MIN_REPEATS,
+    MIN_SAMPLES,
     NO_BUDGET_EPOCHS,
     REASONABLE_HOURS,
     Cost,
     DataProfile,
     DeviceProfile,
     choose,
+    hold_in_memory,
+    needed_samples,
     pin,
     shapes,
 )
@@ -73,19 +76,30 @@ def test_every_plan_fits_memory_and_budget(device_name: str, data: DataProfile, 
 
 
 @pytest.mark.parametrize("device_name,data,budget", list(itertools.product(DEVICES, DATA, BUDGETS[1:])))
-def test_a_larger_shape_only_when_it_gets_its_epochs(device_name: str, data: DataProfile,
-                                                       budget: float) -> None:
+def test_a_larger_shape_only_when_it_sees_enough_images(device_name: str, data: DataProfile,
+                                                          budget: float) -> None:
     device, speed = DEVICES[device_name]
     costs = _costs(data, device, speed)
     plan = choose(data, device, costs, budget)
-    per_epoch = max(1, data.images // plan.shape.batch_size)
+    need = needed_samples(data)
     cheapest = min(costs)
-    assert plan.shape == cheapest or plan.epochs >= MIN_EPOCHS
+    assert plan.shape == cheapest or plan.steps * plan.shape.batch_size >= need
     fitting = [s for s in costs if costs[s].memory <= device.memory]
-    for larger in (s for s in fitting if s > plan.shape):  # each larger one that fits had fewer epochs
-        epochs = int(budget / costs[larger].step_s) / max(1, data.images // larger.batch_size)
-        assert epochs < MIN_EPOCHS or larger.rank < plan.shape.rank
-    assert per_epoch >= 1
+    for larger in (s for s in fitting if s > plan.shape):  # each larger one that fits would see fewer
+        assert int(budget / costs[larger].step_s) * larger.batch_size < need
+
+
+def test_the_images_a_larger_shape_needs() -> None:
+    """2M images (40 epochs of CIFAR-10), fewer for small datasets (400 epochs): 10M images are not held to
+    40 epochs (400M), nor 500 images to 4,000."""
+    assert needed_samples(DataProfile(50_000, 32)) == MIN_SAMPLES == 2_000_000
+    assert needed_samples(DataProfile(10_000_000, 512)) == 2_000_000
+    assert needed_samples(DataProfile(500, 32)) == MIN_REPEATS * 500 == 200_000
+    cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
+    for data in (DataProfile(10_000_000, 64), DataProfile(500, 32)):
+        # a day on the 2-core CPU: the larger shapes see millions of images, 10M ones included
+        plan = choose(data, cpu, _costs(data, cpu, 1.0), 24 * 3600.0)
+        assert plan.shape.rank > 0
 
 
 def test_the_cpu_cifar10_plan_is_the_measured_recipe() -> None:
@@ -139,3 +153,18 @@ def test_pinned_settings_replace_the_candidates() -> None:
     assert pin(shapes(data, cpu), {"data.image_size": 0}) == shapes(data, cpu)  # 0 = auto: not pinned
     timm = pin(shapes(data, cpu), {"model.arch": "timm:convnext_atto", "data.view_size": 32})
     assert {(s.arch, s.width, s.view_size) for s in timm} == {("timm:convnext_atto", 1.0, 32)}  # one left
+
+
+def test_images_are_held_in_memory_when_they_fit_else_streamed() -> None:
+    cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
+    cifar = DataProfile(50_000, 32)
+    held, why = hold_in_memory(shapes(cifar, cpu)[0], cifar, cpu)
+    assert held and "146 MiB" in why  # 50,000 x 3 x 32 x 32 bytes
+    many = DataProfile(10_000_000, 512)  # trained at 64 px on a CPU: 114 GiB decoded
+    held, why = hold_in_memory(shapes(many, cpu)[0], many, cpu)
+    assert not held and "114.4 GiB" in why and "streamed" in why
+    h100 = DeviceProfile("cuda", "H100", 16, True, 78 * GiB)
+    assert hold_in_memory(shapes(cifar, h100)[0], cifar, h100)[0]  # small images on the GPU
+    photos = DataProfile(20_000, 300)  # large images stream on a GPU: crops of the whole image
+    held, why = hold_in_memory(shapes(photos, h100)[0], photos, h100)
+    assert not held and "the paper's" in why

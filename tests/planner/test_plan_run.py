@@ -16,7 +16,8 @@ from simclr.cli import main
 from simclr.config import Config
 from simclr.config_io import config_to_dict, load_config
 from simclr.planner.choose import DataProfile, DeviceProfile, Shape
-from simclr.planner.trials import measure, time_step
+from simclr.planner import trials
+from simclr.planner.trials import choose_precision, measure, time_step
 
 
 def _steps(run: Path) -> list[int]:
@@ -79,7 +80,7 @@ def test_trials_measure_cheapest_first_and_stop_when_epochs_run_out() -> None:
     lines: list[str] = []
     costs = measure(base, shapes, data, cpu, torch.device("cpu"), budget_s=0.5, allowance_s=30,
                     tell=lines.append)
-    assert list(costs) == [shapes[0]]  # half a second buys no shape 40 epochs: the cheapest only
+    assert list(costs) == [shapes[0]]  # half a second lets no shape see enough images: the cheapest only
     assert costs[shapes[0]].step_s > 0 and lines and "s a step" in lines[0]
     costs = measure(base, shapes[:2], data, cpu, torch.device("cpu"), budget_s=None, allowance_s=30)
     assert list(costs) == shapes[:2] and costs[shapes[0]].step_s < costs[shapes[1]].step_s * 1.5
@@ -125,3 +126,28 @@ def test_a_planned_run_resumes_exactly(mini_archive: Path, tmp_path: Path) -> No
     parts = {r: json.loads(x)["loss"] for r, x in zip(_steps(tmp_path / "parts"),
              [x for x in (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines() if "loss" in x])}
     assert sorted(whole) == sorted(parts) and whole == pytest.approx(parts, rel=1e-6, abs=1e-6)
+
+
+def test_the_precision_is_the_faster_in_trial_steps_where_the_cpu_has_bf16_units(monkeypatch) -> None:
+    data, shape = DataProfile(500, 16), Shape(0, "resnet18", 0.125, 16, 8, 256)
+    base, cpu = load_config(None, []), torch.device("cpu")
+    timed: list[str] = []
+
+    def fake(config: Config, device, pairs: int, limit_s: float = 30.0) -> float:
+        timed.append(config.train.precision)
+        assert pairs == 64  # the CPU trial's pairs, scaled to the batch
+        return {"fp32": 0.2, "bf16": 0.1}[config.train.precision] * pairs / 256
+
+    monkeypatch.setattr(trials, "time_step", fake)
+    bf16_cpu = DeviceProfile("cpu", "test", 2, True, 16 * 2**30)
+    name, why = choose_precision(base, shape, data, bf16_cpu, cpu, 5.0)
+    assert (name, timed) == ("bf16", ["fp32", "bf16"]) and "0.1 s a step against fp32's 0.2 s" in why
+    monkeypatch.setattr(trials, "time_step", lambda c, d, p, limit_s=30.0: {"fp32": 0.05, "bf16": 0.5}[
+        c.train.precision])
+    assert choose_precision(base, shape, data, bf16_cpu, cpu, 5.0)[0] == "fp32"  # measured, not assumed
+    timed.clear()
+    monkeypatch.setattr(trials, "time_step", fake)
+    avx2 = DeviceProfile("cpu", "test", 2, False, 16 * 2**30)
+    assert choose_precision(base, shape, data, avx2, cpu, 5.0)[0] == "fp32" and not timed  # no bf16 units
+    assert choose_precision(base, shape, data, bf16_cpu, cpu, 5.0, {"train.precision": "bf16"}) \
+        == ("bf16", "bf16 (given)") and not timed

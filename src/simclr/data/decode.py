@@ -68,16 +68,27 @@ def _bytes(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
+SIDE_SAMPLES = 16
+"""Images :func:`native_side` reads, spread evenly over the dataset."""
+
+
 def native_side(source: ImageSource) -> int:
-    """Longest side of the dataset's first readable image (all of an in-memory array)."""
+    """The median longest side of up to :data:`SIDE_SAMPLES` readable images spread evenly over the dataset
+    (unreadable ones skipped; all of an in-memory array), 0 when none of them (or of the first 50) can be
+    read."""
     if source.array is not None:
         return int(max(source.array.shape[1:3]))
-    for i in range(min(len(source), 50)):
+    n = len(source)
+    picks = sorted({round(i * (n - 1) / max(1, SIDE_SAMPLES - 1)) for i in range(min(n, SIDE_SAMPLES))})
+    sides = []
+    for i in [*picks, *(j for j in range(min(n, 50)) if j not in picks)]:
         try:
-            return max(source.load(i).size)
+            sides.append(max(source.load(i).size))
         except CorruptImageError:
             continue
-    return 0
+        if len(sides) >= len(picks):
+            break
+    return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else 0
 
 
 def _resize_array(array: np.ndarray, size: int, crop: float = 1.0) -> torch.Tensor:

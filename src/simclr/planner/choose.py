@@ -5,7 +5,7 @@ The rules follow the measurements of BENCHMARKS.md ("How the recipe was chosen")
 quarter-width ResNet-18 with the CIFAR stem on views of half the image side matched or beat wider networks and
 larger views for CIFAR-10 on a CPU, and more epochs of the small shape beat fewer of a larger one; on a GPU
 the full-width ResNet-18 at the image side (configs/cifar10_gpu.yaml) reached 77.7% in 7.25 minutes. So the
-plan takes the cheapest shape unless the budget buys a larger one at least :data:`MIN_EPOCHS` epochs."""
+plan takes the cheapest shape unless the budget lets a larger one see enough images (:func:`worth_it`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MIN_EPOCHS = 40
-"""A larger shape is chosen only when the budget buys it this many epochs (the CPU recipe does ~30 in 15
-minutes and beat larger shapes given fewer)."""
+MIN_SAMPLES = 2_000_000
+"""A larger shape is chosen only when the budget lets it see this many images (40 epochs of CIFAR-10's 50,000:
+the CPU recipe sees ~1.5M in 15 minutes and beat larger shapes that saw fewer). Counted in images, not epochs,
+so that a dataset of 10M images is not held to 400M (it would never leave the cheapest shape) ..."""
+MIN_REPEATS = 400
+"""... nor one of 500 images to 4,000 epochs: a larger shape that gets this many epochs is worth it too."""
 MAX_EPOCHS = 1000
 """A budget that would buy more epochs than this (the longest CIFAR-10 runs of the paper's Appendix B.9) is
 not used up: the plan does this many and ends early."""
@@ -155,6 +158,18 @@ def steps_in(seconds: float, cost: Cost) -> int:
     return max(1, int(seconds / cost.step_s))
 
 
+def needed_samples(data: DataProfile) -> int:
+    """Images a larger shape must see to be chosen: :data:`MIN_SAMPLES`, or :data:`MIN_REPEATS` epochs of a
+    small dataset."""
+    return min(MIN_SAMPLES, MIN_REPEATS * data.images)
+
+
+def worth_it(shape: Shape, steps: int, data: DataProfile) -> bool:
+    """Whether ``steps`` of ``shape`` see enough images (:func:`needed_samples`) for it to beat more steps of
+    a cheaper shape."""
+    return steps * shape.batch_size >= needed_samples(data)
+
+
 def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
            budget_s: float | None) -> Plan:
     """The plan for ``data`` on ``device`` from the measured ``costs`` of the candidate shapes (those missing
@@ -172,7 +187,7 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
     epochs = {s: steps_in(budget_s, costs[s]) / per_epoch[s] for s in fitting}
     chosen = fitting[0]
     for shape in fitting[1:]:
-        if epochs[shape] >= MIN_EPOCHS:
+        if worth_it(shape, steps_in(budget_s, costs[shape]), data):
             chosen = shape
     steps, got = steps_in(budget_s, costs[chosen]), epochs[chosen]
     reasons = [(f"measured {costs[chosen].step_s:.3g} s a step: {steps:,} steps ({got:.1f} epochs) fit "
@@ -184,8 +199,10 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
                     f"take {duration(budget_s)}, less than the budget: the run ends then")]
     larger = [s for s in fitting if s > chosen]
     if larger:
-        reasons.append(f"a larger shape ({larger[0].describe()}) would get {epochs[larger[0]]:.1f} epochs, "
-                       f"fewer than the {MIN_EPOCHS} that make it worth more than epochs of this one")
+        seen = steps_in(budget_s, costs[larger[0]]) * larger[0].batch_size
+        reasons.append(f"a larger shape ({larger[0].describe()}) would see {_count(seen)} images "
+                       f"({epochs[larger[0]]:.1f} epochs), fewer than the {_count(needed_samples(data))} "
+                       "that make it worth more than steps of this one")
     plan = Plan(chosen, recipe_settings(chosen, data, device, got), steps, got, budget_s, reasons)
     if got == MAX_EPOCHS:
         plan.settings["train.time_budget"] = 0  # its epochs, not the budget: the run ends after them
@@ -208,6 +225,37 @@ def _no_budget(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost
                        "MINUTES for a plan that fits the time you have")
     return Plan(chosen, recipe_settings(chosen, data, device, NO_BUDGET_EPOCHS), steps, NO_BUDGET_EPOCHS,
                 hours[chosen] * 3600, reasons, fits=bool(within))
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1_000_000 else f"{n:,}"
+
+
+MEMORY_SHARE = 0.25
+"""Decoded images are held in memory when they take at most this share of the device's memory."""
+
+
+def hold_in_memory(shape: Shape, data: DataProfile, device: DeviceProfile) -> tuple[bool, str]:
+    """Whether the run decodes its images once and keeps them in memory at the training side (augmented there
+    batch by batch) or streams them from their files (decoded and augmented in worker processes every step),
+    and why. Large images on a GPU stream, as the paper's random crops of the full image; anything else is
+    held when it takes at most :data:`MEMORY_SHARE` of the memory, since decoding every step on a CPU's few
+    cores costs more than the step of the small shapes it trains."""
+    decoded = data.images * 3 * shape.image_size**2
+    where = "GPU memory" if device.kind == "cuda" else "memory"
+    if device.kind == "cuda" and data.side > SMALL_SIDE:
+        return False, (f"images streamed from their files, each view a random crop of the whole image (the "
+                       f"paper's); held decoded at {shape.image_size} px they would take "
+                       f"{_bytes(decoded)}")
+    if decoded <= MEMORY_SHARE * device.memory:
+        return True, (f"images decoded once at {shape.image_size} px and held in {where} "
+                      f"({_bytes(decoded)}), augmented there batch by batch")
+    return False, (f"images streamed from their files: decoded at {shape.image_size} px they would take "
+                   f"{_bytes(decoded)}, more than {MEMORY_SHARE:.0%} of the {_bytes(device.memory)} free")
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def duration(seconds: float) -> str:

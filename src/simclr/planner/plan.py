@@ -16,8 +16,17 @@ from simclr.build import open_source
 from simclr.config import Config
 from simclr.data.decode import native_side
 from simclr.errors import InputError
-from simclr.planner.choose import DataProfile, DeviceProfile, Plan, choose, duration, pin, shapes
-from simclr.planner.trials import measure
+from simclr.planner.choose import (
+    DataProfile,
+    DeviceProfile,
+    Plan,
+    choose,
+    duration,
+    hold_in_memory,
+    pin,
+    shapes,
+)
+from simclr.planner.trials import choose_precision, measure
 from simclr.runtime.device import cpu_has_fast_bf16, pick_device
 from simclr.runtime.memory import available
 
@@ -77,7 +86,11 @@ def plan_recipe(config: Config, pinned: dict[str, Any] | None = None,
         said.append(line.strip())
         tell(line)
 
-    costs = measure(config, candidates, data, profile, device, budget_s, allowance, both, pinned or {})
+    precision, precision_why = choose_precision(config, candidates[0], data, profile, device, allowance / 4,
+                                                pinned, both)
+    pinned = {**(pinned or {}), "train.precision": precision}
+    left_s = max(allowance - (time.perf_counter() - t0), 1.0)
+    costs = measure(config, candidates, data, profile, device, budget_s, left_s, both, pinned)
     if not costs:
         why = said[-1] if said else "none was measured"
         raise InputError(f"no candidate shape can be trained on {profile.describe()} ({why}); give a recipe "
@@ -85,7 +98,12 @@ def plan_recipe(config: Config, pinned: dict[str, Any] | None = None,
     spent = time.perf_counter() - t0
     left = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s) * 0.95  # setup and decoding
     plan = choose(data, profile, costs, left)
-    return plan, {"data": data, "device": profile, "trial_s": spent, "budget_s": budget_s}
+    in_memory, memory_why = hold_in_memory(plan.shape, data, profile)
+    plan.settings.update({"train.precision": precision, "data.in_memory": "true" if in_memory else "false"})
+    if "data.in_memory" in (pinned or {}):
+        memory_why = f"data.in_memory {pinned['data.in_memory']} (given)"
+    return plan, {"data": data, "device": profile, "trial_s": spent, "budget_s": budget_s,
+                  "precision": precision_why, "memory": memory_why}
 
 
 def render(plan: Plan, facts: dict[str, Any], yours: dict[str, Any]) -> str:
@@ -101,6 +119,8 @@ def render(plan: Plan, facts: dict[str, Any], yours: dict[str, Any]) -> str:
              f"{budget}"),
              f"  network    {plan.shape.describe()}{stem}",
              f"  optimiser  {optimiser}",
+             f"  precision  {facts['precision']}",
+             f"  data       {facts['memory']}",
              (f"  length     {plan.steps:,} steps, {plan.epochs:.1f} epochs, "
              f"about {duration(plan.seconds)}"),
              f"  measured   trial steps took {facts['trial_s']:.0f} s"]

@@ -2,12 +2,12 @@
 budget.
 
 A trial is the real training step (:class:`~simclr.training.step.ContrastiveStep`: the shape's network, loss,
-optimiser, precision and memory layout) on random views of the shape's side: one untimed step, then timed
-ones. On a CPU the step's cost grows with the batch in proportion, so trials run a smaller batch and scale it;
-on a GPU they run the shape's batch. Shapes are measured cheapest first, and measuring stops at the first
-one that could not get :data:`~simclr.planner.choose.MIN_EPOCHS` epochs within the budget (larger ones get
-fewer) or when the trials' allowance is spent.
-"""
+optimiser, precision and memory layout) on views the run's own batch augmentation cuts from random images of
+the shape's side (decoding, done once before training, is not timed): one untimed step, then timed ones. On a
+CPU the step's cost grows with the batch in proportion, so trials run a smaller batch and scale it; on a GPU
+they run the shape's batch. Shapes are measured cheapest first, and measuring stops at the first one that
+could not see enough images within the budget to be worth it (:func:`~simclr.planner.choose.worth_it`; larger
+ones see fewer) or when the trials' allowance is spent."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
-from simclr.build import build_loss, build_model, build_optimizer
+from simclr.build import augment_spec, build_loss, build_model, build_optimizer
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, unflatten
+from simclr.data.batch_augment import BatchAugment
 from simclr.errors import one_line
-from simclr.planner.choose import MIN_EPOCHS, Cost, DataProfile, DeviceProfile, Shape, recipe_settings
+from simclr.planner.choose import Cost, DataProfile, DeviceProfile, Shape, recipe_settings, steps_in, worth_it
 from simclr.runtime.device import pick_precision
 from simclr.runtime.memory import step_memory
 from simclr.training.step import ContrastiveStep, StepOptions
@@ -57,20 +58,24 @@ def time_step(config: Config, device: torch.device, pairs: int, limit_s: float =
     step = ContrastiveStep(net, build_optimizer(config, net), torch.amp.GradScaler(device.type,
                            enabled=precision.scaled), precision, device, build_loss(config),
                            StepOptions(channels_last=channels_last, loss_scale=config.loss.scale))
-    side = config.data.view_size or config.data.image_size
-    v1, v2 = (torch.rand(pairs, 3, side, side, device=device) for _ in range(2))
+    gen = torch.Generator(device=device).manual_seed(0)
+    side = config.data.image_size
+    images = torch.randint(0, 256, (2 * pairs, 3, side, side), dtype=torch.uint8, device=device,
+                           generator=gen)
+    augment = BatchAugment(augment_spec(config))
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < MAX_STEPS:
         _sync(device)
         t = time.perf_counter()
-        loss, _ = step(v1, v2)
+        both = augment(images, gen)  # the run's augmentation of one batch, both views in one call
+        loss, _ = step(both[:pairs], both[pairs:])
         float(loss)  # waits for the device
         times.append(time.perf_counter() - t)
         steady = len(times) >= 3 and max(times[-2:]) <= (1 + STEADY) * min(times[-2:])
         if steady or (len(times) >= 2 and time.perf_counter() - started > limit_s):
             break
-    del step, net, v1, v2
+    del step, net, images, both
     gc.collect()
     if device.type == "cuda":  # what the trial held is the run's again
         torch.cuda.empty_cache()
@@ -114,8 +119,40 @@ def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile
             continue
         costs[shape] = Cost(seconds, memory)
         tell(f"  {shape.describe()}: {seconds:.3g} s a step")
-        epochs = (budget_s or 0) / seconds / max(1, data.images // shape.batch_size)
-        if (budget_s is not None and epochs < MIN_EPOCHS) or time.perf_counter() - started > allowance_s:
+        if budget_s is not None and not worth_it(shape, steps_in(budget_s, costs[shape]), data):
+            break
+        if time.perf_counter() - started > allowance_s:
             break
     return costs
 
+
+
+def choose_precision(base: Config, shape: Shape, data: DataProfile, device_profile: DeviceProfile,
+                     device: torch.device, limit_s: float, pinned: dict[str, Any] | None = None,
+                     tell: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
+    """The run's ``train.precision`` and why: the one given; bf16 autocast on a GPU that runs it (else fp16
+    with loss scaling); fp32 on a CPU without bf16 units (bf16 autocast is several times slower there); on a
+    CPU with them, the faster of fp32 and bf16 in trial steps of the cheapest ``shape`` (``limit_s`` each)."""
+    if "train.precision" in (pinned or {}):
+        given = str((pinned or {})["train.precision"])
+        return given, f"{given} (given)"
+    if device.type == "cuda":
+        name = "bf16" if device_profile.fast_bf16 else "fp16"
+        return name, f"{name} autocast, which this GPU runs natively"
+    if not device_profile.fast_bf16:
+        return "fp32", "fp32: this CPU has no bf16 units (bf16 autocast would run several times slower)"
+    pairs = min(shape.batch_size, CPU_TRIAL_PAIRS)
+    timed = {}
+    for name in ("fp32", "bf16"):
+        config = shape_config(base, shape, data, device_profile, {**(pinned or {}), "train.precision": name})
+        try:
+            timed[name] = time_step(config, device, pairs, limit_s) * shape.batch_size / pairs
+        except (RuntimeError, ValueError) as exc:  # e.g. an operator without a bf16 kernel
+            tell(f"  {name}: cannot train here ({one_line(exc)[:100]})")
+    if not timed:
+        return "fp32", "fp32 (no trial step could be timed)"
+    best = min(timed, key=lambda k: timed[k])
+    other = next((k for k in timed if k != best), None)
+    if other is None:
+        return best, f"{best}: the only precision that trained"
+    return best, (f"{best}: measured {timed[best]:.3g} s a step against {other}'s {timed[other]:.3g} s")
