@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import os
-import platform
-from pathlib import Path
 
+from simclr.runtime.device import cpu_name, cpuinfo
 
-def _cpuinfo(key: str) -> str:
-    """The first value of ``key`` in /proc/cpuinfo, or ''."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def cpu_name() -> str:
-    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
+__all__ = ["cpu_mhz", "cpu_name", "machine"]
 
 
 def cpu_mhz() -> float:
     """The first core's clock as the kernel reports it (0.0 when unknown)."""
-    value = _cpuinfo("cpu MHz")
+    value = cpuinfo("cpu MHz")
     return float(value) if value else 0.0
 
 

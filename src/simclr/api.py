@@ -17,6 +17,7 @@ command calls the function here that does its job (:mod:`simclr.cli`), so the tw
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -26,9 +27,9 @@ from typing import Any, NamedTuple
 from simclr.ablation import STUDIES, AblateOptions, StudyResult, run_study
 from simclr.ablation.report import write_csv, write_report
 from simclr.config import Config
-from simclr.config_io import build_config, flatten, load_config, parse_override, unflatten
+from simclr.config_io import build_config, config_to_dict, flatten, load_config, parse_override, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
-from simclr.errors import InputError, is_number, is_whole
+from simclr.errors import InputError, is_number, is_whole, one_line
 from simclr.evaluation.options import protocol_options
 from simclr.evaluation.runners import run_protocol
 from simclr.evaluation.setup import eval_setup
@@ -45,7 +46,9 @@ from simclr.retrieval.embed import Embedded, embed_split
 from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.index import load_index as _load_index
+from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
+from simclr.runtime.device import pick_device
 from simclr.training.loop import PretrainResult, check_new_run
 from simclr.training.loop import pretrain as _run_pretrain
 
@@ -95,9 +98,35 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
     run_config = pretrain_config(data, config=config, overrides=overrides, settings=settings)
     if recipe == "auto":
         check_new_run(Path(out))  # before the trial steps, not after
-        run_config = planned_config(data, overrides=overrides, settings=settings, progress=progress,
-                                    base=run_config)
+        run_config = _planned_on_rank0(data, overrides, settings, progress, run_config)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
+
+
+def _planned_on_rank0(data: str | Path | None, overrides: Sequence[str], settings: dict[str, Any] | None,
+                      progress: bool, base: Config) -> Config:
+    """:func:`planned_config`; under torchrun, planned by rank 0 alone (its trial steps on its device, for its
+    share of the batch) and sent to the other ranks, which wait; an error of the plan is every rank's."""
+    ctx = dist.DistContext.from_env()
+    if not ctx.enabled:
+        return planned_config(data, overrides=overrides, settings=settings, progress=progress, base=base)
+    device = dist.device_for(ctx, pick_device(base.train.device))
+    dist.init_process_group(ctx, device, base.train.dist_timeout)
+    message: dict[str, Any] = {}
+    if ctx.is_main:
+        try:
+            planned = planned_config(data, overrides=overrides, settings=settings, progress=progress,
+                                     base=base)
+            message = {"config": config_to_dict(planned)}
+        except Exception as exc:  # every rank must hear of it, not wait for the timeout
+            message = {"error": one_line(exc), "input": isinstance(exc, InputError)}
+            dist.broadcast_text(json.dumps(message), device)
+            dist.destroy_process_group()
+            raise
+    got = json.loads(dist.broadcast_text(json.dumps(message) if ctx.is_main else None, device))
+    if "error" in got:
+        dist.destroy_process_group()
+        raise (InputError if got["input"] else RuntimeError)(f"rank 0 could not plan: {got['error']}")
+    return build_config(got["config"])
 
 
 RECIPES = ("auto", "paper")
@@ -116,10 +145,6 @@ def _recipe(recipe: str | None, config: object, resume: bool) -> str:
         raise InputError(f"--recipe {recipe} and --config both name the recipe: give one of them")
     if resume or config is not None:
         return "config"
-    if (recipe or "auto") == "auto" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        raise InputError("under torchrun every process would plan on its own: plan on one process first "
-                         "(simclr pretrain ... --epochs 0.01 writes the plan to RUN/config.yaml) and give "
-                         "that file as --config, or --recipe paper")
     return recipe or "auto"
 
 

@@ -65,7 +65,7 @@ def test_small_image_option_for_vits_and_cnns() -> None:
     assert "patch_size" not in big.created_with and big.model.patch_embed.patch_size != (8, 8)
     r50 = _encoder("timm:resnet50")
     assert r50.model.conv1.stride == (1, 1) and r50.model.conv1.kernel_size == (3, 3)
-    assert isinstance(r50.model.maxpool, nn.Identity) and "maxpool removed" in r50.stem
+    assert isinstance(r50.model.maxpool, nn.Identity) and "maxpool (max-pool) removed" in r50.stem
     plain = _encoder("timm:resnet50", small=False)
     assert plain.model.conv1.stride == (2, 2) and plain.stem == ""
     eff = _encoder("timm:test_efficientnet")
@@ -79,6 +79,23 @@ def test_torchvision_vit_takes_the_small_patch() -> None:
     assert vit.created_with["patch_size"] == 4 and vit.created_with["image_size"] == 32
     with torch.no_grad():
         assert vit.eval()(torch.rand(1, 3, 32, 32)).shape == (1, 768)
+        with pytest.raises(InputError, match=r"takes 32x32 images only .* --image-size 32"):
+            vit(torch.rand(1, 3, 48, 48))  # not torchvision's AssertionError
+
+
+def test_the_stem_pool_goes_whatever_its_name_and_hidden_dropouts_stay() -> None:
+    dense = _encoder("torchvision:densenet121")
+    assert isinstance(dense.model.features.pool0, nn.Identity) and "features.pool0" in dense.stem
+    assert any(isinstance(m, nn.AvgPool2d) for m in dense.model.modules())  # its transitions keep theirs
+    google = _encoder("torchvision:googlenet")
+    assert isinstance(google.model.maxpool1, nn.Identity) and isinstance(google.model.maxpool2, nn.MaxPool2d)
+    from simclr.models.backbones import strip_classifier
+
+    vgg_head = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(), nn.Linear(6, 4), nn.ReLU(),
+                             nn.Dropout(), nn.Linear(4, 3))
+    assert strip_classifier(vgg_head) == 4
+    assert [type(m).__name__ for m in vgg_head] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Identity",
+                                                    "Identity"]
 
 
 def test_bad_names_and_widths_are_one_line_errors() -> None:

@@ -15,8 +15,8 @@ import yaml
 from simclr.cli import main
 from simclr.config import Config
 from simclr.config_io import config_to_dict, load_config
-from simclr.planner.choose import DataProfile, DeviceProfile, Shape
 from simclr.planner import trials
+from simclr.planner.choose import DataProfile, DeviceProfile, Shape
 from simclr.planner.trials import choose_precision, measure, time_step
 
 
@@ -151,3 +151,18 @@ def test_the_precision_is_the_faster_in_trial_steps_where_the_cpu_has_bf16_units
     assert choose_precision(base, shape, data, avx2, cpu, 5.0)[0] == "fp32" and not timed  # no bf16 units
     assert choose_precision(base, shape, data, bf16_cpu, cpu, 5.0, {"train.precision": "bf16"}) \
         == ("bf16", "bf16 (given)") and not timed
+
+
+def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", "5",
+                 "--device", "cpu", "--plan-only", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "plan (--recipe auto)" in err and f"--config {run / 'config.yaml'} --out {run}" in out
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # no checkpoint, no metrics
+    saved = load_config(str(run / "config.yaml"), [])
+    assert saved.model.width == 0.25 and saved.train.precision in ("fp32", "bf16") \
+        and saved.data.in_memory == "true" and 4.5 < saved.train.time_budget < 5
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", "x.yaml",
+                 "--plan-only"]) == 2
+    assert "--plan-only plans a recipe" in capsys.readouterr().err

@@ -82,3 +82,21 @@ def test_last_logged_is_the_last_training_row_up_to_a_step(tmp_path: Path) -> No
     assert last_logged(path, 12) == {"loss": 10.0, "contrastive_acc": 0.5, "lr": 0.1, "views_per_s": 9.0}
     assert last_logged(path, 7)["loss"] == 5.0
     assert last_logged(path, 4) == {} and last_logged(tmp_path / "missing.jsonl", 10) == {}
+
+
+def test_a_resumed_run_purges_the_tensorboard_events_logged_after_its_checkpoint(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = MetricsLog(tmp_path)
+    for step in range(1, 11):  # killed after step 10; its checkpoint was at step 5
+        first.write({"epoch": 0, "step": step, "loss": float(step)})
+    first.close()
+    resumed = MetricsLog(tmp_path, resumed_at=5)
+    for step in range(6, 9):
+        resumed.write({"epoch": 0, "step": step, "loss": 100.0 + step})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    got = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert got == [(s, float(s)) for s in range(1, 6)] + [(s, 100.0 + s) for s in range(6, 9)]

@@ -134,3 +134,17 @@ def test_a_dead_worker_ends_the_job_instead_of_hanging(tmp_path: Path) -> None:
         if job.poll() is None:
             job.kill()
     assert job.returncode != 0
+
+
+def test_a_planned_run_is_planned_by_rank_0_and_trained_by_both(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    job = subprocess.run(_torchrun("--standalone", "--nproc-per-node", "2", "-m", "simclr", "pretrain",
+                                   "--data", "digits", "--out", str(run), "--time-budget", "0.3",
+                                   "--device", "cpu", "--set", "train.precision=fp32"),
+                         check=False, env=_env(), capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
+    assert job.stderr.count("plan (--recipe auto)") == 1 and job.stderr.count("planning: timing") == 1
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["width"] == 0.25 and 0 < saved["train"]["time_budget"] < 0.3
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert steps and load_checkpoint(run / "last.pt")["step"] == steps[-1]

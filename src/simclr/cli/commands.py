@@ -27,6 +27,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     named = {f"train.{k}": v for k, v in train.items()}
     named.update({f"model.{k}": v for k, v in (("arch", args.arch), ("init", args.init)) if v})
     named.update({"data.spec": args.data} if args.data else {})  # as given: no ~ expanded
+    if args.plan_only:
+        return _plan_only(args, named)
     if args.resume and (args.config or args.set or args.arch or args.init or args.recipe
                         or train.keys() - {"device"}):
         print("simclr: note: --resume continues with the run's saved config; --config, --recipe, --set and "
@@ -36,6 +38,25 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     print(render.pretrain_text(result))
+    return 0
+
+
+def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
+    """``pretrain --plan-only``: the planned config saved as OUT/config.yaml, nothing trained."""
+    from simclr import api
+    from simclr.config_io import save_config
+    from simclr.training.loop import check_new_run
+
+    if args.resume or args.config or args.recipe == "paper":
+        raise InputError("--plan-only plans a recipe: give it without --config, --recipe paper or --resume")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise InputError("--plan-only runs in one process: run it without torchrun")
+    check_new_run(args.out)
+    config = api.planned_config(None, overrides=args.set, settings=named, progress=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_config(config, args.out / "config.yaml")
+    print(f"plan saved to {args.out / 'config.yaml'}: train it with simclr pretrain --config "
+          f"{args.out / 'config.yaml'} --out {args.out}")
     return 0
 
 

@@ -41,6 +41,9 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--init", help="start from this checkpoint's f and g (a run folder or file, e.g. from "
                                   "simclr import) instead of random weights; its model settings are used "
                                   "(model.init)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="plan the recipe (--recipe auto), save it as OUT/config.yaml and stop: train it "
+                        "later with --config OUT/config.yaml")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -141,9 +141,9 @@ def _torchvision_model(name: str, small: bool, image_size: int) -> tuple[nn.Modu
 
 
 def strip_classifier(model: nn.Module) -> int:
-    """Replace the last linear layer of ``model`` (a classification model's classifier) and the dropouts
-    beside it by identities; returns the width of the features that reached it. A network whose classifier is
-    not a linear layer (SqueezeNet's convolution) is refused."""
+    """Replace the last linear layer of ``model`` (a classification model's classifier) and the dropouts just
+    before it by identities (VGG's hidden layers keep theirs); returns the width of the features that reached
+    it. A network whose classifier is not a linear layer (SqueezeNet's convolution) is refused."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise InputError(f"{type(model).__name__} has no linear classifier to remove")
@@ -152,16 +152,19 @@ def strip_classifier(model: nn.Module) -> int:
     parent = model.get_submodule(parent_name)
     parent._modules[child] = nn.Identity()
     if isinstance(parent, nn.Sequential):
-        for key, m in parent._modules.items():
-            if isinstance(m, nn.Dropout):
-                parent._modules[key] = nn.Identity()
+        keys = list(parent._modules)
+        for key in reversed(keys[: keys.index(child)]):  # the dropouts that fed the classifier
+            if not isinstance(parent._modules[key], nn.Dropout):
+                break
+            parent._modules[key] = nn.Identity()
     return last.in_features
 
 
 def small_image_stem(model: nn.Module) -> str:
     """Adapt a convolutional network to 32-64 px images as the paper's CIFAR stem: its first convolution,
-    when strided, becomes 3x3 stride 1 (padding 1, freshly initialised), and a max-pool named ``maxpool`` on
-    the model (ResNet-like stems) becomes an identity. Returns what was changed, for the run's notes."""
+    when strided, becomes 3x3 stride 1 (padding 1, freshly initialised), and then the stem's max-pool (the
+    first max-pool of the network: ResNet's ``maxpool``, DenseNet's ``pool0``, GoogLeNet's ``maxpool1``)
+    becomes an identity. Returns what was changed, for the run's notes."""
     first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     if first is None:
         return "no convolution found: unchanged"
@@ -174,9 +177,11 @@ def small_image_stem(model: nn.Module) -> str:
         model.get_submodule(parent_name)._modules[child] = new
         changed.append(f"{name}: {conv.kernel_size[0]}x{conv.kernel_size[1]} stride {conv.stride[0]} -> 3x3 "
                        "stride 1")
-    if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):
-        model.maxpool = nn.Identity()
-        changed.append("maxpool removed")
+        pool = next((n for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d)), None)
+        if pool is not None:
+            pool_parent, _, pool_child = pool.rpartition(".")
+            model.get_submodule(pool_parent)._modules[pool_child] = nn.Identity()
+            changed.append(f"{pool} (max-pool) removed")
     return "; ".join(changed) or "unchanged (its stem is not strided)"
 
 
@@ -216,6 +221,11 @@ class LibraryEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = self.created_with.get("image_size")
+        if side is not None and tuple(x.shape[-2:]) != (side, side):  # torchvision's ViT: its side only
+            raise InputError(f"{self.arch} takes {side}x{side} images only (the side it was built for), got "
+                             f"{x.shape[-2]}x{x.shape[-1]}: evaluate at that side (--image-size {side}), or "
+                             "train a timm ViT, which takes any side")
         if self.normalize:
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         return torch.flatten(self.model(x), 1)

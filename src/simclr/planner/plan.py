@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,23 +25,13 @@ from simclr.planner.choose import (
     shapes,
 )
 from simclr.planner.trials import choose_precision, measure
-from simclr.runtime.device import cpu_has_fast_bf16, pick_device
+from simclr.runtime.device import cpu_has_fast_bf16, cpu_name, pick_device
 from simclr.runtime.memory import available
 
 TRIAL_SHARE = 0.05
 """The share of a time budget the trial steps may take (at most :data:`TRIAL_MAX_S`); without a budget,
 :data:`TRIAL_MAX_S`."""
 TRIAL_MIN_S, TRIAL_MAX_S = 2.0, 60.0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def device_profile(device: torch.device) -> DeviceProfile:
@@ -53,7 +41,7 @@ def device_profile(device: torch.device) -> DeviceProfile:
     if device.type == "cuda":
         return DeviceProfile("cuda", torch.cuda.get_device_name(device), os.cpu_count() or 1,
                              torch.cuda.is_bf16_supported(), memory, count)
-    return DeviceProfile("cpu", _cpu_name(), torch.get_num_threads(), cpu_has_fast_bf16(), memory, count)
+    return DeviceProfile("cpu", cpu_name(), torch.get_num_threads(), cpu_has_fast_bf16(), memory, count)
 
 
 def data_profile(config: Config) -> DataProfile:

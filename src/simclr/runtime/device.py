@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -22,6 +24,23 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
         raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
+
+
+def cpuinfo(key: str) -> str:
+    """The first value of ``key`` in /proc/cpuinfo (e.g. ``model name``, ``cpu MHz``), or '' where there is
+    none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_name() -> str:
+    """This CPU's model name (``platform.processor()`` where /proc/cpuinfo has none)."""
+    return cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -167,3 +167,18 @@ def main_first(ctx: DistContext) -> Iterator[None]:
     yield
     if ctx.enabled and ctx.is_main:
         dist.barrier()
+
+
+def broadcast_text(text: str | None, device: torch.device) -> str:
+    """Rank 0's ``text`` on every rank (the others pass None), as UTF-8 bytes in two broadcasts (its length,
+    then the bytes; no pickling); ``text`` itself in a world of one."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return text or ""
+    main = dist.get_rank() == 0
+    data = torch.frombuffer(bytearray((text or "").encode()), dtype=torch.uint8) if main else None
+    size = torch.tensor([len(data) if data is not None else 0], dtype=torch.int64, device=device)
+    dist.broadcast(size, 0)
+    buf = data.to(device) if data is not None else torch.empty(int(size.item()), dtype=torch.uint8,
+                                                                  device=device)
+    dist.broadcast(buf, 0)
+    return bytes(buf.cpu().tolist()).decode()

@@ -31,9 +31,9 @@ WITHOUT_TENSORBOARD = ("simclr: note: tensorboard is not installed, so the run w
 _noted: list[bool] = []  # whether this process has printed WITHOUT_TENSORBOARD
 
 
-def _summary_writer(log_dir: Path) -> Any:
-    """TensorBoard's SummaryWriter for ``log_dir``, or None (noted on stderr once a process) without
-    tensorboard."""
+def _summary_writer(log_dir: Path, purge_step: int | None = None) -> Any:
+    """TensorBoard's SummaryWriter for ``log_dir`` (events from ``purge_step`` on dropped), or None (noted on
+    stderr once a process) without tensorboard."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # torch's module imports tensorboard
@@ -41,19 +41,21 @@ def _summary_writer(log_dir: Path) -> Any:
             _noted.append(True)
             print(WITHOUT_TENSORBOARD, file=sys.stderr)
         return None
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 class MetricsLog:
     """Append-only metrics.jsonl plus TensorBoard scalars (``tensorboard --logdir RUN_DIR``; none without
-    tensorboard installed)."""
+    tensorboard installed). ``resumed_at``: the step of the checkpoint a resumed run starts from; the events a
+    run killed after it wrote for later steps are purged, as :func:`drop_rows_after` drops their rows."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resumed_at: int | None = None) -> None:
         self.path = run_dir / "metrics.jsonl"
         self._fh = open(self.path, "a", buffering=1)  # noqa: SIM115 (closed by close())
         self._tb: Any = None
         if tensorboard:
-            self._tb = _summary_writer(run_dir / "tensorboard")
+            self._tb = _summary_writer(run_dir / "tensorboard",
+                                       None if resumed_at is None else resumed_at + 1)
 
     def write(self, record: dict[str, Any], tag: str | None = "train",
               extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -84,15 +86,24 @@ class MetricsLog:
             self._tb.close()
 
 
+_CUT = object()
+"""The value of a line a killed process cut short (not JSON)."""
+
+
+def _parsed_lines(path: Path) -> list[tuple[str, Any]]:
+    """Each line of a metrics.jsonl file as written (newline kept) with its JSON value, or :data:`_CUT`."""
+    lines = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            lines.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            lines.append((line, _CUT))
+    return lines
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl file (a line cut short by a killed process is left out)."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return [value for _, value in _parsed_lines(path) if value is not _CUT]
 
 
 def drop_rows_after(path: Path, step: int) -> int:
@@ -101,19 +112,17 @@ def drop_rows_after(path: Path, step: int) -> int:
     atomically."""
     if not path.is_file():
         return 0
-    lines = path.read_text().splitlines(keepends=True)
-    keep = [line for line in lines if _step_of(line) <= step]
+    lines = _parsed_lines(path)
+    keep = [line for line, value in lines if _step_of(value) <= step]
     if len(keep) < len(lines):
         atomic_write_text(path, "".join(keep))
     return len(lines) - len(keep)
 
 
-def _step_of(line: str) -> float:
+def _step_of(row: Any) -> float:
     """A metrics row's step (rows without one count as step 0: kept; a line a kill cut short as infinity:
     dropped)."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
+    if row is _CUT:
         return float("inf")
     step = row.get("step") if isinstance(row, dict) else None
     return step if isinstance(step, (int, float)) else 0

@@ -143,7 +143,7 @@ def assemble(config: Config, run_dir: Path, ctx: dist.DistContext, device: torch
     start = Start(budget.provisional(schedule) if budget is not None else schedule, budget, done,
                   TrainClock(t_start, done.time_s), state is not None)
     model = dist.data_parallel(net, device)
-    log = MetricsLog(run_dir) if ctx.is_main else None
+    log = MetricsLog(run_dir, resumed_at=done.step if state is not None else None) if ctx.is_main else None
     monitor = KnnMonitor(config, device, precision) if tr.knn_every > 0 and ctx.is_main else None
     options = StepOptions(tr.channels_last, compile_mode, tr.gather_negatives, ctx.rank, tr.grad_cache_chunk,
                           config.loss.scale)
