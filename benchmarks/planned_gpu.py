@@ -64,7 +64,7 @@ def main() -> int:
             print(f"| {shape.describe()} | {cost.step_s:.4f} | {cost.memory / 2**30:.1f} GiB |")
         for minutes in (15, 60, None):
             plan: Plan = choose(data, H100, costs, None if minutes is None else minutes * 60 * 0.95)
-            _, why = hold_in_memory(plan.shape, data, H100)
+            _, why = hold_in_memory(plan, data, H100, costs[plan.shape].memory)
             facts = {"data": data, "device": H100, "trial_s": 0.0,
                      "budget_s": None if minutes is None else minutes * 60.0,
                      "precision": "bf16 autocast, which this GPU runs natively", "memory": why}

@@ -49,7 +49,7 @@ from simclr.retrieval.index import load_index as _load_index
 from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
 from simclr.runtime.device import pick_device
-from simclr.training.loop import PretrainResult, check_new_run
+from simclr.training.loop import PretrainResult, check_new_run, restarted
 from simclr.training.loop import pretrain as _run_pretrain
 
 
@@ -96,7 +96,7 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
     """
     recipe = _recipe(recipe, config, resume)
     run_config = pretrain_config(data, config=config, overrides=overrides, settings=settings)
-    if recipe == "auto":
+    if recipe == "auto" and not restarted(Path(out)):  # (a restarted worker resumes the plan it saved)
         check_new_run(Path(out))  # before the trial steps, not after
         run_config = _planned_on_rank0(data, overrides, settings, progress, run_config)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
@@ -118,14 +118,13 @@ def _planned_on_rank0(data: str | Path | None, overrides: Sequence[str], setting
                                      base=base)
             message = {"config": config_to_dict(planned)}
         except Exception as exc:  # every rank must hear of it, not wait for the timeout
-            message = {"error": one_line(exc), "input": isinstance(exc, InputError)}
-            dist.broadcast_text(json.dumps(message), device)
-            dist.destroy_process_group()
+            dist.broadcast_text(json.dumps({"error": one_line(exc)}), device)
+            dist.destroy_process_group(wait_for_peers=True)
             raise
     got = json.loads(dist.broadcast_text(json.dumps(message) if ctx.is_main else None, device))
-    if "error" in got:
-        dist.destroy_process_group()
-        raise (InputError if got["input"] else RuntimeError)(f"rank 0 could not plan: {got['error']}")
+    if "error" in got:  # rank 0 says why (a traceback where it is not bad input); the others, in one line
+        dist.destroy_process_group(wait_for_peers=True)
+        raise InputError(f"rank 0 could not plan the recipe: {got['error']}")
     return build_config(got["config"])
 
 

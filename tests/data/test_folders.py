@@ -142,12 +142,17 @@ def test_the_native_side_is_the_median_of_images_spread_over_the_folder(tmp_path
 
     from simclr.data.decode import native_side
 
+    many, few = tmp_path / "many", tmp_path / "few"
+    many.mkdir()
+    few.mkdir()
     for i in range(30):  # the first image is an odd one out; most are 48 px; one is corrupt
         size = (200, 120) if i == 0 else (48, 40) if i % 3 else (96, 96)
-        Image.new("RGB", size, (i, i, i)).save(tmp_path / f"{i:02d}.png")
-    (tmp_path / "15.png").write_bytes(b"not a png")
-    src = load_source(str(tmp_path), "all", cache_dir=tmp_path)
-    assert native_side(src) == 48  # not the first image's 200
-    for p in tmp_path.glob("*.png"):
+        Image.new("RGB", size, (i, i, i)).save(many / f"{i:02d}.png")
+    (many / "15.png").write_bytes(b"not a png")
+    assert native_side(load_source(str(many), "all", cache_dir=tmp_path)) == 48  # not the first image's 200
+    for i, side in enumerate((10, 10, 64, 64, 64)):  # fewer than 16: every image is read
+        Image.new("RGB", (side, side)).save(few / f"{i}.png")
+    assert native_side(load_source(str(few), "all", cache_dir=tmp_path)) == 64  # not the first two's 10
+    for p in many.glob("*.png"):
         p.write_bytes(b"broken")
-    assert native_side(load_source(str(tmp_path), "all", cache_dir=tmp_path)) == 0
+    assert native_side(load_source(str(many), "all", cache_dir=tmp_path)) == 0

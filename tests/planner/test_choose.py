@@ -17,6 +17,7 @@ from simclr.planner.choose import (
     Cost,
     DataProfile,
     DeviceProfile,
+    Plan,
     choose,
     hold_in_memory,
     needed_samples,
@@ -156,15 +157,28 @@ def test_pinned_settings_replace_the_candidates() -> None:
 
 
 def test_images_are_held_in_memory_when_they_fit_else_streamed() -> None:
+    def plan(shape, epochs: float = 30.0) -> Plan:
+        return Plan(shape, {}, 1000, epochs, 600.0)
+
     cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
     cifar = DataProfile(50_000, 32)
-    held, why = hold_in_memory(shapes(cifar, cpu)[0], cifar, cpu)
+    held, why = hold_in_memory(plan(shapes(cifar, cpu)[0]), cifar, cpu)
     assert held and "146 MiB" in why  # 50,000 x 3 x 32 x 32 bytes
     many = DataProfile(10_000_000, 512)  # trained at 64 px on a CPU: 114 GiB decoded
-    held, why = hold_in_memory(shapes(many, cpu)[0], many, cpu)
+    held, why = hold_in_memory(plan(shapes(many, cpu)[0]), many, cpu)
     assert not held and "114.4 GiB" in why and "streamed" in why
+    big = DeviceProfile("cpu", "EPYC", 2, False, 1024 * GiB)  # it would fit, but the plan sees 0.3 epochs
+    held, why = hold_in_memory(plan(shapes(many, big)[0], 0.3), many, big)
+    assert not held and "0.3 of an epoch" in why
     h100 = DeviceProfile("cuda", "H100", 16, True, 78 * GiB)
-    assert hold_in_memory(shapes(cifar, h100)[0], cifar, h100)[0]  # small images on the GPU
+    assert hold_in_memory(plan(shapes(cifar, h100)[0]), cifar, h100)[0]  # small images on the GPU
+    assert not hold_in_memory(plan(shapes(cifar, h100)[0]), cifar, h100, step_bytes=78 * GiB)[0]  # no room
     photos = DataProfile(20_000, 300)  # large images stream on a GPU: crops of the whole image
-    held, why = hold_in_memory(shapes(photos, h100)[0], photos, h100)
+    held, why = hold_in_memory(plan(shapes(photos, h100)[0]), photos, h100)
     assert not held and "the paper's" in why
+
+
+def test_a_torchvision_vit_trains_on_views_of_its_own_side() -> None:
+    cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
+    pinned = pin(shapes(DataProfile(50_000, 32), cpu), {"model.arch": "torchvision:vit_b_16"})
+    assert {(s.image_size, s.view_size) for s in pinned} == {(32, 32)}

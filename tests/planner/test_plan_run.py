@@ -161,8 +161,29 @@ def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_pat
     assert "plan (--recipe auto)" in err and f"--config {run / 'config.yaml'} --out {run}" in out
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # no checkpoint, no metrics
     saved = load_config(str(run / "config.yaml"), [])
-    assert saved.model.width == 0.25 and saved.train.precision in ("fp32", "bf16") \
+    # auto where the measured precision is what auto picks here (the config then suits other machines too)
+    assert saved.model.width == 0.25 and saved.train.precision in ("auto", "fp32") \
         and saved.data.in_memory == "true" and 4.5 < saved.train.time_budget < 5
     assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", "x.yaml",
                  "--plan-only"]) == 2
     assert "--plan-only plans a recipe" in capsys.readouterr().err
+
+
+def test_a_restarted_torchrun_worker_resumes_the_saved_plan_instead_of_planning(monkeypatch, tmp_path: Path,
+                                                                                 mini_archive: Path) -> None:
+    from simclr import api
+    from simclr.errors import InputError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"saved by the worker that died")
+    started: list[Path] = []
+    monkeypatch.setattr(api, "_planned_on_rank0", lambda *a: pytest.fail("planned again"))
+    monkeypatch.setattr(api, "_run_pretrain", lambda config, out, resume, progress: started.append(out))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    api.pretrain(str(mini_archive), run, progress=False)
+    assert started == [run]  # the training loop resumes from last.pt (tests/training/test_torchrun.py)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # a first attempt: the folder is another run's
+    with pytest.raises(InputError, match="already holds a run"):
+        api.pretrain(str(mini_archive), run, progress=False)

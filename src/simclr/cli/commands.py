@@ -45,13 +45,14 @@ def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
     """``pretrain --plan-only``: the planned config saved as OUT/config.yaml, nothing trained."""
     from simclr import api
     from simclr.config_io import save_config
-    from simclr.training.loop import check_new_run
+    from simclr.training.loop import check_new_run, check_out_of_data
 
     if args.resume or args.config or args.recipe == "paper":
         raise InputError("--plan-only plans a recipe: give it without --config, --recipe paper or --resume")
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise InputError("--plan-only runs in one process: run it without torchrun")
     check_new_run(args.out)
+    check_out_of_data(args.out, args.data)
     config = api.planned_config(None, overrides=args.set, settings=named, progress=True)
     args.out.mkdir(parents=True, exist_ok=True)
     save_config(config, args.out / "config.yaml")

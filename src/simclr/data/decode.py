@@ -79,7 +79,8 @@ def native_side(source: ImageSource) -> int:
     if source.array is not None:
         return int(max(source.array.shape[1:3]))
     n = len(source)
-    picks = sorted({round(i * (n - 1) / max(1, SIDE_SAMPLES - 1)) for i in range(min(n, SIDE_SAMPLES))})
+    k = min(n, SIDE_SAMPLES)
+    picks = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
     sides = []
     for i in [*picks, *(j for j in range(min(n, 50)) if j not in picks)]:
         try:

@@ -162,9 +162,10 @@ def strip_classifier(model: nn.Module) -> int:
 
 def small_image_stem(model: nn.Module) -> str:
     """Adapt a convolutional network to 32-64 px images as the paper's CIFAR stem: its first convolution,
-    when strided, becomes 3x3 stride 1 (padding 1, freshly initialised), and then the stem's max-pool (the
-    first max-pool of the network: ResNet's ``maxpool``, DenseNet's ``pool0``, GoogLeNet's ``maxpool1``)
-    becomes an identity. Returns what was changed, for the run's notes."""
+    when strided, becomes 3x3 stride 1 (padding 1, freshly initialised), and then the stem's max-pool becomes
+    an identity: the model's ``maxpool`` (ResNets), else a max-pool between the first and the second
+    convolution (DenseNet's ``pool0``, GoogLeNet's ``maxpool1``; a pool deeper in the network is kept).
+    Returns what was changed, for the run's notes."""
     first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     if first is None:
         return "no convolution found: unchanged"
@@ -177,12 +178,25 @@ def small_image_stem(model: nn.Module) -> str:
         model.get_submodule(parent_name)._modules[child] = new
         changed.append(f"{name}: {conv.kernel_size[0]}x{conv.kernel_size[1]} stride {conv.stride[0]} -> 3x3 "
                        "stride 1")
-        pool = next((n for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d)), None)
+        pool = "maxpool" if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d) else _stem_pool(model)
         if pool is not None:
             pool_parent, _, pool_child = pool.rpartition(".")
             model.get_submodule(pool_parent)._modules[pool_child] = nn.Identity()
             changed.append(f"{pool} (max-pool) removed")
     return "; ".join(changed) or "unchanged (its stem is not strided)"
+
+
+def _stem_pool(model: nn.Module) -> str | None:
+    """The name of a max-pool registered between the first and the second convolution of ``model``."""
+    convs = 0
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            convs += 1
+            if convs == 2:
+                return None
+        elif isinstance(m, nn.MaxPool2d) and convs == 1:
+            return name
+    return None
 
 
 class LibraryEncoder(nn.Module):

@@ -126,6 +126,8 @@ def pin(candidates: list[Shape], pinned: dict[str, Any]) -> list[Shape]:
             new = dataclasses.replace(new, view_size=min(new.view_size, new.image_size))
         if new.view_size == 0 or new.view_size > new.image_size:  # views are cut from the images
             new = dataclasses.replace(new, view_size=new.image_size)
+        if new.arch.startswith("torchvision:vit") and "data.view_size" not in pinned:  # its side only
+            new = dataclasses.replace(new, view_size=new.image_size)
         if all((n.arch, n.width, n.image_size, n.view_size, n.batch_size)
                != (new.arch, new.width, new.image_size, new.view_size, new.batch_size) for n in out):
             out.append(dataclasses.replace(new, rank=len(out)))
@@ -185,6 +187,7 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
     if budget_s is None:
         return _no_budget(data, device, costs, fitting, per_epoch)
     epochs = {s: steps_in(budget_s, costs[s]) / per_epoch[s] for s in fitting}
+    given_s = budget_s
     chosen = fitting[0]
     for shape in fitting[1:]:
         if worth_it(shape, steps_in(budget_s, costs[shape]), data):
@@ -199,7 +202,7 @@ def choose(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost],
                     f"take {duration(budget_s)}, less than the budget: the run ends then")]
     larger = [s for s in fitting if s > chosen]
     if larger:
-        seen = steps_in(budget_s, costs[larger[0]]) * larger[0].batch_size
+        seen = steps_in(given_s, costs[larger[0]]) * larger[0].batch_size
         reasons.append(f"a larger shape ({larger[0].describe()}) would see {_count(seen)} images "
                        f"({epochs[larger[0]]:.1f} epochs), fewer than the {_count(needed_samples(data))} "
                        "that make it worth more than steps of this one")
@@ -235,22 +238,28 @@ MEMORY_SHARE = 0.25
 """Decoded images are held in memory when they take at most this share of the device's memory."""
 
 
-def hold_in_memory(shape: Shape, data: DataProfile, device: DeviceProfile) -> tuple[bool, str]:
+def hold_in_memory(plan: Plan, data: DataProfile, device: DeviceProfile,
+                   step_bytes: int = 0) -> tuple[bool, str]:
     """Whether the run decodes its images once and keeps them in memory at the training side (augmented there
     batch by batch) or streams them from their files (decoded and augmented in worker processes every step),
-    and why. Large images on a GPU stream, as the paper's random crops of the full image; anything else is
-    held when it takes at most :data:`MEMORY_SHARE` of the memory, since decoding every step on a CPU's few
-    cores costs more than the step of the small shapes it trains."""
-    decoded = data.images * 3 * shape.image_size**2
+    and why. Large images on a GPU stream, as the paper's random crops of the full image; so does a plan that
+    sees less than one epoch (decoding every image first would spend the budget on images it never uses);
+    anything else is held when it takes at most :data:`MEMORY_SHARE` of the memory and leaves room for the
+    step (``step_bytes``), since decoding every step on a CPU's few cores costs more than the step of the
+    small shapes it trains."""
+    side = plan.shape.image_size
+    decoded = data.images * 3 * side**2
     where = "GPU memory" if device.kind == "cuda" else "memory"
     if device.kind == "cuda" and data.side > SMALL_SIDE:
         return False, (f"images streamed from their files, each view a random crop of the whole image (the "
-                       f"paper's); held decoded at {shape.image_size} px they would take "
-                       f"{_bytes(decoded)}")
-    if decoded <= MEMORY_SHARE * device.memory:
-        return True, (f"images decoded once at {shape.image_size} px and held in {where} "
-                      f"({_bytes(decoded)}), augmented there batch by batch")
-    return False, (f"images streamed from their files: decoded at {shape.image_size} px they would take "
+                       f"paper's); held decoded at {side} px they would take {_bytes(decoded)}")
+    if plan.epochs < 1:
+        return False, (f"images streamed from their files: the plan sees {plan.epochs:.2g} of an epoch, so "
+                       "decoding all of them first would spend the budget on images it never uses")
+    if decoded <= MEMORY_SHARE * device.memory and decoded + step_bytes <= device.memory:
+        return True, (f"images decoded once at {side} px and held in {where} ({_bytes(decoded)}), "
+                      "augmented there batch by batch")
+    return False, (f"images streamed from their files: decoded at {side} px they would take "
                    f"{_bytes(decoded)}, more than {MEMORY_SHARE:.0%} of the {_bytes(device.memory)} free")
 
 

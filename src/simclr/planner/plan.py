@@ -86,7 +86,9 @@ def plan_recipe(config: Config, pinned: dict[str, Any] | None = None,
     spent = time.perf_counter() - t0
     left = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s) * 0.95  # setup and decoding
     plan = choose(data, profile, costs, left)
-    in_memory, memory_why = hold_in_memory(plan.shape, data, profile)
+    in_memory, memory_why = hold_in_memory(plan, data, profile, costs[plan.shape].memory)
+    if device.type == "cuda" or precision == ("bf16" if profile.fast_bf16 else "fp32"):
+        precision = "auto"  # what auto picks here, and on another machine (a rerun of the plan) what suits it
     plan.settings.update({"train.precision": precision, "data.in_memory": "true" if in_memory else "false"})
     if "data.in_memory" in (pinned or {}):
         memory_why = f"data.in_memory {pinned['data.in_memory']} (given)"

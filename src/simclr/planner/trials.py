@@ -22,7 +22,7 @@ from simclr.build import augment_spec, build_loss, build_model, build_optimizer
 from simclr.config import Config
 from simclr.config_io import build_config, config_to_dict, unflatten
 from simclr.data.batch_augment import BatchAugment
-from simclr.errors import one_line
+from simclr.errors import InputError, one_line
 from simclr.planner.choose import Cost, DataProfile, DeviceProfile, Shape, recipe_settings, steps_in, worth_it
 from simclr.runtime.device import pick_precision
 from simclr.runtime.memory import step_memory
@@ -105,7 +105,8 @@ def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile
         try:
             mem = step_memory(lambda c=config: build_model(c), side, half)  # type: ignore[misc]
             memory = mem.fixed + mem.per_view * 2 * per_process
-        except (NotImplementedError, RuntimeError, TypeError, ValueError):  # not on the meta device: unknown
+        except (NotImplementedError, RuntimeError, TypeError, ValueError, AssertionError, InputError):
+            # not on the meta device (or not at this side: the trial step below says why): unknown
             memory = 0
         if memory > device_profile.memory:
             tell(f"  {shape.describe()}: needs about {memory / 2**30:.1f} GiB, more than the device has")
@@ -114,7 +115,7 @@ def measure(base: Config, shapes: list[Shape], data: DataProfile, device_profile
         left = allowance_s - (time.perf_counter() - started)
         try:
             seconds = time_step(config, device, pairs, max(left, 1.0)) * per_process / pairs
-        except (RuntimeError, ValueError, AssertionError) as exc:  # out of memory, views too small ...
+        except (RuntimeError, ValueError, AssertionError, InputError) as exc:  # out of memory, small views...
             tell(f"  {shape.describe()}: cannot train here ({one_line(exc)[:100]})")
             continue
         costs[shape] = Cost(seconds, memory)
@@ -147,7 +148,7 @@ def choose_precision(base: Config, shape: Shape, data: DataProfile, device_profi
         config = shape_config(base, shape, data, device_profile, {**(pinned or {}), "train.precision": name})
         try:
             timed[name] = time_step(config, device, pairs, limit_s) * shape.batch_size / pairs
-        except (RuntimeError, ValueError) as exc:  # e.g. an operator without a bf16 kernel
+        except (RuntimeError, ValueError, AssertionError, InputError) as exc:  # e.g. no bf16 kernel
             tell(f"  {name}: cannot train here ({one_line(exc)[:100]})")
     if not timed:
         return "fp32", "fp32 (no trial step could be timed)"

@@ -59,7 +59,7 @@ def pretrain(config: Config, run_dir: Path, *, resume: bool = False, progress: b
     """
     t_start = time.perf_counter()
     ctx = dist.DistContext.from_env()
-    if ctx.enabled and not resume and dist.restart_count() > 0 and (run_dir / LAST).is_file():
+    if not resume and restarted(run_dir):
         resume = True  # torchrun restarted the workers after a failure: continue from the last checkpoint
     lock = FolderLock(run_dir, "simclr pretrain")
     try:
@@ -114,6 +114,12 @@ def _train(parts: Parts, start: Start, progress: bool, stop_after_steps: int | N
     loss = _logged_loss(parts.run_dir) if run.done_before else run.last_loss
     return PretrainResult(parts.run_dir, run.step, run.schedule.total_steps, run.epoch, loss,
                           len(run.skipped), run.step / per_epoch)
+
+
+def restarted(run_dir: Path) -> bool:
+    """Whether this process is one of the workers torchrun restarted after a failure of a run that saved
+    ``run_dir/last.pt``: it continues that run."""
+    return dist.DistContext.from_env().enabled and dist.restart_count() > 0 and (run_dir / LAST).is_file()
 
 
 def check_new_run(run_dir: Path) -> None:
