@@ -147,4 +147,5 @@ def test_a_planned_run_is_planned_by_rank_0_and_trained_by_both(tmp_path: Path) 
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["width"] == 0.25 and 0 < saved["train"]["time_budget"] < 0.3
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
-    assert steps and load_checkpoint(run / "last.pt")["step"] == steps[-1]
+    state = load_checkpoint(run / "last.pt")
+    assert steps and state["step"] == steps[-1] and state["world_size"] == 2 and len(state["ranks"]) == 2
