@@ -105,25 +105,27 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
 def _planned_on_rank0(data: str | Path | None, overrides: Sequence[str], settings: dict[str, Any] | None,
                       progress: bool, base: Config) -> Config:
     """:func:`planned_config`; under torchrun, planned by rank 0 alone (its trial steps on its device, for its
-    share of the batch) and sent to the other ranks, which wait; an error of the plan is every rank's."""
+    share of the batch) before it joins the process group, and sent to the other ranks, which wait there; an
+    error of the plan is every rank's."""
     ctx = dist.DistContext.from_env()
     if not ctx.enabled:
         return planned_config(data, overrides=overrides, settings=settings, progress=progress, base=base)
     device = dist.device_for(ctx, pick_device(base.train.device))
-    dist.init_process_group(ctx, device, base.train.dist_timeout)
     message: dict[str, Any] = {}
-    if ctx.is_main:
+    failure: BaseException | None = None
+    if ctx.is_main:  # before joining: no trial step may meet another rank's collective
         try:
             planned = planned_config(data, overrides=overrides, settings=settings, progress=progress,
                                      base=base)
             message = {"config": config_to_dict(planned)}
-        except Exception as exc:  # every rank must hear of it, not wait for the timeout
-            dist.broadcast_text(json.dumps({"error": one_line(exc)}), device)
-            dist.destroy_process_group(wait_for_peers=True)
-            raise
+        except Exception as exc:  # noqa: BLE001 - every rank must hear of it, not wait for the timeout
+            message, failure = {"error": one_line(exc)}, exc
+    dist.init_process_group(ctx, device, base.train.dist_timeout)
     got = json.loads(dist.broadcast_text(json.dumps(message) if ctx.is_main else None, device))
     if "error" in got:  # rank 0 says why (a traceback where it is not bad input); the others, in one line
         dist.destroy_process_group(wait_for_peers=True)
+        if failure is not None:
+            raise failure
         raise InputError(f"rank 0 could not plan the recipe: {got['error']}")
     return build_config(got["config"])
 

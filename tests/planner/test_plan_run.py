@@ -155,7 +155,7 @@ def test_the_precision_is_the_faster_in_trial_steps_where_the_cpu_has_bf16_units
 
 def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", "5",
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", "0.5",
                  "--device", "cpu", "--plan-only", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert "plan (--recipe auto)" in err and f"--config {run / 'config.yaml'} --out {run}" in out
