@@ -163,7 +163,7 @@ def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_pat
     saved = load_config(str(run / "config.yaml"), [])
     # auto where the measured precision is what auto picks here (the config then suits other machines too)
     assert saved.model.width == 0.25 and saved.train.precision in ("auto", "fp32") \
-        and saved.data.in_memory == "true" and 4.5 < saved.train.time_budget < 5
+        and saved.data.in_memory == "true" and 0 < saved.train.time_budget < 0.5
     assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", "x.yaml",
                  "--plan-only"]) == 2
     assert "--plan-only plans a recipe" in capsys.readouterr().err
