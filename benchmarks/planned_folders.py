@@ -90,8 +90,8 @@ def main() -> int:
           f"{args.per_class} --sides {args.sides}`")
     for r in results:
         print(f"\n#### {r['name']}\n\n```\n" + "\n".join(r["plan"]) + "\n```\n")
-        print(f"- trained: {r['steps']} steps, {r['epochs']} epochs, wall {r['wall'] / 60:.2f} min "
-              f"(planning and decoding included); final loss {r['loss']:.3f}")
+        print(f"- trained: {r['steps']} steps (`{r['done']}`), wall {r['wall'] / 60:.2f} min (planning and "
+              f"decoding included); final loss {r['loss']:.3f}")
         if r["rows"]:
             print("\n| features | dim | kNN top-1 | kNN top-5 |\n|---|---|---|---|")
             for row in r["rows"]:

@@ -49,7 +49,7 @@ from simclr.retrieval.index import load_index as _load_index
 from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
 from simclr.runtime.device import pick_device
-from simclr.training.loop import PretrainResult, check_new_run, restarted
+from simclr.training.loop import PretrainResult, check_new_run, check_out_of_data, restarted
 from simclr.training.loop import pretrain as _run_pretrain
 
 
@@ -98,6 +98,7 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
     run_config = pretrain_config(data, config=config, overrides=overrides, settings=settings)
     if recipe == "auto" and not restarted(Path(out)):  # (a restarted worker resumes the plan it saved)
         check_new_run(Path(out))  # before the trial steps, not after
+        check_out_of_data(Path(out), run_config.data.spec)
         run_config = _planned_on_rank0(data, overrides, settings, progress, run_config)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
 

@@ -89,7 +89,10 @@ def test_the_stem_pool_goes_whatever_its_name_and_hidden_dropouts_stay() -> None
     assert any(isinstance(m, nn.AvgPool2d) for m in dense.model.modules())  # its transitions keep theirs
     google = _encoder("torchvision:googlenet")
     assert isinstance(google.model.maxpool1, nn.Identity) and isinstance(google.model.maxpool2, nn.MaxPool2d)
-    from simclr.models.backbones import strip_classifier
+    from simclr.models.backbones import small_image_stem, strip_classifier
+
+    deep = nn.Sequential(nn.Conv2d(3, 4, 7, 2), nn.Conv2d(4, 4, 3), nn.MaxPool2d(2))  # a pool after the stem
+    assert "max-pool" not in small_image_stem(deep) and isinstance(deep[2], nn.MaxPool2d)
 
     vgg_head = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Dropout(), nn.Linear(6, 4), nn.ReLU(),
                              nn.Dropout(), nn.Linear(4, 3))

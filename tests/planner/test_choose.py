@@ -172,7 +172,8 @@ def test_images_are_held_in_memory_when_they_fit_else_streamed() -> None:
     assert not held and "0.3 of an epoch" in why
     h100 = DeviceProfile("cuda", "H100", 16, True, 78 * GiB)
     assert hold_in_memory(plan(shapes(cifar, h100)[0]), cifar, h100)[0]  # small images on the GPU
-    assert not hold_in_memory(plan(shapes(cifar, h100)[0]), cifar, h100, step_bytes=78 * GiB)[0]  # no room
+    held, why = hold_in_memory(plan(shapes(cifar, h100)[0]), cifar, h100, step_bytes=78 * GiB)
+    assert not held and "leave no room" in why
     photos = DataProfile(20_000, 300)  # large images stream on a GPU: crops of the whole image
     held, why = hold_in_memory(plan(shapes(photos, h100)[0]), photos, h100)
     assert not held and "the paper's" in why
@@ -182,3 +183,12 @@ def test_a_torchvision_vit_trains_on_views_of_its_own_side() -> None:
     cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
     pinned = pin(shapes(DataProfile(50_000, 32), cpu), {"model.arch": "torchvision:vit_b_16"})
     assert {(s.image_size, s.view_size) for s in pinned} == {(32, 32)}
+
+
+def test_under_the_epoch_cap_the_larger_shape_is_weighed_on_the_whole_budget() -> None:
+    cpu = DeviceProfile("cpu", "EPYC", 2, False, 20 * GiB)
+    data = DataProfile(500, 32)  # 1 step an epoch: 1,000 epochs take the cheapest shape 10 seconds
+    small, large = shapes(data, cpu)[:2]
+    plan = choose(data, cpu, {small: Cost(0.01, GiB), large: Cost(10.0, GiB)}, 600.0)
+    assert plan.shape == small and plan.epochs == 1000 and plan.settings["train.time_budget"] == 0
+    assert "would see 15,360 images (60.0 epochs)" in plan.reasons[-1]  # 600 s / 10 s x 256, not 10 s' worth

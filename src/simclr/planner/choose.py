@@ -126,7 +126,7 @@ def pin(candidates: list[Shape], pinned: dict[str, Any]) -> list[Shape]:
             new = dataclasses.replace(new, view_size=min(new.view_size, new.image_size))
         if new.view_size == 0 or new.view_size > new.image_size:  # views are cut from the images
             new = dataclasses.replace(new, view_size=new.image_size)
-        if new.arch.startswith("torchvision:vit") and "data.view_size" not in pinned:  # its side only
+        if new.arch.startswith("torchvision:vit") and not pinned.get("data.view_size"):  # its side only
             new = dataclasses.replace(new, view_size=new.image_size)
         if all((n.arch, n.width, n.image_size, n.view_size, n.batch_size)
                != (new.arch, new.width, new.image_size, new.view_size, new.batch_size) for n in out):
@@ -259,6 +259,9 @@ def hold_in_memory(plan: Plan, data: DataProfile, device: DeviceProfile,
     if decoded <= MEMORY_SHARE * device.memory and decoded + step_bytes <= device.memory:
         return True, (f"images decoded once at {side} px and held in {where} ({_bytes(decoded)}), "
                       "augmented there batch by batch")
+    if decoded <= MEMORY_SHARE * device.memory:
+        return False, (f"images streamed from their files: decoded at {side} px they would take "
+                       f"{_bytes(decoded)}, for which the step's {_bytes(step_bytes)} leave no room")
     return False, (f"images streamed from their files: decoded at {side} px they would take "
                    f"{_bytes(decoded)}, more than {MEMORY_SHARE:.0%} of the {_bytes(device.memory)} free")
 
