@@ -17,7 +17,6 @@ command calls the function here that does its job (:mod:`simclr.cli`), so the tw
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -27,9 +26,9 @@ from typing import Any, NamedTuple
 from simclr.ablation import STUDIES, AblateOptions, StudyResult, run_study
 from simclr.ablation.report import write_csv, write_report
 from simclr.config import Config
-from simclr.config_io import build_config, config_to_dict, flatten, load_config, parse_override, unflatten
+from simclr.config_io import build_config, flatten, load_config, parse_override, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
-from simclr.errors import InputError, is_number, is_whole, one_line
+from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.options import protocol_options
 from simclr.evaluation.runners import run_protocol
 from simclr.evaluation.setup import eval_setup
@@ -38,6 +37,7 @@ from simclr.files import check_output
 from simclr.importer import import_weights  # noqa: F401 - served as simclr.import_weights
 from simclr.planner.choose import warmup_for
 from simclr.planner.plan import plan_recipe, render
+from simclr.planner.ranks import planned_on_rank0
 from simclr.retrieval.catalogue import Catalogue, open_catalogue
 from simclr.retrieval.collect import Collected, embed_collection
 from simclr.retrieval.collection import is_collection
@@ -46,9 +46,7 @@ from simclr.retrieval.embed import Embedded, embed_split
 from simclr.retrieval.embeddings import load_embeddings
 from simclr.retrieval.index import CHOOSE_ENCODER, Index
 from simclr.retrieval.index import load_index as _load_index
-from simclr.runtime import distributed as dist
 from simclr.runtime.checkpoint import load_checkpoint, resolve_checkpoint, saved_config
-from simclr.runtime.device import pick_device
 from simclr.training.loop import PretrainResult, check_new_run, check_out_of_data, restarted
 from simclr.training.loop import pretrain as _run_pretrain
 
@@ -99,36 +97,10 @@ def pretrain(data: str | Path | None, out: str | Path, *, config: str | Path | C
     if recipe == "auto" and not restarted(Path(out)):  # (a restarted worker resumes the plan it saved)
         check_new_run(Path(out))  # before the trial steps, not after
         check_out_of_data(Path(out), run_config.data.spec)
-        run_config = _planned_on_rank0(data, overrides, settings, progress, run_config)
+        base = run_config
+        run_config = planned_on_rank0(lambda: planned_config(data, overrides=overrides, settings=settings,
+                                                             progress=progress, base=base), base)
     return _run_pretrain(run_config, Path(out), resume=resume, progress=progress)
-
-
-def _planned_on_rank0(data: str | Path | None, overrides: Sequence[str], settings: dict[str, Any] | None,
-                      progress: bool, base: Config) -> Config:
-    """:func:`planned_config`; under torchrun, planned by rank 0 alone (its trial steps on its device, for its
-    share of the batch) before it joins the process group, and sent to the other ranks, which wait there; an
-    error of the plan is every rank's."""
-    ctx = dist.DistContext.from_env()
-    if not ctx.enabled:
-        return planned_config(data, overrides=overrides, settings=settings, progress=progress, base=base)
-    device = dist.device_for(ctx, pick_device(base.train.device))
-    message: dict[str, Any] = {}
-    failure: BaseException | None = None
-    if ctx.is_main:  # before joining: no trial step may meet another rank's collective
-        try:
-            planned = planned_config(data, overrides=overrides, settings=settings, progress=progress,
-                                     base=base)
-            message = {"config": config_to_dict(planned)}
-        except Exception as exc:  # noqa: BLE001 - every rank must hear of it, not wait for the timeout
-            message, failure = {"error": one_line(exc)}, exc
-    dist.init_process_group(ctx, device, base.train.dist_timeout)
-    got = json.loads(dist.broadcast_text(json.dumps(message) if ctx.is_main else None, device))
-    if "error" in got:  # rank 0 says why (a traceback where it is not bad input); the others, in one line
-        dist.destroy_process_group(wait_for_peers=True)
-        if failure is not None:
-            raise failure
-        raise InputError(f"rank 0 could not plan the recipe: {got['error']}")
-    return build_config(got["config"])
 
 
 RECIPES = ("auto", "paper")

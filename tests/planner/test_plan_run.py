@@ -178,7 +178,7 @@ def test_a_restarted_torchrun_worker_resumes_the_saved_plan_instead_of_planning(
     run.mkdir()
     (run / "last.pt").write_bytes(b"saved by the worker that died")
     started: list[Path] = []
-    monkeypatch.setattr(api, "_planned_on_rank0", lambda *a: pytest.fail("planned again"))
+    monkeypatch.setattr(api, "planned_on_rank0", lambda *a: pytest.fail("planned again"))
     monkeypatch.setattr(api, "_run_pretrain", lambda config, out, resume, progress: started.append(out))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
