@@ -111,34 +111,11 @@ def simclr_steps(path: str, args: argparse.Namespace, device: torch.device) -> I
 
 
 def lightly_steps(args: argparse.Namespace, device: torch.device) -> Iterator[None]:
-    from lightly.data import LightlyDataset
-    from lightly.loss import NTXentLoss
-    from lightly.models.modules import SimCLRProjectionHead
-    from lightly.transforms import SimCLRTransform
+    from lightly_recipe import lightly_recipe, lightly_step  # benchmarks/lightly_recipe.py
 
-    from simclr.data.sources import load_source
-    from simclr.models.resnet import EncoderSpec, build_encoder
-
-    source = load_source(args.data, "train")
-    assert source.root is not None
-    transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
-    dataset = LightlyDataset(input_dir=str(source.root / "train"), transform=transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda")
-    backbone = build_encoder(EncoderSpec("resnet18", 1.0, True))
-    model = nn.Sequential(backbone, SimCLRProjectionHead(512, 512, 128)).to(device, memory_format=torch.channels_last)
-    criterion = NTXentLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.06 * args.batch / 256, momentum=0.9, weight_decay=5e-4)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
-    for (x0, x1), _, _ in _forever(lambda: iter(loader)):
-        x0 = x0.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            z0, z1 = model(x0), model(x1)
-        loss = criterion(z0.float(), z1.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    recipe = lightly_recipe(args.data, args.batch, args.workers, device)
+    for (x0, x1), _, _ in _forever(lambda: iter(recipe.loader)):
+        lightly_step(recipe, x0, x1, device)
         yield
 
 

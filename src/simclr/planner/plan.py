@@ -103,7 +103,7 @@ def render(plan: Plan, facts: dict[str, Any], yours: dict[str, Any]) -> str:
     budget = f"budget {facts['budget_s'] / 60:g} min" if facts["budget_s"] else "no time budget"
     stem = ", CIFAR stem" if s["model.cifar_stem"] else ""
     optimiser = (f"{s['optim.name'].upper()} {s['optim.base_lr']:g} ({s['optim.lr_scaling']} scaling), "
-                 f"warm-up {s['optim.warmup_epochs']:.3g} epochs then cosine; "
+                 f"warm-up {round(s['optim.warmup_epochs'], 3):g} epochs then cosine; "
                  f"temperature {s['loss.temperature']:g}")
     lines = [(f"plan (--recipe auto): {data.images:,} images of {data.side} px on {device.describe()}, "
              f"{budget}"),
