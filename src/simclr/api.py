@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from simclr.ablation import STUDIES, AblateOptions, StudyResult, run_study
 from simclr.ablation.report import write_csv, write_report
 from simclr.config import Config
-from simclr.config_io import build_config, flatten, load_config, parse_override, unflatten
+from simclr.config_io import build_config, data_spec, flatten, load_config, parse_override, unflatten
 from simclr.encoder import Encoder, ImageLike, Images, load_encoder  # noqa: F401 - served as simclr.Encoder
 from simclr.errors import InputError, is_number, is_whole
 from simclr.evaluation.options import protocol_options
@@ -74,7 +74,7 @@ def pretrain_config(data: str | Path | None = None, *, config: str | Path | Conf
             raise InputError(f"settings keys are config keys such as 'train.epochs', got {key!r}")
     extra = [unflatten(key, value) for key, value in (settings or {}).items()]  # in order, later wins
     if data is not None:
-        extra.append({"data": {"spec": os.path.expanduser(str(data))}})
+        extra.append({"data": {"spec": data_spec(str(data))}})
     return load_config(config, overrides, *extra)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -291,3 +292,10 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (atomically)."""
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def data_spec(data: str) -> str:
+    """``--data`` as a run's config keeps it: an existing folder or file as its absolute path (so that
+    ``--resume`` and the saved config work from any directory), a dataset's name as given."""
+    path = os.path.expanduser(data)
+    return os.path.abspath(path) if os.path.exists(path) else data

@@ -156,7 +156,7 @@ def test_the_precision_is_the_faster_in_trial_steps_where_the_cpu_has_bf16_units
 def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--time-budget", "0.5",
-                 "--device", "cpu", "--plan-only", "--quiet"]) == 0
+                 "--device", "cpu", "--plan-only"]) == 0
     out, err = capsys.readouterr()
     assert "plan (--recipe auto)" in err and f"--config {run / 'config.yaml'} --out {run}" in out
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # no checkpoint, no metrics
@@ -167,6 +167,34 @@ def test_plan_only_saves_the_plan_and_trains_nothing(mini_archive: Path, tmp_pat
     assert main(["pretrain", "--data", str(mini_archive), "--out", str(run), "--config", "x.yaml",
                  "--plan-only"]) == 2
     assert "--plan-only plans a recipe" in capsys.readouterr().err
+
+
+def test_a_saved_plan_trains_without_data_and_resumes_from_any_directory(mini_archive: Path, tmp_path: Path,
+                                                                        capsys, monkeypatch) -> None:
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(mini_archive.parent)
+    assert main(["pretrain", "--data", mini_archive.name, "--out", str(run), "--time-budget", "0.3",
+                 "--device", "cpu", "--plan-only", "--quiet"]) == 0
+    assert "plan (" not in capsys.readouterr().err  # --quiet drops the plan block
+    plan = run / "config.yaml"
+    assert load_config(str(plan), []).data.spec == str(mini_archive)  # absolute: usable from anywhere
+    monkeypatch.chdir(elsewhere)
+    assert main(["pretrain", "--out", str(run), "--resume"]) == 2
+    assert f"is a saved plan: train it with simclr pretrain --config {plan} --out {run}" \
+        in capsys.readouterr().err
+    assert main(["pretrain", "--config", str(plan), "--out", str(run), "--epochs", "0.1", "--quiet"]) == 0
+    assert "is replaced" not in capsys.readouterr().err  # the saved plan is the one trained
+    assert main(["pretrain", "--out", str(run), "--resume", "--data", "ignored", "--quiet"]) == 0
+    assert "--data, --config, --recipe, --set and other options are ignored" in capsys.readouterr().err
+    assert main(["pretrain", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x")]) == 2
+    again = tmp_path / "again"
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(again), "--plan-only", "--quiet",
+                 "--time-budget", "0.3", "--device", "cpu"]) == 0
+    assert main(["pretrain", "--data", str(mini_archive), "--out", str(again), "--recipe", "paper", "--set",
+                 "model.width=0.125", "--batch-size", "25", "--epochs", "0.1", "--device", "cpu",
+                 "--quiet"]) == 0
+    assert f"{again / 'config.yaml'} is replaced by this run's config" in capsys.readouterr().err
 
 
 def test_a_restarted_torchrun_worker_resumes_the_saved_plan_instead_of_planning(monkeypatch, tmp_path: Path,

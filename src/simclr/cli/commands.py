@@ -16,29 +16,46 @@ from simclr.errors import InputError
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from simclr import api
+    from simclr.config_io import data_spec
 
     for name in ("epochs", "batch_size", "time_budget"):
         positive("--" + name.replace("_", "-"), getattr(args, name))
     train = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                ("time_budget", args.time_budget), ("device", args.device),
                                ("seed", args.seed)) if v is not None}
-    if not args.data and not args.resume:
-        raise InputError("pretrain needs --data (only --resume continues without it)")
+    if not args.data and not args.resume and not _config_names_data(args.config):
+        raise InputError("pretrain needs --data (only --resume, or a --config that names data.spec, "
+                         "continues without it)")
     named = {f"train.{k}": v for k, v in train.items()}
     named.update({f"model.{k}": v for k, v in (("arch", args.arch), ("init", args.init)) if v})
-    named.update({"data.spec": args.data} if args.data else {})  # as given: no ~ expanded
+    named.update({"data.spec": data_spec(args.data)} if args.data else {})
     if args.plan_only:
         return _plan_only(args, named)
-    if args.resume and (args.config or args.set or args.arch or args.init or args.recipe
+    if args.resume and (args.config or args.set or args.arch or args.init or args.recipe or args.data
                         or train.keys() - {"device"}):
-        print("simclr: note: --resume continues with the run's saved config; --config, --recipe, --set and "
-              "other options are ignored", file=sys.stderr)
+        print("simclr: note: --resume continues with the run's saved config; --data, --config, --recipe, "
+              "--set and other options are ignored", file=sys.stderr)
+    saved = args.out / "config.yaml"
+    replaced = not args.resume and saved.is_file() and not (args.out / "last.pt").exists()
+    if replaced and not (args.config and os.path.exists(args.config)
+                         and os.path.samefile(args.config, saved)):
+        print(f"simclr: note: {saved} is replaced by this run's config (to train a saved plan instead: "
+              f"--config {saved})", file=sys.stderr)
     result = api.pretrain(None, args.out, config=args.config or None, overrides=args.set, settings=named,
                           resume=args.resume, progress=not args.quiet, recipe=args.recipe)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     print(render.pretrain_text(result))
     return 0
+
+
+def _config_names_data(config: str | None) -> bool:
+    """Whether the YAML ``config`` sets data.spec (a saved plan or run config does)."""
+    if not config:
+        return False
+    from simclr.config_io import load_config
+
+    return bool(load_config(config).data.spec)
 
 
 def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
@@ -53,7 +70,7 @@ def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
         raise InputError("--plan-only runs in one process: run it without torchrun")
     check_new_run(args.out)
     check_out_of_data(args.out, args.data)
-    config = api.planned_config(None, overrides=args.set, settings=named, progress=True)
+    config = api.planned_config(None, overrides=args.set, settings=named, progress=not args.quiet)
     args.out.mkdir(parents=True, exist_ok=True)
     save_config(config, args.out / "config.yaml")
     print(f"plan saved to {args.out / 'config.yaml'}: train it with simclr pretrain --config "

@@ -37,7 +37,8 @@ def _probe_order(images: int, seed: int) -> torch.Tensor:
 
 def _check_batch(batch_size: int, images: int, world_size: int) -> None:
     if images < batch_size:
-        raise ValueError(f"batch size {batch_size} is larger than the dataset ({images} images)")
+        raise ValueError(f"batch size {batch_size} is larger than the dataset ({images} images): give a "
+                         f"smaller --batch-size (train.batch_size)")
     if batch_size % world_size or batch_size // world_size < 2:
         raise ValueError(f"the batch size ({batch_size}) must be a multiple of the number of processes "
                          f"({world_size}) with at least 2 images each")

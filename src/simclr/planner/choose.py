@@ -226,6 +226,8 @@ def _no_budget(data: DataProfile, device: DeviceProfile, costs: dict[Shape, Cost
     if not within:
         reasons.append(f"that is more than {REASONABLE_HOURS:g} hours on this machine: pass --time-budget "
                        "MINUTES for a plan that fits the time you have")
+    elif hours[chosen] >= 1:
+        reasons.append("--time-budget MINUTES plans a shorter run for the time you have")
     return Plan(chosen, recipe_settings(chosen, data, device, NO_BUDGET_EPOCHS), steps, NO_BUDGET_EPOCHS,
                 hours[chosen] * 3600, reasons, fits=bool(within))
 

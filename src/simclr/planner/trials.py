@@ -156,4 +156,5 @@ def choose_precision(base: Config, shape: Shape, data: DataProfile, device_profi
     other = next((k for k in timed if k != best), None)
     if other is None:
         return best, f"{best}: the only precision that trained"
-    return best, (f"{best}: measured {timed[best]:.3g} s a step against {other}'s {timed[other]:.3g} s")
+    return best, (f"{best}: measured {timed[best]:.3g} s a step against {other}'s {timed[other]:.3g} s "
+                  f"(the cheapest shape's step)")

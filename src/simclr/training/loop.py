@@ -159,7 +159,10 @@ def _start(config: Config, run_dir: Path, resume: bool, *, main: bool = True) ->
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(f"--out {run_dir} is a file, not a run folder: choose another --out")
         if not last.is_file():
-            raise InputError(f"--resume: no checkpoint {last} to resume from")
+            plan = run_dir / "config.yaml"
+            hint = (f" ({plan} is a saved plan: train it with simclr pretrain --config {plan} --out "
+                    f"{run_dir})" if plan.is_file() else "")
+            raise InputError(f"--resume: no checkpoint {last} to resume from{hint}")
         state = load_checkpoint(last)
         if "optimizer" not in state:
             raise InputError(f"--resume: {last} holds a model exported by simclr export, not a run's "
