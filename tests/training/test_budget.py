@@ -60,3 +60,13 @@ def test_a_slow_machine_fits_early_and_still_decays(monkeypatch: pytest.MonkeyPa
         assert max(lrs) == pytest.approx(1.0) and top < len(lrs) - 3 and lrs[-1] < 0.2
         assert all(a <= b for a, b in itertools.pairwise(lrs[: top + 1]))
         assert all(b <= a for a, b in itertools.pairwise(lrs[top:]))
+
+
+def test_steps_too_slow_to_measure_are_fitted_from_the_last_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """22 s a step under a 60-second budget (the paper's ResNet-50 on a laptop): the settling steps alone
+    would overrun it, so the first step's time sets the total at once; the run ends on time, its warm-up
+    finished at the peak rather than cut short on the way up."""
+    lrs, first_fit = _run(monkeypatch, 22.0, 60.0)
+    assert first_fit == 1 and len(lrs) == 2 and lrs[-1] == pytest.approx(1.0)
+    lrs, first_fit = _run(monkeypatch, 0.5, 60.0)  # measurable: the settling steps come first, as before
+    assert first_fit > SETTLE_STEPS

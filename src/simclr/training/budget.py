@@ -2,7 +2,8 @@
 
 The speed is measured over the first steps (:data:`FIRST_ESTIMATE` of them, or fewer when they take more than
 :data:`FIRST_ESTIMATE_SHARE` of the budget: a slow machine must not spend its whole budget before the first
-fit) and re-measured at a few points (25%, 50%, 75%, 90% and 97% of the way), each time setting the total
+fit; steps so slow that even that measurement would come after the budget are fitted from the last step's
+time) and re-measured at a few points (25%, 50%, 75%, 90% and 97% of the way), each time setting the total
 number of steps so that the run ends on time; the warm-up keeps its configured share of the schedule
 (``warmup_epochs / epochs``). Until the first measurement the learning rate stays in its warm-up
 (:meth:`StepBudget.provisional`), so it never decays and then jumps back up when the first fit stretches the
@@ -34,6 +35,7 @@ class StepBudget:
         self.warmup_fraction = min(max(warmup_fraction, 0.0), 1.0)
         self.peak, self.final = schedule.peak_lr, schedule.final_lr
         self._mark: tuple[int, float] | None = None
+        self._last = t_start  # when the previous step ended
         self._next = SETTLE_STEPS + FIRST_ESTIMATE
         self._fitted = False
         self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
@@ -60,15 +62,23 @@ class StepBudget:
         elapsed = now - self.t_start
         if elapsed >= self.seconds:
             return self._schedule(step, step, schedule) if step < schedule.total_steps else schedule
+        last, self._last = self._last, now
         if step == SETTLE_STEPS:
             self._mark = (step, now)
         if self._mark is None or step == self._mark[0]:
-            return schedule
+            # steps so slow that the first measurement would come after the budget: fit from this step's time
+            to_measure = max(SETTLE_STEPS - step, 0) + 1
+            if self._fitted or elapsed + to_measure * (now - last) <= self.seconds * (1.0 - RESERVE):
+                return schedule
+            return self._fit(step, now - last, elapsed, schedule)
         early = not self._fitted and now - self._mark[1] >= FIRST_ESTIMATE_SHARE * self.seconds
         if step < self._next and not early:
             return schedule
+        return self._fit(step, (now - self._mark[1]) / (step - self._mark[0]), elapsed, schedule)
+
+    def _fit(self, step: int, per_step: float, elapsed: float, schedule: LRSchedule) -> LRSchedule:
+        """The schedule whose total fits the budget at ``per_step`` seconds a step from ``step`` on."""
         self._fitted = True
-        per_step = (now - self._mark[1]) / (step - self._mark[0])
         remaining = self.seconds * (1.0 - RESERVE) - elapsed
         total = step + max(0, int(remaining / per_step))
         while self._fractions and step >= self._fractions[0] * total:
