@@ -296,6 +296,11 @@ def save_config(config: Config, path: Path) -> None:
 
 def data_spec(data: str) -> str:
     """``--data`` as a run's config keeps it: an existing folder or file as its absolute path (so that
-    ``--resume`` and the saved config work from any directory), a dataset's name as given."""
+    ``--resume`` and the saved config work from any directory), a dataset's name (``cifar10``, ``digits``:
+    read by name even where a folder of that name lies in the working directory) or a URL as given."""
+    from simclr.data.named_sets import NAMED_SETS
+
     path = os.path.expanduser(data)
-    return os.path.abspath(path) if os.path.exists(path) else data
+    if data in NAMED_SETS or data == "digits" or not os.path.exists(path):
+        return data
+    return os.path.abspath(path)

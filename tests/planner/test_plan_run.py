@@ -194,7 +194,7 @@ def test_a_saved_plan_trains_without_data_and_resumes_from_any_directory(mini_ar
     assert main(["pretrain", "--data", str(mini_archive), "--out", str(again), "--recipe", "paper", "--set",
                  "model.width=0.125", "--batch-size", "25", "--epochs", "0.1", "--device", "cpu",
                  "--quiet"]) == 0
-    assert f"{again / 'config.yaml'} is replaced by this run's config" in capsys.readouterr().err
+    assert f"the config.yaml {again} held before (a saved plan?) was replaced" in capsys.readouterr().err
 
 
 def test_a_restarted_torchrun_worker_resumes_the_saved_plan_instead_of_planning(monkeypatch, tmp_path: Path,
@@ -215,3 +215,15 @@ def test_a_restarted_torchrun_worker_resumes_the_saved_plan_instead_of_planning(
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # a first attempt: the folder is another run's
     with pytest.raises(InputError, match="already holds a run"):
         api.pretrain(str(mini_archive), run, progress=False)
+
+
+def test_data_is_saved_as_an_absolute_path_and_a_dataset_name_as_given(tmp_path: Path, monkeypatch) -> None:
+    from simclr.config_io import data_spec
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "cifar10").mkdir()  # runs kept in a folder named after the dataset
+    monkeypatch.chdir(tmp_path)
+    assert data_spec("photos") == str(tmp_path / "photos")
+    assert data_spec("cifar10") == "cifar10" and data_spec("digits") == "digits"  # read by name
+    assert data_spec("no-such-folder") == "no-such-folder"  # a missing path says so later, as given
+    assert data_spec("https://example.com/x.tar.gz") == "https://example.com/x.tar.gz"

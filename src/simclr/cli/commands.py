@@ -23,7 +23,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     train = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                ("time_budget", args.time_budget), ("device", args.device),
                                ("seed", args.seed)) if v is not None}
-    if not args.data and not args.resume and not _config_names_data(args.config):
+    if not args.data and not args.resume and not _config_names_data(args.config, args.set):
         raise InputError("pretrain needs --data (only --resume, or a --config that names data.spec, "
                          "continues without it)")
     named = {f"train.{k}": v for k, v in train.items()}
@@ -36,26 +36,26 @@ def run_pretrain(args: argparse.Namespace) -> int:
         print("simclr: note: --resume continues with the run's saved config; --data, --config, --recipe, "
               "--set and other options are ignored", file=sys.stderr)
     saved = args.out / "config.yaml"
-    replaced = not args.resume and saved.is_file() and not (args.out / "last.pt").exists()
-    if replaced and not (args.config and os.path.exists(args.config)
-                         and os.path.samefile(args.config, saved)):
-        print(f"simclr: note: {saved} is replaced by this run's config (to train a saved plan instead: "
-              f"--config {saved})", file=sys.stderr)
+    replaced = not args.resume and saved.is_file() and not (args.out / "last.pt").exists() \
+        and not (args.config and os.path.exists(args.config) and os.path.samefile(args.config, saved))
     result = api.pretrain(None, args.out, config=args.config or None, overrides=args.set, settings=named,
                           resume=args.resume, progress=not args.quiet, recipe=args.recipe)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
+    if replaced:
+        print(f"simclr: note: the config.yaml {args.out} held before (a saved plan?) was replaced by this "
+              f"run's", file=sys.stderr)
     print(render.pretrain_text(result))
     return 0
 
 
-def _config_names_data(config: str | None) -> bool:
-    """Whether the YAML ``config`` sets data.spec (a saved plan or run config does)."""
+def _config_names_data(config: str | None, overrides: list[str]) -> bool:
+    """Whether the YAML ``config`` (with the ``--set`` overrides) sets data.spec (a saved plan does)."""
     if not config:
         return False
     from simclr.config_io import load_config
 
-    return bool(load_config(config).data.spec)
+    return bool(load_config(config, overrides).data.spec)
 
 
 def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
@@ -69,7 +69,7 @@ def _plan_only(args: argparse.Namespace, named: dict[str, object]) -> int:
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise InputError("--plan-only runs in one process: run it without torchrun")
     check_new_run(args.out)
-    check_out_of_data(args.out, args.data)
+    check_out_of_data(args.out, str(named.get("data.spec", "")))
     config = api.planned_config(None, overrides=args.set, settings=named, progress=not args.quiet)
     args.out.mkdir(parents=True, exist_ok=True)
     save_config(config, args.out / "config.yaml")

@@ -4,6 +4,7 @@ preprocessing and how to load it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def _training(meta: dict[str, Any]) -> list[str]:
     d, t, o, lo = c["data"], c["train"], c["optim"], c["loss"]
     progress = f"{done['step']} steps, {done['epoch']} epochs done" if "step" in done \
         else f"steps and epochs done: not recorded ({done.get('note', 'not a run checkpoint')})"
-    return [(f"- data: `{d['spec'] or 'not recorded'}`, images at {d['image_size']} px (training views at "
+    spec = os.path.basename(d["spec"].rstrip("/")) if os.path.isabs(d["spec"]) else d["spec"]  # no local path
+    return [(f"- data: `{spec or 'not recorded'}`, images at {d['image_size']} px (training views at "
              f"{d['view_size'] or d['image_size']} px; augmentation: config.json's simclr_config.augment)."),
             f"- {t['epochs']:g} epochs planned at batch size {t['batch_size']}; {progress}.",
             (f"- optimiser {o['name']} (base learning rate {o['base_lr']:g}, {o['lr_scaling']} scaling, "

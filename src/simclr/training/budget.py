@@ -2,10 +2,10 @@
 
 The speed is measured over the first steps (:data:`FIRST_ESTIMATE` of them, or fewer when they take more than
 :data:`FIRST_ESTIMATE_SHARE` of the budget: a slow machine must not spend its whole budget before the first
-fit; steps so slow that even that measurement would come after the budget are fitted from the last step's
-time) and re-measured at a few points (25%, 50%, 75%, 90% and 97% of the way), each time setting the total
-number of steps so that the run ends on time; the warm-up keeps its configured share of the schedule
-(``warmup_epochs / epochs``). Until the first measurement the learning rate stays in its warm-up
+fit; steps so slow that even that measurement would come after the budget are fitted from the time of the
+first two that agree) and re-measured at a few points (25%, 50%, 75%, 90% and 97% of the way), each time
+setting the total number of steps so that the run ends on time; the warm-up keeps its configured share of the
+schedule (``warmup_epochs / epochs``). Until the first measurement the learning rate stays in its warm-up
 (:meth:`StepBudget.provisional`), so it never decays and then jumps back up when the first fit stretches the
 schedule; a re-fit during the decay continues it from where it is (:meth:`~simclr.optim.LRSchedule.refit`), so
 the learning rate rises through the warm-up and then only falls."""
@@ -22,6 +22,8 @@ FIRST_ESTIMATE = 15
 """Timed steps behind the first estimate."""
 FIRST_ESTIMATE_SHARE = 0.1
 """Share of the budget after which the first estimate is made from the steps timed so far (at least one)."""
+AGREE = 0.25
+"""Two steps' times agree when the longer is at most this much longer than the shorter."""
 RESERVE = 0.005
 """Share of the budget kept back for the final checkpoint and bookkeeping."""
 
@@ -35,7 +37,8 @@ class StepBudget:
         self.warmup_fraction = min(max(warmup_fraction, 0.0), 1.0)
         self.peak, self.final = schedule.peak_lr, schedule.final_lr
         self._mark: tuple[int, float] | None = None
-        self._last = t_start  # when the previous step ended
+        self._last = time.perf_counter()  # when the previous step ended (the data and model are built by now)
+        self._took: float | None = None  # how long the previous step took
         self._next = SETTLE_STEPS + FIRST_ESTIMATE
         self._fitted = False
         self._fractions = [0.25, 0.5, 0.75, 0.9, 0.97]
@@ -62,15 +65,18 @@ class StepBudget:
         elapsed = now - self.t_start
         if elapsed >= self.seconds:
             return self._schedule(step, step, schedule) if step < schedule.total_steps else schedule
-        last, self._last = self._last, now
+        took, before = now - self._last, self._took
+        self._last, self._took = now, took
         if step == SETTLE_STEPS:
             self._mark = (step, now)
         if self._mark is None or step == self._mark[0]:
-            # steps so slow that the first measurement would come after the budget: fit from this step's time
+            # steps so slow that the first measurement would come after the budget: fit from the last two
+            # steps' time once they agree (a first step that was slow building kernels is not the speed)
             to_measure = max(SETTLE_STEPS - step, 0) + 1
-            if self._fitted or elapsed + to_measure * (now - last) <= self.seconds * (1.0 - RESERVE):
+            agree = before is not None and max(took, before) <= (1 + AGREE) * min(took, before)
+            if self._fitted or not agree or elapsed + to_measure * took <= self.seconds * (1.0 - RESERVE):
                 return schedule
-            return self._fit(step, now - last, elapsed, schedule)
+            return self._fit(step, took, elapsed, schedule)
         early = not self._fitted and now - self._mark[1] >= FIRST_ESTIMATE_SHARE * self.seconds
         if step < self._next and not early:
             return schedule
