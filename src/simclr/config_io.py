@@ -298,9 +298,9 @@ def data_spec(data: str) -> str:
     """``--data`` as a run's config keeps it: an existing folder or file as its absolute path (so that
     ``--resume`` and the saved config work from any directory), a dataset's name (``cifar10``, ``digits``:
     read by name even where a folder of that name lies in the working directory) or a URL as given."""
-    from simclr.data.named_sets import NAMED_SETS
+    from simclr.data.named_sets import read_by_name
 
     path = os.path.expanduser(data)
-    if data in NAMED_SETS or data == "digits" or not os.path.exists(path):
+    if read_by_name(data) or not os.path.exists(path):
         return data
     return os.path.abspath(path)

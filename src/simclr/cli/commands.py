@@ -17,6 +17,7 @@ from simclr.errors import InputError
 def run_pretrain(args: argparse.Namespace) -> int:
     from simclr import api
     from simclr.config_io import data_spec
+    from simclr.runtime.checkpoint import LAST
 
     for name in ("epochs", "batch_size", "time_budget"):
         positive("--" + name.replace("_", "-"), getattr(args, name))
@@ -36,7 +37,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         print("simclr: note: --resume continues with the run's saved config; --data, --config, --recipe, "
               "--set and other options are ignored", file=sys.stderr)
     saved = args.out / "config.yaml"
-    replaced = not args.resume and saved.is_file() and not (args.out / "last.pt").exists() \
+    replaced = not args.resume and saved.is_file() and not (args.out / LAST).exists() \
         and not (args.config and os.path.exists(args.config) and os.path.samefile(args.config, saved))
     result = api.pretrain(None, args.out, config=args.config or None, overrides=args.set, settings=named,
                           resume=args.resume, progress=not args.quiet, recipe=args.recipe)

@@ -129,6 +129,12 @@ class Part:
     array: np.ndarray | None = None  # uint8 [N, H, W, 3] for in-memory datasets (STL-10)
 
 
+def read_by_name(spec: str) -> bool:
+    """Whether ``spec`` names a dataset (a named set, or the bundled ``digits``) rather than a path: read by
+    name even where a folder of that name exists."""
+    return spec in NAMED_SETS or spec == "digits"
+
+
 def has_validation(spec: str) -> bool:
     """Whether dataset ``spec`` is a named set with a validation split of its own
     (``load_source(spec, "val")``)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from simclr.config import Config
 from simclr.config_io import config_to_dict, flatten
-from simclr.data.named_sets import NAMED_SETS
+from simclr.data.named_sets import read_by_name
 from simclr.errors import InputError, is_number
 from simclr.files import FolderLock
 from simclr.runtime import distributed as dist
@@ -135,7 +135,7 @@ def check_out_of_data(out: Path, spec: str) -> None:
     """InputError if ``out`` lies in the image folder ``spec`` (a named dataset is never read from a folder):
     the run's views.png would become one of its images."""
     data = Path(spec).expanduser()
-    if not spec or spec in NAMED_SETS or spec == "digits" or not data.is_dir():
+    if not spec or read_by_name(spec) or not data.is_dir():
         return
     if Path(out).resolve().is_relative_to(data.resolve()):
         raise InputError(f"--out {out} lies in the dataset {spec}: its views.png would be read as one of its "
